@@ -1,0 +1,153 @@
+/*
+ * Backends: siov's "physical functions", the devices VDEVs are carved from.
+ *
+ * Two tiers in one header: the top half is what the VDCM and the engines use
+ * (open, close, submit an I/O); the bottom half is the provider interface a
+ * backend implements (struct siov_backend_ops), one file per backend under
+ * lib/backend/.
+ *
+ * Threading: a backend is opened and closed on the control thread.  submit()
+ * is called from engine threads, concurrently from several engines, each with
+ * its own struct siov_io_ctx; it must not block and must not take locks that
+ * another engine holds for long.
+ *
+ * Async contract (as in libuv and SPDK): if submit() returns an error, the
+ * io's callback is never called; if it returns 0, the callback is called
+ * exactly once, later, from the same engine thread, never from inside submit().
+ */
+#ifndef SIOV_INTERNAL_BACKEND_H
+#define SIOV_INTERNAL_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "siov_internal/util.h"
+
+struct io_uring;
+struct io_uring_sqe;
+struct io_uring_cqe;
+
+enum siov_io_op {
+	SIOV_IO_READ,
+	SIOV_IO_WRITE,
+	SIOV_IO_FLUSH,
+	SIOV_IO_DISCARD,
+	SIOV_IO_WRITE_ZEROES,
+};
+
+struct siov_io;
+/* res: bytes transferred (READ/WRITE), 0 (others) on success, or -errno. */
+typedef void (*siov_io_cb)(struct siov_io *io, int res);
+
+/*
+ * One backend I/O.  The caller owns the memory and keeps it alive until cb runs.
+ * Must be at least 8-byte aligned: engines tag io_uring user_data low bits.
+ */
+struct siov_io {
+	enum siov_io_op op;
+	uint64_t offset; /* bytes from the start of the backend */
+	uint64_t len;    /* bytes; for READ/WRITE the sum of the iov lengths */
+	struct iovec *iov;
+	int iovcnt;
+	siov_io_cb cb;
+	void *cb_arg;
+	/* Set by siov_backend_submit(). */
+	struct siov_backend *bd;
+	/* Backend-private: e.g. how many SQEs are still outstanding. */
+	int bk_pending;
+	int bk_res;
+	/* Engine-private link for deferred completions. */
+	struct siov_io *next;
+} __attribute__((aligned(8)));
+
+/*
+ * Per-engine submission context.  Wraps the engine's io_uring and a list of
+ * completions deferred to the next poll (for backends with no real I/O, like
+ * null and ram, so that completion never happens inside submit).
+ */
+struct siov_io_ctx {
+	struct io_uring *ring;
+	struct siov_io *done_head;
+	struct siov_io **done_tail;
+	unsigned unsubmitted; /* SQEs prepared since the last io_uring_submit() */
+};
+
+/* Tag in the low 3 bits of io_uring user_data.  0 is a struct siov_io. */
+#define SIOV_UD_TAG_MASK 7ull
+#define SIOV_UD_IO       0ull
+
+void siov_io_ctx_init(struct siov_io_ctx *ctx, struct io_uring *ring);
+/* An SQE from the ring, submitting first if the SQ is full; NULL if still none. */
+struct io_uring_sqe *siov_io_ctx_get_sqe(struct siov_io_ctx *ctx);
+/* Marks sqe as belonging to io (user_data, tag SIOV_UD_IO). */
+void siov_io_sqe_set_io(struct io_uring_sqe *sqe, struct siov_io *io);
+/* Queues io's completion with res for the next siov_io_ctx_run_deferred(). */
+void siov_io_complete_later(struct siov_io_ctx *ctx, struct siov_io *io, int res);
+/* Runs deferred completions; returns how many ran. */
+unsigned siov_io_ctx_run_deferred(struct siov_io_ctx *ctx);
+/*
+ * Handles a CQE tagged SIOV_UD_IO: calls the backend's complete() hook if it
+ * has one (for I/Os split into several SQEs), else io->cb(io, cqe->res).
+ */
+void siov_io_ctx_handle_cqe(struct siov_io_ctx *ctx, struct io_uring_cqe *cqe);
+
+/* ---- Consumer side: the VDCM and engines ---- */
+
+enum siov_backend_type { SIOV_BACKEND_NULL, SIOV_BACKEND_RAM, SIOV_BACKEND_FILE };
+
+struct siov_backend_conf {
+	char name[SIOV_NAME_MAX];
+	enum siov_backend_type type;
+	char path[4096]; /* file: a regular file or a block device */
+	uint64_t size;   /* bytes; 0 = take the file's size (file) */
+	bool readonly;
+};
+
+struct siov_backend;
+
+/* Parses "null", "ram", "file"; -EINVAL otherwise. */
+int siov_backend_type_parse(const char *s, enum siov_backend_type *out);
+const char *siov_backend_type_name(enum siov_backend_type type);
+
+int siov_backend_open(const struct siov_backend_conf *conf, struct siov_backend **out,
+		      struct siov_err *err);
+void siov_backend_close(struct siov_backend *bd);
+
+const struct siov_backend_conf *siov_backend_conf(const struct siov_backend *bd);
+uint64_t siov_backend_size(const struct siov_backend *bd);
+uint32_t siov_backend_block_size(const struct siov_backend *bd); /* 512 or 4096 */
+bool siov_backend_can_discard(const struct siov_backend *bd);
+bool siov_backend_can_write_zeroes(const struct siov_backend *bd);
+/* True when the backend fd is opened with O_DIRECT (reported in backend_list). */
+bool siov_backend_is_direct(const struct siov_backend *bd);
+
+/*
+ * Submits io (see the async contract above).  The caller has already checked
+ * offset+len against the VDEV window; the backend checks it against its own size.
+ */
+int siov_backend_submit(struct siov_backend *bd, struct siov_io_ctx *ctx, struct siov_io *io);
+
+/* ---- Provider side ---- */
+
+struct siov_backend_ops {
+	const char *type_name;
+	int (*open)(struct siov_backend *bd, struct siov_err *err);
+	void (*close)(struct siov_backend *bd);
+	int (*submit)(struct siov_backend *bd, struct siov_io_ctx *ctx, struct siov_io *io);
+	/* Optional: consumes a CQE of an io this backend submitted. */
+	void (*complete)(struct siov_backend *bd, struct siov_io *io, int res);
+};
+
+struct siov_backend {
+	struct siov_backend_conf conf;
+	const struct siov_backend_ops *ops;
+	uint64_t size;
+	uint32_t block_size;
+	bool can_discard;
+	bool can_write_zeroes;
+	bool direct;
+	void *priv;
+};
+
+#endif

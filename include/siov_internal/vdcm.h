@@ -1,0 +1,108 @@
+/*
+ * The VDCM (Virtual Device Composition Module): siovd's control plane.  It owns
+ * the backends, composes VDEVs (virtio-blk devices served over vhost-user) from
+ * windows of them, hands their queues (ADIs) to the engines and reports stats.
+ *
+ * Threading: every function here runs on the control thread, the one that runs
+ * the struct siov_loop given at creation.  Errors are -errno with a message a
+ * person can read in *err.
+ */
+#ifndef SIOV_INTERNAL_VDCM_H
+#define SIOV_INTERNAL_VDCM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "siov_internal/backend.h"
+#include "siov_internal/util.h"
+
+struct siov_loop;
+struct siov_vdcm;
+
+/* sun_path is 108 bytes including the NUL: Linux's limit, said in the error. */
+#define SIOV_SOCKET_PATH_MAX 108
+
+struct siov_vdcm_opts {
+	struct siov_loop *loop;
+	unsigned engines; /* 0: one per online CPU */
+};
+
+enum siov_vdev_type { SIOV_VDEV_BLK };
+
+struct siov_vdev_conf {
+	char name[SIOV_NAME_MAX];
+	enum siov_vdev_type type;
+	char backend[SIOV_NAME_MAX];
+	uint64_t offset;     /* bytes into the backend; multiple of 512 */
+	uint64_t size;       /* bytes; 0 = up to the end of the backend */
+	uint16_t queues;     /* 1..SIOV_VDEV_MAX_QUEUES; 0 = 1 */
+	bool readonly;
+	bool allow_overlap;  /* let this window overlap other VDEVs' windows */
+	char socket[SIOV_SOCKET_PATH_MAX];
+};
+#define SIOV_VDEV_MAX_QUEUES 64
+
+int siov_vdcm_create(const struct siov_vdcm_opts *opts, struct siov_vdcm **out);
+/* Stops every VDEV (in-flight I/O completes first), removes sockets, closes backends. */
+void siov_vdcm_destroy(struct siov_vdcm *vdcm);
+
+int siov_vdcm_backend_create(struct siov_vdcm *vdcm, const struct siov_backend_conf *conf,
+			     struct siov_err *err);
+/* -EBUSY while a VDEV uses it. */
+int siov_vdcm_backend_delete(struct siov_vdcm *vdcm, const char *name, struct siov_err *err);
+int siov_vdcm_vdev_create(struct siov_vdcm *vdcm, const struct siov_vdev_conf *conf,
+			  struct siov_err *err);
+int siov_vdcm_vdev_delete(struct siov_vdcm *vdcm, const char *name, struct siov_err *err);
+
+struct siov_backend_info {
+	const struct siov_backend_conf *conf;
+	uint64_t size;
+	uint32_t block_size;
+	bool direct;
+	unsigned vdevs; /* how many VDEVs use it */
+};
+
+struct siov_queue_stats {
+	unsigned index;
+	const char *state; /* "stopped", "running", "broken" */
+	int engine;        /* -1 when not on an engine */
+	uint64_t requests; /* completed */
+	uint64_t reads, writes, flushes, discards, write_zeroes, get_ids;
+	uint64_t bytes_read, bytes_written;
+	uint64_t errors;   /* requests completed with a status other than OK */
+	uint64_t inflight;
+	uint64_t latency_ns_total; /* sum over completed requests */
+	uint64_t kicks;
+};
+
+struct siov_vdev_info {
+	const struct siov_vdev_conf *conf;
+	uint64_t size; /* the window's actual size */
+	const char *state; /* "listening", "connected", "running", "broken" */
+	const char *broken_reason; /* NULL unless broken */
+	bool connected;
+	uint64_t features; /* negotiated virtio features */
+	uint64_t connections; /* front ends accepted so far */
+	unsigned nqueues;
+	const struct siov_queue_stats *queues;
+};
+
+struct siov_daemon_info {
+	const char *version;
+	unsigned engines;
+	unsigned backends;
+	unsigned vdevs;
+	double uptime_s;
+};
+
+typedef void (*siov_backend_info_cb)(const struct siov_backend_info *info, void *arg);
+typedef void (*siov_vdev_info_cb)(const struct siov_vdev_info *info, void *arg);
+
+/* In creation order. */
+void siov_vdcm_backend_foreach(struct siov_vdcm *vdcm, siov_backend_info_cb cb, void *arg);
+void siov_vdcm_vdev_foreach(struct siov_vdcm *vdcm, siov_vdev_info_cb cb, void *arg);
+/* -ENOENT if there is no such VDEV. */
+int siov_vdcm_vdev_get(struct siov_vdcm *vdcm, const char *name, siov_vdev_info_cb cb, void *arg);
+void siov_vdcm_daemon_info(struct siov_vdcm *vdcm, struct siov_daemon_info *info);
+
+#endif
