@@ -146,12 +146,14 @@ struct siov_vu_config {
 } __attribute__((packed));
 #define SIOV_VU_CONFIG_HDR 12u
 
+/* Not packed on the wire: QEMU sends the naturally padded 24 bytes. */
 struct siov_vu_inflight {
 	uint64_t mmap_size;
 	uint64_t mmap_offset;
 	uint16_t num_queues;
 	uint16_t queue_size;
-} __attribute__((packed));
+	uint32_t padding;
+};
 
 struct siov_vu_log {
 	uint64_t mmap_size;

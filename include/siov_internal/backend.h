@@ -135,8 +135,9 @@ struct siov_backend_ops {
 	int (*open)(struct siov_backend *bd, struct siov_err *err);
 	void (*close)(struct siov_backend *bd);
 	int (*submit)(struct siov_backend *bd, struct siov_io_ctx *ctx, struct siov_io *io);
-	/* Optional: consumes a CQE of an io this backend submitted. */
-	void (*complete)(struct siov_backend *bd, struct siov_io *io, int res);
+	/* Optional: consumes a CQE of an io this backend submitted; may resubmit through ctx. */
+	void (*complete)(struct siov_backend *bd, struct siov_io_ctx *ctx, struct siov_io *io,
+			 int res);
 };
 
 struct siov_backend {

@@ -7,6 +7,7 @@
 #define SIOV_INTERNAL_LOOP_H
 
 #include <stdint.h>
+#include <sys/epoll.h>
 
 struct siov_loop;
 struct siov_watch;

@@ -25,6 +25,7 @@ struct siov_vdcm;
 struct siov_vdcm_opts {
 	struct siov_loop *loop;
 	unsigned engines; /* 0: one per online CPU */
+	unsigned poll_us; /* how long an engine polls a queue after its last request */
 };
 
 enum siov_vdev_type { SIOV_VDEV_BLK };

@@ -1,0 +1,225 @@
+/*
+ * siovd: the VDCM daemon.  Parses the command line, starts the engines and the
+ * VDCM, replays the persisted configuration from the state dir, serves the
+ * JSON-RPC socket and the VDEVs' vhost-user sockets on the control thread, and
+ * on SIGTERM/SIGINT stops cleanly: every queue drains its in-flight I/O before
+ * its VDEV goes away, and every socket file is removed.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "siov_internal/log.h"
+#include "siov_internal/loop.h"
+#include "siov_internal/rpc.h"
+#include "siov_internal/state.h"
+#include "siov_internal/vdcm.h"
+
+struct siovd_opts {
+	const char *rpc_socket;
+	const char *state_dir;
+	unsigned engines;
+	unsigned poll_us;
+	enum siov_log_level log_level;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: siovd --rpc-socket PATH [--state-dir DIR] [--engines N] [--poll-us US]\n"
+		"             [--log-level error|warn|info|debug]\n"
+		"  --rpc-socket PATH  JSON-RPC management socket (siovctl -s PATH)\n"
+		"  --state-dir DIR    where the configuration is persisted and replayed from\n"
+		"  --engines N        data-plane threads (default: one per CPU)\n"
+		"  --poll-us US       how long a queue is polled after its last request (default 50)\n");
+}
+
+static int parse_uint(const char *s, unsigned max, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *s == '\0' || *end != '\0' || v > max)
+		return -EINVAL;
+	*out = (unsigned)v;
+	return 0;
+}
+
+static int parse_level(const char *s, enum siov_log_level *out)
+{
+	static const char *const names[] = {"error", "warn", "info", "debug"};
+	unsigned i;
+
+	for (i = 0; i < 4; i++) {
+		if (!strcmp(s, names[i])) {
+			*out = (enum siov_log_level)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static int parse_args(int argc, char **argv, struct siovd_opts *o)
+{
+	static const struct option lopts[] = {
+		{"rpc-socket", required_argument, NULL, 's'},
+		{"state-dir", required_argument, NULL, 'd'},
+		{"engines", required_argument, NULL, 'e'},
+		{"poll-us", required_argument, NULL, 'p'},
+		{"log-level", required_argument, NULL, 'l'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "s:d:e:p:l:h", lopts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			o->rpc_socket = optarg;
+			break;
+		case 'd':
+			o->state_dir = optarg;
+			break;
+		case 'e':
+			if (parse_uint(optarg, 256, &o->engines))
+				goto bad;
+			break;
+		case 'p':
+			if (parse_uint(optarg, 1000000, &o->poll_us))
+				goto bad;
+			break;
+		case 'l':
+			if (parse_level(optarg, &o->log_level))
+				goto bad;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			goto bad;
+		}
+	}
+	if (!o->rpc_socket || optind != argc)
+		goto bad;
+	return 0;
+bad:
+	usage(stderr);
+	return -EINVAL;
+}
+
+static void on_signal(struct siov_watch *w, uint32_t events, void *arg)
+{
+	struct siov_loop *loop = arg;
+
+	SIOV_INFO("signal received, stopping");
+	siov_loop_stop(loop);
+}
+
+static int make_state_dir(const char *dir)
+{
+	struct stat st;
+
+	if (mkdir(dir, 0700) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return -errno;
+	if (stat(dir, &st) < 0)
+		return -errno;
+	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+/* Each VDEV holds a listening socket, a connection, eventfds and memory fds. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static int run(const struct siovd_opts *o, struct siov_loop *loop)
+{
+	struct siov_vdcm_opts vo = {.loop = loop, .engines = o->engines, .poll_us = o->poll_us};
+	struct siov_rpc_server_opts ro = {.loop = loop, .socket_path = o->rpc_socket,
+					  .state_dir = o->state_dir};
+	struct siov_rpc_server *rpc = NULL;
+	struct siov_vdcm *vdcm = NULL;
+	struct siov_err err = {0};
+	int rc;
+
+	rc = siov_vdcm_create(&vo, &vdcm);
+	if (rc) {
+		SIOV_ERR("cannot start the engines: %s", strerror(-rc));
+		return rc;
+	}
+	if (o->state_dir) {
+		rc = siov_state_load(vdcm, o->state_dir, &err);
+		if (rc < 0) {
+			SIOV_ERR("state dir %s: %s", o->state_dir, err.msg);
+			goto out;
+		}
+		if (rc > 0)
+			SIOV_WARN("%d entr%s of the saved configuration could not be restored", rc,
+				  rc == 1 ? "y" : "ies");
+	}
+	ro.vdcm = vdcm;
+	rc = siov_rpc_server_create(&ro, &rpc);
+	if (rc) {
+		SIOV_ERR("cannot serve JSON-RPC on %s: %s", o->rpc_socket, strerror(-rc));
+		goto out;
+	}
+	SIOV_INFO("ready: rpc %s, %u engine(s)", o->rpc_socket, o->engines);
+	rc = siov_loop_run(loop);
+out:
+	siov_rpc_server_destroy(rpc);
+	siov_vdcm_destroy(vdcm);
+	SIOV_INFO("stopped");
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct siovd_opts o = {.poll_us = 50, .log_level = SIOV_LOG_INFO};
+	struct siov_loop *loop;
+	sigset_t mask;
+	int sfd, rc;
+
+	if (parse_args(argc, argv, &o))
+		return 2;
+	siov_log_set_level(o.log_level);
+	raise_fd_limit();
+	signal(SIGPIPE, SIG_IGN);
+	/* Block before any thread starts, so that only the signalfd sees these. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0 || siov_loop_create(&loop)) {
+		SIOV_ERR("cannot set up the control loop");
+		return 1;
+	}
+	if (o.state_dir && (rc = make_state_dir(o.state_dir))) {
+		SIOV_ERR("state dir %s: %s", o.state_dir, strerror(-rc));
+		return 1;
+	}
+	if (siov_loop_add(loop, sfd, EPOLLIN, on_signal, loop, NULL))
+		return 1;
+	rc = run(&o, loop);
+	siov_loop_destroy(loop);
+	close(sfd);
+	return rc ? 1 : 0;
+}

@@ -1,0 +1,43 @@
+/*
+ * Engines: siovd's data-plane threads, the "DMA engines" of a software SIOV
+ * device.  Each owns one io_uring through which it waits for kicks (eventfd
+ * reads) and submits backend I/O, and serves any number of queues.  A kicked
+ * queue is polled (notifications off) while it has work and for a short grace
+ * period after; then notifications are re-armed and, when no queue is busy,
+ * the engine sleeps in io_uring_submit_and_wait(): an idle engine uses no CPU.
+ *
+ * Handing a queue to an engine and taking it back are synchronous handshakes
+ * called from the control thread: after siov_engine_detach() returns, nothing
+ * of the queue is in flight and the engine never touches it again.
+ */
+#ifndef SIOV_INTERNAL_ENGINE_H
+#define SIOV_INTERNAL_ENGINE_H
+
+#include <stdint.h>
+
+struct siov_engines;
+struct siov_engine;
+struct siov_vq;
+
+struct siov_engines_opts {
+	unsigned count;   /* 0: one per online CPU */
+	unsigned poll_us; /* grace period a queue is polled after its last request */
+};
+
+int siov_engines_create(const struct siov_engines_opts *opts, struct siov_engines **out);
+/* Every queue must have been detached. */
+void siov_engines_destroy(struct siov_engines *engines);
+unsigned siov_engines_count(const struct siov_engines *engines);
+/* The engine serving the fewest queues. */
+struct siov_engine *siov_engines_pick(struct siov_engines *engines);
+unsigned siov_engine_id(const struct siov_engine *engine);
+
+/* vq must be fully set up (rings mapped, fds set).  Returns 0 or -errno. */
+int siov_engine_attach(struct siov_engine *engine, struct siov_vq *vq);
+/* Waits until vq's in-flight requests completed; no-op if vq is not attached. */
+void siov_engine_detach(struct siov_vq *vq);
+
+/* Engine thread only: vq's used ring advanced; notify the driver after this round. */
+void siov_engine_note_used(struct siov_vq *vq);
+
+#endif

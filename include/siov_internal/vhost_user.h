@@ -1,0 +1,48 @@
+/*
+ * The vhost-user back end: the VDCM's slow path for one VDEV.  It listens on
+ * the VDEV's Unix socket (server mode, one front end at a time), negotiates
+ * features, maps the memory table, sets up the queues and hands them to the
+ * engines; everything it reads from the socket is validated, and a protocol
+ * violation closes that connection alone.
+ *
+ * Runs on the control thread's loop.  Not thread-safe.
+ */
+#ifndef SIOV_INTERNAL_VHOST_USER_H
+#define SIOV_INTERNAL_VHOST_USER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "siov_internal/util.h"
+
+struct siov_loop;
+struct siov_engines;
+struct siov_dev_ops;
+struct siov_vq;
+struct siov_vu_server;
+
+struct siov_vu_server_opts {
+	struct siov_loop *loop;
+	struct siov_engines *engines;
+	const char *name;        /* the VDEV's name, for logs */
+	const char *socket_path;
+	unsigned queues;         /* what GET_QUEUE_NUM reports */
+	const struct siov_dev_ops *dev_ops;
+	void *dev;
+};
+
+int siov_vu_server_create(const struct siov_vu_server_opts *opts, struct siov_vu_server **out,
+			  struct siov_err *err);
+/* Stops the queues (in-flight I/O completes), closes the connection, removes the socket. */
+void siov_vu_server_destroy(struct siov_vu_server *srv);
+
+/* "listening", "connected", "running" or "broken". */
+const char *siov_vu_server_state(const struct siov_vu_server *srv);
+const char *siov_vu_server_broken_reason(const struct siov_vu_server *srv);
+bool siov_vu_server_connected(const struct siov_vu_server *srv);
+uint64_t siov_vu_server_features(const struct siov_vu_server *srv);
+uint64_t siov_vu_server_connections(const struct siov_vu_server *srv);
+unsigned siov_vu_server_nqueues(const struct siov_vu_server *srv);
+const struct siov_vq *siov_vu_server_queue(const struct siov_vu_server *srv, unsigned i);
+
+#endif

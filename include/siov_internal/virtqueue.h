@@ -1,0 +1,126 @@
+/*
+ * Split virtqueues: siov's ADIs.  A queue lives in front-end memory; siovd only
+ * reads the avail ring and descriptors (hostile input, validated here) and
+ * writes the used ring.
+ *
+ * Ownership: the control thread configures a queue while it is stopped; once
+ * started it belongs to exactly one engine thread until it is stopped again
+ * through the engine's quiesce handshake (engine.h).  Stats are written by the
+ * engine with relaxed atomics and may be read from any thread.
+ */
+#ifndef SIOV_INTERNAL_VIRTQUEUE_H
+#define SIOV_INTERNAL_VIRTQUEUE_H
+
+#include <linux/virtio_ring.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "siov/vhost_user.h"
+#include "siov_internal/memtable.h"
+
+struct siov_vq;
+struct siov_io_ctx;
+struct siov_engine;
+
+/* Most iovecs one chain may produce; more breaks the queue. */
+#define SIOV_VQ_MAX_IOV 256
+/* Largest queue we accept (split rings allow 32768). */
+#define SIOV_VQ_MAX_SIZE 1024
+
+/* The device model's data path (virtio-blk today), called on the engine thread. */
+struct siov_vq_ops {
+	/* Pops and starts up to budget requests; returns how many started. */
+	unsigned (*process)(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned budget);
+	/* The queue leaves its engine: free per-queue request memory (nothing in flight). */
+	void (*release)(struct siov_vq *vq);
+};
+
+struct siov_vq_stats {
+	uint64_t requests, reads, writes, flushes, discards, write_zeroes, get_ids;
+	uint64_t bytes_read, bytes_written, errors, latency_ns_total, kicks;
+	uint64_t inflight;
+};
+
+struct siov_vq_chain {
+	uint16_t head;
+	unsigned out_num; /* device-readable iovecs, first */
+	unsigned in_num;  /* device-writable iovecs, after them */
+	uint64_t out_len, in_len;
+	struct iovec iov[SIOV_VQ_MAX_IOV];
+};
+
+struct siov_vq {
+	/* --- slow path: set by the control thread while the queue is stopped --- */
+	unsigned index;
+	uint16_t num;
+	uint64_t desc_uva, avail_uva, used_uva;
+	bool addr_set;
+	struct vring_desc *desc;
+	struct vring_avail *avail;
+	struct vring_used *used;
+	uint16_t last_avail_idx;
+	uint16_t used_idx;
+	bool event_idx;
+	bool enabled;
+	int kick_fd, call_fd, err_fd;
+	const struct siov_memtable *mem;
+	const struct siov_vq_ops *ops;
+	void *dev;          /* the device model's per-VDEV state */
+	void *dev_queue;    /* the device model's per-queue state */
+	int *dev_broken;    /* shared by a VDEV's queues: one fault stops them all */
+	struct siov_vu_inflight_queue *inflight; /* INFLIGHT_SHMFD records, or NULL */
+	uint16_t *resubmit; /* heads a previous back end left in flight, oldest first */
+	unsigned resubmit_num, resubmit_pos;
+	const char *dev_name;
+
+	/* --- fast path: owned by the engine while started --- */
+	struct siov_engine *engine;
+	struct siov_vq *next;        /* engine's list of attached queues */
+	struct siov_vq *next_active; /* engine's list of queues being polled */
+	struct siov_vq *next_notify; /* engine's list of queues to notify this round */
+	bool on_notify;
+	bool active;
+	bool notify_enabled;
+	uint64_t last_work_ns;
+	uint64_t kick_buf;
+	bool kick_armed;
+	bool detaching;
+	bool used_dirty; /* used ring advanced since the last notify */
+	uint16_t signalled_used;
+	bool signalled_used_valid;
+	uint64_t inflight_counter;
+
+	struct siov_vq_stats stats;
+	int broken;                /* read with relaxed atomics */
+	char broken_reason[160];
+};
+
+void siov_vq_init(struct siov_vq *vq, unsigned index);
+/* Translates the ring addresses through mem; -EFAULT if they are not all mapped. */
+int siov_vq_map_rings(struct siov_vq *vq);
+
+/* Orders vq->resubmit by the age of the in-flight records. */
+void siov_vq_sort_resubmit(struct siov_vq *vq);
+/* 1: a chain was popped (requests to resubmit come first) into *chain; 0: the ring is empty; <0: the queue broke. */
+int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *chain);
+/* Returns a finished chain to the driver (used ring); notification is separate. */
+void siov_vq_push(struct siov_vq *vq, uint16_t head, uint32_t len);
+/* Signals the call fd if the driver wants to hear about the new used entries. */
+void siov_vq_notify(struct siov_vq *vq);
+/* True if the avail ring has entries we have not consumed. */
+bool siov_vq_has_work(const struct siov_vq *vq);
+/* Ask the driver for kicks again; returns true if work arrived meanwhile. */
+bool siov_vq_enable_notify(struct siov_vq *vq);
+/* Tell the driver not to kick: we are polling. */
+void siov_vq_disable_notify(struct siov_vq *vq);
+
+/* Marks the queue (and its VDEV) broken: a violation by the driver.  Logs once. */
+void siov_vq_break(struct siov_vq *vq, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool siov_vq_is_broken(const struct siov_vq *vq);
+
+/* Relaxed-atomic stat helpers: the engine adds, anyone reads. */
+#define SIOV_STAT_ADD(field, v) __atomic_store_n(&(field), (field) + (v), __ATOMIC_RELAXED)
+#define SIOV_STAT_GET(field)    __atomic_load_n(&(field), __ATOMIC_RELAXED)
+
+#endif

@@ -1,0 +1,117 @@
+/*
+ * What the management plane's files share among themselves (never installed,
+ * not used outside lib/ctrl and its unit tests): the server object the methods
+ * see, the method table, and the one JSON <-> configuration conversion that
+ * both the RPC methods and the state file use, so that what siovctl accepts and
+ * what siovd reloads after a restart can never drift apart.
+ */
+#ifndef SIOV_CTRL_RPC_INTERNAL_H
+#define SIOV_CTRL_RPC_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "siov_internal/rpc.h"
+#include "siov_internal/util.h"
+#include "siov_internal/vdcm.h"
+
+/* A request larger than this is refused and its connection closed. */
+#define SIOV_RPC_MAX_REQUEST (1u << 20)
+/* Stop reading a connection's requests while this much output is unsent... */
+#define SIOV_RPC_OUT_SOFT_CAP (1u << 20)
+/* ...and drop the connection if its unsent output grows beyond this. */
+#define SIOV_RPC_OUT_HARD_CAP (64u << 20)
+/* Connections beyond this many are closed as soon as they are accepted. */
+#define SIOV_RPC_MAX_CONNS 1024
+
+struct siov_rpc_conn;
+struct siov_watch;
+
+struct siov_rpc_server {
+	struct siov_loop *loop;
+	struct siov_vdcm *vdcm;
+	char *socket_path; /* NULL: no socket, siov_rpc_handle() only */
+	char *state_dir;   /* NULL: nothing is persisted */
+	int listen_fd;
+	struct siov_watch *listen_watch;
+	struct siov_rpc_conn *conns; /* doubly linked */
+	unsigned nconns;
+	/* Limits, tunable by unit tests to reach them with little data. */
+	size_t max_request;
+	size_t out_soft_cap;
+	size_t out_hard_cap;
+};
+
+/*
+ * A method handler.  On success it returns 0 and sets *result (a new
+ * reference).  On failure it returns non-zero with err->code either a JSON-RPC
+ * code (SIOV_RPC_INVALID_PARAMS...) or -errno from the VDCM, and err->msg.
+ * params is always an object (the dispatcher turns an absent one into {}).
+ */
+typedef int (*siov_rpc_method_fn)(struct siov_rpc_server *srv, struct json_object *params,
+				  struct json_object **result, struct siov_err *err);
+
+struct siov_rpc_method {
+	const char *name;
+	siov_rpc_method_fn fn;
+};
+
+/* NULL if there is no such method. */
+const struct siov_rpc_method *siov_rpc_method_find(const char *name);
+
+/* ---- Parameters: strict, table-driven conversion of a JSON object ---- */
+
+struct siov_param;
+typedef int (*siov_param_parse_fn)(const struct siov_param *p, struct json_object *v, void *field,
+				   struct siov_err *err);
+
+struct siov_param {
+	const char *name;
+	bool required;
+	siov_param_parse_fn parse;
+	size_t offset;	   /* of the field in the destination struct */
+	size_t size;	   /* strings: buffer size; integers: sizeof the field */
+	uint64_t min, max; /* integers */
+};
+
+/* Field parsers for struct siov_param.parse. */
+int siov_param_name(const struct siov_param *p, struct json_object *v, void *field,
+		    struct siov_err *err);
+int siov_param_abs_path(const struct siov_param *p, struct json_object *v, void *field,
+			struct siov_err *err);
+int siov_param_bool(const struct siov_param *p, struct json_object *v, void *field,
+		    struct siov_err *err);
+/* A JSON integer (unsigned field of p->size bytes, within p->min..p->max). */
+int siov_param_uint(const struct siov_param *p, struct json_object *v, void *field,
+		    struct siov_err *err);
+/* A byte count (uint64_t): a JSON integer or a string like "4K", "512M", "1G". */
+int siov_param_bytes(const struct siov_param *p, struct json_object *v, void *field,
+		     struct siov_err *err);
+
+/*
+ * Fills out from the members of params (an object, or NULL for none) as
+ * described by the table.  Unknown members, missing required ones and values
+ * of the wrong type or range fail with -EINVAL and a message naming the
+ * parameter.  *seen (optional) gets bit i set for each params[i] present.
+ */
+int siov_params_parse(struct json_object *params, const struct siov_param *table, size_t n,
+		      void *out, uint32_t *seen, struct siov_err *err);
+
+/* "1G" -> 1073741824.  -EINVAL for garbage or negatives, -ERANGE past 2^63-1. */
+int siov_parse_bytes(const char *s, uint64_t *out);
+
+/* The configuration conversions shared by the methods and the state file. */
+int siov_backend_conf_from_json(struct json_object *params, struct siov_backend_conf *conf,
+				struct siov_err *err);
+int siov_vdev_conf_from_json(struct json_object *params, struct siov_vdev_conf *conf,
+			     struct siov_err *err);
+/* The inverse: objects that siov_*_conf_from_json() read back unchanged.  NULL: no memory. */
+struct json_object *siov_backend_conf_to_json(const struct siov_backend_conf *conf);
+struct json_object *siov_vdev_conf_to_json(const struct siov_vdev_conf *conf);
+
+const char *siov_vdev_type_name(enum siov_vdev_type type);
+
+#endif

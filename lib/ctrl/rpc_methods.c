@@ -1,0 +1,369 @@
+/*
+ * The management methods: backend_*, vdev_* and daemon_info.  Each turns its
+ * params into a VDCM call (through the conversions in rpc_params.c, shared with
+ * the state file) and the VDCM's answer into JSON.  A method that changes the
+ * configuration saves it to the state dir before it answers, and takes the
+ * change back if the save fails, so that what siovd runs and what it would
+ * restore after a restart never differ silently.
+ */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "siov_internal/log.h"
+#include "siov_internal/state.h"
+#include "rpc_internal.h"
+
+static int invalid_params(struct siov_err *err)
+{
+	err->code = SIOV_RPC_INVALID_PARAMS;
+	return err->code;
+}
+
+/* A VDCM failure, with a message even if the VDCM left none. */
+static int vdcm_failed(int rc, struct siov_err *err)
+{
+	if (err->msg[0] == '\0')
+		siov_err_set(err, rc, "%s", strerror(-rc));
+	err->code = rc;
+	return rc;
+}
+
+static int persist(struct siov_rpc_server *srv, struct siov_err *err)
+{
+	int rc;
+
+	if (!srv->state_dir)
+		return 0;
+	rc = siov_state_save(srv->vdcm, srv->state_dir, err);
+	if (rc < 0 && err->msg[0] == '\0')
+		siov_err_set(err, rc, "%s", strerror(-rc));
+	return rc;
+}
+
+/* Prefixes err->msg with what happened to the change whose save failed. */
+static int save_failed(int rc, struct siov_err *err, const char *what, const char *name,
+		       const char *outcome)
+{
+	char saved[sizeof(err->msg)];
+
+	memcpy(saved, err->msg, sizeof(saved));
+	return siov_err_set(err, rc, "%s '%s' %s the state could not be saved: %.150s", what, name,
+			    outcome, saved);
+}
+
+static int ok_true(struct json_object **result)
+{
+	*result = json_object_new_boolean(1);
+	return 0;
+}
+
+/* Params that are only a name, required or not. */
+static int parse_name(struct json_object *params, bool required, char *name, struct siov_err *err)
+{
+	const struct siov_param table[] = {
+	    {"name", required, siov_param_name, 0, SIOV_NAME_MAX, 0, 0},
+	};
+
+	name[0] = '\0';
+	if (siov_params_parse(params, table, SIOV_ARRAY_SIZE(table), name, NULL, err))
+		return invalid_params(err);
+	return 0;
+}
+
+static int parse_nothing(struct json_object *params, struct siov_err *err)
+{
+	if (siov_params_parse(params, NULL, 0, NULL, NULL, err))
+		return invalid_params(err);
+	return 0;
+}
+
+/* ---- Backends ---- */
+
+static int m_backend_create(struct siov_rpc_server *srv, struct json_object *params,
+			    struct json_object **result, struct siov_err *err)
+{
+	struct siov_backend_conf conf;
+	struct siov_err undo = {0};
+	int rc;
+
+	if (siov_backend_conf_from_json(params, &conf, err))
+		return invalid_params(err);
+	rc = siov_vdcm_backend_create(srv->vdcm, &conf, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	rc = persist(srv, err);
+	if (rc < 0) {
+		if (siov_vdcm_backend_delete(srv->vdcm, conf.name, &undo) < 0)
+			SIOV_ERR("rpc: cannot undo backend '%s': %s", conf.name, undo.msg);
+		return save_failed(rc, err, "backend", conf.name, "not created:");
+	}
+	SIOV_INFO("rpc: backend '%s' created", conf.name);
+	return ok_true(result);
+}
+
+static int m_backend_delete(struct siov_rpc_server *srv, struct json_object *params,
+			    struct json_object **result, struct siov_err *err)
+{
+	char name[SIOV_NAME_MAX];
+	int rc = parse_name(params, true, name, err);
+
+	if (rc)
+		return rc;
+	rc = siov_vdcm_backend_delete(srv->vdcm, name, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	SIOV_INFO("rpc: backend '%s' deleted", name);
+	/* A deletion cannot be taken back; say that it happened anyway. */
+	rc = persist(srv, err);
+	if (rc < 0)
+		return save_failed(rc, err, "backend", name, "deleted, but");
+	return ok_true(result);
+}
+
+static void backend_to_json(const struct siov_backend_info *info, void *arg)
+{
+	const struct siov_backend_conf *conf = info->conf;
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return;
+	json_object_object_add(o, "name", json_object_new_string(conf->name));
+	json_object_object_add(o, "type",
+			       json_object_new_string(siov_backend_type_name(conf->type)));
+	json_object_object_add(
+	    o, "path", conf->type == SIOV_BACKEND_FILE ? json_object_new_string(conf->path) : NULL);
+	json_object_object_add(o, "size", json_object_new_uint64(info->size));
+	json_object_object_add(o, "block_size", json_object_new_int64(info->block_size));
+	json_object_object_add(o, "direct", json_object_new_boolean(info->direct));
+	json_object_object_add(o, "readonly", json_object_new_boolean(conf->readonly));
+	json_object_object_add(o, "vdevs", json_object_new_int64(info->vdevs));
+	json_object_array_add(arg, o);
+}
+
+static int m_backend_list(struct siov_rpc_server *srv, struct json_object *params,
+			  struct json_object **result, struct siov_err *err)
+{
+	int rc = parse_nothing(params, err);
+
+	if (rc)
+		return rc;
+	*result = json_object_new_array();
+	if (!*result)
+		return siov_err_set(err, -ENOMEM, "out of memory");
+	siov_vdcm_backend_foreach(srv->vdcm, backend_to_json, *result);
+	return 0;
+}
+
+/* ---- VDEVs ---- */
+
+static int m_vdev_create(struct siov_rpc_server *srv, struct json_object *params,
+			 struct json_object **result, struct siov_err *err)
+{
+	struct siov_vdev_conf conf;
+	struct siov_err undo = {0};
+	int rc;
+
+	if (siov_vdev_conf_from_json(params, &conf, err))
+		return invalid_params(err);
+	rc = siov_vdcm_vdev_create(srv->vdcm, &conf, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	rc = persist(srv, err);
+	if (rc < 0) {
+		if (siov_vdcm_vdev_delete(srv->vdcm, conf.name, &undo) < 0)
+			SIOV_ERR("rpc: cannot undo VDEV '%s': %s", conf.name, undo.msg);
+		return save_failed(rc, err, "VDEV", conf.name, "not created:");
+	}
+	SIOV_INFO("rpc: VDEV '%s' created on backend '%s'", conf.name, conf.backend);
+	return ok_true(result);
+}
+
+static int m_vdev_delete(struct siov_rpc_server *srv, struct json_object *params,
+			 struct json_object **result, struct siov_err *err)
+{
+	char name[SIOV_NAME_MAX];
+	int rc = parse_name(params, true, name, err);
+
+	if (rc)
+		return rc;
+	rc = siov_vdcm_vdev_delete(srv->vdcm, name, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	SIOV_INFO("rpc: VDEV '%s' deleted", name);
+	rc = persist(srv, err);
+	if (rc < 0)
+		return save_failed(rc, err, "VDEV", name, "deleted, but");
+	return ok_true(result);
+}
+
+static void vdev_to_json(const struct siov_vdev_info *info, void *arg)
+{
+	const struct siov_vdev_conf *conf = info->conf;
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return;
+	json_object_object_add(o, "name", json_object_new_string(conf->name));
+	json_object_object_add(o, "type", json_object_new_string(siov_vdev_type_name(conf->type)));
+	json_object_object_add(o, "backend", json_object_new_string(conf->backend));
+	json_object_object_add(o, "offset", json_object_new_uint64(conf->offset));
+	json_object_object_add(o, "size", json_object_new_uint64(info->size));
+	json_object_object_add(o, "queues", json_object_new_int64(conf->queues ? conf->queues : 1));
+	json_object_object_add(o, "readonly", json_object_new_boolean(conf->readonly));
+	json_object_object_add(o, "socket", json_object_new_string(conf->socket));
+	json_object_object_add(o, "state", json_object_new_string(info->state ? info->state : ""));
+	json_object_object_add(o, "connected", json_object_new_boolean(info->connected));
+	json_object_array_add(arg, o);
+}
+
+static double latency_us(uint64_t total_ns, uint64_t requests)
+{
+	return requests ? (double)total_ns / (double)requests / 1000.0 : 0.0;
+}
+
+static struct json_object *queue_to_json(const struct siov_queue_stats *q)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "index", json_object_new_int64(q->index));
+	json_object_object_add(o, "state", json_object_new_string(q->state ? q->state : ""));
+	json_object_object_add(o, "engine", json_object_new_int(q->engine));
+	json_object_object_add(o, "requests", json_object_new_uint64(q->requests));
+	json_object_object_add(o, "reads", json_object_new_uint64(q->reads));
+	json_object_object_add(o, "writes", json_object_new_uint64(q->writes));
+	json_object_object_add(o, "flushes", json_object_new_uint64(q->flushes));
+	json_object_object_add(o, "discards", json_object_new_uint64(q->discards));
+	json_object_object_add(o, "write_zeroes", json_object_new_uint64(q->write_zeroes));
+	json_object_object_add(o, "get_ids", json_object_new_uint64(q->get_ids));
+	json_object_object_add(o, "bytes_read", json_object_new_uint64(q->bytes_read));
+	json_object_object_add(o, "bytes_written", json_object_new_uint64(q->bytes_written));
+	json_object_object_add(o, "errors", json_object_new_uint64(q->errors));
+	json_object_object_add(o, "inflight", json_object_new_uint64(q->inflight));
+	json_object_object_add(o, "kicks", json_object_new_uint64(q->kicks));
+	json_object_object_add(
+	    o, "latency_us_mean",
+	    json_object_new_double(latency_us(q->latency_ns_total, q->requests)));
+	return o;
+}
+
+static void vdev_stats_to_json(const struct siov_vdev_info *info, void *arg)
+{
+	struct siov_queue_stats sum = {0};
+	struct json_object *o = json_object_new_object(), *qs = json_object_new_array();
+
+	if (!o || !qs) {
+		json_object_put(o);
+		json_object_put(qs);
+		return;
+	}
+	for (unsigned i = 0; i < info->nqueues && info->queues; i++) {
+		const struct siov_queue_stats *q = &info->queues[i];
+		sum.requests += q->requests;
+		sum.bytes_read += q->bytes_read;
+		sum.bytes_written += q->bytes_written;
+		sum.errors += q->errors;
+		sum.inflight += q->inflight;
+		sum.latency_ns_total += q->latency_ns_total;
+		json_object_array_add(qs, queue_to_json(q));
+	}
+	json_object_object_add(o, "name", json_object_new_string(info->conf->name));
+	json_object_object_add(o, "state", json_object_new_string(info->state ? info->state : ""));
+	json_object_object_add(o, "broken_reason",
+			       info->broken_reason ? json_object_new_string(info->broken_reason)
+						   : NULL);
+	json_object_object_add(o, "connected", json_object_new_boolean(info->connected));
+	json_object_object_add(o, "connections", json_object_new_uint64(info->connections));
+	json_object_object_add(o, "requests", json_object_new_uint64(sum.requests));
+	json_object_object_add(o, "bytes_read", json_object_new_uint64(sum.bytes_read));
+	json_object_object_add(o, "bytes_written", json_object_new_uint64(sum.bytes_written));
+	json_object_object_add(o, "errors", json_object_new_uint64(sum.errors));
+	json_object_object_add(o, "inflight", json_object_new_uint64(sum.inflight));
+	json_object_object_add(
+	    o, "latency_us_mean",
+	    json_object_new_double(latency_us(sum.latency_ns_total, sum.requests)));
+	json_object_object_add(o, "queues", qs);
+	json_object_array_add(arg, o);
+}
+
+/* vdev_list and vdev_stats: every VDEV, or the one named. */
+static int vdev_query(struct siov_rpc_server *srv, struct json_object *params, siov_vdev_info_cb cb,
+		      struct json_object **result, struct siov_err *err)
+{
+	char name[SIOV_NAME_MAX];
+	int rc = parse_name(params, false, name, err);
+
+	if (rc)
+		return rc;
+	*result = json_object_new_array();
+	if (!*result)
+		return siov_err_set(err, -ENOMEM, "out of memory");
+	if (name[0] == '\0') {
+		siov_vdcm_vdev_foreach(srv->vdcm, cb, *result);
+		return 0;
+	}
+	rc = siov_vdcm_vdev_get(srv->vdcm, name, cb, *result);
+	if (rc < 0) {
+		json_object_put(*result);
+		*result = NULL;
+		if (rc == -ENOENT)
+			return siov_err_set(err, rc, "no VDEV named '%s'", name);
+		return siov_err_set(err, rc, "VDEV '%s': %s", name, strerror(-rc));
+	}
+	return 0;
+}
+
+static int m_vdev_list(struct siov_rpc_server *srv, struct json_object *params,
+		       struct json_object **result, struct siov_err *err)
+{
+	return vdev_query(srv, params, vdev_to_json, result, err);
+}
+
+static int m_vdev_stats(struct siov_rpc_server *srv, struct json_object *params,
+			struct json_object **result, struct siov_err *err)
+{
+	return vdev_query(srv, params, vdev_stats_to_json, result, err);
+}
+
+/* ---- The daemon ---- */
+
+static int m_daemon_info(struct siov_rpc_server *srv, struct json_object *params,
+			 struct json_object **result, struct siov_err *err)
+{
+	struct siov_daemon_info info = {0};
+	struct json_object *o;
+	int rc = parse_nothing(params, err);
+
+	if (rc)
+		return rc;
+	siov_vdcm_daemon_info(srv->vdcm, &info);
+	o = json_object_new_object();
+	if (!o)
+		return siov_err_set(err, -ENOMEM, "out of memory");
+	json_object_object_add(o, "version",
+			       json_object_new_string(info.version ? info.version : ""));
+	json_object_object_add(o, "pid", json_object_new_int64(getpid()));
+	json_object_object_add(o, "engines", json_object_new_int64(info.engines));
+	json_object_object_add(o, "backends", json_object_new_int64(info.backends));
+	json_object_object_add(o, "vdevs", json_object_new_int64(info.vdevs));
+	json_object_object_add(o, "uptime_s", json_object_new_double(info.uptime_s));
+	*result = o;
+	return 0;
+}
+
+static const struct siov_rpc_method methods[] = {
+    {"backend_create", m_backend_create}, {"backend_delete", m_backend_delete},
+    {"backend_list", m_backend_list},	  {"vdev_create", m_vdev_create},
+    {"vdev_delete", m_vdev_delete},	  {"vdev_list", m_vdev_list},
+    {"vdev_stats", m_vdev_stats},	  {"daemon_info", m_daemon_info},
+};
+
+const struct siov_rpc_method *siov_rpc_method_find(const char *name)
+{
+	for (size_t i = 0; i < SIOV_ARRAY_SIZE(methods); i++)
+		if (strcmp(methods[i].name, name) == 0)
+			return &methods[i];
+	return NULL;
+}

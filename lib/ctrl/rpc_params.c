@@ -1,0 +1,376 @@
+/*
+ * Parameters of management calls: a strict, table-driven conversion from a
+ * JSON object to a C struct.  Every input here is hostile (it comes from a
+ * socket or from a state file someone may have edited), so each member is
+ * checked for name, type and range, and every failure names the parameter and
+ * says why.  The backend and VDEV configurations are converted here once, for
+ * both the RPC methods and the state file.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "rpc_internal.h"
+
+static int param_fail(const struct siov_param *p, const char *why, struct siov_err *err)
+{
+	return siov_err_set(err, -EINVAL, "parameter '%s' %s", p->name, why);
+}
+
+/* The value as a C string, refusing non-strings and embedded NULs. */
+static int param_string(const struct siov_param *p, struct json_object *v, const char **out,
+			size_t *len, struct siov_err *err)
+{
+	if (!json_object_is_type(v, json_type_string))
+		return param_fail(p, "must be a string", err);
+	*out = json_object_get_string(v);
+	*len = (size_t)json_object_get_string_len(v);
+	if (strlen(*out) != *len)
+		return param_fail(p, "must not contain NUL characters", err);
+	return 0;
+}
+
+int siov_param_name(const struct siov_param *p, struct json_object *v, void *field,
+		    struct siov_err *err)
+{
+	const char *s;
+	size_t len;
+	int rc = param_string(p, v, &s, &len, err);
+
+	if (rc)
+		return rc;
+	if (!siov_name_valid(s))
+		return param_fail(p,
+				  "must be 1 to 63 characters from [A-Za-z0-9_.-] and not start "
+				  "with '.'",
+				  err);
+	memcpy(field, s, len + 1);
+	return 0;
+}
+
+int siov_param_abs_path(const struct siov_param *p, struct json_object *v, void *field,
+			struct siov_err *err)
+{
+	const char *s;
+	size_t len;
+	int rc = param_string(p, v, &s, &len, err);
+
+	if (rc)
+		return rc;
+	if (s[0] != '/')
+		return param_fail(p, "must be an absolute path", err);
+	if (len >= p->size) {
+		/* Say which limit: for sockets it is the kernel's, not ours. */
+		if (p->size == SIOV_SOCKET_PATH_MAX)
+			return siov_err_set(err, -EINVAL,
+					    "parameter '%s' is %zu bytes long; Unix socket paths "
+					    "are limited to %d bytes on Linux",
+					    p->name, len, SIOV_SOCKET_PATH_MAX - 1);
+		return siov_err_set(err, -EINVAL, "parameter '%s' is longer than %zu bytes",
+				    p->name, p->size - 1);
+	}
+	memcpy(field, s, len + 1);
+	return 0;
+}
+
+int siov_param_bool(const struct siov_param *p, struct json_object *v, void *field,
+		    struct siov_err *err)
+{
+	if (!json_object_is_type(v, json_type_boolean))
+		return param_fail(p, "must be a boolean (true or false)", err);
+	*(bool *)field = json_object_get_boolean(v);
+	return 0;
+}
+
+/* A JSON integer in 0..INT64_MAX. */
+static int json_uint(const struct siov_param *p, struct json_object *v, uint64_t *out,
+		     struct siov_err *err)
+{
+	int64_t i;
+
+	if (!json_object_is_type(v, json_type_int))
+		return param_fail(p, "must be an integer", err);
+	i = json_object_get_int64(v);
+	if (i < 0)
+		return param_fail(p, "must not be negative", err);
+	/* json-c saturates at INT64_MAX and keeps larger values as unsigned. */
+	if (i == INT64_MAX && json_object_get_uint64(v) > (uint64_t)INT64_MAX)
+		return param_fail(p, "is too large (the limit is 2^63-1)", err);
+	*out = (uint64_t)i;
+	return 0;
+}
+
+static void store_uint(void *field, size_t size, uint64_t val)
+{
+	switch (size) {
+	case sizeof(uint8_t):
+		*(uint8_t *)field = (uint8_t)val;
+		break;
+	case sizeof(uint16_t):
+		*(uint16_t *)field = (uint16_t)val;
+		break;
+	case sizeof(uint32_t):
+		*(uint32_t *)field = (uint32_t)val;
+		break;
+	default:
+		*(uint64_t *)field = val;
+		break;
+	}
+}
+
+int siov_param_uint(const struct siov_param *p, struct json_object *v, void *field,
+		    struct siov_err *err)
+{
+	uint64_t val;
+	int rc = json_uint(p, v, &val, err);
+
+	if (rc)
+		return rc;
+	if (val < p->min || val > p->max)
+		return siov_err_set(err, -EINVAL,
+				    "parameter '%s' must be between %" PRIu64 " and %" PRIu64,
+				    p->name, p->min, p->max);
+	store_uint(field, p->size, val);
+	return 0;
+}
+
+int siov_parse_bytes(const char *s, uint64_t *out)
+{
+	static const char units[] = "KMGTPE";
+	const char *u;
+	uint64_t val = 0;
+	unsigned shift = 0;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (val > ((uint64_t)INT64_MAX - (uint64_t)(*s - '0')) / 10)
+			return -ERANGE;
+		val = val * 10 + (uint64_t)(*s - '0');
+	}
+	/* The NUL check matters: strchr() would find the terminator. */
+	if (*s && (u = strchr(units, toupper((unsigned char)*s))) != NULL) {
+		shift = 10 * (unsigned)(u - units + 1);
+		s++;
+		if (*s == 'i')
+			s++;
+	}
+	if (*s == 'B')
+		s++;
+	if (*s)
+		return -EINVAL;
+	if (shift && val > ((uint64_t)INT64_MAX >> shift))
+		return -ERANGE;
+	*out = val << shift;
+	return 0;
+}
+
+int siov_param_bytes(const struct siov_param *p, struct json_object *v, void *field,
+		     struct siov_err *err)
+{
+	const char *s;
+	uint64_t val;
+	int rc;
+
+	if (json_object_is_type(v, json_type_int))
+		return json_uint(p, v, field, err);
+	if (!json_object_is_type(v, json_type_string))
+		return param_fail(p, "must be an integer or a size string like \"4K\", \"1G\"",
+				  err);
+	s = json_object_get_string(v);
+	rc = siov_parse_bytes(s, &val);
+	if (rc == -ERANGE)
+		return param_fail(p, "is too large (the limit is 2^63-1 bytes)", err);
+	if (rc || strlen(s) != (size_t)json_object_get_string_len(v))
+		return param_fail(p,
+				  "must be a number of bytes, optionally with a binary suffix "
+				  "(K, M, G, T, P, E), like \"512M\"",
+				  err);
+	*(uint64_t *)field = val;
+	return 0;
+}
+
+static const struct siov_param *param_find(const struct siov_param *table, size_t n,
+					   const char *name, size_t *idx)
+{
+	for (*idx = 0; *idx < n; (*idx)++)
+		if (strcmp(table[*idx].name, name) == 0)
+			return &table[*idx];
+	return NULL;
+}
+
+int siov_params_parse(struct json_object *params, const struct siov_param *table, size_t n,
+		      void *out, uint32_t *seen, struct siov_err *err)
+{
+	uint32_t mask = 0;
+	size_t i;
+	int rc;
+
+	if (params && !json_object_is_type(params, json_type_object))
+		return siov_err_set(err, -EINVAL, "params must be an object");
+	if (params) {
+		json_object_object_foreach(params, key, val)
+		{
+			const struct siov_param *p = param_find(table, n, key, &i);
+
+			if (!p)
+				return siov_err_set(err, -EINVAL, "unknown parameter '%.64s'", key);
+			rc = p->parse(p, val, (char *)out + p->offset, err);
+			if (rc)
+				return rc;
+			mask |= 1u << i;
+		}
+	}
+	for (i = 0; i < n; i++)
+		if (table[i].required && !(mask & (1u << i)))
+			return siov_err_set(err, -EINVAL, "missing parameter '%s'", table[i].name);
+	if (seen)
+		*seen = mask;
+	return 0;
+}
+
+/* ---- Backends ---- */
+
+static int param_backend_type(const struct siov_param *p, struct json_object *v, void *field,
+			      struct siov_err *err)
+{
+	const char *s;
+	size_t len;
+	int rc = param_string(p, v, &s, &len, err);
+
+	if (rc)
+		return rc;
+	if (siov_backend_type_parse(s, field) < 0)
+		return param_fail(p, "must be one of \"null\", \"ram\", \"file\"", err);
+	return 0;
+}
+
+#define BCONF(f) offsetof(struct siov_backend_conf, f), sizeof(((struct siov_backend_conf *)0)->f)
+enum { BP_NAME, BP_TYPE, BP_PATH, BP_SIZE, BP_READONLY };
+static const struct siov_param backend_params[] = {
+    [BP_NAME] = {"name", true, siov_param_name, BCONF(name), 0, 0},
+    [BP_TYPE] = {"type", true, param_backend_type, BCONF(type), 0, 0},
+    [BP_PATH] = {"path", false, siov_param_abs_path, BCONF(path), 0, 0},
+    [BP_SIZE] = {"size", false, siov_param_bytes, BCONF(size), 0, 0},
+    [BP_READONLY] = {"readonly", false, siov_param_bool, BCONF(readonly), 0, 0},
+};
+
+int siov_backend_conf_from_json(struct json_object *params, struct siov_backend_conf *conf,
+				struct siov_err *err)
+{
+	const char *type;
+	uint32_t seen;
+	int rc;
+
+	memset(conf, 0, sizeof(*conf));
+	rc = siov_params_parse(params, backend_params, SIOV_ARRAY_SIZE(backend_params), conf, &seen,
+			       err);
+	if (rc)
+		return rc;
+	type = siov_backend_type_name(conf->type);
+	if (conf->type == SIOV_BACKEND_FILE) {
+		if (!(seen & (1u << BP_PATH)))
+			return siov_err_set(err, -EINVAL,
+					    "missing parameter 'path' (required for type 'file')");
+		return 0;
+	}
+	if (seen & (1u << BP_PATH))
+		return siov_err_set(err, -EINVAL, "parameter 'path' is only valid for type 'file'");
+	if (conf->size == 0)
+		return siov_err_set(
+		    err, -EINVAL,
+		    "parameter 'size' is required for type '%s' and must be greater "
+		    "than 0",
+		    type);
+	return 0;
+}
+
+struct json_object *siov_backend_conf_to_json(const struct siov_backend_conf *conf)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "name", json_object_new_string(conf->name));
+	json_object_object_add(o, "type",
+			       json_object_new_string(siov_backend_type_name(conf->type)));
+	if (conf->type == SIOV_BACKEND_FILE)
+		json_object_object_add(o, "path", json_object_new_string(conf->path));
+	json_object_object_add(o, "size", json_object_new_uint64(conf->size));
+	json_object_object_add(o, "readonly", json_object_new_boolean(conf->readonly));
+	return o;
+}
+
+/* ---- VDEVs ---- */
+
+const char *siov_vdev_type_name(enum siov_vdev_type type)
+{
+	return type == SIOV_VDEV_BLK ? "blk" : "unknown";
+}
+
+static int param_vdev_type(const struct siov_param *p, struct json_object *v, void *field,
+			   struct siov_err *err)
+{
+	const char *s;
+	size_t len;
+	int rc = param_string(p, v, &s, &len, err);
+
+	if (rc)
+		return rc;
+	if (strcmp(s, "blk") != 0)
+		return param_fail(p, "must be \"blk\" (the only VDEV type so far)", err);
+	*(enum siov_vdev_type *)field = SIOV_VDEV_BLK;
+	return 0;
+}
+
+#define VCONF(f) offsetof(struct siov_vdev_conf, f), sizeof(((struct siov_vdev_conf *)0)->f)
+static const struct siov_param vdev_params[] = {
+    {"name", true, siov_param_name, VCONF(name), 0, 0},
+    {"type", false, param_vdev_type, VCONF(type), 0, 0},
+    {"backend", true, siov_param_name, VCONF(backend), 0, 0},
+    {"offset", false, siov_param_bytes, VCONF(offset), 0, 0},
+    {"size", false, siov_param_bytes, VCONF(size), 0, 0},
+    {"queues", false, siov_param_uint, VCONF(queues), 1, SIOV_VDEV_MAX_QUEUES},
+    {"readonly", false, siov_param_bool, VCONF(readonly), 0, 0},
+    {"allow_overlap", false, siov_param_bool, VCONF(allow_overlap), 0, 0},
+    {"socket", true, siov_param_abs_path, VCONF(socket), 0, 0},
+};
+
+int siov_vdev_conf_from_json(struct json_object *params, struct siov_vdev_conf *conf,
+			     struct siov_err *err)
+{
+	int rc;
+
+	memset(conf, 0, sizeof(*conf));
+	conf->type = SIOV_VDEV_BLK;
+	conf->queues = 1;
+	rc = siov_params_parse(params, vdev_params, SIOV_ARRAY_SIZE(vdev_params), conf, NULL, err);
+	if (rc)
+		return rc;
+	/* The guest addresses the window in 512-byte sectors. */
+	if (conf->offset % 512)
+		return siov_err_set(err, -EINVAL, "parameter 'offset' must be a multiple of 512");
+	if (conf->size % 512)
+		return siov_err_set(err, -EINVAL, "parameter 'size' must be a multiple of 512");
+	return 0;
+}
+
+struct json_object *siov_vdev_conf_to_json(const struct siov_vdev_conf *conf)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "name", json_object_new_string(conf->name));
+	json_object_object_add(o, "type", json_object_new_string(siov_vdev_type_name(conf->type)));
+	json_object_object_add(o, "backend", json_object_new_string(conf->backend));
+	json_object_object_add(o, "offset", json_object_new_uint64(conf->offset));
+	json_object_object_add(o, "size", json_object_new_uint64(conf->size));
+	json_object_object_add(o, "queues", json_object_new_int(conf->queues ? conf->queues : 1));
+	json_object_object_add(o, "readonly", json_object_new_boolean(conf->readonly));
+	json_object_object_add(o, "allow_overlap", json_object_new_boolean(conf->allow_overlap));
+	json_object_object_add(o, "socket", json_object_new_string(conf->socket));
+	return o;
+}

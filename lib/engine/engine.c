@@ -1,0 +1,523 @@
+/*
+ * Engine threads.  One loop per thread:
+ *   1. poll the active queues (those kicked recently): the device model pops
+ *      and submits requests;
+ *   2. run deferred completions, submit the batch of SQEs, reap CQEs (backend
+ *      I/O, kicks, commands from the control thread);
+ *   3. notify drivers whose used rings advanced, once per queue per round;
+ *   4. if nothing happened and no queue is within its grace period, sleep in
+ *      io_uring until a kick, a completion or a command arrives.
+ * Kicks are eventfd reads kept outstanding on the ring, so a busy queue costs
+ * no syscall per request and an idle one costs nothing at all.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <liburing.h>
+
+#include "siov_internal/backend.h"
+#include "siov_internal/engine.h"
+#include "siov_internal/log.h"
+#include "siov_internal/virtqueue.h"
+
+#define ENGINE_RING_ENTRIES 256
+#define ENGINE_CQ_ENTRIES   4096
+#define ENGINE_BUDGET       32 /* requests popped per queue per round */
+
+/* io_uring user_data tags (low 3 bits); 0 is a backend struct siov_io. */
+#define UD_KICK   1ull
+#define UD_CMD    2ull
+#define UD_IGNORE 3ull
+
+enum cmd_op { CMD_ATTACH, CMD_DETACH, CMD_STOP };
+
+struct engine_cmd {
+	enum cmd_op op;
+	struct siov_vq *vq;
+	bool done;
+	struct engine_cmd *next;
+};
+
+struct siov_engine {
+	unsigned id;
+	pthread_t thread;
+	struct io_uring ring;
+	struct siov_io_ctx ioctx;
+	uint64_t poll_ns;
+	int cmd_efd;
+	uint64_t cmd_buf;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct engine_cmd *cmds;
+	unsigned nqueues; /* read by the control thread under lock */
+	struct siov_vq *queues;
+	struct siov_vq *active;
+	struct siov_vq *notify;
+	bool stopping;
+};
+
+struct siov_engines {
+	unsigned count;
+	struct siov_engine *engines;
+};
+
+static struct io_uring_sqe *engine_sqe(struct siov_engine *e)
+{
+	return siov_io_ctx_get_sqe(&e->ioctx);
+}
+
+static void arm_cmd(struct siov_engine *e)
+{
+	struct io_uring_sqe *sqe = engine_sqe(e);
+
+	if (!sqe) {
+		SIOV_ERR("engine %u: no SQE for the command eventfd", e->id);
+		return;
+	}
+	io_uring_prep_read(sqe, e->cmd_efd, &e->cmd_buf, sizeof(e->cmd_buf), 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)e | UD_CMD);
+}
+
+static void arm_kick(struct siov_engine *e, struct siov_vq *vq)
+{
+	struct io_uring_sqe *sqe;
+
+	if (vq->kick_fd < 0 || vq->kick_armed || vq->detaching)
+		return;
+	sqe = engine_sqe(e);
+	if (!sqe) {
+		SIOV_ERR("engine %u: no SQE to arm queue %u's kick", e->id, vq->index);
+		return;
+	}
+	io_uring_prep_read(sqe, vq->kick_fd, &vq->kick_buf, sizeof(vq->kick_buf), 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)vq | UD_KICK);
+	vq->kick_armed = true;
+}
+
+static void activate(struct siov_engine *e, struct siov_vq *vq, uint64_t now)
+{
+	vq->last_work_ns = now;
+	if (vq->active || vq->detaching)
+		return;
+	vq->active = true;
+	siov_vq_disable_notify(vq);
+	vq->next_active = e->active;
+	e->active = vq;
+}
+
+void siov_engine_note_used(struct siov_vq *vq)
+{
+	struct siov_engine *e = vq->engine;
+
+	if (vq->on_notify)
+		return;
+	vq->on_notify = true;
+	vq->next_notify = e->notify;
+	e->notify = vq;
+}
+
+static void flush_notify(struct siov_engine *e)
+{
+	while (e->notify) {
+		struct siov_vq *vq = e->notify;
+		e->notify = vq->next_notify;
+		vq->on_notify = false;
+		siov_vq_notify(vq);
+	}
+}
+
+/* Polls every active queue once; drops the ones idle for longer than the grace period. */
+static unsigned poll_active(struct siov_engine *e, uint64_t now)
+{
+	struct siov_vq **pp = &e->active;
+	unsigned work = 0;
+
+	while (*pp) {
+		struct siov_vq *vq = *pp;
+		unsigned n = 0;
+		bool keep = true;
+
+		if (vq->detaching || siov_vq_is_broken(vq))
+			keep = false;
+		else
+			n = vq->ops->process(vq, &e->ioctx, ENGINE_BUDGET);
+		if (n) {
+			vq->last_work_ns = now;
+			work += n;
+		} else if (keep && now - vq->last_work_ns > e->poll_ns) {
+			/* Re-arm kicks, then look once more: the driver may have raced us. */
+			keep = siov_vq_enable_notify(vq);
+			if (keep)
+				siov_vq_disable_notify(vq);
+		}
+		if (keep) {
+			pp = &vq->next_active;
+		} else {
+			*pp = vq->next_active;
+			vq->active = false;
+		}
+	}
+	return work;
+}
+
+static void queue_unlink(struct siov_engine *e, struct siov_vq *vq)
+{
+	struct siov_vq **pp;
+
+	for (pp = &e->active; *pp; pp = &(*pp)->next_active) {
+		if (*pp == vq) {
+			*pp = vq->next_active;
+			break;
+		}
+	}
+	vq->active = false;
+	for (pp = &e->queues; *pp; pp = &(*pp)->next) {
+		if (*pp == vq) {
+			*pp = vq->next;
+			break;
+		}
+	}
+}
+
+static void cmd_done(struct siov_engine *e, struct engine_cmd *c)
+{
+	pthread_mutex_lock(&e->lock);
+	c->done = true;
+	pthread_cond_broadcast(&e->cond);
+	pthread_mutex_unlock(&e->lock);
+}
+
+/* A detaching queue leaves once nothing of it is in flight on the ring. */
+static bool try_finish_detach(struct siov_engine *e, struct siov_vq *vq)
+{
+	if (vq->kick_armed || SIOV_STAT_GET(vq->stats.inflight))
+		return false;
+	siov_vq_notify(vq);
+	queue_unlink(e, vq);
+	if (vq->ops->release)
+		vq->ops->release(vq);
+	vq->engine = NULL;
+	pthread_mutex_lock(&e->lock);
+	e->nqueues--;
+	pthread_mutex_unlock(&e->lock);
+	return true;
+}
+
+static void cmd_attach(struct siov_engine *e, struct siov_vq *vq, uint64_t now)
+{
+	vq->next = e->queues;
+	e->queues = vq;
+	vq->kick_armed = false;
+	vq->detaching = false;
+	arm_kick(e, vq);
+	/* Requests may be waiting already (a restart, or a kick we never saw). */
+	activate(e, vq, now);
+}
+
+static void cmd_detach(struct siov_engine *e, struct siov_vq *vq)
+{
+	struct io_uring_sqe *sqe;
+
+	vq->detaching = true;
+	if (!vq->kick_armed)
+		return;
+	sqe = engine_sqe(e);
+	if (!sqe)
+		return;
+	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)vq | UD_KICK, 0);
+	io_uring_sqe_set_data64(sqe, UD_IGNORE);
+}
+
+static void run_cmds(struct siov_engine *e, struct engine_cmd **waiting, uint64_t now)
+{
+	struct engine_cmd *list, *c, *rev = NULL;
+
+	pthread_mutex_lock(&e->lock);
+	list = e->cmds;
+	e->cmds = NULL;
+	pthread_mutex_unlock(&e->lock);
+	/* Commands were pushed LIFO; run them in arrival order.  Detaches wait
+	 * on *waiting until their queue is drained. */
+	while (list) {
+		c = list;
+		list = c->next;
+		c->next = rev;
+		rev = c;
+	}
+	while (rev) {
+		c = rev;
+		rev = c->next;
+		switch (c->op) {
+		case CMD_ATTACH:
+			cmd_attach(e, c->vq, now);
+			cmd_done(e, c);
+			break;
+		case CMD_DETACH:
+			cmd_detach(e, c->vq);
+			c->next = *waiting;
+			*waiting = c;
+			break;
+		case CMD_STOP:
+			e->stopping = true;
+			cmd_done(e, c);
+			break;
+		}
+	}
+}
+
+static void check_detaches(struct siov_engine *e, struct engine_cmd **waiting)
+{
+	struct engine_cmd **pp = waiting;
+
+	while (*pp) {
+		struct engine_cmd *c = *pp;
+		if (try_finish_detach(e, c->vq)) {
+			*pp = c->next;
+			cmd_done(e, c);
+		} else {
+			pp = &c->next;
+		}
+	}
+}
+
+static void handle_kick(struct siov_engine *e, struct siov_vq *vq, int res, uint64_t now)
+{
+	vq->kick_armed = false;
+	if (res < 0) {
+		if (res != -ECANCELED && res != -EINTR)
+			SIOV_WARN("engine %u: queue %u kick fd: %s", e->id, vq->index, strerror(-res));
+		if (res != -EINTR && res != -EAGAIN)
+			return;
+	} else {
+		SIOV_STAT_ADD(vq->stats.kicks, 1);
+	}
+	if (vq->detaching)
+		return;
+	arm_kick(e, vq);
+	if (!siov_vq_is_broken(vq))
+		activate(e, vq, now);
+}
+
+static unsigned reap(struct siov_engine *e, struct engine_cmd **waiting, uint64_t now)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	io_uring_for_each_cqe(&e->ring, head, cqe) {
+		uint64_t ud = cqe->user_data;
+		void *p = (void *)(uintptr_t)(ud & ~SIOV_UD_TAG_MASK);
+
+		n++;
+		switch (ud & SIOV_UD_TAG_MASK) {
+		case SIOV_UD_IO:
+			siov_io_ctx_handle_cqe(&e->ioctx, cqe);
+			break;
+		case UD_KICK:
+			handle_kick(e, p, cqe->res, now);
+			break;
+		case UD_CMD:
+			arm_cmd(e);
+			run_cmds(e, waiting, now);
+			break;
+		default:
+			break;
+		}
+	}
+	io_uring_cq_advance(&e->ring, n);
+	return n;
+}
+
+static void submit(struct siov_engine *e, bool wait)
+{
+	int rc;
+
+	if (wait)
+		rc = io_uring_submit_and_wait(&e->ring, 1);
+	else if (e->ioctx.unsubmitted)
+		rc = io_uring_submit(&e->ring);
+	else
+		return;
+	if (rc >= 0 || rc == -EINTR || rc == -EAGAIN || rc == -EBUSY)
+		e->ioctx.unsubmitted = 0;
+	if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+		SIOV_ERR("engine %u: io_uring submit: %s", e->id, strerror(-rc));
+}
+
+static void *engine_main(void *arg)
+{
+	struct siov_engine *e = arg;
+	struct engine_cmd *waiting = NULL;
+
+	arm_cmd(e);
+	while (!e->stopping || waiting) {
+		uint64_t now = siov_now_ns();
+		unsigned work;
+
+		work = poll_active(e, now);
+		work += siov_io_ctx_run_deferred(&e->ioctx);
+		submit(e, false);
+		work += reap(e, &waiting, now);
+		work += siov_io_ctx_run_deferred(&e->ioctx);
+		flush_notify(e);
+		if (waiting)
+			check_detaches(e, &waiting);
+		if (work || e->active)
+			continue;
+		submit(e, true);
+	}
+	return NULL;
+}
+
+static int engine_post(struct siov_engine *e, struct engine_cmd *c)
+{
+	pthread_mutex_lock(&e->lock);
+	c->done = false;
+	c->next = e->cmds;
+	e->cmds = c;
+	pthread_mutex_unlock(&e->lock);
+	if (eventfd_write(e->cmd_efd, 1) < 0)
+		return -errno;
+	pthread_mutex_lock(&e->lock);
+	while (!c->done)
+		pthread_cond_wait(&e->cond, &e->lock);
+	pthread_mutex_unlock(&e->lock);
+	return 0;
+}
+
+int siov_engine_attach(struct siov_engine *e, struct siov_vq *vq)
+{
+	struct engine_cmd c = {.op = CMD_ATTACH, .vq = vq};
+
+	if (vq->engine)
+		return -EBUSY;
+	vq->engine = e;
+	pthread_mutex_lock(&e->lock);
+	e->nqueues++;
+	pthread_mutex_unlock(&e->lock);
+	return engine_post(e, &c);
+}
+
+void siov_engine_detach(struct siov_vq *vq)
+{
+	struct engine_cmd c = {.op = CMD_DETACH, .vq = vq};
+
+	if (!vq->engine)
+		return;
+	engine_post(vq->engine, &c);
+}
+
+static int engine_init(struct siov_engine *e, unsigned id, uint64_t poll_ns)
+{
+	struct io_uring_params p = {.flags = IORING_SETUP_CQSIZE, .cq_entries = ENGINE_CQ_ENTRIES};
+	int rc;
+
+	e->id = id;
+	e->poll_ns = poll_ns;
+	pthread_mutex_init(&e->lock, NULL);
+	pthread_cond_init(&e->cond, NULL);
+	e->cmd_efd = eventfd(0, EFD_CLOEXEC);
+	if (e->cmd_efd < 0)
+		return -errno;
+	rc = io_uring_queue_init_params(ENGINE_RING_ENTRIES, &e->ring, &p);
+	if (rc < 0)
+		goto err_ring;
+	siov_io_ctx_init(&e->ioctx, &e->ring);
+	rc = -pthread_create(&e->thread, NULL, engine_main, e);
+	if (rc)
+		goto err_thread;
+	return 0;
+
+err_thread:
+	io_uring_queue_exit(&e->ring);
+err_ring:
+	close(e->cmd_efd);
+	return rc;
+}
+
+static void engine_fini(struct siov_engine *e)
+{
+	struct engine_cmd c = {.op = CMD_STOP};
+
+	engine_post(e, &c);
+	pthread_join(e->thread, NULL);
+	io_uring_queue_exit(&e->ring);
+	close(e->cmd_efd);
+	pthread_cond_destroy(&e->cond);
+	pthread_mutex_destroy(&e->lock);
+}
+
+int siov_engines_create(const struct siov_engines_opts *opts, struct siov_engines **out)
+{
+	struct siov_engines *es;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned i, n = opts->count ? opts->count : (ncpu > 0 ? (unsigned)ncpu : 1);
+	int rc;
+
+	if (n > 256)
+		return -EINVAL;
+	es = calloc(1, sizeof(*es));
+	if (!es)
+		return -ENOMEM;
+	es->engines = calloc(n, sizeof(*es->engines));
+	if (!es->engines) {
+		free(es);
+		return -ENOMEM;
+	}
+	for (i = 0; i < n; i++) {
+		rc = engine_init(&es->engines[i], i, (uint64_t)opts->poll_us * 1000);
+		if (rc)
+			goto err;
+		es->count++;
+	}
+	*out = es;
+	return 0;
+
+err:
+	siov_engines_destroy(es);
+	return rc;
+}
+
+void siov_engines_destroy(struct siov_engines *es)
+{
+	unsigned i;
+
+	if (!es)
+		return;
+	for (i = 0; i < es->count; i++)
+		engine_fini(&es->engines[i]);
+	free(es->engines);
+	free(es);
+}
+
+unsigned siov_engines_count(const struct siov_engines *es)
+{
+	return es->count;
+}
+
+struct siov_engine *siov_engines_pick(struct siov_engines *es)
+{
+	struct siov_engine *best = &es->engines[0];
+	unsigned i, best_n = ~0u;
+
+	for (i = 0; i < es->count; i++) {
+		struct siov_engine *e = &es->engines[i];
+		unsigned n;
+		pthread_mutex_lock(&e->lock);
+		n = e->nqueues;
+		pthread_mutex_unlock(&e->lock);
+		if (n < best_n) {
+			best = e;
+			best_n = n;
+		}
+	}
+	return best;
+}
+
+unsigned siov_engine_id(const struct siov_engine *e)
+{
+	return e->id;
+}

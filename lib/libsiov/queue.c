@@ -1,0 +1,603 @@
+/*
+ * The fast path of libsiov: one split virtqueue per struct siov_queue, driven
+ * by the one thread that owns it.  Preparing a request writes its descriptor
+ * chain (header, data segments, status byte) and an avail entry; submitting
+ * publishes the avail index and kicks only if the device asked for it;
+ * reaping reads the used ring.  No allocation, lock or system call per request.
+ *
+ * The library keeps a private shadow of everything it must believe (chain
+ * links, which heads are in flight): the back end shares the ring memory and
+ * could write anything into it, so a used entry is checked against the shadow
+ * before it is reported, and a lying back end breaks the queue (-EPROTO)
+ * instead of corrupting the application.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "libsiov_int.h"
+
+#define SECTOR 512u
+/* While requests are out and none completes, look at the socket this often. */
+#define LIVENESS_NS 10000000ull
+
+static size_t align_up(size_t v, size_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+/* Offsets of each part of a queue's ring memory. */
+struct layout {
+	size_t avail, used, hdr, seg, status, total;
+};
+
+static void layout_of(unsigned num, struct layout *l)
+{
+	l->avail = sizeof(struct vring_desc) * num;
+	/* The used ring is written by the device: keep it off the driver's lines. */
+	l->used = align_up(l->avail + 6 + 2 * num, 4096);
+	l->hdr = align_up(l->used + 6 + 8 * num, 64);
+	l->seg = l->hdr + sizeof(struct virtio_blk_outhdr) * num;
+	l->status = align_up(l->seg + sizeof(struct virtio_blk_discard_write_zeroes) * num, 64);
+	l->total = align_up(l->status + num, 4096);
+}
+
+size_t siov__queue_ring_bytes(unsigned num)
+{
+	struct layout l;
+
+	layout_of(num, &l);
+	return l.total;
+}
+
+static void init_free_list(struct siov_queue *q)
+{
+	unsigned i;
+
+	for (i = 0; i < q->num; i++)
+		q->next[i] = (uint16_t)(i + 1);
+	q->free_head = 0;
+	q->nfree = q->num;
+}
+
+static void init_rings(struct siov_queue *q, uint8_t *mem)
+{
+	struct layout l;
+
+	layout_of(q->num, &l);
+	q->ring_mem = mem;
+	q->ring_len = l.total;
+	q->desc = (struct vring_desc *)mem;
+	q->avail = (struct vring_avail *)(mem + l.avail);
+	q->used = (struct vring_used *)(mem + l.used);
+	q->used_event = &q->avail->ring[q->num];
+	q->avail_event = (uint16_t *)&q->used->ring[q->num];
+	q->hdr = (struct virtio_blk_outhdr *)(mem + l.hdr);
+	q->seg = (struct virtio_blk_discard_write_zeroes *)(mem + l.seg);
+	q->status = mem + l.status;
+	/* Start in polling mode: ask for no interrupt until siov_wait() arms one. */
+	if (q->event_idx)
+		*q->used_event = (uint16_t)(q->last_used - 1);
+	else
+		q->avail->flags = VRING_AVAIL_F_NO_INTERRUPT;
+}
+
+int siov__queue_init(struct siov_queue *q, struct siov_dev *dev, unsigned index, uint8_t *mem)
+{
+	const struct siov_dev_info *in = &dev->info;
+
+	q->dev = dev;
+	q->index = index;
+	q->kick_fd = -1;
+	q->call_fd = -1;
+	q->num = (uint16_t)in->queue_size;
+	q->mask = (uint16_t)(in->queue_size - 1);
+	q->event_idx = in->event_idx;
+	q->ro = in->read_only;
+	q->seg_max = in->seg_max;
+	q->size_max = in->size_max;
+	q->capacity = in->capacity;
+	q->next = calloc(q->num, sizeof(*q->next));
+	q->slot = calloc(q->num, sizeof(*q->slot));
+	if (!q->next || !q->slot)
+		return -ENOMEM;
+	q->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	q->call_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (q->kick_fd < 0 || q->call_fd < 0)
+		return -errno;
+	init_free_list(q);
+	init_rings(q, mem);
+	return 0;
+}
+
+void siov__queue_fini(struct siov_queue *q)
+{
+	if (!q->dev)
+		return;
+	if (q->call_fd >= 0)
+		close(q->call_fd);
+	if (q->kick_fd >= 0)
+		close(q->kick_fd);
+	free(q->slot);
+	free(q->next);
+}
+
+/* --- Preparing requests --- */
+
+static int queue_err(const struct siov_queue *q)
+{
+	if (q->err)
+		return q->err;
+	return atomic_load_explicit(&q->dev->dead, memory_order_relaxed);
+}
+
+/* True if [p, p+len) lies wholly inside one region of the memory table. */
+static bool in_memory(const struct siov_dev *dev, const void *p, size_t len)
+{
+	uintptr_t a = (uintptr_t)p;
+	unsigned i;
+
+	if (a + len < a)
+		return false;
+	for (i = 0; i < dev->nregions; i++) {
+		uintptr_t b = (uintptr_t)dev->region[i].addr;
+
+		if (a >= b && a + len <= b + dev->region[i].len)
+			return true;
+	}
+	return false;
+}
+
+static int check_range(const struct siov_queue *q, uint64_t offset, uint64_t len)
+{
+	if (!len || offset % SECTOR || len % SECTOR)
+		return -EINVAL;
+	if (offset > q->capacity || len > q->capacity - offset)
+		return -ERANGE;
+	return 0;
+}
+
+static int check_iov(const struct siov_queue *q, const struct iovec *iov, unsigned iovcnt,
+		     uint64_t *total)
+{
+	unsigned i;
+
+	if (!iovcnt || iovcnt > q->seg_max)
+		return -EINVAL;
+	*total = 0;
+	for (i = 0; i < iovcnt; i++) {
+		if (!iov[i].iov_len || (q->size_max && iov[i].iov_len > q->size_max))
+			return -EINVAL;
+		if (!in_memory(q->dev, iov[i].iov_base, iov[i].iov_len))
+			return -EFAULT;
+		*total += iov[i].iov_len;
+	}
+	/* The used ring reports bytes in 32 bits; a bigger request cannot be told. */
+	if (*total > UINT32_MAX)
+		return -EINVAL;
+	return 0;
+}
+
+static void set_desc(struct siov_queue *q, uint16_t d, const void *addr, uint32_t len,
+		     uint16_t flags)
+{
+	struct vring_desc *v = &q->desc[d];
+
+	v->addr = (uintptr_t)addr;
+	v->len = len;
+	v->flags = flags;
+	v->next = q->next[d];
+}
+
+/*
+ * Takes @n descriptors off the free list.  The free list is linked through
+ * the private next[] array in the very order a chain needs, so the first @n
+ * entries already form one: only the tail has to be found.
+ */
+static uint16_t chain_take(struct siov_queue *q, unsigned n, uint16_t *tail)
+{
+	uint16_t head = q->free_head, d = head;
+	unsigned i;
+
+	for (i = 1; i < n; i++)
+		d = q->next[d];
+	*tail = d;
+	q->free_head = q->next[d];
+	q->nfree -= n;
+	return head;
+}
+
+static void chain_put(struct siov_queue *q, uint16_t head)
+{
+	struct siov__slot *s = &q->slot[head];
+
+	q->next[s->tail] = q->free_head;
+	q->free_head = head;
+	q->nfree += s->ndesc;
+	s->state = SIOV__SLOT_FREE;
+}
+
+/* Records the request and appends its head to the avail ring (unpublished). */
+static void publish_local(struct siov_queue *q, uint16_t head, uint16_t tail, unsigned ndesc,
+			  uint32_t bytes, uint64_t cookie)
+{
+	q->slot[head] = (struct siov__slot){.cookie = cookie,
+					    .bytes = bytes,
+					    .ndesc = (uint16_t)ndesc,
+					    .tail = tail,
+					    .state = SIOV__SLOT_BUSY};
+	/* A device that never writes the status is caught: 0xff is no status. */
+	q->status[head] = 0xff;
+	q->avail->ring[q->avail_idx & q->mask] = head;
+	q->avail_idx++;
+	q->prepared++;
+}
+
+/* Header descriptor, then the caller's @nmid descriptors, then the status byte. */
+static uint16_t begin_chain(struct siov_queue *q, unsigned nmid, uint32_t type, uint64_t sector,
+			    uint16_t *tail)
+{
+	uint16_t head = chain_take(q, nmid + 2, tail);
+
+	q->hdr[head] = (struct virtio_blk_outhdr){.type = type, .ioprio = 0, .sector = sector};
+	set_desc(q, head, &q->hdr[head], sizeof(q->hdr[head]), VRING_DESC_F_NEXT);
+	set_desc(q, *tail, &q->status[head], 1, VRING_DESC_F_WRITE);
+	return head;
+}
+
+static int prep_rw(struct siov_queue *q, const struct iovec *iov, unsigned iovcnt,
+		   uint64_t offset, uint64_t cookie, bool write)
+{
+	uint16_t head, tail, d, flags = VRING_DESC_F_NEXT | (write ? 0 : VRING_DESC_F_WRITE);
+	uint64_t total;
+	unsigned i;
+	int rc = queue_err(q);
+
+	if (rc)
+		return rc;
+	if (write && q->ro)
+		return -EROFS;
+	rc = check_iov(q, iov, iovcnt, &total);
+	if (!rc)
+		rc = check_range(q, offset, total);
+	if (rc)
+		return rc;
+	if (q->nfree < iovcnt + 2)
+		return -EAGAIN;
+	head = begin_chain(q, iovcnt, write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN,
+			   offset / SECTOR, &tail);
+	for (i = 0, d = q->next[head]; i < iovcnt; i++, d = q->next[d])
+		set_desc(q, d, iov[i].iov_base, (uint32_t)iov[i].iov_len, flags);
+	publish_local(q, head, tail, iovcnt + 2, (uint32_t)total, cookie);
+	return 0;
+}
+
+int siov_prep_read(struct siov_queue *q, void *buf, uint32_t len, uint64_t offset,
+		   uint64_t cookie)
+{
+	struct iovec iov = {buf, len};
+
+	return prep_rw(q, &iov, 1, offset, cookie, false);
+}
+
+int siov_prep_write(struct siov_queue *q, const void *buf, uint32_t len, uint64_t offset,
+		    uint64_t cookie)
+{
+	struct iovec iov = {(void *)buf, len};
+
+	return prep_rw(q, &iov, 1, offset, cookie, true);
+}
+
+int siov_prep_readv(struct siov_queue *q, const struct iovec *iov, unsigned iovcnt,
+		    uint64_t offset, uint64_t cookie)
+{
+	return prep_rw(q, iov, iovcnt, offset, cookie, false);
+}
+
+int siov_prep_writev(struct siov_queue *q, const struct iovec *iov, unsigned iovcnt,
+		     uint64_t offset, uint64_t cookie)
+{
+	return prep_rw(q, iov, iovcnt, offset, cookie, true);
+}
+
+int siov_prep_flush(struct siov_queue *q, uint64_t cookie)
+{
+	uint16_t head, tail;
+	int rc = queue_err(q);
+
+	if (rc)
+		return rc;
+	if (!q->dev->info.flush)
+		return -EOPNOTSUPP;
+	if (q->nfree < 2)
+		return -EAGAIN;
+	head = begin_chain(q, 0, VIRTIO_BLK_T_FLUSH, 0, &tail);
+	publish_local(q, head, tail, 2, 0, cookie);
+	return 0;
+}
+
+static int prep_range(struct siov_queue *q, uint32_t type, uint64_t offset, uint64_t len,
+		      uint32_t flags, uint64_t cookie)
+{
+	const struct siov_dev_info *in = &q->dev->info;
+	uint32_t max = type == VIRTIO_BLK_T_DISCARD ? in->max_discard_sectors
+						    : in->max_write_zeroes_sectors;
+	uint16_t head, tail;
+	int rc = queue_err(q);
+
+	if (rc)
+		return rc;
+	if (q->ro)
+		return -EROFS;
+	if (type == VIRTIO_BLK_T_DISCARD ? !in->discard : !in->write_zeroes)
+		return -EOPNOTSUPP;
+	rc = check_range(q, offset, len);
+	if (rc)
+		return rc;
+	if (len / SECTOR > UINT32_MAX || (max && len / SECTOR > max))
+		return -EINVAL;
+	if (q->nfree < 3)
+		return -EAGAIN;
+	head = begin_chain(q, 1, type, 0, &tail);
+	q->seg[head] = (struct virtio_blk_discard_write_zeroes){
+		.sector = offset / SECTOR, .num_sectors = (uint32_t)(len / SECTOR), .flags = flags};
+	set_desc(q, q->next[head], &q->seg[head], sizeof(q->seg[head]), VRING_DESC_F_NEXT);
+	publish_local(q, head, tail, 3, 0, cookie);
+	return 0;
+}
+
+int siov_prep_discard(struct siov_queue *q, uint64_t offset, uint64_t len, uint64_t cookie)
+{
+	return prep_range(q, VIRTIO_BLK_T_DISCARD, offset, len, 0, cookie);
+}
+
+int siov_prep_write_zeroes(struct siov_queue *q, uint64_t offset, uint64_t len, bool unmap,
+			   uint64_t cookie)
+{
+	return prep_range(q, VIRTIO_BLK_T_WRITE_ZEROES, offset, len,
+			  unmap ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0, cookie);
+}
+
+/* --- Submitting --- */
+
+static bool need_kick(const struct siov_queue *q, uint16_t old, uint16_t new)
+{
+	if (q->event_idx)
+		return vring_need_event(__atomic_load_n(q->avail_event, __ATOMIC_RELAXED), new,
+					old);
+	return !(__atomic_load_n(&q->used->flags, __ATOMIC_RELAXED) & VRING_USED_F_NO_NOTIFY);
+}
+
+int siov_submit(struct siov_queue *q)
+{
+	uint16_t old = q->avail_pub, new = q->avail_idx;
+	unsigned n = q->prepared;
+	int rc = queue_err(q);
+
+	if (rc)
+		return rc;
+	if (!n)
+		return 0;
+	/* Ensure the device sees the descriptors before the index that names them. */
+	__atomic_store_n(&q->avail->idx, new, __ATOMIC_RELEASE);
+	q->avail_pub = new;
+	q->prepared = 0;
+	q->submitted += n;
+	/* The index store must be visible before we read whether to kick. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (need_kick(q, old, new)) {
+		uint64_t one = 1;
+
+		/* An eventfd write fails only when the counter would overflow: harmless. */
+		if (write(q->kick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			return -errno;
+	}
+	return (int)n;
+}
+
+/* --- Reaping --- */
+
+static void fill_cqe(struct siov_cqe *c, const struct siov__slot *s, int res)
+{
+	c->cookie = s->cookie;
+	c->res = res;
+	c->flags = 0;
+}
+
+static int status_res(const struct siov_queue *q, uint16_t head)
+{
+	switch (q->status[head]) {
+	case VIRTIO_BLK_S_OK:
+		return (int)q->slot[head].bytes;
+	case VIRTIO_BLK_S_UNSUPP:
+		return -EOPNOTSUPP;
+	default:
+		return -EIO;
+	}
+}
+
+/*
+ * The queue is unusable (back end gone or lying): every request still held
+ * completes with @err, then -@err is all there is.  Requests prepared but not
+ * submitted complete the same way, so each accepted request completes once.
+ */
+static int drain(struct siov_queue *q, struct siov_cqe *cqes, unsigned max, int err)
+{
+	unsigned i, k = 0;
+
+	for (i = 0; i < q->num && k < max; i++) {
+		if (q->slot[i].state == SIOV__SLOT_FREE)
+			continue;
+		fill_cqe(&cqes[k++], &q->slot[i], err);
+		chain_put(q, (uint16_t)i);
+	}
+	if (i == q->num) {
+		q->submitted = 0;
+		q->prepared = 0;
+	}
+	return k ? (int)k : err;
+}
+
+static int broken(struct siov_queue *q, struct siov_cqe *cqes, unsigned max, unsigned done)
+{
+	q->err = -EPROTO;
+	return done ? (int)done : drain(q, cqes, max, q->err);
+}
+
+/* Nothing completed: once in a while, make sure the back end is still there. */
+static int idle(struct siov_queue *q, struct siov_cqe *cqes, unsigned max)
+{
+	uint64_t now;
+	int rc;
+
+	if (!q->submitted || (++q->idle_polls & 63))
+		return 0;
+	now = siov__now_ns();
+	if (now - q->last_check_ns < LIVENESS_NS)
+		return 0;
+	q->last_check_ns = now;
+	rc = siov__sock_check(q->dev);
+	return rc ? drain(q, cqes, max, rc) : 0;
+}
+
+int siov_reap(struct siov_queue *q, struct siov_cqe *cqes, unsigned max)
+{
+	uint16_t used_idx, n, i;
+	int err = queue_err(q);
+
+	if (err)
+		return drain(q, cqes, max, err);
+	used_idx = __atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE);
+	n = (uint16_t)(used_idx - q->last_used);
+	if (!n)
+		return idle(q, cqes, max);
+	if (n > q->submitted)
+		return broken(q, cqes, max, 0);
+	if (n > max)
+		n = (uint16_t)max;
+	for (i = 0; i < n; i++) {
+		uint32_t id = q->used->ring[q->last_used & q->mask].id;
+
+		if (id >= q->num || q->slot[id].state != SIOV__SLOT_BUSY)
+			return broken(q, cqes, max, i);
+		fill_cqe(&cqes[i], &q->slot[id], status_res(q, (uint16_t)id));
+		chain_put(q, (uint16_t)id);
+		q->last_used++;
+		q->submitted--;
+	}
+	q->idle_polls = 0;
+	return n;
+}
+
+/* --- Waiting --- */
+
+int siov_queue_arm(struct siov_queue *q)
+{
+	if (q->event_idx)
+		__atomic_store_n(q->used_event, q->last_used, __ATOMIC_RELAXED);
+	else
+		__atomic_store_n(&q->avail->flags, 0, __ATOMIC_RELAXED);
+	q->armed = true;
+	/* The request for a call must be visible before we look at the used index. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return __atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE) != q->last_used;
+}
+
+/* Back to polling: without EVENT_IDX the flag would keep calls coming. */
+static void disarm(struct siov_queue *q)
+{
+	if (!q->event_idx)
+		__atomic_store_n(&q->avail->flags, VRING_AVAIL_F_NO_INTERRUPT, __ATOMIC_RELAXED);
+	q->armed = false;
+}
+
+static int ms_until(uint64_t deadline, uint64_t now)
+{
+	uint64_t ms;
+
+	if (deadline == UINT64_MAX)
+		return -1;
+	ms = (deadline - now + 999999) / 1000000;
+	return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+/* Sleeps on the call eventfd and the socket until either fires or time runs out. */
+static int sleep_once(struct siov_queue *q, uint64_t deadline, uint64_t now)
+{
+	struct pollfd pfd[2] = {{.fd = q->call_fd, .events = POLLIN},
+				{.fd = q->dev->sock, .events = POLLRDHUP}};
+	uint64_t cnt;
+	int rc;
+
+	if (siov_queue_arm(q))
+		goto out;
+	rc = poll(pfd, 2, ms_until(deadline, now));
+	if (rc < 0 && errno != EINTR) {
+		disarm(q);
+		return -errno;
+	}
+	if (rc < 0) {
+		disarm(q);
+		return -EINTR;
+	}
+	if (pfd[0].revents & POLLIN)
+		(void)!read(q->call_fd, &cnt, sizeof(cnt));
+	if (pfd[1].revents)
+		siov__sock_check(q->dev);
+out:
+	disarm(q);
+	return 0;
+}
+
+int siov_wait(struct siov_queue *q, struct siov_cqe *cqes, unsigned max, unsigned min,
+	      int timeout_ms)
+{
+	uint64_t now = siov__now_ns(), spin_end = now + (uint64_t)q->dev->poll_us * 1000;
+	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now + (uint64_t)timeout_ms * 1000000;
+	unsigned got = 0;
+	int rc;
+
+	min = min ? min : 1;
+	min = min < max ? min : max;
+	for (;;) {
+		rc = siov_reap(q, cqes + got, max - got);
+		if (rc < 0)
+			return got ? (int)got : rc;
+		got += (unsigned)rc;
+		/* Nothing in the device's hands: waiting could only time out. */
+		if (got >= min || (!q->submitted && !queue_err(q)))
+			return (int)got;
+		now = siov__now_ns();
+		if (now >= deadline)
+			return (int)got;
+		if (now < spin_end)
+			continue;
+		rc = sleep_once(q, deadline, now);
+		if (rc < 0)
+			return got ? (int)got : rc;
+	}
+}
+
+int siov_queue_fd(const struct siov_queue *q)
+{
+	return q->call_fd;
+}
+
+unsigned siov_queue_inflight(const struct siov_queue *q)
+{
+	return q->submitted;
+}
+
+unsigned siov_queue_space(const struct siov_queue *q)
+{
+	return q->nfree / 3;
+}
+
+unsigned siov_queue_index(const struct siov_queue *q)
+{
+	return q->index;
+}

@@ -1,0 +1,474 @@
+/*
+ * virtio-blk over a backend window.  Runs on engine threads: process() pops
+ * chains, parses the request (header, data, status byte), checks it against
+ * the window and the device's read-only flag, and submits one backend I/O
+ * whose iovecs point straight into the driver's buffers (no bounce copy).
+ * The completion writes the status byte and pushes the used element.
+ *
+ * Request slots come from a per-queue free list that only grows (up to the
+ * queue size): an idle queue holds none, a busy one allocates nothing per
+ * request.
+ */
+#include <errno.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_config.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "siov_internal/backend.h"
+#include "siov_internal/engine.h"
+#include "siov_internal/virtio_blk.h"
+#include "siov_internal/virtqueue.h"
+
+#define BLK_SECTOR        512u
+#define BLK_SEG_MAX       126u
+#define BLK_MAX_DISCARD   (1u << 22) /* sectors: 2 GiB per request */
+#define BLK_HDR_LEN       16u
+
+struct siov_blk {
+	char name[SIOV_NAME_MAX];
+	struct siov_backend *bd;
+	uint64_t offset, size;
+	bool readonly;
+	uint16_t queues;
+	uint8_t wce;
+};
+
+struct blk_req {
+	struct siov_io io; /* first: the backend calls back with &req->io */
+	struct siov_vq *vq;
+	uint8_t *status;
+	uint32_t written; /* bytes written into device-writable buffers */
+	uint32_t type;
+	uint64_t start_ns;
+	struct blk_req *next_free;
+	struct siov_vq_chain chain;
+};
+
+struct blk_queue {
+	struct blk_req *free;
+	unsigned allocated;
+};
+
+int siov_blk_create(const struct siov_blk_conf *conf, struct siov_blk **out)
+{
+	struct siov_blk *blk;
+
+	if (!conf->backend || conf->size == 0 || conf->size % BLK_SECTOR ||
+	    conf->offset % BLK_SECTOR || conf->queues == 0)
+		return -EINVAL;
+	blk = calloc(1, sizeof(*blk));
+	if (!blk)
+		return -ENOMEM;
+	snprintf(blk->name, sizeof(blk->name), "%s", conf->name);
+	blk->bd = conf->backend;
+	blk->offset = conf->offset;
+	blk->size = conf->size;
+	blk->readonly = conf->readonly || siov_backend_conf(conf->backend)->readonly;
+	blk->queues = conf->queues;
+	blk->wce = 1;
+	*out = blk;
+	return 0;
+}
+
+void siov_blk_destroy(struct siov_blk *blk)
+{
+	free(blk);
+}
+
+static uint64_t blk_features(void *dev)
+{
+	struct siov_blk *blk = dev;
+	uint64_t f = (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
+		     (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_TOPOLOGY) |
+		     (1ull << VIRTIO_BLK_F_MQ) | (1ull << VIRTIO_BLK_F_CONFIG_WCE);
+
+	if (blk->readonly)
+		f |= 1ull << VIRTIO_BLK_F_RO;
+	else if (siov_backend_can_discard(blk->bd))
+		f |= 1ull << VIRTIO_BLK_F_DISCARD;
+	if (!blk->readonly && siov_backend_can_write_zeroes(blk->bd))
+		f |= 1ull << VIRTIO_BLK_F_WRITE_ZEROES;
+	return f;
+}
+
+static void blk_fill_config(const struct siov_blk *blk, struct virtio_blk_config *c)
+{
+	uint32_t bs = siov_backend_block_size(blk->bd);
+
+	memset(c, 0, sizeof(*c));
+	c->capacity = blk->size / BLK_SECTOR;
+	c->seg_max = BLK_SEG_MAX;
+	c->blk_size = bs;
+	c->physical_block_exp = 0;
+	c->min_io_size = 1;
+	c->opt_io_size = 0;
+	c->wce = blk->wce;
+	c->num_queues = blk->queues;
+	c->max_discard_sectors = BLK_MAX_DISCARD;
+	c->max_discard_seg = 1;
+	c->discard_sector_alignment = bs / BLK_SECTOR;
+	c->max_write_zeroes_sectors = BLK_MAX_DISCARD;
+	c->max_write_zeroes_seg = 1;
+	c->write_zeroes_may_unmap = 1;
+}
+
+static void blk_get_config(void *dev, uint8_t *buf, uint32_t off, uint32_t len)
+{
+	struct virtio_blk_config c;
+
+	blk_fill_config(dev, &c);
+	memset(buf, 0, len);
+	/* Lenient on size: SPDK asks for 256 bytes, QEMU for its own struct's size. */
+	if (off < sizeof(c))
+		memcpy(buf, (uint8_t *)&c + off, SIOV_MIN(len, (uint32_t)sizeof(c) - off));
+}
+
+static int blk_set_config(void *dev, const uint8_t *buf, uint32_t off, uint32_t len)
+{
+	struct siov_blk *blk = dev;
+	uint32_t wce_off = offsetof(struct virtio_blk_config, wce);
+
+	/* Only the writeback byte is writable; every write is a flush-through anyway. */
+	if (off <= wce_off && off + len > wce_off) {
+		blk->wce = buf[wce_off - off] ? 1 : 0;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static void blk_set_features(void *dev, uint64_t features)
+{
+}
+
+/* ---- data path ---- */
+
+static struct blk_req *req_get(struct siov_vq *vq)
+{
+	struct blk_queue *q = vq->dev_queue;
+	struct blk_req *r;
+
+	if (!q) {
+		q = calloc(1, sizeof(*q));
+		if (!q)
+			return NULL;
+		vq->dev_queue = q;
+	}
+	r = q->free;
+	if (r) {
+		q->free = r->next_free;
+		return r;
+	}
+	if (q->allocated >= vq->num)
+		return NULL;
+	r = aligned_alloc(64, (sizeof(*r) + 63) & ~(size_t)63);
+	if (r)
+		q->allocated++;
+	return r;
+}
+
+static void req_put(struct siov_vq *vq, struct blk_req *r)
+{
+	struct blk_queue *q = vq->dev_queue;
+
+	r->next_free = q->free;
+	q->free = r;
+}
+
+static void blk_release(struct siov_vq *vq)
+{
+	struct blk_queue *q = vq->dev_queue;
+
+	if (!q)
+		return;
+	while (q->free) {
+		struct blk_req *r = q->free;
+		q->free = r->next_free;
+		free(r);
+	}
+	free(q);
+	vq->dev_queue = NULL;
+}
+
+static void count_op(struct siov_vq_stats *s, uint32_t type, uint64_t len)
+{
+	switch (type) {
+	case VIRTIO_BLK_T_IN:
+		SIOV_STAT_ADD(s->reads, 1);
+		SIOV_STAT_ADD(s->bytes_read, len);
+		break;
+	case VIRTIO_BLK_T_OUT:
+		SIOV_STAT_ADD(s->writes, 1);
+		SIOV_STAT_ADD(s->bytes_written, len);
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		SIOV_STAT_ADD(s->flushes, 1);
+		break;
+	case VIRTIO_BLK_T_DISCARD:
+		SIOV_STAT_ADD(s->discards, 1);
+		break;
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		SIOV_STAT_ADD(s->write_zeroes, 1);
+		break;
+	case VIRTIO_BLK_T_GET_ID:
+		SIOV_STAT_ADD(s->get_ids, 1);
+		break;
+	}
+}
+
+static void req_finish(struct blk_req *r, uint8_t status)
+{
+	struct siov_vq *vq = r->vq;
+	struct siov_vq_stats *s = &vq->stats;
+
+	*r->status = status;
+	siov_vq_push(vq, r->chain.head, r->written + 1);
+	siov_engine_note_used(vq);
+	SIOV_STAT_ADD(s->requests, 1);
+	SIOV_STAT_ADD(s->latency_ns_total, siov_now_ns() - r->start_ns);
+	if (status == VIRTIO_BLK_S_OK)
+		count_op(s, r->type, r->io.len);
+	else
+		SIOV_STAT_ADD(s->errors, 1);
+	SIOV_STAT_ADD(s->inflight, -1);
+	req_put(vq, r);
+}
+
+static void req_io_done(struct siov_io *io, int res)
+{
+	struct blk_req *r = (struct blk_req *)io;
+	bool ok = res >= 0 && (io->op > SIOV_IO_WRITE || (uint64_t)res == io->len);
+
+	if (ok && io->op == SIOV_IO_READ)
+		r->written = (uint32_t)io->len;
+	req_finish(r, ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR);
+}
+
+/* Copies len bytes starting skip bytes into the iovecs; returns bytes copied. */
+static size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void *buf, size_t len)
+{
+	size_t done = 0;
+	unsigned i;
+
+	for (i = 0; i < n && done < len; i++) {
+		size_t l = iov[i].iov_len;
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		l = SIOV_MIN(l - skip, len - done);
+		memcpy((uint8_t *)buf + done, (uint8_t *)iov[i].iov_base + skip, l);
+		done += l;
+		skip = 0;
+	}
+	return done;
+}
+
+static size_t buf_to_iov(struct iovec *iov, unsigned n, const void *buf, size_t len)
+{
+	size_t done = 0;
+	unsigned i;
+
+	for (i = 0; i < n && done < len; i++) {
+		size_t l = SIOV_MIN(iov[i].iov_len, len - done);
+		memcpy(iov[i].iov_base, (const uint8_t *)buf + done, l);
+		done += l;
+	}
+	return done;
+}
+
+/* Drops the first skip bytes of an iovec array in place; returns the new count. */
+static unsigned iov_skip_front(struct iovec *iov, unsigned n, size_t skip, struct iovec **first)
+{
+	while (n && skip >= iov->iov_len) {
+		skip -= iov->iov_len;
+		iov++;
+		n--;
+	}
+	if (n) {
+		iov->iov_base = (uint8_t *)iov->iov_base + skip;
+		iov->iov_len -= skip;
+	}
+	*first = iov;
+	return n;
+}
+
+/* Drops the last byte (the status byte) of the writable iovecs; returns a pointer to it. */
+static uint8_t *take_status(struct siov_vq_chain *c)
+{
+	struct iovec *iov = &c->iov[c->out_num];
+	unsigned n = c->in_num;
+	uint8_t *st;
+
+	while (n && iov[n - 1].iov_len == 0)
+		n--;
+	if (!n)
+		return NULL;
+	st = (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len - 1;
+	iov[n - 1].iov_len--;
+	if (iov[n - 1].iov_len == 0)
+		n--;
+	c->in_num = n;
+	c->in_len--;
+	return st;
+}
+
+static bool range_ok(const struct siov_blk *blk, uint64_t sector, uint64_t len)
+{
+	uint64_t off;
+
+	if (sector > blk->size / BLK_SECTOR)
+		return false;
+	off = sector * BLK_SECTOR;
+	return len <= blk->size - off;
+}
+
+static uint8_t start_rw(struct siov_blk *blk, struct blk_req *r, uint64_t sector,
+			struct siov_io_ctx *ctx)
+{
+	struct siov_vq_chain *c = &r->chain;
+	struct iovec *first;
+	unsigned n;
+
+	if (r->type == VIRTIO_BLK_T_IN) {
+		r->io.op = SIOV_IO_READ;
+		r->io.len = c->in_len;
+		r->io.iov = &c->iov[c->out_num];
+		r->io.iovcnt = (int)c->in_num;
+	} else {
+		if (blk->readonly)
+			return VIRTIO_BLK_S_IOERR;
+		n = iov_skip_front(c->iov, c->out_num, BLK_HDR_LEN, &first);
+		r->io.op = SIOV_IO_WRITE;
+		r->io.len = c->out_len - BLK_HDR_LEN;
+		r->io.iov = first;
+		r->io.iovcnt = (int)n;
+	}
+	if (r->io.len % BLK_SECTOR || !range_ok(blk, sector, r->io.len))
+		return VIRTIO_BLK_S_IOERR;
+	if (r->io.len == 0)
+		return VIRTIO_BLK_S_OK;
+	r->io.offset = blk->offset + sector * BLK_SECTOR;
+	return siov_backend_submit(blk->bd, ctx, &r->io) ? VIRTIO_BLK_S_IOERR : 0xff;
+}
+
+static uint8_t start_discard(struct siov_blk *blk, struct blk_req *r, struct siov_io_ctx *ctx)
+{
+	struct virtio_blk_discard_write_zeroes seg;
+	struct siov_vq_chain *c = &r->chain;
+	bool wz = r->type == VIRTIO_BLK_T_WRITE_ZEROES;
+
+	if (blk->readonly)
+		return VIRTIO_BLK_S_IOERR;
+	if (wz ? !siov_backend_can_write_zeroes(blk->bd) : !siov_backend_can_discard(blk->bd))
+		return VIRTIO_BLK_S_UNSUPP;
+	/* We advertise one segment per request. */
+	if (c->out_len - BLK_HDR_LEN != sizeof(seg))
+		return VIRTIO_BLK_S_UNSUPP;
+	iov_to_buf(c->iov, c->out_num, BLK_HDR_LEN, &seg, sizeof(seg));
+	if (!wz && (seg.flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))
+		return VIRTIO_BLK_S_UNSUPP;
+	if (seg.flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)
+		return VIRTIO_BLK_S_UNSUPP;
+	if (seg.num_sectors > BLK_MAX_DISCARD ||
+	    !range_ok(blk, seg.sector, (uint64_t)seg.num_sectors * BLK_SECTOR))
+		return VIRTIO_BLK_S_IOERR;
+	r->io.op = wz ? SIOV_IO_WRITE_ZEROES : SIOV_IO_DISCARD;
+	r->io.offset = blk->offset + seg.sector * BLK_SECTOR;
+	r->io.len = (uint64_t)seg.num_sectors * BLK_SECTOR;
+	r->io.iov = NULL;
+	r->io.iovcnt = 0;
+	if (r->io.len == 0)
+		return VIRTIO_BLK_S_OK;
+	return siov_backend_submit(blk->bd, ctx, &r->io) ? VIRTIO_BLK_S_IOERR : 0xff;
+}
+
+static uint8_t start_get_id(struct siov_blk *blk, struct blk_req *r)
+{
+	struct siov_vq_chain *c = &r->chain;
+	char id[VIRTIO_BLK_ID_BYTES] = {0};
+
+	memcpy(id, blk->name, SIOV_MIN(strlen(blk->name), sizeof(id)));
+	r->written = (uint32_t)buf_to_iov(&c->iov[c->out_num], c->in_num, id,
+					  SIOV_MIN(sizeof(id), c->in_len));
+	return VIRTIO_BLK_S_OK;
+}
+
+/* Returns a status to complete with now, or 0xff when the backend took the request. */
+static uint8_t start_req(struct siov_blk *blk, struct blk_req *r, struct siov_io_ctx *ctx)
+{
+	struct virtio_blk_outhdr hdr;
+
+	iov_to_buf(r->chain.iov, r->chain.out_num, 0, &hdr, sizeof(hdr));
+	r->type = hdr.type;
+	r->io.len = 0;
+	switch (hdr.type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+		return start_rw(blk, r, hdr.sector, ctx);
+	case VIRTIO_BLK_T_FLUSH:
+		r->io.op = SIOV_IO_FLUSH;
+		r->io.offset = 0;
+		r->io.iov = NULL;
+		r->io.iovcnt = 0;
+		return siov_backend_submit(blk->bd, ctx, &r->io) ? VIRTIO_BLK_S_IOERR : 0xff;
+	case VIRTIO_BLK_T_GET_ID:
+		return start_get_id(blk, r);
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		return start_discard(blk, r, ctx);
+	default:
+		return VIRTIO_BLK_S_UNSUPP;
+	}
+}
+
+static unsigned blk_process(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned budget)
+{
+	struct siov_blk *blk = vq->dev;
+	unsigned started = 0;
+
+	while (started < budget) {
+		struct blk_req *r = req_get(vq);
+		uint8_t st;
+		int rc;
+
+		if (!r)
+			break;
+		rc = siov_vq_pop(vq, &r->chain);
+		if (rc <= 0) {
+			req_put(vq, r);
+			break;
+		}
+		started++;
+		r->vq = vq;
+		r->written = 0;
+		r->start_ns = siov_now_ns();
+		r->io.cb = req_io_done;
+		SIOV_STAT_ADD(vq->stats.inflight, 1);
+		if (r->chain.out_len < BLK_HDR_LEN || !(r->status = take_status(&r->chain))) {
+			siov_vq_break(vq, "head %u: request without header or status byte",
+				      r->chain.head);
+			SIOV_STAT_ADD(vq->stats.inflight, -1);
+			req_put(vq, r);
+			break;
+		}
+		st = start_req(blk, r, ctx);
+		if (st != 0xff)
+			req_finish(r, st);
+	}
+	return started;
+}
+
+static const struct siov_vq_ops blk_vq_ops = {
+	.process = blk_process,
+	.release = blk_release,
+};
+
+const struct siov_dev_ops siov_blk_dev_ops = {
+	.features = blk_features,
+	.get_config = blk_get_config,
+	.set_config = blk_set_config,
+	.set_features = blk_set_features,
+	.vq_ops = &blk_vq_ops,
+};

@@ -1,0 +1,310 @@
+/*
+ * Split virtqueue data path: pop validated descriptor chains from the avail
+ * ring, push completions to the used ring, and suppress or send notifications
+ * (EVENT_IDX).  Everything read from the rings is hostile: indices are checked
+ * against the ring size, chains are counted to catch loops, and every buffer is
+ * translated through the VDEV's memory table.  A violation breaks the queue and
+ * its VDEV; it never crashes siovd.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+
+#include "siov_internal/log.h"
+#include "siov_internal/virtqueue.h"
+
+/* Longest indirect table we accept (descriptors). */
+#define SIOV_VQ_MAX_INDIRECT 1024
+
+void siov_vq_init(struct siov_vq *vq, unsigned index)
+{
+	memset(vq, 0, sizeof(*vq));
+	vq->index = index;
+	vq->kick_fd = -1;
+	vq->call_fd = -1;
+	vq->err_fd = -1;
+}
+
+int siov_vq_map_rings(struct siov_vq *vq)
+{
+	uint64_t n = vq->num;
+
+	if (!vq->addr_set || !vq->mem || n == 0)
+		return -EINVAL;
+	vq->desc = siov_mem_uva_to_ptr(vq->mem, vq->desc_uva, 16 * n);
+	vq->avail = siov_mem_uva_to_ptr(vq->mem, vq->avail_uva, 4 + 2 * n + 2);
+	vq->used = siov_mem_uva_to_ptr(vq->mem, vq->used_uva, 4 + 8 * n + 2);
+	if (!vq->desc || !vq->avail || !vq->used)
+		return -EFAULT;
+	return 0;
+}
+
+void siov_vq_break(struct siov_vq *vq, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (__atomic_load_n(&vq->broken, __ATOMIC_RELAXED))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(vq->broken_reason, sizeof(vq->broken_reason), fmt, ap);
+	va_end(ap);
+	__atomic_store_n(&vq->broken, 1, __ATOMIC_RELEASE);
+	if (vq->dev_broken)
+		__atomic_store_n(vq->dev_broken, 1, __ATOMIC_RELEASE);
+	SIOV_ERR("vdev %s queue %u broken: %s", vq->dev_name ? vq->dev_name : "?", vq->index,
+		 vq->broken_reason);
+	/* The front end learns through the error eventfd (QEMU logs it). */
+	if (vq->err_fd >= 0)
+		eventfd_write(vq->err_fd, 1);
+}
+
+bool siov_vq_is_broken(const struct siov_vq *vq)
+{
+	return __atomic_load_n(&vq->broken, __ATOMIC_ACQUIRE) ||
+	       (vq->dev_broken && __atomic_load_n(vq->dev_broken, __ATOMIC_ACQUIRE));
+}
+
+static int chain_add(struct siov_vq *vq, struct siov_vq_chain *c, const struct vring_desc *d)
+{
+	unsigned used = c->out_num + c->in_num;
+	bool writable = d->flags & VRING_DESC_F_WRITE;
+	int n;
+
+	if (!writable && c->in_num) {
+		siov_vq_break(vq, "head %u: device-readable descriptor after a device-writable one",
+			      c->head);
+		return -EINVAL;
+	}
+	n = siov_mem_gpa_to_iov(vq->mem, d->addr, d->len, &c->iov[used], SIOV_VQ_MAX_IOV - used);
+	if (n == -ENOBUFS) {
+		siov_vq_break(vq, "head %u: chain needs more than %d segments", c->head,
+			      SIOV_VQ_MAX_IOV);
+		return n;
+	}
+	if (n < 0) {
+		siov_vq_break(vq, "head %u: buffer 0x%llx+%u is outside the memory table", c->head,
+			      (unsigned long long)d->addr, d->len);
+		return n;
+	}
+	if (writable) {
+		c->in_num += n;
+		c->in_len += d->len;
+	} else {
+		c->out_num += n;
+		c->out_len += d->len;
+	}
+	return 0;
+}
+
+/* Switches the walk to an indirect table; returns its size or -errno. */
+static int enter_indirect(struct siov_vq *vq, struct siov_vq_chain *c, const struct vring_desc *d,
+			  const struct vring_desc **table)
+{
+	if (d->flags & VRING_DESC_F_NEXT) {
+		siov_vq_break(vq, "head %u: indirect descriptor with NEXT set", c->head);
+		return -EINVAL;
+	}
+	if (d->len == 0 || d->len % sizeof(struct vring_desc) ||
+	    d->len / sizeof(struct vring_desc) > SIOV_VQ_MAX_INDIRECT) {
+		siov_vq_break(vq, "head %u: bad indirect table length %u", c->head, d->len);
+		return -EINVAL;
+	}
+	*table = siov_mem_gpa_to_ptr(vq->mem, d->addr, d->len);
+	if (!*table) {
+		siov_vq_break(vq, "head %u: indirect table 0x%llx+%u outside the memory table",
+			      c->head, (unsigned long long)d->addr, d->len);
+		return -EFAULT;
+	}
+	return (int)(d->len / sizeof(struct vring_desc));
+}
+
+static int walk_chain(struct siov_vq *vq, struct siov_vq_chain *c)
+{
+	const struct vring_desc *table = vq->desc;
+	unsigned size = vq->num, idx = c->head, count = 0;
+	bool indirect = false;
+	struct vring_desc d;
+	int rc;
+
+	for (;;) {
+		/* Copy once: the driver may rewrite the descriptor under us. */
+		memcpy(&d, (const void *)&table[idx], sizeof(d));
+		if (++count > size) {
+			siov_vq_break(vq, "head %u: descriptor loop (more than %u in a chain)",
+				      c->head, size);
+			return -ELOOP;
+		}
+		if (d.flags & VRING_DESC_F_INDIRECT) {
+			if (indirect) {
+				siov_vq_break(vq, "head %u: nested indirect table", c->head);
+				return -EINVAL;
+			}
+			rc = enter_indirect(vq, c, &d, &table);
+			if (rc < 0)
+				return rc;
+			size = (unsigned)rc;
+			idx = 0;
+			count = 0;
+			indirect = true;
+			continue;
+		}
+		rc = chain_add(vq, c, &d);
+		if (rc)
+			return rc;
+		if (!(d.flags & VRING_DESC_F_NEXT))
+			return 0;
+		idx = d.next;
+		if (idx >= size) {
+			siov_vq_break(vq, "head %u: next index %u out of range (%u)", c->head, idx,
+				      size);
+			return -EINVAL;
+		}
+	}
+}
+
+static void inflight_start(struct siov_vq *vq, uint16_t head)
+{
+	struct siov_vu_inflight_queue *q = vq->inflight;
+
+	if (!q || head >= q->desc_num)
+		return;
+	q->desc[head].counter = ++vq->inflight_counter;
+	q->desc[head].inflight = 1;
+}
+
+static const struct siov_vq *g_sort_vq;
+
+static int cmp_counter(const void *a, const void *b)
+{
+	uint64_t x = g_sort_vq->inflight->desc[*(const uint16_t *)a].counter;
+	uint64_t y = g_sort_vq->inflight->desc[*(const uint16_t *)b].counter;
+
+	return x < y ? -1 : x > y;
+}
+
+void siov_vq_sort_resubmit(struct siov_vq *vq)
+{
+	/* Control thread only, so a file-scope pointer for qsort is safe. */
+	g_sort_vq = vq;
+	qsort(vq->resubmit, vq->resubmit_num, sizeof(*vq->resubmit), cmp_counter);
+	g_sort_vq = NULL;
+}
+
+static int pop_resubmit(struct siov_vq *vq, struct siov_vq_chain *c)
+{
+	c->head = vq->resubmit[vq->resubmit_pos++];
+	c->out_num = c->in_num = 0;
+	c->out_len = c->in_len = 0;
+	if (walk_chain(vq, c))
+		return -EINVAL;
+	inflight_start(vq, c->head);
+	return 1;
+}
+
+int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *c)
+{
+	uint16_t avail_idx, head;
+
+	if (siov_vq_is_broken(vq))
+		return -EIO;
+	if (vq->resubmit_pos < vq->resubmit_num)
+		return pop_resubmit(vq, c);
+	avail_idx = __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE);
+	if (avail_idx == vq->last_avail_idx)
+		return 0;
+	if ((uint16_t)(avail_idx - vq->last_avail_idx) > vq->num) {
+		siov_vq_break(vq, "avail index %u is more than %u ahead of %u", avail_idx, vq->num,
+			      vq->last_avail_idx);
+		return -EINVAL;
+	}
+	head = __atomic_load_n(&vq->avail->ring[vq->last_avail_idx % vq->num], __ATOMIC_RELAXED);
+	if (head >= vq->num) {
+		siov_vq_break(vq, "avail entry %u: head %u out of range (%u)", vq->last_avail_idx,
+			      head, vq->num);
+		return -EINVAL;
+	}
+	vq->last_avail_idx++;
+	c->head = head;
+	c->out_num = c->in_num = 0;
+	c->out_len = c->in_len = 0;
+	if (walk_chain(vq, c))
+		return -EINVAL;
+	inflight_start(vq, head);
+	return 1;
+}
+
+void siov_vq_push(struct siov_vq *vq, uint16_t head, uint32_t len)
+{
+	struct vring_used_elem *e = &vq->used->ring[vq->used_idx % vq->num];
+	struct siov_vu_inflight_queue *q = vq->inflight;
+
+	e->id = head;
+	e->len = len;
+	vq->used_idx++;
+	/* Lets a successor tell, after a crash right here, which record is stale. */
+	if (q)
+		q->last_batch_head = head;
+	/* The driver must see the element before the index that covers it. */
+	__atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
+	vq->used_dirty = true;
+	if (q && head < q->desc_num) {
+		q->desc[head].inflight = 0;
+		q->used_idx = vq->used_idx;
+	}
+}
+
+void siov_vq_notify(struct siov_vq *vq)
+{
+	uint16_t old, now;
+	bool need;
+
+	if (!vq->used_dirty)
+		return;
+	vq->used_dirty = false;
+	/* Order our used->idx store before reading the driver's suppression state. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	now = vq->used_idx;
+	if (vq->event_idx) {
+		old = vq->signalled_used;
+		need = !vq->signalled_used_valid ||
+		       vring_need_event(__atomic_load_n(&vring_used_event(vq), __ATOMIC_RELAXED),
+					now, old);
+		vq->signalled_used = now;
+		vq->signalled_used_valid = true;
+	} else {
+		need = !(__atomic_load_n(&vq->avail->flags, __ATOMIC_RELAXED) &
+			 VRING_AVAIL_F_NO_INTERRUPT);
+	}
+	if (need && vq->call_fd >= 0)
+		eventfd_write(vq->call_fd, 1);
+}
+
+bool siov_vq_has_work(const struct siov_vq *vq)
+{
+	return __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE) != vq->last_avail_idx;
+}
+
+bool siov_vq_enable_notify(struct siov_vq *vq)
+{
+	if (vq->event_idx)
+		__atomic_store_n(&vring_avail_event(vq), vq->last_avail_idx, __ATOMIC_RELAXED);
+	else
+		__atomic_and_fetch(&vq->used->flags, (uint16_t)~VRING_USED_F_NO_NOTIFY,
+				   __ATOMIC_RELAXED);
+	vq->notify_enabled = true;
+	/* Publish the request for kicks before looking at the ring once more. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return siov_vq_has_work(vq);
+}
+
+void siov_vq_disable_notify(struct siov_vq *vq)
+{
+	vq->notify_enabled = false;
+	/* With EVENT_IDX a stale avail_event already keeps the driver quiet. */
+	if (!vq->event_idx)
+		__atomic_or_fetch(&vq->used->flags, (uint16_t)VRING_USED_F_NO_NOTIFY,
+				  __ATOMIC_RELAXED);
+}

@@ -1,0 +1,406 @@
+# Host side of the siov guest tests, sourced by every test and by demo.sh.
+#
+# A test starts "the back end" (siovd by default, qemu-storage-daemon when
+# SIOV_GUEST_BACKEND=qsd, as a peer to prove the harness and its assertions),
+# carves VDEVs out of a backend file, boots one or more Linux guests under
+# QEMU (TCG) on their vhost-user sockets with a script handed in through
+# fw_cfg, and then checks the backend file and the VDEV statistics.
+#
+# Options every test takes (meson passes them):
+#   --siovd PATH --siovctl PATH   the programs under test
+#   --cache DIR                   where the guest kit is built and kept
+# Environment:
+#   SIOV_GUEST_BACKEND=siovd|qsd  (default siovd)
+#   SIOV_GUEST_ACCEL=tcg|kvm      (default tcg; see shared notes on PVM)
+#   SIOV_GUEST_KEEP=1             keep the work dir and print its path
+#   SIOV_GUEST_VERBOSE=1          copy guest consoles to stderr as they end
+#   SIOV_GUEST_QSD_SKEW=BYTES     (qsd only) misplace every window on purpose
+set -euo pipefail
+
+GUEST_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SIOVD=${SIOVD:-}
+SIOVCTL=${SIOVCTL:-}
+CACHE=${SIOV_GUEST_CACHE:-}
+BACKEND=${SIOV_GUEST_BACKEND:-siovd}
+ACCEL=${SIOV_GUEST_ACCEL:-tcg}
+GUEST_MEM=${SIOV_GUEST_MEM:-512M}
+TEST_NAME=$(basename "$0" .sh)
+T0=$(date +%s.%N)
+
+WORK=
+PIDS=()          # every background process this test started
+BE_PID=
+KIT=
+RPC=
+declare -A VDEV_SOCK=() VDEV_QUEUES=() BACKEND_PATH=()
+QSD_ARGS=()
+
+log() { echo "[$TEST_NAME $(elapsed)s] $*" >&2; }
+elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}'; }
+skip() { echo "SKIP: $TEST_NAME: $*" >&2; exit 77; }
+die() {
+	echo "FAIL: $TEST_NAME: $*" >&2
+	exit 1
+}
+
+parse_args() {
+	while [ $# -gt 0 ]; do
+		case "$1" in
+		--siovd) SIOVD=$2; shift 2 ;;
+		--siovctl) SIOVCTL=$2; shift 2 ;;
+		--cache) CACHE=$2; shift 2 ;;
+		*) die "unknown argument '$1'" ;;
+		esac
+	done
+}
+
+# ---- set-up and teardown --------------------------------------------------
+
+# setup [ARGS...]: checks what the test needs, builds or reuses the guest kit,
+# makes the work dir and arms the cleanup trap.
+setup() {
+	parse_args "$@"
+	command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not installed (qemu-system-x86)"
+	command -v timeout >/dev/null || skip "timeout (coreutils) missing"
+	case "$BACKEND" in
+	siovd)
+		[ -n "$SIOVD" ] && [ -x "$SIOVD" ] || skip "siovd not built (pass --siovd PATH)"
+		[ -n "$SIOVCTL" ] && [ -x "$SIOVCTL" ] || skip "siovctl not built (pass --siovctl PATH)"
+		command -v jq >/dev/null || skip "jq not installed (needed to read vdev_stats)"
+		;;
+	qsd)
+		command -v qemu-storage-daemon >/dev/null || skip "qemu-storage-daemon not installed"
+		;;
+	*) die "SIOV_GUEST_BACKEND must be siovd or qsd, not '$BACKEND'" ;;
+	esac
+	if [ "$ACCEL" = kvm ] && [ ! -w /dev/kvm ]; then
+		skip "SIOV_GUEST_ACCEL=kvm but /dev/kvm is not usable"
+	fi
+	WORK=$(mktemp -d /tmp/siov-guest.XXXXXX)
+	trap cleanup EXIT
+	trap 'exit 130' INT TERM
+	CACHE=${CACHE:-$WORK}
+	local rc=0
+	"$GUEST_SRC/mkkit.sh" "$CACHE/guest-kit" || rc=$?
+	[ $rc = 0 ] || { [ $rc = 77 ] && exit 77; die "building the guest kit failed"; }
+	KIT=$CACHE/guest-kit
+	log "backend $BACKEND, accel $ACCEL, work dir $WORK"
+}
+
+cleanup() {
+	local rc=$? pid
+	trap - EXIT
+	for f in "$WORK"/*.qemu.pid; do
+		[ -f "$f" ] && pid=$(cat "$f" 2>/dev/null) && kill -9 "$pid" 2>/dev/null || true
+	done
+	for pid in "${PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "${PIDS[@]}"; do
+		timeout 10 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
+	done
+	if [ $rc != 0 ] && [ $rc != 77 ] && [ -n "$WORK" ] && [ -d "$WORK" ]; then
+		dump_logs
+	fi
+	if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+		if [ "${SIOV_GUEST_KEEP:-0}" = 1 ]; then
+			echo "kept work dir $WORK" >&2
+		else
+			rm -rf "$WORK"
+		fi
+	fi
+	[ $rc = 0 ] && log "PASS"
+	exit $rc
+}
+
+dump_logs() {
+	local f
+	for f in "$WORK"/*.console; do
+		[ -f "$f" ] || continue
+		echo "----- guest console ${f##*/} (last 200 lines) -----" >&2
+		tail -n 200 "$f" >&2
+		f=${f%.console}.qemu.log
+		if [ -s "$f" ]; then
+			echo "----- QEMU stderr ${f##*/} -----" >&2
+			tail -n 20 "$f" >&2
+		fi
+	done
+	for f in "$WORK"/backend.log; do
+		[ -f "$f" ] || continue
+		echo "----- $BACKEND log (last 100 lines) -----" >&2
+		tail -n 100 "$f" >&2
+	done
+}
+
+# wait_for_path PATH SECONDS [PID]: polls until PATH exists; fails early if
+# PID dies.
+wait_for_path() {
+	local i=0 n=$(($2 * 20))
+	while [ ! -e "$1" ]; do
+		if [ -n "${3:-}" ] && ! kill -0 "$3" 2>/dev/null; then
+			die "process $3 died before $1 appeared"
+		fi
+		i=$((i + 1))
+		[ $i -le $n ] || die "timed out after $2 s waiting for $1"
+		sleep 0.05
+	done
+}
+
+# ---- the back end -----------------------------------------------------------
+
+ctl() {
+	local out rc=0
+	out=$(timeout 30 "$SIOVCTL" -s "$RPC" "$@" 2>"$WORK/ctl.err") || rc=$?
+	if [ $rc != 0 ]; then
+		echo "siovctl $* failed ($rc): $(cat "$WORK/ctl.err")" >&2
+		return $rc
+	fi
+	printf '%s\n' "$out"
+}
+
+# be_start: starts the back end daemon (siovd now; qsd when be_ready runs,
+# because it takes every export on its command line).
+be_start() {
+	case "$BACKEND" in
+	siovd)
+		RPC=$WORK/rpc.sock
+		mkdir -p "$WORK/state"
+		"$SIOVD" --rpc-socket "$RPC" --state-dir "$WORK/state" ${SIOV_GUEST_ENGINES:+--engines $SIOV_GUEST_ENGINES} \
+			>>"$WORK/backend.log" 2>&1 &
+		BE_PID=$!
+		PIDS+=("$BE_PID")
+		wait_for_path "$RPC" 20 "$BE_PID"
+		ctl daemon_info >/dev/null || die "siovd does not answer daemon_info"
+		;;
+	qsd) ;;
+	esac
+}
+
+# be_backend NAME PATH SIZE: a file backend of SIZE bytes (sparse).
+be_backend() {
+	BACKEND_PATH[$1]=$2
+	case "$BACKEND" in
+	siovd) ctl backend_create --name "$1" --type file --path "$2" --size "$3" >/dev/null ||
+		die "backend_create $1 failed" ;;
+	qsd)
+		truncate -s "$3" "$2"
+		QSD_ARGS+=(--blockdev "driver=file,node-name=$1,filename=$2,cache.direct=on,aio=io_uring,discard=unmap")
+		;;
+	esac
+}
+
+# be_vdev NAME BACKEND OFFSET SIZE QUEUES [ro]: a virtio-blk VDEV, a window of
+# BACKEND, on its own vhost-user socket ($WORK/NAME.sock).
+be_vdev() {
+	local name=$1 be=$2 off=$3 size=$4 q=$5 ro=${6:-}
+	local sock=$WORK/$name.sock
+	VDEV_SOCK[$name]=$sock
+	VDEV_QUEUES[$name]=$q
+	case "$BACKEND" in
+	siovd)
+		ctl vdev_create --name "$name" --type blk --backend "$be" --offset "$off" --size "$size" \
+			--queues "$q" --socket "$sock" ${ro:+--readonly} >/dev/null || die "vdev_create $name failed"
+		;;
+	qsd)
+		# SIOV_GUEST_QSD_SKEW=BYTES shifts every window: a deliberate bug
+		# that proves the host-side checks catch misplaced data.
+		off=$((off + ${SIOV_GUEST_QSD_SKEW:-0}))
+		QSD_ARGS+=(--blockdev "driver=raw,node-name=$name,file=$be,offset=$off,size=$size,discard=unmap"
+			--export "type=vhost-user-blk,id=e_$name,node-name=$name,addr.type=unix,addr.path=$sock,writable=$([ -n "$ro" ] && echo off || echo on),num-queues=$q")
+		;;
+	esac
+}
+
+# be_ready: every VDEV is listening.
+be_ready() {
+	local s
+	if [ "$BACKEND" = qsd ]; then
+		qemu-storage-daemon "${QSD_ARGS[@]}" >>"$WORK/backend.log" 2>&1 &
+		BE_PID=$!
+		PIDS+=("$BE_PID")
+	fi
+	for s in "${VDEV_SOCK[@]}"; do
+		wait_for_path "$s" 20 "$BE_PID"
+	done
+}
+
+be_alive() {
+	kill -0 "$BE_PID" 2>/dev/null || die "$BACKEND (pid $BE_PID) is gone"
+	if [ "$BACKEND" = siovd ]; then
+		ctl daemon_info >/dev/null || die "siovd is running but does not answer daemon_info"
+	fi
+}
+
+have_stats() { [ "$BACKEND" = siovd ]; }
+
+# stats NAME: the vdev_stats object of one VDEV, on one line.
+stats() {
+	have_stats || return 1
+	ctl vdev_stats --name "$1" |
+		jq -ce --arg n "$1" '(if type == "array" then .[] else . end) | select(.name == $n)' ||
+		die "vdev_stats has no entry for $1"
+}
+
+# vstat NAME JQ-EXPR: one number from a VDEV's statistics, e.g. '.requests' or
+# '[.queues[].flushes] | add'.
+vstat() {
+	stats "$1" | jq -er "$2" || die "vdev_stats of $1 has no $2"
+}
+
+# be_stop: SIGTERM, then the daemon must exit 0 within 20 s, and its log must
+# be free of sanitizer reports.
+be_stop() {
+	local rc=0
+	[ -n "$BE_PID" ] || return 0
+	kill -TERM "$BE_PID" 2>/dev/null || die "$BACKEND was already gone before SIGTERM"
+	timeout 20 tail --pid="$BE_PID" -f /dev/null || die "$BACKEND did not exit within 20 s of SIGTERM"
+	wait "$BE_PID" || rc=$?
+	BE_PID=
+	if grep -Eq 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$WORK/backend.log"; then
+		die "$BACKEND log has a sanitizer report"
+	fi
+	[ $rc = 0 ] || die "$BACKEND exited with status $rc after SIGTERM"
+	if [ "$BACKEND" = siovd ]; then
+		local s
+		for s in "${VDEV_SOCK[@]}"; do
+			[ ! -e "$s" ] || die "siovd left its socket $s behind"
+		done
+	fi
+}
+
+# ---- guests -----------------------------------------------------------------
+
+# guest_script NAME [VAR=VALUE...] < BODY: the script the guest runs, with the
+# variables set first.
+guest_script() {
+	local name=$1 f=$WORK/$1.guest.sh
+	shift
+	: >"$f"
+	local kv
+	for kv in "$@"; do
+		printf '%s\n' "$kv" >>"$f"
+	done
+	cat >>"$f"
+}
+
+# guest_start NAME SECONDS VDEV...: boots a guest in the background on the
+# sockets of the VDEVs (vda, vdb, ... in that order) with $WORK/NAME.guest.sh.
+guest_start() {
+	local name=$1 secs=$2 i=0 v
+	shift 2
+	local args=(-accel "$ACCEL" -m "$GUEST_MEM" -smp 2
+		-object "memory-backend-memfd,id=mem,size=$GUEST_MEM,share=on" -machine "memory-backend=mem"
+		-kernel "$KIT/vmlinux" -initrd "$KIT/initramfs.cpio"
+		-append "console=ttyS0 quiet panic=-1 oops=panic"
+		-fw_cfg "name=opt/test,file=$WORK/$name.guest.sh"
+		-display none -nodefaults -no-user-config -monitor none -serial "file:$WORK/$name.console"
+		-no-reboot -net none -pidfile "$WORK/$name.qemu.pid")
+	# qemu-storage-daemon 7.2 offers CONFIG_WCE with wce=0 in its config, so
+	# the guest would run write-through and never flush; without CONFIG_WCE
+	# the guest goes by VIRTIO_BLK_F_FLUSH. siovd gets QEMU's defaults.
+	local extra=
+	[ "$BACKEND" = qsd ] && extra=,config-wce=off
+	for v in "$@"; do
+		args+=(-chardev "socket,id=c$i,path=${VDEV_SOCK[$v]}"
+			-device "vhost-user-blk-pci,chardev=c$i,num-queues=${VDEV_QUEUES[$v]},addr=$(printf '0x%x' $((16 + i)))$extra")
+		i=$((i + 1))
+	done
+	: >"$WORK/$name.console"
+	timeout -k 5 "$secs" qemu-system-x86_64 "${args[@]}" >"$WORK/$name.qemu.log" 2>&1 &
+	GUEST_PID=$!
+	PIDS+=("$GUEST_PID")
+	log "guest $name started on $*"
+}
+
+# guest_wait NAME: waits for the guest started last and judges it by its
+# console markers.
+guest_wait() {
+	local name=$1 rc=0
+	wait "$GUEST_PID" || rc=$?
+	rm -f "$WORK/$name.qemu.pid"
+	[ "${SIOV_GUEST_VERBOSE:-0}" = 1 ] && sed "s/^/  $name| /" "$WORK/$name.console" >&2
+	if grep -q '^SIOV-TEST-PASS' "$WORK/$name.console"; then
+		log "guest $name passed (booted in $(sed -n 's/^SIOV-GUEST-UP //p' "$WORK/$name.console"))"
+		return 0
+	fi
+	local why
+	why=$(grep -m1 '^SIOV-TEST-FAIL' "$WORK/$name.console" || true)
+	[ $rc = 124 ] || [ $rc = 137 ] && why="${why:-QEMU timed out}"
+	[ -n "$why" ] || why="no result marker (QEMU exit status $rc): $(tail -n 3 "$WORK/$name.qemu.log" | tr '\n' ' ')"
+	die "guest $name: $why"
+}
+
+# run_guest NAME SECONDS VDEV...: boot, run, judge.
+run_guest() {
+	guest_start "$@"
+	guest_wait "$1"
+}
+
+# guest_wait_marker NAME TEXT SECONDS: waits for a line on the console.
+guest_wait_marker() {
+	local i=0 n=$(($3 * 10))
+	until grep -q "$2" "$WORK/$1.console"; do
+		grep -q '^SIOV-TEST-FAIL' "$WORK/$1.console" && die "guest $1: $(grep -m1 '^SIOV-TEST-FAIL' "$WORK/$1.console")"
+		kill -0 "$GUEST_PID" 2>/dev/null || die "guest $1 ended before printing '$2'"
+		i=$((i + 1))
+		[ $i -le $n ] || die "guest $1: no '$2' within $3 s"
+		sleep 0.1
+	done
+}
+
+# guest_kill9 NAME: the guest dies at once, as in a host crash of QEMU.
+guest_kill9() {
+	local pid
+	pid=$(cat "$WORK/$1.qemu.pid") || die "no pid file for guest $1"
+	kill -9 "$pid"
+	wait "$GUEST_PID" 2>/dev/null || true
+	rm -f "$WORK/$1.qemu.pid"
+	log "guest $1 killed with SIGKILL"
+}
+
+# ---- host-side checks of the backend file -----------------------------------
+
+# file_fill FILE OFF LEN SEED [LOGICAL] / file_check ... / file_zeros FILE OFF LEN
+file_fill() { "$KIT/blkop" fill "$@" || die "could not write $1"; }
+file_check() {
+	"$KIT/blkop" check "$@" || die "backend file: bytes at $2 (+$3) are not pattern $4 ${5:+(written by the guest at $5)}"
+}
+file_zeros() { "$KIT/blkop" zeros "$@" || die "backend file: [$2, +$3) is not zeros"; }
+
+MiB=$((1024 * 1024))
+
+# layout SIZE BASESEED OFF:LEN:SEED...: the ranges of a window of SIZE bytes,
+# sorted, with the gaps between the given ranges holding BASESEED. Prints
+# OFF:LEN:SEED words covering [0, SIZE).
+layout() {
+	local size=$1 base=$2 pos=0 r off len
+	shift 2
+	for r in $(printf '%s\n' "$@" | sort -t: -k1,1n); do
+		off=${r%%:*}
+		len=${r#*:}
+		len=${len%%:*}
+		[ "$off" -gt $pos ] && printf '%s ' "$pos:$((off - pos)):$base"
+		printf '%s ' "$r"
+		pos=$((off + len))
+	done
+	[ $pos -lt "$size" ] && printf '%s ' "$pos:$((size - pos)):$base"
+	echo
+}
+
+# file_layout FILE BASE OFF:LEN:SEED...: the window at BASE in FILE holds
+# the layout (SEED z: zeros), with patterns keyed to guest offsets.
+file_layout() {
+	local f=$1 base=$2 r off len seed
+	shift 2
+	for r in "$@"; do
+		off=${r%%:*}
+		r=${r#*:}
+		len=${r%%:*}
+		seed=${r#*:}
+		if [ "$seed" = z ]; then
+			file_zeros "$f" $((base + off)) "$len"
+		else
+			file_check "$f" $((base + off)) "$len" "$seed" "$off"
+		fi
+	done
+}

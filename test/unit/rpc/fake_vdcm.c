@@ -1,0 +1,275 @@
+/*
+ * The fake VDCM of fake_vdcm.h.  Also provides the two backend-type helpers the
+ * parameter code calls, since the real backends are not linked into these tests.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fake_vdcm.h"
+
+#define FAKE_MAX 64
+
+struct fake_vdev {
+	struct siov_vdev_conf conf;
+	struct siov_queue_stats q[SIOV_VDEV_MAX_QUEUES];
+	uint64_t size;
+};
+
+struct siov_vdcm {
+	struct siov_backend_conf backends[FAKE_MAX];
+	uint64_t backend_size[FAKE_MAX];
+	unsigned nbackends;
+	struct fake_vdev vdevs[FAKE_MAX];
+	unsigned nvdevs;
+	int fail_backend_create;
+};
+
+int siov_backend_type_parse(const char *s, enum siov_backend_type *out)
+{
+	static const char *const names[] = {"null", "ram", "file"};
+
+	for (unsigned i = 0; i < SIOV_ARRAY_SIZE(names); i++) {
+		if (strcmp(s, names[i]) == 0) {
+			*out = (enum siov_backend_type)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+const char *siov_backend_type_name(enum siov_backend_type type)
+{
+	switch (type) {
+	case SIOV_BACKEND_NULL:
+		return "null";
+	case SIOV_BACKEND_RAM:
+		return "ram";
+	case SIOV_BACKEND_FILE:
+		return "file";
+	}
+	return "unknown";
+}
+
+int siov_vdcm_create(const struct siov_vdcm_opts *opts, struct siov_vdcm **out)
+{
+	*out = calloc(1, sizeof(**out));
+	return *out ? 0 : -ENOMEM;
+}
+
+void siov_vdcm_destroy(struct siov_vdcm *vdcm)
+{
+	free(vdcm);
+}
+
+static int backend_idx(struct siov_vdcm *v, const char *name)
+{
+	for (unsigned i = 0; i < v->nbackends; i++)
+		if (strcmp(v->backends[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static int vdev_idx(struct siov_vdcm *v, const char *name)
+{
+	for (unsigned i = 0; i < v->nvdevs; i++)
+		if (strcmp(v->vdevs[i].conf.name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static unsigned backend_users(struct siov_vdcm *v, const char *name)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < v->nvdevs; i++)
+		n += strcmp(v->vdevs[i].conf.backend, name) == 0;
+	return n;
+}
+
+int siov_vdcm_backend_create(struct siov_vdcm *v, const struct siov_backend_conf *conf,
+			     struct siov_err *err)
+{
+	if (v->fail_backend_create)
+		return siov_err_set(err, v->fail_backend_create, "injected failure");
+	if (backend_idx(v, conf->name) >= 0)
+		return siov_err_set(err, -EEXIST, "backend '%s' already exists", conf->name);
+	if (v->nbackends == FAKE_MAX)
+		return siov_err_set(err, -ENOSPC, "too many backends");
+	v->backends[v->nbackends] = *conf;
+	v->backend_size[v->nbackends] = conf->size ? conf->size : FAKE_FILE_SIZE;
+	v->nbackends++;
+	return 0;
+}
+
+int siov_vdcm_backend_delete(struct siov_vdcm *v, const char *name, struct siov_err *err)
+{
+	int i = backend_idx(v, name);
+
+	if (i < 0)
+		return siov_err_set(err, -ENOENT, "no backend named '%s'", name);
+	if (backend_users(v, name))
+		return siov_err_set(err, -EBUSY, "backend '%s' is used by VDEVs", name);
+	memmove(&v->backends[i], &v->backends[i + 1],
+		(v->nbackends - (unsigned)i - 1) * sizeof(v->backends[0]));
+	memmove(&v->backend_size[i], &v->backend_size[i + 1],
+		(v->nbackends - (unsigned)i - 1) * sizeof(v->backend_size[0]));
+	v->nbackends--;
+	return 0;
+}
+
+static bool overlaps(const struct fake_vdev *d, const char *backend, uint64_t off, uint64_t size)
+{
+	return strcmp(d->conf.backend, backend) == 0 && off < d->conf.offset + d->size &&
+	       d->conf.offset < off + size;
+}
+
+static int vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *conf, uint64_t *size,
+		      struct siov_err *err)
+{
+	int b = backend_idx(v, conf->backend);
+	uint64_t bsize;
+
+	if (vdev_idx(v, conf->name) >= 0)
+		return siov_err_set(err, -EEXIST, "VDEV '%s' already exists", conf->name);
+	if (b < 0)
+		return siov_err_set(err, -ENOENT, "no backend named '%s'", conf->backend);
+	bsize = v->backend_size[b];
+	if (conf->offset >= bsize || conf->size > bsize - conf->offset)
+		return siov_err_set(err, -ERANGE, "window out of range of backend '%s'",
+				    conf->backend);
+	*size = conf->size ? conf->size : bsize - conf->offset;
+	for (unsigned i = 0; i < v->nvdevs; i++) {
+		if (strcmp(v->vdevs[i].conf.socket, conf->socket) == 0)
+			return siov_err_set(err, -EADDRINUSE, "socket %s in use", conf->socket);
+		if (!conf->allow_overlap &&
+		    overlaps(&v->vdevs[i], conf->backend, conf->offset, *size))
+			return siov_err_set(err, -EBUSY, "window overlaps VDEV '%s'",
+					    v->vdevs[i].conf.name);
+	}
+	return 0;
+}
+
+int siov_vdcm_vdev_create(struct siov_vdcm *v, const struct siov_vdev_conf *conf,
+			  struct siov_err *err)
+{
+	struct fake_vdev *d;
+	uint64_t size = 0;
+	int rc = vdev_check(v, conf, &size, err);
+
+	if (rc)
+		return rc;
+	if (v->nvdevs == FAKE_MAX)
+		return siov_err_set(err, -ENOSPC, "too many VDEVs");
+	d = &v->vdevs[v->nvdevs++];
+	memset(d, 0, sizeof(*d));
+	d->conf = *conf;
+	d->size = size;
+	for (unsigned q = 0; q < (conf->queues ? conf->queues : 1u); q++) {
+		d->q[q].index = q;
+		d->q[q].state = "running";
+		d->q[q].engine = (int)q;
+		d->q[q].requests = 10;
+		d->q[q].reads = 6;
+		d->q[q].writes = 4;
+		d->q[q].bytes_read = 6 * 4096;
+		d->q[q].bytes_written = 4 * 4096;
+		d->q[q].errors = 1;
+		d->q[q].inflight = 2;
+		d->q[q].latency_ns_total = 10 * 3000; /* 3 us mean */
+		d->q[q].kicks = 5;
+	}
+	return 0;
+}
+
+int siov_vdcm_vdev_delete(struct siov_vdcm *v, const char *name, struct siov_err *err)
+{
+	int i = vdev_idx(v, name);
+
+	if (i < 0)
+		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
+	memmove(&v->vdevs[i], &v->vdevs[i + 1],
+		(v->nvdevs - (unsigned)i - 1) * sizeof(v->vdevs[0]));
+	v->nvdevs--;
+	return 0;
+}
+
+void siov_vdcm_backend_foreach(struct siov_vdcm *v, siov_backend_info_cb cb, void *arg)
+{
+	for (unsigned i = 0; i < v->nbackends; i++) {
+		struct siov_backend_info info = {
+		    .conf = &v->backends[i],
+		    .size = v->backend_size[i],
+		    .block_size = 512,
+		    .direct = v->backends[i].type == SIOV_BACKEND_FILE,
+		    .vdevs = backend_users(v, v->backends[i].name),
+		};
+		cb(&info, arg);
+	}
+}
+
+static void vdev_info(struct fake_vdev *d, siov_vdev_info_cb cb, void *arg)
+{
+	struct siov_vdev_info info = {
+	    .conf = &d->conf,
+	    .size = d->size,
+	    .state = "listening",
+	    .nqueues = d->conf.queues ? d->conf.queues : 1,
+	    .queues = d->q,
+	};
+	cb(&info, arg);
+}
+
+void siov_vdcm_vdev_foreach(struct siov_vdcm *v, siov_vdev_info_cb cb, void *arg)
+{
+	for (unsigned i = 0; i < v->nvdevs; i++)
+		vdev_info(&v->vdevs[i], cb, arg);
+}
+
+int siov_vdcm_vdev_get(struct siov_vdcm *v, const char *name, siov_vdev_info_cb cb, void *arg)
+{
+	int i = vdev_idx(v, name);
+
+	if (i < 0)
+		return -ENOENT;
+	vdev_info(&v->vdevs[i], cb, arg);
+	return 0;
+}
+
+void siov_vdcm_daemon_info(struct siov_vdcm *v, struct siov_daemon_info *info)
+{
+	info->version = "0.1.0-test";
+	info->engines = 2;
+	info->backends = v->nbackends;
+	info->vdevs = v->nvdevs;
+	info->uptime_s = 1.5;
+}
+
+unsigned fake_vdcm_backends(struct siov_vdcm *v)
+{
+	return v->nbackends;
+}
+
+unsigned fake_vdcm_vdevs(struct siov_vdcm *v)
+{
+	return v->nvdevs;
+}
+
+const struct siov_backend_conf *fake_vdcm_backend(struct siov_vdcm *v, const char *name)
+{
+	int i = backend_idx(v, name);
+
+	return i < 0 ? NULL : &v->backends[i];
+}
+
+const struct siov_vdev_conf *fake_vdcm_vdev(struct siov_vdcm *v, const char *name)
+{
+	int i = vdev_idx(v, name);
+
+	return i < 0 ? NULL : &v->vdevs[i].conf;
+}
+
+void fake_vdcm_fail_backend_create(struct siov_vdcm *v, int rc)
+{
+	v->fail_backend_create = rc;
+}

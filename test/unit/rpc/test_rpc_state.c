@@ -1,0 +1,236 @@
+/*
+ * The state file: what the RPC methods save comes back identical in a fresh
+ * VDCM, the save leaves no temporary file and a private mode, a missing file
+ * is an empty configuration, and a damaged or hostile file is refused whole
+ * (nothing created) with a message naming the bad entry.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "rpc_test.h"
+#include "fake_vdcm.h"
+#include "siov_internal/state.h"
+#include "../../../lib/ctrl/rpc_internal.h"
+
+static char g_dir[64];
+static char g_file[128];
+static char g_buf[4096];
+
+#define REQ(method, params) rpc_req(g_buf, sizeof(g_buf), method, params)
+
+static int setup(void **state)
+{
+	strcpy(g_dir, "/tmp/siov-state-XXXXXX");
+	if (!mkdtemp(g_dir))
+		return -1;
+	snprintf(g_file, sizeof(g_file), "%s/siovd.json", g_dir);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	DIR *d = opendir(g_dir);
+	struct dirent *e;
+	char path[512];
+
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.' && (!e->d_name[1] || !strcmp(e->d_name, "..")))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", g_dir, e->d_name);
+		unlink(path);
+	}
+	if (d)
+		closedir(d);
+	rmdir(g_dir);
+	return 0;
+}
+
+static unsigned dir_entries(void)
+{
+	DIR *d = opendir(g_dir);
+	struct dirent *e;
+	unsigned n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	closedir(d);
+	return n;
+}
+
+static void write_state(const char *text)
+{
+	int fd = open(g_file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
+/* Builds a configuration through the RPC methods with persistence on. */
+static void populate(struct siov_vdcm *vdcm)
+{
+	struct siov_rpc_server_opts opts = {.vdcm = vdcm, .state_dir = g_dir};
+	struct siov_rpc_server *srv;
+
+	assert_int_equal(siov_rpc_server_create(&opts, &srv), 0);
+	rpc_expect_true(
+	    srv, REQ("backend_create", "{\"name\":\"ram0\",\"type\":\"ram\",\"size\":\"1G\"}"));
+	rpc_expect_true(srv,
+			REQ("backend_create", "{\"name\":\"file0\",\"type\":\"file\","
+					      "\"path\":\"/var/lib/x.img\",\"readonly\":true}"));
+	rpc_expect_true(
+	    srv, REQ("backend_create", "{\"name\":\"gone\",\"type\":\"null\",\"size\":4096}"));
+	rpc_expect_true(srv, REQ("vdev_create",
+				 "{\"name\":\"vm1\",\"backend\":\"ram0\",\"size\":\"256M\","
+				 "\"queues\":4,\"socket\":\"/run/vm1.sock\"}"));
+	rpc_expect_true(srv, REQ("vdev_create",
+				 "{\"name\":\"vm2\",\"backend\":\"ram0\",\"offset\":\"128M\","
+				 "\"size\":\"256M\",\"readonly\":true,\"allow_overlap\":true,"
+				 "\"socket\":\"/run/vm2.sock\"}"));
+	rpc_expect_true(srv, REQ("backend_delete", "{\"name\":\"gone\"}"));
+	siov_rpc_server_destroy(srv);
+}
+
+static void test_round_trip(void **state)
+{
+	struct siov_vdcm *a, *b;
+	struct siov_err err = {0};
+	struct stat st;
+	const char *names[] = {"vm1", "vm2"};
+
+	assert_int_equal(siov_vdcm_create(NULL, &a), 0);
+	assert_int_equal(siov_vdcm_create(NULL, &b), 0);
+	populate(a);
+	/* Atomic save: the file alone, private, no temporary left behind. */
+	assert_int_equal(stat(g_file, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(dir_entries(), 1);
+
+	assert_int_equal(siov_state_load(b, g_dir, &err), 0);
+	assert_int_equal(fake_vdcm_backends(b), 2);
+	assert_int_equal(fake_vdcm_vdevs(b), 2);
+	assert_null(fake_vdcm_backend(b, "gone"));
+	assert_memory_equal(fake_vdcm_backend(a, "ram0"), fake_vdcm_backend(b, "ram0"),
+			    sizeof(struct siov_backend_conf));
+	assert_memory_equal(fake_vdcm_backend(a, "file0"), fake_vdcm_backend(b, "file0"),
+			    sizeof(struct siov_backend_conf));
+	for (int i = 0; i < 2; i++)
+		assert_memory_equal(fake_vdcm_vdev(a, names[i]), fake_vdcm_vdev(b, names[i]),
+				    sizeof(struct siov_vdev_conf));
+	assert_true(fake_vdcm_vdev(b, "vm2")->allow_overlap);
+	assert_int_equal(fake_vdcm_vdev(b, "vm1")->queues, 4);
+	siov_vdcm_destroy(a);
+	siov_vdcm_destroy(b);
+}
+
+/* A stale temporary from a crash is overwritten, and a save replaces the old file. */
+static void test_save_over_leftovers(void **state)
+{
+	struct siov_vdcm *v;
+	struct siov_err err = {0};
+	char tmp[160];
+	int fd;
+
+	snprintf(tmp, sizeof(tmp), "%s/.siovd.json.tmp", g_dir);
+	fd = open(tmp, O_WRONLY | O_CREAT, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "garbage garbage garbage", 23), 23);
+	close(fd);
+	write_state("{\"version\":1}");
+	assert_int_equal(siov_vdcm_create(NULL, &v), 0);
+	assert_int_equal(siov_state_save(v, g_dir, &err), 0);
+	assert_int_equal(dir_entries(), 1);
+	assert_int_equal(siov_state_load(v, g_dir, &err), 0);
+	siov_vdcm_destroy(v);
+}
+
+static void test_missing_file(void **state)
+{
+	struct siov_vdcm *v;
+	struct siov_err err = {0};
+
+	assert_int_equal(siov_vdcm_create(NULL, &v), 0);
+	assert_int_equal(siov_state_load(v, g_dir, &err), 0);
+	assert_int_equal(fake_vdcm_backends(v), 0);
+	siov_vdcm_destroy(v);
+}
+
+static void expect_refused(const char *text, const char *msg)
+{
+	struct siov_vdcm *v;
+	struct siov_err err = {0};
+	int rc;
+
+	write_state(text);
+	assert_int_equal(siov_vdcm_create(NULL, &v), 0);
+	rc = siov_state_load(v, g_dir, &err);
+	if (rc != -EINVAL || !strstr(err.msg, msg))
+		fail_msg("'%s': rc %d, message '%s' (expected '%s')", text, rc, err.msg, msg);
+	assert_int_equal(fake_vdcm_backends(v), 0);
+	assert_int_equal(fake_vdcm_vdevs(v), 0);
+	siov_vdcm_destroy(v);
+}
+
+#define B_OK "{\"name\":\"b\",\"type\":\"ram\",\"size\":4096}"
+
+static void test_corrupt_refused(void **state)
+{
+	expect_refused("", "is not a JSON object");
+	expect_refused("{\"version\":1,\"backends\":[" B_OK, "is not a JSON object");
+	expect_refused("[]", "is not a JSON object");
+	expect_refused("{\"version\":1} {}", "is not a JSON object");
+	expect_refused("{}", "'version' must be 1");
+	expect_refused("{\"version\":2}", "'version' must be 1");
+	expect_refused("{\"version\":\"1\"}", "'version' must be 1");
+	expect_refused("{\"version\":1,\"extra\":0}", "unknown member 'extra'");
+	expect_refused("{\"version\":1,\"backends\":{}}", "'backends' must be an array");
+	expect_refused("{\"version\":1,\"vdevs\":\"x\"}", "'vdevs' must be an array");
+	expect_refused("{\"version\":1,\"backends\":[" B_OK ",7]}",
+		       "backends[1]: params must be an object");
+	expect_refused("{\"version\":1,\"backends\":[{\"name\":\"b\",\"type\":\"ram\","
+		       "\"size\":\"big\"}]}",
+		       "backends[0]: parameter 'size' must be a number of bytes");
+	expect_refused("{\"version\":1,\"backends\":[{\"name\":\"../b\",\"type\":\"ram\","
+		       "\"size\":4096}]}",
+		       "backends[0]: parameter 'name'");
+	expect_refused("{\"version\":1,\"backends\":[" B_OK "],\"vdevs\":[{\"name\":\"v\","
+		       "\"backend\":\"b\"}]}",
+		       "vdevs[0]: missing parameter 'socket'");
+	expect_refused("{\"version\":1,\"backends\":[" B_OK "],\"vdevs\":[{\"name\":\"v\","
+		       "\"backend\":\"b\",\"socket\":\"/s\",\"queues\":-1}]}",
+		       "vdevs[0]: parameter 'queues' must not be negative");
+}
+
+/* Entries the VDCM refuses are skipped and counted; the rest comes up. */
+static void test_failed_entries_counted(void **state)
+{
+	struct siov_vdcm *v;
+	struct siov_err err = {0};
+
+	write_state("{\"version\":1,\"backends\":[" B_OK "," B_OK "],\"vdevs\":["
+		    "{\"name\":\"v1\",\"backend\":\"missing\",\"socket\":\"/s1\"},"
+		    "{\"name\":\"v2\",\"backend\":\"b\",\"socket\":\"/s2\"}]}");
+	assert_int_equal(siov_vdcm_create(NULL, &v), 0);
+	assert_int_equal(siov_state_load(v, g_dir, &err), 2);
+	assert_int_equal(fake_vdcm_backends(v), 1);
+	assert_int_equal(fake_vdcm_vdevs(v), 1);
+	assert_non_null(fake_vdcm_vdev(v, "v2"));
+	siov_vdcm_destroy(v);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_save_over_leftovers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_corrupt_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_entries_counted, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
