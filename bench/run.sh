@@ -127,7 +127,7 @@ fio_once() { # QD ROUND
 }
 
 describe_machine() {
-	python3 - "$OUT/machine.json" "$QSD" <<'PY'
+	python3 - "$OUT/machine.json" "$QSD" "$HERE/.." <<'PY'
 import json, os, platform, subprocess, sys
 def sh(c):
     try: return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
@@ -137,7 +137,7 @@ json.dump({"cpu": model, "cpus": os.cpu_count(), "kernel": platform.release(),
            "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
            "qemu_storage_daemon": sh(sys.argv[2] + " --version | head -1") if sys.argv[2] else "",
            "fio": sh("fio --version"), "virtualized": sh("systemd-detect-virt || true"),
-           "siov_git": sh("git -C %s rev-parse --short HEAD" % os.path.dirname(os.path.abspath(sys.argv[1])))},
+           "siov_git": sh("git -C %s rev-parse --short HEAD" % sys.argv[3])},
           open(sys.argv[1], "w"), indent=1)
 PY
 }

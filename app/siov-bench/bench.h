@@ -24,12 +24,12 @@ struct bench_opts {
 	unsigned rwmixread; /* percent of reads in randrw */
 	uint32_t bs;
 	unsigned iodepth;
-	unsigned numjobs;   /* per socket */
-	double runtime;     /* seconds */
-	uint64_t size;      /* bytes of each device to use, 0 = all */
+	unsigned numjobs; /* per socket */
+	double runtime;	  /* seconds */
+	uint64_t size;	  /* bytes of each device to use, 0 = all */
 	bool verify;
 	bool irq;
-	unsigned poll_us;   /* --irq: poll this long before sleeping */
+	unsigned poll_us; /* --irq: poll this long before sleeping */
 	pid_t target_pid;
 	bool json;
 };
@@ -39,7 +39,7 @@ struct bench_opts {
  * under 3%), 1920 counters, merged across jobs at the end.
  */
 #define HIST_SUB_BITS 5
-#define HIST_BUCKETS 1920
+#define HIST_BUCKETS  1920
 struct hist {
 	uint64_t count[HIST_BUCKETS];
 	uint64_t n, sum_ns, max_ns;
@@ -53,13 +53,13 @@ struct job {
 	const struct bench_opts *o;
 	struct siov_queue *q;
 	unsigned id;
-	uint8_t *buf;          /* iodepth * bs bytes of registered memory */
-	uint64_t base, span;   /* the byte range this job addresses */
+	uint8_t *buf;	     /* iodepth * bs bytes of registered memory */
+	uint64_t base, span; /* the byte range this job addresses */
 	struct hist hist;
 	uint64_t ios, bytes, errors, verify_errors, verified;
 	uint64_t loops, empty_loops; /* reaps, and reaps that found nothing */
-	int fatal;             /* -errno that stopped the job early */
-	uint32_t *pregen;      /* generations job_prefill() wrote */
+	int fatal;		     /* -errno that stopped the job early */
+	uint32_t *pregen;	     /* generations job_prefill() wrote */
 	uint64_t rng;
 };
 

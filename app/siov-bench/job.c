@@ -18,7 +18,7 @@
 
 #include "bench.h"
 
-#define BATCH 64
+#define BATCH	     64
 #define VERIFY_MAGIC 0x73696f7662656e63ull /* "siovbenc" */
 
 atomic_bool bench_stop;
@@ -43,8 +43,8 @@ struct vhdr {
 struct run {
 	struct job *j;
 	struct slot *slot;
-	uint32_t *gen;  /* per block, --verify only */
-	uint8_t *busy;  /* per block, --verify only */
+	uint32_t *gen; /* per block, --verify only */
+	uint8_t *busy; /* per block, --verify only */
 	uint64_t nblocks, seq;
 	unsigned inflight;
 };
@@ -213,7 +213,8 @@ static int loop(struct run *r)
 			return n;
 		r->j->loops++;
 		if (!n) {
-			/* Waiting on the target: the share of these shows the bench is not the limit. */
+			/* Waiting on the target: the share of these shows the bench is not the
+			 * limit. */
 			r->j->empty_loops++;
 			continue;
 		}

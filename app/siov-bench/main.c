@@ -39,10 +39,23 @@ static int parse_size(const char *s, uint64_t *out)
 	unsigned long long v = strtoull(s, &end, 0);
 
 	switch (*end) {
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	case 'g': case 'G': v <<= 30; end++; break;
-	default: break;
+	case 'k':
+	case 'K':
+		v <<= 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		v <<= 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		v <<= 30;
+		end++;
+		break;
+	default:
+		break;
 	}
 	if (*end || end == s)
 		return -EINVAL;
@@ -81,40 +94,68 @@ static int parse_opt(struct bench_opts *o, int c, const char *arg)
 			return -E2BIG;
 		o->sockets[o->nsockets++] = arg;
 		return 0;
-	case 'r': return parse_rw(arg, &o->rw);
-	case 'm': o->rwmixread = (unsigned)atoi(arg); return 0;
+	case 'r':
+		return parse_rw(arg, &o->rw);
+	case 'm':
+		o->rwmixread = (unsigned)atoi(arg);
+		return 0;
 	case 'b':
 		if (parse_size(arg, &v) || v < 512 || v % 512 || v > (64u << 20))
 			return -EINVAL;
 		o->bs = (uint32_t)v;
 		return 0;
-	case 'd': o->iodepth = (unsigned)atoi(arg); return o->iodepth ? 0 : -EINVAL;
-	case 'j': o->numjobs = (unsigned)atoi(arg); return o->numjobs ? 0 : -EINVAL;
-	case 't': o->runtime = atof(arg); return o->runtime > 0 ? 0 : -EINVAL;
-	case 'z': return parse_size(arg, &o->size);
-	case 'v': o->verify = true; return 0;
-	case 'p': o->irq = false; return 0;
-	case 'i': o->irq = true; return 0;
-	case 'u': o->poll_us = (unsigned)atoi(arg); return 0;
-	case 'P': o->target_pid = (pid_t)atoi(arg); return 0;
-	case 'J': o->json = true; return 0;
-	default: return -EINVAL;
+	case 'd':
+		o->iodepth = (unsigned)atoi(arg);
+		return o->iodepth ? 0 : -EINVAL;
+	case 'j':
+		o->numjobs = (unsigned)atoi(arg);
+		return o->numjobs ? 0 : -EINVAL;
+	case 't':
+		o->runtime = atof(arg);
+		return o->runtime > 0 ? 0 : -EINVAL;
+	case 'z':
+		return parse_size(arg, &o->size);
+	case 'v':
+		o->verify = true;
+		return 0;
+	case 'p':
+		o->irq = false;
+		return 0;
+	case 'i':
+		o->irq = true;
+		return 0;
+	case 'u':
+		o->poll_us = (unsigned)atoi(arg);
+		return 0;
+	case 'P':
+		o->target_pid = (pid_t)atoi(arg);
+		return 0;
+	case 'J':
+		o->json = true;
+		return 0;
+	default:
+		return -EINVAL;
 	}
 }
 
 static int parse_args(int argc, char **argv, struct bench_opts *o)
 {
-	static const struct option lo[] = {
-		{"socket", 1, 0, 's'}, {"rw", 1, 0, 'r'},        {"rwmixread", 1, 0, 'm'},
-		{"bs", 1, 0, 'b'},     {"iodepth", 1, 0, 'd'},   {"numjobs", 1, 0, 'j'},
-		{"runtime", 1, 0, 't'}, {"size", 1, 0, 'z'},     {"verify", 0, 0, 'v'},
-		{"poll", 0, 0, 'p'},   {"irq", 0, 0, 'i'},       {"poll-us", 1, 0, 'u'},
-		{"target-pid", 1, 0, 'P'}, {"json", 0, 0, 'J'},  {"help", 0, 0, 'h'},
-		{0, 0, 0, 0}};
+	static const struct option lo[] = {{"socket", 1, 0, 's'},     {"rw", 1, 0, 'r'},
+					   {"rwmixread", 1, 0, 'm'},  {"bs", 1, 0, 'b'},
+					   {"iodepth", 1, 0, 'd'},    {"numjobs", 1, 0, 'j'},
+					   {"runtime", 1, 0, 't'},    {"size", 1, 0, 'z'},
+					   {"verify", 0, 0, 'v'},     {"poll", 0, 0, 'p'},
+					   {"irq", 0, 0, 'i'},	      {"poll-us", 1, 0, 'u'},
+					   {"target-pid", 1, 0, 'P'}, {"json", 0, 0, 'J'},
+					   {"help", 0, 0, 'h'},	      {0, 0, 0, 0}};
 	int c;
 
-	*o = (struct bench_opts){.rw = RW_RANDREAD, .rwmixread = 50, .bs = 4096, .iodepth = 1,
-				 .numjobs = 1, .runtime = 10};
+	*o = (struct bench_opts){.rw = RW_RANDREAD,
+				 .rwmixread = 50,
+				 .bs = 4096,
+				 .iodepth = 1,
+				 .numjobs = 1,
+				 .runtime = 10};
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		if (c == 'h') {
 			usage(stdout);
@@ -204,7 +245,8 @@ static int target_cpu(pid_t pid, double *sec)
 	buf[n] = 0;
 	/* The command name may hold spaces and parentheses: skip to the last ')'. */
 	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+	if (!p ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
 		return -EPROTO;
 	*sec = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 	return 0;
@@ -267,8 +309,8 @@ static void print_text(const struct bench_opts *o, const struct result *r)
 	const struct hist *h = &r->h;
 
 	printf("siov-bench: rw=%s bs=%u iodepth=%u numjobs=%u sockets=%u mode=%s runtime=%.2fs\n",
-	       rw_name(o->rw), o->bs, o->iodepth, o->numjobs, o->nsockets,
-	       o->irq ? "irq" : "poll", r->secs);
+	       rw_name(o->rw), o->bs, o->iodepth, o->numjobs, o->nsockets, o->irq ? "irq" : "poll",
+	       r->secs);
 	printf("  iops=%.0f bw=%.1fMiB/s ios=%llu errors=%llu\n", (double)r->ios / r->secs,
 	       (double)r->bytes / r->secs / 1048576.0, (unsigned long long)r->ios,
 	       (unsigned long long)r->errors);
@@ -293,8 +335,9 @@ static void print_json(const struct bench_opts *o, const struct result *r)
 	const struct hist *h = &r->h;
 	unsigned i;
 
-	printf("{\"rw\":\"%s\",\"bs\":%u,\"iodepth\":%u,\"numjobs\":%u,\"mode\":\"%s\",\"sockets\":[",
-	       rw_name(o->rw), o->bs, o->iodepth, o->numjobs, o->irq ? "irq" : "poll");
+	printf(
+	    "{\"rw\":\"%s\",\"bs\":%u,\"iodepth\":%u,\"numjobs\":%u,\"mode\":\"%s\",\"sockets\":[",
+	    rw_name(o->rw), o->bs, o->iodepth, o->numjobs, o->irq ? "irq" : "poll");
 	for (i = 0; i < o->nsockets; i++)
 		printf("%s\"%s\"", i ? "," : "", o->sockets[i]);
 	printf("],\"runtime_s\":%.4f,\"ios\":%llu,\"iops\":%.1f,\"bw_mib_s\":%.2f,", r->secs,

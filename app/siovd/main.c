@@ -156,6 +156,7 @@ static int run(const struct siovd_opts *o, struct siov_loop *loop)
 					  .state_dir = o->state_dir};
 	struct siov_rpc_server *rpc = NULL;
 	struct siov_vdcm *vdcm = NULL;
+	struct siov_daemon_info di;
 	struct siov_err err = {0};
 	int rc;
 
@@ -180,7 +181,8 @@ static int run(const struct siovd_opts *o, struct siov_loop *loop)
 		SIOV_ERR("cannot serve JSON-RPC on %s: %s", o->rpc_socket, strerror(-rc));
 		goto out;
 	}
-	SIOV_INFO("ready: rpc %s, %u engine(s)", o->rpc_socket, o->engines);
+	siov_vdcm_daemon_info(vdcm, &di);
+	SIOV_INFO("ready: rpc %s, %u engine(s)", o->rpc_socket, di.engines);
 	rc = siov_loop_run(loop);
 out:
 	siov_rpc_server_destroy(rpc);

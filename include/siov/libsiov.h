@@ -44,7 +44,7 @@ struct siov_queue;
 
 /* Flags of struct siov_dev_opts. */
 #define SIOV_DEV_F_NO_EVENT_IDX (1u << 0) /* do not negotiate VIRTIO_RING_F_EVENT_IDX */
-#define SIOV_DEV_F_READ_ONLY    (1u << 1) /* refuse writes even if the device accepts them */
+#define SIOV_DEV_F_READ_ONLY	(1u << 1) /* refuse writes even if the device accepts them */
 
 /*
  * Options of siov_dev_open().  Call siov_dev_opts_init() first and change
@@ -52,12 +52,12 @@ struct siov_queue;
  * breaking callers built against an older header.
  */
 struct siov_dev_opts {
-	size_t size;              /* sizeof(struct siov_dev_opts), set by init */
-	unsigned num_queues;      /* queues to set up; 0 = all the device offers */
-	unsigned queue_size;      /* descriptors per queue, power of two, <= 32768 */
-	unsigned timeout_ms;      /* connect and per-message reply timeout */
-	unsigned poll_us;         /* siov_wait(): poll this long before sleeping */
-	uint32_t flags;           /* SIOV_DEV_F_* */
+	size_t size;	     /* sizeof(struct siov_dev_opts), set by init */
+	unsigned num_queues; /* queues to set up; 0 = all the device offers */
+	unsigned queue_size; /* descriptors per queue, power of two, <= 32768 */
+	unsigned timeout_ms; /* connect and per-message reply timeout */
+	unsigned poll_us;    /* siov_wait(): poll this long before sleeping */
+	uint32_t flags;	     /* SIOV_DEV_F_* */
 };
 
 /* Fills @opts with defaults: all queues, 256 descriptors, 5 s, 20 us poll. */
@@ -85,23 +85,23 @@ void siov_dev_close(struct siov_dev *dev);
 
 /* What the device offered and what was negotiated. */
 struct siov_dev_info {
-	uint64_t capacity;        /* bytes */
-	uint32_t blk_size;        /* logical block size, 512 if not offered */
-	uint32_t seg_max;         /* data segments per request (iovcnt) */
-	uint32_t size_max;        /* bytes per segment, 0 = no limit */
-	unsigned num_queues;      /* queues set up (or to be set up) */
-	unsigned max_queues;      /* queues the device offers */
-	unsigned queue_size;      /* descriptors per queue */
-	unsigned max_inflight;    /* requests one queue holds at once */
+	uint64_t capacity;     /* bytes */
+	uint32_t blk_size;     /* logical block size, 512 if not offered */
+	uint32_t seg_max;      /* data segments per request (iovcnt) */
+	uint32_t size_max;     /* bytes per segment, 0 = no limit */
+	unsigned num_queues;   /* queues set up (or to be set up) */
+	unsigned max_queues;   /* queues the device offers */
+	unsigned queue_size;   /* descriptors per queue */
+	unsigned max_inflight; /* requests one queue holds at once */
 	bool read_only;
-	bool flush;               /* VIRTIO_BLK_F_FLUSH */
-	bool discard;             /* VIRTIO_BLK_F_DISCARD */
-	bool write_zeroes;        /* VIRTIO_BLK_F_WRITE_ZEROES */
-	bool event_idx;           /* VIRTIO_RING_F_EVENT_IDX negotiated */
+	bool flush;	   /* VIRTIO_BLK_F_FLUSH */
+	bool discard;	   /* VIRTIO_BLK_F_DISCARD */
+	bool write_zeroes; /* VIRTIO_BLK_F_WRITE_ZEROES */
+	bool event_idx;	   /* VIRTIO_RING_F_EVENT_IDX negotiated */
 	uint32_t max_discard_sectors;
 	uint32_t max_write_zeroes_sectors;
-	uint64_t features;           /* negotiated virtio features */
-	uint64_t protocol_features;  /* negotiated vhost-user protocol features */
+	uint64_t features;	    /* negotiated virtio features */
+	uint64_t protocol_features; /* negotiated vhost-user protocol features */
 };
 
 /* Copies the device's description into @info.  Never fails on an open device. */
@@ -157,8 +157,8 @@ int siov_dev_fd(const struct siov_dev *dev);
 /* A completion. */
 struct siov_cqe {
 	uint64_t cookie; /* as given to siov_prep_*() */
-	int32_t res;     /* bytes moved for reads and writes, 0 for others, or -errno */
-	uint32_t flags;  /* reserved, 0 */
+	int32_t res;	 /* bytes moved for reads and writes, 0 for others, or -errno */
+	uint32_t flags;	 /* reserved, 0 */
 };
 
 /*
@@ -176,12 +176,11 @@ struct siov_cqe {
  * On success the request is owned by the library until it completes; the
  * buffer must stay untouched (writes) or unread (reads) until then.
  */
-int siov_prep_read(struct siov_queue *q, void *buf, uint32_t len, uint64_t offset,
-		   uint64_t cookie);
+int siov_prep_read(struct siov_queue *q, void *buf, uint32_t len, uint64_t offset, uint64_t cookie);
 int siov_prep_write(struct siov_queue *q, const void *buf, uint32_t len, uint64_t offset,
 		    uint64_t cookie);
-int siov_prep_readv(struct siov_queue *q, const struct iovec *iov, unsigned iovcnt,
-		    uint64_t offset, uint64_t cookie);
+int siov_prep_readv(struct siov_queue *q, const struct iovec *iov, unsigned iovcnt, uint64_t offset,
+		    uint64_t cookie);
 int siov_prep_writev(struct siov_queue *q, const struct iovec *iov, unsigned iovcnt,
 		     uint64_t offset, uint64_t cookie);
 int siov_prep_flush(struct siov_queue *q, uint64_t cookie);

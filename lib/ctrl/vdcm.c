@@ -132,9 +132,10 @@ int siov_vdcm_backend_delete(struct siov_vdcm *v, const char *name, struct siov_
 	if (v->backends_tail == &b->next)
 		v->backends_tail = pp;
 	v->nbackends--;
+	/* name may point into b: log before it is freed. */
+	SIOV_INFO("backend %s deleted", name);
 	siov_backend_close(b->bd);
 	free(b);
-	SIOV_INFO("backend %s deleted", name);
 	return 0;
 }
 
@@ -278,8 +279,8 @@ int siov_vdcm_vdev_delete(struct siov_vdcm *v, const char *name, struct siov_err
 		v->vdevs_tail = pp;
 	v->nvdevs--;
 	d->be->nvdevs--;
-	vdev_free(d);
 	SIOV_INFO("vdev %s deleted", name);
+	vdev_free(d);
 	return 0;
 }
 

@@ -128,8 +128,8 @@ static int read_config(struct siov_dev *dev)
 	/* Without config space we cannot learn the capacity: no safe I/O. */
 	if (!has(dev->protocol_features, VHOST_USER_PROTOCOL_F_CONFIG))
 		return -EOPNOTSUPP;
-	rc = siov__vu_call(dev, VHOST_USER_GET_CONFIG, &req, SIOV_VU_CONFIG_HDR + req.size, NULL,
-			   0, &reply);
+	rc = siov__vu_call(dev, VHOST_USER_GET_CONFIG, &req, SIOV_VU_CONFIG_HDR + req.size, NULL, 0,
+			   &reply);
 	if (rc)
 		return rc;
 	/* A back end that refuses answers with a zero-sized payload. */
@@ -347,7 +347,7 @@ int siov_mem_register(struct siov_dev *dev, void *addr, size_t len, int fd, uint
 	if (dup_fd < 0)
 		return -errno;
 	dev->region[dev->nregions++] = (struct siov__region){
-		.addr = addr, .len = len, .fd = dup_fd, .offset = offset, .mapped = false};
+	    .addr = addr, .len = len, .fd = dup_fd, .offset = offset, .mapped = false};
 	return 0;
 }
 
@@ -371,7 +371,7 @@ static int send_mem_table(struct siov_dev *dev)
 	}
 	return siov__vu_call(dev, VHOST_USER_SET_MEM_TABLE, &mt,
 			     offsetof(struct siov_vu_mem_table, regions) +
-				     dev->nregions * sizeof(mt.regions[0]),
+				 dev->nregions * sizeof(mt.regions[0]),
 			     fds, dev->nregions, NULL);
 }
 

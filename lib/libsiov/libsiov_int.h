@@ -17,17 +17,17 @@
 #include "siov/libsiov.h"
 #include "siov/vhost_user.h"
 
-#define SIOV__REGIONS_MAX VHOST_USER_MEM_REGIONS_MAX
+#define SIOV__REGIONS_MAX    VHOST_USER_MEM_REGIONS_MAX
 #define SIOV__QUEUE_SIZE_MAX 32768u
-#define SIOV__SEGS_MAX 256u
+#define SIOV__SEGS_MAX	     256u
 
 /* One region of the memory table: the VDEV's PASID space, identity mapped. */
 struct siov__region {
 	uint8_t *addr;
 	size_t len;
-	int fd;          /* owned by the library (a memfd or a dup) */
+	int fd;		 /* owned by the library (a memfd or a dup) */
 	uint64_t offset; /* of @addr in @fd */
-	bool mapped;     /* the library mmapped it and unmaps it on close */
+	bool mapped;	 /* the library mmapped it and unmaps it on close */
 };
 
 /* A head is busy from siov_prep_*() until its completion is reaped. */
@@ -41,7 +41,7 @@ struct siov__slot {
 	uint64_t cookie;
 	uint32_t bytes; /* reported in res on success */
 	uint16_t ndesc;
-	uint16_t tail;  /* last descriptor of the chain */
+	uint16_t tail; /* last descriptor of the chain */
 	uint8_t state;
 };
 
@@ -53,13 +53,13 @@ struct siov_queue {
 	struct vring_desc *desc;
 	struct vring_avail *avail;
 	struct vring_used *used;
-	uint16_t *used_event;  /* avail->ring[num] */
-	uint16_t *avail_event; /* used->ring[num] */
-	struct virtio_blk_outhdr *hdr;                 /* [num], by head */
-	struct virtio_blk_discard_write_zeroes *seg;   /* [num], by head */
-	uint8_t *status;                               /* [num], by head */
-	uint16_t *next;                                /* private chain links */
-	struct siov__slot *slot;                       /* [num], by head */
+	uint16_t *used_event;			     /* avail->ring[num] */
+	uint16_t *avail_event;			     /* used->ring[num] */
+	struct virtio_blk_outhdr *hdr;		     /* [num], by head */
+	struct virtio_blk_discard_write_zeroes *seg; /* [num], by head */
+	uint8_t *status;			     /* [num], by head */
+	uint16_t *next;				     /* private chain links */
+	struct siov__slot *slot;		     /* [num], by head */
 	uint16_t free_head;
 	unsigned nfree;
 	uint16_t avail_idx; /* next avail entry, including prepared ones */
@@ -67,7 +67,7 @@ struct siov_queue {
 	uint16_t last_used;
 	unsigned submitted; /* in the device's hands */
 	unsigned prepared;  /* in the ring, not yet published */
-	int err;            /* sticky: -EPROTO (broken) or -ENOTCONN */
+	int err;	    /* sticky: -EPROTO (broken) or -ENOTCONN */
 	unsigned idle_polls;
 	uint64_t last_check_ns;
 	bool event_idx;

@@ -49,7 +49,7 @@ struct siov_raw_ring {
 	struct vring_desc *desc;
 	struct vring_avail *avail;
 	struct vring_used *used;
-	void *mem;      /* the queue's part of the ring region */
+	void *mem; /* the queue's part of the ring region */
 	size_t mem_len;
 	int kick_fd;
 	int call_fd;
@@ -57,8 +57,8 @@ struct siov_raw_ring {
 int siov_raw_ring(struct siov_queue *q, struct siov_raw_ring *ring);
 
 /* Writes descriptor @index (< num) with any fields, next and flags included. */
-int siov_raw_desc(struct siov_queue *q, unsigned index, uint64_t addr, uint32_t len,
-		  uint16_t flags, uint16_t next);
+int siov_raw_desc(struct siov_queue *q, unsigned index, uint64_t addr, uint32_t len, uint16_t flags,
+		  uint16_t next);
 
 /*
  * Appends @head (any value, even >= num) to the avail ring and publishes the

@@ -249,8 +249,8 @@ static uint16_t begin_chain(struct siov_queue *q, unsigned nmid, uint32_t type, 
 	return head;
 }
 
-static int prep_rw(struct siov_queue *q, const struct iovec *iov, unsigned iovcnt,
-		   uint64_t offset, uint64_t cookie, bool write)
+static int prep_rw(struct siov_queue *q, const struct iovec *iov, unsigned iovcnt, uint64_t offset,
+		   uint64_t cookie, bool write)
 {
 	uint16_t head, tail, d, flags = VRING_DESC_F_NEXT | (write ? 0 : VRING_DESC_F_WRITE);
 	uint64_t total;
@@ -268,16 +268,15 @@ static int prep_rw(struct siov_queue *q, const struct iovec *iov, unsigned iovcn
 		return rc;
 	if (q->nfree < iovcnt + 2)
 		return -EAGAIN;
-	head = begin_chain(q, iovcnt, write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN,
-			   offset / SECTOR, &tail);
+	head = begin_chain(q, iovcnt, write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN, offset / SECTOR,
+			   &tail);
 	for (i = 0, d = q->next[head]; i < iovcnt; i++, d = q->next[d])
 		set_desc(q, d, iov[i].iov_base, (uint32_t)iov[i].iov_len, flags);
 	publish_local(q, head, tail, iovcnt + 2, (uint32_t)total, cookie);
 	return 0;
 }
 
-int siov_prep_read(struct siov_queue *q, void *buf, uint32_t len, uint64_t offset,
-		   uint64_t cookie)
+int siov_prep_read(struct siov_queue *q, void *buf, uint32_t len, uint64_t offset, uint64_t cookie)
 {
 	struct iovec iov = {buf, len};
 
@@ -292,8 +291,8 @@ int siov_prep_write(struct siov_queue *q, const void *buf, uint32_t len, uint64_
 	return prep_rw(q, &iov, 1, offset, cookie, true);
 }
 
-int siov_prep_readv(struct siov_queue *q, const struct iovec *iov, unsigned iovcnt,
-		    uint64_t offset, uint64_t cookie)
+int siov_prep_readv(struct siov_queue *q, const struct iovec *iov, unsigned iovcnt, uint64_t offset,
+		    uint64_t cookie)
 {
 	return prep_rw(q, iov, iovcnt, offset, cookie, false);
 }
@@ -324,8 +323,8 @@ static int prep_range(struct siov_queue *q, uint32_t type, uint64_t offset, uint
 		      uint32_t flags, uint64_t cookie)
 {
 	const struct siov_dev_info *in = &q->dev->info;
-	uint32_t max = type == VIRTIO_BLK_T_DISCARD ? in->max_discard_sectors
-						    : in->max_write_zeroes_sectors;
+	uint32_t max =
+	    type == VIRTIO_BLK_T_DISCARD ? in->max_discard_sectors : in->max_write_zeroes_sectors;
 	uint16_t head, tail;
 	int rc = queue_err(q);
 
@@ -344,7 +343,7 @@ static int prep_range(struct siov_queue *q, uint32_t type, uint64_t offset, uint
 		return -EAGAIN;
 	head = begin_chain(q, 1, type, 0, &tail);
 	q->seg[head] = (struct virtio_blk_discard_write_zeroes){
-		.sector = offset / SECTOR, .num_sectors = (uint32_t)(len / SECTOR), .flags = flags};
+	    .sector = offset / SECTOR, .num_sectors = (uint32_t)(len / SECTOR), .flags = flags};
 	set_desc(q, q->next[head], &q->seg[head], sizeof(q->seg[head]), VRING_DESC_F_NEXT);
 	publish_local(q, head, tail, 3, 0, cookie);
 	return 0;

@@ -54,12 +54,13 @@ int siov_raw_ring(struct siov_queue *q, struct siov_raw_ring *ring)
 	return 0;
 }
 
-int siov_raw_desc(struct siov_queue *q, unsigned index, uint64_t addr, uint32_t len,
-		  uint16_t flags, uint16_t next)
+int siov_raw_desc(struct siov_queue *q, unsigned index, uint64_t addr, uint32_t len, uint16_t flags,
+		  uint16_t next)
 {
 	if (index >= q->num)
 		return -EINVAL;
-	q->desc[index] = (struct vring_desc){.addr = addr, .len = len, .flags = flags, .next = next};
+	q->desc[index] =
+	    (struct vring_desc){.addr = addr, .len = len, .flags = flags, .next = next};
 	return 0;
 }
 

@@ -24,6 +24,7 @@ CACHE=${SIOV_GUEST_CACHE:-}
 BACKEND=${SIOV_GUEST_BACKEND:-siovd}
 ACCEL=${SIOV_GUEST_ACCEL:-tcg}
 GUEST_MEM=${SIOV_GUEST_MEM:-512M}
+STALL=${SIOV_GUEST_STALL:-90}  # seconds without console output = stuck guest
 TEST_NAME=$(basename "$0" .sh)
 T0=$(date +%s.%N)
 
@@ -315,7 +316,23 @@ guest_start() {
 # guest_wait NAME: waits for the guest started last and judges it by its
 # console markers.
 guest_wait() {
-	local name=$1 rc=0
+	local name=$1 rc=0 size last=-1 quiet=0
+	# A guest that prints nothing for $STALL s is stuck (a request that never
+	# completes): end it now rather than at QEMU's timeout.
+	while kill -0 "$GUEST_PID" 2>/dev/null; do
+		size=$(stat -c %s "$WORK/$name.console" 2>/dev/null || echo 0)
+		if [ "$size" = "$last" ]; then
+			quiet=$((quiet + 1))
+		else
+			quiet=0 last=$size
+		fi
+		if [ $quiet -ge $((STALL * 5)) ]; then
+			kill -9 "$(cat "$WORK/$name.qemu.pid" 2>/dev/null)" 2>/dev/null || true
+			wait "$GUEST_PID" 2>/dev/null || true
+			die "guest $name stalled: no console output for $STALL s (last line: $(tail -n1 "$WORK/$name.console" | tr -d '\r'))"
+		fi
+		sleep 0.2
+	done
 	wait "$GUEST_PID" || rc=$?
 	rm -f "$WORK/$name.qemu.pid"
 	[ "${SIOV_GUEST_VERBOSE:-0}" = 1 ] && sed "s/^/  $name| /" "$WORK/$name.console" >&2

@@ -72,19 +72,20 @@ static int wait_socket(struct backend_proc *b, bool probe)
 			b->pid = -1;
 			return -ECHILD;
 		}
-		if (stat(b->sock, &st) == 0 && S_ISSOCK(st.st_mode) && (!probe || can_connect(b->sock)))
+		if (stat(b->sock, &st) == 0 && S_ISSOCK(st.st_mode) &&
+		    (!probe || can_connect(b->sock)))
 			return 0;
 		nanosleep(&ts, NULL);
 	}
 	return -ETIMEDOUT;
 }
 
-static int start_qsd(const struct backend_kind *k, struct backend_proc *b, unsigned queues,
-		     bool ro)
+static int start_qsd(const struct backend_kind *k, struct backend_proc *b, unsigned queues, bool ro)
 {
 	char file[256], exp[512], log[128];
-	char *argv[] = {(char *)k->qsd, "--blockdev", file, "--blockdev",
-			"driver=raw,node-name=d0,file=f0", "--export", exp, NULL};
+	char *argv[] = {
+	    (char *)k->qsd, "--blockdev", file, "--blockdev", "driver=raw,node-name=d0,file=f0",
+	    "--export",	    exp,	  NULL};
 
 	snprintf(file, sizeof(file), "driver=file,node-name=f0,filename=%s", b->file);
 	snprintf(exp, sizeof(exp),
@@ -103,11 +104,36 @@ static int start_siovd(const struct backend_kind *k, struct backend_proc *b, uns
 {
 	char rpc[96], state[128], log[128], size[32], nq[16];
 	char *daemon[] = {(char *)k->siovd, "--rpc-socket", rpc, "--state-dir", state, NULL};
-	char *be[] = {(char *)k->siovctl, "-s", rpc, "backend_create", "--name", "b0",
-		      "--type", "file", "--path", b->file, "--size", size, NULL};
-	char *vd[] = {(char *)k->siovctl, "-s", rpc, "vdev_create", "--name", "v0", "--type",
-		      "blk", "--backend", "b0", "--socket", b->sock, "--queues", nq,
-		      ro ? "--readonly" : NULL, ro ? "true" : NULL, NULL};
+	char *be[] = {(char *)k->siovctl,
+		      "-s",
+		      rpc,
+		      "backend_create",
+		      "--name",
+		      "b0",
+		      "--type",
+		      "file",
+		      "--path",
+		      b->file,
+		      "--size",
+		      size,
+		      NULL};
+	char *vd[] = {(char *)k->siovctl,
+		      "-s",
+		      rpc,
+		      "vdev_create",
+		      "--name",
+		      "v0",
+		      "--type",
+		      "blk",
+		      "--backend",
+		      "b0",
+		      "--socket",
+		      b->sock,
+		      "--queues",
+		      nq,
+		      ro ? "--readonly" : NULL,
+		      ro ? "true" : NULL,
+		      NULL};
 	struct backend_proc rpcb = *b;
 	int rc;
 

@@ -26,7 +26,7 @@
 
 #define DEV_SIZE (64ull << 20)
 #define BUF_SIZE (4ull << 20)
-#define QUEUES 2
+#define QUEUES	 2
 
 static struct backend_kind kind;
 
@@ -58,6 +58,9 @@ static int open_dev(struct fixture *f, uint32_t flags, unsigned poll_us)
 	return siov_dev_start(f->dev);
 }
 
+static int teardown(void **state);
+
+/* cmocka skips the teardown of a failed setup: clean up here instead. */
 static int setup_flags(void **state, uint32_t flags)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
@@ -66,13 +69,15 @@ static int setup_flags(void **state, uint32_t flags)
 	assert_non_null(f);
 	*state = f;
 	rc = backend_start(&kind, &f->be, DEV_SIZE, QUEUES, false);
-	if (rc) {
-		fprintf(stderr, "back end did not start: %s\n", strerror(-rc));
-		return -1;
-	}
-	rc = open_dev(f, flags, 20);
 	if (rc)
-		fprintf(stderr, "siov_dev_open/start: %s\n", strerror(-rc));
+		fprintf(stderr, "back end did not start: %s\n", strerror(-rc));
+	if (!rc) {
+		rc = open_dev(f, flags, 20);
+		if (rc)
+			fprintf(stderr, "siov_dev_open/start: %s\n", strerror(-rc));
+	}
+	if (rc)
+		teardown(state);
 	return rc ? -1 : 0;
 }
 
@@ -431,18 +436,18 @@ static int parse_args(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_no_listener),
-		cmocka_unit_test_setup_teardown(test_config, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rw_verify, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_batch_depth, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_batch_depth, setup_noevidx, teardown),
-		cmocka_unit_test_setup_teardown(test_flush, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_write_zeroes_discard, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_errors_before_ring, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_irq_mode, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_backend_gone_poll, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_backend_gone_irq, setup, teardown),
+	    cmocka_unit_test(test_no_listener),
+	    cmocka_unit_test_setup_teardown(test_config, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rw_verify, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_batch_depth, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_batch_depth, setup_noevidx, teardown),
+	    cmocka_unit_test_setup_teardown(test_flush, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_write_zeroes_discard, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_errors_before_ring, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_irq_mode, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_backend_gone_poll, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_backend_gone_irq, setup, teardown),
 	};
 	int rc = parse_args(argc, argv);
 
