@@ -5,7 +5,7 @@ set -eu
 need="meson ninja-build pkg-config gcc clang liburing-dev libjson-c-dev libcmocka-dev"
 case "${1:-build}" in
 test|demo)
-	need="$need qemu-system-x86 qemu-utils qemu-system-common linux-image-amd64 busybox-static cpio fio"
+	need="$need qemu-system-x86 qemu-utils qemu-system-common linux-image-amd64 busybox-static cpio fio jq file xz-utils util-linux"
 	;;
 esac
 missing=""
