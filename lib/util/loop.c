@@ -18,12 +18,14 @@ struct siov_watch {
 	void *arg;
 	bool dead;
 	struct siov_watch *next_dead;
+	struct siov_watch *prev, *next; /* live watches, freed by siov_loop_destroy */
 };
 
 struct siov_loop {
 	int epfd;
 	bool stop;
 	struct siov_watch *dead;
+	struct siov_watch *live;
 };
 
 int siov_loop_create(struct siov_loop **out)
@@ -55,6 +57,8 @@ void siov_loop_destroy(struct siov_loop *loop)
 {
 	if (!loop)
 		return;
+	while (loop->live)
+		siov_loop_del(loop->live);
 	loop_reap(loop);
 	close(loop->epfd);
 	free(loop);
@@ -78,6 +82,10 @@ int siov_loop_add(struct siov_loop *loop, int fd, uint32_t events, siov_watch_cb
 		free(w);
 		return rc;
 	}
+	w->next = loop->live;
+	if (loop->live)
+		loop->live->prev = w;
+	loop->live = w;
 	if (out)
 		*out = w;
 	return 0;
@@ -98,6 +106,12 @@ void siov_loop_del(struct siov_watch *w)
 		return;
 	/* The fd may already be closed; then the kernel dropped it for us. */
 	epoll_ctl(w->loop->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		w->loop->live = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
 	w->dead = true;
 	w->next_dead = w->loop->dead;
 	w->loop->dead = w;

@@ -47,9 +47,9 @@ die() {
 parse_args() {
 	while [ $# -gt 0 ]; do
 		case "$1" in
-		--siovd) SIOVD=$2; shift 2 ;;
-		--siovctl) SIOVCTL=$2; shift 2 ;;
-		--cache) CACHE=$2; shift 2 ;;
+		--siovd) SIOVD=$(readlink -f "$2"); shift 2 ;;
+		--siovctl) SIOVCTL=$(readlink -f "$2"); shift 2 ;;
+		--cache) CACHE=$(readlink -f "$2"); shift 2 ;;
 		*) die "unknown argument '$1'" ;;
 		esac
 	done

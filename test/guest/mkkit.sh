@@ -25,12 +25,14 @@ moddir=/lib/modules/$kver
 [ -d "$moddir" ] || skip "no modules for kernel $kver in $moddir"
 busybox=$(command -v busybox || true)
 [ -n "$busybox" ] || skip "busybox not installed (busybox-static)"
-file -L "$busybox" | grep -q 'statically linked' || skip "$busybox is not static (install busybox-static)"
+case "$(LC_ALL=C ldd "$busybox" 2>&1 || true)" in
+*"not a dynamic executable"*) ;;
+*) skip "$busybox is not static (install busybox-static)" ;;
+esac
 fio=$(command -v fio || true)
 [ -n "$fio" ] || skip "fio not installed"
 command -v cpio >/dev/null || skip "cpio not installed"
 command -v gcc >/dev/null || skip "gcc not installed"
-command -v xz >/dev/null || skip "xz not installed"
 
 modules="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk qemu_fw_cfg"
 
@@ -56,6 +58,7 @@ trap 'rm -rf "$tmp"' EXIT
 # the ELF vmlinux. Try every xz magic until one decompresses to an ELF.
 extract_kernel() {
 	local off
+	command -v xz >/dev/null || return 1
 	for off in $(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$kernel" | cut -d: -f1); do
 		tail -c +$((off + 1)) "$kernel" | xz -dc 2>/dev/null >"$tmp/vmlinux" || true
 		if [ "$(head -c 4 "$tmp/vmlinux" | od -An -c | tr -d ' ')" = '177ELF' ]; then
@@ -66,7 +69,7 @@ extract_kernel() {
 }
 if ! extract_kernel; then
 	# Not xz: let QEMU boot the compressed image, slower but it works.
-	echo "mkkit: no xz ELF payload in $kernel; using it compressed" >&2
+	echo "mkkit: no xz ELF payload in $kernel (or no xz-utils); booting it compressed, slower" >&2
 	cp "$kernel" "$tmp/vmlinux"
 fi
 
@@ -80,7 +83,7 @@ install -m 0755 "$here/init" "$root/init"
 install -m 0644 "$here/guest-lib.sh" "$root/lib/siov-guest.sh"
 
 for m in $modules; do
-	src=$(find "$moddir/kernel" -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" -o -name "$m.ko.gz" | head -n1)
+	src=$(find "$moddir/kernel" \( -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" -o -name "$m.ko.gz" \) -print -quit)
 	[ -n "$src" ] || die "module $m not found under $moddir"
 	case "$src" in
 	*.xz) xz -dc "$src" >"$root/lib/modules/$m.ko" ;;

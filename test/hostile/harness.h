@@ -1,0 +1,58 @@
+/*
+ * What the hostile test needs around its front end: a real siovd started in a
+ * temporary directory (and killed on every way out), siovctl calls with their
+ * output captured, a tally of checks, and the "good" VDEV's verified I/O that
+ * must keep working between attacks.
+ */
+#ifndef SIOV_TEST_HOSTILE_HARNESS_H
+#define SIOV_TEST_HOSTILE_HARNESS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "frontend.h"
+
+#define BAD_SECTORS  32768u /* the bad VDEV's window: 16 MiB at backend offset 0 */
+#define GOOD_OFFSET  16777216u
+
+struct hctx {
+	const char *siovd, *siovctl;
+	char dir[64];
+	char rpc[128], log[128], state[128], good_sock[128], bad_sock[128];
+	pid_t pid;
+	int exit_status; /* of siovd, once reaped */
+	struct fe good;
+	unsigned round;
+	int passed, failed;
+};
+
+extern struct hctx H;
+
+void check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+int daemon_start(void);
+bool daemon_alive(void);
+/* SIGTERM, then waits up to timeout_ms; returns the exit status or -1. */
+int daemon_stop(int timeout_ms);
+void daemon_kill(void);
+int log_count(const char *needle);
+
+/* Runs siovctl METHOD ARGS... (NULL-terminated); returns its exit status. */
+int ctl(char *out, size_t outsz, const char *method, ...) __attribute__((sentinel));
+/* The VDEV's top-level "state" and "broken_reason" from vdev_stats. */
+int vdev_state(const char *name, char *state, size_t ssz, char *reason, size_t rsz);
+/* Polls vdev_stats until the state is @want; false at the deadline. */
+bool wait_state(const char *name, const char *want, int timeout_ms, char *reason, size_t rsz);
+
+void pattern_fill(uint8_t *p, size_t len, uint32_t seed);
+bool pattern_check(const uint8_t *p, size_t len, uint32_t seed);
+/* Writes and reads back a pattern on @fe at @sector; false with a note on failure. */
+bool fe_verify_rw(struct fe *fe, uint64_t sector, uint32_t len, uint32_t seed);
+
+/* Connects the good front end and writes the baseline its neighbour must not touch. */
+int good_start(void);
+/* A fresh write+read on good, and the baseline still intact. */
+bool good_verify(void);
+
+#endif
