@@ -76,6 +76,7 @@ struct siov_vq {
 
 	/* --- fast path: owned by the engine while started --- */
 	struct siov_engine *engine;
+	const uint64_t *clock; /* the engine's time of this round (ns): one clock read per round */
 	struct siov_vq *next;        /* engine's list of attached queues */
 	struct siov_vq *next_active; /* engine's list of queues being polled */
 	struct siov_vq *next_notify; /* engine's list of queues to notify this round */

@@ -58,6 +58,7 @@ struct siov_engine {
 	struct siov_vq *active;
 	struct siov_vq *notify;
 	bool stopping;
+	uint64_t now; /* refreshed each round; queues read it through vq->clock */
 };
 
 struct siov_engines {
@@ -211,6 +212,7 @@ static void cmd_attach(struct siov_engine *e, struct siov_vq *vq, uint64_t now)
 {
 	vq->next = e->queues;
 	e->queues = vq;
+	vq->clock = &e->now;
 	vq->kick_armed = false;
 	vq->detaching = false;
 	arm_kick(e, vq);
@@ -357,9 +359,12 @@ static void *engine_main(void *arg)
 		uint64_t now = siov_now_ns();
 		unsigned work;
 
+		e->now = now;
 		work = poll_active(e, now);
 		work += siov_io_ctx_run_deferred(&e->ioctx);
 		submit(e, false);
+		if (io_uring_cq_ready(&e->ring))
+			e->now = siov_now_ns();
 		work += reap(e, &waiting, now);
 		work += siov_io_ctx_run_deferred(&e->ioctx);
 		flush_notify(e);

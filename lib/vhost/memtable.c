@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "siov_internal/memtable.h"
@@ -47,6 +48,7 @@ int siov_memtable_add(struct siov_memtable *mt, const struct siov_vu_mem_region 
 	struct siov_mem_region *m;
 	long page = sysconf(_SC_PAGESIZE);
 	uint64_t off_aligned, delta;
+	struct stat st;
 	size_t len;
 	void *p;
 	int rc;
@@ -56,6 +58,11 @@ int siov_memtable_add(struct siov_memtable *mt, const struct siov_vu_mem_region 
 	rc = region_check(mt, r);
 	if (rc)
 		return rc;
+	/* Mapping past the end of the file succeeds, but touching it raises SIGBUS. */
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (r->mmap_offset + r->memory_size > (uint64_t)st.st_size)
+		return -EINVAL;
 	/* mmap wants a page-aligned offset; map from the page below it. */
 	off_aligned = r->mmap_offset & ~((uint64_t)page - 1);
 	delta = r->mmap_offset - off_aligned;

@@ -194,7 +194,7 @@ static void vq_try_start(struct siov_vu_server *srv, struct vu_queue *q)
 	vq->signalled_used_valid = false;
 	rc = siov_vq_map_rings(vq);
 	if (rc) {
-		siov_vq_break(vq, "ring addresses are outside the memory table");
+		siov_vq_break(vq, "ring addresses are misaligned or outside the memory table");
 		return;
 	}
 	vq->used_idx = __atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE);

@@ -34,6 +34,9 @@ int siov_vq_map_rings(struct siov_vq *vq)
 
 	if (!vq->addr_set || !vq->mem || n == 0)
 		return -EINVAL;
+	/* Virtio's ring alignment: our atomics on these fields must not straddle lines. */
+	if (vq->desc_uva % 16 || vq->avail_uva % 2 || vq->used_uva % 4)
+		return -EINVAL;
 	vq->desc = siov_mem_uva_to_ptr(vq->mem, vq->desc_uva, 16 * n);
 	vq->avail = siov_mem_uva_to_ptr(vq->mem, vq->avail_uva, 4 + 2 * n + 2);
 	vq->used = siov_mem_uva_to_ptr(vq->mem, vq->used_uva, 4 + 8 * n + 2);

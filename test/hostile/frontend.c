@@ -158,8 +158,8 @@ int fe_wait_hangup(struct fe *fe, int timeout_ms)
 	return rc == 0 ? 0 : -ETIMEDOUT;
 }
 
-int64_t fe_call(struct fe *fe, uint32_t request, const void *payload, uint32_t size,
-		const int *fds, unsigned nfds)
+int64_t fe_call(struct fe *fe, uint32_t request, const void *payload, uint32_t size, const int *fds,
+		unsigned nfds)
 {
 	struct siov_vu_msg m;
 	int rc;

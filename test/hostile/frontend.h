@@ -71,8 +71,8 @@ int fe_wait_hangup(struct fe *fe, int timeout_ms);
  * Sends a request with NEED_REPLY and waits for its answer: the u64 the back
  * end replied (the ack: 0 for success), -ECONNRESET if it hung up instead.
  */
-int64_t fe_call(struct fe *fe, uint32_t request, const void *payload, uint32_t size,
-		const int *fds, unsigned nfds);
+int64_t fe_call(struct fe *fe, uint32_t request, const void *payload, uint32_t size, const int *fds,
+		unsigned nfds);
 
 /* Creates the memfd region; file_len < FE_MEM_LEN leaves its tail beyond EOF. */
 int fe_mem_create(struct fe *fe, size_t file_len);

@@ -86,14 +86,18 @@ int daemon_start(void)
 	if (H.pid == 0)
 		exec_siovd();
 	/* A sanitized siovd takes a while to start. */
+	H.quiet_ctl = true;
 	for (i = 0; i < 300; i++) {
 		if (!daemon_alive())
-			return -ECHILD;
-		if (access(H.rpc, F_OK) == 0 && ctl(out, sizeof(out), "daemon_info", NULL) == 0)
+			break;
+		if (access(H.rpc, F_OK) == 0 && ctl(out, sizeof(out), "daemon_info", NULL) == 0) {
+			H.quiet_ctl = false;
 			return 0;
+		}
 		msleep(50);
 	}
-	return -ETIMEDOUT;
+	H.quiet_ctl = false;
+	return H.pid > 0 ? -ETIMEDOUT : -ECHILD;
 }
 
 bool daemon_alive(void)
@@ -190,6 +194,9 @@ int ctl(char *out, size_t outsz, const char *method, ...)
 	pid = fork();
 	if (pid == 0) {
 		dup2(p[1], 1);
+		/* While siovd starts, "cannot connect" is expected: keep it quiet. */
+		if (H.quiet_ctl)
+			dup2(open("/dev/null", O_WRONLY | O_CLOEXEC), 2);
 		execv(H.siovctl, (char *const *)argv);
 		_exit(127);
 	}

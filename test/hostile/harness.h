@@ -12,8 +12,8 @@
 
 #include "frontend.h"
 
-#define BAD_SECTORS  32768u /* the bad VDEV's window: 16 MiB at backend offset 0 */
-#define GOOD_OFFSET  16777216u
+#define BAD_SECTORS 32768u /* the bad VDEV's window: 16 MiB at backend offset 0 */
+#define GOOD_OFFSET 16777216u
 
 struct hctx {
 	const char *siovd, *siovctl;
@@ -24,6 +24,7 @@ struct hctx {
 	struct fe good;
 	unsigned round;
 	int passed, failed;
+	bool quiet_ctl;
 };
 
 extern struct hctx H;

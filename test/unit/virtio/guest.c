@@ -18,12 +18,18 @@
  * memfd, so a translation that assumed host contiguity would read wrong bytes.
  */
 static const struct siov_vu_mem_region layout[GUEST_NREGIONS] = {
-	{.guest_phys_addr = GPA_R0, .memory_size = GUEST_REG_SIZE,
-	 .userspace_addr = 0x7f0000000000ull, .mmap_offset = 0},
-	{.guest_phys_addr = GPA_R1, .memory_size = GUEST_REG_SIZE,
-	 .userspace_addr = 0x7f0000100000ull, .mmap_offset = 2 * GUEST_REG_SIZE},
-	{.guest_phys_addr = GPA_R2, .memory_size = GUEST_REG_SIZE,
-	 .userspace_addr = 0x7f0000300000ull, .mmap_offset = GUEST_REG_SIZE},
+    {.guest_phys_addr = GPA_R0,
+     .memory_size = GUEST_REG_SIZE,
+     .userspace_addr = 0x7f0000000000ull,
+     .mmap_offset = 0},
+    {.guest_phys_addr = GPA_R1,
+     .memory_size = GUEST_REG_SIZE,
+     .userspace_addr = 0x7f0000100000ull,
+     .mmap_offset = 2 * GUEST_REG_SIZE},
+    {.guest_phys_addr = GPA_R2,
+     .memory_size = GUEST_REG_SIZE,
+     .userspace_addr = 0x7f0000300000ull,
+     .mmap_offset = GUEST_REG_SIZE},
 };
 
 int guest_init(struct guest *g)

@@ -22,10 +22,10 @@
 #include "siov_internal/virtqueue.h"
 
 #define GUEST_REG_SIZE 0x40000ull
-#define GPA_R0         0x10000ull
-#define GPA_R1         (GPA_R0 + GUEST_REG_SIZE) /* adjacent to R0 */
-#define GPA_R2         0x200000ull              /* after a gap */
-#define GPA_GAP        0x100000ull              /* mapped by no region */
+#define GPA_R0	       0x10000ull
+#define GPA_R1	       (GPA_R0 + GUEST_REG_SIZE) /* adjacent to R0 */
+#define GPA_R2	       0x200000ull		 /* after a gap */
+#define GPA_GAP	       0x100000ull		 /* mapped by no region */
 #define GUEST_NREGIONS 3
 
 struct guest {
@@ -54,8 +54,7 @@ struct tq {
 
 /* Lays out desc/avail/used at ring_gpa (in R2) and maps them into tq->vq. */
 int tq_init(struct tq *q, struct guest *g, uint64_t ring_gpa, uint16_t num);
-void tq_desc(struct tq *q, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags,
-	     uint16_t next);
+void tq_desc(struct tq *q, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next);
 /* Puts head on the avail ring and publishes it with a release store. */
 void tq_publish(struct tq *q, uint16_t head);
 uint16_t tq_used_idx(const struct tq *q);

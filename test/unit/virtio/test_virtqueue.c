@@ -23,7 +23,7 @@
 
 #define QNUM 16
 /* Request buffers: a header, data and a status byte in R0, a table in R1. */
-#define HDR_GPA    (GPA_R0 + 0x1000)
+#define HDR_GPA	   (GPA_R0 + 0x1000)
 #define DATA_GPA   (GPA_R0 + 0x2000)
 #define STATUS_GPA (GPA_R0 + 0x3000)
 #define TABLE_GPA  (GPA_R1 + 0x1000)
@@ -203,6 +203,24 @@ static void mt_refuses_bad_or_overlapping_regions(void **state)
 	assert_int_equal(fx->g.mt.nregions, GUEST_NREGIONS);
 }
 
+/*
+ * A region must lie within its fd: mmap() of a shared file beyond its end
+ * succeeds, but the first access there raises SIGBUS, so a front end naming
+ * such a region could kill siovd (every VDEV) with one descriptor.  The test
+ * never touches the mapping.
+ */
+static void mt_refuses_region_beyond_fd_end(void **state)
+{
+	struct fx *fx = *state;
+	struct siov_vu_mem_region r = {.guest_phys_addr = GPA_GAP,
+				       .memory_size = 0x10000,
+				       .userspace_addr = 0x7f1000000000ull,
+				       .mmap_offset = 16ull << 20};
+
+	assert_int_equal(siov_memtable_add(&fx->g.mt, &r, fx->g.fd), -EINVAL);
+	assert_int_equal(fx->g.mt.nregions, GUEST_NREGIONS);
+}
+
 static void mt_remove_unmaps_only_that_region(void **state)
 {
 	struct fx *fx = *state;
@@ -344,8 +362,22 @@ static void put_long_table(struct fx *fx, uint64_t gpa, unsigned n)
 	unsigned i;
 
 	for (i = 0; i < n; i++)
-		t[i] = (struct vring_desc){DATA_GPA + i, 1,
-					   i + 1 < n ? VRING_DESC_F_NEXT : 0, (uint16_t)(i + 1)};
+		t[i] = (struct vring_desc){DATA_GPA + i, 1, i + 1 < n ? VRING_DESC_F_NEXT : 0,
+					   (uint16_t)(i + 1)};
+}
+
+/* The loop guard must not refuse the longest honest chain: all num descriptors. */
+static void vq_pop_accepts_chain_of_ring_size(void **state)
+{
+	struct fx *fx = *state;
+	uint16_t i;
+
+	for (i = 0; i < QNUM; i++)
+		tq_desc(&fx->q, i, DATA_GPA + i, 1, i + 1 < QNUM ? VRING_DESC_F_NEXT : 0, i + 1);
+	tq_publish(&fx->q, 0);
+	assert_int_equal(siov_vq_pop(&fx->q.vq, &fx->chain), 1);
+	assert_int_equal(fx->chain.out_num, QNUM);
+	assert_false(siov_vq_is_broken(&fx->q.vq));
 }
 
 static void vq_pop_accepts_max_iov_segments(void **state)
@@ -612,41 +644,43 @@ static void vq_inflight_records_follow_pop_and_push(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(mt_translates_inside_region),
-		T(mt_splits_buffer_across_adjacent_regions),
-		T(mt_refuses_unmapped_bytes),
-		T(mt_refuses_wrapping_range),
-		T(mt_reports_too_many_pieces),
-		T(mt_refuses_bad_or_overlapping_regions),
-		T(mt_remove_unmaps_only_that_region),
-		T(mt_translates_uva),
-		T(vq_map_rings_refuses_unmapped_ring),
-		T(vq_map_rings_refuses_misaligned_rings),
-		T(vq_pop_splits_three_descriptor_chain),
-		T(vq_pop_splits_buffer_across_regions),
-		T(vq_pop_empty_ring_returns_zero),
-		T(vq_pop_follows_indirect_table),
-		T(vq_pop_accepts_max_iov_segments),
-		T(vq_descriptor_loop_breaks_queue),
-		T(vq_indirect_loop_breaks_queue),
-		T(vq_head_out_of_range_breaks_queue),
-		T(vq_next_out_of_range_breaks_queue),
-		T(vq_avail_idx_jump_breaks_queue),
-		T(vq_buffer_outside_memtable_breaks_queue),
-		T(vq_buffer_running_out_of_region_breaks_queue),
-		T(vq_nested_indirect_breaks_queue),
-		T(vq_indirect_with_next_breaks_queue),
-		T(vq_indirect_odd_length_breaks_queue),
-		T(vq_indirect_zero_length_breaks_queue),
-		T(vq_indirect_table_outside_memtable_breaks_queue),
-		T(vq_readable_after_writable_breaks_queue),
-		T(vq_too_many_segments_breaks_queue),
-		T(vq_push_writes_used_element_and_idx),
-		T(vq_event_idx_signals_only_when_used_event_passed),
-		T(vq_no_interrupt_flag_suppresses_signal),
-		T(vq_enable_notify_writes_avail_event_and_sees_race),
-		T(vq_no_notify_flag_follows_enable_disable),
-		T(vq_inflight_records_follow_pop_and_push),
+	    T(mt_translates_inside_region),
+	    T(mt_splits_buffer_across_adjacent_regions),
+	    T(mt_refuses_unmapped_bytes),
+	    T(mt_refuses_wrapping_range),
+	    T(mt_reports_too_many_pieces),
+	    T(mt_refuses_bad_or_overlapping_regions),
+	    T(mt_refuses_region_beyond_fd_end),
+	    T(mt_remove_unmaps_only_that_region),
+	    T(mt_translates_uva),
+	    T(vq_map_rings_refuses_unmapped_ring),
+	    T(vq_map_rings_refuses_misaligned_rings),
+	    T(vq_pop_splits_three_descriptor_chain),
+	    T(vq_pop_splits_buffer_across_regions),
+	    T(vq_pop_empty_ring_returns_zero),
+	    T(vq_pop_follows_indirect_table),
+	    T(vq_pop_accepts_chain_of_ring_size),
+	    T(vq_pop_accepts_max_iov_segments),
+	    T(vq_descriptor_loop_breaks_queue),
+	    T(vq_indirect_loop_breaks_queue),
+	    T(vq_head_out_of_range_breaks_queue),
+	    T(vq_next_out_of_range_breaks_queue),
+	    T(vq_avail_idx_jump_breaks_queue),
+	    T(vq_buffer_outside_memtable_breaks_queue),
+	    T(vq_buffer_running_out_of_region_breaks_queue),
+	    T(vq_nested_indirect_breaks_queue),
+	    T(vq_indirect_with_next_breaks_queue),
+	    T(vq_indirect_odd_length_breaks_queue),
+	    T(vq_indirect_zero_length_breaks_queue),
+	    T(vq_indirect_table_outside_memtable_breaks_queue),
+	    T(vq_readable_after_writable_breaks_queue),
+	    T(vq_too_many_segments_breaks_queue),
+	    T(vq_push_writes_used_element_and_idx),
+	    T(vq_event_idx_signals_only_when_used_event_passed),
+	    T(vq_no_interrupt_flag_suppresses_signal),
+	    T(vq_enable_notify_writes_avail_event_and_sees_race),
+	    T(vq_no_notify_flag_follows_enable_disable),
+	    T(vq_inflight_records_follow_pop_and_push),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
