@@ -33,13 +33,13 @@ struct siovd_opts {
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: siovd --rpc-socket PATH [--state-dir DIR] [--engines N] [--poll-us US]\n"
-		"             [--log-level error|warn|info|debug]\n"
-		"  --rpc-socket PATH  JSON-RPC management socket (siovctl -s PATH)\n"
-		"  --state-dir DIR    where the configuration is persisted and replayed from\n"
-		"  --engines N        data-plane threads (default: one per CPU)\n"
-		"  --poll-us US       how long a queue is polled after its last request (default 50)\n");
+	fprintf(f, "usage: siovd --rpc-socket PATH [--state-dir DIR] [--engines N] [--poll-us US]\n"
+		   "             [--log-level error|warn|info|debug]\n"
+		   "  --rpc-socket PATH  JSON-RPC management socket (siovctl -s PATH)\n"
+		   "  --state-dir DIR    where the configuration is persisted and replayed from\n"
+		   "  --engines N        data-plane threads (default: one per CPU)\n"
+		   "  --poll-us US       how long a queue is polled after its last request "
+		   "(default 50)\n");
 }
 
 static int parse_uint(const char *s, unsigned max, unsigned *out)
@@ -72,13 +72,13 @@ static int parse_level(const char *s, enum siov_log_level *out)
 static int parse_args(int argc, char **argv, struct siovd_opts *o)
 {
 	static const struct option lopts[] = {
-		{"rpc-socket", required_argument, NULL, 's'},
-		{"state-dir", required_argument, NULL, 'd'},
-		{"engines", required_argument, NULL, 'e'},
-		{"poll-us", required_argument, NULL, 'p'},
-		{"log-level", required_argument, NULL, 'l'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"rpc-socket", required_argument, NULL, 's'},
+	    {"state-dir", required_argument, NULL, 'd'},
+	    {"engines", required_argument, NULL, 'e'},
+	    {"poll-us", required_argument, NULL, 'p'},
+	    {"log-level", required_argument, NULL, 'l'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
@@ -152,8 +152,8 @@ static void raise_fd_limit(void)
 static int run(const struct siovd_opts *o, struct siov_loop *loop)
 {
 	struct siov_vdcm_opts vo = {.loop = loop, .engines = o->engines, .poll_us = o->poll_us};
-	struct siov_rpc_server_opts ro = {.loop = loop, .socket_path = o->rpc_socket,
-					  .state_dir = o->state_dir};
+	struct siov_rpc_server_opts ro = {
+	    .loop = loop, .socket_path = o->rpc_socket, .state_dir = o->state_dir};
 	struct siov_rpc_server *rpc = NULL;
 	struct siov_vdcm *vdcm = NULL;
 	struct siov_daemon_info di;

@@ -47,7 +47,7 @@ typedef void (*siov_io_cb)(struct siov_io *io, int res);
 struct siov_io {
 	enum siov_io_op op;
 	uint64_t offset; /* bytes from the start of the backend */
-	uint64_t len;    /* bytes; for READ/WRITE the sum of the iov lengths */
+	uint64_t len;	 /* bytes; for READ/WRITE the sum of the iov lengths */
 	struct iovec *iov;
 	int iovcnt;
 	siov_io_cb cb;
@@ -75,7 +75,7 @@ struct siov_io_ctx {
 
 /* Tag in the low 3 bits of io_uring user_data.  0 is a struct siov_io. */
 #define SIOV_UD_TAG_MASK 7ull
-#define SIOV_UD_IO       0ull
+#define SIOV_UD_IO	 0ull
 
 void siov_io_ctx_init(struct siov_io_ctx *ctx, struct io_uring *ring);
 /* An SQE from the ring, submitting first if the SQ is full; NULL if still none. */
@@ -100,7 +100,7 @@ struct siov_backend_conf {
 	char name[SIOV_NAME_MAX];
 	enum siov_backend_type type;
 	char path[4096]; /* file: a regular file or a block device */
-	uint64_t size;   /* bytes; 0 = take the file's size (file) */
+	uint64_t size;	 /* bytes; 0 = take the file's size (file) */
 	bool readonly;
 };
 

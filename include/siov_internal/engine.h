@@ -20,7 +20,7 @@ struct siov_engine;
 struct siov_vq;
 
 struct siov_engines_opts {
-	unsigned count;   /* 0: one per online CPU */
+	unsigned count;	  /* 0: one per online CPU */
 	unsigned poll_us; /* grace period a queue is polled after its last request */
 };
 

@@ -10,6 +10,7 @@
 #ifndef SIOV_INTERNAL_MEMTABLE_H
 #define SIOV_INTERNAL_MEMTABLE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -47,6 +48,8 @@ int siov_mem_gpa_to_iov(const struct siov_memtable *mt, uint64_t gpa, uint64_t l
 			struct iovec *iov, int max_iov);
 /* A pointer to [gpa, gpa+len) if it lies within one region, else NULL. */
 void *siov_mem_gpa_to_ptr(const struct siov_memtable *mt, uint64_t gpa, uint64_t len);
+/* True if p lies in one of the table's mappings (siovd's side). */
+bool siov_memtable_owns(const struct siov_memtable *mt, const void *p);
 /* The same for front-end virtual addresses (vring addresses). */
 void *siov_mem_uva_to_ptr(const struct siov_memtable *mt, uint64_t uva, uint64_t len);
 

@@ -14,11 +14,11 @@ struct siov_vdcm;
 struct siov_rpc_server;
 
 /* JSON-RPC 2.0 error codes. */
-#define SIOV_RPC_PARSE_ERROR      -32700
+#define SIOV_RPC_PARSE_ERROR	  -32700
 #define SIOV_RPC_INVALID_REQUEST  -32600
 #define SIOV_RPC_METHOD_NOT_FOUND -32601
-#define SIOV_RPC_INVALID_PARAMS   -32602
-#define SIOV_RPC_INTERNAL_ERROR   -32603
+#define SIOV_RPC_INVALID_PARAMS	  -32602
+#define SIOV_RPC_INTERNAL_ERROR	  -32603
 
 struct siov_rpc_server_opts {
 	struct siov_loop *loop;

@@ -6,10 +6,10 @@
 #include <stdint.h>
 #include <stdbool.h>
 
-#define SIOV_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define SIOV_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
-#define SIOV_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define SIOV_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define SIOV_ARRAY_SIZE(a)		     (sizeof(a) / sizeof((a)[0]))
+#define SIOV_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#define SIOV_MIN(a, b)			     ((a) < (b) ? (a) : (b))
+#define SIOV_MAX(a, b)			     ((a) > (b) ? (a) : (b))
 
 /* Names of backends, VDEVs and groups: [A-Za-z0-9_.-], 1..63 chars, no leading dot. */
 #define SIOV_NAME_MAX 64
@@ -21,7 +21,7 @@ struct siov_err {
 	char msg[256];
 };
 int siov_err_set(struct siov_err *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Monotonic clock in nanoseconds. */
 uint64_t siov_now_ns(void);

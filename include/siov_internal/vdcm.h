@@ -34,11 +34,11 @@ struct siov_vdev_conf {
 	char name[SIOV_NAME_MAX];
 	enum siov_vdev_type type;
 	char backend[SIOV_NAME_MAX];
-	uint64_t offset;     /* bytes into the backend; multiple of 512 */
-	uint64_t size;       /* bytes; 0 = up to the end of the backend */
-	uint16_t queues;     /* 1..SIOV_VDEV_MAX_QUEUES; 0 = 1 */
+	uint64_t offset; /* bytes into the backend; multiple of 512 */
+	uint64_t size;	 /* bytes; 0 = up to the end of the backend */
+	uint16_t queues; /* 1..SIOV_VDEV_MAX_QUEUES; 0 = 1 */
 	bool readonly;
-	bool allow_overlap;  /* let this window overlap other VDEVs' windows */
+	bool allow_overlap; /* let this window overlap other VDEVs' windows */
 	char socket[SIOV_SOCKET_PATH_MAX];
 };
 #define SIOV_VDEV_MAX_QUEUES 64
@@ -66,11 +66,11 @@ struct siov_backend_info {
 struct siov_queue_stats {
 	unsigned index;
 	const char *state; /* "stopped", "running", "broken" */
-	int engine;        /* -1 when not on an engine */
+	int engine;	   /* -1 when not on an engine */
 	uint64_t requests; /* completed */
 	uint64_t reads, writes, flushes, discards, write_zeroes, get_ids;
 	uint64_t bytes_read, bytes_written;
-	uint64_t errors;   /* requests completed with a status other than OK */
+	uint64_t errors; /* requests completed with a status other than OK */
 	uint64_t inflight;
 	uint64_t latency_ns_total; /* sum over completed requests */
 	uint64_t kicks;
@@ -78,11 +78,11 @@ struct siov_queue_stats {
 
 struct siov_vdev_info {
 	const struct siov_vdev_conf *conf;
-	uint64_t size; /* the window's actual size */
-	const char *state; /* "listening", "connected", "running", "broken" */
+	uint64_t size;		   /* the window's actual size */
+	const char *state;	   /* "listening", "connected", "running", "broken" */
 	const char *broken_reason; /* NULL unless broken */
 	bool connected;
-	uint64_t features; /* negotiated virtio features */
+	uint64_t features;    /* negotiated virtio features */
 	uint64_t connections; /* front ends accepted so far */
 	unsigned nqueues;
 	const struct siov_queue_stats *queues;

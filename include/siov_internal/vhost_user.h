@@ -24,9 +24,9 @@ struct siov_vu_server;
 struct siov_vu_server_opts {
 	struct siov_loop *loop;
 	struct siov_engines *engines;
-	const char *name;        /* the VDEV's name, for logs */
+	const char *name; /* the VDEV's name, for logs */
 	const char *socket_path;
-	unsigned queues;         /* what GET_QUEUE_NUM reports */
+	unsigned queues; /* what GET_QUEUE_NUM reports */
 	const struct siov_dev_ops *dev_ops;
 	void *dev;
 };

@@ -66,9 +66,9 @@ struct siov_vq {
 	int kick_fd, call_fd, err_fd;
 	const struct siov_memtable *mem;
 	const struct siov_vq_ops *ops;
-	void *dev;          /* the device model's per-VDEV state */
-	void *dev_queue;    /* the device model's per-queue state */
-	int *dev_broken;    /* shared by a VDEV's queues: one fault stops them all */
+	void *dev;	 /* the device model's per-VDEV state */
+	void *dev_queue; /* the device model's per-queue state */
+	int *dev_broken; /* shared by a VDEV's queues: one fault stops them all */
 	struct siov_vu_inflight_queue *inflight; /* INFLIGHT_SHMFD records, or NULL */
 	uint16_t *resubmit; /* heads a previous back end left in flight, oldest first */
 	unsigned resubmit_num, resubmit_pos;
@@ -77,7 +77,7 @@ struct siov_vq {
 	/* --- fast path: owned by the engine while started --- */
 	struct siov_engine *engine;
 	const uint64_t *clock; /* the engine's time of this round (ns): one clock read per round */
-	struct siov_vq *next;        /* engine's list of attached queues */
+	struct siov_vq *next;  /* engine's list of attached queues */
 	struct siov_vq *next_active; /* engine's list of queues being polled */
 	struct siov_vq *next_notify; /* engine's list of queues to notify this round */
 	bool on_notify;
@@ -93,7 +93,7 @@ struct siov_vq {
 	uint64_t inflight_counter;
 
 	struct siov_vq_stats stats;
-	int broken;                /* read with relaxed atomics */
+	int broken; /* read with relaxed atomics */
 	char broken_reason[160];
 };
 
@@ -103,7 +103,8 @@ int siov_vq_map_rings(struct siov_vq *vq);
 
 /* Orders vq->resubmit by the age of the in-flight records. */
 void siov_vq_sort_resubmit(struct siov_vq *vq);
-/* 1: a chain was popped (requests to resubmit come first) into *chain; 0: the ring is empty; <0: the queue broke. */
+/* 1: a chain was popped (requests to resubmit come first) into *chain; 0: the ring is empty; <0:
+ * the queue broke. */
 int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *chain);
 /* Returns a finished chain to the driver (used ring); notification is separate. */
 void siov_vq_push(struct siov_vq *vq, uint16_t head, uint32_t len);
@@ -122,6 +123,6 @@ bool siov_vq_is_broken(const struct siov_vq *vq);
 
 /* Relaxed-atomic stat helpers: the engine adds, anyone reads. */
 #define SIOV_STAT_ADD(field, v) __atomic_store_n(&(field), (field) + (v), __ATOMIC_RELAXED)
-#define SIOV_STAT_GET(field)    __atomic_load_n(&(field), __ATOMIC_RELAXED)
+#define SIOV_STAT_GET(field)	__atomic_load_n(&(field), __ATOMIC_RELAXED)
 
 #endif

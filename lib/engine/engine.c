@@ -12,10 +12,12 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <liburing.h>
 
@@ -26,11 +28,11 @@
 
 #define ENGINE_RING_ENTRIES 256
 #define ENGINE_CQ_ENTRIES   4096
-#define ENGINE_BUDGET       32 /* requests popped per queue per round */
+#define ENGINE_BUDGET	    32 /* requests popped per queue per round */
 
 /* io_uring user_data tags (low 3 bits); 0 is a backend struct siov_io. */
-#define UD_KICK   1ull
-#define UD_CMD    2ull
+#define UD_KICK	  1ull
+#define UD_CMD	  2ull
 #define UD_IGNORE 3ull
 
 enum cmd_op { CMD_ATTACH, CMD_DETACH, CMD_STOP };
@@ -65,6 +67,51 @@ struct siov_engines {
 	unsigned count;
 	struct siov_engine *engines;
 };
+
+/*
+ * Front-end memory is a shared file mapping the front end can shrink under us
+ * (ftruncate of its memfd); touching a vanished page raises SIGBUS.  siovd has
+ * no other shared file mappings, so a SIGBUS is always a front end's doing: the
+ * handler maps a private zero page over the hole so the access completes, and
+ * the engine breaks every queue whose memory table holds that address.
+ */
+static __thread void *volatile t_fault_addr;
+static __thread volatile sig_atomic_t t_faulted;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	void *p = (void *)((uintptr_t)si->si_addr & ~((uintptr_t)page - 1));
+
+	if (si->si_code != BUS_ADRERR ||
+	    mmap(p, (size_t)page, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS,
+		 -1, 0) == MAP_FAILED) {
+		signal(SIGBUS, SIG_DFL);
+		return;
+	}
+	t_fault_addr = si->si_addr;
+	t_faulted = 1;
+}
+
+static void install_sigbus(void)
+{
+	struct sigaction sa = {.sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER};
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+}
+
+static void check_faults(struct siov_engine *e)
+{
+	struct siov_vq *vq;
+
+	if (!t_faulted)
+		return;
+	t_faulted = 0;
+	for (vq = e->queues; vq; vq = vq->next)
+		if (vq->mem && siov_memtable_owns(vq->mem, t_fault_addr))
+			siov_vq_break(vq, "front-end memory vanished (region shrunk or unmapped)");
+}
 
 static struct io_uring_sqe *engine_sqe(struct siov_engine *e)
 {
@@ -291,7 +338,8 @@ static void handle_kick(struct siov_engine *e, struct siov_vq *vq, int res, uint
 	vq->kick_armed = false;
 	if (res < 0) {
 		if (res != -ECANCELED && res != -EINTR)
-			SIOV_WARN("engine %u: queue %u kick fd: %s", e->id, vq->index, strerror(-res));
+			SIOV_WARN("engine %u: queue %u kick fd: %s", e->id, vq->index,
+				  strerror(-res));
 		if (res != -EINTR && res != -EAGAIN)
 			return;
 	} else {
@@ -309,7 +357,8 @@ static unsigned reap(struct siov_engine *e, struct engine_cmd **waiting, uint64_
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
 
-	io_uring_for_each_cqe(&e->ring, head, cqe) {
+	io_uring_for_each_cqe(&e->ring, head, cqe)
+	{
 		uint64_t ud = cqe->user_data;
 		void *p = (void *)(uintptr_t)(ud & ~SIOV_UD_TAG_MASK);
 
@@ -368,6 +417,7 @@ static void *engine_main(void *arg)
 		work += reap(e, &waiting, now);
 		work += siov_io_ctx_run_deferred(&e->ioctx);
 		flush_notify(e);
+		check_faults(e);
 		if (waiting)
 			check_detaches(e, &waiting);
 		if (work || e->active)
@@ -464,6 +514,7 @@ int siov_engines_create(const struct siov_engines_opts *opts, struct siov_engine
 
 	if (n > 256)
 		return -EINVAL;
+	install_sigbus();
 	es = calloc(1, sizeof(*es));
 	if (!es)
 		return -ENOMEM;

@@ -167,3 +167,15 @@ void *siov_mem_uva_to_ptr(const struct siov_memtable *mt, uint64_t uva, uint64_t
 	}
 	return NULL;
 }
+
+bool siov_memtable_owns(const struct siov_memtable *mt, const void *p)
+{
+	unsigned i;
+
+	for (i = 0; i < mt->nregions; i++) {
+		const uint8_t *b = mt->regions[i].map_base;
+		if ((const uint8_t *)p >= b && (const uint8_t *)p < b + mt->regions[i].map_len)
+			return true;
+	}
+	return false;
+}

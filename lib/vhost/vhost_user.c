@@ -27,14 +27,14 @@
 #include "siov_internal/vhost_user.h"
 #include "siov_internal/virtqueue.h"
 
-#define VU_RING_FEATURES                                                                          \
-	((1ull << VIRTIO_F_VERSION_1_BIT) | (1ull << VIRTIO_RING_F_INDIRECT_DESC_BIT) |           \
+#define VU_RING_FEATURES                                                                           \
+	((1ull << VIRTIO_F_VERSION_1_BIT) | (1ull << VIRTIO_RING_F_INDIRECT_DESC_BIT) |            \
 	 (1ull << VIRTIO_RING_F_EVENT_IDX_BIT) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES_BIT))
 
-#define VU_PROTOCOL_FEATURES                                                                      \
-	((1ull << VHOST_USER_PROTOCOL_F_MQ) | (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |         \
+#define VU_PROTOCOL_FEATURES                                                                       \
+	((1ull << VHOST_USER_PROTOCOL_F_MQ) | (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |          \
 	 (1ull << VHOST_USER_PROTOCOL_F_CONFIG) | (1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) | \
-	 (1ull << VHOST_USER_PROTOCOL_F_RESET_DEVICE) |                                           \
+	 (1ull << VHOST_USER_PROTOCOL_F_RESET_DEVICE) |                                            \
 	 (1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS))
 
 struct vu_queue {
@@ -469,7 +469,7 @@ static int h_get_vring_base(struct siov_vu_server *srv, struct vu_msg_in *in)
 	q->kicked = false;
 	close_fd(&q->vq.kick_fd);
 	s.num = q->vq.last_avail_idx;
-	return reply(srv, &in->m, &s, sizeof(s), -1) ? -EPROTO : 1;
+	return reply(srv, &in->m, &s, sizeof(s), -1) ? -EPIPE : 1;
 }
 
 /* SET_VRING_KICK/CALL/ERR: takes the message's fd (or none) for one queue. */
@@ -490,7 +490,7 @@ static int h_vring_fd(struct siov_vu_server *srv, struct vu_msg_in *in)
 		fd = in->fds[0];
 		in->fds[0] = -1;
 	}
-	slot = in->m.hdr.request == VHOST_USER_SET_VRING_KICK   ? &q->vq.kick_fd
+	slot = in->m.hdr.request == VHOST_USER_SET_VRING_KICK	? &q->vq.kick_fd
 	       : in->m.hdr.request == VHOST_USER_SET_VRING_CALL ? &q->vq.call_fd
 								: &q->vq.err_fd;
 	/* The engine may be using the old fd: take the queue back first. */
@@ -535,7 +535,7 @@ static int h_get_config(struct siov_vu_server *srv, struct vu_msg_in *in)
 	c.size = rq->size;
 	c.flags = 0;
 	srv->ops->get_config(srv->dev, c.region, rq->offset, rq->size);
-	return reply(srv, &in->m, &c, SIOV_VU_CONFIG_HDR + c.size, -1) ? -EPROTO : 1;
+	return reply(srv, &in->m, &c, SIOV_VU_CONFIG_HDR + c.size, -1) ? -EPIPE : 1;
 }
 
 static int h_set_config(struct siov_vu_server *srv, struct vu_msg_in *in)
@@ -543,7 +543,8 @@ static int h_set_config(struct siov_vu_server *srv, struct vu_msg_in *in)
 	const struct siov_vu_config *c = &in->m.payload.config;
 
 	if (need_size(&in->m, SIOV_VU_CONFIG_HDR) || c->size > SIOV_VU_CONFIG_MAX ||
-	    c->offset + c->size > SIOV_VU_CONFIG_MAX || in->m.hdr.size < SIOV_VU_CONFIG_HDR + c->size)
+	    c->offset + c->size > SIOV_VU_CONFIG_MAX ||
+	    in->m.hdr.size < SIOV_VU_CONFIG_HDR + c->size)
 		return -EPROTO;
 	if (!srv->ops->set_config)
 		return -ENOTSUP;
@@ -586,7 +587,7 @@ static int h_get_inflight(struct siov_vu_server *srv, struct vu_msg_in *in)
 	r.mmap_offset = 0;
 	rc = reply(srv, &in->m, &r, sizeof(r), fd);
 	close(fd);
-	return rc ? -EPROTO : 1;
+	return rc ? -EPIPE : 1;
 
 err_errno:
 	rc = -errno;
@@ -645,11 +646,11 @@ static int dispatch(struct siov_vu_server *srv, struct vu_msg_in *in)
 	switch (m->hdr.request) {
 	case VHOST_USER_GET_FEATURES:
 		v = srv->ops->features(srv->dev) | VU_RING_FEATURES;
-		return reply_u64(srv, m, v) ? -EPROTO : 1;
+		return reply_u64(srv, m, v) ? -EPIPE : 1;
 	case VHOST_USER_SET_FEATURES:
 		return need_size(m, 8) ? -EPROTO : h_set_features(srv, in);
 	case VHOST_USER_GET_PROTOCOL_FEATURES:
-		return reply_u64(srv, m, VU_PROTOCOL_FEATURES) ? -EPROTO : 1;
+		return reply_u64(srv, m, VU_PROTOCOL_FEATURES) ? -EPIPE : 1;
 	case VHOST_USER_SET_PROTOCOL_FEATURES:
 		if (need_size(m, 8))
 			return -EPROTO;
@@ -661,9 +662,9 @@ static int dispatch(struct siov_vu_server *srv, struct vu_msg_in *in)
 	case VHOST_USER_RESET_DEVICE:
 		return h_reset(srv, in);
 	case VHOST_USER_GET_QUEUE_NUM:
-		return reply_u64(srv, m, srv->nqueues) ? -EPROTO : 1;
+		return reply_u64(srv, m, srv->nqueues) ? -EPIPE : 1;
 	case VHOST_USER_GET_MAX_MEM_SLOTS:
-		return reply_u64(srv, m, VHOST_USER_MAX_MEM_SLOTS) ? -EPROTO : 1;
+		return reply_u64(srv, m, VHOST_USER_MAX_MEM_SLOTS) ? -EPIPE : 1;
 	case VHOST_USER_SET_MEM_TABLE:
 		return h_set_mem_table(srv, in);
 	case VHOST_USER_ADD_MEM_REG:
@@ -693,8 +694,7 @@ static int dispatch(struct siov_vu_server *srv, struct vu_msg_in *in)
 	case VHOST_USER_SET_INFLIGHT_FD:
 		return h_set_inflight(srv, in);
 	default:
-		SIOV_WARN("vdev %s: unsupported vhost-user request %u", srv->name,
-			  m->hdr.request);
+		SIOV_WARN("vdev %s: unsupported vhost-user request %u", srv->name, m->hdr.request);
 		return -ENOTSUP;
 	}
 }
@@ -735,11 +735,13 @@ static int handle_msg(struct siov_vu_server *srv)
 			  in->m.hdr.request, in->m.hdr.size);
 		return rc;
 	}
+	if (rc == -EPIPE)
+		return rc;
 	if (rc < 0 && rc != -ENOTSUP)
-		SIOV_WARN("vdev %s: vhost-user request %u failed: %s", srv->name,
-			  in->m.hdr.request, strerror(-rc));
+		SIOV_WARN("vdev %s: vhost-user request %u failed: %s", srv->name, in->m.hdr.request,
+			  strerror(-rc));
 	if (rc <= 0 && want_ack)
-		return reply_u64(srv, &in->m, rc ? 1 : 0) ? -EPROTO : 0;
+		return reply_u64(srv, &in->m, rc ? 1 : 0) ? -EPIPE : 0;
 	return 0;
 }
 
@@ -776,8 +778,8 @@ static int rx_some(struct siov_vu_server *srv)
 	size_t want = srv->rx_len < hdr ? hdr : hdr + srv->rx.m.hdr.size;
 	struct iovec iov = {.iov_base = (uint8_t *)&srv->rx.m + srv->rx_len,
 			    .iov_len = want - srv->rx_len};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf)};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
 	bool overflow = false;
 	ssize_t n;
 
@@ -817,8 +819,9 @@ static void conn_readable(struct siov_watch *w, uint32_t events, void *arg)
 	}
 	if (rc < 0) {
 		conn_close(srv, rc == -ECONNRESET ? "hang-up"
-			   : rc == -E2BIG	  ? "too many fds in one message"
-			   : rc == -EPROTO	  ? "protocol violation"
+				: rc == -E2BIG	  ? "too many fds in one message"
+				: rc == -EPROTO	  ? "protocol violation"
+				: rc == -EPIPE	  ? "front end does not read its replies"
 						  : strerror(-rc));
 		return;
 	}
@@ -860,10 +863,12 @@ static int socket_prepare(const char *path, struct siov_err *err)
 	int fd, rc;
 
 	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : siov_err_set(err, -errno, "socket path %s: %s", path,
-							  strerror(errno));
+		return errno == ENOENT
+			   ? 0
+			   : siov_err_set(err, -errno, "socket path %s: %s", path, strerror(errno));
 	if (!S_ISSOCK(st.st_mode))
-		return siov_err_set(err, -EEXIST, "socket path %s exists and is not a socket", path);
+		return siov_err_set(err, -EEXIST, "socket path %s exists and is not a socket",
+				    path);
 	/* A live server answers; a stale socket file from a crash is replaced. */
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -872,8 +877,8 @@ static int socket_prepare(const char *path, struct siov_err *err)
 	rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
 	close(fd);
 	if (rc == 0)
-		return siov_err_set(err, -EADDRINUSE, "socket path %s is in use by a running server",
-				    path);
+		return siov_err_set(err, -EADDRINUSE,
+				    "socket path %s is in use by a running server", path);
 	unlink(path);
 	return 0;
 }
@@ -885,8 +890,8 @@ static int socket_listen(const char *path, struct siov_err *err)
 
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return siov_err_set(err, -ENAMETOOLONG,
-				    "socket path is %zu bytes; Linux allows at most %zu", strlen(path),
-				    sizeof(sa.sun_path) - 1);
+				    "socket path is %zu bytes; Linux allows at most %zu",
+				    strlen(path), sizeof(sa.sun_path) - 1);
 	rc = socket_prepare(path, err);
 	if (rc)
 		return rc;
@@ -943,8 +948,8 @@ int siov_vu_server_create(const struct siov_vu_server_opts *o, struct siov_vu_se
 	if (rc < 0)
 		goto err_queues;
 	srv->listen_fd = rc;
-	rc = siov_loop_add(srv->loop, srv->listen_fd, EPOLLIN, listen_readable, srv,
-			   &srv->listen_w);
+	rc =
+	    siov_loop_add(srv->loop, srv->listen_fd, EPOLLIN, listen_readable, srv, &srv->listen_w);
 	if (rc) {
 		siov_err_set(err, rc, "cannot watch %s: %s", o->socket_path, strerror(-rc));
 		goto err_listen;

@@ -21,10 +21,10 @@
 #include "siov_internal/virtio_blk.h"
 #include "siov_internal/virtqueue.h"
 
-#define BLK_SECTOR        512u
-#define BLK_SEG_MAX       126u
-#define BLK_MAX_DISCARD   (1u << 22) /* sectors: 2 GiB per request */
-#define BLK_HDR_LEN       16u
+#define BLK_SECTOR	512u
+#define BLK_SEG_MAX	126u
+#define BLK_MAX_DISCARD (1u << 22) /* sectors: 2 GiB per request */
+#define BLK_HDR_LEN	16u
 
 struct siov_blk {
 	char name[SIOV_NAME_MAX];
@@ -337,6 +337,9 @@ static uint8_t start_rw(struct siov_blk *blk, struct blk_req *r, uint64_t sector
 	struct iovec *first;
 	unsigned n;
 
+	/* A read's data must be device-writable and a write's device-readable. */
+	if (r->type == VIRTIO_BLK_T_IN ? c->out_len != BLK_HDR_LEN : c->in_len != 0)
+		return VIRTIO_BLK_S_IOERR;
 	if (r->type == VIRTIO_BLK_T_IN) {
 		r->io.op = SIOV_IO_READ;
 		r->io.len = c->in_len;
@@ -467,14 +470,14 @@ static unsigned blk_process(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigne
 }
 
 static const struct siov_vq_ops blk_vq_ops = {
-	.process = blk_process,
-	.release = blk_release,
+    .process = blk_process,
+    .release = blk_release,
 };
 
 const struct siov_dev_ops siov_blk_dev_ops = {
-	.features = blk_features,
-	.get_config = blk_get_config,
-	.set_config = blk_set_config,
-	.set_features = blk_set_features,
-	.vq_ops = &blk_vq_ops,
+    .features = blk_features,
+    .get_config = blk_get_config,
+    .set_config = blk_set_config,
+    .set_features = blk_set_features,
+    .vq_ops = &blk_vq_ops,
 };

@@ -71,7 +71,7 @@ rc=0
 echo "guest finished in $(($(date +%s) - t0)) s"
 
 echo
-printf '%-5s %-5s %-16s %9s %9s %9s %11s  %s\n' VDEV disk "window (MiB)" requests "read MiB" "wrote MiB" "latency us" "crc32c verify"
+printf '%-5s %-5s %-13s %9s %13s %9s %9s %11s  %s\n' VDEV disk "window (MiB)" requests "queue 0/1" "read MiB" "wrote MiB" "latency us" "crc32c verify"
 for i in 0 1 2 3; do
 	v=${NAMES[$i]} d=vd$(printf "\\x$(printf %x $((97 + i)))")
 	line=$(tr -d '\r' <"$WORK/demo.console" | grep "^SIOV-DEMO $d " || true)
@@ -86,10 +86,11 @@ for i in 0 1 2 3; do
 		br=$(jq -r .bytes_read <<<"$s")
 		bw=$(jq -r .bytes_written <<<"$s")
 		lat=$(jq -r .latency_us_mean <<<"$s")
+		perq=$(jq -r '[.queues[].requests | tostring] | join("/")' <<<"$s")
 	else
-		req=- lat=- br=$((rkb * 1024)) bw=$((wkb * 1024))
+		req=- perq=- lat=- br=$((rkb * 1024)) bw=$((wkb * 1024))
 	fi
-	printf '%-5s %-5s %-16s %9s %9s %9s %11s  %s\n' "$v" "$d" "$((i * 256))+$((W / MiB))" "$req" \
+	printf '%-5s %-5s %-13s %9s %13s %9s %9s %11s  %s\n' "$v" "$d" "$((i * 256))+$((W / MiB))" "$req" "$perq" \
 		"$(awk -v b="$br" 'BEGIN{printf "%.1f", b/1048576}')" \
 		"$(awk -v b="$bw" 'BEGIN{printf "%.1f", b/1048576}')" \
 		"$([ "$lat" = - ] && echo - || awk -v b="$lat" 'BEGIN{printf "%.0f", b}')" "$verdict"

@@ -33,7 +33,7 @@ PIDS=()          # every background process this test started
 BE_PID=
 KIT=
 RPC=
-declare -A VDEV_SOCK=() VDEV_QUEUES=() BACKEND_PATH=()
+declare -A VDEV_SOCK=() VDEV_QUEUES=()
 QSD_ARGS=()
 
 log() { echo "[$TEST_NAME $(elapsed)s] $*" >&2; }
@@ -56,6 +56,16 @@ parse_args() {
 }
 
 # ---- set-up and teardown --------------------------------------------------
+
+# forget_pid PID: a process that was reaped leaves the kill list, so cleanup
+# never signals a recycled PID.
+forget_pid() {
+	local p keep=()
+	for p in "${PIDS[@]}"; do
+		[ "$p" = "$1" ] || keep+=("$p")
+	done
+	PIDS=("${keep[@]}")
+}
 
 # setup [ARGS...]: checks what the test needs, builds or reuses the guest kit,
 # makes the work dir and arms the cleanup trap.
@@ -126,11 +136,10 @@ dump_logs() {
 			tail -n 20 "$f" >&2
 		fi
 	done
-	for f in "$WORK"/backend.log; do
-		[ -f "$f" ] || continue
+	if [ -f "$WORK/backend.log" ]; then
 		echo "----- $BACKEND log (last 100 lines) -----" >&2
-		tail -n 100 "$f" >&2
-	done
+		tail -n 100 "$WORK/backend.log" >&2
+	fi
 }
 
 # wait_for_path PATH SECONDS [PID]: polls until PATH exists; fails early if
@@ -179,7 +188,6 @@ be_start() {
 
 # be_backend NAME PATH SIZE: a file backend of SIZE bytes (sparse).
 be_backend() {
-	BACKEND_PATH[$1]=$2
 	case "$BACKEND" in
 	siovd) ctl backend_create --name "$1" --type file --path "$2" --size "$3" >/dev/null ||
 		die "backend_create $1 failed" ;;
@@ -256,6 +264,7 @@ be_stop() {
 	kill -TERM "$BE_PID" 2>/dev/null || die "$BACKEND was already gone before SIGTERM"
 	timeout 20 tail --pid="$BE_PID" -f /dev/null || die "$BACKEND did not exit within 20 s of SIGTERM"
 	wait "$BE_PID" || rc=$?
+	forget_pid "$BE_PID"
 	BE_PID=
 	if grep -Eq 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$WORK/backend.log"; then
 		die "$BACKEND log has a sanitizer report"
@@ -334,14 +343,15 @@ guest_wait() {
 		sleep 0.2
 	done
 	wait "$GUEST_PID" || rc=$?
+	forget_pid "$GUEST_PID"
 	rm -f "$WORK/$name.qemu.pid"
 	[ "${SIOV_GUEST_VERBOSE:-0}" = 1 ] && sed "s/^/  $name| /" "$WORK/$name.console" >&2
 	if grep -q '^SIOV-TEST-PASS' "$WORK/$name.console"; then
-		log "guest $name passed (booted in $(sed -n 's/^SIOV-GUEST-UP //p' "$WORK/$name.console"))"
+		log "guest $name passed (booted in $(sed -n 's/^SIOV-GUEST-UP //p' "$WORK/$name.console" | tr -d '\r'))"
 		return 0
 	fi
 	local why
-	why=$(grep -m1 '^SIOV-TEST-FAIL' "$WORK/$name.console" || true)
+	why=$(grep -m1 '^SIOV-TEST-FAIL' "$WORK/$name.console" | tr -d '\r' || true)
 	[ $rc = 124 ] || [ $rc = 137 ] && why="${why:-QEMU timed out}"
 	[ -n "$why" ] || why="no result marker (QEMU exit status $rc): $(tail -n 3 "$WORK/$name.qemu.log" | tr '\n' ' ')"
 	die "guest $name: $why"
@@ -357,7 +367,7 @@ run_guest() {
 guest_wait_marker() {
 	local i=0 n=$(($3 * 10))
 	until grep -q "$2" "$WORK/$1.console"; do
-		grep -q '^SIOV-TEST-FAIL' "$WORK/$1.console" && die "guest $1: $(grep -m1 '^SIOV-TEST-FAIL' "$WORK/$1.console")"
+		grep -q '^SIOV-TEST-FAIL' "$WORK/$1.console" && die "guest $1: $(grep -m1 '^SIOV-TEST-FAIL' "$WORK/$1.console" | tr -d '\r')"
 		kill -0 "$GUEST_PID" 2>/dev/null || die "guest $1 ended before printing '$2'"
 		i=$((i + 1))
 		[ $i -le $n ] || die "guest $1: no '$2' within $3 s"
@@ -371,6 +381,7 @@ guest_kill9() {
 	pid=$(cat "$WORK/$1.qemu.pid") || die "no pid file for guest $1"
 	kill -9 "$pid"
 	wait "$GUEST_PID" 2>/dev/null || true
+	forget_pid "$GUEST_PID"
 	rm -f "$WORK/$1.qemu.pid"
 	log "guest $1 killed with SIGKILL"
 }
