@@ -106,6 +106,8 @@ void siov_vq_sort_resubmit(struct siov_vq *vq);
 /* 1: a chain was popped (requests to resubmit come first) into *chain; 0: the ring is empty; <0:
  * the queue broke. */
 int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *chain);
+/* Prefetches the descriptors of the next n avail entries (a hint, never faults). */
+void siov_vq_prefetch(const struct siov_vq *vq, unsigned n);
 /* Returns a finished chain to the driver (used ring); notification is separate. */
 void siov_vq_push(struct siov_vq *vq, uint16_t head, uint32_t len);
 /* Signals the call fd if the driver wants to hear about the new used entries. */

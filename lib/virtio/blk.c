@@ -25,6 +25,7 @@
 #define BLK_SEG_MAX	126u
 #define BLK_MAX_DISCARD (1u << 22) /* sectors: 2 GiB per request */
 #define BLK_HDR_LEN	16u
+#define BLK_BATCH	32u /* requests popped before any is started */
 
 struct siov_blk {
 	char name[SIOV_NAME_MAX];
@@ -432,41 +433,58 @@ static uint8_t start_req(struct siov_blk *blk, struct blk_req *r, struct siov_io
 	}
 }
 
+/* Pops one request into r; false if the ring is empty or the queue broke. */
+static bool pop_one(struct siov_vq *vq, struct blk_req *r)
+{
+	if (siov_vq_pop(vq, &r->chain) <= 0)
+		return false;
+	if (r->chain.out_len < BLK_HDR_LEN || !(r->status = take_status(&r->chain))) {
+		siov_vq_break(vq, "head %u: request without header or status byte", r->chain.head);
+		return false;
+	}
+	/* The header and status byte are cache misses: start them now, use them later. */
+	__builtin_prefetch(r->chain.iov[0].iov_base);
+	__builtin_prefetch(r->status, 1);
+	return true;
+}
+
+/*
+ * Two passes over a batch: pop and validate every chain first, then start the
+ * requests.  The cache misses on the driver's descriptors, headers and status
+ * bytes of a batch then overlap instead of queueing one behind the other.
+ */
 static unsigned blk_process(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned budget)
 {
+	struct blk_req *batch[BLK_BATCH];
 	struct siov_blk *blk = vq->dev;
-	unsigned started = 0;
+	unsigned n = 0, i;
 
-	while (started < budget) {
+	budget = SIOV_MIN(budget, BLK_BATCH);
+	siov_vq_prefetch(vq, budget);
+	while (n < budget) {
 		struct blk_req *r = req_get(vq);
-		uint8_t st;
-		int rc;
-
 		if (!r)
 			break;
-		rc = siov_vq_pop(vq, &r->chain);
-		if (rc <= 0) {
+		if (!pop_one(vq, r)) {
 			req_put(vq, r);
 			break;
 		}
-		started++;
+		batch[n++] = r;
+	}
+	for (i = 0; i < n; i++) {
+		struct blk_req *r = batch[i];
+		uint8_t st;
+
 		r->vq = vq;
 		r->written = 0;
 		r->start_ns = vq_now(vq);
 		r->io.cb = req_io_done;
 		SIOV_STAT_ADD(vq->stats.inflight, 1);
-		if (r->chain.out_len < BLK_HDR_LEN || !(r->status = take_status(&r->chain))) {
-			siov_vq_break(vq, "head %u: request without header or status byte",
-				      r->chain.head);
-			SIOV_STAT_ADD(vq->stats.inflight, -1);
-			req_put(vq, r);
-			break;
-		}
 		st = start_req(blk, r, ctx);
 		if (st != 0xff)
 			req_finish(r, st);
 	}
-	return started;
+	return n;
 }
 
 static const struct siov_vq_ops blk_vq_ops = {

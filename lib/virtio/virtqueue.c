@@ -239,6 +239,18 @@ int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *c)
 	return 1;
 }
 
+void siov_vq_prefetch(const struct siov_vq *vq, unsigned n)
+{
+	uint16_t avail = __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE);
+	uint16_t i = vq->last_avail_idx;
+
+	for (; i != avail && n; i++, n--) {
+		uint16_t head = __atomic_load_n(&vq->avail->ring[i % vq->num], __ATOMIC_RELAXED);
+		if (head < vq->num)
+			__builtin_prefetch(&vq->desc[head]);
+	}
+}
+
 void siov_vq_push(struct siov_vq *vq, uint16_t head, uint32_t len)
 {
 	struct vring_used_elem *e = &vq->used->ring[vq->used_idx % vq->num];

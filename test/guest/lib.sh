@@ -186,6 +186,18 @@ be_start() {
 	esac
 }
 
+# be_restart: stops siovd and starts it again on the same state dir, where it
+# must find every backend and VDEV again without a single RPC.
+be_restart() {
+	local s
+	[ "$BACKEND" = siovd ] || die "be_restart needs siovd"
+	be_stop
+	be_start
+	for s in "${VDEV_SOCK[@]}"; do
+		wait_for_path "$s" 20 "$BE_PID"
+	done
+}
+
 # be_backend NAME PATH SIZE: a file backend of SIZE bytes (sparse).
 be_backend() {
 	case "$BACKEND" in

@@ -30,12 +30,25 @@ be_vdev v1 b0 $V1_OFF $V1_SIZE 1
 be_vdev v2 b0 $V2_OFF $V2_SIZE 1 ro
 be_ready
 
-guest_script windows V0_SIZE=$V0_SIZE V1_SIZE=$V1_SIZE V2_SIZE=$V2_SIZE "SPOTS='$SPOTS'" "L0='$L0'" <<'G'
+# siovd answers GET_ID with the VDEV's name: the guest's disk serial, what
+# /dev/disk/by-id is made of. (qemu-storage-daemon says "vhost_user_blk".)
+SERIALS="v0 v1 v2"
+[ "$BACKEND" = siovd ] || SERIALS=
+
+guest_script windows V0_SIZE=$V0_SIZE V1_SIZE=$V1_SIZE V2_SIZE=$V2_SIZE "SPOTS='$SPOTS'" "L0='$L0'" \
+	"SERIALS='$SERIALS'" <<'G'
 wait_disks 3
 expect_size vda $V0_SIZE
 expect_size vdb $V1_SIZE
 expect_size vdc $V2_SIZE
 say "sizes match the windows"
+set -- $SERIALS
+for d in vda vdb vdc; do
+	sn=$(cat /sys/block/$d/serial) || fail "$d: reading the serial (GET_ID) failed"
+	[ -n "$sn" ] || fail "$d: empty serial"
+	[ $# = 0 ] || { [ "$sn" = "$1" ] || fail "$d: serial '$sn', want the VDEV name '$1'"; shift; }
+	say "$d serial: $sn"
+done
 
 fill vda 0 $V0_SIZE 10
 fill vdb 0 $V1_SIZE 11
