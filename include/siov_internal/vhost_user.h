@@ -19,6 +19,7 @@ struct siov_loop;
 struct siov_engines;
 struct siov_dev_ops;
 struct siov_vq;
+struct siov_qos;
 struct siov_vu_server;
 
 struct siov_vu_server_opts {
@@ -29,6 +30,7 @@ struct siov_vu_server_opts {
 	unsigned queues; /* what GET_QUEUE_NUM reports */
 	const struct siov_dev_ops *dev_ops;
 	void *dev;
+	struct siov_qos *qos; /* the VDEV's QoS (limits, reservation, weight); may be NULL */
 };
 
 int siov_vu_server_create(const struct siov_vu_server_opts *opts, struct siov_vu_server **out,

@@ -22,6 +22,7 @@
 struct siov_vq;
 struct siov_io_ctx;
 struct siov_engine;
+struct siov_qos;
 
 /* Most iovecs one chain may produce; more breaks the queue. */
 #define SIOV_VQ_MAX_IOV 256
@@ -73,6 +74,7 @@ struct siov_vq {
 	uint16_t *resubmit; /* heads a previous back end left in flight, oldest first */
 	unsigned resubmit_num, resubmit_pos;
 	const char *dev_name;
+	struct siov_qos *qos; /* may be NULL: no limits, default weight */
 
 	/* --- fast path: owned by the engine while started --- */
 	struct siov_engine *engine;

@@ -56,6 +56,7 @@ struct siov_vu_server {
 	char path[108];
 	const struct siov_dev_ops *ops;
 	void *dev;
+	struct siov_qos *qos;
 	int listen_fd;
 	struct siov_watch *listen_w;
 	int conn_fd;
@@ -188,6 +189,7 @@ static void vq_try_start(struct siov_vu_server *srv, struct vu_queue *q)
 	vq->dev = srv->dev;
 	vq->dev_broken = &srv->dev_broken;
 	vq->dev_name = srv->name;
+	vq->qos = srv->qos;
 	vq->event_idx = srv->features & (1ull << VIRTIO_RING_F_EVENT_IDX_BIT);
 	vq->broken = 0;
 	vq->broken_reason[0] = '\0';
@@ -939,6 +941,7 @@ int siov_vu_server_create(const struct siov_vu_server_opts *o, struct siov_vu_se
 	snprintf(srv->path, sizeof(srv->path), "%s", o->socket_path);
 	srv->ops = o->dev_ops;
 	srv->dev = o->dev;
+	srv->qos = o->qos;
 	srv->nqueues = o->queues;
 	srv->conn_fd = -1;
 	siov_memtable_init(&srv->mem);

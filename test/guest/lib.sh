@@ -307,6 +307,7 @@ guest_script() {
 
 # guest_start NAME SECONDS VDEV...: boots a guest in the background on the
 # sockets of the VDEVs (vda, vdb, ... in that order) with $WORK/NAME.guest.sh.
+# GUEST_RECONNECT=1 makes QEMU reconnect to a back end that went away.
 guest_start() {
 	local name=$1 secs=$2 i=0 v
 	shift 2
@@ -323,7 +324,7 @@ guest_start() {
 	local extra=
 	[ "$BACKEND" = qsd ] && extra=,config-wce=off
 	for v in "$@"; do
-		args+=(-chardev "socket,id=c$i,path=${VDEV_SOCK[$v]}"
+		args+=(-chardev "socket,id=c$i,path=${VDEV_SOCK[$v]}${GUEST_RECONNECT:+,reconnect=1}"
 			-device "vhost-user-blk-pci,chardev=c$i,num-queues=${VDEV_QUEUES[$v]},addr=$(printf '0x%x' $((16 + i)))$extra")
 		i=$((i + 1))
 	done
