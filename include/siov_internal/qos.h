@@ -22,7 +22,7 @@
 struct siov_qos;
 
 #define SIOV_QOS_WEIGHT_DEFAULT 100
-#define SIOV_QOS_WEIGHT_MAX     10000
+#define SIOV_QOS_WEIGHT_MAX	10000
 
 struct siov_qos_params {
 	uint64_t iops_limit; /* requests/s; 0 = no limit */
@@ -34,34 +34,33 @@ struct siov_qos_params {
 };
 
 struct siov_qos_stats {
-	uint64_t admitted;       /* requests admitted */
+	uint64_t admitted; /* requests admitted */
 	uint64_t admitted_bytes;
-	uint64_t throttled;      /* times a request had to wait for a bucket */
-	uint64_t throttled_ns;   /* total time queues spent waiting for buckets */
-	uint64_t reserved;       /* requests served from the reservation */
+	uint64_t throttled;    /* times a request had to wait for a bucket */
+	uint64_t throttled_ns; /* total time queues spent waiting for buckets */
+	uint64_t reserved;     /* requests served from the reservation */
 };
 
 /* -EINVAL with a reason in *why for nonsense (weight out of range, min > limit). */
 int siov_qos_params_check(const struct siov_qos_params *p, const char **why);
 
 /* group may be NULL; a group itself has no parent. */
-int siov_qos_create(const struct siov_qos_params *p, struct siov_qos *group,
-		    struct siov_qos **out);
+int siov_qos_create(const struct siov_qos_params *p, struct siov_qos *group, struct siov_qos **out);
 void siov_qos_destroy(struct siov_qos *qos);
 /* Takes effect for the next request; buckets keep their current level, clamped. */
 int siov_qos_set(struct siov_qos *qos, const struct siov_qos_params *p);
-void siov_qos_get(const struct siov_qos *qos, struct siov_qos_params *p,
-		  struct siov_qos_stats *s);
+void siov_qos_get(const struct siov_qos *qos, struct siov_qos_params *p, struct siov_qos_stats *s);
 
 /* ---- engine side ---- */
 
 /*
  * Asks to start a request of @bytes at time @now.  Returns true and charges the
  * buckets (VDEV, then group) if admitted; else false and sets *retry_ns to when
- * it is worth asking again.  @reserved: charge the reservation instead of the
- * weight share (the engine asks siov_qos_reserved_credit() first).
+ * it is worth asking again (absolute, ns).
  */
 bool siov_qos_admit(struct siov_qos *qos, uint64_t now, uint64_t bytes, uint64_t *retry_ns);
+/* True if q or its group has an IOPS or bandwidth limit (admission needed). */
+bool siov_qos_limited(const struct siov_qos *qos);
 /* Requests the reservation covers right now (0 if none). */
 unsigned siov_qos_reserved_credit(struct siov_qos *qos, uint64_t now);
 void siov_qos_reserved_take(struct siov_qos *qos, unsigned n);

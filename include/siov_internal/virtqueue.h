@@ -89,7 +89,9 @@ struct siov_vq {
 	uint64_t kick_buf;
 	bool kick_armed;
 	bool detaching;
-	bool used_dirty; /* used ring advanced since the last notify */
+	bool used_dirty;	 /* used ring advanced since the last notify */
+	uint64_t throttle_until; /* QoS: do not pop before this time (ns) */
+	double deficit;		 /* QoS: deficit round robin credit, in requests */
 	uint16_t signalled_used;
 	bool signalled_used_valid;
 	uint64_t inflight_counter;
@@ -108,6 +110,8 @@ void siov_vq_sort_resubmit(struct siov_vq *vq);
 /* 1: a chain was popped (requests to resubmit come first) into *chain; 0: the ring is empty; <0:
  * the queue broke. */
 int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *chain);
+/* Like siov_vq_pop, but the chain stays in the ring (its in-flight record is set). */
+int siov_vq_peek(struct siov_vq *vq, struct siov_vq_chain *chain);
 /* Prefetches the descriptors of the next n avail entries (a hint, never faults). */
 void siov_vq_prefetch(const struct siov_vq *vq, unsigned n);
 /* Returns a finished chain to the driver (used ring); notification is separate. */

@@ -24,6 +24,7 @@
 #include "siov_internal/backend.h"
 #include "siov_internal/engine.h"
 #include "siov_internal/log.h"
+#include "siov_internal/qos.h"
 #include "siov_internal/virtqueue.h"
 
 #define ENGINE_RING_ENTRIES 256
@@ -60,7 +61,9 @@ struct siov_engine {
 	struct siov_vq *active;
 	struct siov_vq *notify;
 	bool stopping;
-	uint64_t now; /* refreshed each round; queues read it through vq->clock */
+	bool busy;	    /* a queue is polling (in work or in its grace period) */
+	uint64_t next_wake; /* earliest QoS wake-up among throttled queues, 0 = none */
+	uint64_t now;	    /* refreshed each round; queues read it through vq->clock */
 };
 
 struct siov_engines {
@@ -178,30 +181,93 @@ static void flush_notify(struct siov_engine *e)
 	}
 }
 
+/*
+ * How many requests vq may start this round.  Without QoS, a fixed batch.
+ * With QoS, deficit round robin: each round a queue earns credit in
+ * proportion to its weight, so among queues that all want more, the engine's
+ * time is shared by weight; the reservation's credit comes on top, so
+ * reservations are served whatever the weights say.
+ */
+static unsigned queue_budget(struct siov_vq *vq, uint64_t now, unsigned *reserved)
+{
+	double quantum;
+
+	*reserved = 0;
+	if (!vq->qos)
+		return ENGINE_BUDGET;
+	quantum = (double)ENGINE_BUDGET * siov_qos_weight(vq->qos) / SIOV_QOS_WEIGHT_DEFAULT;
+	vq->deficit += quantum;
+	if (vq->deficit > ENGINE_BUDGET * 2)
+		vq->deficit = ENGINE_BUDGET * 2;
+	*reserved = SIOV_MIN(siov_qos_reserved_credit(vq->qos, now), ENGINE_BUDGET);
+	return SIOV_MIN((unsigned)vq->deficit + *reserved, ENGINE_BUDGET * 2);
+}
+
+static void queue_charge(struct siov_vq *vq, unsigned budget, unsigned reserved, unsigned n)
+{
+	unsigned from_resv = SIOV_MIN(n, reserved);
+
+	if (!vq->qos)
+		return;
+	siov_qos_reserved_take(vq->qos, from_resv);
+	vq->deficit -= n - from_resv;
+	/* A queue that ran dry does not bank credit (classic DRR). */
+	if (n < budget && vq->throttle_until <= vq->last_work_ns)
+		vq->deficit = 0;
+}
+
+/* Runs one active queue; returns requests started, or sets *keep = false to drop it. */
+static unsigned poll_one(struct siov_engine *e, struct siov_vq *vq, uint64_t now, bool *keep)
+{
+	unsigned budget, reserved, n;
+
+	*keep = true;
+	if (vq->detaching || siov_vq_is_broken(vq)) {
+		*keep = false;
+		return 0;
+	}
+	if (vq->throttle_until > now) {
+		/* Waiting for a QoS bucket: not idle, but nothing to do before then. */
+		if (!e->next_wake || vq->throttle_until < e->next_wake)
+			e->next_wake = vq->throttle_until;
+		return 0;
+	}
+	if (vq->throttle_until) {
+		siov_qos_note_wait(vq->qos, now - vq->last_work_ns);
+		vq->throttle_until = 0;
+	}
+	budget = queue_budget(vq, now, &reserved);
+	n = budget ? vq->ops->process(vq, &e->ioctx, budget) : 0;
+	queue_charge(vq, budget, reserved, n);
+	if (n || vq->throttle_until > now) {
+		vq->last_work_ns = now;
+		e->busy = true;
+	} else if (now - vq->last_work_ns > e->poll_ns) {
+		/* Re-arm kicks, then look once more: the driver may have raced us. */
+		*keep = siov_vq_enable_notify(vq);
+		if (*keep) {
+			siov_vq_disable_notify(vq);
+			e->busy = true;
+		}
+	} else {
+		e->busy = true;
+	}
+	return n;
+}
+
 /* Polls every active queue once; drops the ones idle for longer than the grace period. */
 static unsigned poll_active(struct siov_engine *e, uint64_t now)
 {
 	struct siov_vq **pp = &e->active;
 	unsigned work = 0;
 
+	e->next_wake = 0;
+	e->busy = false;
 	while (*pp) {
 		struct siov_vq *vq = *pp;
-		unsigned n = 0;
-		bool keep = true;
+		bool keep;
 
-		if (vq->detaching || siov_vq_is_broken(vq))
-			keep = false;
-		else
-			n = vq->ops->process(vq, &e->ioctx, ENGINE_BUDGET);
-		if (n) {
-			vq->last_work_ns = now;
-			work += n;
-		} else if (keep && now - vq->last_work_ns > e->poll_ns) {
-			/* Re-arm kicks, then look once more: the driver may have raced us. */
-			keep = siov_vq_enable_notify(vq);
-			if (keep)
-				siov_vq_disable_notify(vq);
-		}
+		work += poll_one(e, vq, now, &keep);
 		if (keep) {
 			pp = &vq->next_active;
 		} else {
@@ -398,6 +464,29 @@ static void submit(struct siov_engine *e, bool wait)
 		SIOV_ERR("engine %u: io_uring submit: %s", e->id, strerror(-rc));
 }
 
+/* Sleeps until a CQE arrives or, if a queue is throttled, until its bucket refills. */
+static void submit_and_sleep(struct siov_engine *e)
+{
+	struct __kernel_timespec ts;
+	struct io_uring_cqe *cqe;
+	uint64_t now, wait;
+	int rc;
+
+	if (!e->next_wake) {
+		submit(e, true);
+		return;
+	}
+	now = siov_now_ns();
+	if (e->next_wake <= now)
+		return;
+	wait = e->next_wake - now;
+	ts.tv_sec = (long long)(wait / 1000000000ull);
+	ts.tv_nsec = (long long)(wait % 1000000000ull);
+	rc = io_uring_submit_and_wait_timeout(&e->ring, &cqe, 1, &ts, NULL);
+	if (rc >= 0 || rc == -ETIME || rc == -EINTR)
+		e->ioctx.unsubmitted = 0;
+}
+
 static void *engine_main(void *arg)
 {
 	struct siov_engine *e = arg;
@@ -420,9 +509,9 @@ static void *engine_main(void *arg)
 		check_faults(e);
 		if (waiting)
 			check_detaches(e, &waiting);
-		if (work || e->active)
+		if (work || e->busy)
 			continue;
-		submit(e, true);
+		submit_and_sleep(e);
 	}
 	return NULL;
 }

@@ -18,6 +18,7 @@
 
 #include "siov_internal/backend.h"
 #include "siov_internal/engine.h"
+#include "siov_internal/qos.h"
 #include "siov_internal/virtio_blk.h"
 #include "siov_internal/virtqueue.h"
 
@@ -433,9 +434,43 @@ static uint8_t start_req(struct siov_blk *blk, struct blk_req *r, struct siov_io
 	}
 }
 
-/* Pops one request into r; false if the ring is empty or the queue broke. */
+/* Bytes a request moves, for bandwidth limits (flush, discard... move none). */
+static uint64_t chain_bytes(const struct siov_vq_chain *c)
+{
+	struct virtio_blk_outhdr hdr;
+
+	if (c->out_len < BLK_HDR_LEN ||
+	    iov_to_buf(c->iov, c->out_num, 0, &hdr, sizeof(hdr)) != sizeof(hdr))
+		return 0;
+	if (hdr.type == VIRTIO_BLK_T_IN)
+		return c->in_len ? c->in_len - 1 : 0;
+	return hdr.type == VIRTIO_BLK_T_OUT ? c->out_len - BLK_HDR_LEN : 0;
+}
+
+/*
+ * With a limit on the VDEV or its group, a request is priced before it leaves
+ * the ring: one that must wait stays there (the queue is throttled until the
+ * bucket refills), so nothing is ever held half-consumed.
+ */
+static bool qos_admit(struct siov_vq *vq, struct blk_req *r)
+{
+	uint64_t retry;
+
+	if (!vq->qos || !siov_qos_limited(vq->qos))
+		return true;
+	if (siov_vq_peek(vq, &r->chain) <= 0)
+		return true; /* empty or broken: the pop below says which */
+	if (siov_qos_admit(vq->qos, vq_now(vq), chain_bytes(&r->chain), &retry))
+		return true;
+	vq->throttle_until = retry;
+	return false;
+}
+
+/* Pops one request into r; false if the ring is empty, the queue broke or QoS says wait. */
 static bool pop_one(struct siov_vq *vq, struct blk_req *r)
 {
+	if (!qos_admit(vq, r))
+		return false;
 	if (siov_vq_pop(vq, &r->chain) <= 0)
 		return false;
 	if (r->chain.out_len < BLK_HDR_LEN || !(r->status = take_status(&r->chain))) {

@@ -54,14 +54,17 @@ void siov_vq_break(struct siov_vq *vq, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(vq->broken_reason, sizeof(vq->broken_reason), fmt, ap);
 	va_end(ap);
+	SIOV_ERR("vdev %s queue %u broken: %s", vq->dev_name ? vq->dev_name : "?", vq->index,
+		 vq->broken_reason);
+	/*
+	 * The front end learns through the error eventfd (QEMU logs it); signal it
+	 * before the state says "broken", so whoever sees the state sees the signal.
+	 */
+	if (vq->err_fd >= 0)
+		eventfd_write(vq->err_fd, 1);
 	__atomic_store_n(&vq->broken, 1, __ATOMIC_RELEASE);
 	if (vq->dev_broken)
 		__atomic_store_n(vq->dev_broken, 1, __ATOMIC_RELEASE);
-	SIOV_ERR("vdev %s queue %u broken: %s", vq->dev_name ? vq->dev_name : "?", vq->index,
-		 vq->broken_reason);
-	/* The front end learns through the error eventfd (QEMU logs it). */
-	if (vq->err_fd >= 0)
-		eventfd_write(vq->err_fd, 1);
 }
 
 bool siov_vq_is_broken(const struct siov_vq *vq)
@@ -204,6 +207,24 @@ static int pop_resubmit(struct siov_vq *vq, struct siov_vq_chain *c)
 	if (walk_chain(vq, c))
 		return -EINVAL;
 	inflight_start(vq, c->head);
+	return 1;
+}
+
+/* The next chain, validated, without consuming it (to price it for QoS). */
+int siov_vq_peek(struct siov_vq *vq, struct siov_vq_chain *c)
+{
+	uint16_t avail_idx = vq->last_avail_idx;
+	unsigned pos = vq->resubmit_pos;
+	int rc;
+
+	rc = siov_vq_pop(vq, c);
+	if (rc <= 0)
+		return rc;
+	/* Undo the consumption; the record stays set and the next pop sets it again. */
+	if (pos != vq->resubmit_pos)
+		vq->resubmit_pos = pos;
+	else
+		vq->last_avail_idx = avail_idx;
 	return 1;
 }
 

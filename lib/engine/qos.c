@@ -1,0 +1,239 @@
+/*
+ * QoS buckets.  Each limit is a token bucket that may run into debt: a request
+ * is admitted while the bucket is not in debt and then charged its full cost,
+ * so a request larger than the burst still goes through, and the average rate
+ * stays exact.  A VDEV and its group each have an IOPS and a bandwidth bucket;
+ * the reservation is one more bucket, filled at iops_min, that the engine
+ * drains first.  Buckets are shared by a VDEV's queues on several engines, so
+ * each siov_qos has a small spinlock; the critical sections are a few adds.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "siov_internal/qos.h"
+
+struct bucket {
+	double rate;   /* tokens per ns; 0 = unlimited */
+	double depth;  /* most tokens it holds */
+	double tokens; /* may go negative: debt */
+	uint64_t last;
+};
+
+struct siov_qos {
+	int lock;
+	struct siov_qos_params p;
+	struct bucket iops, bps, resv;
+	struct siov_qos *group;
+	struct siov_qos_stats stats;
+};
+
+static void lock(struct siov_qos *q)
+{
+	while (__atomic_exchange_n(&q->lock, 1, __ATOMIC_ACQUIRE))
+		while (__atomic_load_n(&q->lock, __ATOMIC_RELAXED))
+#if defined(__x86_64__) || defined(__i386__)
+			__builtin_ia32_pause();
+#else
+			;
+#endif
+}
+
+/* Writers hold the lock; readers load without it. */
+static void stat_add(uint64_t *f, uint64_t v)
+{
+	__atomic_store_n(f, *f + v, __ATOMIC_RELAXED);
+}
+
+static void unlock(struct siov_qos *q)
+{
+	__atomic_store_n(&q->lock, 0, __ATOMIC_RELEASE);
+}
+
+int siov_qos_params_check(const struct siov_qos_params *p, const char **why)
+{
+	const char *w = NULL;
+
+	if (p->weight > SIOV_QOS_WEIGHT_MAX)
+		w = "weight must be 1..10000";
+	else if (p->iops_min && p->iops_limit && p->iops_min > p->iops_limit)
+		w = "iops_min is larger than iops_limit";
+	else if (p->iops_limit > 100000000ull || p->iops_min > 100000000ull)
+		w = "an IOPS figure above 100M is not a limit";
+	if (why)
+		*why = w;
+	return w ? -EINVAL : 0;
+}
+
+static void bucket_set(struct bucket *b, uint64_t rate, uint64_t burst, uint64_t min_depth)
+{
+	uint64_t depth = burst ? burst : rate / 10;
+
+	if (depth < min_depth)
+		depth = min_depth;
+	b->rate = (double)rate / 1e9;
+	b->depth = (double)depth;
+	if (b->tokens > b->depth)
+		b->tokens = b->depth;
+}
+
+static void apply(struct siov_qos *q, const struct siov_qos_params *p)
+{
+	q->p = *p;
+	if (!q->p.weight)
+		q->p.weight = SIOV_QOS_WEIGHT_DEFAULT;
+	bucket_set(&q->iops, p->iops_limit, p->iops_burst, 1);
+	bucket_set(&q->bps, p->bps_limit, p->bps_burst, 1u << 20);
+	bucket_set(&q->resv, p->iops_min, 0, 1);
+}
+
+int siov_qos_create(const struct siov_qos_params *p, struct siov_qos *group, struct siov_qos **out)
+{
+	struct siov_qos *q;
+
+	if (siov_qos_params_check(p, NULL))
+		return -EINVAL;
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	apply(q, p);
+	/* Start full: a new VDEV may burst at once. */
+	q->iops.tokens = q->iops.depth;
+	q->bps.tokens = q->bps.depth;
+	q->group = group;
+	*out = q;
+	return 0;
+}
+
+void siov_qos_destroy(struct siov_qos *q)
+{
+	free(q);
+}
+
+int siov_qos_set(struct siov_qos *q, const struct siov_qos_params *p)
+{
+	if (siov_qos_params_check(p, NULL))
+		return -EINVAL;
+	lock(q);
+	apply(q, p);
+	unlock(q);
+	return 0;
+}
+
+void siov_qos_get(const struct siov_qos *q, struct siov_qos_params *p, struct siov_qos_stats *s)
+{
+	if (p)
+		*p = q->p;
+	if (s) {
+		s->admitted = __atomic_load_n(&q->stats.admitted, __ATOMIC_RELAXED);
+		s->admitted_bytes = __atomic_load_n(&q->stats.admitted_bytes, __ATOMIC_RELAXED);
+		s->throttled = __atomic_load_n(&q->stats.throttled, __ATOMIC_RELAXED);
+		s->throttled_ns = __atomic_load_n(&q->stats.throttled_ns, __ATOMIC_RELAXED);
+		s->reserved = __atomic_load_n(&q->stats.reserved, __ATOMIC_RELAXED);
+	}
+}
+
+static void refill(struct bucket *b, uint64_t now)
+{
+	if (now > b->last) {
+		b->tokens += (double)(now - b->last) * b->rate;
+		if (b->tokens > b->depth)
+			b->tokens = b->depth;
+	}
+	b->last = now;
+}
+
+/* 0 if b lets a request through now, else ns until it is out of debt. */
+static uint64_t bucket_wait(struct bucket *b, uint64_t now)
+{
+	if (b->rate == 0)
+		return 0;
+	refill(b, now);
+	if (b->tokens >= 0)
+		return 0;
+	return (uint64_t)(-b->tokens / b->rate) + 1;
+}
+
+static void bucket_charge(struct bucket *b, double cost)
+{
+	if (b->rate != 0)
+		b->tokens -= cost;
+}
+
+/* Ns until both of q's limit buckets admit a request; caller holds q's lock. */
+static uint64_t limits_wait(struct siov_qos *q, uint64_t now)
+{
+	uint64_t a = bucket_wait(&q->iops, now), b = bucket_wait(&q->bps, now);
+
+	return a > b ? a : b;
+}
+
+bool siov_qos_limited(const struct siov_qos *q)
+{
+	return q->p.iops_limit || q->p.bps_limit ||
+	       (q->group && (q->group->p.iops_limit || q->group->p.bps_limit));
+}
+
+bool siov_qos_admit(struct siov_qos *q, uint64_t now, uint64_t bytes, uint64_t *retry_ns)
+{
+	struct siov_qos *g = q->group;
+	uint64_t wait;
+
+	lock(q);
+	wait = limits_wait(q, now);
+	if (!wait && g) {
+		lock(g);
+		wait = limits_wait(g, now);
+		if (!wait) {
+			bucket_charge(&g->iops, 1);
+			bucket_charge(&g->bps, (double)bytes);
+			stat_add(&g->stats.admitted, 1);
+			stat_add(&g->stats.admitted_bytes, bytes);
+		}
+		unlock(g);
+	}
+	if (!wait) {
+		bucket_charge(&q->iops, 1);
+		bucket_charge(&q->bps, (double)bytes);
+		stat_add(&q->stats.admitted, 1);
+		stat_add(&q->stats.admitted_bytes, bytes);
+	} else {
+		stat_add(&q->stats.throttled, 1);
+	}
+	unlock(q);
+	*retry_ns = now + wait;
+	return wait == 0;
+}
+
+unsigned siov_qos_reserved_credit(struct siov_qos *q, uint64_t now)
+{
+	double t;
+
+	if (!q->p.iops_min)
+		return 0;
+	lock(q);
+	refill(&q->resv, now);
+	t = q->resv.tokens;
+	unlock(q);
+	return t >= 1 ? (unsigned)t : 0;
+}
+
+void siov_qos_reserved_take(struct siov_qos *q, unsigned n)
+{
+	if (!n)
+		return;
+	lock(q);
+	q->resv.tokens -= n;
+	stat_add(&q->stats.reserved, n);
+	unlock(q);
+}
+
+uint32_t siov_qos_weight(const struct siov_qos *q)
+{
+	return q ? q->p.weight : SIOV_QOS_WEIGHT_DEFAULT;
+}
+
+void siov_qos_note_wait(struct siov_qos *q, uint64_t ns)
+{
+	__atomic_fetch_add(&q->stats.throttled_ns, ns, __ATOMIC_RELAXED);
+}
