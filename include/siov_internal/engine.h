@@ -18,10 +18,13 @@
 struct siov_engines;
 struct siov_engine;
 struct siov_vq;
+struct siov_loop;
 
 struct siov_engines_opts {
-	unsigned count;	  /* 0: one per online CPU */
-	unsigned poll_us; /* grace period a queue is polled after its last request */
+	unsigned count;		/* 0: one per online CPU */
+	unsigned poll_us;	/* grace period a queue is polled after its last request */
+	struct siov_loop *loop; /* the control loop, for the balancing timer; may be NULL */
+	unsigned balance_ms;	/* how often to rebalance queues; 0 = never */
 };
 
 int siov_engines_create(const struct siov_engines_opts *opts, struct siov_engines **out);
@@ -36,6 +39,13 @@ unsigned siov_engine_id(const struct siov_engine *engine);
 int siov_engine_attach(struct siov_engine *engine, struct siov_vq *vq);
 /* Waits until vq's in-flight requests completed; no-op if vq is not attached. */
 void siov_engine_detach(struct siov_vq *vq);
+
+/*
+ * Control thread: moves one queue from the busiest engine to the idlest if the
+ * load (requests since the last call) is lopsided.  Called by the timer.
+ */
+int siov_engines_rebalance(struct siov_engines *engines);
+uint64_t siov_engines_moves(const struct siov_engines *engines);
 
 /* Engine thread only: vq's used ring advanced; notify the driver after this round. */
 void siov_engine_note_used(struct siov_vq *vq);

@@ -92,6 +92,7 @@ struct siov_vq {
 	bool used_dirty;	 /* used ring advanced since the last notify */
 	uint64_t throttle_until; /* QoS: do not pop before this time (ns) */
 	double deficit;		 /* QoS: deficit round robin credit, in requests */
+	uint64_t bal_requests;	 /* control thread: requests at the balancer's last look */
 	uint16_t signalled_used;
 	bool signalled_used_valid;
 	uint64_t inflight_counter;

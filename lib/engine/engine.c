@@ -18,12 +18,14 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 #include <liburing.h>
 
 #include "siov_internal/backend.h"
 #include "siov_internal/engine.h"
 #include "siov_internal/log.h"
+#include "siov_internal/loop.h"
 #include "siov_internal/qos.h"
 #include "siov_internal/virtqueue.h"
 
@@ -63,12 +65,19 @@ struct siov_engine {
 	bool stopping;
 	bool busy;	    /* a queue is polling (in work or in its grace period) */
 	uint64_t next_wake; /* earliest QoS wake-up among throttled queues, 0 = none */
-	uint64_t now;	    /* refreshed each round; queues read it through vq->clock */
+	/* The control thread's own list of this engine's queues, for the balancer. */
+	struct siov_vq **ctl_vqs;
+	unsigned ctl_n, ctl_cap;
+	uint64_t now; /* refreshed each round; queues read it through vq->clock */
 };
 
 struct siov_engines {
 	unsigned count;
 	struct siov_engine *engines;
+	struct siov_loop *loop;
+	int timer_fd;
+	struct siov_watch *timer_w;
+	uint64_t moves;
 };
 
 /*
@@ -532,26 +541,167 @@ static int engine_post(struct siov_engine *e, struct engine_cmd *c)
 	return 0;
 }
 
+static int ctl_add(struct siov_engine *e, struct siov_vq *vq)
+{
+	if (e->ctl_n == e->ctl_cap) {
+		unsigned cap = e->ctl_cap ? e->ctl_cap * 2 : 16;
+		struct siov_vq **a = realloc(e->ctl_vqs, cap * sizeof(*a));
+		if (!a)
+			return -ENOMEM;
+		e->ctl_vqs = a;
+		e->ctl_cap = cap;
+	}
+	e->ctl_vqs[e->ctl_n++] = vq;
+	return 0;
+}
+
+static void ctl_remove(struct siov_engine *e, struct siov_vq *vq)
+{
+	unsigned i;
+
+	for (i = 0; i < e->ctl_n; i++) {
+		if (e->ctl_vqs[i] == vq) {
+			e->ctl_vqs[i] = e->ctl_vqs[--e->ctl_n];
+			return;
+		}
+	}
+}
+
 int siov_engine_attach(struct siov_engine *e, struct siov_vq *vq)
 {
 	struct engine_cmd c = {.op = CMD_ATTACH, .vq = vq};
+	int rc;
 
 	if (vq->engine)
 		return -EBUSY;
+	rc = ctl_add(e, vq);
+	if (rc)
+		return rc;
 	vq->engine = e;
+	vq->bal_requests = SIOV_STAT_GET(vq->stats.requests);
 	pthread_mutex_lock(&e->lock);
 	e->nqueues++;
 	pthread_mutex_unlock(&e->lock);
-	return engine_post(e, &c);
+	rc = engine_post(e, &c);
+	if (rc) {
+		ctl_remove(e, vq);
+		vq->engine = NULL;
+	}
+	return rc;
 }
 
 void siov_engine_detach(struct siov_vq *vq)
 {
 	struct engine_cmd c = {.op = CMD_DETACH, .vq = vq};
+	struct siov_engine *e = vq->engine;
 
-	if (!vq->engine)
+	if (!e)
 		return;
-	engine_post(vq->engine, &c);
+	engine_post(e, &c);
+	ctl_remove(e, vq);
+}
+
+/* ---- balancing: queues move from a hot engine to a cool one ---- */
+
+/* Requests each queue completed since the last look; returns the engine's total. */
+static uint64_t engine_load(struct siov_engine *e, uint64_t *qload)
+{
+	uint64_t sum = 0;
+	unsigned i;
+
+	for (i = 0; i < e->ctl_n; i++) {
+		struct siov_vq *vq = e->ctl_vqs[i];
+		uint64_t now = SIOV_STAT_GET(vq->stats.requests);
+		qload[i] = now - vq->bal_requests;
+		vq->bal_requests = now;
+		sum += qload[i];
+	}
+	return sum;
+}
+
+/*
+ * Moves the queue whose load best halves the gap between the busiest and the
+ * idlest engine.  Moving is a detach (in-flight requests finish) and an attach:
+ * the ring keeps its state, the driver sees a pause of microseconds, not an error.
+ */
+int siov_engines_rebalance(struct siov_engines *es)
+{
+	uint64_t *loads[256] = {0}, tot[256] = {0}, gap, best_d = UINT64_MAX;
+	unsigned i, hot = 0, cold = 0, best = 0;
+	bool found = false;
+	int rc = 0;
+
+	for (i = 0; i < es->count; i++) {
+		loads[i] = calloc(es->engines[i].ctl_n + 1, sizeof(uint64_t));
+		if (!loads[i]) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		tot[i] = engine_load(&es->engines[i], loads[i]);
+		if (tot[i] > tot[hot])
+			hot = i;
+		if (tot[i] < tot[cold])
+			cold = i;
+	}
+	gap = tot[hot] - tot[cold];
+	/* Not worth a pause: small loads or an imbalance under a quarter. */
+	if (hot == cold || gap < 1000 || gap * 4 < tot[hot])
+		goto out;
+	for (i = 0; i < es->engines[hot].ctl_n; i++) {
+		uint64_t l = loads[hot][i], d;
+		if (!l || l >= gap)
+			continue;
+		d = l > gap / 2 ? l - gap / 2 : gap / 2 - l;
+		if (d < best_d) {
+			best_d = d;
+			best = i;
+			found = true;
+		}
+	}
+	if (found) {
+		struct siov_vq *vq = es->engines[hot].ctl_vqs[best];
+		siov_engine_detach(vq);
+		rc = siov_engine_attach(&es->engines[cold], vq);
+		es->moves++;
+		SIOV_INFO("engines: moved vdev %s queue %u from engine %u to %u (%s)",
+			  vq->dev_name ? vq->dev_name : "?", vq->index, hot, cold,
+			  rc ? strerror(-rc) : "ok");
+	}
+out:
+	for (i = 0; i < es->count; i++)
+		free(loads[i]);
+	return rc;
+}
+
+static void on_balance_timer(struct siov_watch *w, uint32_t events, void *arg)
+{
+	struct siov_engines *es = arg;
+	uint64_t n;
+
+	if (read(es->timer_fd, &n, sizeof(n)) == sizeof(n))
+		siov_engines_rebalance(es);
+}
+
+static int balance_timer_start(struct siov_engines *es, unsigned period_ms)
+{
+	struct itimerspec its = {
+	    .it_interval = {.tv_sec = period_ms / 1000, .tv_nsec = (period_ms % 1000) * 1000000L},
+	};
+	int rc;
+
+	its.it_value = its.it_interval;
+	es->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (es->timer_fd < 0)
+		return -errno;
+	if (timerfd_settime(es->timer_fd, 0, &its, NULL) < 0)
+		return -errno;
+	rc = siov_loop_add(es->loop, es->timer_fd, EPOLLIN, on_balance_timer, es, &es->timer_w);
+	return rc;
+}
+
+uint64_t siov_engines_moves(const struct siov_engines *es)
+{
+	return es->moves;
 }
 
 static int engine_init(struct siov_engine *e, unsigned id, uint64_t poll_ns)
@@ -612,11 +762,18 @@ int siov_engines_create(const struct siov_engines_opts *opts, struct siov_engine
 		free(es);
 		return -ENOMEM;
 	}
+	es->timer_fd = -1;
 	for (i = 0; i < n; i++) {
 		rc = engine_init(&es->engines[i], i, (uint64_t)opts->poll_us * 1000);
 		if (rc)
 			goto err;
 		es->count++;
+	}
+	es->loop = opts->loop;
+	if (es->loop && es->count > 1 && opts->balance_ms) {
+		rc = balance_timer_start(es, opts->balance_ms);
+		if (rc)
+			goto err;
 	}
 	*out = es;
 	return 0;
@@ -632,8 +789,13 @@ void siov_engines_destroy(struct siov_engines *es)
 
 	if (!es)
 		return;
-	for (i = 0; i < es->count; i++)
+	siov_loop_del(es->timer_w);
+	if (es->timer_fd >= 0)
+		close(es->timer_fd);
+	for (i = 0; i < es->count; i++) {
 		engine_fini(&es->engines[i]);
+		free(es->engines[i].ctl_vqs);
+	}
 	free(es->engines);
 	free(es);
 }
