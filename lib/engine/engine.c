@@ -272,6 +272,15 @@ static unsigned poll_active(struct siov_engine *e, uint64_t now)
 
 	e->next_wake = 0;
 	e->busy = false;
+	/* Rotate who goes first, so queues that share a group bucket share it evenly. */
+	if (e->active && e->active->next_active) {
+		struct siov_vq *first = e->active, **tail = &e->active;
+		e->active = first->next_active;
+		while (*tail)
+			tail = &(*tail)->next_active;
+		*tail = first;
+		first->next_active = NULL;
+	}
 	while (*pp) {
 		struct siov_vq *vq = *pp;
 		bool keep;
