@@ -248,7 +248,11 @@ static unsigned poll_one(struct siov_engine *e, struct siov_vq *vq, uint64_t now
 	budget = queue_budget(vq, now, &reserved);
 	n = budget ? vq->ops->process(vq, &e->ioctx, budget) : 0;
 	queue_charge(vq, budget, reserved, n);
-	if (n || vq->throttle_until > now) {
+	/*
+	 * Requests in flight count as work: the driver will refill the ring as they
+	 * complete, and catching that by polling saves a kick and a wake-up each.
+	 */
+	if (n || vq->throttle_until > now || SIOV_STAT_GET(vq->stats.inflight)) {
 		vq->last_work_ns = now;
 		e->busy = true;
 	} else if (now - vq->last_work_ns > e->poll_ns) {
