@@ -13,7 +13,7 @@
 
 #include "siov/libsiov.h"
 
-#define BENCH_SOCKETS_MAX 64
+#define BENCH_SOCKETS_MAX 4096
 
 enum bench_rw { RW_READ, RW_WRITE, RW_RANDREAD, RW_RANDWRITE, RW_RANDRW };
 
@@ -32,6 +32,8 @@ struct bench_opts {
 	unsigned poll_us; /* --irq: poll this long before sleeping */
 	pid_t target_pid;
 	bool json;
+	unsigned threads; /* 0: a thread per job; else jobs spread over this many (polling) */
+	bool per_socket;  /* report IOPS per socket as well */
 };
 
 /*
@@ -70,6 +72,14 @@ extern atomic_bool bench_go;
 
 /* Runs @arg (a struct job) until bench_stop; a pthread start routine. */
 void *job_run(void *arg);
+
+/* Jobs that share one thread (--threads). */
+struct job_set {
+	struct job **jobs;
+	unsigned n;
+};
+/* Runs every job of @arg (a struct job_set) in turn until bench_stop. */
+void *job_run_many(void *arg);
 /* Writes every block of the job's range once, so verified reads have data. */
 int job_prefill(struct job *j);
 

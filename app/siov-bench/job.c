@@ -19,6 +19,8 @@
 #include "bench.h"
 
 #define BATCH	     64
+/* A step's completions are success; only a negative result stops the loop. */
+#define SIOV_BENCH_MIN0(x) ((x) < 0 ? (x) : 0)
 #define VERIFY_MAGIC 0x73696f7662656e63ull /* "siovbenc" */
 
 atomic_bool bench_stop;
@@ -187,45 +189,73 @@ static int reap_some(struct run *r, struct siov_cqe *c)
 	return siov_reap(r->j->q, c, BATCH);
 }
 
-/* The steady state: refill every slot that completes, until bench_stop. */
-static int loop(struct run *r)
+/* Fills every slot once. */
+static int loop_start(struct run *r)
 {
-	struct siov_cqe c[BATCH];
 	uint64_t now = now_ns();
 	unsigned s;
-	int n, i, rc;
+	int rc;
 
-	/* Start together, when main opens the measured window. */
-	while (!atomic_load(&bench_go))
-		sched_yield();
-	now = now_ns();
 	for (s = 0; s < r->j->o->iodepth; s++) {
 		rc = issue(r, s, now);
 		if (rc)
 			return rc;
 	}
-	while (!atomic_load_explicit(&bench_stop, memory_order_relaxed)) {
-		rc = siov_submit(r->j->q);
-		if (rc < 0)
-			return rc;
-		n = reap_some(r, c);
-		if (n < 0)
-			return n;
-		r->j->loops++;
-		if (!n) {
-			/* Waiting on the target: the share of these shows the bench is not the
-			 * limit. */
-			r->j->empty_loops++;
-			continue;
-		}
-		now = now_ns();
-		for (i = 0; i < n; i++) {
-			account(r, &c[i], now, true);
-			rc = issue(r, (unsigned)c[i].cookie, now);
-			if (rc)
-				return rc;
-		}
+	return 0;
+}
+
+/* One round: submit, reap, refill what completed.  Returns completions or -errno. */
+static int loop_step(struct run *r, struct siov_cqe *c)
+{
+	uint64_t now;
+	int n, i, rc;
+
+	rc = siov_submit(r->j->q);
+	if (rc < 0)
+		return rc;
+	n = reap_some(r, c);
+	if (n < 0)
+		return n;
+	r->j->loops++;
+	if (!n) {
+		/* Waiting on the target: the share of these shows the bench is not the limit. */
+		r->j->empty_loops++;
+		return 0;
 	}
+	now = now_ns();
+	for (i = 0; i < n; i++) {
+		account(r, &c[i], now, true);
+		rc = issue(r, (unsigned)c[i].cookie, now);
+		if (rc)
+			return rc;
+	}
+	return n;
+}
+
+static void wait_go(void)
+{
+	/* Start together, when main opens the measured window. */
+	while (!atomic_load(&bench_go))
+		sched_yield();
+}
+
+static bool stopping(void)
+{
+	return atomic_load_explicit(&bench_stop, memory_order_relaxed);
+}
+
+/* The steady state: refill every slot that completes, until bench_stop. */
+static int loop(struct run *r)
+{
+	struct siov_cqe c[BATCH];
+	int rc;
+
+	wait_go();
+	rc = loop_start(r);
+	while (!rc && !stopping())
+		rc = SIOV_BENCH_MIN0(loop_step(r, c));
+	if (rc)
+		return rc;
 	return siov_submit(r->j->q) < 0 ? -ENOTCONN : 0;
 }
 
@@ -282,6 +312,50 @@ void *job_run(void *arg)
 	drain(&r);
 	j->fatal = rc;
 	run_fini(&r);
+	return NULL;
+}
+
+/*
+ * Many jobs on one thread (--threads): each round visits every job once, so a
+ * few threads can keep hundreds of VDEVs busy without a thread per VDEV.
+ * Polls only; a job that fails stops alone.
+ */
+void *job_run_many(void *arg)
+{
+	struct job_set *set = arg;
+	struct siov_cqe c[BATCH];
+	struct run *runs = calloc(set->n, sizeof(*runs));
+	unsigned i, live = 0;
+
+	for (i = 0; runs && i < set->n; i++) {
+		struct job *j = set->jobs[i];
+		j->fatal = run_init(&runs[i], j);
+		if (!j->fatal && j->pregen)
+			memcpy(runs[i].gen, j->pregen, runs[i].nblocks * sizeof(*runs[i].gen));
+		free(j->pregen);
+		j->pregen = NULL;
+	}
+	wait_go();
+	for (i = 0; runs && i < set->n; i++)
+		if (!set->jobs[i]->fatal && !(set->jobs[i]->fatal = loop_start(&runs[i])))
+			live++;
+	while (runs && live && !stopping()) {
+		for (i = 0; i < set->n; i++) {
+			int rc;
+			if (set->jobs[i]->fatal)
+				continue;
+			rc = loop_step(&runs[i], c);
+			if (rc < 0) {
+				set->jobs[i]->fatal = rc;
+				live--;
+			}
+		}
+	}
+	for (i = 0; runs && i < set->n; i++) {
+		drain(&runs[i]);
+		run_fini(&runs[i]);
+	}
+	free(runs);
 	return NULL;
 }
 

@@ -4,7 +4,9 @@
  * threads per VDEV (each with its own queue) for a fixed time, and reports
  * IOPS, bandwidth, latency percentiles, errors, the CPU time the target
  * process used in the window (--target-pid) and its own CPU per I/O, so a
- * reader can tell the bench was not the bottleneck.
+ * reader can tell the bench was not the bottleneck.  For many VDEVs,
+ * --threads N spreads the jobs over N polling threads and --per-socket
+ * reports each VDEV's IOPS (for fairness and limit checks).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -30,7 +32,8 @@ static void usage(FILE *f)
 		   "randwrite|randrw]\n"
 		   "  [--rwmixread PCT] [--bs SIZE] [--iodepth N] [--numjobs N] [--runtime SEC]\n"
 		   "  [--size SIZE] [--verify] [--poll|--irq] [--poll-us US] [--target-pid PID]"
-		   " [--json]\n");
+		   " [--json]\n"
+		   "  [--threads N] [--per-socket]\n");
 }
 
 static int parse_size(const char *s, uint64_t *out)
@@ -133,6 +136,12 @@ static int parse_opt(struct bench_opts *o, int c, const char *arg)
 	case 'J':
 		o->json = true;
 		return 0;
+	case 'T':
+		o->threads = (unsigned)atoi(arg);
+		return 0;
+	case 'S':
+		o->per_socket = true;
+		return 0;
 	default:
 		return -EINVAL;
 	}
@@ -147,6 +156,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 					   {"verify", 0, 0, 'v'},     {"poll", 0, 0, 'p'},
 					   {"irq", 0, 0, 'i'},	      {"poll-us", 1, 0, 'u'},
 					   {"target-pid", 1, 0, 'P'}, {"json", 0, 0, 'J'},
+					   {"threads", 1, 0, 'T'},    {"per-socket", 0, 0, 'S'},
 					   {"help", 0, 0, 'h'},	      {0, 0, 0, 0}};
 	int c;
 
@@ -304,6 +314,34 @@ static double empty_pct(const struct result *r)
 	return r->loops ? 100.0 * (double)r->empty_loops / (double)r->loops : 0.0;
 }
 
+/* IOPS of socket i's jobs over the window. */
+static double socket_iops(const struct bench_opts *o, const struct job *jobs, unsigned i,
+			  double secs)
+{
+	uint64_t ios = 0;
+
+	for (unsigned k = 0; k < o->numjobs; k++)
+		ios += jobs[i * o->numjobs + k].ios;
+	return (double)ios / secs;
+}
+
+static void print_per_socket(const struct bench_opts *o, const struct job *jobs, double secs)
+{
+	unsigned i;
+
+	if (!o->per_socket)
+		return;
+	if (!o->json) {
+		for (i = 0; i < o->nsockets; i++)
+			printf("  %s: iops=%.1f\n", o->sockets[i], socket_iops(o, jobs, i, secs));
+		return;
+	}
+	printf("{\"per_socket_iops\":[");
+	for (i = 0; i < o->nsockets; i++)
+		printf("%s%.1f", i ? "," : "", socket_iops(o, jobs, i, secs));
+	printf("]}\n");
+}
+
 static void print_text(const struct bench_opts *o, const struct result *r)
 {
 	const struct hist *h = &r->h;
@@ -384,6 +422,28 @@ static void measure(const struct bench_opts *o, pthread_t *th, unsigned n, struc
 		pthread_join(th[i], NULL);
 }
 
+/* Deals the jobs round robin onto nth threads' sets. */
+static int make_sets(struct job *jobs, unsigned n, unsigned nth, struct job_set **out)
+{
+	struct job_set *sets = calloc(nth, sizeof(*sets));
+	struct job **ptrs = calloc(n, sizeof(*ptrs));
+	unsigned i, t, k = 0;
+
+	if (!sets || !ptrs) {
+		free(sets);
+		free(ptrs);
+		return -ENOMEM;
+	}
+	for (t = 0; t < nth; t++) {
+		sets[t].jobs = ptrs + k;
+		for (i = t; i < n; i += nth)
+			ptrs[k++] = &jobs[i];
+		sets[t].n = (unsigned)(ptrs + k - sets[t].jobs);
+	}
+	*out = sets;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct bench_opts o;
@@ -391,7 +451,8 @@ int main(int argc, char **argv)
 	struct job *jobs;
 	pthread_t *th;
 	struct result r = {0};
-	unsigned i, k, n, started = 0;
+	struct job_set *sets = NULL;
+	unsigned i, k, n, nth, started = 0;
 	int rc = parse_args(argc, argv, &o);
 
 	if (rc)
@@ -409,12 +470,17 @@ int main(int argc, char **argv)
 			jobs[i * o.numjobs + k].id = i * o.numjobs + k;
 			rc = setup_job(&o, &dev[i], k, &jobs[i * o.numjobs + k]);
 		}
-	for (i = 0; !rc && i < n; i++, started++)
-		rc = -pthread_create(&th[i], NULL, job_run, &jobs[i]);
+	nth = o.threads && o.threads < n ? o.threads : n;
+	if (!rc && o.threads)
+		rc = make_sets(jobs, n, nth, &sets);
+	for (i = 0; !rc && i < nth; i++, started++)
+		rc = o.threads ? -pthread_create(&th[i], NULL, job_run_many, &sets[i])
+			       : -pthread_create(&th[i], NULL, job_run, &jobs[i]);
 	if (!rc) {
-		measure(&o, th, n, &r);
+		measure(&o, th, nth, &r);
 		sum_jobs(jobs, n, &r);
 		(o.json ? print_json : print_text)(&o, &r);
+		print_per_socket(&o, jobs, r.secs);
 	} else {
 		fprintf(stderr, "siov-bench: setup failed: %s\n", strerror(-rc));
 		atomic_store(&bench_stop, true);
@@ -424,6 +490,9 @@ int main(int argc, char **argv)
 	}
 	for (i = 0; i < o.nsockets; i++)
 		siov_dev_close(dev[i].dev);
+	if (sets)
+		free(sets[0].jobs);
+	free(sets);
 	free(th);
 	free(jobs);
 	free(dev);

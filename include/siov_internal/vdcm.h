@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "siov_internal/backend.h"
+#include "siov_internal/qos.h"
 #include "siov_internal/util.h"
 
 struct siov_loop;
@@ -40,8 +41,16 @@ struct siov_vdev_conf {
 	bool readonly;
 	bool allow_overlap; /* let this window overlap other VDEVs' windows */
 	char socket[SIOV_SOCKET_PATH_MAX];
+	char group[SIOV_NAME_MAX];   /* QoS group sharing limits; "" = none; fixed at creation */
+	struct siov_qos_params qos; /* the VDEV's own limits, reservation and weight */
 };
 #define SIOV_VDEV_MAX_QUEUES 64
+
+/* A QoS group: limits the VDEVs in it share (a tenant's disks together). */
+struct siov_group_conf {
+	char name[SIOV_NAME_MAX];
+	struct siov_qos_params qos;
+};
 
 int siov_vdcm_create(const struct siov_vdcm_opts *opts, struct siov_vdcm **out);
 /* Stops every VDEV (in-flight I/O completes first), removes sockets, closes backends. */
@@ -54,6 +63,16 @@ int siov_vdcm_backend_delete(struct siov_vdcm *vdcm, const char *name, struct si
 int siov_vdcm_vdev_create(struct siov_vdcm *vdcm, const struct siov_vdev_conf *conf,
 			  struct siov_err *err);
 int siov_vdcm_vdev_delete(struct siov_vdcm *vdcm, const char *name, struct siov_err *err);
+/* Takes effect for the VDEV's next request; running queues are not stopped. */
+int siov_vdcm_vdev_set_qos(struct siov_vdcm *vdcm, const char *name,
+			   const struct siov_qos_params *qos, struct siov_err *err);
+
+int siov_vdcm_group_create(struct siov_vdcm *vdcm, const struct siov_group_conf *conf,
+			   struct siov_err *err);
+int siov_vdcm_group_set_qos(struct siov_vdcm *vdcm, const char *name,
+			    const struct siov_qos_params *qos, struct siov_err *err);
+/* -EBUSY while a VDEV is in the group. */
+int siov_vdcm_group_delete(struct siov_vdcm *vdcm, const char *name, struct siov_err *err);
 
 struct siov_backend_info {
 	const struct siov_backend_conf *conf;
@@ -86,6 +105,24 @@ struct siov_vdev_info {
 	uint64_t connections; /* front ends accepted so far */
 	unsigned nqueues;
 	const struct siov_queue_stats *queues;
+	struct siov_qos_stats qos; /* conf->qos holds the parameters in force */
+};
+
+struct siov_group_info {
+	const struct siov_group_conf *conf;
+	unsigned vdevs; /* how many VDEVs are in it */
+	struct siov_qos_stats qos;
+};
+
+/*
+ * Which VDEVs a query reports, in creation order: those whose name starts with
+ * prefix (NULL or "" = all), skipping the first offset of them, at most limit
+ * (0 = no limit).  Skipping walks the list: cheap next to building the answer.
+ */
+struct siov_vdev_filter {
+	const char *prefix;
+	uint64_t offset;
+	uint64_t limit;
 };
 
 struct siov_daemon_info {
@@ -93,15 +130,21 @@ struct siov_daemon_info {
 	unsigned engines;
 	unsigned backends;
 	unsigned vdevs;
+	unsigned groups;
 	double uptime_s;
 };
 
 typedef void (*siov_backend_info_cb)(const struct siov_backend_info *info, void *arg);
 typedef void (*siov_vdev_info_cb)(const struct siov_vdev_info *info, void *arg);
+typedef void (*siov_group_info_cb)(const struct siov_group_info *info, void *arg);
 
 /* In creation order. */
 void siov_vdcm_backend_foreach(struct siov_vdcm *vdcm, siov_backend_info_cb cb, void *arg);
 void siov_vdcm_vdev_foreach(struct siov_vdcm *vdcm, siov_vdev_info_cb cb, void *arg);
+/* Reports the VDEVs the filter selects; returns how many match the prefix in all. */
+uint64_t siov_vdcm_vdev_query(struct siov_vdcm *vdcm, const struct siov_vdev_filter *f,
+			      siov_vdev_info_cb cb, void *arg);
+void siov_vdcm_group_foreach(struct siov_vdcm *vdcm, siov_group_info_cb cb, void *arg);
 /* -ENOENT if there is no such VDEV. */
 int siov_vdcm_vdev_get(struct siov_vdcm *vdcm, const char *name, siov_vdev_info_cb cb, void *arg);
 void siov_vdcm_daemon_info(struct siov_vdcm *vdcm, struct siov_daemon_info *info);

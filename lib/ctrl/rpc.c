@@ -86,6 +86,65 @@ static bool rpc_id_valid(struct json_object *id)
 	       json_object_is_type(id, json_type_int);
 }
 
+/* ---- Deferred saving ---- */
+
+/* Remembers a response whose change awaits the save (to amend it if that fails). */
+static void rpc_note_change(struct siov_rpc_server *srv, struct json_object *resp)
+{
+	if (srv->nchanges == srv->changes_cap) {
+		size_t cap = srv->changes_cap ? srv->changes_cap * 2 : 64;
+		struct json_object **p = realloc(srv->changes, cap * sizeof(*p));
+		if (!p)
+			return; /* the save still happens; only the amendment is lost */
+		srv->changes = p;
+		srv->changes_cap = cap;
+	}
+	srv->changes[srv->nchanges++] = json_object_get(resp);
+}
+
+static void rpc_save_begin(struct siov_rpc_server *srv)
+{
+	srv->save_depth++;
+}
+
+/* The change is made and cannot be taken back: the answer says it is not saved. */
+static void rpc_amend(struct json_object *resp, int code, const char *why)
+{
+	struct json_object *e = json_object_new_object();
+	char msg[sizeof(((struct siov_err *)0)->msg) + 64];
+
+	if (!e)
+		return;
+	snprintf(msg, sizeof(msg), "done, but the state could not be saved: %s", why);
+	json_object_object_add(e, "code", json_object_new_int(code));
+	json_object_object_add(e, "message", json_object_new_string(msg));
+	json_object_object_del(resp, "result");
+	json_object_object_add(resp, "error", e);
+}
+
+/* Saves once for every change made since the outermost rpc_save_begin(). */
+static void rpc_save_end(struct siov_rpc_server *srv)
+{
+	struct siov_err err = {0};
+	int rc = 0;
+
+	if (--srv->save_depth)
+		return;
+	if (srv->save_pending) {
+		srv->save_pending = false;
+		rc = siov_rpc_persist(srv, &err);
+		if (rc < 0)
+			SIOV_ERR("rpc: %zu change(s) made but not saved: %s", srv->nchanges,
+				 err.msg);
+	}
+	for (size_t i = 0; i < srv->nchanges; i++) {
+		if (rc < 0)
+			rpc_amend(srv->changes[i], rc, err.msg);
+		json_object_put(srv->changes[i]);
+	}
+	srv->nchanges = 0;
+}
+
 static struct json_object *rpc_call(struct siov_rpc_server *srv, struct json_object *id,
 				    const char *name, struct json_object *params)
 {
@@ -98,6 +157,7 @@ static struct json_object *rpc_call(struct siov_rpc_server *srv, struct json_obj
 		snprintf(msg, sizeof(msg), "unknown method '%.64s'", name);
 		return rpc_error(id, SIOV_RPC_METHOD_NOT_FOUND, msg);
 	}
+	srv->changed = false;
 	if (m->fn(srv, params, &result, &err) != 0) {
 		if (err.code == 0)
 			err.code = SIOV_RPC_INTERNAL_ERROR;
@@ -109,6 +169,8 @@ static struct json_object *rpc_call(struct siov_rpc_server *srv, struct json_obj
 		return NULL;
 	}
 	json_object_object_add(resp, "result", result);
+	if (srv->changed && srv->save_depth)
+		rpc_note_change(srv, resp);
 	return resp;
 }
 
@@ -156,11 +218,14 @@ static struct json_object *rpc_handle_batch(struct siov_rpc_server *srv, struct 
 	out = json_object_new_array();
 	if (!out)
 		return NULL;
+	/* One save for the whole batch, before any of its answers leaves. */
+	rpc_save_begin(srv);
 	for (i = 0; i < n; i++) {
 		struct json_object *resp = rpc_handle_one(srv, json_object_array_get_idx(arr, i));
 		if (resp)
 			json_object_array_add(out, resp);
 	}
+	rpc_save_end(srv);
 	if (json_object_array_length(out) == 0) {
 		json_object_put(out);
 		return NULL;
@@ -621,5 +686,6 @@ void siov_rpc_server_destroy(struct siov_rpc_server *srv)
 		unlink(srv->socket_path);
 	free(srv->socket_path);
 	free(srv->state_dir);
+	free(srv->changes);
 	free(srv);
 }

@@ -39,6 +39,16 @@ struct siov_rpc_server {
 	struct siov_watch *listen_watch;
 	struct siov_rpc_conn *conns; /* doubly linked */
 	unsigned nconns;
+	/*
+	 * Saving the state is deferred while a batch, or a read's worth of
+	 * pipelined requests, is handled, and done once at the end: 10,000
+	 * creates then cost a few saves, not 10,000 saves of a growing file.
+	 */
+	unsigned save_depth;	      /* nesting of rpc_save_begin() */
+	bool save_pending;	      /* a change awaits the save */
+	bool changed;		      /* the last call changed the configuration */
+	struct json_object **changes; /* responses of those calls, to amend if the save fails */
+	size_t nchanges, changes_cap;
 	/* Limits, tunable by unit tests to reach them with little data. */
 	size_t max_request;
 	size_t out_soft_cap;
@@ -61,6 +71,12 @@ struct siov_rpc_method {
 
 /* NULL if there is no such method. */
 const struct siov_rpc_method *siov_rpc_method_find(const char *name);
+
+/*
+ * Saves the configuration, or, inside a deferred-save scope, marks it to be
+ * saved when the scope ends.  Methods call it after every change.
+ */
+int siov_rpc_persist(struct siov_rpc_server *srv, struct siov_err *err);
 
 /* ---- Parameters: strict, table-driven conversion of a JSON object ---- */
 
@@ -113,5 +129,19 @@ struct json_object *siov_backend_conf_to_json(const struct siov_backend_conf *co
 struct json_object *siov_vdev_conf_to_json(const struct siov_vdev_conf *conf);
 
 const char *siov_vdev_type_name(enum siov_vdev_type type);
+
+/*
+ * group_create's params (a name and QoS parameters); *seen (optional) gets the
+ * bits siov_qos_params_merge() wants.  vdev_set_qos and group_set_qos take the
+ * same params.
+ */
+int siov_group_conf_from_json(struct json_object *params, struct siov_group_conf *conf,
+			      uint32_t *seen, struct siov_err *err);
+struct json_object *siov_group_conf_to_json(const struct siov_group_conf *conf);
+/* Copies into *cur the QoS parameters of req that seen says were given. */
+void siov_qos_params_merge(struct siov_qos_params *cur, const struct siov_group_conf *req,
+			   uint32_t seen);
+/* The QoS parameters of conf that differ from the defaults, as an object. */
+struct json_object *siov_vdev_conf_qos_to_json(const struct siov_vdev_conf *conf);
 
 #endif

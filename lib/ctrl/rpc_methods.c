@@ -1,5 +1,5 @@
 /*
- * The management methods: backend_*, vdev_* and daemon_info.  Each turns its
+ * The management methods: backend_*, vdev_*, group_* and daemon_info.  Each turns its
  * params into a VDCM call (through the conversions in rpc_params.c, shared with
  * the state file) and the VDCM's answer into JSON.  A method that changes the
  * configuration saves it to the state dir before it answers, and takes the
@@ -7,6 +7,7 @@
  * restore after a restart never differ silently.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -29,12 +30,17 @@ static int vdcm_failed(int rc, struct siov_err *err)
 	return rc;
 }
 
-static int persist(struct siov_rpc_server *srv, struct siov_err *err)
+int siov_rpc_persist(struct siov_rpc_server *srv, struct siov_err *err)
 {
 	int rc;
 
+	srv->changed = true;
 	if (!srv->state_dir)
 		return 0;
+	if (srv->save_depth) {
+		srv->save_pending = true;
+		return 0;
+	}
 	rc = siov_state_save(srv->vdcm, srv->state_dir, err);
 	if (rc < 0 && err->msg[0] == '\0')
 		siov_err_set(err, rc, "%s", strerror(-rc));
@@ -92,7 +98,7 @@ static int m_backend_create(struct siov_rpc_server *srv, struct json_object *par
 	rc = siov_vdcm_backend_create(srv->vdcm, &conf, err);
 	if (rc < 0)
 		return vdcm_failed(rc, err);
-	rc = persist(srv, err);
+	rc = siov_rpc_persist(srv, err);
 	if (rc < 0) {
 		if (siov_vdcm_backend_delete(srv->vdcm, conf.name, &undo) < 0)
 			SIOV_ERR("rpc: cannot undo backend '%s': %s", conf.name, undo.msg);
@@ -115,7 +121,7 @@ static int m_backend_delete(struct siov_rpc_server *srv, struct json_object *par
 		return vdcm_failed(rc, err);
 	SIOV_INFO("rpc: backend '%s' deleted", name);
 	/* A deletion cannot be taken back; say that it happened anyway. */
-	rc = persist(srv, err);
+	rc = siov_rpc_persist(srv, err);
 	if (rc < 0)
 		return save_failed(rc, err, "backend", name, "deleted, but");
 	return ok_true(result);
@@ -169,7 +175,7 @@ static int m_vdev_create(struct siov_rpc_server *srv, struct json_object *params
 	rc = siov_vdcm_vdev_create(srv->vdcm, &conf, err);
 	if (rc < 0)
 		return vdcm_failed(rc, err);
-	rc = persist(srv, err);
+	rc = siov_rpc_persist(srv, err);
 	if (rc < 0) {
 		if (siov_vdcm_vdev_delete(srv->vdcm, conf.name, &undo) < 0)
 			SIOV_ERR("rpc: cannot undo VDEV '%s': %s", conf.name, undo.msg);
@@ -191,7 +197,7 @@ static int m_vdev_delete(struct siov_rpc_server *srv, struct json_object *params
 	if (rc < 0)
 		return vdcm_failed(rc, err);
 	SIOV_INFO("rpc: VDEV '%s' deleted", name);
-	rc = persist(srv, err);
+	rc = siov_rpc_persist(srv, err);
 	if (rc < 0)
 		return save_failed(rc, err, "VDEV", name, "deleted, but");
 	return ok_true(result);
@@ -214,7 +220,36 @@ static void vdev_to_json(const struct siov_vdev_info *info, void *arg)
 	json_object_object_add(o, "socket", json_object_new_string(conf->socket));
 	json_object_object_add(o, "state", json_object_new_string(info->state ? info->state : ""));
 	json_object_object_add(o, "connected", json_object_new_boolean(info->connected));
+	json_object_object_add(o, "group",
+			       conf->group[0] ? json_object_new_string(conf->group) : NULL);
+	json_object_object_add(o, "qos", siov_vdev_conf_qos_to_json(conf));
 	json_object_array_add(arg, o);
+}
+
+/* Every QoS parameter (0 = none/default) and what the buckets did. */
+static struct json_object *qos_to_json(const char *group, const struct siov_qos_params *p,
+				       const struct siov_qos_stats *st)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	if (group)
+		json_object_object_add(o, "group",
+				       group[0] ? json_object_new_string(group) : NULL);
+	json_object_object_add(o, "iops_limit", json_object_new_uint64(p->iops_limit));
+	json_object_object_add(o, "bps_limit", json_object_new_uint64(p->bps_limit));
+	json_object_object_add(o, "iops_burst", json_object_new_uint64(p->iops_burst));
+	json_object_object_add(o, "bps_burst", json_object_new_uint64(p->bps_burst));
+	json_object_object_add(o, "iops_min", json_object_new_uint64(p->iops_min));
+	json_object_object_add(
+	    o, "weight", json_object_new_int64(p->weight ? p->weight : SIOV_QOS_WEIGHT_DEFAULT));
+	json_object_object_add(o, "admitted", json_object_new_uint64(st->admitted));
+	json_object_object_add(o, "admitted_bytes", json_object_new_uint64(st->admitted_bytes));
+	json_object_object_add(o, "throttled", json_object_new_uint64(st->throttled));
+	json_object_object_add(o, "throttled_ns", json_object_new_uint64(st->throttled_ns));
+	json_object_object_add(o, "reserved", json_object_new_uint64(st->reserved));
+	return o;
 }
 
 static double latency_us(uint64_t total_ns, uint64_t requests)
@@ -284,35 +319,71 @@ static void vdev_stats_to_json(const struct siov_vdev_info *info, void *arg)
 	json_object_object_add(
 	    o, "latency_us_mean",
 	    json_object_new_double(latency_us(sum.latency_ns_total, sum.requests)));
+	json_object_object_add(o, "qos", qos_to_json(info->conf->group, &info->conf->qos, &info->qos));
 	json_object_object_add(o, "queues", qs);
 	json_object_array_add(arg, o);
 }
 
-/* vdev_list and vdev_stats: every VDEV, or the one named. */
+struct vdev_query_params {
+	char name[SIOV_NAME_MAX];
+	char prefix[SIOV_NAME_MAX];
+	uint64_t offset, limit;
+};
+
+#define QCONF(f) offsetof(struct vdev_query_params, f), sizeof(((struct vdev_query_params *)0)->f)
+static const struct siov_param vdev_query_table[] = {
+    {"name", false, siov_param_name, QCONF(name), 0, 0},
+    {"prefix", false, siov_param_name, QCONF(prefix), 0, 0},
+    {"offset", false, siov_param_uint, QCONF(offset), 0, INT64_MAX},
+    {"limit", false, siov_param_uint, QCONF(limit), 0, INT64_MAX},
+};
+
+static int vdev_get_one(struct siov_rpc_server *srv, const char *name, siov_vdev_info_cb cb,
+			struct json_object *arr, struct siov_err *err)
+{
+	int rc = siov_vdcm_vdev_get(srv->vdcm, name, cb, arr);
+
+	if (rc == -ENOENT)
+		return siov_err_set(err, rc, "no VDEV named '%s'", name);
+	if (rc < 0)
+		return siov_err_set(err, rc, "VDEV '%s': %s", name, strerror(-rc));
+	return 0;
+}
+
+/*
+ * vdev_list and vdev_stats: every VDEV, the one named, or a page of those
+ * whose name starts with prefix (offset, limit), in creation order.  A page
+ * shorter than limit is the last one.
+ */
 static int vdev_query(struct siov_rpc_server *srv, struct json_object *params, siov_vdev_info_cb cb,
 		      struct json_object **result, struct siov_err *err)
 {
-	char name[SIOV_NAME_MAX];
-	int rc = parse_name(params, false, name, err);
+	struct vdev_query_params q = {0};
+	struct siov_vdev_filter f;
+	int rc;
 
-	if (rc)
-		return rc;
+	if (siov_params_parse(params, vdev_query_table, SIOV_ARRAY_SIZE(vdev_query_table), &q,
+			      NULL, err))
+		return invalid_params(err);
+	if (q.name[0] && (q.prefix[0] || q.offset || q.limit)) {
+		siov_err_set(err, -EINVAL, "'name' selects one VDEV: it takes no prefix, "
+					   "offset or limit");
+		return invalid_params(err);
+	}
 	*result = json_object_new_array();
 	if (!*result)
 		return siov_err_set(err, -ENOMEM, "out of memory");
-	if (name[0] == '\0') {
-		siov_vdcm_vdev_foreach(srv->vdcm, cb, *result);
+	if (!q.name[0]) {
+		f = (struct siov_vdev_filter){.prefix = q.prefix, .offset = q.offset, .limit = q.limit};
+		siov_vdcm_vdev_query(srv->vdcm, &f, cb, *result);
 		return 0;
 	}
-	rc = siov_vdcm_vdev_get(srv->vdcm, name, cb, *result);
+	rc = vdev_get_one(srv, q.name, cb, *result, err);
 	if (rc < 0) {
 		json_object_put(*result);
 		*result = NULL;
-		if (rc == -ENOENT)
-			return siov_err_set(err, rc, "no VDEV named '%s'", name);
-		return siov_err_set(err, rc, "VDEV '%s': %s", name, strerror(-rc));
 	}
-	return 0;
+	return rc;
 }
 
 static int m_vdev_list(struct siov_rpc_server *srv, struct json_object *params,
@@ -325,6 +396,165 @@ static int m_vdev_stats(struct siov_rpc_server *srv, struct json_object *params,
 			struct json_object **result, struct siov_err *err)
 {
 	return vdev_query(srv, params, vdev_stats_to_json, result, err);
+}
+
+/* ---- QoS ---- */
+
+static void copy_vdev_qos(const struct siov_vdev_info *info, void *arg)
+{
+	*(struct siov_qos_params *)arg = info->conf->qos;
+}
+
+struct group_lookup {
+	const char *name;
+	struct siov_qos_params *qos;
+	bool found;
+};
+
+static void copy_group_qos(const struct siov_group_info *info, void *arg)
+{
+	struct group_lookup *l = arg;
+
+	if (!l->found && strcmp(info->conf->name, l->name) == 0) {
+		*l->qos = info->conf->qos;
+		l->found = true;
+	}
+}
+
+/* The QoS parameters in force for a VDEV (is_group false) or a group. */
+static int qos_current(struct siov_rpc_server *srv, bool is_group, const char *name,
+		       struct siov_qos_params *qos, struct siov_err *err)
+{
+	struct group_lookup l = {name, qos, false};
+
+	if (!is_group) {
+		if (siov_vdcm_vdev_get(srv->vdcm, name, copy_vdev_qos, qos) < 0)
+			return vdcm_failed(siov_err_set(err, -ENOENT, "no VDEV named '%s'", name),
+					   err);
+		return 0;
+	}
+	siov_vdcm_group_foreach(srv->vdcm, copy_group_qos, &l);
+	if (!l.found)
+		return vdcm_failed(siov_err_set(err, -ENOENT, "no group named '%s'", name), err);
+	return 0;
+}
+
+static int qos_apply(struct siov_rpc_server *srv, bool is_group, const char *name,
+		     const struct siov_qos_params *qos, struct siov_err *err)
+{
+	return is_group ? siov_vdcm_group_set_qos(srv->vdcm, name, qos, err)
+			: siov_vdcm_vdev_set_qos(srv->vdcm, name, qos, err);
+}
+
+/*
+ * vdev_set_qos and group_set_qos: the parameters given change, the others
+ * keep their values (0 clears a limit).  A failed save puts the old ones back.
+ */
+static int set_qos(struct siov_rpc_server *srv, bool is_group, struct json_object *params,
+		   struct json_object **result, struct siov_err *err)
+{
+	const char *what = is_group ? "group" : "VDEV";
+	struct siov_qos_params old, qos;
+	struct siov_group_conf req;
+	struct siov_err undo = {0};
+	uint32_t seen;
+	int rc;
+
+	if (siov_group_conf_from_json(params, &req, &seen, err))
+		return invalid_params(err);
+	rc = qos_current(srv, is_group, req.name, &old, err);
+	if (rc)
+		return rc;
+	qos = old;
+	siov_qos_params_merge(&qos, &req, seen);
+	rc = qos_apply(srv, is_group, req.name, &qos, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	rc = siov_rpc_persist(srv, err);
+	if (rc < 0) {
+		if (qos_apply(srv, is_group, req.name, &old, &undo) < 0)
+			SIOV_ERR("rpc: cannot undo QoS of %s '%s': %s", what, req.name, undo.msg);
+		return save_failed(rc, err, what, req.name, "QoS not changed:");
+	}
+	SIOV_INFO("rpc: QoS of %s '%s' changed", what, req.name);
+	return ok_true(result);
+}
+
+static int m_vdev_set_qos(struct siov_rpc_server *srv, struct json_object *params,
+			  struct json_object **result, struct siov_err *err)
+{
+	return set_qos(srv, false, params, result, err);
+}
+
+static int m_group_set_qos(struct siov_rpc_server *srv, struct json_object *params,
+			   struct json_object **result, struct siov_err *err)
+{
+	return set_qos(srv, true, params, result, err);
+}
+
+static int m_group_create(struct siov_rpc_server *srv, struct json_object *params,
+			  struct json_object **result, struct siov_err *err)
+{
+	struct siov_group_conf conf;
+	struct siov_err undo = {0};
+	int rc;
+
+	if (siov_group_conf_from_json(params, &conf, NULL, err))
+		return invalid_params(err);
+	rc = siov_vdcm_group_create(srv->vdcm, &conf, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	rc = siov_rpc_persist(srv, err);
+	if (rc < 0) {
+		if (siov_vdcm_group_delete(srv->vdcm, conf.name, &undo) < 0)
+			SIOV_ERR("rpc: cannot undo group '%s': %s", conf.name, undo.msg);
+		return save_failed(rc, err, "group", conf.name, "not created:");
+	}
+	SIOV_INFO("rpc: group '%s' created", conf.name);
+	return ok_true(result);
+}
+
+static int m_group_delete(struct siov_rpc_server *srv, struct json_object *params,
+			  struct json_object **result, struct siov_err *err)
+{
+	char name[SIOV_NAME_MAX];
+	int rc = parse_name(params, true, name, err);
+
+	if (rc)
+		return rc;
+	rc = siov_vdcm_group_delete(srv->vdcm, name, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	SIOV_INFO("rpc: group '%s' deleted", name);
+	rc = siov_rpc_persist(srv, err);
+	if (rc < 0)
+		return save_failed(rc, err, "group", name, "deleted, but");
+	return ok_true(result);
+}
+
+static void group_to_json(const struct siov_group_info *info, void *arg)
+{
+	struct json_object *o = qos_to_json(NULL, &info->conf->qos, &info->qos);
+
+	if (!o)
+		return;
+	json_object_object_add(o, "name", json_object_new_string(info->conf->name));
+	json_object_object_add(o, "vdevs", json_object_new_int64(info->vdevs));
+	json_object_array_add(arg, o);
+}
+
+static int m_group_list(struct siov_rpc_server *srv, struct json_object *params,
+			struct json_object **result, struct siov_err *err)
+{
+	int rc = parse_nothing(params, err);
+
+	if (rc)
+		return rc;
+	*result = json_object_new_array();
+	if (!*result)
+		return siov_err_set(err, -ENOMEM, "out of memory");
+	siov_vdcm_group_foreach(srv->vdcm, group_to_json, *result);
+	return 0;
 }
 
 /* ---- The daemon ---- */
@@ -348,6 +578,7 @@ static int m_daemon_info(struct siov_rpc_server *srv, struct json_object *params
 	json_object_object_add(o, "engines", json_object_new_int64(info.engines));
 	json_object_object_add(o, "backends", json_object_new_int64(info.backends));
 	json_object_object_add(o, "vdevs", json_object_new_int64(info.vdevs));
+	json_object_object_add(o, "groups", json_object_new_int64(info.groups));
 	json_object_object_add(o, "uptime_s", json_object_new_double(info.uptime_s));
 	*result = o;
 	return 0;
@@ -357,7 +588,10 @@ static const struct siov_rpc_method methods[] = {
     {"backend_create", m_backend_create}, {"backend_delete", m_backend_delete},
     {"backend_list", m_backend_list},	  {"vdev_create", m_vdev_create},
     {"vdev_delete", m_vdev_delete},	  {"vdev_list", m_vdev_list},
-    {"vdev_stats", m_vdev_stats},	  {"daemon_info", m_daemon_info},
+    {"vdev_stats", m_vdev_stats},	  {"vdev_set_qos", m_vdev_set_qos},
+    {"group_create", m_group_create},	  {"group_set_qos", m_group_set_qos},
+    {"group_delete", m_group_delete},	  {"group_list", m_group_list},
+    {"daemon_info", m_daemon_info},
 };
 
 const struct siov_rpc_method *siov_rpc_method_find(const char *name)

@@ -303,6 +303,8 @@ struct json_object *siov_backend_conf_to_json(const struct siov_backend_conf *co
 	return o;
 }
 
+static void qos_params_to_json(struct json_object *o, const struct siov_qos_params *q);
+
 /* ---- VDEVs ---- */
 
 const char *siov_vdev_type_name(enum siov_vdev_type type)
@@ -326,6 +328,16 @@ static int param_vdev_type(const struct siov_param *p, struct json_object *v, vo
 }
 
 #define VCONF(f) offsetof(struct siov_vdev_conf, f), sizeof(((struct siov_vdev_conf *)0)->f)
+/* QoS parameters, the same in vdev_create, vdev_set_qos and the group methods. */
+#define QOS_PARAMS(CONF)                                                                           \
+	{"iops_limit", false, siov_param_uint, CONF(qos.iops_limit), 0, INT64_MAX},                \
+	    {"bps_limit", false, siov_param_bytes, CONF(qos.bps_limit), 0, 0},                     \
+	    {"iops_burst", false, siov_param_uint, CONF(qos.iops_burst), 0, INT64_MAX},            \
+	    {"bps_burst", false, siov_param_bytes, CONF(qos.bps_burst), 0, 0},                     \
+	    {"iops_min", false, siov_param_uint, CONF(qos.iops_min), 0, INT64_MAX},                \
+	{                                                                                          \
+		"weight", false, siov_param_uint, CONF(qos.weight), 0, SIOV_QOS_WEIGHT_MAX         \
+	}
 static const struct siov_param vdev_params[] = {
     {"name", true, siov_param_name, VCONF(name), 0, 0},
     {"type", false, param_vdev_type, VCONF(type), 0, 0},
@@ -336,6 +348,8 @@ static const struct siov_param vdev_params[] = {
     {"readonly", false, siov_param_bool, VCONF(readonly), 0, 0},
     {"allow_overlap", false, siov_param_bool, VCONF(allow_overlap), 0, 0},
     {"socket", true, siov_param_abs_path, VCONF(socket), 0, 0},
+    {"group", false, siov_param_name, VCONF(group), 0, 0},
+    QOS_PARAMS(VCONF),
 };
 
 int siov_vdev_conf_from_json(struct json_object *params, struct siov_vdev_conf *conf,
@@ -372,5 +386,75 @@ struct json_object *siov_vdev_conf_to_json(const struct siov_vdev_conf *conf)
 	json_object_object_add(o, "readonly", json_object_new_boolean(conf->readonly));
 	json_object_object_add(o, "allow_overlap", json_object_new_boolean(conf->allow_overlap));
 	json_object_object_add(o, "socket", json_object_new_string(conf->socket));
+	if (conf->group[0])
+		json_object_object_add(o, "group", json_object_new_string(conf->group));
+	qos_params_to_json(o, &conf->qos);
+	return o;
+}
+
+static void qos_params_to_json(struct json_object *o, const struct siov_qos_params *q)
+{
+	/* Only what differs from the default, so that a plain VDEV's entry stays plain. */
+	if (q->iops_limit)
+		json_object_object_add(o, "iops_limit", json_object_new_uint64(q->iops_limit));
+	if (q->bps_limit)
+		json_object_object_add(o, "bps_limit", json_object_new_uint64(q->bps_limit));
+	if (q->iops_burst)
+		json_object_object_add(o, "iops_burst", json_object_new_uint64(q->iops_burst));
+	if (q->bps_burst)
+		json_object_object_add(o, "bps_burst", json_object_new_uint64(q->bps_burst));
+	if (q->iops_min)
+		json_object_object_add(o, "iops_min", json_object_new_uint64(q->iops_min));
+	if (q->weight)
+		json_object_object_add(o, "weight", json_object_new_int64(q->weight));
+}
+
+struct json_object *siov_vdev_conf_qos_to_json(const struct siov_vdev_conf *conf)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	qos_params_to_json(o, &conf->qos);
+	return o;
+}
+
+/* ---- QoS groups and run-time QoS changes ---- */
+
+#define GCONF(f) offsetof(struct siov_group_conf, f), sizeof(((struct siov_group_conf *)0)->f)
+static const struct siov_param group_params[] = {
+    {"name", true, siov_param_name, GCONF(name), 0, 0},
+    QOS_PARAMS(GCONF),
+};
+
+int siov_group_conf_from_json(struct json_object *params, struct siov_group_conf *conf,
+			      uint32_t *seen, struct siov_err *err)
+{
+	memset(conf, 0, sizeof(*conf));
+	return siov_params_parse(params, group_params, SIOV_ARRAY_SIZE(group_params), conf, seen,
+				 err);
+}
+
+void siov_qos_params_merge(struct siov_qos_params *cur, const struct siov_group_conf *req,
+			   uint32_t seen)
+{
+	struct siov_group_conf out = {.qos = *cur};
+
+	/* Entry 0 is the name; the others are the QoS fields, copied if given. */
+	for (size_t i = 1; i < SIOV_ARRAY_SIZE(group_params); i++)
+		if (seen & (1u << i))
+			memcpy((char *)&out + group_params[i].offset,
+			       (const char *)req + group_params[i].offset, group_params[i].size);
+	*cur = out.qos;
+}
+
+struct json_object *siov_group_conf_to_json(const struct siov_group_conf *conf)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "name", json_object_new_string(conf->name));
+	qos_params_to_json(o, &conf->qos);
 	return o;
 }

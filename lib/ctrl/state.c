@@ -1,9 +1,11 @@
 /*
  * The persisted configuration, DIR/siovd.json:
  *
- *   {"version": 1, "backends": [{...}, ...], "vdevs": [{...}, ...]}
+ *   {"version": 1, "backends": [{...}, ...], "groups": [{...}, ...], "vdevs": [{...}, ...]}
  *
- * where each entry has exactly the params of backend_create / vdev_create, and
+ * where each entry has exactly the params of backend_create / group_create /
+ * vdev_create (with the QoS parameters in force, as vdev_set_qos and
+ * group_set_qos left them), and
  * is read back by the same conversion the RPC methods use.  Saving writes a
  * temporary file, fsyncs it, renames it over the old one and fsyncs the
  * directory, so that a crash at any moment leaves either the old or the new
@@ -55,25 +57,38 @@ static void gather_vdev(const struct siov_vdev_info *info, void *arg)
 	gather_add(arg, siov_vdev_conf_to_json(info->conf));
 }
 
+static void gather_group(const struct siov_group_info *info, void *arg)
+{
+	gather_add(arg, siov_group_conf_to_json(info->conf));
+}
+
 static struct json_object *state_to_json(struct siov_vdcm *vdcm)
 {
 	struct gather b = {json_object_new_array(), false};
+	struct gather g = {json_object_new_array(), false};
 	struct gather v = {json_object_new_array(), false};
 	struct json_object *root = json_object_new_object();
 
-	if (!b.arr || !v.arr || !root)
+	if (!b.arr || !g.arr || !v.arr || !root)
 		goto err;
 	siov_vdcm_backend_foreach(vdcm, gather_backend, &b);
+	siov_vdcm_group_foreach(vdcm, gather_group, &g);
 	siov_vdcm_vdev_foreach(vdcm, gather_vdev, &v);
-	if (b.failed || v.failed)
+	if (b.failed || g.failed || v.failed)
 		goto err;
 	json_object_object_add(root, "version", json_object_new_int(STATE_VERSION));
 	json_object_object_add(root, "backends", b.arr);
+	/* Left out when empty, so that a file without groups reads as before. */
+	if (json_object_array_length(g.arr))
+		json_object_object_add(root, "groups", g.arr);
+	else
+		json_object_put(g.arr);
 	json_object_object_add(root, "vdevs", v.arr);
 	return root;
 
 err:
 	json_object_put(b.arr);
+	json_object_put(g.arr);
 	json_object_put(v.arr);
 	json_object_put(root);
 	return NULL;
@@ -239,6 +254,8 @@ static int parse_root(const char *path, const char *text, size_t len, struct jso
 struct state_confs {
 	struct siov_backend_conf *backends;
 	size_t nbackends;
+	struct siov_group_conf *groups;
+	size_t ngroups;
 	struct siov_vdev_conf *vdevs;
 	size_t nvdevs;
 };
@@ -261,7 +278,8 @@ static int check_root(const char *path, struct json_object *root, struct siov_er
 	json_object_object_foreach(root, key, val)
 	{
 		(void)val;
-		if (strcmp(key, "version") && strcmp(key, "backends") && strcmp(key, "vdevs"))
+		if (strcmp(key, "version") && strcmp(key, "backends") && strcmp(key, "groups") &&
+		    strcmp(key, "vdevs"))
 			return siov_err_set(err, -EINVAL, "%s: unknown member '%.64s'", path, key);
 	}
 	if (!json_object_object_get_ex(root, "version", &ver) ||
@@ -288,6 +306,24 @@ static int parse_backends(const char *path, struct json_object *arr, struct stat
 	return 0;
 }
 
+static int parse_groups(const char *path, struct json_object *arr, struct state_confs *c,
+			struct siov_err *err)
+{
+	size_t n = arr ? json_object_array_length(arr) : 0;
+	struct siov_err e = {0};
+
+	c->groups = calloc(n ? n : 1, sizeof(*c->groups));
+	if (!c->groups)
+		return siov_err_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		if (siov_group_conf_from_json(json_object_array_get_idx(arr, i), &c->groups[i],
+					      NULL, &e))
+			return siov_err_set(err, -EINVAL, "%s: groups[%zu]: %s", path, i, e.msg);
+	}
+	c->ngroups = n;
+	return 0;
+}
+
 static int parse_vdevs(const char *path, struct json_object *arr, struct state_confs *c,
 		       struct siov_err *err)
 {
@@ -308,18 +344,20 @@ static int parse_vdevs(const char *path, struct json_object *arr, struct state_c
 static int parse_state(const char *path, struct json_object *root, struct state_confs *c,
 		       struct siov_err *err)
 {
-	struct json_object *barr, *varr;
+	struct json_object *barr, *garr, *varr;
 	int rc;
 
 	if ((rc = check_root(path, root, err)) < 0 ||
 	    (rc = get_array(path, root, "backends", &barr, err)) < 0 ||
+	    (rc = get_array(path, root, "groups", &garr, err)) < 0 ||
 	    (rc = get_array(path, root, "vdevs", &varr, err)) < 0 ||
-	    (rc = parse_backends(path, barr, c, err)) < 0)
+	    (rc = parse_backends(path, barr, c, err)) < 0 ||
+	    (rc = parse_groups(path, garr, c, err)) < 0)
 		return rc;
 	return parse_vdevs(path, varr, c, err);
 }
 
-/* Backends first: VDEVs are windows on them. */
+/* Backends and groups first: VDEVs are windows on the ones and members of the others. */
 static int recreate(struct siov_vdcm *vdcm, const struct state_confs *c)
 {
 	struct siov_err e;
@@ -333,6 +371,13 @@ static int recreate(struct siov_vdcm *vdcm, const struct state_confs *c)
 			failed++;
 		}
 	}
+	for (size_t i = 0; i < c->ngroups; i++) {
+		e = (struct siov_err){0};
+		if (siov_vdcm_group_create(vdcm, &c->groups[i], &e) < 0) {
+			SIOV_ERR("state: group '%s' not restored: %s", c->groups[i].name, e.msg);
+			failed++;
+		}
+	}
 	for (size_t i = 0; i < c->nvdevs; i++) {
 		e = (struct siov_err){0};
 		if (siov_vdcm_vdev_create(vdcm, &c->vdevs[i], &e) < 0) {
@@ -340,8 +385,8 @@ static int recreate(struct siov_vdcm *vdcm, const struct state_confs *c)
 			failed++;
 		}
 	}
-	SIOV_INFO("state: restored %zu backends and %zu VDEVs (%d failed)", c->nbackends, c->nvdevs,
-		  failed);
+	SIOV_INFO("state: restored %zu backends, %zu groups and %zu VDEVs (%d failed)",
+		  c->nbackends, c->ngroups, c->nvdevs, failed);
 	return failed;
 }
 
@@ -368,6 +413,7 @@ int siov_state_load(struct siov_vdcm *vdcm, const char *dir, struct siov_err *er
 	if (rc == 0)
 		rc = recreate(vdcm, &confs);
 	free(confs.backends);
+	free(confs.groups);
 	free(confs.vdevs);
 	return rc;
 }

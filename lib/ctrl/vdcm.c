@@ -1,10 +1,17 @@
 /*
  * The VDCM: composes VDEVs from backend windows.  It keeps the registry of
- * backends and VDEVs (in creation order), checks every request against it
- * (names, windows, overlaps, socket paths), and wires each VDEV's device model
- * (virtio-blk) to its vhost-user server and, through it, to the engines.
+ * backends, QoS groups and VDEVs (in creation order), checks every request
+ * against it (names, windows, overlaps, socket paths, QoS parameters), and
+ * wires each VDEV's device model (virtio-blk) and QoS to its vhost-user server
+ * and, through it, to the engines.
+ *
+ * Built for tens of thousands of VDEVs: names and socket paths are found
+ * through hash tables, and each backend keeps its exclusive windows in a
+ * balanced tree (glibc's tsearch), so that creating or deleting a VDEV costs
+ * O(log n), not a walk over every other VDEV.
  */
 #include <errno.h>
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,33 +28,146 @@
 #define SIOV_VERSION "0.1.0"
 #endif
 
+/* ---- A small intrusive hash table of strings ---- */
+
+struct hlink {
+	struct hlink *next;
+	const char *key; /* points into the object that embeds the link */
+};
+
+struct htab {
+	struct hlink **b;
+	size_t nb; /* a power of two, or 0 before the first insertion */
+	size_t n;
+};
+
+/* FNV-1a: names are short, and the table does not face chosen collisions at scale. */
+static size_t hash_str(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+	return (size_t)(h ^ (h >> 32));
+}
+
+static struct hlink *htab_find(const struct htab *t, const char *key)
+{
+	struct hlink *l;
+
+	if (!t->nb)
+		return NULL;
+	for (l = t->b[hash_str(key) & (t->nb - 1)]; l; l = l->next)
+		if (!strcmp(l->key, key))
+			return l;
+	return NULL;
+}
+
+/* Doubles the buckets; on failure the table keeps working, only longer chains. */
+static void htab_grow(struct htab *t)
+{
+	size_t nb = t->nb ? t->nb * 2 : 64, i;
+	struct hlink **b = calloc(nb, sizeof(*b)), *l, *next;
+
+	if (!b)
+		return;
+	for (i = 0; i < t->nb; i++) {
+		for (l = t->b[i]; l; l = next) {
+			size_t h = hash_str(l->key) & (nb - 1);
+			next = l->next;
+			l->next = b[h];
+			b[h] = l;
+		}
+	}
+	free(t->b);
+	t->b = b;
+	t->nb = nb;
+}
+
+static int htab_add(struct htab *t, struct hlink *l, const char *key)
+{
+	size_t h;
+
+	if (t->n >= t->nb)
+		htab_grow(t);
+	if (!t->nb)
+		return -ENOMEM;
+	l->key = key;
+	h = hash_str(key) & (t->nb - 1);
+	l->next = t->b[h];
+	t->b[h] = l;
+	t->n++;
+	return 0;
+}
+
+static void htab_del(struct htab *t, struct hlink *l)
+{
+	struct hlink **pp;
+
+	if (!t->nb)
+		return;
+	for (pp = &t->b[hash_str(l->key) & (t->nb - 1)]; *pp; pp = &(*pp)->next) {
+		if (*pp == l) {
+			*pp = l->next;
+			t->n--;
+			return;
+		}
+	}
+}
+
+/* ---- Objects ---- */
+
 struct vdcm_backend {
 	struct siov_backend *bd;
 	unsigned nvdevs;
+	struct hlink by_name;
+	void *windows;		    /* tsearch tree of exclusive windows: pairwise disjoint */
+	struct vdcm_vdev *shared;   /* VDEVs created with allow_overlap (few, walked) */
 	struct vdcm_backend *next;
+};
+
+struct vdcm_group {
+	struct siov_group_conf conf;
+	struct siov_qos *qos;
+	unsigned nvdevs;
+	struct hlink by_name;
+	struct vdcm_group *prev, *next;
+};
+
+/* [start, end) of a backend. */
+struct window {
+	uint64_t start, end;
 };
 
 struct vdcm_vdev {
 	struct siov_vdev_conf conf;
 	uint64_t size;
+	struct window win;
 	struct vdcm_backend *be;
+	struct vdcm_group *group;
 	struct siov_blk *blk;
+	struct siov_qos *qos;
 	struct siov_vu_server *srv;
-	struct vdcm_vdev *next;
+	struct hlink by_name, by_socket;
+	struct vdcm_vdev *prev, *next;	/* creation order */
+	struct vdcm_vdev *shared_next; /* be->shared */
 };
 
 struct siov_vdcm {
 	struct siov_loop *loop;
 	struct siov_engines *engines;
 	struct vdcm_backend *backends, **backends_tail;
-	struct vdcm_vdev *vdevs, **vdevs_tail;
-	unsigned nbackends, nvdevs;
+	struct vdcm_group *groups, *groups_tail;
+	struct vdcm_vdev *vdevs, *vdevs_tail;
+	struct htab backend_names, group_names, vdev_names, vdev_sockets;
+	unsigned nbackends, ngroups, nvdevs;
 	uint64_t start_ns;
 };
 
 int siov_vdcm_create(const struct siov_vdcm_opts *opts, struct siov_vdcm **out)
 {
-	struct siov_engines_opts eo = {.count = opts->engines, .poll_us = opts->poll_us};
+	struct siov_engines_opts eo = {.count = opts->engines, .poll_us = opts->poll_us,
+				       .loop = opts->loop, .balance_ms = 1000};
 	struct siov_vdcm *v = calloc(1, sizeof(*v));
 	int rc;
 
@@ -60,31 +180,33 @@ int siov_vdcm_create(const struct siov_vdcm_opts *opts, struct siov_vdcm **out)
 	}
 	v->loop = opts->loop;
 	v->backends_tail = &v->backends;
-	v->vdevs_tail = &v->vdevs;
 	v->start_ns = siov_now_ns();
 	*out = v;
 	return 0;
 }
 
+#define FIND(tab, type, member, name)                                                              \
+	({                                                                                         \
+		struct hlink *l_ = htab_find(tab, name);                                           \
+		l_ ? SIOV_CONTAINER_OF(l_, type, member) : NULL;                                   \
+	})
+
 static struct vdcm_backend *backend_find(struct siov_vdcm *v, const char *name)
 {
-	struct vdcm_backend *b;
+	return FIND(&v->backend_names, struct vdcm_backend, by_name, name);
+}
 
-	for (b = v->backends; b; b = b->next)
-		if (!strcmp(siov_backend_conf(b->bd)->name, name))
-			return b;
-	return NULL;
+static struct vdcm_group *group_find(struct siov_vdcm *v, const char *name)
+{
+	return FIND(&v->group_names, struct vdcm_group, by_name, name);
 }
 
 static struct vdcm_vdev *vdev_find(struct siov_vdcm *v, const char *name)
 {
-	struct vdcm_vdev *d;
-
-	for (d = v->vdevs; d; d = d->next)
-		if (!strcmp(d->conf.name, name))
-			return d;
-	return NULL;
+	return FIND(&v->vdev_names, struct vdcm_vdev, by_name, name);
 }
+
+/* ---- Backends ---- */
 
 int siov_vdcm_backend_create(struct siov_vdcm *v, const struct siov_backend_conf *conf,
 			     struct siov_err *err)
@@ -102,9 +224,12 @@ int siov_vdcm_backend_create(struct siov_vdcm *v, const struct siov_backend_conf
 	if (!b)
 		return siov_err_set(err, -ENOMEM, "out of memory");
 	rc = siov_backend_open(conf, &b->bd, err);
+	if (rc)
+		goto err_free;
+	rc = htab_add(&v->backend_names, &b->by_name, siov_backend_conf(b->bd)->name);
 	if (rc) {
-		free(b);
-		return rc;
+		siov_err_set(err, rc, "out of memory");
+		goto err_close;
 	}
 	*v->backends_tail = b;
 	v->backends_tail = &b->next;
@@ -113,24 +238,30 @@ int siov_vdcm_backend_create(struct siov_vdcm *v, const struct siov_backend_conf
 		  (unsigned long long)siov_backend_size(b->bd),
 		  siov_backend_is_direct(b->bd) ? ", O_DIRECT" : "");
 	return 0;
+
+err_close:
+	siov_backend_close(b->bd);
+err_free:
+	free(b);
+	return rc;
 }
 
 int siov_vdcm_backend_delete(struct siov_vdcm *v, const char *name, struct siov_err *err)
 {
-	struct vdcm_backend **pp, *b;
+	struct vdcm_backend **pp, *b = backend_find(v, name);
 
-	for (pp = &v->backends; *pp; pp = &(*pp)->next)
-		if (!strcmp(siov_backend_conf((*pp)->bd)->name, name))
-			break;
-	b = *pp;
 	if (!b)
 		return siov_err_set(err, -ENOENT, "no backend named '%s'", name);
 	if (b->nvdevs)
 		return siov_err_set(err, -EBUSY, "backend '%s' is used by %u VDEV(s)", name,
 				    b->nvdevs);
+	/* Backends are few: the list is walked only to unlink one. */
+	for (pp = &v->backends; *pp != b; pp = &(*pp)->next)
+		;
 	*pp = b->next;
 	if (v->backends_tail == &b->next)
 		v->backends_tail = pp;
+	htab_del(&v->backend_names, &b->by_name);
 	v->nbackends--;
 	/* name may point into b: log before it is freed. */
 	SIOV_INFO("backend %s deleted", name);
@@ -139,11 +270,45 @@ int siov_vdcm_backend_delete(struct siov_vdcm *v, const char *name, struct siov_
 	return 0;
 }
 
+/* ---- Windows ---- */
+
+/* Two windows compare equal when they overlap: a lookup finds any overlapping one. */
+static int window_cmp(const void *a, const void *b)
+{
+	const struct window *x = a, *y = b;
+
+	if (x->end <= y->start)
+		return -1;
+	if (y->end <= x->start)
+		return 1;
+	return 0;
+}
+
+static bool windows_overlap(const struct window *x, const struct window *y)
+{
+	return x->start < y->end && y->start < x->end;
+}
+
+/* A VDEV of be whose window overlaps w, or NULL. */
+static struct vdcm_vdev *window_conflict(struct vdcm_backend *be, const struct window *w)
+{
+	void **hit = tfind(w, &be->windows, window_cmp);
+	struct vdcm_vdev *d;
+
+	if (hit)
+		return SIOV_CONTAINER_OF(*hit, struct vdcm_vdev, win);
+	for (d = be->shared; d; d = d->shared_next)
+		if (windows_overlap(&d->win, w))
+			return d;
+	return NULL;
+}
+
 /* Checks the window against the backend and, unless allowed, other VDEVs' windows. */
-static int vdev_check_window(struct siov_vdcm *v, const struct siov_vdev_conf *c,
-			     struct vdcm_backend *be, uint64_t *size, struct siov_err *err)
+static int vdev_check_window(const struct siov_vdev_conf *c, struct vdcm_backend *be,
+			     uint64_t *size, struct siov_err *err)
 {
 	uint64_t bsize = siov_backend_size(be->bd);
+	struct window w;
 	struct vdcm_vdev *d;
 
 	if (c->offset % 512 || c->size % 512)
@@ -161,22 +326,159 @@ static int vdev_check_window(struct siov_vdcm *v, const struct siov_vdev_conf *c
 		    (unsigned long long)bsize);
 	if (c->allow_overlap)
 		return 0;
-	for (d = v->vdevs; d; d = d->next) {
-		if (d->be != be)
-			continue;
-		if (c->offset < d->conf.offset + d->size && d->conf.offset < c->offset + *size)
-			return siov_err_set(err, -EEXIST,
-					    "window overlaps VDEV '%s' [%llu, +%llu); pass "
-					    "allow_overlap to share bytes",
-					    d->conf.name, (unsigned long long)d->conf.offset,
-					    (unsigned long long)d->size);
-	}
+	w = (struct window){c->offset, c->offset + *size};
+	d = window_conflict(be, &w);
+	if (d)
+		return siov_err_set(err, -EEXIST,
+				    "window overlaps VDEV '%s' [%llu, +%llu); pass "
+				    "allow_overlap to share bytes",
+				    d->conf.name, (unsigned long long)d->conf.offset,
+				    (unsigned long long)d->size);
 	return 0;
 }
 
+/*
+ * Exclusive windows go into the tree, which stays pairwise disjoint because
+ * each was checked against every window before it; shared ones are listed.
+ */
+static int window_insert(struct vdcm_vdev *d)
+{
+	if (d->conf.allow_overlap) {
+		d->shared_next = d->be->shared;
+		d->be->shared = d;
+		return 0;
+	}
+	return tsearch(&d->win, &d->be->windows, window_cmp) ? 0 : -ENOMEM;
+}
+
+static void window_remove(struct vdcm_vdev *d)
+{
+	struct vdcm_vdev **pp;
+
+	if (!d->conf.allow_overlap) {
+		tdelete(&d->win, &d->be->windows, window_cmp);
+		return;
+	}
+	for (pp = &d->be->shared; *pp; pp = &(*pp)->shared_next) {
+		if (*pp == d) {
+			*pp = d->shared_next;
+			return;
+		}
+	}
+}
+
+/* ---- QoS groups ---- */
+
+static int qos_check(const struct siov_qos_params *p, const char *what, const char *name,
+		     struct siov_err *err)
+{
+	const char *why = NULL;
+	int rc = siov_qos_params_check(p, &why);
+
+	if (rc)
+		return siov_err_set(err, rc, "%s '%s': invalid QoS parameters: %s", what, name,
+				    why ? why : strerror(-rc));
+	return 0;
+}
+
+int siov_vdcm_group_create(struct siov_vdcm *v, const struct siov_group_conf *conf,
+			   struct siov_err *err)
+{
+	struct vdcm_group *g;
+	int rc;
+
+	if (!siov_name_valid(conf->name))
+		return siov_err_set(err, -EINVAL,
+				    "invalid group name '%s' (use 1-63 of A-Z a-z 0-9 _ . -)",
+				    conf->name);
+	if (group_find(v, conf->name))
+		return siov_err_set(err, -EEXIST, "group '%s' already exists", conf->name);
+	rc = qos_check(&conf->qos, "group", conf->name, err);
+	if (rc)
+		return rc;
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return siov_err_set(err, -ENOMEM, "out of memory");
+	g->conf = *conf;
+	rc = siov_qos_create(&g->conf.qos, NULL, &g->qos);
+	if (rc) {
+		siov_err_set(err, rc, "group '%s': cannot create its QoS: %s", conf->name,
+			     strerror(-rc));
+		goto err_free;
+	}
+	rc = htab_add(&v->group_names, &g->by_name, g->conf.name);
+	if (rc) {
+		siov_err_set(err, rc, "out of memory");
+		goto err_qos;
+	}
+	g->prev = v->groups_tail;
+	*(g->prev ? &g->prev->next : &v->groups) = g;
+	v->groups_tail = g;
+	v->ngroups++;
+	SIOV_INFO("group %s created", conf->name);
+	return 0;
+
+err_qos:
+	siov_qos_destroy(g->qos);
+err_free:
+	free(g);
+	return rc;
+}
+
+int siov_vdcm_group_set_qos(struct siov_vdcm *v, const char *name,
+			    const struct siov_qos_params *qos, struct siov_err *err)
+{
+	struct vdcm_group *g = group_find(v, name);
+	int rc;
+
+	if (!g)
+		return siov_err_set(err, -ENOENT, "no group named '%s'", name);
+	rc = qos_check(qos, "group", name, err);
+	if (rc)
+		return rc;
+	rc = siov_qos_set(g->qos, qos);
+	if (rc)
+		return siov_err_set(err, rc, "group '%s': cannot set QoS: %s", name,
+				    strerror(-rc));
+	g->conf.qos = *qos;
+	return 0;
+}
+
+int siov_vdcm_group_delete(struct siov_vdcm *v, const char *name, struct siov_err *err)
+{
+	struct vdcm_group *g = group_find(v, name);
+
+	if (!g)
+		return siov_err_set(err, -ENOENT, "no group named '%s'", name);
+	if (g->nvdevs)
+		return siov_err_set(err, -EBUSY, "group '%s' has %u VDEV(s)", name, g->nvdevs);
+	*(g->prev ? &g->prev->next : &v->groups) = g->next;
+	*(g->next ? &g->next->prev : &v->groups_tail) = g->prev;
+	htab_del(&v->group_names, &g->by_name);
+	v->ngroups--;
+	SIOV_INFO("group %s deleted", name);
+	siov_qos_destroy(g->qos);
+	free(g);
+	return 0;
+}
+
+void siov_vdcm_group_foreach(struct siov_vdcm *v, siov_group_info_cb cb, void *arg)
+{
+	struct siov_qos_params p;
+	struct vdcm_group *g;
+
+	for (g = v->groups; g; g = g->next) {
+		struct siov_group_info info = {.conf = &g->conf, .vdevs = g->nvdevs};
+		siov_qos_get(g->qos, &p, &info.qos);
+		cb(&info, arg);
+	}
+}
+
+/* ---- VDEVs ---- */
+
 static int vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *c, struct siov_err *err)
 {
-	struct vdcm_vdev *d;
+	struct hlink *l;
 
 	if (!siov_name_valid(c->name))
 		return siov_err_set(err, -EINVAL,
@@ -190,97 +492,177 @@ static int vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *c, struc
 		return siov_err_set(err, -EINVAL, "queues must be 1..%d", SIOV_VDEV_MAX_QUEUES);
 	if (c->socket[0] != '/')
 		return siov_err_set(err, -EINVAL, "socket must be an absolute path");
-	for (d = v->vdevs; d; d = d->next)
-		if (!strcmp(d->conf.socket, c->socket))
-			return siov_err_set(err, -EADDRINUSE, "socket %s is in use by VDEV '%s'",
-					    c->socket, d->conf.name);
-	return 0;
+	l = htab_find(&v->vdev_sockets, c->socket);
+	if (l)
+		return siov_err_set(err, -EADDRINUSE, "socket %s is in use by VDEV '%s'",
+				    c->socket,
+				    SIOV_CONTAINER_OF(l, struct vdcm_vdev, by_socket)->conf.name);
+	return qos_check(&c->qos, "VDEV", c->name, err);
 }
 
+/* Frees what vdev_build() made; accepts a half-built VDEV. */
 static void vdev_free(struct vdcm_vdev *d)
 {
 	siov_vu_server_destroy(d->srv);
 	siov_blk_destroy(d->blk);
+	if (d->qos)
+		siov_qos_destroy(d->qos);
 	free(d);
+}
+
+/* The device model, its QoS and its vhost-user server. */
+static int vdev_build(struct siov_vdcm *v, struct vdcm_vdev *d, struct siov_err *err)
+{
+	struct siov_vu_server_opts so = {
+	    .loop = v->loop, .engines = v->engines, .dev_ops = &siov_blk_dev_ops};
+	struct siov_blk_conf bc = {.name = d->conf.name,
+				   .backend = d->be->bd,
+				   .offset = d->conf.offset,
+				   .size = d->size,
+				   .readonly = d->conf.readonly,
+				   .queues = d->conf.queues};
+	int rc;
+
+	rc = siov_blk_create(&bc, &d->blk);
+	if (rc)
+		return siov_err_set(err, rc, "cannot create the virtio-blk device: %s",
+				    strerror(-rc));
+	rc = siov_qos_create(&d->conf.qos, d->group ? d->group->qos : NULL, &d->qos);
+	if (rc)
+		return siov_err_set(err, rc, "cannot create the VDEV's QoS: %s", strerror(-rc));
+	so.name = d->conf.name;
+	so.socket_path = d->conf.socket;
+	so.queues = d->conf.queues;
+	so.dev = d->blk;
+	so.qos = d->qos;
+	return siov_vu_server_create(&so, &d->srv, err);
+}
+
+/* Enters d in the indexes; on failure nothing is left entered. */
+static int vdev_link(struct siov_vdcm *v, struct vdcm_vdev *d)
+{
+	if (htab_add(&v->vdev_names, &d->by_name, d->conf.name))
+		return -ENOMEM;
+	if (htab_add(&v->vdev_sockets, &d->by_socket, d->conf.socket))
+		goto err_name;
+	if (window_insert(d))
+		goto err_socket;
+	d->prev = v->vdevs_tail;
+	*(d->prev ? &d->prev->next : &v->vdevs) = d;
+	v->vdevs_tail = d;
+	v->nvdevs++;
+	d->be->nvdevs++;
+	if (d->group)
+		d->group->nvdevs++;
+	return 0;
+
+err_socket:
+	htab_del(&v->vdev_sockets, &d->by_socket);
+err_name:
+	htab_del(&v->vdev_names, &d->by_name);
+	return -ENOMEM;
+}
+
+static void vdev_unlink(struct siov_vdcm *v, struct vdcm_vdev *d)
+{
+	*(d->prev ? &d->prev->next : &v->vdevs) = d->next;
+	*(d->next ? &d->next->prev : &v->vdevs_tail) = d->prev;
+	window_remove(d);
+	htab_del(&v->vdev_sockets, &d->by_socket);
+	htab_del(&v->vdev_names, &d->by_name);
+	v->nvdevs--;
+	d->be->nvdevs--;
+	if (d->group)
+		d->group->nvdevs--;
+}
+
+/* Resolves the backend and group d->conf names, and checks the window. */
+static int vdev_resolve(struct siov_vdcm *v, struct vdcm_vdev *d, struct siov_err *err)
+{
+	int rc;
+
+	d->be = backend_find(v, d->conf.backend);
+	if (!d->be)
+		return siov_err_set(err, -ENOENT, "no backend named '%s'", d->conf.backend);
+	if (d->conf.group[0]) {
+		d->group = group_find(v, d->conf.group);
+		if (!d->group)
+			return siov_err_set(err, -ENOENT, "no group named '%s'", d->conf.group);
+	}
+	rc = vdev_check_window(&d->conf, d->be, &d->size, err);
+	if (rc)
+		return rc;
+	d->win = (struct window){d->conf.offset, d->conf.offset + d->size};
+	return 0;
 }
 
 int siov_vdcm_vdev_create(struct siov_vdcm *v, const struct siov_vdev_conf *conf,
 			  struct siov_err *err)
 {
-	struct siov_vu_server_opts so = {
-	    .loop = v->loop, .engines = v->engines, .dev_ops = &siov_blk_dev_ops};
-	struct siov_blk_conf bc;
-	struct vdcm_backend *be;
+	struct siov_err local = {0};
 	struct vdcm_vdev *d;
 	int rc;
 
+	if (!err)
+		err = &local;
 	rc = vdev_check(v, conf, err);
 	if (rc)
 		return rc;
-	be = backend_find(v, conf->backend);
-	if (!be)
-		return siov_err_set(err, -ENOENT, "no backend named '%s'", conf->backend);
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return siov_err_set(err, -ENOMEM, "out of memory");
 	d->conf = *conf;
 	if (!d->conf.queues)
 		d->conf.queues = 1;
-	rc = vdev_check_window(v, &d->conf, be, &d->size, err);
+	rc = vdev_resolve(v, d, err);
 	if (rc)
 		goto err_free;
-	d->be = be;
-	bc = (struct siov_blk_conf){.name = d->conf.name,
-				    .backend = be->bd,
-				    .offset = d->conf.offset,
-				    .size = d->size,
-				    .readonly = d->conf.readonly,
-				    .queues = d->conf.queues};
-	rc = siov_blk_create(&bc, &d->blk);
+	rc = vdev_build(v, d, err);
+	if (rc)
+		goto err_free;
+	rc = vdev_link(v, d);
 	if (rc) {
-		siov_err_set(err, rc, "cannot create the virtio-blk device: %s", strerror(-rc));
+		siov_err_set(err, rc, "out of memory");
 		goto err_free;
 	}
-	so.name = d->conf.name;
-	so.socket_path = d->conf.socket;
-	so.queues = d->conf.queues;
-	so.dev = d->blk;
-	rc = siov_vu_server_create(&so, &d->srv, err);
-	if (rc)
-		goto err_blk;
-	be->nvdevs++;
-	*v->vdevs_tail = d;
-	v->vdevs_tail = &d->next;
-	v->nvdevs++;
 	SIOV_INFO("vdev %s: blk on %s [%llu, +%llu), %u queue(s)%s, socket %s", d->conf.name,
 		  d->conf.backend, (unsigned long long)d->conf.offset, (unsigned long long)d->size,
 		  d->conf.queues, d->conf.readonly ? ", read-only" : "", d->conf.socket);
 	return 0;
 
-err_blk:
-	siov_blk_destroy(d->blk);
 err_free:
-	free(d);
+	vdev_free(d);
 	return rc;
 }
 
 int siov_vdcm_vdev_delete(struct siov_vdcm *v, const char *name, struct siov_err *err)
 {
-	struct vdcm_vdev **pp, *d;
+	struct vdcm_vdev *d = vdev_find(v, name);
 
-	for (pp = &v->vdevs; *pp; pp = &(*pp)->next)
-		if (!strcmp((*pp)->conf.name, name))
-			break;
-	d = *pp;
 	if (!d)
 		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
-	*pp = d->next;
-	if (v->vdevs_tail == &d->next)
-		v->vdevs_tail = pp;
-	v->nvdevs--;
-	d->be->nvdevs--;
+	vdev_unlink(v, d);
 	SIOV_INFO("vdev %s deleted", name);
+	/* The server stops the queues before the QoS they point to goes. */
 	vdev_free(d);
+	return 0;
+}
+
+int siov_vdcm_vdev_set_qos(struct siov_vdcm *v, const char *name,
+			   const struct siov_qos_params *qos, struct siov_err *err)
+{
+	struct vdcm_vdev *d = vdev_find(v, name);
+	int rc;
+
+	if (!d)
+		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
+	rc = qos_check(qos, "VDEV", name, err);
+	if (rc)
+		return rc;
+	rc = siov_qos_set(d->qos, qos);
+	if (rc)
+		return siov_err_set(err, rc, "VDEV '%s': cannot set QoS: %s", name, strerror(-rc));
+	d->conf.qos = *qos;
 	return 0;
 }
 
@@ -290,11 +672,19 @@ void siov_vdcm_destroy(struct siov_vdcm *v)
 		return;
 	while (v->vdevs)
 		siov_vdcm_vdev_delete(v, v->vdevs->conf.name, NULL);
+	while (v->groups)
+		siov_vdcm_group_delete(v, v->groups->conf.name, NULL);
 	while (v->backends)
 		siov_vdcm_backend_delete(v, siov_backend_conf(v->backends->bd)->name, NULL);
 	siov_engines_destroy(v->engines);
+	free(v->backend_names.b);
+	free(v->group_names.b);
+	free(v->vdev_names.b);
+	free(v->vdev_sockets.b);
 	free(v);
 }
+
+/* ---- Reports ---- */
 
 void siov_vdcm_backend_foreach(struct siov_vdcm *v, siov_backend_info_cb cb, void *arg)
 {
@@ -342,6 +732,7 @@ static void vdev_report(struct vdcm_vdev *d, siov_vdev_info_cb cb, void *arg)
 	struct siov_queue_stats qs[SIOV_VDEV_MAX_QUEUES];
 	struct siov_vdev_info info = {.conf = &d->conf, .size = d->size, .queues = qs};
 	unsigned i, n = siov_vu_server_nqueues(d->srv);
+	struct siov_qos_params p;
 
 	for (i = 0; i < n && i < SIOV_VDEV_MAX_QUEUES; i++)
 		queue_stats(siov_vu_server_queue(d->srv, i), &qs[i]);
@@ -351,6 +742,7 @@ static void vdev_report(struct vdcm_vdev *d, siov_vdev_info_cb cb, void *arg)
 	info.connected = siov_vu_server_connected(d->srv);
 	info.features = siov_vu_server_features(d->srv);
 	info.connections = siov_vu_server_connections(d->srv);
+	siov_qos_get(d->qos, &p, &info.qos);
 	cb(&info, arg);
 }
 
@@ -360,6 +752,29 @@ void siov_vdcm_vdev_foreach(struct siov_vdcm *v, siov_vdev_info_cb cb, void *arg
 
 	for (d = v->vdevs; d; d = d->next)
 		vdev_report(d, cb, arg);
+}
+
+static bool has_prefix(const char *s, const char *prefix)
+{
+	return !prefix || strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+uint64_t siov_vdcm_vdev_query(struct siov_vdcm *v, const struct siov_vdev_filter *f,
+			      siov_vdev_info_cb cb, void *arg)
+{
+	const char *prefix = f->prefix && f->prefix[0] ? f->prefix : NULL;
+	uint64_t matched = 0, reported = 0;
+	struct vdcm_vdev *d;
+
+	for (d = v->vdevs; d; d = d->next) {
+		if (!has_prefix(d->conf.name, prefix))
+			continue;
+		if (matched++ < f->offset || (f->limit && reported >= f->limit))
+			continue;
+		vdev_report(d, cb, arg);
+		reported++;
+	}
+	return matched;
 }
 
 int siov_vdcm_vdev_get(struct siov_vdcm *v, const char *name, siov_vdev_info_cb cb, void *arg)
@@ -378,5 +793,6 @@ void siov_vdcm_daemon_info(struct siov_vdcm *v, struct siov_daemon_info *info)
 	info->engines = siov_engines_count(v->engines);
 	info->backends = v->nbackends;
 	info->vdevs = v->nvdevs;
+	info->groups = v->ngroups;
 	info->uptime_s = (double)(siov_now_ns() - v->start_ns) / 1e9;
 }

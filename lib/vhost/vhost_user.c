@@ -137,24 +137,36 @@ static void vq_recover_inflight(struct siov_vu_server *srv, struct vu_queue *q)
 		return;
 	/* A crash between publishing used->idx and clearing the record. */
 	if (iq->used_idx != used) {
-		if (iq->last_batch_head < iq->desc_num)
-			iq->desc[iq->last_batch_head].inflight = 0;
+		uint16_t head = iq->last_batch_head; /* read once: shared memory */
+		if (head < vq->num)
+			iq->desc[head].inflight = 0;
 		iq->used_idx = used;
 	}
 	for (i = 0; i < vq->num; i++)
 		if (iq->desc[i].inflight == 1)
 			n++;
+	/*
+	 * Entries [used, used + n) of the avail ring are exactly the requests in
+	 * flight, and everything before them completed.  Trust that over the
+	 * front end's SET_VRING_BASE: after a back end goes away QEMU sends a
+	 * stale index (its cached used index), and resuming there would replay
+	 * requests the driver already has back.
+	 */
+	if (vq->last_avail_idx != (uint16_t)(used + n))
+		SIOV_INFO("vdev %s queue %u: resuming at avail index %u (used %u + %u in flight), "
+			  "not %u as the front end said",
+			  srv->name, vq->index, (uint16_t)(used + n), used, n, vq->last_avail_idx);
+	vq->last_avail_idx = (uint16_t)(used + n);
 	if (!n)
 		return;
 	vq->resubmit = calloc(n, sizeof(*vq->resubmit));
 	if (!vq->resubmit)
 		return;
-	for (i = 0; i < vq->num; i++)
+	/* The records are shared memory: never take more than were counted. */
+	for (i = 0; i < vq->num && vq->resubmit_num < n; i++)
 		if (iq->desc[i].inflight == 1)
 			vq->resubmit[vq->resubmit_num++] = (uint16_t)i;
 	siov_vq_sort_resubmit(vq);
-	/* Entries [used, used + n) of the avail ring are exactly those requests. */
-	vq->last_avail_idx = (uint16_t)(used + n);
 	SIOV_INFO("vdev %s queue %u: resubmitting %u request(s) left in flight", srv->name,
 		  vq->index, n);
 }
@@ -580,11 +592,13 @@ static int h_get_inflight(struct siov_vu_server *srv, struct vu_msg_in *in)
 		q->version = 1;
 		q->desc_num = r.queue_size;
 	}
+	vq_pause_all(srv);
 	inflight_unmap(srv);
 	srv->inflight_base = base;
 	srv->inflight_size = total;
 	srv->inflight_nqueues = r.num_queues;
 	srv->inflight_qsize = r.queue_size;
+	vq_resume_all(srv);
 	r.mmap_size = total;
 	r.mmap_offset = 0;
 	rc = reply(srv, &in->m, &r, sizeof(r), fd);
@@ -619,11 +633,14 @@ static int h_set_inflight(struct siov_vu_server *srv, struct vu_msg_in *in)
 		    (off_t)r->mmap_offset);
 	if (base == MAP_FAILED)
 		return -errno;
+	/* Running queues point into the old region: take them off their engines first. */
+	vq_pause_all(srv);
 	inflight_unmap(srv);
 	srv->inflight_base = base;
 	srv->inflight_size = r->mmap_size;
 	srv->inflight_nqueues = r->num_queues;
 	srv->inflight_qsize = r->queue_size;
+	vq_resume_all(srv);
 	return 0;
 }
 
@@ -710,6 +727,11 @@ static void conn_close(struct siov_vu_server *srv, const char *why)
 	if (srv->conn_fd < 0)
 		return;
 	SIOV_INFO("vdev %s: front end disconnected (%s)", srv->name, why);
+	/*
+	 * Drain first, close after: the front end reads the used index when it
+	 * sees the hang-up, so every completion must be in the ring by then.
+	 */
+	session_reset(srv);
 	siov_loop_del(srv->conn_w);
 	srv->conn_w = NULL;
 	close_fd(&srv->conn_fd);
@@ -717,7 +739,6 @@ static void conn_close(struct siov_vu_server *srv, const char *why)
 		close_fd(&srv->rx.fds[i]);
 	srv->rx.nfds = 0;
 	srv->rx_len = 0;
-	session_reset(srv);
 }
 
 static int handle_msg(struct siov_vu_server *srv)

@@ -42,6 +42,9 @@ int siov_vq_map_rings(struct siov_vq *vq)
 	vq->used = siov_mem_uva_to_ptr(vq->mem, vq->used_uva, 4 + 8 * n + 2);
 	if (!vq->desc || !vq->avail || !vq->used)
 		return -EFAULT;
+	/* A region whose mmap_offset is not aligned like its address moves them here too. */
+	if ((uintptr_t)vq->desc % 16 || (uintptr_t)vq->avail % 2 || (uintptr_t)vq->used % 4)
+		return -EINVAL;
 	return 0;
 }
 
@@ -175,28 +178,42 @@ static void inflight_start(struct siov_vq *vq, uint16_t head)
 {
 	struct siov_vu_inflight_queue *q = vq->inflight;
 
-	if (!q || head >= q->desc_num)
+	/* Bound by our own ring size: desc_num lives in memory the front end can change. */
+	if (!q || head >= vq->num)
 		return;
 	q->desc[head].counter = ++vq->inflight_counter;
 	q->desc[head].inflight = 1;
 }
 
-static const struct siov_vq *g_sort_vq;
+struct resubmit_key {
+	uint64_t counter;
+	uint16_t head;
+};
 
 static int cmp_counter(const void *a, const void *b)
 {
-	uint64_t x = g_sort_vq->inflight->desc[*(const uint16_t *)a].counter;
-	uint64_t y = g_sort_vq->inflight->desc[*(const uint16_t *)b].counter;
+	uint64_t x = ((const struct resubmit_key *)a)->counter;
+	uint64_t y = ((const struct resubmit_key *)b)->counter;
 
 	return x < y ? -1 : x > y;
 }
 
 void siov_vq_sort_resubmit(struct siov_vq *vq)
 {
-	/* Control thread only, so a file-scope pointer for qsort is safe. */
-	g_sort_vq = vq;
-	qsort(vq->resubmit, vq->resubmit_num, sizeof(*vq->resubmit), cmp_counter);
-	g_sort_vq = NULL;
+	struct resubmit_key *k = calloc(vq->resubmit_num, sizeof(*k));
+	unsigned i;
+
+	if (!k)
+		return; /* unsorted still resubmits everything, just not oldest first */
+	/* Copy the counters once: the front end may rewrite them while we sort. */
+	for (i = 0; i < vq->resubmit_num; i++) {
+		k[i].head = vq->resubmit[i];
+		k[i].counter = vq->inflight->desc[k[i].head].counter;
+	}
+	qsort(k, vq->resubmit_num, sizeof(*k), cmp_counter);
+	for (i = 0; i < vq->resubmit_num; i++)
+		vq->resubmit[i] = k[i].head;
+	free(k);
 }
 
 static int pop_resubmit(struct siov_vq *vq, struct siov_vq_chain *c)
@@ -286,7 +303,7 @@ void siov_vq_push(struct siov_vq *vq, uint16_t head, uint32_t len)
 	/* The driver must see the element before the index that covers it. */
 	__atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
 	vq->used_dirty = true;
-	if (q && head < q->desc_num) {
+	if (q && head < vq->num) {
 		q->desc[head].inflight = 0;
 		q->used_idx = vq->used_idx;
 	}

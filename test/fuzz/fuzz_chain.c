@@ -163,11 +163,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (h.flags & F_RESUBMIT)
 		setup_resubmit(&f, &vq);
 
-	/* The rings, written through siovd's own mapping of the shared memory. */
+	/*
+	 * The rings, written through siovd's own mapping of the shared memory.
+	 * Byte copies only: the harness must not assume the alignment that
+	 * siovd is supposed to check.
+	 */
 	for (i = 0; i < num; i++)
-		fz_bytes(&f, &vq.desc[i], sizeof(vq.desc[i]));
+		fz_bytes(&f, (uint8_t *)vq.desc + 16 * i, 16);
 	for (i = 0; i <= num; i++)
-		vq.avail->ring[i] = fz_u16(&f);
+		fz_bytes(&f, (uint8_t *)vq.avail + 4 + 2 * i, 2);
 	/*
 	 * Indirect tables and buffers: the rest of the input, at the start of the
 	 * memfd (R0 in the default layout; the rings are in R2, memfd [64K, 128K)).
@@ -175,8 +179,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (f.left)
 		memcpy(g_guest.base, f.p, f.left < FG_REG_SIZE ? f.left : FG_REG_SIZE);
 	if (h.flags & F_AVAIL_FROM_HDR)
-		vq.avail->idx = h.avail_idx;
-	vq.used_idx = vq.used->idx;
+		memcpy((uint8_t *)vq.avail + 2, &h.avail_idx, 2);
+	memcpy(&vq.used_idx, (uint8_t *)vq.used + 2, 2);
 
 	for (i = 0; i < 2 * num + 16; i++) {
 		rc = siov_vq_pop(&vq, &g_chain);

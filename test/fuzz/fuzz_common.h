@@ -59,7 +59,7 @@ void fuzz_guest_reset(struct fuzz_guest *g, const struct siov_vu_mem_region *cus
 /* The fuzzer's view of a guest-physical address, or NULL if no region has it. */
 uint8_t *fuzz_guest_ptr(const struct fuzz_guest *g, uint64_t gpa, uint64_t len);
 
-/* Number of open fds of this process (from /proc/self/fd). */
+/* Number of open fds of this process (from /proc/self/fd), pipes not counted. */
 int fuzz_count_fds(void);
 /* Aborts with a message if more fds are open than at the first call. */
 void fuzz_check_fds(const char *target);

@@ -39,6 +39,9 @@ log "restarting siovd under the running guest ($(vstat v0 .inflight) requests in
 be_restart
 n=0
 until [ "$(vstat v0 .requests)" -gt 100 ]; do
+	if grep -qE 'I/O error|is not a head|SIOV-TEST-FAIL' "$WORK/live.console"; then
+		die "the guest failed after the restart: $(grep -m1 -E 'I/O error|is not a head|SIOV-TEST-FAIL' "$WORK/live.console" | tr -d '\r')"
+	fi
 	n=$((n + 1))
 	[ $n -le 300 ] || die "the guest did not come back to the restarted siovd within 30 s: $(stats v0)"
 	sleep 0.1

@@ -16,7 +16,13 @@ struct fake_vdev {
 	uint64_t size;
 };
 
+struct fake_group {
+	struct siov_group_conf conf;
+};
+
 struct siov_vdcm {
+	struct fake_group groups[FAKE_MAX];
+	unsigned ngroups;
 	struct siov_backend_conf backends[FAKE_MAX];
 	uint64_t backend_size[FAKE_MAX];
 	unsigned nbackends;
@@ -124,11 +130,34 @@ static bool overlaps(const struct fake_vdev *d, const char *backend, uint64_t of
 	       d->conf.offset < off + size;
 }
 
+static int group_idx(struct siov_vdcm *v, const char *name)
+{
+	for (unsigned i = 0; i < v->ngroups; i++)
+		if (strcmp(v->groups[i].conf.name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* The two rules of siov_qos_params_check() the tests lean on. */
+static int qos_check(const struct siov_qos_params *p, struct siov_err *err)
+{
+	if (p->weight > SIOV_QOS_WEIGHT_MAX)
+		return siov_err_set(err, -EINVAL, "invalid QoS parameters: weight out of range");
+	if (p->iops_limit && p->iops_min > p->iops_limit)
+		return siov_err_set(err, -EINVAL, "invalid QoS parameters: iops_min > iops_limit");
+	return 0;
+}
+
 static int vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *conf, uint64_t *size,
 		      struct siov_err *err)
 {
 	int b = backend_idx(v, conf->backend);
 	uint64_t bsize;
+
+	if (conf->group[0] && group_idx(v, conf->group) < 0)
+		return siov_err_set(err, -ENOENT, "no group named '%s'", conf->group);
+	if (qos_check(&conf->qos, err))
+		return -EINVAL;
 
 	if (vdev_idx(v, conf->name) >= 0)
 		return siov_err_set(err, -EEXIST, "VDEV '%s' already exists", conf->name);
@@ -216,6 +245,7 @@ static void vdev_info(struct fake_vdev *d, siov_vdev_info_cb cb, void *arg)
 	    .state = "listening",
 	    .nqueues = d->conf.queues ? d->conf.queues : 1,
 	    .queues = d->q,
+	    .qos = {.admitted = 10, .admitted_bytes = 40960, .throttled = 3},
 	};
 	cb(&info, arg);
 }
@@ -236,12 +266,103 @@ int siov_vdcm_vdev_get(struct siov_vdcm *v, const char *name, siov_vdev_info_cb 
 	return 0;
 }
 
+uint64_t siov_vdcm_vdev_query(struct siov_vdcm *v, const struct siov_vdev_filter *f,
+			      siov_vdev_info_cb cb, void *arg)
+{
+	uint64_t matched = 0, reported = 0;
+	size_t plen = f->prefix ? strlen(f->prefix) : 0;
+
+	for (unsigned i = 0; i < v->nvdevs; i++) {
+		if (plen && strncmp(v->vdevs[i].conf.name, f->prefix, plen))
+			continue;
+		if (matched++ < f->offset || (f->limit && reported >= f->limit))
+			continue;
+		vdev_info(&v->vdevs[i], cb, arg);
+		reported++;
+	}
+	return matched;
+}
+
+int siov_vdcm_vdev_set_qos(struct siov_vdcm *v, const char *name,
+			   const struct siov_qos_params *qos, struct siov_err *err)
+{
+	int i = vdev_idx(v, name);
+
+	if (i < 0)
+		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
+	if (qos_check(qos, err))
+		return -EINVAL;
+	v->vdevs[i].conf.qos = *qos;
+	return 0;
+}
+
+int siov_vdcm_group_create(struct siov_vdcm *v, const struct siov_group_conf *conf,
+			   struct siov_err *err)
+{
+	if (group_idx(v, conf->name) >= 0)
+		return siov_err_set(err, -EEXIST, "group '%s' already exists", conf->name);
+	if (qos_check(&conf->qos, err))
+		return -EINVAL;
+	if (v->ngroups == FAKE_MAX)
+		return siov_err_set(err, -ENOSPC, "too many groups");
+	v->groups[v->ngroups++].conf = *conf;
+	return 0;
+}
+
+int siov_vdcm_group_set_qos(struct siov_vdcm *v, const char *name,
+			    const struct siov_qos_params *qos, struct siov_err *err)
+{
+	int i = group_idx(v, name);
+
+	if (i < 0)
+		return siov_err_set(err, -ENOENT, "no group named '%s'", name);
+	if (qos_check(qos, err))
+		return -EINVAL;
+	v->groups[i].conf.qos = *qos;
+	return 0;
+}
+
+static unsigned group_users(struct siov_vdcm *v, const char *name)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < v->nvdevs; i++)
+		n += strcmp(v->vdevs[i].conf.group, name) == 0;
+	return n;
+}
+
+int siov_vdcm_group_delete(struct siov_vdcm *v, const char *name, struct siov_err *err)
+{
+	int i = group_idx(v, name);
+
+	if (i < 0)
+		return siov_err_set(err, -ENOENT, "no group named '%s'", name);
+	if (group_users(v, name))
+		return siov_err_set(err, -EBUSY, "group '%s' has %u VDEV(s)", name,
+				    group_users(v, name));
+	memmove(&v->groups[i], &v->groups[i + 1],
+		(v->ngroups - (unsigned)i - 1) * sizeof(v->groups[0]));
+	v->ngroups--;
+	return 0;
+}
+
+void siov_vdcm_group_foreach(struct siov_vdcm *v, siov_group_info_cb cb, void *arg)
+{
+	for (unsigned i = 0; i < v->ngroups; i++) {
+		struct siov_group_info info = {.conf = &v->groups[i].conf,
+					       .vdevs = group_users(v, v->groups[i].conf.name)};
+		info.qos.admitted = 7;
+		cb(&info, arg);
+	}
+}
+
 void siov_vdcm_daemon_info(struct siov_vdcm *v, struct siov_daemon_info *info)
 {
 	info->version = "0.1.0-test";
 	info->engines = 2;
 	info->backends = v->nbackends;
 	info->vdevs = v->nvdevs;
+	info->groups = v->ngroups;
 	info->uptime_s = 1.5;
 }
 

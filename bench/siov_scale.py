@@ -1,0 +1,390 @@
+#!/usr/bin/env python3
+"""Issue 4's benchmarks (bench/scale.sh, bench/qos.sh call this).
+
+scale: time to create and delete VDEVs by batch RPC, siovd's RSS per VDEV and
+       idle CPU with libsiov clients attached (held by helper processes through
+       libsiov.so via ctypes), aggregate IOPS with 1, 10, 100, 1000 active VDEVs.
+qos:   noisy neighbour with and without reservations, fairness (Jain's index
+       over equal weights, shares for weights 1:2:4), limit accuracy over 10 s.
+
+Writes OUT/<name>.json and OUT/<name>.md.  Usage:
+  siov_scale.py scale|qos BUILD OUT     env: N=10000 ATTACH=auto RUNTIME=5
+"""
+import ctypes
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+class Siovd:
+    """siovd in a temporary directory, with one RPC connection."""
+
+    def __init__(self, build, engines=2):
+        self.dir = tempfile.mkdtemp(prefix="siov-b-", dir="/tmp")
+        self.rpc = os.path.join(self.dir, "rpc.sock")
+        log = open(os.path.join(self.dir, "siovd.log"), "w")
+        self.p = subprocess.Popen(
+            [os.path.join(build, "app/siovd/siovd"), "--rpc-socket", self.rpc,
+             "--state-dir", os.path.join(self.dir, "state"), "--engines", str(engines),
+             "--log-level", "warn"], stdout=log, stderr=log)
+        for _ in range(500):
+            try:
+                self.s = socket.socket(socket.AF_UNIX)
+                self.s.connect(self.rpc)
+                break
+            except OSError:
+                time.sleep(0.01)
+        self.buf = b""
+        self.dec = json.JSONDecoder()
+
+    def _send(self, obj):
+        self.s.sendall(json.dumps(obj, separators=(",", ":")).encode() + b"\n")
+        while True:
+            text = self.buf.decode(errors="replace").lstrip()
+            try:
+                val, end = self.dec.raw_decode(text)
+                self.buf = text[end:].encode()
+                return val
+            except ValueError:
+                chunk = self.s.recv(1 << 20)
+                if not chunk:
+                    raise RuntimeError("siovd closed the RPC connection")
+                self.buf += chunk
+
+    def call(self, method, **params):
+        r = self._send({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        if "error" in r:
+            raise RuntimeError(f"{method}: {r['error']}")
+        return r["result"]
+
+    def batch(self, method, plist, size=1000):
+        for i in range(0, len(plist), size):
+            reqs = [{"jsonrpc": "2.0", "id": k, "method": method, "params": p}
+                    for k, p in enumerate(plist[i:i + size])]
+            for a in self._send(reqs):
+                if "error" in a:
+                    raise RuntimeError(f"{method}: {a['error']}")
+
+    def rss(self):
+        f = dict(l.split(":", 1) for l in open(f"/proc/{self.p.pid}/status"))
+        return int(f["VmRSS"].split()[0]) * 1024, int(f["RssAnon"].split()[0]) * 1024
+
+    def cpu(self):
+        st = open(f"/proc/{self.p.pid}/stat").read()
+        fields = st[st.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / CLK
+
+    def stop(self):
+        self.p.send_signal(signal.SIGTERM)
+        try:
+            self.p.wait(60)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def sock(d, i):
+    return os.path.join(d.dir, f"v{i:05d}.sock")
+
+
+def vdevs(d, n, backend, window, **qos):
+    return [dict(name=f"v{i:05d}", backend=backend, offset=i * window, size=window,
+                 socket=sock(d, i), **qos) for i in range(n)]
+
+
+# ---- Idle clients: a helper process holding K devices open through libsiov ----
+
+HOLD = r"""
+import ctypes, sys, resource
+s, h = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (h, h))
+lib = ctypes.CDLL(sys.argv[1])
+devs = []
+for path in sys.argv[2:]:
+    dev = ctypes.c_void_p()
+    rc = lib.siov_dev_open(path.encode(), None, ctypes.byref(dev))
+    if rc == 0:
+        buf = ctypes.c_void_p()
+        rc = lib.siov_mem_alloc(dev, 4096, ctypes.byref(buf)) or lib.siov_dev_start(dev)
+    if rc:
+        print("fail", path, rc, flush=True)
+        sys.exit(1)
+    devs.append(dev)
+print("ready", len(devs), flush=True)
+sys.stdin.read()
+"""
+
+
+def hold_clients(build, paths, per_proc=3000):
+    lib = os.path.join(build, "lib/libsiov/libsiov.so")
+    procs = []
+    for i in range(0, len(paths), per_proc):
+        procs.append(subprocess.Popen([sys.executable, "-c", HOLD, lib] + paths[i:i + per_proc],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+    for p in procs:
+        line = p.stdout.readline()
+        if not line.startswith("ready"):
+            raise RuntimeError(f"client holder: {line.strip()}")
+    return procs
+
+
+def release(procs):
+    for p in procs:
+        p.stdin.close()
+        p.wait()
+
+
+def bench(build, socks, runtime, iodepth=8, threads=1, per_socket=True, extra=()):
+    cmd = [os.path.join(build, "app/siov-bench/siov-bench"), "--rw", "randread", "--bs", "4k",
+           "--iodepth", str(iodepth), "--runtime", str(runtime), "--json",
+           "--threads", str(threads)] + list(extra)
+    if per_socket:
+        cmd.append("--per-socket")
+    for s in socks:
+        cmd += ["--socket", s]
+    return cmd
+
+
+def run_bench(cmd):
+    out = subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()
+    res = json.loads(out[0])
+    if len(out) > 1:
+        res["per_socket_iops"] = json.loads(out[1])["per_socket_iops"]
+    return res
+
+
+def jain(xs):
+    return sum(xs) ** 2 / (len(xs) * sum(x * x for x in xs)) if xs and any(xs) else 0.0
+
+
+# ---- scale ----
+
+def scale(build, out):
+    n = int(os.environ.get("N", "10000"))
+    runtime = float(os.environ.get("RUNTIME", "5"))
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    # siovd holds about 4 fds per attached VDEV (listen, connection, kick, call).
+    # siovd holds a listening socket per VDEV and 3 more fds per attached one
+    # (connection, kick, call): the fd hard limit decides how many can attach.
+    attach = int(os.environ.get("ATTACH", "0")) or max(0, min(n, (hard - 512 - n) // 3))
+    r = {"vdevs": n, "fd_hard_limit": hard, "cpus": os.cpu_count()}
+    d = Siovd(build)
+    try:
+        window = 1 << 20
+        d.call("backend_create", name="disk", type="file", path=os.path.join(d.dir, "disk.img"),
+               size=n * window)
+        rss0, anon0 = d.rss()
+        plist = vdevs(d, n, "disk", window)
+        t = time.monotonic()
+        d.batch("vdev_create", plist)
+        r["create_s"] = time.monotonic() - t
+        t = time.monotonic()
+        lst = d.call("vdev_list")
+        r["vdev_list_all_ms"] = (time.monotonic() - t) * 1e3
+        t = time.monotonic()
+        d.call("vdev_stats", offset=n // 2, limit=100)
+        r["vdev_stats_page100_ms"] = (time.monotonic() - t) * 1e3
+        t = time.monotonic()
+        d.call("vdev_stats", name=f"v{n // 2:05d}")
+        r["vdev_stats_one_ms"] = (time.monotonic() - t) * 1e3
+        assert len(lst) == n
+        rss1, anon1 = d.rss()
+        r["rss_per_listening_vdev_kib"] = (rss1 - rss0) / n / 1024
+        r["anon_per_listening_vdev_kib"] = (anon1 - anon0) / n / 1024
+        time.sleep(0.5)
+        c0 = d.cpu(); time.sleep(3); c1 = d.cpu()
+        r["idle_cpu_pct_listening"] = (c1 - c0) / 3 * 100
+        t = time.monotonic()
+        d.batch("vdev_delete", [{"name": p["name"]} for p in plist])
+        r["delete_s"] = time.monotonic() - t
+        r["create_delete_per_s"] = 2 * n / (r["create_s"] + r["delete_s"])
+        d.batch("vdev_create", plist)
+        # Attached and idle.
+        holders = hold_clients(build, [p["socket"] for p in plist[:attach]])
+        time.sleep(1)
+        rss2, anon2 = d.rss()
+        r["attached"] = attach
+        r["rss_per_attached_vdev_kib"] = (rss2 - rss0) / n / 1024
+        r["anon_per_attached_vdev_kib"] = (anon2 - anon0) / n / 1024
+        r["siovd_rss_mib"] = rss2 / 2**20
+        c0 = d.cpu(); time.sleep(5); c1 = d.cpu()
+        r["idle_cpu_pct_attached"] = (c1 - c0) / 5 * 100
+        release(holders)
+        # Active: aggregate IOPS as more VDEVs share the engines.
+        r["active"] = {}
+        for k in (1, 10, 100, 1000):
+            if k > n:
+                break
+            res = run_bench(bench(build, [p["socket"] for p in plist[:k]], runtime,
+                                  iodepth=max(1, 32 // k) if k < 32 else 1, threads=1))
+            per = res.get("per_socket_iops", [])
+            r["active"][str(k)] = {"iops": res["iops"], "lat_p99_us": res["lat_ns"]["p99"] / 1e3,
+                                   "jain": jain(per), "min_iops": min(per) if per else 0}
+    finally:
+        d.stop()
+    write(out, "scale", r, scale_md(r))
+
+
+def scale_md(r):
+    a = "\n".join(f"| {k} | {v['iops']:.0f} | {v['lat_p99_us']:.1f} | {v['jain']:.3f} |"
+                  for k, v in r["active"].items())
+    return f"""# siovd at scale ({r['vdevs']} VDEVs, {r['cpus']} CPUs)
+
+| measure | value |
+|---|---|
+| create {r['vdevs']} VDEVs (batches of 1000, file backend) | {r['create_s']:.2f} s |
+| delete them | {r['delete_s']:.2f} s |
+| create + delete rate | {r['create_delete_per_s']:.0f} VDEVs/s |
+| vdev_list, all {r['vdevs']} | {r['vdev_list_all_ms']:.0f} ms |
+| vdev_stats, a page of 100 / one name | {r['vdev_stats_page100_ms']:.1f} ms / {r['vdev_stats_one_ms']:.2f} ms |
+| RSS per listening VDEV (anonymous) | {r['rss_per_listening_vdev_kib']:.1f} KiB ({r['anon_per_listening_vdev_kib']:.1f} KiB) |
+| idle CPU, {r['vdevs']} listening | {r['idle_cpu_pct_listening']:.2f} % |
+| VDEVs with a libsiov client attached (fd hard limit {r['fd_hard_limit']}) | {r['attached']} |
+| RSS per VDEV with those attached (anonymous) | {r['rss_per_attached_vdev_kib']:.1f} KiB ({r['anon_per_attached_vdev_kib']:.1f} KiB) |
+| siovd RSS | {r['siovd_rss_mib']:.0f} MiB |
+| idle CPU with {r['attached']} attached | {r['idle_cpu_pct_attached']:.2f} % |
+
+Aggregate 4 KiB randread IOPS (file backend: a sparse file, O_DIRECT) as more VDEVs are active
+(one siov-bench process, one polling thread, total queue depth ~32):
+
+| active VDEVs | IOPS | p99 latency (us) | Jain's index |
+|---|---|---|---|
+{a}
+"""
+
+
+# ---- qos ----
+
+def qos(build, out):
+    runtime = float(os.environ.get("RUNTIME", "10"))
+    r = {"cpus": os.cpu_count()}
+    d = Siovd(build)
+    try:
+        d.call("backend_create", name="nul", type="null", size=1 << 40)
+        win = 1 << 28
+        r["noisy"] = noisy(build, d, win, runtime)
+        r["fairness"] = fairness(build, d, win, runtime)
+        r["weights"] = weights(build, d, win, runtime)
+        r["limits"] = limits(build, d, win, runtime)
+    finally:
+        d.stop()
+    write(out, "qos", r, qos_md(r))
+
+
+def noisy(build, d, win, runtime, n=100, resv=1000):
+    res = {"reserved_vdevs": n, "iops_min": resv}
+    plist = vdevs(d, n + 1, "nul", win)
+    d.batch("vdev_create", plist)
+    socks = [p["socket"] for p in plist]
+    for label, q in (("without_qos", 0), ("with_qos", resv)):
+        for p in plist[1:]:
+            d.call("vdev_set_qos", name=p["name"], iops_min=q)
+        flood = subprocess.Popen(bench(build, socks[:1], runtime + 1, iodepth=128,
+                                       per_socket=False), stdout=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        small = run_bench(bench(build, socks[1:], runtime, iodepth=2, threads=1))
+        fl = json.loads(flood.communicate()[0].splitlines()[0])
+        per = small["per_socket_iops"]
+        res[label] = {"noisy_iops": fl["iops"], "reserved_min_iops": min(per),
+                      "reserved_mean_iops": sum(per) / len(per),
+                      "min_share_of_reservation": min(per) / resv}
+    d.batch("vdev_delete", [{"name": p["name"]} for p in plist])
+    return res
+
+
+def fairness(build, d, win, runtime, n=1000):
+    plist = vdevs(d, n, "nul", win // 4)
+    d.batch("vdev_create", plist)
+    res = run_bench(bench(build, [p["socket"] for p in plist], runtime, iodepth=4, threads=2))
+    per = res["per_socket_iops"]
+    d.batch("vdev_delete", [{"name": p["name"]} for p in plist])
+    return {"vdevs": n, "iops": res["iops"], "jain": jain(per), "min": min(per), "max": max(per)}
+
+
+def weights(build, d, win, runtime):
+    plist = vdevs(d, 3, "nul", win)
+    for p, w in zip(plist, (100, 200, 400)):
+        p["weight"] = w
+    d.batch("vdev_create", plist)
+    # Three processes, one per VDEV, so that the engines, not one client, are the bottleneck.
+    procs = [subprocess.Popen(bench(build, [p["socket"]], runtime, iodepth=64, per_socket=False),
+                              stdout=subprocess.PIPE, text=True) for p in plist]
+    iops = [json.loads(p.communicate()[0].splitlines()[0])["iops"] for p in procs]
+    d.batch("vdev_delete", [{"name": p["name"]} for p in plist])
+    total = sum(iops)
+    shares = [x / total for x in iops]
+    want = [1 / 7, 2 / 7, 4 / 7]
+    return {"weights": [1, 2, 4], "iops": iops, "shares": shares,
+            "max_share_error_pct": max(abs(s - w) / w * 100 for s, w in zip(shares, want))}
+
+
+def limits(build, d, win, runtime):
+    res = {}
+    for key, val, bs in (("iops_limit", 5000, "4k"), ("bps_limit", 50 << 20, "64k")):
+        p = vdevs(d, 1, "nul", win)[0]
+        p[key] = val
+        d.call("vdev_create", **p)
+        cmd = bench(build, [p["socket"]], runtime, iodepth=32, per_socket=False)
+        cmd[cmd.index("--bs") + 1] = bs
+        b = run_bench(cmd)
+        got = b["iops"] if key == "iops_limit" else b["bw_mib_s"] * 2**20
+        res[key] = {"limit": val, "measured": got, "error_pct": (got - val) / val * 100,
+                    "runtime_s": runtime}
+        d.call("vdev_delete", name=p["name"])
+    return res
+
+
+def qos_md(r):
+    n = r["noisy"]
+    rows = "\n".join(
+        f"| {k} | {n[k]['noisy_iops']:.0f} | {n[k]['reserved_min_iops']:.0f} | "
+        f"{n[k]['reserved_mean_iops']:.0f} | {n[k]['min_share_of_reservation'] * 100:.0f} % |"
+        for k in ("without_qos", "with_qos"))
+    f, w, l = r["fairness"], r["weights"], r["limits"]
+    return f"""# siovd QoS ({r['cpus']} CPUs, null backend)
+
+Noisy neighbour: 1 VDEV at QD 128 beside {n['reserved_vdevs']} VDEVs at QD 2, each reserving
+iops_min={n['iops_min']}:
+
+| run | noisy IOPS | reserved VDEVs: min IOPS | mean IOPS | min / reservation |
+|---|---|---|---|---|
+{rows}
+
+Fairness, {f['vdevs']} active VDEVs, equal weights: {f['iops']:.0f} IOPS in all, Jain's index
+{f['jain']:.4f} (min {f['min']:.0f}, max {f['max']:.0f} IOPS per VDEV).
+
+Weights 1:2:4 (flat out, QD 64 each): IOPS {', '.join(f'{x:.0f}' for x in w['iops'])}; shares
+{', '.join(f'{s * 100:.1f} %' for s in w['shares'])} (ideal 14.3 / 28.6 / 57.1 %); largest error
+{w['max_share_error_pct']:.1f} % of the ideal share.
+
+Limit accuracy over {l['iops_limit']['runtime_s']:.0f} s:
+
+| limit | set | measured | error |
+|---|---|---|---|
+| iops_limit | {l['iops_limit']['limit']} | {l['iops_limit']['measured']:.0f} | {l['iops_limit']['error_pct']:+.2f} % |
+| bps_limit | {l['bps_limit']['limit'] / 2**20:.0f} MiB/s | {l['bps_limit']['measured'] / 2**20:.2f} MiB/s | {l['bps_limit']['error_pct']:+.2f} % |
+"""
+
+
+def write(out, name, r, md):
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, f"{name}.json"), "w") as f:
+        json.dump(r, f, indent=1)
+    with open(os.path.join(out, f"{name}.md"), "w") as f:
+        f.write(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    s, h = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (h, h))
+    {"scale": scale, "qos": qos}[sys.argv[1]](sys.argv[2], sys.argv[3])
