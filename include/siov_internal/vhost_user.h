@@ -31,6 +31,9 @@ struct siov_vu_server_opts {
 	const struct siov_dev_ops *dev_ops;
 	void *dev;
 	struct siov_qos *qos; /* the VDEV's QoS (limits, reservation, weight); may be NULL */
+	/* Who may connect: the socket file's mode (0 = 0600), owner and group (0 = ours). */
+	unsigned socket_mode;
+	int socket_uid, socket_gid;
 };
 
 int siov_vu_server_create(const struct siov_vu_server_opts *opts, struct siov_vu_server **out,

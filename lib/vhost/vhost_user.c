@@ -906,7 +906,23 @@ static int socket_prepare(const char *path, struct siov_err *err)
 	return 0;
 }
 
-static int socket_listen(const char *path, struct siov_err *err)
+/* Whoever can connect drives the device: 0600 unless the operator says otherwise. */
+static int socket_protect(const char *path, const struct siov_vu_server_opts *o,
+			  struct siov_err *err)
+{
+	mode_t mode = o->socket_mode ? (mode_t)o->socket_mode : 0600;
+
+	if ((o->socket_uid > 0 || o->socket_gid > 0) &&
+	    lchown(path, o->socket_uid > 0 ? (uid_t)o->socket_uid : (uid_t)-1,
+		   o->socket_gid > 0 ? (gid_t)o->socket_gid : (gid_t)-1) < 0)
+		return siov_err_set(err, -errno, "chown %s: %s", path, strerror(errno));
+	if (chmod(path, mode) < 0)
+		return siov_err_set(err, -errno, "chmod %s: %s", path, strerror(errno));
+	return 0;
+}
+
+static int socket_listen(const char *path, const struct siov_vu_server_opts *o,
+			 struct siov_err *err)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd, rc;
@@ -926,9 +942,10 @@ static int socket_listen(const char *path, struct siov_err *err)
 		rc = siov_err_set(err, -errno, "bind %s: %s", path, strerror(errno));
 		goto err_close;
 	}
-	/* Only the owner may attach by default: whoever connects drives the device. */
-	if (chmod(path, 0600) < 0 || listen(fd, 16) < 0) {
+	rc = socket_protect(path, o, err);
+	if (rc == 0 && listen(fd, 16) < 0)
 		rc = siov_err_set(err, -errno, "listen %s: %s", path, strerror(errno));
+	if (rc) {
 		unlink(path);
 		goto err_close;
 	}
@@ -968,7 +985,7 @@ int siov_vu_server_create(const struct siov_vu_server_opts *o, struct siov_vu_se
 	siov_memtable_init(&srv->mem);
 	for (i = 0; i < srv->nqueues; i++)
 		siov_vq_init(&srv->queues[i].vq, i);
-	rc = socket_listen(o->socket_path, err);
+	rc = socket_listen(o->socket_path, o, err);
 	if (rc < 0)
 		goto err_queues;
 	srv->listen_fd = rc;
