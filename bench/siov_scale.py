@@ -155,7 +155,10 @@ def bench(build, socks, runtime, iodepth=8, threads=1, per_socket=True, extra=()
 
 
 def run_bench(cmd):
-    out = subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    out = p.stdout.splitlines()
+    if not out:
+        raise RuntimeError(f"siov-bench: {p.stderr.strip()[-500:]}")
     res = json.loads(out[0])
     if len(out) > 1:
         res["per_socket_iops"] = json.loads(out[1])["per_socket_iops"]
@@ -187,6 +190,7 @@ def scale(build, out):
         t = time.monotonic()
         d.batch("vdev_create", plist)
         r["create_s"] = time.monotonic() - t
+        log(f"created {n} in {r['create_s']:.2f} s")
         t = time.monotonic()
         lst = d.call("vdev_list")
         r["vdev_list_all_ms"] = (time.monotonic() - t) * 1e3
@@ -210,6 +214,7 @@ def scale(build, out):
         d.batch("vdev_create", plist)
         # Attached and idle.
         holders = hold_clients(build, [p["socket"] for p in plist[:attach]])
+        log(f"{attach} clients attached")
         time.sleep(1)
         rss2, anon2 = d.rss()
         r["attached"] = attach
@@ -219,6 +224,7 @@ def scale(build, out):
         c0 = d.cpu(); time.sleep(5); c1 = d.cpu()
         r["idle_cpu_pct_attached"] = (c1 - c0) / 5 * 100
         release(holders)
+        time.sleep(1)  # let siovd see the clients go before the next ones attach
         # Active: aggregate IOPS as more VDEVs share the engines.
         r["active"] = {}
         for k in (1, 10, 100, 1000):
@@ -227,6 +233,7 @@ def scale(build, out):
             res = run_bench(bench(build, [p["socket"] for p in plist[:k]], runtime,
                                   iodepth=max(1, 32 // k) if k < 32 else 1, threads=1))
             per = res.get("per_socket_iops", [])
+            log(f"{k} active: {res['iops']:.0f} IOPS")
             r["active"][str(k)] = {"iops": res["iops"], "lat_p99_us": res["lat_ns"]["p99"] / 1e3,
                                    "jain": jain(per), "min_iops": min(per) if per else 0}
     finally:
@@ -373,6 +380,10 @@ Limit accuracy over {l['iops_limit']['runtime_s']:.0f} s:
 | iops_limit | {l['iops_limit']['limit']} | {l['iops_limit']['measured']:.0f} | {l['iops_limit']['error_pct']:+.2f} % |
 | bps_limit | {l['bps_limit']['limit'] / 2**20:.0f} MiB/s | {l['bps_limit']['measured'] / 2**20:.2f} MiB/s | {l['bps_limit']['error_pct']:+.2f} % |
 """
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
 
 
 def write(out, name, r, md):

@@ -32,8 +32,9 @@ struct bench_opts {
 	unsigned poll_us; /* --irq: poll this long before sleeping */
 	pid_t target_pid;
 	bool json;
-	unsigned threads; /* 0: a thread per job; else jobs spread over this many (polling) */
-	bool per_socket;  /* report IOPS per socket as well */
+	unsigned threads;      /* 0: a thread per job; else jobs spread over this many (polling) */
+	bool per_socket;       /* report IOPS per socket as well */
+	unsigned reconnect_ms; /* libsiov reconnect budget, 0 = off */
 };
 
 /*

@@ -18,10 +18,10 @@
 
 #include "bench.h"
 
-#define BATCH	     64
+#define BATCH 64
 /* A step's completions are success; only a negative result stops the loop. */
 #define SIOV_BENCH_MIN0(x) ((x) < 0 ? (x) : 0)
-#define VERIFY_MAGIC 0x73696f7662656e63ull /* "siovbenc" */
+#define VERIFY_MAGIC	   0x73696f7662656e63ull /* "siovbenc" */
 
 atomic_bool bench_stop;
 atomic_bool bench_go;
@@ -351,6 +351,11 @@ void *job_run_many(void *arg)
 			}
 		}
 	}
+	/* Requests prepared in the last round are not on the ring yet: submit them,
+	 * or drain() would wait for completions that can never come. */
+	for (i = 0; runs && i < set->n; i++)
+		if (!set->jobs[i]->fatal)
+			siov_submit(set->jobs[i]->q);
 	for (i = 0; runs && i < set->n; i++) {
 		drain(&runs[i]);
 		run_fini(&runs[i]);

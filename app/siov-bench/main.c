@@ -33,7 +33,7 @@ static void usage(FILE *f)
 		   "  [--rwmixread PCT] [--bs SIZE] [--iodepth N] [--numjobs N] [--runtime SEC]\n"
 		   "  [--size SIZE] [--verify] [--poll|--irq] [--poll-us US] [--target-pid PID]"
 		   " [--json]\n"
-		   "  [--threads N] [--per-socket]\n");
+		   "  [--threads N] [--per-socket] [--reconnect MS]\n");
 }
 
 static int parse_size(const char *s, uint64_t *out)
@@ -142,6 +142,9 @@ static int parse_opt(struct bench_opts *o, int c, const char *arg)
 	case 'S':
 		o->per_socket = true;
 		return 0;
+	case 'R':
+		o->reconnect_ms = (unsigned)atoi(arg);
+		return 0;
 	default:
 		return -EINVAL;
 	}
@@ -149,15 +152,25 @@ static int parse_opt(struct bench_opts *o, int c, const char *arg)
 
 static int parse_args(int argc, char **argv, struct bench_opts *o)
 {
-	static const struct option lo[] = {{"socket", 1, 0, 's'},     {"rw", 1, 0, 'r'},
-					   {"rwmixread", 1, 0, 'm'},  {"bs", 1, 0, 'b'},
-					   {"iodepth", 1, 0, 'd'},    {"numjobs", 1, 0, 'j'},
-					   {"runtime", 1, 0, 't'},    {"size", 1, 0, 'z'},
-					   {"verify", 0, 0, 'v'},     {"poll", 0, 0, 'p'},
-					   {"irq", 0, 0, 'i'},	      {"poll-us", 1, 0, 'u'},
-					   {"target-pid", 1, 0, 'P'}, {"json", 0, 0, 'J'},
-					   {"threads", 1, 0, 'T'},    {"per-socket", 0, 0, 'S'},
-					   {"help", 0, 0, 'h'},	      {0, 0, 0, 0}};
+	static const struct option lo[] = {{"socket", 1, 0, 's'},
+					   {"rw", 1, 0, 'r'},
+					   {"rwmixread", 1, 0, 'm'},
+					   {"bs", 1, 0, 'b'},
+					   {"iodepth", 1, 0, 'd'},
+					   {"numjobs", 1, 0, 'j'},
+					   {"runtime", 1, 0, 't'},
+					   {"size", 1, 0, 'z'},
+					   {"verify", 0, 0, 'v'},
+					   {"poll", 0, 0, 'p'},
+					   {"irq", 0, 0, 'i'},
+					   {"poll-us", 1, 0, 'u'},
+					   {"target-pid", 1, 0, 'P'},
+					   {"json", 0, 0, 'J'},
+					   {"threads", 1, 0, 'T'},
+					   {"per-socket", 0, 0, 'S'},
+					   {"help", 0, 0, 'h'},
+					   {"reconnect", 1, 0, 'R'},
+					   {0, 0, 0, 0}};
 	int c;
 
 	*o = (struct bench_opts){.rw = RW_RANDREAD,
@@ -203,6 +216,7 @@ static int open_device(const struct bench_opts *o, const char *path, struct devi
 	so.num_queues = o->numjobs;
 	so.queue_size = queue_size_for(o->iodepth);
 	so.poll_us = o->poll_us;
+	so.reconnect_ms = o->reconnect_ms;
 	rc = siov_dev_open(path, &so, &d->dev);
 	if (rc) {
 		fprintf(stderr, "siov-bench: %s: %s\n", path, strerror(-rc));
@@ -284,6 +298,7 @@ struct result {
 	bool have_target;
 	struct hist h;
 	uint64_t ios, bytes, errors, verify_errors, verified, loops, empty_loops;
+	unsigned reconnects; /* of all devices, during the whole run */
 	int fatal;
 };
 
@@ -364,6 +379,8 @@ static void print_text(const struct bench_opts *o, const struct result *r)
 		       r->target_cpu, r->target_cpu > 0 ? (double)r->ios / r->target_cpu : 0.0);
 	printf("  bench: cpu=%.3fs (%.0f ns per I/O), %.1f%% of reaps found nothing\n",
 	       r->bench_cpu, r->ios ? r->bench_cpu * 1e9 / (double)r->ios : 0.0, empty_pct(r));
+	if (o->reconnect_ms)
+		printf("  reconnects: %u\n", r->reconnects);
 	if (r->fatal)
 		printf("  stopped early: %s\n", strerror(-r->fatal));
 }
@@ -393,6 +410,8 @@ static void print_json(const struct bench_opts *o, const struct result *r)
 		printf("\"target_pid\":%d,\"target_cpu_s\":%.3f,\"iops_per_target_cpu_s\":%.1f,",
 		       (int)o->target_pid, r->target_cpu,
 		       r->target_cpu > 0 ? (double)r->ios / r->target_cpu : 0.0);
+	if (o->reconnect_ms)
+		printf("\"reconnects\":%u,", r->reconnects);
 	printf("\"bench_cpu_s\":%.3f,\"bench_cpu_ns_per_io\":%.1f,\"bench_empty_reap_pct\":%.1f,"
 	       "\"error\":\"%s\"}\n",
 	       r->bench_cpu, r->ios ? r->bench_cpu * 1e9 / (double)r->ios : 0.0, empty_pct(r),
@@ -479,6 +498,8 @@ int main(int argc, char **argv)
 	if (!rc) {
 		measure(&o, th, nth, &r);
 		sum_jobs(jobs, n, &r);
+		for (i = 0; i < o.nsockets; i++)
+			r.reconnects += siov_dev_reconnects(dev[i].dev);
 		(o.json ? print_json : print_text)(&o, &r);
 		print_per_socket(&o, jobs, r.secs);
 	} else {

@@ -16,7 +16,8 @@
  * - Errors are returned as -errno; nothing sets errno for the caller.
  * - A request that siov_prep_*() refused never completes.  A request that
  *   siov_submit() accepted completes exactly once, through siov_reap() or
- *   siov_wait(), even if the back end goes away (then with -ENOTCONN).
+ *   siov_wait(), even if the back end goes away (then with -ENOTCONN, or,
+ *   with siov_dev_opts.reconnect_ms, normally once a back end is back).
  * - Life cycle: siov_dev_open() -> siov_mem_alloc()/siov_mem_register() ->
  *   siov_dev_start() -> siov_dev_queue() and I/O -> siov_dev_close().
  * - Threads: a struct siov_dev is used by one thread at a time for the
@@ -58,9 +59,24 @@ struct siov_dev_opts {
 	unsigned timeout_ms; /* connect and per-message reply timeout */
 	unsigned poll_us;    /* siov_wait(): poll this long before sleeping */
 	uint32_t flags;	     /* SIOV_DEV_F_* */
+	/*
+	 * 0 (default): a back end that goes away is final (-ENOTCONN).  Else
+	 * the library reconnects to the same socket path by itself for up to
+	 * this many ms after it noticed the loss: it negotiates again, shares
+	 * the same memory again, sets every queue up from scratch (fresh rings
+	 * in the same memory) and resubmits each request that had not
+	 * completed, in the order they were prepared.  The application sees
+	 * every request complete once, and no -ENOTCONN unless the time runs
+	 * out or the device comes back different (features, capacity, queues).
+	 * Resubmission repeats reads and writes the old back end may have done
+	 * already: fine for block I/O, which is idempotent.  The reconnect runs
+	 * inside the calls that already talk to the device (siov_reap(),
+	 * siov_wait(), siov_dev_alive()), a connect attempt per 10 ms at most.
+	 */
+	unsigned reconnect_ms;
 };
 
-/* Fills @opts with defaults: all queues, 256 descriptors, 5 s, 20 us poll. */
+/* Fills @opts with defaults: all queues, 256 descriptors, 5 s, 20 us poll, no reconnect. */
 void siov_dev_opts_init(struct siov_dev_opts *opts);
 
 /*
@@ -141,14 +157,20 @@ struct siov_queue *siov_dev_queue(struct siov_dev *dev, unsigned index);
  * 0 while the back end is connected, -ENOTCONN once it went away (the socket
  * hung up).  Costs one poll() with a zero timeout; any thread may call it.
  * Once it reports -ENOTCONN every queue fails its in-flight requests with
- * -ENOTCONN and refuses new ones: the state is sticky.
+ * -ENOTCONN and refuses new ones: the state is sticky.  With reconnect_ms it
+ * stays 0 while a reconnect is pending (and drives it), and turns -ENOTCONN
+ * only when reconnect_ms passed without one.
  */
 int siov_dev_alive(struct siov_dev *dev);
+
+/* How many times the device reconnected (reconnect_ms); any thread. */
+unsigned siov_dev_reconnects(const struct siov_dev *dev);
 
 /*
  * The vhost-user socket, for an application that runs its own event loop:
  * POLLRDHUP/POLLHUP on it means the back end went away (then call
- * siov_dev_alive()).  Do not read from or write to it.
+ * siov_dev_alive()).  Do not read from or write to it.  With reconnect_ms
+ * it is -1 while reconnecting and a new fd after each reconnect.
  */
 int siov_dev_fd(const struct siov_dev *dev);
 

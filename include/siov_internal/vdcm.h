@@ -41,7 +41,7 @@ struct siov_vdev_conf {
 	bool readonly;
 	bool allow_overlap; /* let this window overlap other VDEVs' windows */
 	char socket[SIOV_SOCKET_PATH_MAX];
-	char group[SIOV_NAME_MAX];   /* QoS group sharing limits; "" = none; fixed at creation */
+	char group[SIOV_NAME_MAX];  /* QoS group sharing limits; "" = none; fixed at creation */
 	struct siov_qos_params qos; /* the VDEV's own limits, reservation and weight */
 };
 #define SIOV_VDEV_MAX_QUEUES 64

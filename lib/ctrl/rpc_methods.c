@@ -235,8 +235,7 @@ static struct json_object *qos_to_json(const char *group, const struct siov_qos_
 	if (!o)
 		return NULL;
 	if (group)
-		json_object_object_add(o, "group",
-				       group[0] ? json_object_new_string(group) : NULL);
+		json_object_object_add(o, "group", group[0] ? json_object_new_string(group) : NULL);
 	json_object_object_add(o, "iops_limit", json_object_new_uint64(p->iops_limit));
 	json_object_object_add(o, "bps_limit", json_object_new_uint64(p->bps_limit));
 	json_object_object_add(o, "iops_burst", json_object_new_uint64(p->iops_burst));
@@ -319,7 +318,8 @@ static void vdev_stats_to_json(const struct siov_vdev_info *info, void *arg)
 	json_object_object_add(
 	    o, "latency_us_mean",
 	    json_object_new_double(latency_us(sum.latency_ns_total, sum.requests)));
-	json_object_object_add(o, "qos", qos_to_json(info->conf->group, &info->conf->qos, &info->qos));
+	json_object_object_add(o, "qos",
+			       qos_to_json(info->conf->group, &info->conf->qos, &info->qos));
 	json_object_object_add(o, "queues", qs);
 	json_object_array_add(arg, o);
 }
@@ -362,19 +362,21 @@ static int vdev_query(struct siov_rpc_server *srv, struct json_object *params, s
 	struct siov_vdev_filter f;
 	int rc;
 
-	if (siov_params_parse(params, vdev_query_table, SIOV_ARRAY_SIZE(vdev_query_table), &q,
-			      NULL, err))
+	if (siov_params_parse(params, vdev_query_table, SIOV_ARRAY_SIZE(vdev_query_table), &q, NULL,
+			      err))
 		return invalid_params(err);
 	if (q.name[0] && (q.prefix[0] || q.offset || q.limit)) {
-		siov_err_set(err, -EINVAL, "'name' selects one VDEV: it takes no prefix, "
-					   "offset or limit");
+		siov_err_set(err, -EINVAL,
+			     "'name' selects one VDEV: it takes no prefix, "
+			     "offset or limit");
 		return invalid_params(err);
 	}
 	*result = json_object_new_array();
 	if (!*result)
 		return siov_err_set(err, -ENOMEM, "out of memory");
 	if (!q.name[0]) {
-		f = (struct siov_vdev_filter){.prefix = q.prefix, .offset = q.offset, .limit = q.limit};
+		f = (struct siov_vdev_filter){
+		    .prefix = q.prefix, .offset = q.offset, .limit = q.limit};
 		siov_vdcm_vdev_query(srv->vdcm, &f, cb, *result);
 		return 0;
 	}

@@ -121,8 +121,8 @@ struct vdcm_backend {
 	struct siov_backend *bd;
 	unsigned nvdevs;
 	struct hlink by_name;
-	void *windows;		    /* tsearch tree of exclusive windows: pairwise disjoint */
-	struct vdcm_vdev *shared;   /* VDEVs created with allow_overlap (few, walked) */
+	void *windows;		  /* tsearch tree of exclusive windows: pairwise disjoint */
+	struct vdcm_vdev *shared; /* VDEVs created with allow_overlap (few, walked) */
 	struct vdcm_backend *next;
 };
 
@@ -149,7 +149,7 @@ struct vdcm_vdev {
 	struct siov_qos *qos;
 	struct siov_vu_server *srv;
 	struct hlink by_name, by_socket;
-	struct vdcm_vdev *prev, *next;	/* creation order */
+	struct vdcm_vdev *prev, *next; /* creation order */
 	struct vdcm_vdev *shared_next; /* be->shared */
 };
 
@@ -166,8 +166,10 @@ struct siov_vdcm {
 
 int siov_vdcm_create(const struct siov_vdcm_opts *opts, struct siov_vdcm **out)
 {
-	struct siov_engines_opts eo = {.count = opts->engines, .poll_us = opts->poll_us,
-				       .loop = opts->loop, .balance_ms = 1000};
+	struct siov_engines_opts eo = {.count = opts->engines,
+				       .poll_us = opts->poll_us,
+				       .loop = opts->loop,
+				       .balance_ms = 1000};
 	struct siov_vdcm *v = calloc(1, sizeof(*v));
 	int rc;
 
@@ -438,8 +440,7 @@ int siov_vdcm_group_set_qos(struct siov_vdcm *v, const char *name,
 		return rc;
 	rc = siov_qos_set(g->qos, qos);
 	if (rc)
-		return siov_err_set(err, rc, "group '%s': cannot set QoS: %s", name,
-				    strerror(-rc));
+		return siov_err_set(err, rc, "group '%s': cannot set QoS: %s", name, strerror(-rc));
 	g->conf.qos = *qos;
 	return 0;
 }
@@ -494,8 +495,7 @@ static int vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *c, struc
 		return siov_err_set(err, -EINVAL, "socket must be an absolute path");
 	l = htab_find(&v->vdev_sockets, c->socket);
 	if (l)
-		return siov_err_set(err, -EADDRINUSE, "socket %s is in use by VDEV '%s'",
-				    c->socket,
+		return siov_err_set(err, -EADDRINUSE, "socket %s is in use by VDEV '%s'", c->socket,
 				    SIOV_CONTAINER_OF(l, struct vdcm_vdev, by_socket)->conf.name);
 	return qos_check(&c->qos, "VDEV", c->name, err);
 }
@@ -648,8 +648,8 @@ int siov_vdcm_vdev_delete(struct siov_vdcm *v, const char *name, struct siov_err
 	return 0;
 }
 
-int siov_vdcm_vdev_set_qos(struct siov_vdcm *v, const char *name,
-			   const struct siov_qos_params *qos, struct siov_err *err)
+int siov_vdcm_vdev_set_qos(struct siov_vdcm *v, const char *name, const struct siov_qos_params *qos,
+			   struct siov_err *err)
 {
 	struct vdcm_vdev *d = vdev_find(v, name);
 	int rc;

@@ -49,25 +49,70 @@ int siov__connect(const char *path, unsigned timeout_ms, int *sock)
 	return 0;
 }
 
-/* Marks the device gone; every queue sees it on its next reap or prep. */
+/*
+ * Marks the back end gone.  Without reconnect (or before siov_dev_start()
+ * returned) that is final; with it the device goes down and a reconnect is
+ * due within reconnect_ms.  Callers with reconnect on hold dev->lock.
+ */
+int siov__mark_dead(struct siov_dev *dev)
+{
+	unsigned conn;
+
+	if (!dev->reconnect_ms || !dev->started) {
+		atomic_store_explicit(&dev->dead, -ENOTCONN, memory_order_relaxed);
+		return -ENOTCONN;
+	}
+	conn = atomic_load_explicit(&dev->conn, memory_order_relaxed);
+	if (!(conn & SIOV__CONN_DOWN)) {
+		dev->deadline_ns = siov__now_ns() + (uint64_t)dev->reconnect_ms * 1000000u;
+		dev->next_try_ns = 0;
+		atomic_store_explicit(&dev->conn, conn | SIOV__CONN_DOWN, memory_order_release);
+	}
+	return -ENOTCONN;
+}
+
 static int mark_dead(struct siov_dev *dev)
 {
-	atomic_store_explicit(&dev->dead, -ENOTCONN, memory_order_relaxed);
-	return -ENOTCONN;
+	return siov__mark_dead(dev);
+}
+
+static bool hung_up(int sock)
+{
+	struct pollfd pfd = {.fd = sock, .events = POLLRDHUP};
+
+	if (poll(&pfd, 1, 0) <= 0)
+		return false;
+	return pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL);
+}
+
+/*
+ * With reconnect, the socket changes under other threads: whoever holds the
+ * lock looks (and reconnects if it is due); the others carry on, since the
+ * holder is doing exactly that.
+ */
+static int sock_check_reconnect(struct siov_dev *dev)
+{
+	int rc = 0;
+
+	if (pthread_mutex_trylock(&dev->lock))
+		return 0;
+	if (!(atomic_load(&dev->conn) & SIOV__CONN_DOWN) && hung_up(dev->sock))
+		mark_dead(dev);
+	pthread_mutex_unlock(&dev->lock);
+	if (atomic_load(&dev->conn) & SIOV__CONN_DOWN)
+		rc = siov__dev_reconnect(dev);
+	return rc;
 }
 
 int siov__sock_check(struct siov_dev *dev)
 {
-	struct pollfd pfd = {.fd = dev->sock, .events = POLLRDHUP};
 	int dead = atomic_load_explicit(&dev->dead, memory_order_relaxed);
 
 	if (dead)
 		return dead;
-	if (poll(&pfd, 1, 0) < 0)
-		return errno == EINTR ? 0 : -errno;
-	if (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
-		return mark_dead(dev);
-	return 0;
+	if (dev->reconnect_ms && dev->started)
+		return sock_check_reconnect(dev);
+	return hung_up(dev->sock) ? mark_dead(dev) : 0;
 }
 
 /* Waits until @sock is ready for @events; -ETIMEDOUT or -ENOTCONN otherwise. */

@@ -54,6 +54,42 @@ static int check_opts(const struct siov_dev_opts *o)
 	return 0;
 }
 
+/* Fields added after flags count only if the caller's struct has them. */
+static unsigned opt_reconnect_ms(const struct siov_dev_opts *o)
+{
+	if (o->size < offsetof(struct siov_dev_opts, reconnect_ms) + sizeof(o->reconnect_ms))
+		return 0;
+	return o->reconnect_ms;
+}
+
+static struct siov_dev *dev_new(const char *path, const struct siov_dev_opts *o)
+{
+	struct siov_dev *dev = calloc(1, sizeof(*dev));
+
+	if (!dev)
+		return NULL;
+	dev->path = strdup(path);
+	if (!dev->path) {
+		free(dev);
+		return NULL;
+	}
+	dev->sock = -1;
+	dev->timeout_ms = o->timeout_ms ? o->timeout_ms : 5000;
+	dev->poll_us = o->poll_us;
+	dev->flags = o->flags;
+	dev->want_queues = o->num_queues;
+	dev->reconnect_ms = opt_reconnect_ms(o);
+	pthread_mutex_init(&dev->lock, NULL);
+	return dev;
+}
+
+static void dev_free(struct siov_dev *dev)
+{
+	pthread_mutex_destroy(&dev->lock);
+	free(dev->path);
+	free(dev);
+}
+
 static int negotiate_protocol(struct siov_dev *dev)
 {
 	uint64_t pf;
@@ -73,7 +109,7 @@ static int negotiate_protocol(struct siov_dev *dev)
 	return 0;
 }
 
-static int read_queue_num(struct siov_dev *dev, const struct siov_dev_opts *o)
+static int read_queue_num(struct siov_dev *dev, unsigned want)
 {
 	uint64_t n = 1;
 	int rc;
@@ -86,9 +122,9 @@ static int read_queue_num(struct siov_dev *dev, const struct siov_dev_opts *o)
 	if (n == 0 || n > 1024)
 		return -EPROTO;
 	dev->info.max_queues = (unsigned)n;
-	if (o->num_queues > n)
+	if (want > n)
 		return -EINVAL;
-	dev->nqueues = o->num_queues ? o->num_queues : (unsigned)n;
+	dev->nqueues = want ? want : (unsigned)n;
 	return 0;
 }
 
@@ -141,23 +177,26 @@ static int read_config(struct siov_dev *dev)
 	return 0;
 }
 
-static int negotiate(struct siov_dev *dev, const struct siov_dev_opts *o)
+/* Features, protocol features, owner, queue count and configuration. */
+int siov__negotiate(struct siov_dev *dev, unsigned num_queues)
 {
 	uint64_t offered, wanted = WANTED_FEATURES;
 	int rc;
 
+	/* A new connection: no REPLY_ACK until the back end accepts it again. */
+	dev->protocol_features = 0;
 	rc = siov__vu_get_u64(dev, VHOST_USER_GET_FEATURES, &offered);
 	if (rc)
 		return rc;
 	if (!has(offered, VIRTIO_F_VERSION_1_BIT))
 		return -EOPNOTSUPP;
-	if (o->flags & SIOV_DEV_F_NO_EVENT_IDX)
+	if (dev->flags & SIOV_DEV_F_NO_EVENT_IDX)
 		wanted &= ~(1ull << VIRTIO_RING_F_EVENT_IDX_BIT);
 	dev->features = offered & wanted;
 	rc = negotiate_protocol(dev);
 	if (rc)
 		return rc;
-	rc = read_queue_num(dev, o);
+	rc = read_queue_num(dev, num_queues);
 	if (rc)
 		return rc;
 	rc = siov__vu_call(dev, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0, NULL);
@@ -195,17 +234,13 @@ int siov_dev_open(const char *path, const struct siov_dev_opts *opts, struct sio
 	rc = check_opts(opts);
 	if (rc)
 		return rc;
-	dev = calloc(1, sizeof(*dev));
+	dev = dev_new(path, opts);
 	if (!dev)
 		return -ENOMEM;
-	dev->sock = -1;
-	dev->timeout_ms = opts->timeout_ms ? opts->timeout_ms : 5000;
-	dev->poll_us = opts->poll_us;
-	dev->flags = opts->flags;
 	rc = siov__connect(path, dev->timeout_ms, &dev->sock);
 	if (rc)
 		goto err_connect;
-	rc = negotiate(dev, opts);
+	rc = siov__negotiate(dev, opts->num_queues);
 	if (rc)
 		goto err_negotiate;
 	fill_info(dev, opts);
@@ -215,7 +250,7 @@ int siov_dev_open(const char *path, const struct siov_dev_opts *opts, struct sio
 err_negotiate:
 	close(dev->sock);
 err_connect:
-	free(dev);
+	dev_free(dev);
 	return rc;
 }
 
@@ -243,7 +278,7 @@ void siov_dev_close(struct siov_dev *dev)
 	}
 	for (i = 0; i < dev->nregions; i++)
 		region_fini(&dev->region[i]);
-	free(dev);
+	dev_free(dev);
 }
 
 int siov_dev_info(const struct siov_dev *dev, struct siov_dev_info *info)
@@ -254,7 +289,12 @@ int siov_dev_info(const struct siov_dev *dev, struct siov_dev_info *info)
 
 int siov_dev_fd(const struct siov_dev *dev)
 {
-	return dev->sock;
+	return __atomic_load_n(&dev->sock, __ATOMIC_RELAXED);
+}
+
+unsigned siov_dev_reconnects(const struct siov_dev *dev)
+{
+	return __atomic_load_n(&dev->reconnects, __ATOMIC_RELAXED);
 }
 
 int siov_dev_alive(struct siov_dev *dev)
@@ -353,7 +393,7 @@ int siov_mem_register(struct siov_dev *dev, void *addr, size_t len, int fd, uint
 
 /* --- Start: memory table, then every queue --- */
 
-static int send_mem_table(struct siov_dev *dev)
+int siov__send_mem_table(struct siov_dev *dev)
 {
 	struct siov_vu_mem_table mt = {.nregions = dev->nregions};
 	int fds[SIOV__REGIONS_MAX];
@@ -389,7 +429,7 @@ static int send_vring_fd(struct siov_dev *dev, uint32_t request, unsigned index,
 	return siov__vu_call(dev, request, &v, sizeof(v), &fd, 1, NULL);
 }
 
-static int start_queue(struct siov_dev *dev, struct siov_queue *q)
+int siov__start_queue(struct siov_dev *dev, struct siov_queue *q)
 {
 	struct siov_vu_vring_addr a = {.index = q->index,
 				       .desc_user_addr = (uintptr_t)q->desc,
@@ -402,10 +442,15 @@ static int start_queue(struct siov_dev *dev, struct siov_queue *q)
 		rc = send_state(dev, VHOST_USER_SET_VRING_BASE, q->index, 0);
 	if (!rc)
 		rc = siov__vu_call(dev, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0, NULL);
-	if (!rc)
-		rc = send_vring_fd(dev, VHOST_USER_SET_VRING_KICK, q->index, q->kick_fd);
+	/*
+	 * CALL before KICK: libvhost-user (qemu-storage-daemon) starts a ring on
+	 * KICK and fails the connection if it completes a request before it has
+	 * a call fd, which a reconnect with requests pending would provoke.
+	 */
 	if (!rc)
 		rc = send_vring_fd(dev, VHOST_USER_SET_VRING_CALL, q->index, q->call_fd);
+	if (!rc)
+		rc = send_vring_fd(dev, VHOST_USER_SET_VRING_KICK, q->index, q->kick_fd);
 	/* With PROTOCOL_FEATURES a ring starts disabled until it is enabled. */
 	if (!rc && has(dev->features, VHOST_USER_F_PROTOCOL_FEATURES_BIT))
 		rc = send_state(dev, VHOST_USER_SET_VRING_ENABLE, q->index, 1);
@@ -447,9 +492,9 @@ int siov_dev_start(struct siov_dev *dev)
 	rc = alloc_queues(dev);
 	if (rc)
 		return rc;
-	rc = send_mem_table(dev);
+	rc = siov__send_mem_table(dev);
 	for (i = 0; !rc && i < dev->nqueues; i++)
-		rc = start_queue(dev, &dev->queue[i]);
+		rc = siov__start_queue(dev, &dev->queue[i]);
 	if (rc)
 		return rc;
 	dev->started = true;

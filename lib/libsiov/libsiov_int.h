@@ -8,6 +8,7 @@
 #ifndef SIOV_LIBSIOV_INT_H
 #define SIOV_LIBSIOV_INT_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -43,6 +44,7 @@ struct siov__slot {
 	uint16_t ndesc;
 	uint16_t tail; /* last descriptor of the chain */
 	uint8_t state;
+	uint32_t seq; /* order of preparation: resubmission keeps it */
 };
 
 struct siov_queue {
@@ -81,10 +83,20 @@ struct siov_queue {
 	unsigned index;
 	uint8_t *ring_mem; /* start of this queue's part of the ring region */
 	size_t ring_len;
+	uint32_t seq;	 /* next siov__slot.seq */
+	unsigned conn;	 /* dev->conn the ring was set up under */
+	uint64_t *order; /* [num] scratch for resubmission, sorted by age */
 };
 
+/*
+ * dev->conn: the connection generation times two, plus SIOV__CONN_DOWN while
+ * the back end is gone and a reconnect is pending.  A queue whose conn
+ * differs from its device's must set its ring up again before it is used.
+ */
+#define SIOV__CONN_DOWN 1u
+
 struct siov_dev {
-	int sock;
+	int sock; /* -1 while reconnecting; atomic loads off the control thread */
 	unsigned timeout_ms;
 	unsigned poll_us;
 	uint32_t flags;
@@ -97,6 +109,15 @@ struct siov_dev {
 	atomic_int dead; /* 0, or -ENOTCONN once the socket hung up */
 	struct siov_queue *queue;
 	unsigned nqueues;
+	/* Reconnect (siov_dev_opts.reconnect_ms); the fields below @lock are its. */
+	char *path;
+	unsigned want_queues; /* siov_dev_opts.num_queues */
+	unsigned reconnect_ms;
+	atomic_uint conn;
+	pthread_mutex_t lock; /* one thread talks to the socket at a time */
+	uint64_t deadline_ns; /* give up reconnecting at this time */
+	uint64_t next_try_ns; /* throttles connect attempts */
+	unsigned reconnects;  /* successful ones */
 };
 
 /* Internal functions: hidden, so the version script's siov_* cannot leak them. */
@@ -113,12 +134,23 @@ int siov__vu_get_u64(struct siov_dev *dev, uint32_t request, uint64_t *val);
 int siov__vu_set_u64(struct siov_dev *dev, uint32_t request, uint64_t val);
 int siov__connect(const char *path, unsigned timeout_ms, int *sock);
 int siov__sock_check(struct siov_dev *dev);
+int siov__mark_dead(struct siov_dev *dev);
 uint64_t siov__now_ns(void);
+
+/* Device set-up steps reconnect repeats (dev.c). */
+int siov__negotiate(struct siov_dev *dev, unsigned num_queues);
+int siov__send_mem_table(struct siov_dev *dev);
+int siov__start_queue(struct siov_dev *dev, struct siov_queue *q);
+
+/* Reconnect (reconnect.c). */
+int siov__dev_reconnect(struct siov_dev *dev);
+int siov__queue_recover(struct siov_queue *q);
 
 /* Queues (queue.c). */
 size_t siov__queue_ring_bytes(unsigned num);
 int siov__queue_init(struct siov_queue *q, struct siov_dev *dev, unsigned index, uint8_t *mem);
 void siov__queue_fini(struct siov_queue *q);
+void siov__queue_rebuild(struct siov_queue *q);
 
 #pragma GCC visibility pop
 

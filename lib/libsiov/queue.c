@@ -103,8 +103,10 @@ int siov__queue_init(struct siov_queue *q, struct siov_dev *dev, unsigned index,
 	q->capacity = in->capacity;
 	q->next = calloc(q->num, sizeof(*q->next));
 	q->slot = calloc(q->num, sizeof(*q->slot));
-	if (!q->next || !q->slot)
+	q->order = calloc(q->num, sizeof(*q->order));
+	if (!q->next || !q->slot || !q->order)
 		return -ENOMEM;
+	q->conn = atomic_load(&dev->conn);
 	q->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	q->call_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (q->kick_fd < 0 || q->call_fd < 0)
@@ -122,8 +124,55 @@ void siov__queue_fini(struct siov_queue *q)
 		close(q->call_fd);
 	if (q->kick_fd >= 0)
 		close(q->kick_fd);
+	free(q->order);
 	free(q->slot);
 	free(q->next);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * After a reconnect: a fresh ring in the same memory, holding every request
+ * not yet completed, oldest first.  The private slots say which those are;
+ * nothing is read back from the ring the old back end shared.  Submitted
+ * ones are published at once, prepared ones wait for siov_submit().  The
+ * caller has reaped whatever the old back end completed.
+ */
+void siov__queue_rebuild(struct siov_queue *q)
+{
+	struct layout l;
+	unsigned i, n = 0;
+
+	for (i = 0; i < q->num; i++) {
+		if (q->slot[i].state != SIOV__SLOT_BUSY)
+			continue;
+		/* Key: age (oldest smallest, modulo 2^32) above the head index. */
+		q->order[n++] = ((uint64_t)(uint32_t)(q->slot[i].seq - q->seq) << 16) | i;
+		q->status[i] = 0xff;
+	}
+	qsort(q->order, n, sizeof(*q->order), cmp_u64);
+	layout_of(q->num, &l);
+	memset(q->used, 0, l.hdr - l.used);
+	for (i = 0; i < n; i++)
+		q->avail->ring[i & q->mask] = (uint16_t)(q->order[i] & 0xffff);
+	if (q->prepared > n)
+		q->prepared = n;
+	q->last_used = 0;
+	q->avail_idx = (uint16_t)n;
+	q->submitted = n - q->prepared;
+	q->avail_pub = (uint16_t)q->submitted;
+	q->idle_polls = 0;
+	q->armed = false;
+	/* Polling mode, as a new queue starts. */
+	if (q->event_idx)
+		*q->used_event = (uint16_t)(q->last_used - 1);
+	q->avail->flags = q->event_idx ? 0 : VRING_AVAIL_F_NO_INTERRUPT;
+	__atomic_store_n(&q->avail->idx, q->avail_pub, __ATOMIC_RELEASE);
 }
 
 /* --- Preparing requests --- */
@@ -229,7 +278,8 @@ static void publish_local(struct siov_queue *q, uint16_t head, uint16_t tail, un
 					    .bytes = bytes,
 					    .ndesc = (uint16_t)ndesc,
 					    .tail = tail,
-					    .state = SIOV__SLOT_BUSY};
+					    .state = SIOV__SLOT_BUSY,
+					    .seq = q->seq++};
 	/* A device that never writes the status is caught: 0xff is no status. */
 	q->status[head] = 0xff;
 	q->avail->ring[q->avail_idx & q->mask] = head;
@@ -453,6 +503,11 @@ static int idle(struct siov_queue *q, struct siov_cqe *cqes, unsigned max)
 	uint64_t now;
 	int rc;
 
+	/* The device reconnected or is reconnecting: this ring must follow. */
+	if (atomic_load_explicit(&q->dev->conn, memory_order_relaxed) != q->conn) {
+		rc = siov__queue_recover(q);
+		return rc ? drain(q, cqes, max, rc) : 0;
+	}
 	if (!q->submitted || (++q->idle_polls & 63))
 		return 0;
 	now = siov__now_ns();
@@ -528,10 +583,16 @@ static int ms_until(uint64_t deadline, uint64_t now)
 static int sleep_once(struct siov_queue *q, uint64_t deadline, uint64_t now)
 {
 	struct pollfd pfd[2] = {{.fd = q->call_fd, .events = POLLIN},
-				{.fd = q->dev->sock, .events = POLLRDHUP}};
+				{.fd = siov_dev_fd(q->dev), .events = POLLRDHUP}};
 	uint64_t cnt;
 	int rc;
 
+	/* Reconnecting: no call or hang-up can wake us, so look again soon. */
+	if (atomic_load_explicit(&q->dev->conn, memory_order_relaxed) != q->conn) {
+		rc = ms_until(deadline, now);
+		poll(NULL, 0, rc < 0 || rc > 10 ? 10 : rc);
+		return 0;
+	}
 	if (siov_queue_arm(q))
 		goto out;
 	rc = poll(pfd, 2, ms_until(deadline, now));

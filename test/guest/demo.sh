@@ -1,25 +1,40 @@
 #!/bin/bash
-# make demo: siovd carves four virtual disks out of one sparse file, a real
-# Linux guest (QEMU, TCG) attaches to all four over vhost-user-blk and runs a
-# verified fio workload on them, and the per-disk statistics are printed.
+# make demo: siovd carves virtual disks out of one sparse file.  A real Linux
+# guest (QEMU, TCG) attaches to four of them over vhost-user-blk and runs a
+# verified fio workload, while N client processes (default 64) each open a VDEV
+# of their own through libsiov (siov-bench, verified random reads and writes)
+# at the same time.  Then a table shows each VDEV's IOPS, mean latency and
+# verification, and the total: dozens of devices sharing one backend.
 # Everything lives in a temporary directory that is removed on exit.
 # Usage: test/guest/demo.sh BUILD_DIR
+#   SIOV_DEMO_CLIENTS=N          client processes, one VDEV each (default 64, 0 = none)
+#   SIOV_DEMO_CLIENT_SECONDS=S   how long each client runs (default 5)
 #   (SIOV_GUEST_BACKEND=qsd runs the same demo on qemu-storage-daemon)
 build=${1:?usage: demo.sh BUILD_DIR}
 build=$(cd "$build" && pwd)
 SIOVD=$build/app/siovd/siovd
 SIOVCTL=$build/app/siovctl/siovctl
+SIOVBENCH=$build/app/siov-bench/siov-bench
 SIOV_GUEST_CACHE=$build/test/guest
 . "$(dirname "$0")/lib.sh"
+NCLIENTS=${SIOV_DEMO_CLIENTS:-64}
+CLIENT_SECS=${SIOV_DEMO_CLIENT_SECONDS:-5}
 mkdir -p "$SIOV_GUEST_CACHE"
 if [ "$BACKEND" = siovd ] && { [ ! -x "$SIOVD" ] || [ ! -x "$SIOVCTL" ]; }; then
 	die "no siovd/siovctl in $build: run 'make build' first"
 fi
+[ "$NCLIENTS" = 0 ] || [ -x "$SIOVBENCH" ] || die "no siov-bench in $build: run 'make build' first"
+command -v jq >/dev/null || die "jq is needed to read the results (scripts/deps.sh demo installs it)"
 setup
 
 disk=$WORK/siov-backend.img
-DISK_SIZE=$((1024 * MiB)) W=$((64 * MiB))
+W=$((64 * MiB))               # a guest VDEV's window
+CW=$((8 * MiB))               # a client VDEV's window
+CBASE=$((1024 * MiB))         # client windows start here, after the guests'
+DISK_SIZE=$((CBASE + NCLIENTS * CW))
 NAMES=(vm0 vm1 vm2 vm3)
+CLIENTS=()
+for ((i = 0; i < NCLIENTS; i++)); do CLIENTS+=("$(printf 'c%03d' $i)"); done
 
 echo
 echo "== siov demo =="
@@ -30,6 +45,11 @@ for i in 0 1 2 3; do
 	be_vdev ${NAMES[$i]} b0 $((i * 256 * MiB)) $W 2
 	echo "VDEV ${NAMES[$i]}: window [$((i * 256)) MiB, +$((W / MiB)) MiB) of b0, 2 queues, socket ${VDEV_SOCK[${NAMES[$i]}]}"
 done
+for ((i = 0; i < NCLIENTS; i++)); do
+	be_vdev "${CLIENTS[$i]}" b0 $((CBASE + i * CW)) $CW 1
+done
+[ "$NCLIENTS" = 0 ] ||
+	echo "VDEV ${CLIENTS[0]}..${CLIENTS[$((NCLIENTS - 1))]}: $NCLIENTS windows of $((CW / MiB)) MiB from $((CBASE / MiB)) MiB of b0, 1 queue each, one libsiov client process per VDEV"
 be_ready
 [ "$BACKEND" = siovd ] && echo "siovd: $(ctl daemon_info | jq -c . 2>/dev/null || true)"
 
@@ -42,7 +62,7 @@ iodepth=8
 direct=1
 rw=randwrite
 bssplit=4k/40:16k/30:64k/20:256k/10
-size=48M
+size=32M
 verify=crc32c
 verify_fatal=1
 verify_backlog=64
@@ -60,44 +80,126 @@ JOB
 say "running fio (random writes of 4k-256k, 8 in flight per disk, every block verified with crc32c)"
 rc=0
 fio --eta=never --output-format=terse --output=/tmp/fio.terse /tmp/demo.fio || rc=$?
-# terse v3: 3 job name, 5 error, 6 KiB read, 8 read IOPS, 47 KiB written, 49 write IOPS.
-awk -F';' '$1 == 3 { print "SIOV-DEMO", $3, $5, $6, $8, $47, $49 }' /tmp/fio.terse
+# terse v3: 3 job name, 5 error, 6 KiB read, 40 read lat mean (us),
+# 47 KiB written, 49 write IOPS, 81 write lat mean (us).
+awk -F';' '$1 == 3 { print "SIOV-DEMO", $3, $5, $6, $40, $47, $49, $81 }' /tmp/fio.terse
 [ $rc = 0 ] || fail "fio verification failed (status $rc)"
 G
-echo "booting a Linux guest (QEMU TCG, 2 vCPUs) on the four VDEVs ..."
-t0=$(date +%s)
-rc=0
-( run_guest demo 240 "${NAMES[@]}" ) || rc=$?
-echo "guest finished in $(($(date +%s) - t0)) s"
 
+# cpu_s PID: user+system CPU seconds a process has used so far.
+cpu_s() {
+	awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# start_clients: one siov-bench per client VDEV, all at once: 4 KiB random
+# reads and writes, 4 in flight, every read of a written block checked,
+# interrupt mode (64 pollers would starve the guest on two cores).
+CPIDS=()
+start_clients() {
+	local i v
+	for ((i = 0; i < NCLIENTS; i++)); do
+		v=${CLIENTS[$i]}
+		timeout -k 5 $((CLIENT_SECS + 60)) "$SIOVBENCH" --socket "${VDEV_SOCK[$v]}" --rw randrw --verify \
+			--bs 4k --iodepth 4 --size 2M --runtime "$CLIENT_SECS" --irq --json \
+			>"$WORK/$v.json" 2>"$WORK/$v.err" &
+		CPIDS+=($!)
+		PIDS+=($!)
+	done
+}
+
+# wait_clients: their exit statuses, in $WORK/NAME.rc.
+wait_clients() {
+	local i rc
+	for ((i = 0; i < ${#CPIDS[@]}; i++)); do
+		rc=0
+		wait "${CPIDS[$i]}" || rc=$?
+		forget_pid "${CPIDS[$i]}"
+		echo $rc >"$WORK/${CLIENTS[$i]}.rc"
+	done
+}
+
+# finish_guest: waits for QEMU (bounded by guest_start's timeout) and says
+# whether the guest passed, without dying, so the table is printed either way.
+finish_guest() {
+	local rc=0
+	while kill -0 "$GUEST_PID" 2>/dev/null; do sleep 0.2; done
+	wait "$GUEST_PID" || rc=$?
+	forget_pid "$GUEST_PID"
+	rm -f "$WORK/demo.qemu.pid"
+	grep -q '^SIOV-TEST-PASS' "$WORK/demo.console" && return 0
+	echo "guest: $(grep -m1 '^SIOV-TEST-FAIL' "$WORK/demo.console" | tr -d '\r' || echo "no result (QEMU status $rc)")" >&2
+	return 1
+}
+
+echo "booting a Linux guest (QEMU TCG, 2 vCPUs) on the four guest VDEVs ..."
+t0=$(date +%s.%N)
+cpu0=$(cpu_s "$BE_PID")
+guest_start demo 240 "${NAMES[@]}"
+guest_wait_marker demo "running fio" 120
+if [ "$NCLIENTS" != 0 ]; then
+	echo "guest fio running; starting $NCLIENTS siov-bench clients for $CLIENT_SECS s ..."
+	start_clients
+	wait_clients
+fi
+grc=0
+finish_guest || grc=$?
+cpu1=$(cpu_s "$BE_PID")
+secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+echo "guest and clients finished in $secs s"
+
+# The table: IOPS and mean latency as the consumer measured them (fio in the
+# guest, siov-bench for clients), siovd's own mean latency per VDEV
+# (vdev_stats: request taken from the ring to completion), the verdict.
+allstats='[]'
+have_stats && allstats=$(ctl vdev_stats | jq -c 'if type == "array" then . else [.] end')
+bad=0 tot_g=0 tot_c=0
+row() { printf '%-5s %-13s %-11s %9s %11s %11s  %s\n' "$@"; }
 echo
-printf '%-5s %-5s %-13s %9s %13s %9s %9s %11s  %s\n' VDEV disk "window (MiB)" requests "queue 0/1" "read MiB" "wrote MiB" "latency us" "crc32c verify"
+row VDEV consumer "window MiB" IOPS "lat us" "siovd us" verification
+be_lat() {
+	have_stats || { echo -; return; }
+	jq -r --arg n "$1" '.[] | select(.name == $n) | .latency_us_mean | floor' <<<"$allstats"
+}
 for i in 0 1 2 3; do
 	v=${NAMES[$i]} d=vd$(printf "\\x$(printf %x $((97 + i)))")
 	line=$(tr -d '\r' <"$WORK/demo.console" | grep "^SIOV-DEMO $d " || true)
-	err=x rkb=0 wkb=0
-	[ -z "$line" ] || read -r _ _ err rkb _ wkb _ <<<"$line"
-	verdict=FAILED
-	[ "$err" = 0 ] && [ $rc = 0 ] && verdict="OK"
+	err=x rkb=0 rlat=0 wkb=0 wiops=0 wlat=0
+	[ -z "$line" ] || read -r _ _ err rkb rlat wkb wiops wlat <<<"$line"
+	verdict="FAILED"
+	[ "$err" = 0 ] && [ $grc = 0 ] && verdict="OK (fio crc32c)"
 	[ -n "$line" ] || verdict="no result"
-	if have_stats; then
-		s=$(stats $v)
-		req=$(jq -r .requests <<<"$s")
-		br=$(jq -r .bytes_read <<<"$s")
-		bw=$(jq -r .bytes_written <<<"$s")
-		lat=$(jq -r .latency_us_mean <<<"$s")
-		perq=$(jq -r '[.queues[].requests | tostring] | join("/")' <<<"$s")
-	else
-		req=- perq=- lat=- br=$((rkb * 1024)) bw=$((wkb * 1024))
-	fi
-	printf '%-5s %-5s %-13s %9s %13s %9s %9s %11s  %s\n' "$v" "$d" "$((i * 256))+$((W / MiB))" "$req" "$perq" \
-		"$(awk -v b="$br" 'BEGIN{printf "%.1f", b/1048576}')" \
-		"$(awk -v b="$bw" 'BEGIN{printf "%.1f", b/1048576}')" \
-		"$([ "$lat" = - ] && echo - || awk -v b="$lat" 'BEGIN{printf "%.0f", b}')" "$verdict"
+	[ "$verdict" = "OK (fio crc32c)" ] || bad=$((bad + 1))
+	# fio's read side covers only the verify reads (their runtime is not the
+	# job's): they re-read what was written, with the same sizes, so the job
+	# did (read + written) / written times the write IOPS over its runtime.
+	read -r iops lat < <(awk -v rk="$rkb" -v rl="$rlat" -v wk="$wkb" -v wi="$wiops" -v wl="$wlat" \
+		'BEGIN { n = rk + wk; printf "%d %d\n", wk ? wi * n / wk : 0, n ? (rk * rl + wk * wl) / n : 0 }')
+	tot_g=$((tot_g + iops))
+	row "$v" "guest $d" "$((i * 256))+$((W / MiB))" "$iops" "$lat" "$(be_lat "$v")" "$verdict"
 done
-have_stats && echo "(requests, bytes and latency: siovd's vdev_stats; verification: fio in the guest)" ||
-	echo "(the qsd peer has no vdev_stats: MiB are fio's own counts)"
+for ((i = 0; i < NCLIENTS; i++)); do
+	v=${CLIENTS[$i]} j=$WORK/${CLIENTS[$i]}.json
+	iops=0 lat=- verdict="no result: $(head -c 80 "$WORK/$v.err" 2>/dev/null)"
+	if jq -e . "$j" >/dev/null 2>&1; then
+		read -r iops lat nver nerr nbad < <(jq -r '[(.iops | floor), (.lat_ns.mean / 1000 | floor),
+			.verified, .errors, .verify_errors] | @tsv' "$j")
+		if [ "$(cat "$WORK/$v.rc")" = 0 ] && [ "$nerr" = 0 ] && [ "$nbad" = 0 ] && [ "$nver" -gt 0 ]; then
+			verdict="OK ($nver reads checked)"
+		else
+			verdict="FAILED ($nerr errors, $nbad of $nver reads bad)"
+		fi
+	fi
+	case "$verdict" in OK*) ;; *) bad=$((bad + 1)) ;; esac
+	tot_c=$((tot_c + iops))
+	row "$v" "siov-bench" "$(((CBASE + i * CW) / MiB))+$((CW / MiB))" "$iops" "$lat" "$(be_lat "$v")" "$verdict"
+done
 echo
-[ $rc = 0 ] || die "the guest workload failed; see the console above"
+echo "total: $((4 + NCLIENTS)) VDEVs on one backend file: $((tot_g + tot_c)) IOPS" \
+	"(guest $tot_g over 4 disks, $NCLIENTS libsiov clients $tot_c),"
+have_stats && echo "       siovd used $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.1f", b - a }') CPU-s in $secs s on a $(nproc)-core machine shared with QEMU and the clients"
+echo "(IOPS and lat us: as measured by fio in the guest / siov-bench in each client;" \
+	"siovd us: vdev_stats, ring to completion)"
+echo
+[ $bad = 0 ] || die "$bad VDEV(s) failed verification or produced no result; see above"
 be_stop
-echo "demo: PASS — 4 VDEVs on one backend, all data verified in the guest. Cleaning up."
+echo "demo: PASS: $((4 + NCLIENTS)) VDEVs on one backend, all data verified. Cleaning up."

@@ -75,8 +75,8 @@ static int rpc_connect(const char *path)
 
 static void spawn(struct sd *s, const char *siovd, const char *const *extra)
 {
-	const char *argv[32] = {siovd,	       "--rpc-socket", s->rpc,	  "--state-dir",
-				s->state,      "--log-level",  "warn",	  NULL};
+	const char *argv[32] = {siovd,	  "--rpc-socket", s->rpc, "--state-dir",
+				s->state, "--log-level",  "warn", NULL};
 	unsigned n = 7;
 	int fd;
 
@@ -297,8 +297,8 @@ double sd_cpu(struct sd *s)
 	text[n] = '\0';
 	/* Fields 14 and 15, counted after the ")" that ends the command name. */
 	p = strrchr(text, ')');
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-			 &st) != 2)
+	if (!p ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
 		return -1;
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
@@ -354,7 +354,8 @@ void client_close(struct client *c)
 static int one_io(struct client *c, bool write, void *buf, uint32_t len, uint64_t off)
 {
 	struct siov_cqe cqe;
-	int rc = write ? siov_prep_write(c->q, buf, len, off, 1) : siov_prep_read(c->q, buf, len, off, 2);
+	int rc = write ? siov_prep_write(c->q, buf, len, off, 1)
+		       : siov_prep_read(c->q, buf, len, off, 2);
 
 	if (rc)
 		return rc;

@@ -149,7 +149,8 @@ static void time_queries(void)
 	t_page = now_s() - t0;
 	n = res ? json_object_array_length(res) : 0;
 	check(&S, n == (N - N / 2 < 100 ? N - N / 2 : 100),
-	      "vdev_stats page of 100 at offset %u: %zu entries in %.2f ms", N / 2, n, t_page * 1e3);
+	      "vdev_stats page of 100 at offset %u: %zu entries in %.2f ms", N / 2, n,
+	      t_page * 1e3);
 	if (res && n) {
 		struct json_object *first = json_object_array_get_idx(res, 0), *req;
 		json_object_object_get_ex(first, "requests", &req);

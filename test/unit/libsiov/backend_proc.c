@@ -177,6 +177,9 @@ int backend_start(const struct backend_kind *kind, struct backend_proc *b, uint6
 	memset(b, 0, sizeof(*b));
 	b->pid = -1;
 	b->size = size;
+	b->kind = kind;
+	b->queues = queues;
+	b->ro = readonly;
 	snprintf(b->dir, sizeof(b->dir), "/tmp/siov-libsiov-XXXXXX");
 	if (!mkdtemp(b->dir))
 		return -errno;
@@ -193,6 +196,22 @@ int backend_start(const struct backend_kind *kind, struct backend_proc *b, uint6
 	if (rc)
 		dump_log(b);
 	return rc;
+}
+
+int backend_restart(struct backend_proc *b)
+{
+	char rpc[96], state[128], log[128];
+	char *daemon[] = {(char *)b->kind->siovd, "--rpc-socket", rpc, "--state-dir", state, NULL};
+
+	if (b->pid > 0)
+		return -EBUSY;
+	if (!b->kind->siovd)
+		return start_qsd(b->kind, b, b->queues, b->ro);
+	snprintf(rpc, sizeof(rpc), "%s/rpc.sock", b->dir);
+	snprintf(state, sizeof(state), "%s/state", b->dir);
+	snprintf(log, sizeof(log), "%s/backend.log", b->dir);
+	b->pid = spawn(daemon, log);
+	return b->pid < 0 ? -errno : 0;
 }
 
 void backend_kill(struct backend_proc *b)

@@ -17,6 +17,9 @@ struct backend_proc {
 	char sock[100]; /* fits sun_path */
 	char file[128];
 	uint64_t size;
+	const struct backend_kind *kind; /* what backend_restart() runs again */
+	unsigned queues;
+	bool ro;
 };
 
 /* Which program to run: set once by main() from the command line. */
@@ -35,6 +38,13 @@ int backend_start(const struct backend_kind *kind, struct backend_proc *b, uint6
 
 /* Kills the back end at once (SIGKILL), as a crash would. */
 void backend_kill(struct backend_proc *b);
+
+/*
+ * Starts the same back end again after backend_kill(), without waiting for
+ * its socket: siovd on the same --state-dir (it recreates the VDEV itself),
+ * qemu-storage-daemon with the same export.  0 or -errno.
+ */
+int backend_restart(struct backend_proc *b);
 
 /* Stops the back end if it still runs and removes its files. */
 void backend_stop(struct backend_proc *b);

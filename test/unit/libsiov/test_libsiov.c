@@ -4,8 +4,9 @@
  * Each test proves something an application would notice: the device
  * describes itself, data written through any queue reads back and lands at
  * the right place in the backing file, flush/discard/write-zeroes work,
- * mistakes are refused before they reach the ring, and a back end that dies
- * is reported as an error instead of a hang.  Exits 77 (skip) when the back
+ * mistakes are refused before they reach the ring, a back end that dies
+ * is reported as an error instead of a hang, and with reconnect_ms a back
+ * end SIGKILLed and restarted under verified load loses no request.  Exits 77 (skip) when the back
  * end's binary is not installed.
  */
 #include <errno.h>
@@ -37,6 +38,22 @@ struct fixture {
 	struct siov_dev_info info;
 };
 
+/*
+ * qemu-storage-daemon's socket file appears just before it listens (the
+ * start-up probe can only stat it): a refused connect then means "not yet".
+ */
+static int open_retry(const char *path, const struct siov_dev_opts *o, struct siov_dev **dev)
+{
+	int i, rc = -ECONNREFUSED;
+
+	for (i = 0; i < 200 && rc == -ECONNREFUSED; i++) {
+		if (i)
+			usleep(10000);
+		rc = siov_dev_open(path, o, dev);
+	}
+	return rc;
+}
+
 static int open_dev(struct fixture *f, uint32_t flags, unsigned poll_us)
 {
 	struct siov_dev_opts o;
@@ -47,7 +64,7 @@ static int open_dev(struct fixture *f, uint32_t flags, unsigned poll_us)
 	o.flags = flags;
 	o.poll_us = poll_us;
 	o.timeout_ms = 3000;
-	rc = siov_dev_open(f->be.sock, &o, &f->dev);
+	rc = open_retry(f->be.sock, &o, &f->dev);
 	if (rc)
 		return rc;
 	rc = siov_mem_alloc(f->dev, BUF_SIZE, &p);
@@ -390,6 +407,257 @@ static void test_backend_gone_irq(void **state)
 	gone(*state, true);
 }
 
+/* --- Reconnect: the back end is SIGKILLed and started again under load --- */
+
+#define RC_DEPTH  16 /* requests in flight per queue */
+#define RC_SLOTS  (RC_DEPTH * QUEUES)
+#define RC_ROUNDS 64 /* blocks each slot cycles through */
+#define RC_KILLS  3
+#define RC_STEP	  1500 /* completions between kills */
+
+/* One in-flight slot: writes a block, reads it back, checks it, moves on. */
+struct rc_slot {
+	uint64_t block;
+	uint32_t tag; /* in the cookie: which request of the slot is out */
+	bool busy;
+	bool reading;
+};
+
+struct rc_state {
+	struct fixture *f;
+	struct rc_slot slot[RC_SLOTS];
+	uint32_t gen[RC_SLOTS * RC_ROUNDS];
+	uint64_t done, verified;
+	unsigned round[RC_SLOTS];
+};
+
+static uint64_t rc_off(uint64_t block)
+{
+	return block * 4096;
+}
+
+static uint8_t *rc_buf(struct rc_state *st, unsigned s)
+{
+	return st->f->buf + (size_t)s * 4096;
+}
+
+/* The slot's next request: a write of a new generation, or the read after it. */
+static void rc_issue(struct rc_state *st, unsigned s)
+{
+	struct rc_slot *sl = &st->slot[s];
+	struct siov_queue *q = siov_dev_queue(st->f->dev, s / RC_DEPTH);
+	uint64_t cookie = (uint64_t)++sl->tag << 16 | s;
+
+	if (!sl->reading) {
+		sl->block = (uint64_t)(st->round[s]++ % RC_ROUNDS) * RC_SLOTS + s;
+		fill(rc_buf(st, s), 4096, (uint32_t)(sl->block * 7 + ++st->gen[sl->block]));
+		assert_int_equal(siov_prep_write(q, rc_buf(st, s), 4096, rc_off(sl->block), cookie),
+				 0);
+	} else {
+		memset(rc_buf(st, s), 0, 4096);
+		assert_int_equal(siov_prep_read(q, rc_buf(st, s), 4096, rc_off(sl->block), cookie),
+				 0);
+	}
+	sl->busy = true;
+}
+
+/* A completion must name the slot's one outstanding request, and succeed. */
+static void rc_complete(struct rc_state *st, const struct siov_cqe *c, bool refill)
+{
+	unsigned s = c->cookie & 0xffff;
+	struct rc_slot *sl;
+	uint8_t want[4096];
+
+	assert_true(s < RC_SLOTS);
+	sl = &st->slot[s];
+	assert_true(sl->busy);
+	assert_int_equal(c->cookie >> 16, sl->tag);
+	assert_int_equal(c->res, 4096);
+	sl->busy = false;
+	st->done++;
+	if (sl->reading) {
+		fill(want, 4096, (uint32_t)(sl->block * 7 + st->gen[sl->block]));
+		assert_memory_equal(rc_buf(st, s), want, 4096);
+		st->verified++;
+	}
+	sl->reading = !sl->reading;
+	if (refill)
+		rc_issue(st, s);
+}
+
+/* One pass over both queues; returns the requests still out. */
+static unsigned rc_pass(struct rc_state *st, bool irq, bool refill)
+{
+	struct siov_cqe c[64];
+	unsigned qi, i, out = 0;
+
+	for (qi = 0; qi < QUEUES; qi++) {
+		struct siov_queue *q = siov_dev_queue(st->f->dev, qi);
+		int rc = siov_submit(q);
+
+		assert_true(rc >= 0);
+		rc = irq ? siov_wait(q, c, 64, 1, 20) : siov_reap(q, c, 64);
+		assert_true(rc >= 0);
+		for (i = 0; i < (unsigned)rc; i++)
+			rc_complete(st, &c[i], refill);
+		out += siov_queue_inflight(q);
+	}
+	return out;
+}
+
+/* The backing file holds each block's last generation. */
+static void rc_check_file(struct rc_state *st)
+{
+	uint8_t got[4096], want[4096];
+	int fd = open(st->f->be.file, O_RDONLY);
+	uint64_t b;
+
+	assert_true(fd >= 0);
+	for (b = 0; b < RC_SLOTS * RC_ROUNDS; b++) {
+		if (!st->gen[b])
+			continue;
+		fill(want, 4096, (uint32_t)(b * 7 + st->gen[b]));
+		assert_int_equal(pread(fd, got, 4096, (off_t)rc_off(b)), 4096);
+		assert_memory_equal(got, want, 4096);
+	}
+	close(fd);
+}
+
+/* A started device whose library reconnects for up to reconnect_ms. */
+static int setup_reconnecting(void **state, int timeout_ms, int reconnect_ms)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct siov_dev_opts o;
+	void *p;
+	int rc;
+
+	assert_non_null(f);
+	*state = f;
+	rc = backend_start(&kind, &f->be, DEV_SIZE, QUEUES, false);
+	siov_dev_opts_init(&o);
+	if (timeout_ms)
+		o.timeout_ms = timeout_ms;
+	o.reconnect_ms = reconnect_ms;
+	if (!rc)
+		rc = open_retry(f->be.sock, &o, &f->dev);
+	if (!rc)
+		rc = siov_mem_alloc(f->dev, BUF_SIZE, &p);
+	if (!rc) {
+		f->buf = p;
+		siov_dev_info(f->dev, &f->info);
+		rc = siov_dev_start(f->dev);
+	}
+	if (rc) {
+		fprintf(stderr, "reconnect set-up: %s\n", strerror(-rc));
+		teardown(state);
+	}
+	return rc ? -1 : 0;
+}
+
+static int setup_reconnect(void **state)
+{
+	return setup_reconnecting(state, 3000, 10000);
+}
+
+/*
+ * Verified writes and reads at depth 16 on each queue while the back end is
+ * SIGKILLed and started again RC_KILLS times: every request completes once
+ * and successfully, every read finds the last write, no -ENOTCONN.
+ */
+static void reconnect_under_load(struct fixture *f, bool irq)
+{
+	struct rc_state *st = calloc(1, sizeof(*st));
+	uint64_t start = now_ms(), next_kill = RC_STEP;
+	unsigned s, kills = 0, out_at_kill = 0;
+
+	assert_non_null(st);
+	st->f = f;
+	for (s = 0; s < RC_SLOTS; s++)
+		rc_issue(st, s);
+	while (kills < RC_KILLS || st->done < next_kill) {
+		assert_true(now_ms() - start < 60000);
+		rc_pass(st, irq, true);
+		if (kills < RC_KILLS && st->done >= next_kill) {
+			/* Submitted and not completed: these must be resubmitted. */
+			for (s = 0; s < QUEUES; s++) {
+				assert_true(siov_submit(siov_dev_queue(f->dev, s)) >= 0);
+				out_at_kill += siov_queue_inflight(siov_dev_queue(f->dev, s));
+			}
+			backend_kill(&f->be);
+			/* Down for a while: connect attempts fail until it is back. */
+			usleep(50000 + 50000 * kills);
+			assert_int_equal(backend_restart(&f->be), 0);
+			kills++;
+			next_kill = st->done + RC_STEP;
+		}
+	}
+	while (rc_pass(st, irq, false))
+		assert_true(now_ms() - start < 60000);
+	assert_int_equal(siov_dev_reconnects(f->dev), RC_KILLS);
+	assert_int_equal(siov_dev_alive(f->dev), 0);
+	assert_true(st->verified >= RC_KILLS * RC_STEP / 3);
+	assert_true(out_at_kill > 0);
+	rc_check_file(st);
+	fprintf(stderr,
+		"reconnect: %llu requests, %llu reads verified, %u restarts with %u requests "
+		"out, %llu ms\n",
+		(unsigned long long)st->done, (unsigned long long)st->verified,
+		siov_dev_reconnects(f->dev), out_at_kill, (unsigned long long)(now_ms() - start));
+	free(st);
+}
+
+static void test_reconnect_poll(void **state)
+{
+	reconnect_under_load(*state, false);
+}
+
+static void test_reconnect_irq(void **state)
+{
+	reconnect_under_load(*state, true);
+}
+
+/* No back end within reconnect_ms: what was out completes with -ENOTCONN. */
+static void test_reconnect_gives_up(void **state)
+{
+	struct fixture *f = *state;
+	struct siov_queue *q = siov_dev_queue(f->dev, 0);
+	uint64_t t_kill;
+	struct siov_cqe c[64];
+	unsigned i, out = 0;
+	int rc;
+
+	for (i = 0; i < 8; i++)
+		assert_int_equal(siov_prep_read(q, f->buf + i * 4096, 4096, i * 4096, i), 0);
+	assert_int_equal(siov_submit(q), 8);
+	out = 8;
+	backend_kill(&f->be);
+	t_kill = now_ms();
+	while (out) {
+		rc = siov_wait(q, c, 64, 1, 100);
+		if (rc == -ENOTCONN)
+			break;
+		assert_true(rc >= 0);
+		for (i = 0; i < (unsigned)rc; i++)
+			assert_true(c[i].res == 4096 || c[i].res == -ENOTCONN);
+		out -= (unsigned)rc;
+		assert_true(now_ms() - t_kill < 20000);
+	}
+	assert_int_equal(out, 0);
+	/* The reads may all have completed before the kill: wait for the verdict. */
+	while (siov_dev_alive(f->dev) == 0) {
+		assert_true(now_ms() - t_kill < 5000);
+		usleep(5000);
+	}
+	assert_true(now_ms() - t_kill >= 250);
+	assert_int_equal(siov_dev_alive(f->dev), -ENOTCONN);
+	assert_int_equal(siov_prep_read(q, f->buf, 4096, 0, 1), -ENOTCONN);
+}
+
+static int setup_reconnect_short(void **state)
+{
+	return setup_reconnecting(state, 0, 300);
+}
+
 static void test_no_listener(void **state)
 {
 	struct siov_dev *dev = NULL;
@@ -448,6 +716,10 @@ int main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(test_irq_mode, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backend_gone_poll, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backend_gone_irq, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reconnect_poll, setup_reconnect, teardown),
+	    cmocka_unit_test_setup_teardown(test_reconnect_irq, setup_reconnect, teardown),
+	    cmocka_unit_test_setup_teardown(test_reconnect_gives_up, setup_reconnect_short,
+					    teardown),
 	};
 	int rc = parse_args(argc, argv);
 

@@ -283,8 +283,8 @@ uint64_t siov_vdcm_vdev_query(struct siov_vdcm *v, const struct siov_vdev_filter
 	return matched;
 }
 
-int siov_vdcm_vdev_set_qos(struct siov_vdcm *v, const char *name,
-			   const struct siov_qos_params *qos, struct siov_err *err)
+int siov_vdcm_vdev_set_qos(struct siov_vdcm *v, const char *name, const struct siov_qos_params *qos,
+			   struct siov_err *err)
 {
 	int i = vdev_idx(v, name);
 

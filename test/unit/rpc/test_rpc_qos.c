@@ -34,8 +34,8 @@ static int setup(void **state)
 	opts.vdcm = g_vdcm;
 	if (siov_rpc_server_create(&opts, &g_srv) < 0)
 		return -1;
-	rpc_expect_true(g_srv, REQ("backend_create",
-				   "{\"name\":\"b\",\"type\":\"null\",\"size\":\"1G\"}"));
+	rpc_expect_true(
+	    g_srv, REQ("backend_create", "{\"name\":\"b\",\"type\":\"null\",\"size\":\"1G\"}"));
 	return 0;
 }
 
@@ -87,9 +87,10 @@ static void test_vdev_create_qos(void **state)
 	BAD_PARAMS("vdev_create",
 		   "{\"name\":\"v1\",\"backend\":\"b\",\"socket\":\"/tmp/x\",\"weight\":10001}",
 		   "'weight' must be between 0 and 10000");
-	BAD_PARAMS("vdev_create",
-		   "{\"name\":\"v1\",\"backend\":\"b\",\"socket\":\"/tmp/x\",\"bps_limit\":\"fast\"}",
-		   "'bps_limit' must be a number of bytes");
+	BAD_PARAMS(
+	    "vdev_create",
+	    "{\"name\":\"v1\",\"backend\":\"b\",\"socket\":\"/tmp/x\",\"bps_limit\":\"fast\"}",
+	    "'bps_limit' must be a number of bytes");
 	BAD_PARAMS("vdev_create",
 		   "{\"name\":\"v1\",\"backend\":\"b\",\"socket\":\"/tmp/x\",\"group\":\"../g\"}",
 		   "'group'");
@@ -260,11 +261,12 @@ static char *create_batch(unsigned first, unsigned n)
 	assert_non_null(text);
 	text[len++] = '[';
 	for (unsigned i = first; i < first + n; i++)
-		len += (size_t)snprintf(text + len, size - len,
-					"%s{\"jsonrpc\":\"2.0\",\"id\":%u,\"method\":\"vdev_create\","
-					"\"params\":{\"name\":\"v%u\",\"backend\":\"b\",\"offset\":%u,"
-					"\"size\":4096,\"socket\":\"/tmp/v%u.sock\"}}",
-					i > first ? "," : "", i, i, i * 4096, i);
+		len +=
+		    (size_t)snprintf(text + len, size - len,
+				     "%s{\"jsonrpc\":\"2.0\",\"id\":%u,\"method\":\"vdev_create\","
+				     "\"params\":{\"name\":\"v%u\",\"backend\":\"b\",\"offset\":%u,"
+				     "\"size\":4096,\"socket\":\"/tmp/v%u.sock\"}}",
+				     i > first ? "," : "", i, i, i * 4096, i);
 	text[len++] = ']';
 	text[len] = '\0';
 	return text;
@@ -302,8 +304,8 @@ static void test_batch_saves_once(void **state)
 	free(text);
 	assert_int_equal(json_object_array_length(res), 50);
 	for (size_t i = 0; i < 50; i++)
-		assert_true(json_object_get_boolean(
-		    member(json_object_array_get_idx(res, i), "result")));
+		assert_true(
+		    json_object_get_boolean(member(json_object_array_get_idx(res, i), "result")));
 	json_object_put(res);
 	assert_int_equal(fake_vdcm_vdevs(g_vdcm), 50);
 	assert_int_equal(siov_vdcm_create(NULL, &b), 0);
