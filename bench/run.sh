@@ -115,15 +115,20 @@ bench_once() {
 	stop_target
 }
 
-fio_once() { # QD ROUND
-	local out="$OUT/raw/file-fio-qd$1-r$2.json"
-	taskset -c $LCPU fio --name=native --filename="$FILE" --ioengine=io_uring --direct=1 \
+# fio_once QD ROUND [SIDE CPU]: native io_uring on the file.  The reference
+# ("fio") issues its I/O from the target's CPU, as siovd does: on this VM the
+# disk's completions are cheaper on one CPU than the other, and the ratio
+# should compare the I/O paths, not the CPUs.  "fio-cpu1" is the other CPU.
+fio_once() {
+	local side=${3:-fio} cpu=${4:-$TCPU}
+	local out="$OUT/raw/file-$side-qd$1-r$2.json"
+	taskset -c $cpu fio --name=native --filename="$FILE" --ioengine=io_uring --direct=1 \
 		--rw=randread --bs=4k --iodepth="$1" --runtime="$RUNTIME" --time_based \
 		--output-format=json >"$out.tmp" 2>/dev/null
-	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); r=d["jobs"][0]["read"]; json.dump(dict(side="fio", backend="file", round=int(sys.argv[2]), iodepth=int(sys.argv[3]), iops=r["iops"], lat_ns=dict(mean=r["clat_ns"]["mean"]+r.get("slat_ns",{}).get("mean",0))), open(sys.argv[4],"w"))' \
-		"$out.tmp" "$2" "$1" "$out"
+	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); r=d["jobs"][0]["read"]; json.dump(dict(side=sys.argv[5], backend="file", round=int(sys.argv[2]), iodepth=int(sys.argv[3]), iops=r["iops"], lat_ns=dict(mean=r["clat_ns"]["mean"]+r.get("slat_ns",{}).get("mean",0))), open(sys.argv[4],"w"))' \
+		"$out.tmp" "$2" "$1" "$out" "$side"
 	rm -f "$out.tmp"
-	echo "bench: file fio qd=$1 round=$2: $(python3 -c 'import json,sys; print("%.0f IOPS" % json.load(open(sys.argv[1]))["iops"])' "$out")"
+	echo "bench: file $side (cpu $cpu) qd=$1 round=$2: $(python3 -c 'import json,sys; print("%.0f IOPS" % json.load(open(sys.argv[1]))["iops"])' "$out")"
 }
 
 describe_machine() {
@@ -159,6 +164,7 @@ dd if=/dev/zero of="$FILE" bs=1M count="$FILE_MB" oflag=direct status=none
 for round in $(seq "$ROUNDS"); do
 	have_siovd && bench_once siovd file 32 "$round"
 	fio_once 32 "$round"
+	fio_once 32 "$round" fio-cpu1 $LCPU
 	[ -n "$QSD" ] && bench_once qsd file 32 "$round"
 done
 

@@ -8,6 +8,9 @@
 #include <errno.h>
 #include <pthread.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,12 +26,18 @@
 #include "siov_internal/state.h"
 #include "siov_internal/vdcm.h"
 
+#define SIOVD_MAX_SOCKET_DIRS 16
+
 struct siovd_opts {
 	const char *rpc_socket;
 	const char *state_dir;
 	unsigned engines;
 	unsigned poll_us;
 	enum siov_log_level log_level;
+	const char *socket_dirs[SIOVD_MAX_SOCKET_DIRS + 1]; /* NULL-terminated */
+	unsigned nsocket_dirs;
+	unsigned socket_mode;
+	int socket_uid, socket_gid, rpc_gid;
 };
 
 static void usage(FILE *f)
@@ -69,6 +78,63 @@ static int parse_level(const char *s, enum siov_log_level *out)
 	return -EINVAL;
 }
 
+static int parse_mode(const char *s, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 8);
+	if (errno || *s == '\0' || *end != '\0' || v == 0 || v > 0777)
+		return -EINVAL;
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* A user or group by name or number. */
+static int parse_id(const char *s, bool group, int *out)
+{
+	unsigned v;
+
+	if (!parse_uint(s, 0x7fffffff, &v)) {
+		*out = (int)v;
+		return 0;
+	}
+	if (group) {
+		struct group *g = getgrnam(s);
+		if (!g)
+			return -ENOENT;
+		*out = (int)g->gr_gid;
+	} else {
+		struct passwd *p = getpwnam(s);
+		if (!p)
+			return -ENOENT;
+		*out = (int)p->pw_uid;
+	}
+	return 0;
+}
+
+static int parse_security(int c, const char *arg, struct siovd_opts *o)
+{
+	switch (c) {
+	case 'D':
+		if (o->nsocket_dirs == SIOVD_MAX_SOCKET_DIRS)
+			return -E2BIG;
+		o->socket_dirs[o->nsocket_dirs++] = arg;
+		return 0;
+	case 'M':
+		return parse_mode(arg, &o->socket_mode);
+	case 'U':
+		return parse_id(arg, false, &o->socket_uid);
+	case 'G':
+		return parse_id(arg, true, &o->socket_gid);
+	case 'R':
+		return parse_id(arg, true, &o->rpc_gid);
+	default:
+		return -EINVAL;
+	}
+}
+
 static int parse_args(int argc, char **argv, struct siovd_opts *o)
 {
 	static const struct option lopts[] = {
@@ -101,6 +167,19 @@ static int parse_args(int argc, char **argv, struct siovd_opts *o)
 		case 'l':
 			if (parse_level(optarg, &o->log_level))
 				goto bad;
+			break;
+		case 'D':
+		case 'M':
+		case 'U':
+		case 'G':
+		case 'R':
+			if (parse_security(c, optarg, o)) {
+				fprintf(stderr,
+					"siovd: bad value '%s' (a directory, an octal mode, "
+					"a user or a group)\n",
+					optarg);
+				goto bad;
+			}
 			break;
 		case 'h':
 			usage(stdout);

@@ -25,6 +25,8 @@ struct siov_rpc_server_opts {
 	struct siov_vdcm *vdcm;
 	const char *socket_path;
 	const char *state_dir; /* NULL: nothing is persisted */
+	/* > 0: members of this group may manage siovd too (socket 0660, this group). */
+	int socket_gid;
 };
 
 int siov_rpc_server_create(const struct siov_rpc_server_opts *opts, struct siov_rpc_server **out);

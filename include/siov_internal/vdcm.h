@@ -27,6 +27,11 @@ struct siov_vdcm_opts {
 	struct siov_loop *loop;
 	unsigned engines; /* 0: one per online CPU */
 	unsigned poll_us; /* how long an engine polls a queue after its last request */
+	/* Directories VDEV sockets must be created in (NULL-terminated; NULL = anywhere). */
+	const char *const *socket_dirs;
+	/* VDEV socket files: mode (0 = 0600), owner and group (0 = siovd's). */
+	unsigned socket_mode;
+	int socket_uid, socket_gid;
 };
 
 enum siov_vdev_type { SIOV_VDEV_BLK };

@@ -582,7 +582,7 @@ static int clear_stale_socket(const char *path, const struct sockaddr_un *addr)
 	return 0;
 }
 
-static int rpc_bind(int fd, const char *path, const struct sockaddr_un *addr)
+static int rpc_bind(int fd, const char *path, const struct sockaddr_un *addr, int gid)
 {
 	mode_t old;
 	int rc;
@@ -596,7 +596,9 @@ static int rpc_bind(int fd, const char *path, const struct sockaddr_un *addr)
 	umask(old);
 	if (rc < 0)
 		return -errno;
-	if (chmod(path, 0600) < 0 || listen(fd, SOMAXCONN) < 0) {
+	/* Whoever can connect manages every device: the owner, or an operators' group. */
+	if ((gid > 0 && lchown(path, (uid_t)-1, (gid_t)gid) < 0) ||
+	    chmod(path, gid > 0 ? 0660 : 0600) < 0 || listen(fd, SOMAXCONN) < 0) {
 		rc = -errno;
 		unlink(path);
 		return rc;
@@ -625,7 +627,7 @@ static int rpc_listen(struct siov_rpc_server *srv, const char *path)
 	srv->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (srv->listen_fd < 0)
 		return -errno;
-	rc = rpc_bind(srv->listen_fd, path, &addr);
+	rc = rpc_bind(srv->listen_fd, path, &addr, srv->socket_gid);
 	if (rc < 0) {
 		SIOV_ERR("rpc: cannot listen on %s: %s", path, strerror(-rc));
 		return rc;
@@ -660,6 +662,7 @@ int siov_rpc_server_create(const struct siov_rpc_server_opts *opts, struct siov_
 		goto err;
 	}
 	if (opts->socket_path) {
+		srv->socket_gid = opts->socket_gid;
 		rc = rpc_listen(srv, opts->socket_path);
 		if (rc < 0)
 			goto err;

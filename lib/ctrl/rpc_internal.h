@@ -36,6 +36,7 @@ struct siov_rpc_server {
 	char *socket_path; /* NULL: no socket, siov_rpc_handle() only */
 	char *state_dir;   /* NULL: nothing is persisted */
 	int listen_fd;
+	int socket_gid; /* > 0: the socket is 0660 for this group */
 	struct siov_watch *listen_watch;
 	struct siov_rpc_conn *conns; /* doubly linked */
 	unsigned nconns;

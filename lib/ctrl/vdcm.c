@@ -162,7 +162,70 @@ struct siov_vdcm {
 	struct htab backend_names, group_names, vdev_names, vdev_sockets;
 	unsigned nbackends, ngroups, nvdevs;
 	uint64_t start_ns;
+	char **socket_dirs; /* resolved at start; NULL = anywhere */
+	unsigned nsocket_dirs;
+	unsigned socket_mode;
+	int socket_uid, socket_gid;
 };
+
+/* Resolves the allowed socket directories once, so that a symlink swapped later cannot widen them.
+ */
+static int socket_dirs_init(struct siov_vdcm *v, const char *const *dirs)
+{
+	unsigned n = 0;
+
+	while (dirs && dirs[n])
+		n++;
+	if (!n)
+		return 0;
+	v->socket_dirs = calloc(n, sizeof(char *));
+	if (!v->socket_dirs)
+		return -ENOMEM;
+	for (v->nsocket_dirs = 0; v->nsocket_dirs < n; v->nsocket_dirs++) {
+		v->socket_dirs[v->nsocket_dirs] = realpath(dirs[v->nsocket_dirs], NULL);
+		if (!v->socket_dirs[v->nsocket_dirs]) {
+			int rc = -errno;
+			SIOV_ERR("socket dir %s: %s", dirs[v->nsocket_dirs], strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static void socket_dirs_fini(struct siov_vdcm *v)
+{
+	unsigned i;
+
+	for (i = 0; i < v->nsocket_dirs; i++)
+		free(v->socket_dirs[i]);
+	free(v->socket_dirs);
+}
+
+/* True if path's directory (resolved) is one of the allowed ones or below one. */
+static bool socket_dir_allowed(const struct siov_vdcm *v, const char *path)
+{
+	char dir[SIOV_SOCKET_PATH_MAX], *real, *slash;
+	bool ok = false;
+	unsigned i;
+
+	if (!v->nsocket_dirs)
+		return true;
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		return false;
+	*(slash == dir ? slash + 1 : slash) = '\0';
+	real = realpath(dir, NULL);
+	if (!real)
+		return false;
+	for (i = 0; i < v->nsocket_dirs && !ok; i++) {
+		size_t l = strlen(v->socket_dirs[i]);
+		ok = !strncmp(real, v->socket_dirs[i], l) &&
+		     (real[l] == '\0' || real[l] == '/' || v->socket_dirs[i][l - 1] == '/');
+	}
+	free(real);
+	return ok;
+}
 
 int siov_vdcm_create(const struct siov_vdcm_opts *opts, struct siov_vdcm **out)
 {
@@ -183,6 +246,14 @@ int siov_vdcm_create(const struct siov_vdcm_opts *opts, struct siov_vdcm **out)
 	v->loop = opts->loop;
 	v->backends_tail = &v->backends;
 	v->start_ns = siov_now_ns();
+	v->socket_mode = opts->socket_mode;
+	v->socket_uid = opts->socket_uid;
+	v->socket_gid = opts->socket_gid;
+	rc = socket_dirs_init(v, opts->socket_dirs);
+	if (rc) {
+		siov_vdcm_destroy(v);
+		return rc;
+	}
 	*out = v;
 	return 0;
 }
@@ -493,6 +564,11 @@ static int vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *c, struc
 		return siov_err_set(err, -EINVAL, "queues must be 1..%d", SIOV_VDEV_MAX_QUEUES);
 	if (c->socket[0] != '/')
 		return siov_err_set(err, -EINVAL, "socket must be an absolute path");
+	if (strstr(c->socket, "/../") || !socket_dir_allowed(v, c->socket))
+		return siov_err_set(
+		    err, -EACCES,
+		    "socket %s is outside the directories siovd was allowed (--socket-dir)",
+		    c->socket);
 	l = htab_find(&v->vdev_sockets, c->socket);
 	if (l)
 		return siov_err_set(err, -EADDRINUSE, "socket %s is in use by VDEV '%s'", c->socket,
@@ -535,6 +611,9 @@ static int vdev_build(struct siov_vdcm *v, struct vdcm_vdev *d, struct siov_err 
 	so.queues = d->conf.queues;
 	so.dev = d->blk;
 	so.qos = d->qos;
+	so.socket_mode = v->socket_mode;
+	so.socket_uid = v->socket_uid;
+	so.socket_gid = v->socket_gid;
 	return siov_vu_server_create(&so, &d->srv, err);
 }
 
@@ -677,6 +756,7 @@ void siov_vdcm_destroy(struct siov_vdcm *v)
 	while (v->backends)
 		siov_vdcm_backend_delete(v, siov_backend_conf(v->backends->bd)->name, NULL);
 	siov_engines_destroy(v->engines);
+	socket_dirs_fini(v);
 	free(v->backend_names.b);
 	free(v->group_names.b);
 	free(v->vdev_names.b);

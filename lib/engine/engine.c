@@ -248,13 +248,16 @@ static unsigned poll_one(struct siov_engine *e, struct siov_vq *vq, uint64_t now
 	budget = queue_budget(vq, now, &reserved);
 	n = budget ? vq->ops->process(vq, &e->ioctx, budget) : 0;
 	queue_charge(vq, budget, reserved, n);
-	/*
-	 * Requests in flight count as work: the driver will refill the ring as they
-	 * complete, and catching that by polling saves a kick and a wake-up each.
-	 */
-	if (n || vq->throttle_until > now || SIOV_STAT_GET(vq->stats.inflight)) {
+	if (n || vq->throttle_until > now) {
 		vq->last_work_ns = now;
 		e->busy = true;
+	} else if (SIOV_STAT_GET(vq->stats.inflight)) {
+		/*
+		 * Waiting for the backend: stay active with kicks off, but let the
+		 * engine sleep; each completion wakes it, and the driver's refill is
+		 * found then (completions restart the grace period).  Spinning here
+		 * instead would keep io_uring's completion task_work from running.
+		 */
 	} else if (now - vq->last_work_ns > e->poll_ns) {
 		/* Re-arm kicks, then look once more: the driver may have raced us. */
 		*keep = siov_vq_enable_notify(vq);

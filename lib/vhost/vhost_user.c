@@ -925,6 +925,7 @@ static int socket_listen(const char *path, const struct siov_vu_server_opts *o,
 			 struct siov_err *err)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	mode_t old_mask;
 	int fd, rc;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
@@ -938,7 +939,11 @@ static int socket_listen(const char *path, const struct siov_vu_server_opts *o,
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return siov_err_set(err, -errno, "socket: %s", strerror(errno));
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	/* Nobody else may connect, not even between bind() and chmod(): hence the umask. */
+	old_mask = umask(0177);
+	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old_mask);
+	if (rc < 0) {
 		rc = siov_err_set(err, -errno, "bind %s: %s", path, strerror(errno));
 		goto err_close;
 	}

@@ -231,6 +231,8 @@ static void req_finish(struct blk_req *r, uint8_t status)
 	struct siov_vq_stats *s = &vq->stats;
 
 	*r->status = status;
+	/* A completion is work: the driver is likely to refill now, so keep polling. */
+	vq->last_work_ns = vq_now(vq);
 	siov_vq_push(vq, r->chain.head, r->written + 1);
 	siov_engine_note_used(vq);
 	SIOV_STAT_ADD(s->requests, 1);
