@@ -143,6 +143,11 @@ static int parse_args(int argc, char **argv, struct siovd_opts *o)
 	    {"engines", required_argument, NULL, 'e'},
 	    {"poll-us", required_argument, NULL, 'p'},
 	    {"log-level", required_argument, NULL, 'l'},
+	    {"socket-dir", required_argument, NULL, 'D'},
+	    {"socket-mode", required_argument, NULL, 'M'},
+	    {"socket-owner", required_argument, NULL, 'U'},
+	    {"socket-group", required_argument, NULL, 'G'},
+	    {"rpc-group", required_argument, NULL, 'R'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -230,9 +235,17 @@ static void raise_fd_limit(void)
 
 static int run(const struct siovd_opts *o, struct siov_loop *loop)
 {
-	struct siov_vdcm_opts vo = {.loop = loop, .engines = o->engines, .poll_us = o->poll_us};
-	struct siov_rpc_server_opts ro = {
-	    .loop = loop, .socket_path = o->rpc_socket, .state_dir = o->state_dir};
+	struct siov_vdcm_opts vo = {.loop = loop,
+				    .engines = o->engines,
+				    .poll_us = o->poll_us,
+				    .socket_dirs = o->nsocket_dirs ? o->socket_dirs : NULL,
+				    .socket_mode = o->socket_mode,
+				    .socket_uid = o->socket_uid,
+				    .socket_gid = o->socket_gid};
+	struct siov_rpc_server_opts ro = {.loop = loop,
+					  .socket_path = o->rpc_socket,
+					  .state_dir = o->state_dir,
+					  .socket_gid = o->rpc_gid};
 	struct siov_rpc_server *rpc = NULL;
 	struct siov_vdcm *vdcm = NULL;
 	struct siov_daemon_info di;
