@@ -242,9 +242,11 @@ static unsigned poll_one(struct siov_engine *e, struct siov_vq *vq, uint64_t now
 		return 0;
 	}
 	if (vq->throttle_until) {
-		siov_qos_note_wait(vq->qos, now - vq->last_work_ns);
+		siov_qos_note_wait(vq->qos, now > vq->last_work_ns ? now - vq->last_work_ns : 0);
 		vq->throttle_until = 0;
 	}
+	if (siov_vq_has_work(vq) && e->now == now)
+		e->now = now = siov_now_ns();
 	budget = queue_budget(vq, now, &reserved);
 	n = budget ? vq->ops->process(vq, &e->ioctx, budget) : 0;
 	queue_charge(vq, budget, reserved, n);
@@ -258,7 +260,7 @@ static unsigned poll_one(struct siov_engine *e, struct siov_vq *vq, uint64_t now
 		 * found then (completions restart the grace period).  Spinning here
 		 * instead would keep io_uring's completion task_work from running.
 		 */
-	} else if (now - vq->last_work_ns > e->poll_ns) {
+	} else if (now > vq->last_work_ns && now - vq->last_work_ns > e->poll_ns) {
 		/* Re-arm kicks, then look once more: the driver may have raced us. */
 		*keep = siov_vq_enable_notify(vq);
 		if (*keep) {
@@ -517,12 +519,22 @@ static void *engine_main(void *arg)
 	struct siov_engine *e = arg;
 	struct engine_cmd *waiting = NULL;
 
+	unsigned idle = 0, work = 1;
+
 	arm_cmd(e);
 	while (!e->stopping || waiting) {
-		uint64_t now = siov_now_ns();
-		unsigned work;
+		uint64_t now;
 
-		e->now = now;
+		/*
+		 * While spinning on empty rings, read the clock only now and then:
+		 * a shorter spin notices a new request sooner.  poll_one() reads it
+		 * afresh the moment a ring has work, so request stamps stay exact.
+		 */
+		if (work || ++idle % 64 == 0)
+			e->now = siov_now_ns();
+		if (work)
+			idle = 0;
+		now = e->now;
 		work = poll_active(e, now);
 		work += siov_io_ctx_run_deferred(&e->ioctx);
 		submit(e, false);
