@@ -28,12 +28,13 @@ CLK = os.sysconf("SC_CLK_TCK")
 class Siovd:
     """siovd in a temporary directory, with one RPC connection."""
 
-    def __init__(self, build, engines=2):
+    def __init__(self, build, engines=2, cpus=None):
         self.dir = tempfile.mkdtemp(prefix="siov-b-", dir="/tmp")
         self.rpc = os.path.join(self.dir, "rpc.sock")
         log = open(os.path.join(self.dir, "siovd.log"), "w")
+        pin = ["taskset", "-c", cpus] if cpus else []
         self.p = subprocess.Popen(
-            [os.path.join(build, "app/siovd/siovd"), "--rpc-socket", self.rpc,
+            pin + [os.path.join(build, "app/siovd/siovd"), "--rpc-socket", self.rpc,
              "--state-dir", os.path.join(self.dir, "state"), "--engines", str(engines),
              "--log-level", "warn"], stdout=log, stderr=log)
         for _ in range(500):
@@ -143,8 +144,9 @@ def release(procs):
         p.wait()
 
 
-def bench(build, socks, runtime, iodepth=8, threads=1, per_socket=True, extra=()):
-    cmd = [os.path.join(build, "app/siov-bench/siov-bench"), "--rw", "randread", "--bs", "4k",
+def bench(build, socks, runtime, iodepth=8, threads=1, per_socket=True, extra=(), cpus=None):
+    pin = ["taskset", "-c", cpus] if cpus else []
+    cmd = pin + [os.path.join(build, "app/siov-bench/siov-bench"), "--rw", "randread", "--bs", "4k",
            "--iodepth", str(iodepth), "--runtime", str(runtime), "--json",
            "--threads", str(threads)] + list(extra)
     if per_socket:
@@ -180,7 +182,10 @@ def scale(build, out):
     # (connection, kick, call): the fd hard limit decides how many can attach.
     attach = int(os.environ.get("ATTACH", "0")) or max(0, min(n, (hard - 512 - n) // 3))
     r = {"vdevs": n, "fd_hard_limit": hard, "cpus": os.cpu_count()}
-    d = Siovd(build)
+    # One engine on CPU 0 and the load on CPU 1: the curve then shows what one
+    # engine does as more VDEVs share it, not two engines and a client fighting
+    # over two CPUs.
+    d = Siovd(build, engines=1, cpus="0")
     try:
         window = 1 << 20
         d.call("backend_create", name="disk", type="file", path=os.path.join(d.dir, "disk.img"),
@@ -231,7 +236,8 @@ def scale(build, out):
             if k > n:
                 break
             res = run_bench(bench(build, [p["socket"] for p in plist[:k]], runtime,
-                                  iodepth=max(1, 32 // k) if k < 32 else 1, threads=1))
+                                  iodepth=max(1, 32 // k) if k < 32 else 1, threads=1,
+                                  cpus="1"))
             per = res.get("per_socket_iops", [])
             log(f"{k} active: {res['iops']:.0f} IOPS")
             r["active"][str(k)] = {"iops": res["iops"], "lat_p99_us": res["lat_ns"]["p99"] / 1e3,
@@ -261,7 +267,7 @@ def scale_md(r):
 | idle CPU with {r['attached']} attached | {r['idle_cpu_pct_attached']:.2f} % |
 
 Aggregate 4 KiB randread IOPS (file backend: a sparse file, O_DIRECT) as more VDEVs are active
-(one siov-bench process, one polling thread, total queue depth ~32):
+(siovd with one engine on CPU 0; one siov-bench process, one polling thread on CPU 1; total queue depth ~32):
 
 | active VDEVs | IOPS | p99 latency (us) | Jain's index |
 |---|---|---|---|

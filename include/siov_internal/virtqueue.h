@@ -86,6 +86,7 @@ struct siov_vq {
 	bool active;
 	bool notify_enabled;
 	uint64_t last_work_ns;
+	unsigned idle_rounds; /* engine rounds since the last request */
 	uint64_t kick_buf;
 	bool kick_armed;
 	bool detaching;

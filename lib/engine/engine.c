@@ -32,6 +32,12 @@
 #define ENGINE_RING_ENTRIES 256
 #define ENGINE_CQ_ENTRIES   4096
 #define ENGINE_BUDGET	    32 /* requests popped per queue per round */
+/*
+ * A queue stays polled for the grace period *and* this many empty rounds: with
+ * a thousand busy queues a round outlasts the grace period, and a queue that
+ * left the active list between two of its requests would cost a kick each.
+ */
+#define ENGINE_IDLE_ROUNDS 4
 
 /* io_uring user_data tags (low 3 bits); 0 is a backend struct siov_io. */
 #define UD_KICK	  1ull
@@ -161,6 +167,7 @@ static void arm_kick(struct siov_engine *e, struct siov_vq *vq)
 static void activate(struct siov_engine *e, struct siov_vq *vq, uint64_t now)
 {
 	vq->last_work_ns = now;
+	vq->idle_rounds = 0;
 	if (vq->active || vq->detaching)
 		return;
 	vq->active = true;
@@ -252,6 +259,7 @@ static unsigned poll_one(struct siov_engine *e, struct siov_vq *vq, uint64_t now
 	queue_charge(vq, budget, reserved, n);
 	if (n || vq->throttle_until > now) {
 		vq->last_work_ns = now;
+		vq->idle_rounds = 0;
 		e->busy = true;
 	} else if (SIOV_STAT_GET(vq->stats.inflight)) {
 		/*
@@ -260,7 +268,8 @@ static unsigned poll_one(struct siov_engine *e, struct siov_vq *vq, uint64_t now
 		 * found then (completions restart the grace period).  Spinning here
 		 * instead would keep io_uring's completion task_work from running.
 		 */
-	} else if (now > vq->last_work_ns && now - vq->last_work_ns > e->poll_ns) {
+	} else if (++vq->idle_rounds > ENGINE_IDLE_ROUNDS && now > vq->last_work_ns &&
+		   now - vq->last_work_ns > e->poll_ns) {
 		/* Re-arm kicks, then look once more: the driver may have raced us. */
 		*keep = siov_vq_enable_notify(vq);
 		if (*keep) {

@@ -233,6 +233,7 @@ static void req_finish(struct blk_req *r, uint8_t status)
 	*r->status = status;
 	/* A completion is work: the driver is likely to refill now, so keep polling. */
 	vq->last_work_ns = vq_now(vq);
+	vq->idle_rounds = 0;
 	siov_vq_push(vq, r->chain.head, r->written + 1);
 	siov_engine_note_used(vq);
 	SIOV_STAT_ADD(s->requests, 1);
