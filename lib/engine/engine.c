@@ -69,8 +69,9 @@ struct siov_engine {
 	struct siov_vq *active;
 	struct siov_vq *notify;
 	bool stopping;
-	bool busy;	    /* a queue is polling (in work or in its grace period) */
-	uint64_t next_wake; /* earliest QoS wake-up among throttled queues, 0 = none */
+	bool busy;		  /* a queue is polling (in work or in its grace period) */
+	uint64_t next_wake;	  /* earliest QoS wake-up among throttled queues, 0 = none */
+	uint32_t wmax, wmax_next; /* heaviest QoS weight among last round's / this round's queues */
 	/* The control thread's own list of this engine's queues, for the balancer. */
 	struct siov_vq **ctl_vqs;
 	unsigned ctl_n, ctl_cap;
@@ -204,14 +205,20 @@ static void flush_notify(struct siov_engine *e)
  * time is shared by weight; the reservation's credit comes on top, so
  * reservations are served whatever the weights say.
  */
-static unsigned queue_budget(struct siov_vq *vq, uint64_t now, unsigned *reserved)
+static unsigned queue_budget(struct siov_engine *e, struct siov_vq *vq, uint64_t now,
+			     unsigned *reserved)
 {
+	uint32_t w;
 	double quantum;
 
 	*reserved = 0;
 	if (!vq->qos)
 		return ENGINE_BUDGET;
-	quantum = (double)ENGINE_BUDGET * siov_qos_weight(vq->qos) / SIOV_QOS_WEIGHT_DEFAULT;
+	/* The heaviest active queue gets a full batch a round, the others their share of it. */
+	w = siov_qos_weight(vq->qos);
+	if (w > e->wmax_next)
+		e->wmax_next = w;
+	quantum = (double)ENGINE_BUDGET * w / (e->wmax ? e->wmax : w);
 	vq->deficit += quantum;
 	if (vq->deficit > ENGINE_BUDGET * 2)
 		vq->deficit = ENGINE_BUDGET * 2;
@@ -254,7 +261,7 @@ static unsigned poll_one(struct siov_engine *e, struct siov_vq *vq, uint64_t now
 	}
 	if (siov_vq_has_work(vq) && e->now == now)
 		e->now = now = siov_now_ns();
-	budget = queue_budget(vq, now, &reserved);
+	budget = queue_budget(e, vq, now, &reserved);
 	n = budget ? vq->ops->process(vq, &e->ioctx, budget) : 0;
 	queue_charge(vq, budget, reserved, n);
 	if (n || vq->throttle_until > now) {
@@ -290,6 +297,8 @@ static unsigned poll_active(struct siov_engine *e, uint64_t now)
 
 	e->next_wake = 0;
 	e->busy = false;
+	e->wmax = e->wmax_next;
+	e->wmax_next = 0;
 	/* Rotate who goes first, so queues that share a group bucket share it evenly. */
 	if (e->active && e->active->next_active) {
 		struct siov_vq *first = e->active, **tail = &e->active;
