@@ -64,6 +64,37 @@ static int ok_true(struct json_object **result)
 	return 0;
 }
 
+typedef int (*vdcm_delete_fn)(struct siov_vdcm *vdcm, const char *name, struct siov_err *err);
+
+/* After a create: save the state, or take the creation back and say why. */
+static int created(struct siov_rpc_server *srv, const char *what, const char *name,
+		   vdcm_delete_fn undo_fn, struct json_object **result, struct siov_err *err)
+{
+	struct siov_err undo = {0};
+	int rc = siov_rpc_persist(srv, err);
+
+	if (rc < 0) {
+		if (undo_fn(srv->vdcm, name, &undo) < 0)
+			SIOV_ERR("rpc: cannot undo %s '%s': %s", what, name, undo.msg);
+		return save_failed(rc, err, what, name, "not created:");
+	}
+	SIOV_INFO("rpc: %s '%s' created", what, name);
+	return ok_true(result);
+}
+
+/* After a delete: save the state; a deletion cannot be taken back, so say it happened. */
+static int deleted(struct siov_rpc_server *srv, const char *what, const char *name,
+		   struct json_object **result, struct siov_err *err)
+{
+	int rc;
+
+	SIOV_INFO("rpc: %s '%s' deleted", what, name);
+	rc = siov_rpc_persist(srv, err);
+	if (rc < 0)
+		return save_failed(rc, err, what, name, "deleted, but");
+	return ok_true(result);
+}
+
 /* Params that are only a name, required or not. */
 static int parse_name(struct json_object *params, bool required, char *name, struct siov_err *err)
 {
@@ -90,7 +121,6 @@ static int m_backend_create(struct siov_rpc_server *srv, struct json_object *par
 			    struct json_object **result, struct siov_err *err)
 {
 	struct siov_backend_conf conf;
-	struct siov_err undo = {0};
 	int rc;
 
 	if (siov_backend_conf_from_json(params, &conf, err))
@@ -98,14 +128,7 @@ static int m_backend_create(struct siov_rpc_server *srv, struct json_object *par
 	rc = siov_vdcm_backend_create(srv->vdcm, &conf, err);
 	if (rc < 0)
 		return vdcm_failed(rc, err);
-	rc = siov_rpc_persist(srv, err);
-	if (rc < 0) {
-		if (siov_vdcm_backend_delete(srv->vdcm, conf.name, &undo) < 0)
-			SIOV_ERR("rpc: cannot undo backend '%s': %s", conf.name, undo.msg);
-		return save_failed(rc, err, "backend", conf.name, "not created:");
-	}
-	SIOV_INFO("rpc: backend '%s' created", conf.name);
-	return ok_true(result);
+	return created(srv, "backend", conf.name, siov_vdcm_backend_delete, result, err);
 }
 
 static int m_backend_delete(struct siov_rpc_server *srv, struct json_object *params,
@@ -119,12 +142,7 @@ static int m_backend_delete(struct siov_rpc_server *srv, struct json_object *par
 	rc = siov_vdcm_backend_delete(srv->vdcm, name, err);
 	if (rc < 0)
 		return vdcm_failed(rc, err);
-	SIOV_INFO("rpc: backend '%s' deleted", name);
-	/* A deletion cannot be taken back; say that it happened anyway. */
-	rc = siov_rpc_persist(srv, err);
-	if (rc < 0)
-		return save_failed(rc, err, "backend", name, "deleted, but");
-	return ok_true(result);
+	return deleted(srv, "backend", name, result, err);
 }
 
 static void backend_to_json(const struct siov_backend_info *info, void *arg)
@@ -167,7 +185,6 @@ static int m_vdev_create(struct siov_rpc_server *srv, struct json_object *params
 			 struct json_object **result, struct siov_err *err)
 {
 	struct siov_vdev_conf conf;
-	struct siov_err undo = {0};
 	int rc;
 
 	if (siov_vdev_conf_from_json(params, &conf, err))
@@ -175,14 +192,7 @@ static int m_vdev_create(struct siov_rpc_server *srv, struct json_object *params
 	rc = siov_vdcm_vdev_create(srv->vdcm, &conf, err);
 	if (rc < 0)
 		return vdcm_failed(rc, err);
-	rc = siov_rpc_persist(srv, err);
-	if (rc < 0) {
-		if (siov_vdcm_vdev_delete(srv->vdcm, conf.name, &undo) < 0)
-			SIOV_ERR("rpc: cannot undo VDEV '%s': %s", conf.name, undo.msg);
-		return save_failed(rc, err, "VDEV", conf.name, "not created:");
-	}
-	SIOV_INFO("rpc: VDEV '%s' created on backend '%s'", conf.name, conf.backend);
-	return ok_true(result);
+	return created(srv, "VDEV", conf.name, siov_vdcm_vdev_delete, result, err);
 }
 
 static int m_vdev_delete(struct siov_rpc_server *srv, struct json_object *params,
@@ -196,11 +206,7 @@ static int m_vdev_delete(struct siov_rpc_server *srv, struct json_object *params
 	rc = siov_vdcm_vdev_delete(srv->vdcm, name, err);
 	if (rc < 0)
 		return vdcm_failed(rc, err);
-	SIOV_INFO("rpc: VDEV '%s' deleted", name);
-	rc = siov_rpc_persist(srv, err);
-	if (rc < 0)
-		return save_failed(rc, err, "VDEV", name, "deleted, but");
-	return ok_true(result);
+	return deleted(srv, "VDEV", name, result, err);
 }
 
 static void vdev_to_json(const struct siov_vdev_info *info, void *arg)
@@ -498,7 +504,6 @@ static int m_group_create(struct siov_rpc_server *srv, struct json_object *param
 			  struct json_object **result, struct siov_err *err)
 {
 	struct siov_group_conf conf;
-	struct siov_err undo = {0};
 	int rc;
 
 	if (siov_group_conf_from_json(params, &conf, NULL, err))
@@ -506,14 +511,7 @@ static int m_group_create(struct siov_rpc_server *srv, struct json_object *param
 	rc = siov_vdcm_group_create(srv->vdcm, &conf, err);
 	if (rc < 0)
 		return vdcm_failed(rc, err);
-	rc = siov_rpc_persist(srv, err);
-	if (rc < 0) {
-		if (siov_vdcm_group_delete(srv->vdcm, conf.name, &undo) < 0)
-			SIOV_ERR("rpc: cannot undo group '%s': %s", conf.name, undo.msg);
-		return save_failed(rc, err, "group", conf.name, "not created:");
-	}
-	SIOV_INFO("rpc: group '%s' created", conf.name);
-	return ok_true(result);
+	return created(srv, "group", conf.name, siov_vdcm_group_delete, result, err);
 }
 
 static int m_group_delete(struct siov_rpc_server *srv, struct json_object *params,
@@ -527,11 +525,7 @@ static int m_group_delete(struct siov_rpc_server *srv, struct json_object *param
 	rc = siov_vdcm_group_delete(srv->vdcm, name, err);
 	if (rc < 0)
 		return vdcm_failed(rc, err);
-	SIOV_INFO("rpc: group '%s' deleted", name);
-	rc = siov_rpc_persist(srv, err);
-	if (rc < 0)
-		return save_failed(rc, err, "group", name, "deleted, but");
-	return ok_true(result);
+	return deleted(srv, "group", name, result, err);
 }
 
 static void group_to_json(const struct siov_group_info *info, void *arg)
