@@ -268,6 +268,47 @@ static void case_queue_index(void)
 	survived(name);
 }
 
+/*
+ * Ring messages before features and memory, a kick on a ring with no memory,
+ * GET_VRING_BASE of a ring never started, the memory table last, then
+ * features nobody offered: nothing may crash, and a new session must work.
+ */
+static void case_out_of_order(void)
+{
+	const char *name = "messages out of order";
+	struct siov_vu_vring_addr a = {.index = 0,
+				       .desc_user_addr = 0x1000,
+				       .avail_user_addr = 0x2000,
+				       .used_user_addr = 0x3000};
+	struct siov_vu_vring_state st = {.index = 0, .num = 1};
+	uint64_t kick = 0, junk = ~0ull;
+	struct siov_vu_mem_region r;
+	int efd = eventfd(0, EFD_CLOEXEC);
+	struct fe fe;
+
+	fe_init(&fe);
+	if (efd < 0 || fe_connect(&fe, H.bad_sock) || fe_mem_create(&fe, FE_MEM_LEN))
+		return check(false, "%s: set-up", name);
+	fe_send(&fe, VHOST_USER_SET_VRING_ADDR, VHOST_USER_VERSION, &a, sizeof(a), NULL, 0);
+	fe_send(&fe, VHOST_USER_SET_VRING_KICK, VHOST_USER_VERSION, &kick, 8, &efd, 1);
+	fe_send(&fe, VHOST_USER_SET_VRING_ENABLE, VHOST_USER_VERSION, &st, sizeof(st), NULL, 0);
+	eventfd_write(efd, 1);
+	check(fe_call(&fe, VHOST_USER_GET_VRING_BASE, &st, sizeof(st), NULL, 0) >= 0,
+	      "%s: GET_VRING_BASE of a ring never started is answered", name);
+	r = fe_region(&fe);
+	struct siov_vu_mem_table t = {.nregions = 1, .regions = {r}};
+	fe_send(&fe, VHOST_USER_SET_MEM_TABLE, VHOST_USER_VERSION, &t, 8 + sizeof(r), &fe.memfd, 1);
+	fe_send(&fe, VHOST_USER_SET_FEATURES, VHOST_USER_VERSION, &junk, 8, NULL, 0);
+	fe_send(&fe, VHOST_USER_SET_MEM_TABLE, VHOST_USER_VERSION, &t, 8 + sizeof(r), &fe.memfd, 1);
+	check(fe_call(&fe, VHOST_USER_GET_FEATURES, NULL, 0, NULL, 0) > 0,
+	      "%s: the connection still answers", name);
+	close(efd);
+	fe_close(&fe);
+	check(wait_state("bad", "listening", 3000, NULL, 0), "%s: bad is back to listening", name);
+	survived(name);
+	bad_recovers(name);
+}
+
 /* Floods requests whose replies it never reads: siovd must not block on it. */
 static void case_never_reads(void)
 {
@@ -703,6 +744,7 @@ static void run_attacks(void)
 	case_set_config_wrap();
 	case_queue_index();
 	case_never_reads();
+	case_out_of_order();
 	case_ring_outside();
 	case_loop();
 	case_avail_ahead();
