@@ -259,11 +259,16 @@ static unsigned poll_one(struct siov_engine *e, struct siov_vq *vq, uint64_t now
 		siov_qos_note_wait(vq->qos, now > vq->last_work_ns ? now - vq->last_work_ns : 0);
 		vq->throttle_until = 0;
 	}
-	if (siov_vq_has_work(vq) && e->now == now)
-		e->now = now = siov_now_ns();
-	budget = queue_budget(e, vq, now, &reserved);
-	n = budget ? vq->ops->process(vq, &e->ioctx, budget) : 0;
-	queue_charge(vq, budget, reserved, n);
+	/* The common case while spinning is an empty ring: one load, nothing else. */
+	if (siov_vq_has_work(vq) || vq->resubmit_pos < vq->resubmit_num) {
+		if (e->now == now)
+			e->now = now = siov_now_ns();
+		budget = queue_budget(e, vq, now, &reserved);
+		n = budget ? vq->ops->process(vq, &e->ioctx, budget) : 0;
+		queue_charge(vq, budget, reserved, n);
+	} else {
+		n = 0;
+	}
 	if (n || vq->throttle_until > now) {
 		vq->last_work_ns = now;
 		vq->idle_rounds = 0;
