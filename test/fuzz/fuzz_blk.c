@@ -133,8 +133,8 @@ static void check_backend(unsigned dev)
 		if (!g_windows[dev].readonly && i >= off && i < end)
 			continue;
 		fprintf(stderr,
-			"fuzz_blk: dev %u (window [%llu, %llu)%s) changed backend byte %llu\n",
-			dev, (unsigned long long)off, (unsigned long long)end,
+			"fuzz_blk: dev %u (window [%llu, %llu)%s) changed backend byte %llu\n", dev,
+			(unsigned long long)off, (unsigned long long)end,
 			g_windows[dev].readonly ? ", read-only" : "", (unsigned long long)i);
 		abort();
 	}
@@ -198,7 +198,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (f.left)
 		memcpy(fuzz_guest_ptr(&g_guest, FG_GPA_R0, FG_REG_SIZE), f.p,
 		       f.left < FG_REG_SIZE ? f.left : FG_REG_SIZE);
-	vq.avail->idx = h.flags & F_AVAIL_FROM_HDR ? h.avail_idx : (uint16_t)(h.last_avail_idx + num);
+	vq.avail->idx =
+	    h.flags & F_AVAIL_FROM_HDR ? h.avail_idx : (uint16_t)(h.last_avail_idx + num);
 	used_start = vq.used_idx = vq.used->idx;
 
 	run_queue(&vq);

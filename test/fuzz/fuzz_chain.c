@@ -35,7 +35,7 @@ enum {
 
 struct hdr {
 	uint8_t flags;
-	uint8_t qlog;      /* queue size 1 << (qlog % 11) */
+	uint8_t qlog; /* queue size 1 << (qlog % 11) */
 	uint16_t last_avail_idx;
 	uint16_t avail_idx;
 	uint16_t ring_off; /* where the rings start in R2 (alignment not forced) */

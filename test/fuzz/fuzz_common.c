@@ -88,12 +88,18 @@ void siov_log(enum siov_log_level level, const char *fmt, ...)
 
 /* Front-end addresses and file offsets unrelated to guest-physical ones. */
 static const struct siov_vu_mem_region default_layout[3] = {
-    {.guest_phys_addr = FG_GPA_R0, .memory_size = FG_REG_SIZE,
-     .userspace_addr = 0x7f0000000000ull, .mmap_offset = 0},
-    {.guest_phys_addr = FG_GPA_R1, .memory_size = FG_REG_SIZE,
-     .userspace_addr = 0x7f0000100000ull, .mmap_offset = 2 * FG_REG_SIZE},
-    {.guest_phys_addr = FG_GPA_R2, .memory_size = FG_REG_SIZE,
-     .userspace_addr = 0x7f0000300000ull, .mmap_offset = FG_REG_SIZE},
+    {.guest_phys_addr = FG_GPA_R0,
+     .memory_size = FG_REG_SIZE,
+     .userspace_addr = 0x7f0000000000ull,
+     .mmap_offset = 0},
+    {.guest_phys_addr = FG_GPA_R1,
+     .memory_size = FG_REG_SIZE,
+     .userspace_addr = 0x7f0000100000ull,
+     .mmap_offset = 2 * FG_REG_SIZE},
+    {.guest_phys_addr = FG_GPA_R2,
+     .memory_size = FG_REG_SIZE,
+     .userspace_addr = 0x7f0000300000ull,
+     .mmap_offset = FG_REG_SIZE},
 };
 
 void fuzz_guest_init(struct fuzz_guest *g)

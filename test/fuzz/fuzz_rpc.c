@@ -83,8 +83,7 @@ int __wrap_siov_vdcm_vdev_create(struct siov_vdcm *v, const struct siov_vdev_con
 {
 	struct siov_vdev_conf c = *conf;
 
-	if (memchr(c.socket, 0, sizeof(c.socket)) &&
-	    strncmp(c.socket, g_dir, strlen(g_dir)) != 0)
+	if (memchr(c.socket, 0, sizeof(c.socket)) && strncmp(c.socket, g_dir, strlen(g_dir)) != 0)
 		confine(c.socket, sizeof(c.socket));
 	g_mutated = true;
 	return __real_siov_vdcm_vdev_create(v, &c, err);
@@ -93,10 +92,10 @@ int __wrap_siov_vdcm_vdev_create(struct siov_vdcm *v, const struct siov_vdev_con
 static void baseline(void)
 {
 	struct siov_backend_conf ram = {.name = "ram0", .type = SIOV_BACKEND_RAM, .size = 1u << 20};
-	struct siov_backend_conf null = {.name = "null0", .type = SIOV_BACKEND_NULL,
-					 .size = 1u << 30};
-	struct siov_vdev_conf vd = {.name = "vd0", .type = SIOV_VDEV_BLK, .backend = "ram0",
-				    .queues = 1};
+	struct siov_backend_conf null = {
+	    .name = "null0", .type = SIOV_BACKEND_NULL, .size = 1u << 30};
+	struct siov_vdev_conf vd = {
+	    .name = "vd0", .type = SIOV_VDEV_BLK, .backend = "ram0", .queues = 1};
 	struct siov_err err = {0};
 
 	snprintf(vd.socket, sizeof(vd.socket), "%s/vd0.sock", g_dir);

@@ -63,10 +63,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	struct siov_vdcm_opts vo = {.engines = 1, .poll_us = 20};
-	struct siov_backend_conf bc = {.name = "ram0", .type = SIOV_BACKEND_RAM,
-				       .size = 1u << 20};
-	struct siov_vdev_conf dc = {.name = "vd0", .type = SIOV_VDEV_BLK, .backend = "ram0",
-				    .queues = 2};
+	struct siov_backend_conf bc = {.name = "ram0", .type = SIOV_BACKEND_RAM, .size = 1u << 20};
+	struct siov_vdev_conf dc = {
+	    .name = "vd0", .type = SIOV_VDEV_BLK, .backend = "ram0", .queues = 2};
 	struct siov_err err = {0};
 
 	snprintf(g_sock, sizeof(g_sock), "%s/vd0.sock", fuzz_tmpdir("fuzz-vhost"));
@@ -110,7 +109,9 @@ static void drain(struct session *s)
 
 	for (;;) {
 		struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
-		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+		struct msghdr mh = {.msg_iov = &iov,
+				    .msg_iovlen = 1,
+				    .msg_control = cbuf,
 				    .msg_controllen = sizeof(cbuf)};
 		struct cmsghdr *c;
 		ssize_t n = recvmsg(s->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);

@@ -103,8 +103,7 @@ static uint8_t *alloc_chunk(void)
 	return p;
 }
 
-static int do_fill(const char *path, uint64_t off, uint64_t len, uint64_t seed,
-		   uint64_t logical)
+static int do_fill(const char *path, uint64_t off, uint64_t len, uint64_t seed, uint64_t logical)
 {
 	int fd = open_range(path, O_WRONLY, off, len);
 	uint8_t *buf = alloc_chunk();
@@ -116,8 +115,8 @@ static int do_fill(const char *path, uint64_t off, uint64_t len, uint64_t seed,
 		pattern(buf, n, seed, logical + done);
 		r = pwrite(fd, buf, n, off + done);
 		if (r <= 0) {
-			fprintf(stderr, "blkop: write %s at %" PRIu64 ": %s\n", path,
-				off + done, r < 0 ? strerror(errno) : "short write");
+			fprintf(stderr, "blkop: write %s at %" PRIu64 ": %s\n", path, off + done,
+				r < 0 ? strerror(errno) : "short write");
 			return 1;
 		}
 		done += r;
@@ -127,8 +126,8 @@ static int do_fill(const char *path, uint64_t off, uint64_t len, uint64_t seed,
 }
 
 /* With zero set, checks that the range holds zeros instead of a pattern. */
-static int do_check(const char *path, uint64_t off, uint64_t len, int zero,
-		    uint64_t seed, uint64_t logical)
+static int do_check(const char *path, uint64_t off, uint64_t len, int zero, uint64_t seed,
+		    uint64_t logical)
 {
 	int fd = open_range(path, O_RDONLY, off, len);
 	uint8_t *buf = alloc_chunk(), *want = alloc_chunk();
@@ -138,8 +137,8 @@ static int do_check(const char *path, uint64_t off, uint64_t len, int zero,
 		ssize_t r = pread(fd, buf, n, off + done);
 
 		if (r <= 0) {
-			fprintf(stderr, "blkop: read %s at %" PRIu64 ": %s\n", path,
-				off + done, r < 0 ? strerror(errno) : "end of device");
+			fprintf(stderr, "blkop: read %s at %" PRIu64 ": %s\n", path, off + done,
+				r < 0 ? strerror(errno) : "end of device");
 			return 1;
 		}
 		if (zero)
@@ -166,15 +165,15 @@ static int do_check(const char *path, uint64_t off, uint64_t len, int zero,
 	return 0;
 }
 
-static int do_range_ioctl(const char *path, unsigned long req, const char *what,
-			  uint64_t off, uint64_t len)
+static int do_range_ioctl(const char *path, unsigned long req, const char *what, uint64_t off,
+			  uint64_t len)
 {
-	uint64_t range[2] = { off, len };
+	uint64_t range[2] = {off, len};
 	int fd = open(path, O_WRONLY);
 
 	if (fd < 0 || ioctl(fd, req, range)) {
-		fprintf(stderr, "blkop: %s %s [%" PRIu64 ", +%" PRIu64 "): %s\n", what, path,
-			off, len, strerror(errno));
+		fprintf(stderr, "blkop: %s %s [%" PRIu64 ", +%" PRIu64 "): %s\n", what, path, off,
+			len, strerror(errno));
 		return 1;
 	}
 	close(fd);
@@ -254,10 +253,9 @@ static int do_flush(const char *path)
 
 static int usage(void)
 {
-	fprintf(stderr,
-		"usage: blkop fill|check PATH OFF LEN SEED [LOGICAL]\n"
-		"       blkop zeros|discard|zeroout|pread|trywrite PATH OFF LEN\n"
-		"       blkop size|ro|flush PATH\n");
+	fprintf(stderr, "usage: blkop fill|check PATH OFF LEN SEED [LOGICAL]\n"
+			"       blkop zeros|discard|zeroout|pread|trywrite PATH OFF LEN\n"
+			"       blkop size|ro|flush PATH\n");
 	return 2;
 }
 
