@@ -415,15 +415,25 @@ static int h_rem_mem_reg(struct siov_vu_server *srv, struct vu_msg_in *in)
 	return rc;
 }
 
+/* The queue a vring-state message names: -EPROTO if the message is short, -EINVAL if no such queue.
+ */
+static int state_queue(struct siov_vu_server *srv, struct vu_msg_in *in, struct vu_queue **q)
+{
+	if (need_size(&in->m, sizeof(struct siov_vu_vring_state)))
+		return -EPROTO;
+	*q = queue_of(srv, in->m.payload.state.index);
+	return *q ? 0 : -EINVAL;
+}
+
 static int h_vring_num(struct siov_vu_server *srv, struct vu_msg_in *in)
 {
 	const struct siov_vu_vring_state *s = &in->m.payload.state;
 	struct vu_queue *q;
+	int rc = state_queue(srv, in, &q);
 
-	if (need_size(&in->m, sizeof(*s)))
-		return -EPROTO;
-	q = queue_of(srv, s->index);
-	if (!q || vq_running(q))
+	if (rc)
+		return rc;
+	if (vq_running(q))
 		return -EINVAL;
 	/* Split rings index modulo the size, so it must divide 65536. */
 	if (s->num == 0 || s->num > SIOV_VQ_MAX_SIZE || (s->num & (s->num - 1)))
@@ -458,11 +468,11 @@ static int h_vring_base(struct siov_vu_server *srv, struct vu_msg_in *in)
 {
 	const struct siov_vu_vring_state *s = &in->m.payload.state;
 	struct vu_queue *q;
+	int rc = state_queue(srv, in, &q);
 
-	if (need_size(&in->m, sizeof(*s)))
-		return -EPROTO;
-	q = queue_of(srv, s->index);
-	if (!q || vq_running(q))
+	if (rc)
+		return rc;
+	if (vq_running(q))
 		return -EINVAL;
 	q->vq.last_avail_idx = (uint16_t)s->num;
 	return 0;
@@ -473,10 +483,8 @@ static int h_get_vring_base(struct siov_vu_server *srv, struct vu_msg_in *in)
 	struct siov_vu_vring_state s = in->m.payload.state;
 	struct vu_queue *q;
 
-	if (need_size(&in->m, sizeof(s)))
-		return -EPROTO;
-	q = queue_of(srv, s.index);
-	if (!q)
+	/* This one must be answered: a request we cannot answer ends the session. */
+	if (state_queue(srv, in, &q))
 		return -EPROTO;
 	/* Stops the ring: in-flight requests complete before we answer. */
 	vq_stop(q);
@@ -523,11 +531,11 @@ static int h_vring_enable(struct siov_vu_server *srv, struct vu_msg_in *in)
 {
 	const struct siov_vu_vring_state *s = &in->m.payload.state;
 	struct vu_queue *q;
+	int rc = state_queue(srv, in, &q);
 
-	if (need_size(&in->m, sizeof(*s)))
-		return -EPROTO;
-	q = queue_of(srv, s->index);
-	if (!q || s->num > 1)
+	if (rc)
+		return rc;
+	if (s->num > 1)
 		return -EINVAL;
 	q->vq.enabled = s->num;
 	if (s->num)
