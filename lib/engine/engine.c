@@ -85,6 +85,7 @@ struct siov_engines {
 	int timer_fd;
 	struct siov_watch *timer_w;
 	uint64_t moves;
+	unsigned cooldown; /* balancing periods to skip after a move */
 };
 
 /*
@@ -663,9 +664,10 @@ static uint64_t engine_load(struct siov_engine *e, uint64_t *qload)
 	for (i = 0; i < e->ctl_n; i++) {
 		struct siov_vq *vq = e->ctl_vqs[i];
 		uint64_t now = SIOV_STAT_GET(vq->stats.requests);
-		qload[i] = now - vq->bal_requests;
+		if (qload)
+			qload[i] = now - vq->bal_requests;
+		sum += now - vq->bal_requests;
 		vq->bal_requests = now;
-		sum += qload[i];
 	}
 	return sum;
 }
@@ -681,6 +683,14 @@ int siov_engines_rebalance(struct siov_engines *es)
 	unsigned i, hot = 0, cold = 0, best = 0;
 	bool found = false;
 	int rc = 0;
+
+	/* After a move, let the loads settle for a couple of periods before judging again. */
+	if (es->cooldown) {
+		es->cooldown--;
+		for (i = 0; i < es->count; i++)
+			engine_load(&es->engines[i], NULL);
+		return 0;
+	}
 
 	for (i = 0; i < es->count; i++) {
 		loads[i] = calloc(es->engines[i].ctl_n + 1, sizeof(uint64_t));
@@ -700,7 +710,8 @@ int siov_engines_rebalance(struct siov_engines *es)
 		goto out;
 	for (i = 0; i < es->engines[hot].ctl_n; i++) {
 		uint64_t l = loads[hot][i], d;
-		if (!l || l >= gap)
+		/* Only a move that at least halves the gap: small ones just ping-pong. */
+		if (l < gap / 4 || l > gap - gap / 4)
 			continue;
 		d = l > gap / 2 ? l - gap / 2 : gap / 2 - l;
 		if (d < best_d) {
@@ -714,6 +725,7 @@ int siov_engines_rebalance(struct siov_engines *es)
 		siov_engine_detach(vq);
 		rc = siov_engine_attach(&es->engines[cold], vq);
 		es->moves++;
+		es->cooldown = 2;
 		SIOV_INFO("engines: moved vdev %s queue %u from engine %u to %u (%s)",
 			  vq->dev_name ? vq->dev_name : "?", vq->index, hot, cold,
 			  rc ? strerror(-rc) : "ok");
