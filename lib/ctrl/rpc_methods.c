@@ -82,19 +82,6 @@ static int created(struct siov_rpc_server *srv, const char *what, const char *na
 	return ok_true(result);
 }
 
-/* After a delete: save the state; a deletion cannot be taken back, so say it happened. */
-static int deleted(struct siov_rpc_server *srv, const char *what, const char *name,
-		   struct json_object **result, struct siov_err *err)
-{
-	int rc;
-
-	SIOV_INFO("rpc: %s '%s' deleted", what, name);
-	rc = siov_rpc_persist(srv, err);
-	if (rc < 0)
-		return save_failed(rc, err, what, name, "deleted, but");
-	return ok_true(result);
-}
-
 /* Params that are only a name, required or not. */
 static int parse_name(struct json_object *params, bool required, char *name, struct siov_err *err)
 {
@@ -113,6 +100,29 @@ static int parse_nothing(struct json_object *params, struct siov_err *err)
 	if (siov_params_parse(params, NULL, 0, NULL, NULL, err))
 		return invalid_params(err);
 	return 0;
+}
+
+/*
+ * The *_delete methods: {name} -> delete through the VDCM -> save the state.
+ * A deletion cannot be taken back, so a failed save is reported as such.
+ */
+static int delete_named(struct siov_rpc_server *srv, struct json_object *params,
+			struct json_object **result, struct siov_err *err, const char *what,
+			vdcm_delete_fn fn)
+{
+	char name[SIOV_NAME_MAX];
+	int rc = parse_name(params, true, name, err);
+
+	if (rc)
+		return rc;
+	rc = fn(srv->vdcm, name, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	SIOV_INFO("rpc: %s '%s' deleted", what, name);
+	rc = siov_rpc_persist(srv, err);
+	if (rc < 0)
+		return save_failed(rc, err, what, name, "deleted, but");
+	return ok_true(result);
 }
 
 /* ---- Backends ---- */
@@ -134,15 +144,7 @@ static int m_backend_create(struct siov_rpc_server *srv, struct json_object *par
 static int m_backend_delete(struct siov_rpc_server *srv, struct json_object *params,
 			    struct json_object **result, struct siov_err *err)
 {
-	char name[SIOV_NAME_MAX];
-	int rc = parse_name(params, true, name, err);
-
-	if (rc)
-		return rc;
-	rc = siov_vdcm_backend_delete(srv->vdcm, name, err);
-	if (rc < 0)
-		return vdcm_failed(rc, err);
-	return deleted(srv, "backend", name, result, err);
+	return delete_named(srv, params, result, err, "backend", siov_vdcm_backend_delete);
 }
 
 static void backend_to_json(const struct siov_backend_info *info, void *arg)
@@ -198,15 +200,7 @@ static int m_vdev_create(struct siov_rpc_server *srv, struct json_object *params
 static int m_vdev_delete(struct siov_rpc_server *srv, struct json_object *params,
 			 struct json_object **result, struct siov_err *err)
 {
-	char name[SIOV_NAME_MAX];
-	int rc = parse_name(params, true, name, err);
-
-	if (rc)
-		return rc;
-	rc = siov_vdcm_vdev_delete(srv->vdcm, name, err);
-	if (rc < 0)
-		return vdcm_failed(rc, err);
-	return deleted(srv, "VDEV", name, result, err);
+	return delete_named(srv, params, result, err, "VDEV", siov_vdcm_vdev_delete);
 }
 
 static void vdev_to_json(const struct siov_vdev_info *info, void *arg)
@@ -517,15 +511,7 @@ static int m_group_create(struct siov_rpc_server *srv, struct json_object *param
 static int m_group_delete(struct siov_rpc_server *srv, struct json_object *params,
 			  struct json_object **result, struct siov_err *err)
 {
-	char name[SIOV_NAME_MAX];
-	int rc = parse_name(params, true, name, err);
-
-	if (rc)
-		return rc;
-	rc = siov_vdcm_group_delete(srv->vdcm, name, err);
-	if (rc < 0)
-		return vdcm_failed(rc, err);
-	return deleted(srv, "group", name, result, err);
+	return delete_named(srv, params, result, err, "group", siov_vdcm_group_delete);
 }
 
 static void group_to_json(const struct siov_group_info *info, void *arg)
