@@ -19,7 +19,7 @@ declare -A owner=(
 	[util.h]=util [log.h]=util [loop.h]=util
 	[memtable.h]=mem [dirty_log.h]=mem
 	[qos.h]=qos
-	[backend.h]=backend
+	[backend.h]=backend [backend_module.h]=backend
 	[virtqueue.h]=virtio [device.h]=virtio [virtio_blk.h]=virtio
 	[engine.h]=engine
 	[vhost_user.h]=vhost
