@@ -31,6 +31,8 @@ struct siov_qos;
 
 struct siov_vq_ops; /* the device model's data path: device.h */
 
+enum { SIOV_VQ_POP_NONE, SIOV_VQ_POP_RING, SIOV_VQ_POP_RESUBMIT };
+
 struct siov_vq_stats {
 	uint64_t requests, reads, writes, flushes, discards, write_zeroes, get_ids;
 	uint64_t bytes_read, bytes_written, errors, latency_ns_total, kicks;
@@ -94,6 +96,7 @@ struct siov_vq {
 
 	/* --- ring state: written only by the thread that runs the queue --- */
 	bool notify_enabled;
+	uint8_t last_pop;  /* where the last chain popped came from, for siov_vq_unpop() */
 	bool used_dirty;   /* used ring advanced since the last notify */
 	bool on_used_list; /* on run.used */
 	struct siov_vq *next_used;
@@ -115,8 +118,12 @@ void siov_vq_sort_resubmit(struct siov_vq *vq);
 /* 1: a chain was popped (requests to resubmit come first) into *chain; 0: the ring is empty; <0:
  * the queue broke. */
 int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *chain);
-/* Like siov_vq_pop, but the chain stays in the ring (its in-flight record is set). */
-int siov_vq_peek(struct siov_vq *vq, struct siov_vq_chain *chain);
+/*
+ * Gives back the chain the last siov_vq_pop() returned, which was not started
+ * (a device model that held it for QoS, leaving its runner): the next pop
+ * returns it again.  Only right after that pop; a no-op otherwise.
+ */
+void siov_vq_unpop(struct siov_vq *vq);
 /* Prefetches the descriptors of the next n avail entries (a hint, never faults). */
 void siov_vq_prefetch(const struct siov_vq *vq, unsigned n);
 /*

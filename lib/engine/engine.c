@@ -295,10 +295,12 @@ static unsigned queue_run(struct siov_engine *e, struct siov_engine_queue *q, ui
 	unsigned budget, reserved;
 
 	budget = queue_budget(e, q, now, &reserved);
-	if (budget)
+	if (budget) {
 		q->vq->ops->process(q->vq, &e->ioctx, budget, &work);
-	q->throttle_until = work.throttle_until;
-	q->retry = work.throttle_until != 0;
+		/* A throttled device model holds a request: run it when the wait ends. */
+		q->throttle_until = work.throttle_until;
+		q->retry = work.throttle_until != 0;
+	}
 	queue_charge(q, budget, reserved, work.started);
 	return work.started;
 }

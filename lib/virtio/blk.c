@@ -54,6 +54,7 @@ struct blk_req {
 
 struct blk_queue {
 	struct blk_req *free;
+	struct blk_req *held; /* popped and priced, but QoS said wait: started first next time */
 	unsigned allocated;
 };
 
@@ -188,6 +189,12 @@ static void blk_release(struct siov_vq *vq)
 
 	if (!q)
 		return;
+	/* A held request was never started: give it back to the ring for whoever runs it next. */
+	if (q->held) {
+		siov_vq_unpop(vq);
+		req_put(vq, q->held);
+		q->held = NULL;
+	}
 	while (q->free) {
 		struct blk_req *r = q->free;
 		q->free = r->next_free;
@@ -447,23 +454,25 @@ static uint8_t start_req(struct siov_blk *blk, struct blk_req *r, struct siov_io
 	}
 }
 
-/* Bytes a request moves, for bandwidth limits (flush, discard... move none). */
-static uint64_t chain_bytes(const struct siov_vq_chain *c)
+/* Bytes a popped request moves (status byte taken off), for bandwidth limits. */
+static uint64_t req_bytes(const struct blk_req *r)
 {
+	const struct siov_vq_chain *c = &r->chain;
 	struct virtio_blk_outhdr hdr;
 
-	if (c->out_len < BLK_HDR_LEN ||
-	    iov_to_buf(c->iov, c->out_num, 0, &hdr, sizeof(hdr)) != sizeof(hdr))
+	if (iov_to_buf(c->iov, c->out_num, 0, &hdr, sizeof(hdr)) != sizeof(hdr))
 		return 0;
 	if (hdr.type == VIRTIO_BLK_T_IN)
-		return c->in_len ? c->in_len - 1 : 0;
+		return c->in_len;
 	return hdr.type == VIRTIO_BLK_T_OUT ? c->out_len - BLK_HDR_LEN : 0;
 }
 
 /*
- * With a limit on the VDEV or its group, a request is priced before it leaves
- * the ring: one that must wait stays there (the queue is throttled until the
- * bucket refills), so nothing is ever held half-consumed.
+ * With a limit on the VDEV or its group, a request is priced once, right
+ * after it is popped.  One that must wait is held by the queue (never started,
+ * never walked again) and comes first on the next call, when the runner's QoS
+ * deadline has passed; if the queue leaves its runner meanwhile, blk_release()
+ * gives it back to the ring.
  */
 static bool qos_admit(struct siov_vq *vq, struct blk_req *r, struct siov_vq_work *work)
 {
@@ -471,19 +480,15 @@ static bool qos_admit(struct siov_vq *vq, struct blk_req *r, struct siov_vq_work
 
 	if (!vq->qos || !siov_qos_limited(vq->qos))
 		return true;
-	if (siov_vq_peek(vq, &r->chain) <= 0)
-		return true; /* empty or broken: the pop below says which */
-	if (siov_qos_admit(vq->qos, siov_vq_now(vq), chain_bytes(&r->chain), &retry))
+	if (siov_qos_admit(vq->qos, siov_vq_now(vq), req_bytes(r), &retry))
 		return true;
 	work->throttle_until = retry;
 	return false;
 }
 
-/* Pops one request into r; false if the ring is empty, the queue broke or QoS says wait. */
-static bool pop_one(struct siov_vq *vq, struct blk_req *r, struct siov_vq_work *work)
+/* Pops and validates one request into r; false if the ring is empty or the queue broke. */
+static bool pop_one(struct siov_vq *vq, struct blk_req *r)
 {
-	if (!qos_admit(vq, r, work))
-		return false;
 	if (siov_vq_pop(vq, &r->chain) <= 0)
 		return false;
 	if (r->chain.out_len < BLK_HDR_LEN || !(r->status = take_status(r))) {
@@ -494,6 +499,30 @@ static bool pop_one(struct siov_vq *vq, struct blk_req *r, struct siov_vq_work *
 	__builtin_prefetch(r->chain.iov[0].iov_base);
 	__builtin_prefetch(r->status, 1);
 	return true;
+}
+
+/* The next request to start: the held one first; NULL if none (empty, broken, or QoS waits). */
+static struct blk_req *next_req(struct siov_vq *vq, struct siov_vq_work *work)
+{
+	struct blk_queue *q = vq->dev_queue;
+	struct blk_req *r = q ? q->held : NULL;
+
+	if (r) {
+		q->held = NULL;
+	} else {
+		r = req_get(vq);
+		if (!r)
+			return NULL;
+		q = vq->dev_queue;
+		if (!pop_one(vq, r)) {
+			req_put(vq, r);
+			return NULL;
+		}
+	}
+	if (qos_admit(vq, r, work))
+		return r;
+	q->held = r;
+	return NULL;
 }
 
 /*
@@ -511,13 +540,9 @@ static void blk_process(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned bu
 	budget = SIOV_MIN(budget, BLK_BATCH);
 	siov_vq_prefetch(vq, budget);
 	while (n < budget) {
-		struct blk_req *r = req_get(vq);
+		struct blk_req *r = next_req(vq, work);
 		if (!r)
 			break;
-		if (!pop_one(vq, r, work)) {
-			req_put(vq, r);
-			break;
-		}
 		batch[n++] = r;
 	}
 	for (i = 0; i < n; i++) {

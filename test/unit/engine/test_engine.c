@@ -30,6 +30,7 @@
 #include "../virtio/guest.h"
 #include "siov_internal/backend.h"
 #include "siov_internal/engine.h"
+#include "siov_internal/qos.h"
 #include "siov_internal/virtio_blk.h"
 
 #define NQ	   2
@@ -410,6 +411,66 @@ static void failed_move_and_return_breaks_queue(void **state)
 	run_reads(fx, 1 - moved, 2, true);
 }
 
+/* ---- QoS: a throttled request is held, not walked again ---- */
+
+/*
+ * Under an IOPS cap most requests must wait for the bucket.  Each is still
+ * popped (walked and translated) exactly once: the in-flight record counter,
+ * bumped by every pop, ends at the number of requests.
+ */
+static void qos_walks_each_request_once(void **state)
+{
+	struct fx *fx = *state;
+	struct siov_qos_params p = {.iops_limit = 200, .iops_burst = 1};
+	struct siov_vu_inflight_queue *iq =
+	    calloc(1, sizeof(*iq) + QNUM * sizeof(struct siov_vu_inflight_desc));
+	struct siov_qos_stats st;
+	struct siov_qos *qos;
+	struct siov_vq *vq = &fx->q[0].vq;
+
+	assert_non_null(iq);
+	assert_int_equal(siov_qos_create(&p, NULL, &qos), 0);
+	vq->qos = qos;
+	vq->inflight = iq;
+	assert_int_equal(siov_engine_attach(engine_n(fx, 0), vq), 0);
+	run_reads(fx, 0, 6, true);
+	siov_engine_detach(vq);
+	siov_qos_get(qos, &p, &st);
+	assert_true(st.throttled > 0);
+	assert_int_equal(st.admitted, 6);
+	assert_int_equal(vq->inflight_counter, 6);
+	vq->qos = NULL;
+	vq->inflight = NULL;
+	siov_qos_destroy(qos);
+	free(iq);
+}
+
+/* A request held for QoS when its queue leaves the engine goes back to the ring. */
+static void qos_held_request_survives_detach(void **state)
+{
+	struct fx *fx = *state;
+	struct siov_qos_params p = {.iops_limit = 1, .iops_burst = 1};
+	struct siov_qos *qos;
+	struct siov_vq *vq = &fx->q[0].vq;
+	uint16_t idx, avail;
+
+	assert_int_equal(siov_qos_create(&p, NULL, &qos), 0);
+	vq->qos = qos;
+	assert_int_equal(siov_engine_attach(engine_n(fx, 0), vq), 0);
+	run_reads(fx, 0, 2, true); /* empties the bucket, then runs it into debt */
+	idx = start_read(fx, 0, true);
+	usleep(20000); /* popped, priced, held: the next token is a second away */
+	assert_int_equal(tq_used_idx(&fx->q[0]), idx);
+	siov_engine_detach(vq);
+	avail = vq->last_avail_idx;
+	assert_int_equal(avail, fx->q[0].avail_idx - 1); /* given back */
+	/* Without the cap, the next owner finds it in the ring. */
+	vq->qos = NULL;
+	siov_qos_destroy(qos);
+	assert_int_equal(siov_engine_attach(engine_n(fx, 0), vq), 0);
+	assert_true(wait_used(&fx->q[0], (uint16_t)(idx + 1), TIMEOUT_NS));
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -418,7 +479,9 @@ int main(void)
 	    T(detach_survives_failed_wakeups),	   T(detach_waits_for_sqe_then_finishes),
 	    T(engine_hears_commands_without_sqes), T(rebalance_moves_one_busy_queue),
 	    T(failed_move_returns_to_old_engine),  T(failed_move_and_return_breaks_queue),
+	    T(qos_walks_each_request_once),	   T(qos_held_request_survives_detach),
 	};
+
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
