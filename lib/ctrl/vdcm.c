@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "siov_internal/engine.h"
+#include "siov_internal/hash.h"
 #include "siov_internal/log.h"
 #include "siov_internal/vdcm.h"
 #include "siov_internal/vhost_user.h"
@@ -28,99 +29,12 @@
 #define SIOV_VERSION "0.1.0"
 #endif
 
-/* ---- A small intrusive hash table of strings ---- */
-
-struct hlink {
-	struct hlink *next;
-	const char *key; /* points into the object that embeds the link */
-};
-
-struct htab {
-	struct hlink **b;
-	size_t nb; /* a power of two, or 0 before the first insertion */
-	size_t n;
-};
-
-/* FNV-1a: names are short, and the table does not face chosen collisions at scale. */
-static size_t hash_str(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-	return (size_t)(h ^ (h >> 32));
-}
-
-static struct hlink *htab_find(const struct htab *t, const char *key)
-{
-	struct hlink *l;
-
-	if (!t->nb)
-		return NULL;
-	for (l = t->b[hash_str(key) & (t->nb - 1)]; l; l = l->next)
-		if (!strcmp(l->key, key))
-			return l;
-	return NULL;
-}
-
-/* Doubles the buckets; on failure the table keeps working, only longer chains. */
-static void htab_grow(struct htab *t)
-{
-	size_t nb = t->nb ? t->nb * 2 : 64, i;
-	struct hlink **b = calloc(nb, sizeof(*b)), *l, *next;
-
-	if (!b)
-		return;
-	for (i = 0; i < t->nb; i++) {
-		for (l = t->b[i]; l; l = next) {
-			size_t h = hash_str(l->key) & (nb - 1);
-			next = l->next;
-			l->next = b[h];
-			b[h] = l;
-		}
-	}
-	free(t->b);
-	t->b = b;
-	t->nb = nb;
-}
-
-static int htab_add(struct htab *t, struct hlink *l, const char *key)
-{
-	size_t h;
-
-	if (t->n >= t->nb)
-		htab_grow(t);
-	if (!t->nb)
-		return -ENOMEM;
-	l->key = key;
-	h = hash_str(key) & (t->nb - 1);
-	l->next = t->b[h];
-	t->b[h] = l;
-	t->n++;
-	return 0;
-}
-
-static void htab_del(struct htab *t, struct hlink *l)
-{
-	struct hlink **pp;
-
-	if (!t->nb)
-		return;
-	for (pp = &t->b[hash_str(l->key) & (t->nb - 1)]; *pp; pp = &(*pp)->next) {
-		if (*pp == l) {
-			*pp = l->next;
-			t->n--;
-			return;
-		}
-	}
-}
-
 /* ---- Objects ---- */
 
 struct vdcm_backend {
 	struct siov_backend *bd;
 	unsigned nvdevs;
-	struct hlink by_name;
+	struct siov_hlink by_name;
 	void *windows;		  /* tsearch tree of exclusive windows: pairwise disjoint */
 	struct vdcm_vdev *shared; /* VDEVs created with allow_overlap (few, walked) */
 	struct vdcm_backend *next;
@@ -130,7 +44,7 @@ struct vdcm_group {
 	struct siov_group_conf conf;
 	struct siov_qos *qos;
 	unsigned nvdevs;
-	struct hlink by_name;
+	struct siov_hlink by_name;
 	struct vdcm_group *prev, *next;
 };
 
@@ -148,7 +62,7 @@ struct vdcm_vdev {
 	struct siov_blk *blk;
 	struct siov_qos *qos;
 	struct siov_vu_server *srv;
-	struct hlink by_name, by_socket;
+	struct siov_hlink by_name, by_socket;
 	struct vdcm_vdev *prev, *next; /* creation order */
 	struct vdcm_vdev *shared_next; /* be->shared */
 };
@@ -159,7 +73,7 @@ struct siov_vdcm {
 	struct vdcm_backend *backends, **backends_tail;
 	struct vdcm_group *groups, *groups_tail;
 	struct vdcm_vdev *vdevs, *vdevs_tail;
-	struct htab backend_names, group_names, vdev_names, vdev_sockets;
+	struct siov_htab backend_names, group_names, vdev_names, vdev_sockets;
 	unsigned nbackends, ngroups, nvdevs;
 	uint64_t start_ns;
 	char **socket_dirs; /* resolved at start; NULL = anywhere */
@@ -260,7 +174,7 @@ int siov_vdcm_create(const struct siov_vdcm_opts *opts, struct siov_vdcm **out)
 
 #define FIND(tab, type, member, name)                                                              \
 	({                                                                                         \
-		struct hlink *l_ = htab_find(tab, name);                                           \
+		struct siov_hlink *l_ = siov_htab_find(tab, name);                                 \
 		l_ ? SIOV_CONTAINER_OF(l_, type, member) : NULL;                                   \
 	})
 
@@ -299,7 +213,7 @@ int siov_vdcm_backend_create(struct siov_vdcm *v, const struct siov_backend_conf
 	rc = siov_backend_open(conf, &b->bd, err);
 	if (rc)
 		goto err_free;
-	rc = htab_add(&v->backend_names, &b->by_name, siov_backend_conf(b->bd)->name);
+	rc = siov_htab_add(&v->backend_names, &b->by_name, siov_backend_conf(b->bd)->name);
 	if (rc) {
 		siov_err_set(err, rc, "out of memory");
 		goto err_close;
@@ -334,7 +248,7 @@ int siov_vdcm_backend_delete(struct siov_vdcm *v, const char *name, struct siov_
 	*pp = b->next;
 	if (v->backends_tail == &b->next)
 		v->backends_tail = pp;
-	htab_del(&v->backend_names, &b->by_name);
+	siov_htab_del(&v->backend_names, &b->by_name);
 	v->nbackends--;
 	/* name may point into b: log before it is freed. */
 	SIOV_INFO("backend %s deleted", name);
@@ -479,7 +393,7 @@ int siov_vdcm_group_create(struct siov_vdcm *v, const struct siov_group_conf *co
 			     strerror(-rc));
 		goto err_free;
 	}
-	rc = htab_add(&v->group_names, &g->by_name, g->conf.name);
+	rc = siov_htab_add(&v->group_names, &g->by_name, g->conf.name);
 	if (rc) {
 		siov_err_set(err, rc, "out of memory");
 		goto err_qos;
@@ -526,7 +440,7 @@ int siov_vdcm_group_delete(struct siov_vdcm *v, const char *name, struct siov_er
 		return siov_err_set(err, -EBUSY, "group '%s' has %u VDEV(s)", name, g->nvdevs);
 	*(g->prev ? &g->prev->next : &v->groups) = g->next;
 	*(g->next ? &g->next->prev : &v->groups_tail) = g->prev;
-	htab_del(&v->group_names, &g->by_name);
+	siov_htab_del(&v->group_names, &g->by_name);
 	v->ngroups--;
 	SIOV_INFO("group %s deleted", name);
 	siov_qos_destroy(g->qos);
@@ -550,7 +464,7 @@ void siov_vdcm_group_foreach(struct siov_vdcm *v, siov_group_info_cb cb, void *a
 
 static int vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *c, struct siov_err *err)
 {
-	struct hlink *l;
+	struct siov_hlink *l;
 
 	if (!siov_name_valid(c->name))
 		return siov_err_set(err, -EINVAL,
@@ -569,7 +483,7 @@ static int vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *c, struc
 		    err, -EACCES,
 		    "socket %s is outside the directories siovd was allowed (--socket-dir)",
 		    c->socket);
-	l = htab_find(&v->vdev_sockets, c->socket);
+	l = siov_htab_find(&v->vdev_sockets, c->socket);
 	if (l)
 		return siov_err_set(err, -EADDRINUSE, "socket %s is in use by VDEV '%s'", c->socket,
 				    SIOV_CONTAINER_OF(l, struct vdcm_vdev, by_socket)->conf.name);
@@ -620,9 +534,9 @@ static int vdev_build(struct siov_vdcm *v, struct vdcm_vdev *d, struct siov_err 
 /* Enters d in the indexes; on failure nothing is left entered. */
 static int vdev_link(struct siov_vdcm *v, struct vdcm_vdev *d)
 {
-	if (htab_add(&v->vdev_names, &d->by_name, d->conf.name))
+	if (siov_htab_add(&v->vdev_names, &d->by_name, d->conf.name))
 		return -ENOMEM;
-	if (htab_add(&v->vdev_sockets, &d->by_socket, d->conf.socket))
+	if (siov_htab_add(&v->vdev_sockets, &d->by_socket, d->conf.socket))
 		goto err_name;
 	if (window_insert(d))
 		goto err_socket;
@@ -636,9 +550,9 @@ static int vdev_link(struct siov_vdcm *v, struct vdcm_vdev *d)
 	return 0;
 
 err_socket:
-	htab_del(&v->vdev_sockets, &d->by_socket);
+	siov_htab_del(&v->vdev_sockets, &d->by_socket);
 err_name:
-	htab_del(&v->vdev_names, &d->by_name);
+	siov_htab_del(&v->vdev_names, &d->by_name);
 	return -ENOMEM;
 }
 
@@ -647,8 +561,8 @@ static void vdev_unlink(struct siov_vdcm *v, struct vdcm_vdev *d)
 	*(d->prev ? &d->prev->next : &v->vdevs) = d->next;
 	*(d->next ? &d->next->prev : &v->vdevs_tail) = d->prev;
 	window_remove(d);
-	htab_del(&v->vdev_sockets, &d->by_socket);
-	htab_del(&v->vdev_names, &d->by_name);
+	siov_htab_del(&v->vdev_sockets, &d->by_socket);
+	siov_htab_del(&v->vdev_names, &d->by_name);
 	v->nvdevs--;
 	d->be->nvdevs--;
 	if (d->group)
@@ -757,10 +671,10 @@ void siov_vdcm_destroy(struct siov_vdcm *v)
 		siov_vdcm_backend_delete(v, siov_backend_conf(v->backends->bd)->name, NULL);
 	siov_engines_destroy(v->engines);
 	socket_dirs_fini(v);
-	free(v->backend_names.b);
-	free(v->group_names.b);
-	free(v->vdev_names.b);
-	free(v->vdev_sockets.b);
+	siov_htab_fini(&v->backend_names);
+	siov_htab_fini(&v->group_names);
+	siov_htab_fini(&v->vdev_names);
+	siov_htab_fini(&v->vdev_sockets);
 	free(v);
 }
 

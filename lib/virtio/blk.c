@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "siov_internal/backend.h"
+#include "siov_internal/iov.h"
 #include "siov_internal/qos.h"
 #include "siov_internal/virtio_blk.h"
 #include "siov_internal/virtqueue.h"
@@ -266,55 +267,6 @@ static void req_io_done(struct siov_io *io, int res)
 	req_finish(r, ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR);
 }
 
-/* Copies len bytes starting skip bytes into the iovecs; returns bytes copied. */
-static size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void *buf, size_t len)
-{
-	size_t done = 0;
-	unsigned i;
-
-	for (i = 0; i < n && done < len; i++) {
-		size_t l = iov[i].iov_len;
-		if (skip >= l) {
-			skip -= l;
-			continue;
-		}
-		l = SIOV_MIN(l - skip, len - done);
-		memcpy((uint8_t *)buf + done, (uint8_t *)iov[i].iov_base + skip, l);
-		done += l;
-		skip = 0;
-	}
-	return done;
-}
-
-static size_t buf_to_iov(struct iovec *iov, unsigned n, const void *buf, size_t len)
-{
-	size_t done = 0;
-	unsigned i;
-
-	for (i = 0; i < n && done < len; i++) {
-		size_t l = SIOV_MIN(iov[i].iov_len, len - done);
-		memcpy(iov[i].iov_base, (const uint8_t *)buf + done, l);
-		done += l;
-	}
-	return done;
-}
-
-/* Drops the first skip bytes of an iovec array in place; returns the new count. */
-static unsigned iov_skip_front(struct iovec *iov, unsigned n, size_t skip, struct iovec **first)
-{
-	while (n && skip >= iov->iov_len) {
-		skip -= iov->iov_len;
-		iov++;
-		n--;
-	}
-	if (n) {
-		iov->iov_base = (uint8_t *)iov->iov_base + skip;
-		iov->iov_len -= skip;
-	}
-	*first = iov;
-	return n;
-}
-
 /*
  * Drops the last byte (the status byte) of the writable iovecs; returns a
  * pointer to it.  Remembers what it cut, so that the completion can report
@@ -357,7 +309,6 @@ static uint8_t start_rw(struct siov_blk *blk, struct blk_req *r, uint64_t sector
 {
 	struct siov_vq_chain *c = &r->chain;
 	struct iovec *first;
-	unsigned n;
 
 	/* A read's data must be device-writable and a write's device-readable. */
 	if (r->type == VIRTIO_BLK_T_IN ? c->out_len != BLK_HDR_LEN : c->in_len != 0)
@@ -370,11 +321,10 @@ static uint8_t start_rw(struct siov_blk *blk, struct blk_req *r, uint64_t sector
 	} else {
 		if (blk->readonly)
 			return VIRTIO_BLK_S_IOERR;
-		n = iov_skip_front(c->iov, c->out_num, BLK_HDR_LEN, &first);
 		r->io.op = SIOV_IO_WRITE;
 		r->io.len = c->out_len - BLK_HDR_LEN;
+		r->io.iovcnt = siov_iov_skip_front(c->iov, (int)c->out_num, BLK_HDR_LEN, &first);
 		r->io.iov = first;
-		r->io.iovcnt = (int)n;
 	}
 	if (r->io.len % BLK_SECTOR || !range_ok(blk, sector, r->io.len))
 		return VIRTIO_BLK_S_IOERR;
@@ -397,7 +347,7 @@ static uint8_t start_discard(struct siov_blk *blk, struct blk_req *r, struct sio
 	/* We advertise one segment per request. */
 	if (c->out_len - BLK_HDR_LEN != sizeof(seg))
 		return VIRTIO_BLK_S_UNSUPP;
-	iov_to_buf(c->iov, c->out_num, BLK_HDR_LEN, &seg, sizeof(seg));
+	siov_iov_to_buf(c->iov, (int)c->out_num, BLK_HDR_LEN, &seg, sizeof(seg));
 	if (!wz && (seg.flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))
 		return VIRTIO_BLK_S_UNSUPP;
 	if (seg.flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)
@@ -421,8 +371,8 @@ static uint8_t start_get_id(struct siov_blk *blk, struct blk_req *r)
 	char id[VIRTIO_BLK_ID_BYTES] = {0};
 
 	memcpy(id, blk->name, SIOV_MIN(strlen(blk->name), sizeof(id)));
-	r->written = (uint32_t)buf_to_iov(&c->iov[c->out_num], c->in_num, id,
-					  SIOV_MIN(sizeof(id), c->in_len));
+	r->written = (uint32_t)siov_iov_from_buf(&c->iov[c->out_num], (int)c->in_num, 0, id,
+						 SIOV_MIN(sizeof(id), c->in_len));
 	return VIRTIO_BLK_S_OK;
 }
 
@@ -431,7 +381,7 @@ static uint8_t start_req(struct siov_blk *blk, struct blk_req *r, struct siov_io
 {
 	struct virtio_blk_outhdr hdr;
 
-	iov_to_buf(r->chain.iov, r->chain.out_num, 0, &hdr, sizeof(hdr));
+	siov_iov_to_buf(r->chain.iov, (int)r->chain.out_num, 0, &hdr, sizeof(hdr));
 	r->type = hdr.type;
 	r->io.len = 0;
 	switch (hdr.type) {
@@ -460,7 +410,7 @@ static uint64_t req_bytes(const struct blk_req *r)
 	const struct siov_vq_chain *c = &r->chain;
 	struct virtio_blk_outhdr hdr;
 
-	if (iov_to_buf(c->iov, c->out_num, 0, &hdr, sizeof(hdr)) != sizeof(hdr))
+	if (siov_iov_to_buf(c->iov, (int)c->out_num, 0, &hdr, sizeof(hdr)) != sizeof(hdr))
 		return 0;
 	if (hdr.type == VIRTIO_BLK_T_IN)
 		return c->in_len;
