@@ -15,6 +15,7 @@
  * and using a hash of the whole path otherwise.  DIR/disk is an existing
  * 1 MiB file, so "path": "/disk" opens it.  No state dir: nothing persisted.
  */
+#include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <json-c/json.h>
