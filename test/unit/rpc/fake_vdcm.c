@@ -53,6 +53,10 @@ const char *siov_backend_type_name(enum siov_backend_type type)
 		return "ram";
 	case SIOV_BACKEND_FILE:
 		return "file";
+	case SIOV_BACKEND_NBD:
+		return "nbd";
+	case SIOV_BACKEND_RBD:
+		return "rbd";
 	}
 	return "unknown";
 }
