@@ -20,6 +20,7 @@
 
 #include "siov/vhost_user.h"
 #include "siov_internal/memtable.h"
+#include "siov_internal/util.h"
 
 struct siov_vq;
 struct siov_qos;
@@ -141,8 +142,6 @@ void siov_vq_prefetch(const struct siov_vq *vq, unsigned n);
  */
 void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *written, unsigned n,
 		      uint32_t len);
-/* The time of the runner's round (ns), or the clock if no runner lends one. */
-uint64_t siov_vq_now(const struct siov_vq *vq);
 /* Lends the queue to a runner (control thread, queue stopped). */
 void siov_vq_bind(struct siov_vq *vq, const struct siov_vq_runner *r);
 void siov_vq_unbind(struct siov_vq *vq);
@@ -164,5 +163,12 @@ bool siov_vq_is_broken(const struct siov_vq *vq);
 /* Relaxed-atomic stat helpers: the engine adds, anyone reads. */
 #define SIOV_STAT_ADD(field, v) __atomic_store_n(&(field), (field) + (v), __ATOMIC_RELAXED)
 #define SIOV_STAT_GET(field)	__atomic_load_n(&(field), __ATOMIC_RELAXED)
+
+/* The time of the runner's round (ns), or the clock if no runner lends one.  Inline: per request.
+ */
+static inline uint64_t siov_vq_now(const struct siov_vq *vq)
+{
+	return vq->run.clock ? *vq->run.clock : siov_now_ns();
+}
 
 #endif

@@ -376,12 +376,21 @@ static uint8_t start_get_id(struct siov_blk *blk, struct blk_req *r)
 	return VIRTIO_BLK_S_OK;
 }
 
+/* The request header (pop_one checked out_len): nearly always one buffer, copied inline. */
+static void read_hdr(const struct siov_vq_chain *c, struct virtio_blk_outhdr *hdr)
+{
+	if (c->iov[0].iov_len >= sizeof(*hdr))
+		memcpy(hdr, c->iov[0].iov_base, sizeof(*hdr));
+	else
+		siov_iov_to_buf(c->iov, (int)c->out_num, 0, hdr, sizeof(*hdr));
+}
+
 /* Returns a status to complete with now, or 0xff when the backend took the request. */
 static uint8_t start_req(struct siov_blk *blk, struct blk_req *r, struct siov_io_ctx *ctx)
 {
 	struct virtio_blk_outhdr hdr;
 
-	siov_iov_to_buf(r->chain.iov, (int)r->chain.out_num, 0, &hdr, sizeof(hdr));
+	read_hdr(&r->chain, &hdr);
 	r->type = hdr.type;
 	r->io.len = 0;
 	switch (hdr.type) {
@@ -410,8 +419,7 @@ static uint64_t req_bytes(const struct blk_req *r)
 	const struct siov_vq_chain *c = &r->chain;
 	struct virtio_blk_outhdr hdr;
 
-	if (siov_iov_to_buf(c->iov, (int)c->out_num, 0, &hdr, sizeof(hdr)) != sizeof(hdr))
-		return 0;
+	read_hdr(c, &hdr);
 	if (hdr.type == VIRTIO_BLK_T_IN)
 		return c->in_len;
 	return hdr.type == VIRTIO_BLK_T_OUT ? c->out_len - BLK_HDR_LEN : 0;

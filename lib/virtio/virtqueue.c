@@ -348,11 +348,6 @@ void siov_vq_unbind(struct siov_vq *vq)
 	vq->next_used = NULL;
 }
 
-uint64_t siov_vq_now(const struct siov_vq *vq)
-{
-	return vq->run.clock ? *vq->run.clock : siov_now_ns();
-}
-
 void siov_vq_notify(struct siov_vq *vq)
 {
 	uint16_t old, now;
