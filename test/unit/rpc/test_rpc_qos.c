@@ -20,10 +20,6 @@ static struct siov_vdcm *g_vdcm;
 static struct siov_rpc_server *g_srv;
 static char g_buf[8192];
 
-#define REQ(method, params)		rpc_req(g_buf, sizeof(g_buf), method, params)
-#define OK(method, params)		rpc_expect_true(g_srv, REQ(method, params))
-#define ERR(method, params, code, msg)	rpc_expect_error(g_srv, REQ(method, params), code, msg)
-#define BAD_PARAMS(method, params, msg) ERR(method, params, SIOV_RPC_INVALID_PARAMS, msg)
 
 static int setup(void **state)
 {

@@ -19,7 +19,6 @@ static char g_dir[64];
 static char g_file[128];
 static char g_buf[4096];
 
-#define REQ(method, params) rpc_req(g_buf, sizeof(g_buf), method, params)
 
 static int setup(void **state)
 {
