@@ -16,7 +16,6 @@ static struct siov_vdcm *g_vdcm;
 static struct siov_rpc_server *g_srv;
 static char g_buf[8192];
 
-
 static int setup(void **state)
 {
 	struct siov_rpc_server_opts opts = {0};

@@ -43,7 +43,6 @@ static const char *P(const char *fmt, ...)
 	return p;
 }
 
-
 static int setup(void **state)
 {
 	struct siov_rpc_server_opts opts = {0};
@@ -464,8 +463,8 @@ static void test_vdev_methods(void **state)
 	      g_dir),
 	    -ERANGE, "past the end");
 	ERR("vdev_create",
-	    P("{\"name\":\"v2\",\"backend\":\"zz\",\"socket\":\"%s/v2.sock\"}", g_dir),
-	    -ENOENT, "no backend named 'zz'");
+	    P("{\"name\":\"v2\",\"backend\":\"zz\",\"socket\":\"%s/v2.sock\"}", g_dir), -ENOENT,
+	    "no backend named 'zz'");
 	ERR("backend_delete", "{\"name\":\"b0\"}", -EBUSY, "used by");
 
 	res = rpc_expect_result(g_srv, REQ("vdev_list", NULL));
@@ -561,8 +560,7 @@ static void test_save_failure_undoes(void **state)
 	g_srv->state_dir = NULL;
 	OK("backend_create", "{\"name\":\"b\",\"type\":\"null\",\"size\":\"1G\"}");
 	g_srv->state_dir = strdup(file);
-	ERR("vdev_create",
-	    P("{\"name\":\"v\",\"backend\":\"b\",\"socket\":\"%s/v.sock\"}", g_dir),
+	ERR("vdev_create", P("{\"name\":\"v\",\"backend\":\"b\",\"socket\":\"%s/v.sock\"}", g_dir),
 	    -ENOTDIR, "VDEV 'v' not created");
 	assert_int_equal(probe_vdevs(g_vdcm), 0);
 	ERR("backend_delete", "{\"name\":\"b\"}", -ENOTDIR, "backend 'b' deleted, but");
@@ -655,7 +653,8 @@ static int check_response(struct json_object *r, const char *req)
 
 	if (!json_object_is_type(r, json_type_object))
 		fail_msg("answer to '%s' is not an object", req);
-	if (!json_object_object_get_ex(r, "jsonrpc", &v) || !json_object_is_type(v, json_type_string) ||
+	if (!json_object_object_get_ex(r, "jsonrpc", &v) ||
+	    !json_object_is_type(v, json_type_string) ||
 	    strcmp(json_object_get_string(v), "2.0") != 0)
 		fail_msg("answer to '%s' lacks \"jsonrpc\":\"2.0\"", req);
 	if (!json_object_object_get_ex(r, "id", &v) || !id_valid(v))
@@ -723,8 +722,10 @@ static bool check_answer(const char *text, size_t len, const char *answer)
 		json_object_object_get_ex(resp, "id", &id);
 		if (!req && code != SIOV_RPC_PARSE_ERROR)
 			fail_msg("'%.*s' is not JSON but got %s", (int)len, text, answer);
-		if (req && !json_object_is_type(req, json_type_array) && !same_id(id, expected_id(req)))
-			fail_msg("answer %s to '%.*s' carries the wrong id", answer, (int)len, text);
+		if (req && !json_object_is_type(req, json_type_array) &&
+		    !same_id(id, expected_id(req)))
+			fail_msg("answer %s to '%.*s' carries the wrong id", answer, (int)len,
+				 text);
 		if (json_object_is_type(req, json_type_array) && (!refused || id))
 			fail_msg("a batch got the single answer %s", answer);
 	}
@@ -739,8 +740,8 @@ static void known_good_still_works(void)
 	char *before = config_snapshot(), *after;
 
 	OK("backend_create", "{\"name\":\"good-b\",\"type\":\"ram\",\"size\":\"1M\"}");
-	OK("vdev_create", P("{\"name\":\"good-v\",\"backend\":\"good-b\",\"socket\":\"%s/good.sock\"}",
-			    g_dir));
+	OK("vdev_create",
+	   P("{\"name\":\"good-v\",\"backend\":\"good-b\",\"socket\":\"%s/good.sock\"}", g_dir));
 	assert_non_null(probe_vdev(g_vdcm, "good-v"));
 	assert_int_equal(access(P("%s/good.sock", g_dir), F_OK), 0);
 	OK("vdev_delete", "{\"name\":\"good-v\"}");
@@ -769,10 +770,11 @@ static void test_hostile_text(void **state)
 	snprintf(seeds[0], sizeof(seeds[0]), "%s",
 		 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"backend_create\",\"params\":{\"name\":"
 		 "\"b\",\"type\":\"ram\",\"size\":\"1M\"}}");
-	snprintf(seeds[1], sizeof(seeds[1]),
-		 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"vdev_create\",\"params\":{\"name\":\"v\","
-		 "\"backend\":\"b\",\"offset\":0,\"size\":512,\"queues\":2,\"socket\":\"%s/s\"}}",
-		 g_dir);
+	snprintf(
+	    seeds[1], sizeof(seeds[1]),
+	    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"vdev_create\",\"params\":{\"name\":\"v\","
+	    "\"backend\":\"b\",\"offset\":0,\"size\":512,\"queues\":2,\"socket\":\"%s/s\"}}",
+	    g_dir);
 	snprintf(seeds[2], sizeof(seeds[2]), "%s",
 		 "[{\"jsonrpc\":\"2.0\",\"id\":\"x\",\"method\":\"vdev_stats\"},{}]");
 	/* Seeded with what the seeds create, so that many damaged calls hit duplicates. */
