@@ -560,6 +560,15 @@ static int vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *c, struc
 		return siov_err_set(err, -EINVAL,
 				    "invalid VDEV name '%s' (use 1-63 of A-Z a-z 0-9 _ . -)",
 				    c->name);
+	/* The conf may come from anywhere: no field may run past its end unterminated. */
+	if (strnlen(c->backend, sizeof(c->backend)) == sizeof(c->backend) ||
+	    strnlen(c->group, sizeof(c->group)) == sizeof(c->group))
+		return siov_err_set(err, -EINVAL, "VDEV '%s': backend or group name too long",
+				    c->name);
+	if (strnlen(c->socket, sizeof(c->socket)) == sizeof(c->socket))
+		return siov_err_set(err, -ENAMETOOLONG,
+				    "VDEV '%s': socket path is limited to %d bytes", c->name,
+				    SIOV_SOCKET_PATH_MAX - 1);
 	if (vdev_find(v, c->name))
 		return siov_err_set(err, -EEXIST, "VDEV '%s' already exists", c->name);
 	if (c->type != SIOV_VDEV_BLK)

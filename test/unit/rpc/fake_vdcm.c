@@ -194,7 +194,7 @@ static int vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *conf, ui
 			return siov_err_set(err, -EADDRINUSE, "socket %s in use", conf->socket);
 		if (!conf->allow_overlap &&
 		    overlaps(&v->vdevs[i], conf->backend, conf->offset, *size))
-			return siov_err_set(err, -EBUSY, "window overlaps VDEV '%s'",
+			return siov_err_set(err, -EEXIST, "window overlaps VDEV '%s'",
 					    v->vdevs[i].conf.name);
 	}
 	return 0;
@@ -386,30 +386,6 @@ void siov_vdcm_daemon_info(struct siov_vdcm *v, struct siov_daemon_info *info)
 	info->groups = v->ngroups;
 	info->networks = siov_switch_networks(vdcm_nets_switch(v->nets));
 	info->uptime_s = 1.5;
-}
-
-unsigned fake_vdcm_backends(struct siov_vdcm *v)
-{
-	return v->nbackends;
-}
-
-unsigned fake_vdcm_vdevs(struct siov_vdcm *v)
-{
-	return v->nvdevs;
-}
-
-const struct siov_backend_conf *fake_vdcm_backend(struct siov_vdcm *v, const char *name)
-{
-	int i = backend_idx(v, name);
-
-	return i < 0 ? NULL : &v->backends[i];
-}
-
-const struct siov_vdev_conf *fake_vdcm_vdev(struct siov_vdcm *v, const char *name)
-{
-	int i = vdev_idx(v, name);
-
-	return i < 0 ? NULL : &v->vdevs[i].conf;
 }
 
 void fake_vdcm_fail_backend_create(struct siov_vdcm *v, int rc)
