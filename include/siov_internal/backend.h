@@ -94,7 +94,15 @@ void siov_io_ctx_handle_cqe(struct siov_io_ctx *ctx, struct io_uring_cqe *cqe);
 
 /* ---- Consumer side: the VDCM and engines ---- */
 
-enum siov_backend_type { SIOV_BACKEND_NULL, SIOV_BACKEND_RAM, SIOV_BACKEND_FILE };
+enum siov_backend_type {
+	SIOV_BACKEND_NULL,
+	SIOV_BACKEND_RAM,
+	SIOV_BACKEND_FILE,
+	SIOV_BACKEND_MIRROR,
+};
+
+/* The most members a mirror has (md allows more; two or three is what people run). */
+#define SIOV_MIRROR_MAX_MEMBERS 8
 
 struct siov_backend_conf {
 	char name[SIOV_NAME_MAX];
@@ -102,11 +110,15 @@ struct siov_backend_conf {
 	char path[4096]; /* file: a regular file or a block device */
 	uint64_t size;	 /* bytes; 0 = take the file's size (file) */
 	bool readonly;
+	/* mirror: the member backends' names (opened by siov_mirror_open, see mirror.h) */
+	char members[SIOV_MIRROR_MAX_MEMBERS][SIOV_NAME_MAX];
+	unsigned nmembers;
+	uint64_t resync_rate; /* mirror: bytes/s; 0 = the default */
 };
 
 struct siov_backend;
 
-/* Parses "null", "ram", "file"; -EINVAL otherwise. */
+/* Parses "null", "ram", "file", "mirror"; -EINVAL otherwise. */
 int siov_backend_type_parse(const char *s, enum siov_backend_type *out);
 const char *siov_backend_type_name(enum siov_backend_type type);
 
