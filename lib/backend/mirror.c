@@ -203,6 +203,20 @@ static void hdr_sync(struct mirror *mi)
 	}
 }
 
+/* The conf lists the members in slot order: what the state file saves. */
+static void conf_sync(struct mirror *mi)
+{
+	struct siov_backend_conf *c = &mi->self->conf;
+	unsigned i;
+
+	c->nmembers = 0;
+	memset(c->members, 0, sizeof(c->members));
+	for (i = 0; i < SIOV_MIRROR_MAX_MEMBERS; i++)
+		if (mi->m[i])
+			snprintf(c->members[c->nmembers++], SIOV_NAME_MAX, "%s",
+				 mi->m[i]->bd->conf.name);
+}
+
 static void wake(struct mirror *mi)
 {
 	uint64_t one = 1;
@@ -1169,6 +1183,7 @@ static int mirror_start(struct mirror *mi, const struct siov_mirror_member *memb
 	if (rc)
 		return rc;
 	hdr_sync(mi);
+	conf_sync(mi);
 	mi->hdr->clean = 0;
 	rc = pthread_create(&mi->thread, NULL, resync_main, mi);
 	if (rc)
@@ -1311,8 +1326,10 @@ int siov_mirror_add_member(struct siov_backend *bd, const struct siov_mirror_mem
 		rc = siov_err_set(err, -EINVAL, "mirror '%s': member slot mismatch", bd->conf.name);
 	else
 		rc = j >= 0 ? readd(mi, (unsigned)j, full, err) : add_new(mi, m, err);
-	if (rc == 0)
+	if (rc == 0) {
 		hdr_sync(mi);
+		conf_sync(mi);
+	}
 	pthread_mutex_unlock(&mi->lock);
 	if (rc == 0)
 		wake(mi);
@@ -1363,6 +1380,7 @@ int siov_mirror_remove_member(struct siov_backend *bd, const char *name, struct 
 	*out = mi->m[j]->bd;
 	member_free(mi, (unsigned)j);
 	hdr_sync(mi);
+	conf_sync(mi);
 	pthread_mutex_unlock(&mi->lock);
 	SIOV_INFO("mirror %s: member %s removed", bd->conf.name, name);
 	return 0;

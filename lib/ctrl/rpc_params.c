@@ -243,19 +243,85 @@ static int param_backend_type(const struct siov_param *p, struct json_object *v,
 	if (rc)
 		return rc;
 	if (siov_backend_type_parse(s, field) < 0)
-		return param_fail(p, "must be one of \"null\", \"ram\", \"file\"", err);
+		return param_fail(p, "must be one of \"null\", \"ram\", \"file\", \"mirror\"", err);
+	return 0;
+}
+
+/* One member name into the next slot of the conf's members. */
+static int member_add(const struct siov_param *p, struct siov_backend_conf *c, const char *s,
+		      size_t len, struct siov_err *err)
+{
+	if (c->nmembers >= SIOV_MIRROR_MAX_MEMBERS)
+		return param_fail(p, "lists more members than a mirror may have (8)", err);
+	if (len == 0 || len >= SIOV_NAME_MAX)
+		return param_fail(p, "holds a name that is empty or too long", err);
+	memcpy(c->members[c->nmembers], s, len);
+	c->members[c->nmembers][len] = '\0';
+	if (!siov_name_valid(c->members[c->nmembers]))
+		return param_fail(p, "holds an invalid backend name", err);
+	c->nmembers++;
+	return 0;
+}
+
+/* members: ["a", "b"] or "a,b" (what siovctl --members a,b sends). */
+static int param_members(const struct siov_param *p, struct json_object *v, void *field,
+			 struct siov_err *err)
+{
+	struct siov_backend_conf *c =
+	    (void *)((char *)field - offsetof(struct siov_backend_conf, members));
+	const char *s, *comma;
+	size_t i, n;
+	int rc;
+
+	c->nmembers = 0;
+	if (json_object_is_type(v, json_type_string)) {
+		for (s = json_object_get_string(v);; s = comma + 1) {
+			comma = strchr(s, ',');
+			rc = member_add(p, c, s, comma ? (size_t)(comma - s) : strlen(s), err);
+			if (rc || !comma)
+				return rc;
+		}
+	}
+	if (!json_object_is_type(v, json_type_array))
+		return param_fail(p, "must be a list of backend names", err);
+	n = json_object_array_length(v);
+	for (i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(v, i);
+
+		if (!json_object_is_type(e, json_type_string))
+			return param_fail(p, "must be a list of backend names", err);
+		rc = member_add(p, c, json_object_get_string(e), (size_t)json_object_get_string_len(e),
+				err);
+		if (rc)
+			return rc;
+	}
 	return 0;
 }
 
 #define BCONF(f) offsetof(struct siov_backend_conf, f), sizeof(((struct siov_backend_conf *)0)->f)
-enum { BP_NAME, BP_TYPE, BP_PATH, BP_SIZE, BP_READONLY };
+enum { BP_NAME, BP_TYPE, BP_PATH, BP_SIZE, BP_READONLY, BP_MEMBERS, BP_RESYNC_RATE };
 static const struct siov_param backend_params[] = {
     [BP_NAME] = {"name", true, siov_param_name, BCONF(name), 0, 0},
     [BP_TYPE] = {"type", true, param_backend_type, BCONF(type), 0, 0},
     [BP_PATH] = {"path", false, siov_param_abs_path, BCONF(path), 0, 0},
     [BP_SIZE] = {"size", false, siov_param_bytes, BCONF(size), 0, 0},
     [BP_READONLY] = {"readonly", false, siov_param_bool, BCONF(readonly), 0, 0},
+    [BP_MEMBERS] = {"members", false, param_members, BCONF(members), 0, 0},
+    [BP_RESYNC_RATE] = {"resync_rate", false, siov_param_bytes, BCONF(resync_rate), 0, 0},
 };
+
+/* A mirror takes members (and a resync rate) instead of a path or a size. */
+static int mirror_conf_check(const struct siov_backend_conf *conf, uint32_t seen,
+			     struct siov_err *err)
+{
+	if (!(seen & (1u << BP_MEMBERS)) || conf->nmembers == 0)
+		return siov_err_set(err, -EINVAL,
+				    "missing parameter 'members' (required for type 'mirror')");
+	if (seen & ((1u << BP_PATH) | (1u << BP_SIZE)))
+		return siov_err_set(err, -EINVAL,
+				    "a mirror takes its size from its members: no 'path' or 'size'");
+	return 0;
+}
 
 int siov_backend_conf_from_json(struct json_object *params, struct siov_backend_conf *conf,
 				struct siov_err *err)
@@ -270,6 +336,12 @@ int siov_backend_conf_from_json(struct json_object *params, struct siov_backend_
 	if (rc)
 		return rc;
 	type = siov_backend_type_name(conf->type);
+	if (conf->type == SIOV_BACKEND_MIRROR)
+		return mirror_conf_check(conf, seen, err);
+	if (seen & ((1u << BP_MEMBERS) | (1u << BP_RESYNC_RATE)))
+		return siov_err_set(err, -EINVAL,
+				    "parameters 'members' and 'resync_rate' are only valid for type "
+				    "'mirror'");
 	if (conf->type == SIOV_BACKEND_FILE) {
 		if (!(seen & (1u << BP_PATH)))
 			return siov_err_set(err, -EINVAL,
@@ -298,7 +370,18 @@ struct json_object *siov_backend_conf_to_json(const struct siov_backend_conf *co
 			       json_object_new_string(siov_backend_type_name(conf->type)));
 	if (conf->type == SIOV_BACKEND_FILE)
 		json_object_object_add(o, "path", json_object_new_string(conf->path));
-	json_object_object_add(o, "size", json_object_new_uint64(conf->size));
+	if (conf->type == SIOV_BACKEND_MIRROR) {
+		struct json_object *m = json_object_new_array();
+
+		for (unsigned i = 0; m && i < conf->nmembers; i++)
+			json_object_array_add(m, json_object_new_string(conf->members[i]));
+		json_object_object_add(o, "members", m);
+		if (conf->resync_rate)
+			json_object_object_add(o, "resync_rate",
+					       json_object_new_uint64(conf->resync_rate));
+	} else {
+		json_object_object_add(o, "size", json_object_new_uint64(conf->size));
+	}
 	json_object_object_add(o, "readonly", json_object_new_boolean(conf->readonly));
 	return o;
 }
