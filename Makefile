@@ -7,7 +7,7 @@ ifeq ($(CI),true)
 MESON_OPTS += -Dwerror=true
 endif
 
-.PHONY: all build asan check check-unit check-asan demo fuzz bench clean deps
+.PHONY: all build asan check check-unit check-asan demo fuzz bench bench-quick clean deps
 
 all: build
 
@@ -44,8 +44,13 @@ demo:
 	$(MAKE) build
 	test/guest/demo.sh $(BUILD)
 
+# Benchmarks (bench/README.md): every section, or BENCH_SECTIONS="null file ...";
+# one results file set under bench/results/.  bench-quick: about a minute.
 bench: build
 	bench/run.sh $(BUILD)
+
+bench-quick: build
+	QUICK=1 bench/run.sh $(BUILD)
 
 # libFuzzer targets (test/fuzz): clang, ASan+UBSan, coverage in every library.
 # check-fuzz: about 25 s per target (suite 'fuzz'); fuzz: FUZZ_SECONDS each.

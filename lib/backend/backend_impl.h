@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "siov_internal/backend.h"
+#include "siov_internal/backend_module.h"
 
 extern const struct siov_backend_ops siov__backend_null_ops;
 extern const struct siov_backend_ops siov__backend_ram_ops;

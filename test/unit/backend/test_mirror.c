@@ -26,6 +26,7 @@
 #include <liburing.h>
 
 #include "siov_internal/backend.h"
+#include "siov_internal/backend_module.h" /* the faulty member is a provider */
 #include "siov_internal/mirror.h"
 
 #define MB	   (1024 * 1024)
