@@ -15,6 +15,8 @@
 extern const struct siov_backend_ops siov__backend_null_ops;
 extern const struct siov_backend_ops siov__backend_ram_ops;
 extern const struct siov_backend_ops siov__backend_file_ops;
+extern const struct siov_backend_ops siov__backend_nbd_ops;
+extern const struct siov_backend_ops siov__backend_rbd_ops;
 extern const struct siov_backend_ops siov__backend_mirror_ops;
 
 /*

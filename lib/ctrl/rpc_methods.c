@@ -160,6 +160,7 @@ static void backend_to_json(const struct siov_backend_info *info, void *arg)
 			       json_object_new_string(siov_backend_type_name(conf->type)));
 	json_object_object_add(
 	    o, "path", conf->type == SIOV_BACKEND_FILE ? json_object_new_string(conf->path) : NULL);
+	siov_backend_remote_conf_to_json(o, conf);
 	json_object_object_add(o, "size", json_object_new_uint64(info->size));
 	json_object_object_add(o, "block_size", json_object_new_int64(info->block_size));
 	json_object_object_add(o, "direct", json_object_new_boolean(info->direct));

@@ -34,7 +34,7 @@ struct siov_vdcm {
 
 int siov_backend_type_parse(const char *s, enum siov_backend_type *out)
 {
-	static const char *const names[] = {"null", "ram", "file", "mirror"};
+	static const char *const names[] = {"null", "ram", "file", "nbd", "rbd", "mirror"};
 
 	for (unsigned i = 0; i < SIOV_ARRAY_SIZE(names); i++) {
 		if (strcmp(s, names[i]) == 0) {
@@ -54,6 +54,10 @@ const char *siov_backend_type_name(enum siov_backend_type type)
 		return "ram";
 	case SIOV_BACKEND_FILE:
 		return "file";
+	case SIOV_BACKEND_NBD:
+		return "nbd";
+	case SIOV_BACKEND_RBD:
+		return "rbd";
 	case SIOV_BACKEND_MIRROR:
 		return "mirror";
 	}
