@@ -102,11 +102,9 @@ until [ "$(member c .resync.done_bytes)" -gt $((4 * MiB)) ]; do
 done
 done_before=$(member c .resync.done_bytes)
 log "killing siovd with SIGKILL in the middle of c's resync ($done_before of $SIZE bytes copied)"
-kill -9 "$BE_PID"
-wait "$BE_PID" 2>/dev/null || true
+siovd_kill
 forget_pid "$BE_PID"
 BE_PID=
-rm -f "$RPC" # the killed siovd's; the new one would replace it, be_start must not find it first
 be_start
 wait_for_path "${VDEV_SOCK[v0]}" 20 "$BE_PID"
 [ "$(member c .state)" = resyncing ] || die "after the restart c is not resyncing: $(mstat .mirror)"
