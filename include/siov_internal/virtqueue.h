@@ -17,6 +17,7 @@
 #include <sys/uio.h>
 
 #include "siov/vhost_user.h"
+#include "siov_internal/dirty_log.h"
 #include "siov_internal/memtable.h"
 
 struct siov_vq;
@@ -75,6 +76,11 @@ struct siov_vq {
 	unsigned resubmit_num, resubmit_pos;
 	const char *dev_name;
 	struct siov_qos *qos; /* may be NULL: no limits, default weight */
+	/* Live migration: the dirty log while the front end logs (VHOST_F_LOG_ALL), else NULL. */
+	struct siov_dirty_log *log;
+	bool log_used;	       /* VHOST_VRING_F_LOG: log the used ring too */
+	uint64_t log_used_gpa; /* guest-physical address of the used ring */
+	int log_fd;	       /* SET_LOG_FD eventfd (not owned), signalled with the call, or -1 */
 
 	/* --- fast path: owned by the engine while started --- */
 	struct siov_engine *engine;
@@ -118,6 +124,19 @@ int siov_vq_peek(struct siov_vq *vq, struct siov_vq_chain *chain);
 void siov_vq_prefetch(const struct siov_vq *vq, unsigned n);
 /* Returns a finished chain to the driver (used ring); notification is separate. */
 void siov_vq_push(struct siov_vq *vq, uint16_t head, uint32_t len);
+/*
+ * Completes a chain: the one path by which what a device model wrote into
+ * front-end memory is handed back.  The model wrote the first `written` bytes
+ * of iov[0..n) (its device-writable buffers) and tail_len bytes at tail (blk's
+ * status byte; NULL for none).  While the dirty log is on, their pages and the
+ * used element and index are marked before the index is published; a write
+ * the log cannot record breaks the queue instead.  Used length: written +
+ * tail_len.
+ */
+void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *iov, unsigned n,
+		      uint32_t written, const void *tail, uint32_t tail_len);
+/* True if the ring and log addresses are all covered by vq->log (checked at start). */
+bool siov_vq_log_ok(const struct siov_vq *vq);
 /* Signals the call fd if the driver wants to hear about the new used entries. */
 void siov_vq_notify(struct siov_vq *vq);
 /* True if the avail ring has entries we have not consumed. */

@@ -131,6 +131,8 @@ static void check_faults(struct siov_engine *e)
 	for (vq = e->queues; vq; vq = vq->next)
 		if (vq->mem && siov_memtable_owns(vq->mem, t_fault_addr))
 			siov_vq_break(vq, "front-end memory vanished (region shrunk or unmapped)");
+		else if (vq->log && siov_dirty_log_owns(vq->log, t_fault_addr))
+			siov_vq_break(vq, "the dirty log vanished (its memory shrunk or unmapped)");
 }
 
 static struct io_uring_sqe *engine_sqe(struct siov_engine *e)

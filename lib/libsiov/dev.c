@@ -143,6 +143,7 @@ static void apply_config(struct siov_dev *dev, const struct virtio_blk_config *c
 	in->write_zeroes = has(f, VIRTIO_BLK_F_WRITE_ZEROES);
 	in->max_discard_sectors = in->discard ? c->max_discard_sectors : 0;
 	in->max_write_zeroes_sectors = in->write_zeroes ? c->max_write_zeroes_sectors : 0;
+	dev->cfg_queues = has(f, VIRTIO_BLK_F_MQ) ? c->num_queues : 0;
 	if (in->seg_max > SIOV__SEGS_MAX)
 		in->seg_max = SIOV__SEGS_MAX;
 }
@@ -205,6 +206,9 @@ int siov__negotiate(struct siov_dev *dev, unsigned num_queues)
 	rc = read_config(dev);
 	if (rc)
 		return rc;
+	/* A siovd VDEV left at its default offers 256 queues but says 1 here. */
+	if (!num_queues && dev->cfg_queues && dev->cfg_queues < dev->nqueues)
+		dev->nqueues = dev->cfg_queues;
 	return siov__vu_set_u64(dev, VHOST_USER_SET_FEATURES, dev->features);
 }
 

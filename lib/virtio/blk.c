@@ -234,7 +234,8 @@ static void req_finish(struct blk_req *r, uint8_t status)
 	/* A completion is work: the driver is likely to refill now, so keep polling. */
 	vq->last_work_ns = vq_now(vq);
 	vq->idle_rounds = 0;
-	siov_vq_push(vq, r->chain.head, r->written + 1);
+	siov_vq_complete(vq, r->chain.head, &r->chain.iov[r->chain.out_num], r->chain.in_num,
+			 r->written, r->status, 1);
 	siov_engine_note_used(vq);
 	SIOV_STAT_ADD(s->requests, 1);
 	SIOV_STAT_ADD(s->latency_ns_total, vq_now(vq) - r->start_ns);

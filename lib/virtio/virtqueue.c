@@ -7,6 +7,7 @@
  * its VDEV; it never crashes siovd.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,9 @@
 
 #include "siov_internal/log.h"
 #include "siov_internal/virtqueue.h"
+
+/* Dirty logging is off except while a front end migrates. */
+#define unlikely_log(vq) __builtin_expect((vq)->log != NULL, 0)
 
 /* Longest indirect table we accept (descriptors). */
 #define SIOV_VQ_MAX_INDIRECT 1024
@@ -26,6 +30,7 @@ void siov_vq_init(struct siov_vq *vq, unsigned index)
 	vq->kick_fd = -1;
 	vq->call_fd = -1;
 	vq->err_fd = -1;
+	vq->log_fd = -1;
 }
 
 int siov_vq_map_rings(struct siov_vq *vq)
@@ -289,10 +294,20 @@ void siov_vq_prefetch(const struct siov_vq *vq, unsigned n)
 	}
 }
 
-void siov_vq_push(struct siov_vq *vq, uint16_t head, uint32_t len)
+/* Marks the pages of used-ring bytes [off, off+len) when the front end asked for it. */
+static int log_used(struct siov_vq *vq, uint64_t off, uint64_t len)
+{
+	if (!vq->log || !vq->log_used)
+		return 0;
+	return siov_dirty_log_mark(vq->log, vq->log_used_gpa + off, len);
+}
+
+static void publish_used(struct siov_vq *vq, uint16_t head, uint32_t len)
 {
 	struct vring_used_elem *e = &vq->used->ring[vq->used_idx % vq->num];
 	struct siov_vu_inflight_queue *q = vq->inflight;
+	uint64_t elem_off = offsetof(struct vring_used, ring) +
+			    (uint64_t)(vq->used_idx % vq->num) * sizeof(*e);
 
 	e->id = head;
 	e->len = len;
@@ -300,6 +315,14 @@ void siov_vq_push(struct siov_vq *vq, uint16_t head, uint32_t len)
 	/* Lets a successor tell, after a crash right here, which record is stale. */
 	if (q)
 		q->last_batch_head = head;
+	/* Logged before the index that covers it: QEMU's last sync follows GET_VRING_BASE. */
+	if (unlikely_log(vq) &&
+	    (log_used(vq, elem_off, sizeof(*e)) ||
+	     log_used(vq, offsetof(struct vring_used, idx), sizeof(uint16_t)))) {
+		siov_vq_break(vq, "used ring 0x%llx is outside the dirty log",
+			      (unsigned long long)vq->log_used_gpa);
+		return;
+	}
 	/* The driver must see the element before the index that covers it. */
 	__atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
 	vq->used_dirty = true;
@@ -307,6 +330,36 @@ void siov_vq_push(struct siov_vq *vq, uint16_t head, uint32_t len)
 		q->desc[head].inflight = 0;
 		q->used_idx = vq->used_idx;
 	}
+}
+
+void siov_vq_push(struct siov_vq *vq, uint16_t head, uint32_t len)
+{
+	publish_used(vq, head, len);
+}
+
+void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *iov, unsigned n,
+		      uint32_t written, const void *tail, uint32_t tail_len)
+{
+	/* Off: one branch.  On: mark the data first, then the used ring in publish_used. */
+	if (unlikely_log(vq) &&
+	    (siov_dirty_log_mark_iov(vq->log, vq->mem, iov, n, written) ||
+	     siov_dirty_log_mark_host(vq->log, vq->mem, tail, tail_len))) {
+		siov_vq_break(vq, "head %u: a buffer it wrote is outside the dirty log", head);
+		return;
+	}
+	publish_used(vq, head, written + tail_len);
+}
+
+bool siov_vq_log_ok(const struct siov_vq *vq)
+{
+	uint64_t used_len = offsetof(struct vring_used, ring) +
+			    (uint64_t)vq->num * sizeof(struct vring_used_elem) + sizeof(uint16_t);
+
+	if (!vq->log)
+		return true;
+	if (!siov_dirty_log_covers_table(vq->log, vq->mem))
+		return false;
+	return !vq->log_used || siov_dirty_log_covers(vq->log, vq->log_used_gpa, used_len);
 }
 
 void siov_vq_notify(struct siov_vq *vq)
@@ -333,6 +386,8 @@ void siov_vq_notify(struct siov_vq *vq)
 	}
 	if (need && vq->call_fd >= 0)
 		eventfd_write(vq->call_fd, 1);
+	if (unlikely_log(vq) && vq->log_fd >= 0)
+		eventfd_write(vq->log_fd, 1);
 }
 
 bool siov_vq_has_work(const struct siov_vq *vq)
@@ -340,13 +395,25 @@ bool siov_vq_has_work(const struct siov_vq *vq)
 	return __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE) != vq->last_avail_idx;
 }
 
+/* The flags and avail_event words are front-end memory as well. */
+static void log_suppression(struct siov_vq *vq, uint64_t off)
+{
+	if (unlikely_log(vq) && log_used(vq, off, sizeof(uint16_t)))
+		siov_vq_break(vq, "used ring 0x%llx is outside the dirty log",
+			      (unsigned long long)vq->log_used_gpa);
+}
+
 bool siov_vq_enable_notify(struct siov_vq *vq)
 {
-	if (vq->event_idx)
+	if (vq->event_idx) {
 		__atomic_store_n(&vring_avail_event(vq), vq->last_avail_idx, __ATOMIC_RELAXED);
-	else
+		log_suppression(vq, offsetof(struct vring_used, ring) +
+					(uint64_t)vq->num * sizeof(struct vring_used_elem));
+	} else {
 		__atomic_and_fetch(&vq->used->flags, (uint16_t)~VRING_USED_F_NO_NOTIFY,
 				   __ATOMIC_RELAXED);
+		log_suppression(vq, offsetof(struct vring_used, flags));
+	}
 	vq->notify_enabled = true;
 	/* Publish the request for kicks before looking at the ring once more. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -357,7 +424,9 @@ void siov_vq_disable_notify(struct siov_vq *vq)
 {
 	vq->notify_enabled = false;
 	/* With EVENT_IDX a stale avail_event already keeps the driver quiet. */
-	if (!vq->event_idx)
+	if (!vq->event_idx) {
 		__atomic_or_fetch(&vq->used->flags, (uint16_t)VRING_USED_F_NO_NOTIFY,
 				  __ATOMIC_RELAXED);
+		log_suppression(vq, offsetof(struct vring_used, flags));
+	}
 }
