@@ -251,6 +251,8 @@ static void vq_try_start(struct siov_vu_server *srv, struct vu_queue *q)
 	vq->resubmit = NULL;
 	vq->resubmit_num = vq->resubmit_pos = 0;
 	vq_attach_inflight(srv, q);
+	SIOV_DEBUG("vdev %s queue %u starts at avail %u, used %u%s", srv->name, vq->index,
+		   vq->last_avail_idx, vq->used_idx, vq->log ? ", logging" : "");
 	rc = siov_engine_attach(siov_engines_pick(srv->engines), vq);
 	if (rc)
 		SIOV_ERR("vdev %s queue %u: cannot start: %s", srv->name, vq->index, strerror(-rc));
@@ -564,6 +566,9 @@ static int h_get_vring_base(struct siov_vu_server *srv, struct vu_msg_in *in)
 	q->kicked = false;
 	close_fd(&q->vq.kick_fd);
 	s.num = q->vq.last_avail_idx;
+	SIOV_DEBUG("vdev %s queue %u stopped at avail %u, used %u (%llu pages logged)", srv->name,
+		   q->vq.index, q->vq.last_avail_idx, q->vq.used_idx,
+		   srv->log ? (unsigned long long)siov_dirty_log_marks(srv->log) : 0ull);
 	return reply(srv, &in->m, &s, sizeof(s), -1) ? -EPIPE : 1;
 }
 
@@ -874,6 +879,8 @@ static int handle_msg(struct siov_vu_server *srv)
 	unsigned i;
 	int rc;
 
+	SIOV_DEBUG("vdev %s: vhost-user request %u, %u bytes, %u fd(s)", srv->name,
+		   in->m.hdr.request, in->m.hdr.size, in->nfds);
 	rc = dispatch(srv, in);
 	for (i = 0; i < in->nfds; i++)
 		close_fd(&in->fds[i]);

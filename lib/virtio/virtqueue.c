@@ -315,16 +315,20 @@ static void publish_used(struct siov_vq *vq, uint16_t head, uint32_t len)
 	/* Lets a successor tell, after a crash right here, which record is stale. */
 	if (q)
 		q->last_batch_head = head;
-	/* Logged before the index that covers it: QEMU's last sync follows GET_VRING_BASE. */
-	if (unlikely_log(vq) &&
-	    (log_used(vq, elem_off, sizeof(*e)) ||
-	     log_used(vq, offsetof(struct vring_used, idx), sizeof(uint16_t)))) {
+	/*
+	 * Each write is marked after it is made (QEMU may sync the log in between:
+	 * a mark made first could be consumed before the write lands), and the
+	 * element before the index that publishes it.
+	 */
+	if (unlikely_log(vq) && log_used(vq, elem_off, sizeof(*e))) {
 		siov_vq_break(vq, "used ring 0x%llx is outside the dirty log",
 			      (unsigned long long)vq->log_used_gpa);
 		return;
 	}
 	/* The driver must see the element before the index that covers it. */
 	__atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
+	if (unlikely_log(vq))
+		log_used(vq, offsetof(struct vring_used, idx), sizeof(uint16_t));
 	vq->used_dirty = true;
 	if (q && head < vq->num) {
 		q->desc[head].inflight = 0;
