@@ -15,6 +15,7 @@
 #include <sys/eventfd.h>
 
 #include "siov_internal/log.h"
+#include "siov_internal/util.h"
 #include "siov_internal/virtqueue.h"
 
 /* Dirty logging is off except while a front end migrates. */
@@ -294,64 +295,71 @@ void siov_vq_prefetch(const struct siov_vq *vq, unsigned n)
 	}
 }
 
+/* Puts the queue on its runner's used list, once per notification. */
+static void mark_used(struct siov_vq *vq)
+{
+	struct siov_vq_used_list *l = vq->run.used;
+
+	vq->used_dirty = true;
+	if (!l || vq->on_used_list)
+		return;
+	vq->on_used_list = true;
+	vq->next_used = l->head;
+	l->head = vq;
+}
+
 /* Marks the pages of used-ring bytes [off, off+len) when the front end asked for it. */
 static int log_used(struct siov_vq *vq, uint64_t off, uint64_t len)
 {
-	if (!vq->log || !vq->log_used)
+	if (!vq->log_used)
 		return 0;
 	return siov_dirty_log_mark(vq->log, vq->log_used_gpa + off, len);
 }
 
-static void publish_used(struct siov_vq *vq, uint16_t head, uint32_t len)
+/* Marks the device's writes and the used element; -errno (queue broken) if the log cannot. */
+static int log_completion(struct siov_vq *vq, const struct iovec *written, unsigned n,
+			  uint64_t elem_off)
 {
-	struct vring_used_elem *e = &vq->used->ring[vq->used_idx % vq->num];
+	/* A superset of the written bytes is safe: mark the buffers whole. */
+	if (siov_dirty_log_mark_iov(vq->log, vq->mem, written, n, UINT64_MAX)) {
+		siov_vq_break(vq, "a buffer the device wrote is outside the dirty log");
+		return -ERANGE;
+	}
+	if (log_used(vq, elem_off, sizeof(struct vring_used_elem))) {
+		siov_vq_break(vq, "used ring 0x%llx is outside the dirty log",
+			      (unsigned long long)vq->log_used_gpa);
+		return -ERANGE;
+	}
+	return 0;
+}
+
+void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *written, unsigned n,
+		      uint32_t len)
+{
+	uint16_t slot = vq->used_idx % vq->num;
+	struct vring_used_elem *e = &vq->used->ring[slot];
 	struct siov_vu_inflight_queue *q = vq->inflight;
-	uint64_t elem_off = offsetof(struct vring_used, ring) +
-			    (uint64_t)(vq->used_idx % vq->num) * sizeof(*e);
 
 	e->id = head;
 	e->len = len;
+	/* Off: one branch.  On: data and element marked before the index publishes them. */
+	if (unlikely_log(vq) &&
+	    log_completion(vq, written, n,
+			   offsetof(struct vring_used, ring) + (uint64_t)slot * sizeof(*e)))
+		return;
 	vq->used_idx++;
 	/* Lets a successor tell, after a crash right here, which record is stale. */
 	if (q)
 		q->last_batch_head = head;
-	/*
-	 * Each write is marked after it is made (QEMU may sync the log in between:
-	 * a mark made first could be consumed before the write lands), and the
-	 * element before the index that publishes it.
-	 */
-	if (unlikely_log(vq) && log_used(vq, elem_off, sizeof(*e))) {
-		siov_vq_break(vq, "used ring 0x%llx is outside the dirty log",
-			      (unsigned long long)vq->log_used_gpa);
-		return;
-	}
 	/* The driver must see the element before the index that covers it. */
 	__atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
 	if (unlikely_log(vq))
 		log_used(vq, offsetof(struct vring_used, idx), sizeof(uint16_t));
-	vq->used_dirty = true;
 	if (q && head < vq->num) {
 		q->desc[head].inflight = 0;
 		q->used_idx = vq->used_idx;
 	}
-}
-
-void siov_vq_push(struct siov_vq *vq, uint16_t head, uint32_t len)
-{
-	publish_used(vq, head, len);
-}
-
-void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *iov, unsigned n,
-		      uint32_t written, const void *tail, uint32_t tail_len)
-{
-	/* Off: one branch.  On: mark the data first, then the used ring in publish_used. */
-	if (unlikely_log(vq) &&
-	    (siov_dirty_log_mark_iov(vq->log, vq->mem, iov, n, written) ||
-	     siov_dirty_log_mark_host(vq->log, vq->mem, tail, tail_len))) {
-		siov_vq_break(vq, "head %u: a buffer it wrote is outside the dirty log", head);
-		return;
-	}
-	publish_used(vq, head, written + tail_len);
+	mark_used(vq);
 }
 
 bool siov_vq_log_ok(const struct siov_vq *vq)
@@ -364,6 +372,37 @@ bool siov_vq_log_ok(const struct siov_vq *vq)
 	if (!siov_dirty_log_covers_table(vq->log, vq->mem))
 		return false;
 	return !vq->log_used || siov_dirty_log_covers(vq->log, vq->log_used_gpa, used_len);
+}
+
+struct siov_vq *siov_vq_used_list_pop(struct siov_vq_used_list *l)
+{
+	struct siov_vq *vq = l->head;
+
+	if (!vq)
+		return NULL;
+	l->head = vq->next_used;
+	vq->next_used = NULL;
+	vq->on_used_list = false;
+	return vq;
+}
+
+void siov_vq_bind(struct siov_vq *vq, const struct siov_vq_runner *r)
+{
+	vq->run = *r;
+	vq->on_used_list = false;
+	vq->next_used = NULL;
+}
+
+void siov_vq_unbind(struct siov_vq *vq)
+{
+	memset(&vq->run, 0, sizeof(vq->run));
+	vq->on_used_list = false;
+	vq->next_used = NULL;
+}
+
+uint64_t siov_vq_now(const struct siov_vq *vq)
+{
+	return vq->run.clock ? *vq->run.clock : siov_now_ns();
 }
 
 void siov_vq_notify(struct siov_vq *vq)
@@ -396,7 +435,8 @@ void siov_vq_notify(struct siov_vq *vq)
 
 bool siov_vq_has_work(const struct siov_vq *vq)
 {
-	return __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE) != vq->last_avail_idx;
+	return __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE) != vq->last_avail_idx ||
+	       vq->resubmit_pos < vq->resubmit_num;
 }
 
 /* The flags and avail_event words are front-end memory as well. */
