@@ -895,8 +895,13 @@ static void conn_close(struct siov_vu_server *srv, const char *why)
 static int handle_msg(struct siov_vu_server *srv)
 {
 	struct vu_msg_in *in = &srv->rx;
-	bool want_ack = (in->m.hdr.flags & VHOST_USER_NEED_REPLY) &&
-			(srv->protocol_features & (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK));
+	/*
+	 * NEED_REPLY is answered even if this connection never negotiated
+	 * REPLY_ACK (libvhost-user does the same): a QEMU waiting for an incoming
+	 * migration does not renegotiate after the back end restarted, and waits
+	 * for the ack it was promised on the previous connection.
+	 */
+	bool want_ack = in->m.hdr.flags & VHOST_USER_NEED_REPLY;
 	unsigned i;
 	int rc;
 
