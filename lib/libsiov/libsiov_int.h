@@ -110,6 +110,7 @@ struct siov_dev {
 	struct siov_queue *queue;
 	unsigned nqueues;
 	unsigned cfg_queues; /* num_queues of the config space (VIRTIO_BLK_F_MQ), 0 if none */
+	int log_fd;	     /* SIOV_DEV_F_DIRTY_LOG: the log's memfd, else -1 */
 	/* Reconnect (siov_dev_opts.reconnect_ms); the fields below @lock are its. */
 	char *path;
 	unsigned want_queues; /* siov_dev_opts.num_queues */
