@@ -44,7 +44,7 @@ struct siov_vdev_conf {
 	char backend[SIOV_NAME_MAX];
 	uint64_t offset; /* bytes into the backend; multiple of 512 */
 	uint64_t size;	 /* bytes; 0 = up to the end of the backend */
-	uint16_t queues; /* 1..SIOV_VDEV_MAX_QUEUES; 0 = 1 */
+	uint16_t queues; /* 1..SIOV_VDEV_MAX_QUEUES; 0 = offer SIOV_VU_MAX_QUEUES (QEMU's default) */
 	bool readonly;
 	bool allow_overlap; /* let this window overlap other VDEVs' windows */
 	char socket[SIOV_SOCKET_PATH_MAX];
@@ -132,7 +132,9 @@ struct siov_vdev_info {
 	bool connected;
 	uint64_t features;    /* negotiated virtio features */
 	uint64_t connections; /* front ends accepted so far */
-	unsigned nqueues;
+	bool logging;	      /* the front end is migrating the VM (dirty log on) */
+	unsigned max_queues;  /* what the VDEV offers */
+	unsigned nqueues;     /* queues the front end has used */
 	const struct siov_queue_stats *queues;
 	struct siov_qos_stats qos; /* conf->qos holds the parameters in force */
 };

@@ -391,7 +391,7 @@ static void vdev_to_json(const struct siov_vdev_info *info, void *arg)
 	json_object_object_add(o, "backend", json_object_new_string(conf->backend));
 	json_object_object_add(o, "offset", json_object_new_uint64(conf->offset));
 	json_object_object_add(o, "size", json_object_new_uint64(info->size));
-	json_object_object_add(o, "queues", json_object_new_int64(conf->queues ? conf->queues : 1));
+	json_object_object_add(o, "queues", json_object_new_int64(info->max_queues));
 	json_object_object_add(o, "readonly", json_object_new_boolean(conf->readonly));
 	json_object_object_add(o, "socket", json_object_new_string(conf->socket));
 	json_object_object_add(o, "state", json_object_new_string(info->state ? info->state : ""));
@@ -486,6 +486,7 @@ static void vdev_stats_to_json(const struct siov_vdev_info *info, void *arg)
 						   : NULL);
 	json_object_object_add(o, "connected", json_object_new_boolean(info->connected));
 	json_object_object_add(o, "connections", json_object_new_uint64(info->connections));
+	json_object_object_add(o, "dirty_logging", json_object_new_boolean(info->logging));
 	json_object_object_add(o, "requests", json_object_new_uint64(sum.requests));
 	json_object_object_add(o, "bytes_read", json_object_new_uint64(sum.bytes_read));
 	json_object_object_add(o, "bytes_written", json_object_new_uint64(sum.bytes_written));

@@ -531,7 +531,6 @@ int siov_vdev_conf_from_json(struct json_object *params, struct siov_vdev_conf *
 
 	memset(conf, 0, sizeof(*conf));
 	conf->type = SIOV_VDEV_BLK;
-	conf->queues = 1;
 	rc = siov_params_parse(params, vdev_params, SIOV_ARRAY_SIZE(vdev_params), conf, NULL, err);
 	if (rc)
 		return rc;
@@ -554,7 +553,9 @@ struct json_object *siov_vdev_conf_to_json(const struct siov_vdev_conf *conf)
 	json_object_object_add(o, "backend", json_object_new_string(conf->backend));
 	json_object_object_add(o, "offset", json_object_new_uint64(conf->offset));
 	json_object_object_add(o, "size", json_object_new_uint64(conf->size));
-	json_object_object_add(o, "queues", json_object_new_int(conf->queues ? conf->queues : 1));
+	/* Left out when unset: the VDEV then offers as many queues as the front end starts. */
+	if (conf->queues)
+		json_object_object_add(o, "queues", json_object_new_int(conf->queues));
 	json_object_object_add(o, "readonly", json_object_new_boolean(conf->readonly));
 	json_object_object_add(o, "allow_overlap", json_object_new_boolean(conf->allow_overlap));
 	json_object_object_add(o, "socket", json_object_new_string(conf->socket));

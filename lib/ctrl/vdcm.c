@@ -852,7 +852,7 @@ static int vdev_build(struct siov_vdcm *v, struct vdcm_vdev *d, struct siov_err 
 				   .offset = d->conf.offset,
 				   .size = d->size,
 				   .readonly = d->conf.readonly,
-				   .queues = d->conf.queues};
+				   .queues = d->conf.queues ? d->conf.queues : 1};
 	int rc;
 
 	rc = siov_blk_create(&bc, &d->blk);
@@ -864,7 +864,8 @@ static int vdev_build(struct siov_vdcm *v, struct vdcm_vdev *d, struct siov_err 
 		return siov_err_set(err, rc, "cannot create the VDEV's QoS: %s", strerror(-rc));
 	so.name = d->conf.name;
 	so.socket_path = d->conf.socket;
-	so.queues = d->conf.queues;
+	/* Left unset, offer what the protocol allows: QEMU starts one queue per vCPU. */
+	so.queues = d->conf.queues ? d->conf.queues : SIOV_VU_MAX_QUEUES;
 	so.dev = d->blk;
 	so.qos = d->qos;
 	so.socket_mode = v->socket_mode;
@@ -951,8 +952,6 @@ int siov_vdcm_vdev_create(struct siov_vdcm *v, const struct siov_vdev_conf *conf
 	if (!d)
 		return siov_err_set(err, -ENOMEM, "out of memory");
 	d->conf = *conf;
-	if (!d->conf.queues)
-		d->conf.queues = 1;
 	rc = vdev_resolve(v, d, err);
 	if (rc)
 		goto err_free;
@@ -1045,6 +1044,8 @@ static void queue_stats(const struct siov_vq *vq, struct siov_queue_stats *s)
 	const struct siov_vq_stats *t = &vq->stats;
 
 	memset(s, 0, sizeof(*s));
+	if (!vq)
+		return; /* a queue the front end never named */
 	s->index = vq->index;
 	s->engine = siov_engine_of(vq);
 	s->state = __atomic_load_n(&vq->broken, __ATOMIC_ACQUIRE) ? "broken"
@@ -1069,17 +1070,21 @@ static void vdev_report(struct vdcm_vdev *d, siov_vdev_info_cb cb, void *arg)
 {
 	struct siov_queue_stats qs[SIOV_VDEV_MAX_QUEUES];
 	struct siov_vdev_info info = {.conf = &d->conf, .size = d->size, .queues = qs};
-	unsigned i, n = siov_vu_server_nqueues(d->srv);
+	unsigned i, n = siov_vu_server_queues_used(d->srv);
 	struct siov_qos_params p;
 
-	for (i = 0; i < n && i < SIOV_VDEV_MAX_QUEUES; i++)
+	for (i = 0; i < n && i < SIOV_VDEV_MAX_QUEUES; i++) {
 		queue_stats(siov_vu_server_queue(d->srv, i), &qs[i]);
+		qs[i].index = i;
+	}
 	info.nqueues = i;
 	info.state = siov_vu_server_state(d->srv);
 	info.broken_reason = siov_vu_server_broken_reason(d->srv);
 	info.connected = siov_vu_server_connected(d->srv);
 	info.features = siov_vu_server_features(d->srv);
 	info.connections = siov_vu_server_connections(d->srv);
+	info.logging = siov_vu_server_logging(d->srv);
+	info.max_queues = siov_vu_server_nqueues(d->srv);
 	siov_qos_get(d->qos, &p, &info.qos);
 	cb(&info, arg);
 }

@@ -268,6 +268,7 @@ static void vdev_info(struct fake_vdev *d, siov_vdev_info_cb cb, void *arg)
 	    .size = d->size,
 	    .state = "listening",
 	    .nqueues = d->conf.queues ? d->conf.queues : 1,
+	    .max_queues = d->conf.queues ? d->conf.queues : 256,
 	    .queues = d->q,
 	    .qos = {.admitted = 10, .admitted_bytes = 40960, .throttled = 3},
 	};

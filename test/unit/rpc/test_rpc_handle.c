@@ -432,7 +432,7 @@ static void test_vdev_methods(void **state)
 	assert_non_null(c);
 	assert_int_equal(c->type, SIOV_VDEV_BLK);
 	assert_int_equal(c->offset, 0);
-	assert_int_equal(c->queues, 1);
+	assert_int_equal(c->queues, 0); /* unset: the VDEV offers what the front end starts */
 	assert_false(c->readonly);
 	assert_false(c->allow_overlap);
 	/* The real VDCM's answer to an overlap, not a fake's. */
