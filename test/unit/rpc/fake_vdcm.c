@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fake_vdcm.h"
+#include "siov_internal/engine.h"
 
 #define FAKE_MAX 64
 
@@ -393,4 +394,14 @@ const struct siov_vdev_conf *fake_vdcm_vdev(struct siov_vdcm *v, const char *nam
 void fake_vdcm_fail_backend_create(struct siov_vdcm *v, int rc)
 {
 	v->fail_backend_create = rc;
+}
+
+int siov_vdcm_engine_stats(struct siov_vdcm *v, unsigned i, struct siov_engine_stats *out)
+{
+	(void)v;
+	if (i >= 2)
+		return -ENOENT;
+	*out = (struct siov_engine_stats){
+	    .rounds = 10, .popped = 4, .submitted = 4, .ring_submit_ns = 8000};
+	return 0;
 }

@@ -113,6 +113,26 @@ static void test_unknown_method_and_ids(void **state)
 	json_object_put(resp);
 }
 
+/* engine_stats: one entry per engine, the per-request mean worked out from the sums. */
+static void test_engine_stats(void **state)
+{
+	struct json_object *resp, *res;
+
+	resp = rpc_call(g_srv, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"engine_stats\"}");
+	res = member(resp, "result");
+	assert_true(json_object_is_type(res, json_type_array));
+	assert_int_equal(json_object_array_length(res), 2);
+	assert_int_equal(json_object_get_int(member(json_object_array_get_idx(res, 1), "engine")),
+			 1);
+	assert_true(json_object_get_double(
+			member(json_object_array_get_idx(res, 0), "ring_to_submit_us")) == 2.0);
+	json_object_put(resp);
+	rpc_expect_error(
+	    g_srv,
+	    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"engine_stats\",\"params\":{\"x\":1}}",
+	    SIOV_RPC_INVALID_PARAMS, NULL);
+}
+
 static void test_notification_and_batch(void **state)
 {
 	static const char note[] = "{\"jsonrpc\":\"2.0\",\"method\":\"backend_create\","
@@ -564,6 +584,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_invalid_requests, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unknown_method_and_ids, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_notification_and_batch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_engine_stats, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_params_strict, setup, teardown),
 	    cmocka_unit_test(test_parse_bytes),
 	    cmocka_unit_test_setup_teardown(test_size_params, setup, teardown),
