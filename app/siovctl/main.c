@@ -29,7 +29,8 @@
 #define EXIT_NO_CALL	2
 
 /* Values of these are names or paths: strings even when they look like numbers. */
-static const char *const string_params[] = {"name", "type", "backend", "path", "socket"};
+static const char *const string_params[] = {"name", "type", "backend", "path", "socket", "uri",
+					    "tls_creds", "pool", "image", "conf", "id", "network", "uplink", "mac"};
 
 static const char usage_text[] =
     "usage: siovctl [-s SOCKET] [-t SECONDS] METHOD [--param value ...]\n"
@@ -42,11 +43,16 @@ static const char usage_text[] =
     "\n"
     "Parameters: '--some-name value' or '--some-name=value' sets some_name.  A flag\n"
     "with no value is true; 'true' and 'false' are booleans; a decimal integer is\n"
-    "an integer (except for name, type, backend, path, socket); anything else is a\n"
-    "string.  Sizes and offsets also take suffixes: 4K, 512M, 1G, 2T.\n"
+    "an integer (except for names, paths, uri, pool, image, id, network, uplink,\n"
+    "mac); anything else is a string.  Sizes and offsets also take suffixes: 4K,\n"
+    "512M, 1G, 2T.\n"
     "\n"
     "Methods:\n"
     "  backend_create  --name N --type null|ram|file [--path P] [--size S] [--readonly]\n"
+    "  backend_create  --name N --type nbd --uri nbd://HOST[:PORT]/EXPORT|nbd+unix:///EXPORT?socket=S\n"
+    "                  [--tls-creds DIR] [--timeout-ms T] [--settle-ms S] [--readonly]\n"
+    "  backend_create  --name N --type rbd --pool P --image I [--conf CEPH_CONF] [--id CLIENT]\n"
+    "                  [--timeout-ms T] [--readonly]\n"
     "  backend_delete  --name N\n"
     "  backend_list\n"
     "  vdev_create     --name N --backend B --socket PATH [--type blk] [--offset O]\n"
@@ -54,6 +60,9 @@ static const char usage_text[] =
     "  vdev_delete     --name N\n"
     "  vdev_list       [--name N]\n"
     "  vdev_stats      [--name N]\n"
+    "  network_create  --name N [--mtu M] [--uplink tap:IFNAME]\n"
+    "  network_delete  --name N\n"
+    "  network_list\n"
     "  daemon_info\n"
     "  engine_stats    (per engine: rounds, sleeps, requests, ring_to_submit_us, ...)\n"
     "\n"
