@@ -9,6 +9,7 @@
 #include "fake_vdcm.h"
 #include "../../../lib/ctrl/vdcm_net.h"
 #include "siov_internal/engine.h"
+#include "siov_internal/mirror.h"
 
 #define FAKE_MAX 64
 
@@ -36,7 +37,7 @@ struct siov_vdcm {
 
 int siov_backend_type_parse(const char *s, enum siov_backend_type *out)
 {
-	static const char *const names[] = {"null", "ram", "file"};
+	static const char *const names[] = {"null", "ram", "file", "nbd", "rbd", "mirror"};
 
 	for (unsigned i = 0; i < SIOV_ARRAY_SIZE(names); i++) {
 		if (strcmp(s, names[i]) == 0) {
@@ -60,6 +61,8 @@ const char *siov_backend_type_name(enum siov_backend_type type)
 		return "nbd";
 	case SIOV_BACKEND_RBD:
 		return "rbd";
+	case SIOV_BACKEND_MIRROR:
+		return "mirror";
 	}
 	return "unknown";
 }
@@ -402,4 +405,40 @@ int siov_vdcm_engine_stats(struct siov_vdcm *v, unsigned i, struct siov_engine_s
 	*out = (struct siov_engine_stats){
 	    .rounds = 10, .popped = 4, .submitted = 4, .ring_submit_ns = 8000};
 	return 0;
+}
+
+/* Mirrors are tested against the real VDCM (test/unit/backend, test/guest). */
+int siov_vdcm_mirror_add_member(struct siov_vdcm *v, const char *name, const char *member,
+				bool full, struct siov_err *err)
+{
+	return siov_err_set(err, -ENOTSUP, "the fake VDCM has no mirrors");
+}
+
+int siov_vdcm_mirror_remove_member(struct siov_vdcm *v, const char *name, const char *member,
+				   struct siov_err *err)
+{
+	return siov_err_set(err, -ENOTSUP, "the fake VDCM has no mirrors");
+}
+
+int siov_vdcm_mirror_fail_member(struct siov_vdcm *v, const char *name, const char *member,
+				 struct siov_err *err)
+{
+	return siov_err_set(err, -ENOTSUP, "the fake VDCM has no mirrors");
+}
+
+int siov_vdcm_mirror_set_resync_rate(struct siov_vdcm *v, const char *name, uint64_t rate,
+				     struct siov_err *err)
+{
+	return siov_err_set(err, -ENOTSUP, "the fake VDCM has no mirrors");
+}
+
+int siov_vdcm_backend_stats(struct siov_vdcm *v, const char *name, siov_backend_stats_cb cb,
+			    void *arg, struct siov_err *err)
+{
+	return siov_err_set(err, -ENOTSUP, "the fake VDCM has no backend stats");
+}
+
+const char *siov_member_state_name(enum siov_member_state s)
+{
+	return "unknown";
 }
