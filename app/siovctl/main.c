@@ -71,6 +71,7 @@ static const char usage_text[] =
     "  network_delete  --name N\n"
     "  network_list\n"
     "  daemon_info\n"
+    "  engine_stats    (per engine: rounds, sleeps, requests, ring_to_submit_us, ...)\n"
     "\n"
     "Exit status: 0 success, 1 siovd returned an error, 2 the call could not be made.\n"
     "Example:\n"

@@ -186,5 +186,8 @@ void siov_vdcm_group_foreach(struct siov_vdcm *vdcm, siov_group_info_cb cb, void
 /* -ENOENT if there is no such VDEV. */
 int siov_vdcm_vdev_get(struct siov_vdcm *vdcm, const char *name, siov_vdev_info_cb cb, void *arg);
 void siov_vdcm_daemon_info(struct siov_vdcm *vdcm, struct siov_daemon_info *info);
+struct siov_engine_stats;
+/* Engine i's counters; -ENOENT past the last engine. */
+int siov_vdcm_engine_stats(struct siov_vdcm *vdcm, unsigned i, struct siov_engine_stats *out);
 
 #endif

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "siov_internal/engine.h"
 #include "siov_internal/log.h"
 #include "siov_internal/mirror.h"
 #include "siov_internal/state.h"
@@ -766,6 +767,45 @@ static int m_network_list(struct siov_rpc_server *srv, struct json_object *param
 
 /* ---- The daemon ---- */
 
+/* Where each engine's time goes: the per-request means a profile would start from. */
+static struct json_object *engine_stats_json(struct siov_vdcm *vdcm)
+{
+	struct json_object *a = json_object_new_array();
+	struct siov_engine_stats st;
+	unsigned i;
+
+	for (i = 0; a && siov_vdcm_engine_stats(vdcm, i, &st) == 0; i++) {
+		struct json_object *o = json_object_new_object();
+		if (!o)
+			break;
+		json_object_object_add(o, "engine", json_object_new_int64(i));
+		json_object_object_add(o, "rounds", json_object_new_uint64(st.rounds));
+		json_object_object_add(o, "sleeps", json_object_new_uint64(st.sleeps));
+		json_object_object_add(o, "requests", json_object_new_uint64(st.popped));
+		json_object_object_add(o, "cqes", json_object_new_uint64(st.cqes));
+		json_object_object_add(o, "enters", json_object_new_uint64(st.enters));
+		json_object_object_add(
+		    o, "submit_call_us",
+		    json_object_new_double(latency_us(st.submit_ns, st.submits)));
+		json_object_object_add(
+		    o, "ring_to_submit_us",
+		    json_object_new_double(latency_us(st.ring_submit_ns, st.submitted)));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+static int m_engine_stats(struct siov_rpc_server *srv, struct json_object *params,
+			  struct json_object **result, struct siov_err *err)
+{
+	int rc = parse_nothing(params, err);
+
+	if (rc)
+		return rc;
+	*result = engine_stats_json(srv->vdcm);
+	return *result ? 0 : siov_err_set(err, -ENOMEM, "out of memory");
+}
+
 static int m_daemon_info(struct siov_rpc_server *srv, struct json_object *params,
 			 struct json_object **result, struct siov_err *err)
 {
@@ -805,6 +845,7 @@ static const struct siov_rpc_method methods[] = {
     {"group_delete", m_group_delete},	  {"group_list", m_group_list},
     {"network_create", m_network_create}, {"network_delete", m_network_delete},
     {"network_list", m_network_list},	  {"daemon_info", m_daemon_info},
+    {"engine_stats", m_engine_stats},
 };
 
 const struct siov_rpc_method *siov_rpc_method_find(const char *name)

@@ -1130,6 +1130,16 @@ int siov_vdcm_vdev_get(struct siov_vdcm *v, const char *name, siov_vdev_info_cb 
 	return 0;
 }
 
+int siov_vdcm_engine_stats(struct siov_vdcm *v, unsigned i, struct siov_engine_stats *out)
+{
+	struct siov_engine *e = siov_engines_get(v->engines, i);
+
+	if (!e)
+		return -ENOENT;
+	siov_engine_get_stats(e, out);
+	return 0;
+}
+
 void siov_vdcm_daemon_info(struct siov_vdcm *v, struct siov_daemon_info *info)
 {
 	info->version = SIOV_VERSION;

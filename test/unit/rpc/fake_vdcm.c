@@ -8,6 +8,7 @@
 
 #include "fake_vdcm.h"
 #include "../../../lib/ctrl/vdcm_net.h"
+#include "siov_internal/engine.h"
 #include "siov_internal/mirror.h"
 
 #define FAKE_MAX 64
@@ -395,6 +396,16 @@ void siov_vdcm_daemon_info(struct siov_vdcm *v, struct siov_daemon_info *info)
 void fake_vdcm_fail_backend_create(struct siov_vdcm *v, int rc)
 {
 	v->fail_backend_create = rc;
+}
+
+int siov_vdcm_engine_stats(struct siov_vdcm *v, unsigned i, struct siov_engine_stats *out)
+{
+	(void)v;
+	if (i >= 2)
+		return -ENOENT;
+	*out = (struct siov_engine_stats){
+	    .rounds = 10, .popped = 4, .submitted = 4, .ring_submit_ns = 8000};
+	return 0;
 }
 
 /* Mirrors are tested against the real VDCM (test/unit/backend, test/guest). */
