@@ -30,7 +30,8 @@
 
 /* Values of these are names or paths: strings even when they look like numbers. */
 static const char *const string_params[] = {"name", "type", "backend", "path", "socket", "uri",
-					    "tls_creds", "pool", "image", "conf", "id"};
+					    "tls_creds", "pool", "image", "conf", "id", "vdev",
+					    "listen"};
 
 static const char usage_text[] =
     "usage: siovctl [-s SOCKET] [-t SECONDS] METHOD [--param value ...]\n"
@@ -59,6 +60,10 @@ static const char usage_text[] =
     "  vdev_delete     --name N\n"
     "  vdev_list       [--name N]\n"
     "  vdev_stats      [--name N]\n"
+    "  export_create   --vdev V --listen unix:PATH|tcp:ADDR:PORT [--type nbd]\n"
+    "                  [--tls-creds DIR] [--insecure]\n"
+    "  export_delete   --vdev V\n"
+    "  export_list\n"
     "  daemon_info\n"
     "\n"
     "Exit status: 0 success, 1 siovd returned an error, 2 the call could not be made.\n"

@@ -62,8 +62,33 @@ static void gather_group(const struct siov_group_info *info, void *arg)
 	gather_add(arg, siov_group_conf_to_json(info->conf));
 }
 
+static void gather_export(const struct siov_export_conf *conf, const struct siov_export_stats *st,
+			  void *arg)
+{
+	(void)st;
+	gather_add(arg, siov_export_conf_to_json(conf));
+}
+
+/* Exports are left out when there are none, so that such a file reads as before. */
+static void add_exports(struct json_object *root, struct siov_vdcm *vdcm, bool *failed)
+{
+	struct gather x = {json_object_new_array(), false};
+
+	if (!x.arr) {
+		*failed = true;
+		return;
+	}
+	siov_vdcm_export_foreach(vdcm, gather_export, &x);
+	*failed = x.failed;
+	if (json_object_array_length(x.arr) && !x.failed)
+		json_object_object_add(root, "exports", x.arr);
+	else
+		json_object_put(x.arr);
+}
+
 static struct json_object *state_to_json(struct siov_vdcm *vdcm)
 {
+	bool xfailed = false;
 	struct gather b = {json_object_new_array(), false};
 	struct gather g = {json_object_new_array(), false};
 	struct gather v = {json_object_new_array(), false};
@@ -84,6 +109,11 @@ static struct json_object *state_to_json(struct siov_vdcm *vdcm)
 	else
 		json_object_put(g.arr);
 	json_object_object_add(root, "vdevs", v.arr);
+	add_exports(root, vdcm, &xfailed);
+	if (xfailed) {
+		json_object_put(root);
+		return NULL;
+	}
 	return root;
 
 err:
@@ -258,6 +288,8 @@ struct state_confs {
 	size_t ngroups;
 	struct siov_vdev_conf *vdevs;
 	size_t nvdevs;
+	struct siov_export_conf *exports;
+	size_t nexports;
 };
 
 static int get_array(const char *path, struct json_object *root, const char *key,
@@ -279,7 +311,7 @@ static int check_root(const char *path, struct json_object *root, struct siov_er
 	{
 		(void)val;
 		if (strcmp(key, "version") && strcmp(key, "backends") && strcmp(key, "groups") &&
-		    strcmp(key, "vdevs"))
+		    strcmp(key, "vdevs") && strcmp(key, "exports"))
 			return siov_err_set(err, -EINVAL, "%s: unknown member '%.64s'", path, key);
 	}
 	if (!json_object_object_get_ex(root, "version", &ver) ||
@@ -341,20 +373,39 @@ static int parse_vdevs(const char *path, struct json_object *arr, struct state_c
 	return 0;
 }
 
+static int parse_exports(const char *path, struct json_object *arr, struct state_confs *c,
+			 struct siov_err *err)
+{
+	size_t n = arr ? json_object_array_length(arr) : 0;
+	struct siov_err e = {0};
+
+	c->exports = calloc(n ? n : 1, sizeof(*c->exports));
+	if (!c->exports)
+		return siov_err_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		if (siov_export_conf_from_json(json_object_array_get_idx(arr, i), &c->exports[i],
+					       &e))
+			return siov_err_set(err, -EINVAL, "%s: exports[%zu]: %s", path, i, e.msg);
+	}
+	c->nexports = n;
+	return 0;
+}
+
 static int parse_state(const char *path, struct json_object *root, struct state_confs *c,
 		       struct siov_err *err)
 {
-	struct json_object *barr, *garr, *varr;
+	struct json_object *barr, *garr, *varr, *xarr;
 	int rc;
 
 	if ((rc = check_root(path, root, err)) < 0 ||
 	    (rc = get_array(path, root, "backends", &barr, err)) < 0 ||
 	    (rc = get_array(path, root, "groups", &garr, err)) < 0 ||
 	    (rc = get_array(path, root, "vdevs", &varr, err)) < 0 ||
+	    (rc = get_array(path, root, "exports", &xarr, err)) < 0 ||
 	    (rc = parse_backends(path, barr, c, err)) < 0 ||
-	    (rc = parse_groups(path, garr, c, err)) < 0)
+	    (rc = parse_groups(path, garr, c, err)) < 0 || (rc = parse_vdevs(path, varr, c, err)) < 0)
 		return rc;
-	return parse_vdevs(path, varr, c, err);
+	return parse_exports(path, xarr, c, err);
 }
 
 /* Backends and groups first: VDEVs are windows on the ones and members of the others. */
@@ -385,8 +436,17 @@ static int recreate(struct siov_vdcm *vdcm, const struct state_confs *c)
 			failed++;
 		}
 	}
-	SIOV_INFO("state: restored %zu backends, %zu groups and %zu VDEVs (%d failed)",
-		  c->nbackends, c->ngroups, c->nvdevs, failed);
+	for (size_t i = 0; i < c->nexports; i++) {
+		e = (struct siov_err){0};
+		if (siov_vdcm_export_create(vdcm, &c->exports[i], &e) < 0) {
+			SIOV_ERR("state: export of '%s' not restored: %s", c->exports[i].vdev,
+				 e.msg);
+			failed++;
+		}
+	}
+	SIOV_INFO("state: restored %zu backends, %zu groups, %zu VDEVs and %zu exports (%d "
+		  "failed)",
+		  c->nbackends, c->ngroups, c->nvdevs, c->nexports, failed);
 	return failed;
 }
 
@@ -415,5 +475,6 @@ int siov_state_load(struct siov_vdcm *vdcm, const char *dir, struct siov_err *er
 	free(confs.backends);
 	free(confs.groups);
 	free(confs.vdevs);
+	free(confs.exports);
 	return rc;
 }

@@ -398,3 +398,19 @@ void fake_vdcm_fail_backend_create(struct siov_vdcm *v, int rc)
 {
 	v->fail_backend_create = rc;
 }
+
+/* Exports are served by lib/export, not faked: the methods' parameters are what is tested here. */
+int siov_vdcm_export_create(struct siov_vdcm *v, const struct siov_export_conf *conf,
+			    struct siov_err *err)
+{
+	return siov_err_set(err, -ENOTSUP, "exports are not faked");
+}
+
+int siov_vdcm_export_delete(struct siov_vdcm *v, const char *vdev, struct siov_err *err)
+{
+	return siov_err_set(err, -ENOENT, "VDEV '%s' is not exported", vdev);
+}
+
+void siov_vdcm_export_foreach(struct siov_vdcm *v, siov_export_info_cb cb, void *arg)
+{
+}
