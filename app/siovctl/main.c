@@ -30,8 +30,8 @@
 
 /* Values of these are names or paths: strings even when they look like numbers. */
 static const char *const string_params[] = {"name", "type", "backend", "path", "socket", "uri",
-					    "tls_creds", "pool", "image", "conf", "id", "vdev",
-					    "listen"};
+					    "tls_creds", "pool", "image", "conf", "id", "network", "uplink", "mac",
+					    "vdev", "listen"};
 
 static const char usage_text[] =
     "usage: siovctl [-s SOCKET] [-t SECONDS] METHOD [--param value ...]\n"
@@ -44,8 +44,9 @@ static const char usage_text[] =
     "\n"
     "Parameters: '--some-name value' or '--some-name=value' sets some_name.  A flag\n"
     "with no value is true; 'true' and 'false' are booleans; a decimal integer is\n"
-    "an integer (except for names, paths, uri, pool, image, id); anything else is a\n"
-    "string.  Sizes and offsets also take suffixes: 4K, 512M, 1G, 2T.\n"
+    "an integer (except for names, paths, uri, pool, image, id, network, uplink,\n"
+    "mac); anything else is a string.  Sizes and offsets also take suffixes: 4K,\n"
+    "512M, 1G, 2T.\n"
     "\n"
     "Methods:\n"
     "  backend_create  --name N --type null|ram|file [--path P] [--size S] [--readonly]\n"
@@ -60,6 +61,9 @@ static const char usage_text[] =
     "  vdev_delete     --name N\n"
     "  vdev_list       [--name N]\n"
     "  vdev_stats      [--name N]\n"
+    "  network_create  --name N [--mtu M] [--uplink tap:IFNAME]\n"
+    "  network_delete  --name N\n"
+    "  network_list\n"
     "  export_create   --vdev V --listen unix:PATH|tcp:ADDR:PORT [--type nbd]\n"
     "                  [--tls-creds DIR] [--insecure]\n"
     "  export_delete   --vdev V\n"
