@@ -17,5 +17,6 @@ extern const struct siov_backend_ops siov__backend_ram_ops;
 extern const struct siov_backend_ops siov__backend_file_ops;
 extern const struct siov_backend_ops siov__backend_nbd_ops;
 extern const struct siov_backend_ops siov__backend_rbd_ops;
+extern const struct siov_backend_ops siov__backend_mirror_ops;
 
 #endif
