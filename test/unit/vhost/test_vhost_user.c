@@ -700,6 +700,32 @@ static void t_vring_fds(void **state)
 	assert_dropped(f);
 }
 
+/* QEMU swaps the call fd under a running ring (MSI-X changes): the new one is used. */
+static void t_vring_call_swap(void **state)
+{
+	struct fx *f = *state;
+	int fresh = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	eventfd_t v;
+
+	assert_true(fresh >= 0);
+	start_queue0(f);
+	assert_int_equal(vring_fd(f, VHOST_USER_SET_VRING_CALL, 0, fresh), 0);
+	assert_string_equal(siov_vu_server_state(f->srv), "running");
+	assert_int_equal(blk_io(f, VIRTIO_BLK_T_IN, 0, 512), VIRTIO_BLK_S_OK);
+	assert_int_equal(eventfd_read(f->call, &v), -1); /* the old fd: never signalled */
+	{
+		int keep = f->call;
+		f->call = fresh;
+		assert_true(call_signalled(f));
+		f->call = keep;
+	}
+	/* NOFD: no interrupts at all, and the ring goes on. */
+	assert_int_equal(vring_fd(f, VHOST_USER_SET_VRING_CALL, 0, -1), 0);
+	assert_int_equal(blk_io(f, VIRTIO_BLK_T_IN, 0, 512), VIRTIO_BLK_S_OK);
+	assert_int_equal(eventfd_read(fresh, &v), -1);
+	close(fresh);
+}
+
 static void t_vring_nofd_with_fd(void **state)
 {
 	struct fx *f = *state;
@@ -934,6 +960,7 @@ int main(void)
 	    T(t_vring_addr_bad),
 	    T(t_vring_data_and_base),
 	    T(t_vring_fds),
+	    T(t_vring_call_swap),
 	    T(t_vring_nofd_with_fd),
 	    T(t_vring_enable),
 	    T(t_config),
