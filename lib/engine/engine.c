@@ -175,6 +175,8 @@ static void check_faults(struct siov_engine *e)
 		if (q->vq->mem && siov_memtable_owns(q->vq->mem, t_fault_addr))
 			siov_vq_break(q->vq,
 				      "front-end memory vanished (region shrunk or unmapped)");
+		else if (q->vq->log && siov_dirty_log_owns(q->vq->log, t_fault_addr))
+			siov_vq_break(q->vq, "the dirty log vanished (its memory shrunk or unmapped)");
 }
 
 static struct io_uring_sqe *engine_sqe(struct siov_engine *e)
