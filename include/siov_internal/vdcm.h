@@ -16,6 +16,7 @@
 #include "siov_internal/backend.h"
 #include "siov_internal/qos.h"
 #include "siov_internal/util.h"
+#include "siov_internal/virtio_blk.h"
 
 struct siov_loop;
 struct siov_vdcm;
@@ -49,6 +50,8 @@ struct siov_vdev_conf {
 	char socket[SIOV_SOCKET_PATH_MAX];
 	char group[SIOV_NAME_MAX];  /* QoS group sharing limits; "" = none; fixed at creation */
 	struct siov_qos_params qos; /* the VDEV's own limits, reservation and weight */
+	enum siov_error_policy error_policy; /* what a backend error does (virtio_blk.h) */
+	uint32_t hold_timeout_ms;	     /* hold: 0 = until vdev_resume */
 };
 #define SIOV_VDEV_MAX_QUEUES 64
 
@@ -86,6 +89,13 @@ int siov_vdcm_vdev_delete(struct siov_vdcm *vdcm, const char *name, struct siov_
 /* Takes effect for the VDEV's next request; running queues are not stopped. */
 int siov_vdcm_vdev_set_qos(struct siov_vdcm *vdcm, const char *name,
 			   const struct siov_qos_params *qos, struct siov_err *err);
+
+/* Takes effect at the queues' next pass; report fails what is held now. */
+int siov_vdcm_vdev_set_error_policy(struct siov_vdcm *vdcm, const char *name,
+				    enum siov_error_policy p, uint32_t timeout_ms,
+				    struct siov_err *err);
+/* Retries the requests the VDEV holds (error policy hold). */
+int siov_vdcm_vdev_resume(struct siov_vdcm *vdcm, const char *name, struct siov_err *err);
 
 int siov_vdcm_group_create(struct siov_vdcm *vdcm, const struct siov_group_conf *conf,
 			   struct siov_err *err);
@@ -127,6 +137,8 @@ struct siov_vdev_info {
 	unsigned nqueues;
 	const struct siov_queue_stats *queues;
 	struct siov_qos_stats qos; /* conf->qos holds the parameters in force */
+	struct siov_blk_hold_stats hold;
+	uint64_t now_ns; /* the clock hold.since_ns is on */
 };
 
 struct siov_group_info {

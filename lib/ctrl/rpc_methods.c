@@ -459,6 +459,33 @@ static struct json_object *queue_to_json(const struct siov_queue_stats *q)
 	return o;
 }
 
+/* The error policy and what it holds: held requests with the reason, the episodes. */
+static struct json_object *hold_to_json(const struct siov_vdev_info *info)
+{
+	const struct siov_blk_hold_stats *h = &info->hold;
+	struct json_object *o = json_object_new_object();
+	char pol[32];
+
+	if (!o)
+		return NULL;
+	siov_error_policy_format(info->conf->error_policy, info->conf->hold_timeout_ms, pol,
+				 sizeof(pol));
+	json_object_object_add(o, "policy", json_object_new_string(pol));
+	json_object_object_add(o, "held", json_object_new_uint64(h->held));
+	json_object_object_add(o, "held_total", json_object_new_uint64(h->held_total));
+	json_object_object_add(o, "hold_events", json_object_new_uint64(h->hold_events));
+	json_object_object_add(o, "timed_out", json_object_new_uint64(h->timed_out));
+	json_object_object_add(o, "reason",
+			       h->last_error ? json_object_new_string(strerror(-h->last_error))
+					     : NULL);
+	json_object_object_add(
+	    o, "held_for_s",
+	    json_object_new_double(h->since_ns && info->now_ns > h->since_ns
+				       ? (double)(info->now_ns - h->since_ns) / 1e9
+				       : 0.0));
+	return o;
+}
+
 static void vdev_stats_to_json(const struct siov_vdev_info *info, void *arg)
 {
 	struct siov_queue_stats sum = {0};
@@ -496,6 +523,7 @@ static void vdev_stats_to_json(const struct siov_vdev_info *info, void *arg)
 	    json_object_new_double(latency_us(sum.latency_ns_total, sum.requests)));
 	json_object_object_add(o, "qos",
 			       qos_to_json(info->conf->group, &info->conf->qos, &info->qos));
+	json_object_object_add(o, "error_policy", hold_to_json(info));
 	json_object_object_add(o, "queues", qs);
 	json_object_array_add(arg, o);
 }
@@ -658,6 +686,47 @@ static int set_qos(struct siov_rpc_server *srv, bool is_group, struct json_objec
 	return ok_true(result);
 }
 
+static int m_vdev_set_error_policy(struct siov_rpc_server *srv, struct json_object *params,
+				   struct json_object **result, struct siov_err *err)
+{
+	struct siov_vdev_conf c = {0};
+	const struct siov_param table[] = {
+	    {"name", true, siov_param_name, offsetof(struct siov_vdev_conf, name), SIOV_NAME_MAX, 0,
+	     0},
+	    {"error_policy", true, siov_param_error_policy,
+	     offsetof(struct siov_vdev_conf, error_policy), sizeof(c.error_policy), 0, 0},
+	};
+	char pol[32];
+	int rc;
+
+	if (siov_params_parse(params, table, SIOV_ARRAY_SIZE(table), &c, NULL, err))
+		return invalid_params(err);
+	rc = siov_vdcm_vdev_set_error_policy(srv->vdcm, c.name, c.error_policy, c.hold_timeout_ms,
+					     err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	siov_error_policy_format(c.error_policy, c.hold_timeout_ms, pol, sizeof(pol));
+	SIOV_INFO("rpc: VDEV '%s': error policy %s", c.name, pol);
+	rc = siov_rpc_persist(srv, err);
+	if (rc < 0)
+		return save_failed(rc, err, "VDEV", c.name, "changed, but");
+	return ok_true(result);
+}
+
+static int m_vdev_resume(struct siov_rpc_server *srv, struct json_object *params,
+			 struct json_object **result, struct siov_err *err)
+{
+	char name[SIOV_NAME_MAX];
+	int rc = parse_name(params, true, name, err);
+
+	if (rc)
+		return rc;
+	rc = siov_vdcm_vdev_resume(srv->vdcm, name, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	return ok_true(result);
+}
+
 static int m_vdev_set_qos(struct siov_rpc_server *srv, struct json_object *params,
 			  struct json_object **result, struct siov_err *err)
 {
@@ -749,6 +818,8 @@ static const struct siov_rpc_method methods[] = {
     {"backend_remove_member", m_backend_remove_member},
     {"backend_fail_member", m_backend_fail_member},
     {"backend_set_resync_rate", m_backend_set_resync_rate},
+    {"vdev_set_error_policy", m_vdev_set_error_policy},
+    {"vdev_resume", m_vdev_resume},
     {"vdev_delete", m_vdev_delete},	  {"vdev_list", m_vdev_list},
     {"vdev_stats", m_vdev_stats},	  {"vdev_set_qos", m_vdev_set_qos},
     {"group_create", m_group_create},	  {"group_set_qos", m_group_set_qos},

@@ -839,7 +839,9 @@ static int vdev_build(struct siov_vdcm *v, struct vdcm_vdev *d, struct siov_err 
 				   .offset = d->conf.offset,
 				   .size = d->size,
 				   .readonly = d->conf.readonly,
-				   .queues = d->conf.queues};
+				   .queues = d->conf.queues,
+				   .error_policy = d->conf.error_policy,
+				   .hold_timeout_ms = d->conf.hold_timeout_ms};
 	int rc;
 
 	rc = siov_blk_create(&bc, &d->blk);
@@ -992,6 +994,32 @@ int siov_vdcm_vdev_set_qos(struct siov_vdcm *v, const char *name, const struct s
 	return 0;
 }
 
+int siov_vdcm_vdev_set_error_policy(struct siov_vdcm *v, const char *name,
+				    enum siov_error_policy p, uint32_t timeout_ms, struct siov_err *err)
+{
+	struct vdcm_vdev *d = vdev_find(v, name);
+
+	if (!d)
+		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
+	siov_blk_set_error_policy(d->blk, p, timeout_ms);
+	d->conf.error_policy = p;
+	d->conf.hold_timeout_ms = timeout_ms;
+	return 0;
+}
+
+int siov_vdcm_vdev_resume(struct siov_vdcm *v, const char *name, struct siov_err *err)
+{
+	struct vdcm_vdev *d = vdev_find(v, name);
+	struct siov_blk_hold_stats h;
+
+	if (!d)
+		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
+	siov_blk_hold_stats(d->blk, &h);
+	SIOV_INFO("vdev %s: resumed (%llu request(s) held)", name, (unsigned long long)h.held);
+	siov_blk_resume(d->blk);
+	return 0;
+}
+
 void siov_vdcm_destroy(struct siov_vdcm *v)
 {
 	if (!v)
@@ -1067,6 +1095,8 @@ static void vdev_report(struct vdcm_vdev *d, siov_vdev_info_cb cb, void *arg)
 	info.features = siov_vu_server_features(d->srv);
 	info.connections = siov_vu_server_connections(d->srv);
 	siov_qos_get(d->qos, &p, &info.qos);
+	siov_blk_hold_stats(d->blk, &info.hold);
+	info.now_ns = siov_now_ns();
 	cb(&info, arg);
 }
 

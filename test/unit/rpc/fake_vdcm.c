@@ -437,3 +437,20 @@ const char *siov_member_state_name(enum siov_member_state s)
 {
 	return "unknown";
 }
+
+int siov_vdcm_vdev_set_error_policy(struct siov_vdcm *v, const char *name,
+				    enum siov_error_policy p, uint32_t timeout_ms, struct siov_err *err)
+{
+	int i = vdev_idx(v, name);
+
+	if (i < 0)
+		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
+	v->vdevs[i].conf.error_policy = p;
+	v->vdevs[i].conf.hold_timeout_ms = timeout_ms;
+	return 0;
+}
+
+int siov_vdcm_vdev_resume(struct siov_vdcm *v, const char *name, struct siov_err *err)
+{
+	return vdev_idx(v, name) < 0 ? siov_err_set(err, -ENOENT, "no VDEV named '%s'", name) : 0;
+}
