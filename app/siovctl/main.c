@@ -66,6 +66,8 @@ static const char usage_text[] =
     "                  [--error-policy report|hold[:TIMEOUT]]\n"
     "  vdev_set_error_policy --name N --error-policy report|hold[:TIMEOUT]\n"
     "  vdev_resume     --name N        (retries the requests an error policy holds)\n"
+    "  vdev_move       --name N --backend B [--offset O] [--rate BYTES/S]\n"
+    "                  (online, like blockdev-mirror; finished after a restart)\n"
     "  vdev_delete     --name N\n"
     "  vdev_list       [--name N]\n"
     "  vdev_stats      [--name N]\n"

@@ -53,6 +53,18 @@ void siov_blk_set_error_policy(struct siov_blk *blk, enum siov_error_policy p, u
 void siov_blk_resume(struct siov_blk *blk);
 void siov_blk_hold_stats(const struct siov_blk *blk, struct siov_blk_hold_stats *out);
 
+/*
+ * Changing the backend under running queues (vdev_move): pause stops the
+ * queues from starting requests and waits up to timeout_ms for every request
+ * in flight to end; -EBUSY if they do not (requests held by the error policy,
+ * a stuck backend), with the queues running again.  While paused the driver
+ * sees a stall, never an error; switch swaps the backend and the window's
+ * offset, resume_queues lets the queues go on.  Control thread.
+ */
+int siov_blk_pause(struct siov_blk *blk, unsigned timeout_ms);
+void siov_blk_switch(struct siov_blk *blk, struct siov_backend *bd, uint64_t offset);
+void siov_blk_unpause(struct siov_blk *blk);
+
 extern const struct siov_dev_ops siov_blk_dev_ops;
 
 #endif

@@ -524,6 +524,15 @@ static void vdev_stats_to_json(const struct siov_vdev_info *info, void *arg)
 	json_object_object_add(o, "qos",
 			       qos_to_json(info->conf->group, &info->conf->qos, &info->qos));
 	json_object_object_add(o, "error_policy", hold_to_json(info));
+	if (info->conf->move_backend[0]) {
+		struct json_object *m = json_object_new_object();
+
+		json_object_object_add(m, "to", json_object_new_string(info->conf->move_backend));
+		json_object_object_add(m, "offset", json_object_new_uint64(info->conf->move_offset));
+		json_object_object_add(m, "done_bytes", json_object_new_uint64(info->move_done));
+		json_object_object_add(m, "total_bytes", json_object_new_uint64(info->move_total));
+		json_object_object_add(o, "move", m);
+	}
 	json_object_object_add(o, "queues", qs);
 	json_object_array_add(arg, o);
 }
@@ -713,6 +722,35 @@ static int m_vdev_set_error_policy(struct siov_rpc_server *srv, struct json_obje
 	return ok_true(result);
 }
 
+static int m_vdev_move(struct siov_rpc_server *srv, struct json_object *params,
+		       struct json_object **result, struct siov_err *err)
+{
+	struct siov_vdev_conf c = {0};
+	const struct siov_param table[] = {
+	    {"name", true, siov_param_name, offsetof(struct siov_vdev_conf, name), SIOV_NAME_MAX, 0,
+	     0},
+	    {"backend", true, siov_param_name, offsetof(struct siov_vdev_conf, backend),
+	     SIOV_NAME_MAX, 0, 0},
+	    {"offset", false, siov_param_bytes, offsetof(struct siov_vdev_conf, offset),
+	     sizeof(c.offset), 0, 0},
+	    /* The copy's rate limit; borrowed field: vdev_move has no size of its own. */
+	    {"rate", false, siov_param_bytes, offsetof(struct siov_vdev_conf, size), sizeof(c.size),
+	     0, 0},
+	};
+	int rc;
+
+	if (siov_params_parse(params, table, SIOV_ARRAY_SIZE(table), &c, NULL, err))
+		return invalid_params(err);
+	rc = siov_vdcm_vdev_move(srv->vdcm, c.name, c.backend, c.offset, c.size, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	SIOV_INFO("rpc: VDEV '%s': moving to '%s'", c.name, c.backend);
+	rc = siov_rpc_persist(srv, err);
+	if (rc < 0)
+		return save_failed(rc, err, "VDEV", c.name, "is moving, but");
+	return ok_true(result);
+}
+
 static int m_vdev_resume(struct siov_rpc_server *srv, struct json_object *params,
 			 struct json_object **result, struct siov_err *err)
 {
@@ -820,6 +858,7 @@ static const struct siov_rpc_method methods[] = {
     {"backend_set_resync_rate", m_backend_set_resync_rate},
     {"vdev_set_error_policy", m_vdev_set_error_policy},
     {"vdev_resume", m_vdev_resume},
+    {"vdev_move", m_vdev_move},
     {"vdev_delete", m_vdev_delete},	  {"vdev_list", m_vdev_list},
     {"vdev_stats", m_vdev_stats},	  {"vdev_set_qos", m_vdev_set_qos},
     {"group_create", m_group_create},	  {"group_set_qos", m_group_set_qos},

@@ -594,6 +594,9 @@ static const struct siov_param vdev_params[] = {
     {"socket", true, siov_param_abs_path, VCONF(socket), 0, 0},
     {"group", false, siov_param_name, VCONF(group), 0, 0},
     {"error_policy", false, siov_param_error_policy, VCONF(error_policy), 0, 0},
+    /* A vdev_move under way, as the state file records it. */
+    {"move_backend", false, siov_param_name, VCONF(move_backend), 0, 0},
+    {"move_offset", false, siov_param_bytes, VCONF(move_offset), 0, 0},
     QOS_PARAMS(VCONF),
 };
 
@@ -638,6 +641,10 @@ struct json_object *siov_vdev_conf_to_json(const struct siov_vdev_conf *conf)
 
 		siov_error_policy_format(conf->error_policy, conf->hold_timeout_ms, pol, sizeof(pol));
 		json_object_object_add(o, "error_policy", json_object_new_string(pol));
+	}
+	if (conf->move_backend[0]) {
+		json_object_object_add(o, "move_backend", json_object_new_string(conf->move_backend));
+		json_object_object_add(o, "move_offset", json_object_new_uint64(conf->move_offset));
 	}
 	qos_params_to_json(o, &conf->qos);
 	return o;

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "siov_internal/backend.h"
 #include "siov_internal/log.h"
@@ -36,8 +37,9 @@
 
 struct siov_blk {
 	char name[SIOV_NAME_MAX];
-	struct siov_backend *bd;
-	uint64_t offset, size;
+	struct siov_backend *_Atomic bd;
+	_Atomic uint64_t offset;
+	uint64_t size;
 	bool readonly;
 	uint16_t queues;
 	uint8_t wce;
@@ -47,6 +49,10 @@ struct siov_blk {
 	_Atomic uint64_t resume_gen;
 	_Atomic uint64_t held, held_total, hold_events, timed_out, since_ns;
 	_Atomic int last_error;
+	/* Pausing (siov_blk_pause): queues inside process() and requests in flight. */
+	atomic_bool paused;
+	_Atomic unsigned in_process;
+	_Atomic uint64_t inflight;
 };
 
 struct blk_req {
@@ -107,6 +113,33 @@ void siov_blk_set_error_policy(struct siov_blk *blk, enum siov_error_policy p, u
 	atomic_store(&blk->policy, p);
 	/* A queue that holds looks again at once. */
 	atomic_fetch_add(&blk->resume_gen, 1);
+}
+
+int siov_blk_pause(struct siov_blk *blk, unsigned timeout_ms)
+{
+	unsigned waited = 0;
+
+	atomic_store(&blk->paused, true);
+	/* Dekker with blk_process(): it raises in_process, then reads paused. */
+	while (atomic_load(&blk->in_process) || atomic_load(&blk->inflight)) {
+		if (waited++ >= timeout_ms) {
+			atomic_store(&blk->paused, false);
+			return -EBUSY;
+		}
+		usleep(1000);
+	}
+	return 0;
+}
+
+void siov_blk_switch(struct siov_blk *blk, struct siov_backend *bd, uint64_t offset)
+{
+	atomic_store(&blk->offset, offset);
+	atomic_store(&blk->bd, bd);
+}
+
+void siov_blk_unpause(struct siov_blk *blk)
+{
+	atomic_store(&blk->paused, false);
 }
 
 void siov_blk_resume(struct siov_blk *blk)
@@ -287,6 +320,7 @@ static void req_finish(struct blk_req *r, uint8_t status)
 	else
 		SIOV_STAT_ADD(s->errors, 1);
 	SIOV_STAT_ADD(s->inflight, -1);
+	atomic_fetch_sub_explicit(&((struct siov_blk *)vq->dev)->inflight, 1, memory_order_release);
 	req_put(vq, r);
 }
 
@@ -466,6 +500,7 @@ static void blk_drop_held(struct siov_vq *vq)
 
 		held_take(blk, q, r);
 		SIOV_STAT_ADD(vq->stats.inflight, -1);
+		atomic_fetch_sub(&blk->inflight, 1);
 		req_put(vq, r);
 	}
 }
@@ -712,8 +747,27 @@ static bool pop_one(struct siov_vq *vq, struct blk_req *r, struct siov_vq_work *
  * requests.  The cache misses on the driver's descriptors, headers and status
  * bytes of a batch then overlap instead of queueing one behind the other.
  */
+static void blk_run(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned budget,
+		    struct siov_vq_work *work);
+
 static void blk_process(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned budget,
 			struct siov_vq_work *work)
+{
+	struct siov_blk *blk = vq->dev;
+
+	atomic_fetch_add(&blk->in_process, 1);
+	if (atomic_load(&blk->paused)) {
+		/* A backend switch is under way: come back in a millisecond. */
+		work->throttle_until = siov_vq_now(vq) + 1000000;
+		atomic_fetch_sub(&blk->in_process, 1);
+		return;
+	}
+	blk_run(vq, ctx, budget, work);
+	atomic_fetch_sub(&blk->in_process, 1);
+}
+
+static void blk_run(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned budget,
+		    struct siov_vq_work *work)
 {
 	struct blk_req *batch[BLK_BATCH];
 	struct siov_blk *blk = vq->dev;
@@ -733,6 +787,8 @@ static void blk_process(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned bu
 		}
 		batch[n++] = r;
 	}
+	if (n)
+		atomic_fetch_add_explicit(&blk->inflight, n, memory_order_relaxed);
 	for (i = 0; i < n; i++) {
 		struct blk_req *r = batch[i];
 		uint8_t st;

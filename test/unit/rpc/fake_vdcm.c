@@ -454,3 +454,13 @@ int siov_vdcm_vdev_resume(struct siov_vdcm *v, const char *name, struct siov_err
 {
 	return vdev_idx(v, name) < 0 ? siov_err_set(err, -ENOENT, "no VDEV named '%s'", name) : 0;
 }
+
+int siov_vdcm_vdev_move(struct siov_vdcm *v, const char *name, const char *backend,
+			uint64_t offset, uint64_t rate, struct siov_err *err)
+{
+	return siov_err_set(err, -ENOTSUP, "the fake VDCM moves nothing");
+}
+
+void siov_vdcm_set_changed_cb(struct siov_vdcm *v, siov_vdcm_changed_cb cb, void *arg)
+{
+}
