@@ -12,13 +12,14 @@ root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
 cd "$root"
 
 # Layers, bottom-up.  Equal ranks are siblings: neither may include the other.
-declare -A rank=([util]=0 [mem]=1 [qos]=1 [backend]=2 [virtio]=3 [engine]=4 [vhost]=5 [ctrl]=6)
+declare -A rank=([util]=0 [mem]=1 [qos]=1 [net]=1 [backend]=2 [virtio]=3 [engine]=4 [vhost]=5 [ctrl]=6)
 
 # Header -> owning layer.
 declare -A owner=(
 	[util.h]=util [log.h]=util [loop.h]=util
 	[memtable.h]=mem [dirty_log.h]=mem
 	[qos.h]=qos
+	[net_frame.h]=net [switch.h]=net
 	[backend.h]=backend [backend_module.h]=backend [mirror.h]=backend
 	[virtqueue.h]=virtio [device.h]=virtio [virtio_blk.h]=virtio
 	[engine.h]=engine

@@ -29,9 +29,9 @@
 #define EXIT_NO_CALL	2
 
 /* Values of these are names or paths: strings even when they look like numbers. */
-static const char *const string_params[] = {"name", "type",	 "backend", "path",   "socket",
-					    "uri",  "tls_creds", "pool",    "image",  "conf",
-					    "id",   "members",	 "member",  "error_policy"};
+static const char *const string_params[] = {"name", "type", "backend", "path", "socket", "uri",
+					    "tls_creds", "pool", "image", "conf", "id", "members", "member",
+					    "network", "uplink", "mac", "error_policy"};
 
 static const char usage_text[] =
     "usage: siovctl [-s SOCKET] [-t SECONDS] METHOD [--param value ...]\n"
@@ -44,8 +44,9 @@ static const char usage_text[] =
     "\n"
     "Parameters: '--some-name value' or '--some-name=value' sets some_name.  A flag\n"
     "with no value is true; 'true' and 'false' are booleans; a decimal integer is\n"
-    "an integer (except for names, paths, uri, pool, image, id); anything else is a\n"
-    "string.  Sizes and offsets also take suffixes: 4K, 512M, 1G, 2T.\n"
+    "an integer (except for names, paths, uri, pool, image, id, network, uplink,\n"
+    "mac); anything else is a string.  Sizes and offsets also take suffixes: 4K,\n"
+    "512M, 1G, 2T.\n"
     "\n"
     "Methods:\n"
     "  backend_create  --name N --type null|ram|file [--path P] [--size S] [--readonly]\n"
@@ -71,6 +72,9 @@ static const char usage_text[] =
     "  vdev_delete     --name N\n"
     "  vdev_list       [--name N]\n"
     "  vdev_stats      [--name N]\n"
+    "  network_create  --name N [--mtu M] [--uplink tap:IFNAME]\n"
+    "  network_delete  --name N\n"
+    "  network_list\n"
     "  daemon_info\n"
     "\n"
     "Exit status: 0 success, 1 siovd returned an error, 2 the call could not be made.\n"

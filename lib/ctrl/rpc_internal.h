@@ -140,6 +140,11 @@ struct json_object *siov_vdev_conf_to_json(const struct siov_vdev_conf *conf);
 
 const char *siov_vdev_type_name(enum siov_vdev_type type);
 
+/* network_create's params: name, mtu, uplink ("tap:IFNAME"). */
+int siov_network_conf_from_json(struct json_object *params, struct siov_network_conf *conf,
+				struct siov_err *err);
+struct json_object *siov_network_conf_to_json(const struct siov_network_conf *conf);
+
 /*
  * group_create's params (a name and QoS parameters); *seen (optional) gets the
  * bits siov_qos_params_merge() wants.  vdev_set_qos and group_set_qos take the

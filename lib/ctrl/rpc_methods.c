@@ -822,6 +822,54 @@ static int m_group_list(struct siov_rpc_server *srv, struct json_object *params,
 	return 0;
 }
 
+/* ---- Networks ---- */
+
+static int m_network_create(struct siov_rpc_server *srv, struct json_object *params,
+			    struct json_object **result, struct siov_err *err)
+{
+	struct siov_network_conf conf;
+	int rc;
+
+	if (siov_network_conf_from_json(params, &conf, err))
+		return invalid_params(err);
+	rc = siov_vdcm_network_create(srv->vdcm, &conf, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	return created(srv, "network", conf.name, siov_vdcm_network_delete, result, err);
+}
+
+static int m_network_delete(struct siov_rpc_server *srv, struct json_object *params,
+			    struct json_object **result, struct siov_err *err)
+{
+	return delete_named(srv, params, result, err, "network", siov_vdcm_network_delete);
+}
+
+static void network_to_json(const struct siov_network_info *info, void *arg)
+{
+	struct json_object *o = siov_network_conf_to_json(info->conf);
+
+	if (!o)
+		return;
+	json_object_object_add(o, "ports", json_object_new_int64(info->ports));
+	json_object_object_add(o, "learned", json_object_new_int64(info->learned));
+	if (json_object_array_add(arg, o) < 0)
+		json_object_put(o);
+}
+
+static int m_network_list(struct siov_rpc_server *srv, struct json_object *params,
+			  struct json_object **result, struct siov_err *err)
+{
+	int rc = parse_nothing(params, err);
+
+	if (rc)
+		return rc;
+	*result = json_object_new_array();
+	if (!*result)
+		return siov_err_set(err, -ENOMEM, "out of memory");
+	siov_vdcm_network_foreach(srv->vdcm, network_to_json, *result);
+	return 0;
+}
+
 /* ---- The daemon ---- */
 
 static int m_daemon_info(struct siov_rpc_server *srv, struct json_object *params,
@@ -844,6 +892,7 @@ static int m_daemon_info(struct siov_rpc_server *srv, struct json_object *params
 	json_object_object_add(o, "backends", json_object_new_int64(info.backends));
 	json_object_object_add(o, "vdevs", json_object_new_int64(info.vdevs));
 	json_object_object_add(o, "groups", json_object_new_int64(info.groups));
+	json_object_object_add(o, "networks", json_object_new_int64(info.networks));
 	json_object_object_add(o, "uptime_s", json_object_new_double(info.uptime_s));
 	*result = o;
 	return 0;
@@ -863,7 +912,8 @@ static const struct siov_rpc_method methods[] = {
     {"vdev_stats", m_vdev_stats},	  {"vdev_set_qos", m_vdev_set_qos},
     {"group_create", m_group_create},	  {"group_set_qos", m_group_set_qos},
     {"group_delete", m_group_delete},	  {"group_list", m_group_list},
-    {"daemon_info", m_daemon_info},
+    {"network_create", m_network_create}, {"network_delete", m_network_delete},
+    {"network_list", m_network_list},	  {"daemon_info", m_daemon_info},
 };
 
 const struct siov_rpc_method *siov_rpc_method_find(const char *name)

@@ -716,3 +716,57 @@ struct json_object *siov_group_conf_to_json(const struct siov_group_conf *conf)
 	qos_params_to_json(o, &conf->qos);
 	return o;
 }
+
+/* ---- Networks ---- */
+
+/* "tap:IFNAME" with a name the kernel would take (1..15 characters, no '/', ':' or space). */
+static int param_uplink(const struct siov_param *p, struct json_object *v, void *field,
+			struct siov_err *err)
+{
+	const char *s;
+	size_t len, i;
+	int rc = param_string(p, v, &s, &len, err);
+
+	if (rc)
+		return rc;
+	if (len == 0) {
+		*(char *)field = '\0';
+		return 0;
+	}
+	if (strncmp(s, "tap:", 4) || len < 5 || len > 4 + 15)
+		return param_fail(p, "must be \"tap:IFNAME\" (IFNAME 1 to 15 characters)", err);
+	for (i = 4; i < len; i++)
+		if (s[i] == '/' || s[i] == ':' || s[i] <= ' ' || s[i] > '~')
+			return param_fail(p, "has a character an interface name cannot have", err);
+	memcpy(field, s, len + 1);
+	return 0;
+}
+
+#define NCONF(f) offsetof(struct siov_network_conf, f), sizeof(((struct siov_network_conf *)0)->f)
+static const struct siov_param network_params[] = {
+    {"name", true, siov_param_name, NCONF(name), 0, 0},
+    {"mtu", false, siov_param_uint, NCONF(mtu), SIOV_NET_MTU_MIN, SIOV_NET_MTU_MAX},
+    {"uplink", false, param_uplink, NCONF(uplink), 0, 0},
+};
+
+int siov_network_conf_from_json(struct json_object *params, struct siov_network_conf *conf,
+				struct siov_err *err)
+{
+	memset(conf, 0, sizeof(*conf));
+	conf->mtu = SIOV_NET_MTU_DEFAULT;
+	return siov_params_parse(params, network_params, SIOV_ARRAY_SIZE(network_params), conf,
+				 NULL, err);
+}
+
+struct json_object *siov_network_conf_to_json(const struct siov_network_conf *conf)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "name", json_object_new_string(conf->name));
+	json_object_object_add(o, "mtu", json_object_new_int64(conf->mtu));
+	if (conf->uplink[0])
+		json_object_object_add(o, "uplink", json_object_new_string(conf->uplink));
+	return o;
+}

@@ -1,10 +1,10 @@
 /*
  * The persisted configuration, DIR/siovd.json:
  *
- *   {"version": 1, "backends": [{...}, ...], "groups": [{...}, ...], "vdevs": [{...}, ...]}
+ *   {"version": 1, "backends": [...], "groups": [...], "networks": [...], "vdevs": [...]}
  *
  * where each entry has exactly the params of backend_create / group_create /
- * vdev_create (with the QoS parameters in force, as vdev_set_qos and
+ * network_create / vdev_create (with the QoS parameters in force, as vdev_set_qos and
  * group_set_qos left them), and
  * is read back by the same conversion the RPC methods use.  Saving writes a
  * temporary file, fsyncs it, renames it over the old one and fsyncs the
@@ -62,33 +62,47 @@ static void gather_group(const struct siov_group_info *info, void *arg)
 	gather_add(arg, siov_group_conf_to_json(info->conf));
 }
 
+static void gather_network(const struct siov_network_info *info, void *arg)
+{
+	gather_add(arg, siov_network_conf_to_json(info->conf));
+}
+
+/* Optional arrays are left out when empty, so that a file without them reads as before. */
+static void add_optional(struct json_object *root, const char *key, struct json_object *arr)
+{
+	if (json_object_array_length(arr))
+		json_object_object_add(root, key, arr);
+	else
+		json_object_put(arr);
+}
+
 static struct json_object *state_to_json(struct siov_vdcm *vdcm)
 {
 	struct gather b = {json_object_new_array(), false};
 	struct gather g = {json_object_new_array(), false};
 	struct gather v = {json_object_new_array(), false};
+	struct gather n = {json_object_new_array(), false};
 	struct json_object *root = json_object_new_object();
 
-	if (!b.arr || !g.arr || !v.arr || !root)
+	if (!b.arr || !g.arr || !v.arr || !n.arr || !root)
 		goto err;
 	siov_vdcm_backend_foreach(vdcm, gather_backend, &b);
 	siov_vdcm_group_foreach(vdcm, gather_group, &g);
+	siov_vdcm_network_foreach(vdcm, gather_network, &n);
 	siov_vdcm_vdev_foreach(vdcm, gather_vdev, &v);
-	if (b.failed || g.failed || v.failed)
+	if (b.failed || g.failed || v.failed || n.failed)
 		goto err;
 	json_object_object_add(root, "version", json_object_new_int(STATE_VERSION));
 	json_object_object_add(root, "backends", b.arr);
-	/* Left out when empty, so that a file without groups reads as before. */
-	if (json_object_array_length(g.arr))
-		json_object_object_add(root, "groups", g.arr);
-	else
-		json_object_put(g.arr);
+	add_optional(root, "groups", g.arr);
+	add_optional(root, "networks", n.arr);
 	json_object_object_add(root, "vdevs", v.arr);
 	return root;
 
 err:
 	json_object_put(b.arr);
 	json_object_put(g.arr);
+	json_object_put(n.arr);
 	json_object_put(v.arr);
 	json_object_put(root);
 	return NULL;
@@ -256,6 +270,8 @@ struct state_confs {
 	size_t nbackends;
 	struct siov_group_conf *groups;
 	size_t ngroups;
+	struct siov_network_conf *networks;
+	size_t nnetworks;
 	struct siov_vdev_conf *vdevs;
 	size_t nvdevs;
 };
@@ -279,7 +295,7 @@ static int check_root(const char *path, struct json_object *root, struct siov_er
 	{
 		(void)val;
 		if (strcmp(key, "version") && strcmp(key, "backends") && strcmp(key, "groups") &&
-		    strcmp(key, "vdevs"))
+		    strcmp(key, "networks") && strcmp(key, "vdevs"))
 			return siov_err_set(err, -EINVAL, "%s: unknown member '%.64s'", path, key);
 	}
 	if (!json_object_object_get_ex(root, "version", &ver) ||
@@ -324,6 +340,24 @@ static int parse_groups(const char *path, struct json_object *arr, struct state_
 	return 0;
 }
 
+static int parse_networks(const char *path, struct json_object *arr, struct state_confs *c,
+			  struct siov_err *err)
+{
+	size_t n = arr ? json_object_array_length(arr) : 0;
+	struct siov_err e = {0};
+
+	c->networks = calloc(n ? n : 1, sizeof(*c->networks));
+	if (!c->networks)
+		return siov_err_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		if (siov_network_conf_from_json(json_object_array_get_idx(arr, i), &c->networks[i],
+						&e))
+			return siov_err_set(err, -EINVAL, "%s: networks[%zu]: %s", path, i, e.msg);
+	}
+	c->nnetworks = n;
+	return 0;
+}
+
 static int parse_vdevs(const char *path, struct json_object *arr, struct state_confs *c,
 		       struct siov_err *err)
 {
@@ -344,20 +378,22 @@ static int parse_vdevs(const char *path, struct json_object *arr, struct state_c
 static int parse_state(const char *path, struct json_object *root, struct state_confs *c,
 		       struct siov_err *err)
 {
-	struct json_object *barr, *garr, *varr;
+	struct json_object *barr, *garr, *narr, *varr;
 	int rc;
 
 	if ((rc = check_root(path, root, err)) < 0 ||
 	    (rc = get_array(path, root, "backends", &barr, err)) < 0 ||
 	    (rc = get_array(path, root, "groups", &garr, err)) < 0 ||
+	    (rc = get_array(path, root, "networks", &narr, err)) < 0 ||
 	    (rc = get_array(path, root, "vdevs", &varr, err)) < 0 ||
 	    (rc = parse_backends(path, barr, c, err)) < 0 ||
-	    (rc = parse_groups(path, garr, c, err)) < 0)
+	    (rc = parse_groups(path, garr, c, err)) < 0 ||
+	    (rc = parse_networks(path, narr, c, err)) < 0)
 		return rc;
 	return parse_vdevs(path, varr, c, err);
 }
 
-/* Backends and groups first: VDEVs are windows on the ones and members of the others. */
+/* Backends, groups and networks first: VDEVs are windows on, members of, or ports on them. */
 static int recreate(struct siov_vdcm *vdcm, const struct state_confs *c)
 {
 	struct siov_err e;
@@ -383,6 +419,14 @@ static int recreate(struct siov_vdcm *vdcm, const struct state_confs *c)
 			failed++;
 		}
 	}
+	for (size_t i = 0; i < c->nnetworks; i++) {
+		e = (struct siov_err){0};
+		if (siov_vdcm_network_create(vdcm, &c->networks[i], &e) < 0) {
+			SIOV_ERR("state: network '%s' not restored: %s", c->networks[i].name,
+				 e.msg);
+			failed++;
+		}
+	}
 	for (size_t i = 0; i < c->nvdevs; i++) {
 		e = (struct siov_err){0};
 		if (siov_vdcm_vdev_create(vdcm, &c->vdevs[i], &e) < 0) {
@@ -390,8 +434,8 @@ static int recreate(struct siov_vdcm *vdcm, const struct state_confs *c)
 			failed++;
 		}
 	}
-	SIOV_INFO("state: restored %zu backends, %zu groups and %zu VDEVs (%d failed)",
-		  c->nbackends, c->ngroups, c->nvdevs, failed);
+	SIOV_INFO("state: restored %zu backends, %zu groups, %zu networks and %zu VDEVs (%d failed)",
+		  c->nbackends, c->ngroups, c->nnetworks, c->nvdevs, failed);
 	return failed;
 }
 
@@ -419,6 +463,7 @@ int siov_state_load(struct siov_vdcm *vdcm, const char *dir, struct siov_err *er
 		rc = recreate(vdcm, &confs);
 	free(confs.backends);
 	free(confs.groups);
+	free(confs.networks);
 	free(confs.vdevs);
 	return rc;
 }

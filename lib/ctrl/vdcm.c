@@ -27,6 +27,7 @@
 #include "siov_internal/vhost_user.h"
 #include "siov_internal/virtio_blk.h"
 #include "siov_internal/virtqueue.h"
+#include "vdcm_net.h"
 
 #ifndef SIOV_VERSION
 #define SIOV_VERSION "0.1.0"
@@ -181,6 +182,7 @@ struct siov_vdcm {
 	unsigned nsocket_dirs;
 	unsigned socket_mode;
 	int socket_uid, socket_gid;
+	struct vdcm_nets *nets; /* the switch and its uplinks: vdcm_net.c */
 };
 
 /* Resolves the allowed socket directories once, so that a symlink swapped later cannot widen them.
@@ -269,6 +271,8 @@ int siov_vdcm_create(const struct siov_vdcm_opts *opts, struct siov_vdcm **out)
 	v->state_dir = opts->state_dir ? strdup(opts->state_dir) : NULL;
 	v->move_timer = -1;
 	rc = socket_dirs_init(v, opts->socket_dirs);
+	if (!rc)
+		rc = vdcm_nets_create(opts->loop, &v->nets);
 	if (rc) {
 		siov_vdcm_destroy(v);
 		return rc;
@@ -812,6 +816,15 @@ static int vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *c, struc
 		return siov_err_set(err, -EINVAL,
 				    "invalid VDEV name '%s' (use 1-63 of A-Z a-z 0-9 _ . -)",
 				    c->name);
+	/* The conf may come from anywhere: no field may run past its end unterminated. */
+	if (strnlen(c->backend, sizeof(c->backend)) == sizeof(c->backend) ||
+	    strnlen(c->group, sizeof(c->group)) == sizeof(c->group))
+		return siov_err_set(err, -EINVAL, "VDEV '%s': backend or group name too long",
+				    c->name);
+	if (strnlen(c->socket, sizeof(c->socket)) == sizeof(c->socket))
+		return siov_err_set(err, -ENAMETOOLONG,
+				    "VDEV '%s': socket path is limited to %d bytes", c->name,
+				    SIOV_SOCKET_PATH_MAX - 1);
 	if (vdev_find(v, c->name))
 		return siov_err_set(err, -EEXIST, "VDEV '%s' already exists", c->name);
 	if (c->type != SIOV_VDEV_BLK)
@@ -1310,6 +1323,7 @@ void siov_vdcm_destroy(struct siov_vdcm *v)
 		siov_vdcm_group_delete(v, v->groups->conf.name, NULL);
 	/* Mirrors before their members; their bitmaps stay for the next start. */
 	backends_close_all(v);
+	vdcm_nets_destroy(v->nets);
 	siov_engines_destroy(v->engines);
 	socket_dirs_fini(v);
 	if (v->move_watch)
@@ -1434,5 +1448,11 @@ void siov_vdcm_daemon_info(struct siov_vdcm *v, struct siov_daemon_info *info)
 	info->backends = v->nbackends;
 	info->vdevs = v->nvdevs;
 	info->groups = v->ngroups;
+	info->networks = siov_switch_networks(vdcm_nets_switch(v->nets));
 	info->uptime_s = (double)(siov_now_ns() - v->start_ns) / 1e9;
+}
+
+struct vdcm_nets *vdcm_nets_of(struct siov_vdcm *v)
+{
+	return v->nets;
 }

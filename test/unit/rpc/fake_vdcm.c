@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fake_vdcm.h"
+#include "../../../lib/ctrl/vdcm_net.h"
 #include "siov_internal/mirror.h"
 
 #define FAKE_MAX 64
@@ -30,6 +31,7 @@ struct siov_vdcm {
 	struct fake_vdev vdevs[FAKE_MAX];
 	unsigned nvdevs;
 	int fail_backend_create;
+	struct vdcm_nets *nets; /* the real switch: it needs no engines or I/O */
 };
 
 int siov_backend_type_parse(const char *s, enum siov_backend_type *out)
@@ -66,13 +68,28 @@ const char *siov_backend_type_name(enum siov_backend_type type)
 
 int siov_vdcm_create(const struct siov_vdcm_opts *opts, struct siov_vdcm **out)
 {
+	int rc;
+
 	*out = calloc(1, sizeof(**out));
-	return *out ? 0 : -ENOMEM;
+	if (!*out)
+		return -ENOMEM;
+	if ((rc = vdcm_nets_create(NULL, &(*out)->nets)) < 0) {
+		free(*out);
+		return rc;
+	}
+	return 0;
 }
 
 void siov_vdcm_destroy(struct siov_vdcm *vdcm)
 {
+	if (vdcm)
+		vdcm_nets_destroy(vdcm->nets);
 	free(vdcm);
+}
+
+struct vdcm_nets *vdcm_nets_of(struct siov_vdcm *v)
+{
+	return v->nets;
 }
 
 static int backend_idx(struct siov_vdcm *v, const char *name)
@@ -180,7 +197,7 @@ static int vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *conf, ui
 			return siov_err_set(err, -EADDRINUSE, "socket %s in use", conf->socket);
 		if (!conf->allow_overlap &&
 		    overlaps(&v->vdevs[i], conf->backend, conf->offset, *size))
-			return siov_err_set(err, -EBUSY, "window overlaps VDEV '%s'",
+			return siov_err_set(err, -EEXIST, "window overlaps VDEV '%s'",
 					    v->vdevs[i].conf.name);
 	}
 	return 0;
@@ -370,31 +387,8 @@ void siov_vdcm_daemon_info(struct siov_vdcm *v, struct siov_daemon_info *info)
 	info->backends = v->nbackends;
 	info->vdevs = v->nvdevs;
 	info->groups = v->ngroups;
+	info->networks = siov_switch_networks(vdcm_nets_switch(v->nets));
 	info->uptime_s = 1.5;
-}
-
-unsigned fake_vdcm_backends(struct siov_vdcm *v)
-{
-	return v->nbackends;
-}
-
-unsigned fake_vdcm_vdevs(struct siov_vdcm *v)
-{
-	return v->nvdevs;
-}
-
-const struct siov_backend_conf *fake_vdcm_backend(struct siov_vdcm *v, const char *name)
-{
-	int i = backend_idx(v, name);
-
-	return i < 0 ? NULL : &v->backends[i];
-}
-
-const struct siov_vdev_conf *fake_vdcm_vdev(struct siov_vdcm *v, const char *name)
-{
-	int i = vdev_idx(v, name);
-
-	return i < 0 ? NULL : &v->vdevs[i].conf;
 }
 
 void fake_vdcm_fail_backend_create(struct siov_vdcm *v, int rc)
