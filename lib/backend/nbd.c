@@ -104,6 +104,7 @@ struct nbd_be {
 	uint64_t retry_at, backoff, hold_until, lost_at;
 	unsigned long reconnects;
 	char why[192]; /* the last libnbd error on this connection */
+	bool kicked;   /* the eventfd said the engines queued requests */
 };
 
 /* ---- Lists ---- */
@@ -599,10 +600,18 @@ static void reap_posts(struct nbd_be *be)
 
 /* ---- The worker ---- */
 
+/*
+ * Takes the engines' requests.  Only after a kick: an engine kicks whenever
+ * it finds the list empty, and the kick is consumed before the list is
+ * taken, so a request is never left behind without a kick to announce it.
+ */
 static void take_incoming(struct nbd_be *be)
 {
 	eventfd_t v;
 
+	if (!be->kicked)
+		return;
+	be->kicked = false;
 	(void)eventfd_read(be->efd, &v);
 	pthread_mutex_lock(&be->lock);
 	list_append_all(&be->pending, &be->incoming);
@@ -642,7 +651,11 @@ static void wait_events(struct nbd_be *be, uint64_t now)
 			      (dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0);
 		n = 3;
 	}
-	if (poll(p, (nfds_t)n, wait_ms(be, now)) <= 0 || n < 3)
+	if (poll(p, (nfds_t)n, wait_ms(be, now)) <= 0)
+		return;
+	if (p[0].revents & POLLIN)
+		be->kicked = true;
+	if (n < 3)
 		return;
 	if ((p[2].revents & (POLLIN | POLLHUP | POLLERR)) && nbd_aio_notify_read(be->h) < 0)
 		note_error(be);
@@ -830,6 +843,7 @@ static int nbd_be_open(struct siov_backend *bd, struct siov_err *err)
 		return siov_err_set(err, -ENOMEM, "backend '%s': out of memory", c->name);
 	be->bd = bd;
 	be->efd = -1;
+	be->kicked = true;
 	pthread_mutex_init(&be->lock, NULL);
 	be->timeout_ns = (c->timeout_ms ? c->timeout_ms : SIOV_BACKEND_TIMEOUT_MS_DEFAULT) * MS;
 	be->settle_ns = (uint64_t)c->settle_ms * MS;
