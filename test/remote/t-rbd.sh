@@ -20,7 +20,7 @@ why=$(ceph_missing)
 [ -z "$why" ] || skip "$why"
 setup "$@"
 
-IMG_SIZE=$((48 * MiB)) FIO=$((16 * MiB))
+IMG_SIZE=$((48 * MiB)) FIO=$((8 * MiB))
 D=$((20 * MiB)) Z=$((28 * MiB)) ZOFF=$((29 * MiB + 4096)) ZLEN=$((MiB + 8192))
 t0=$(date +%s.%N)
 ceph_start "$WORK/ceph"
@@ -94,7 +94,7 @@ G
 GUEST_RECONNECT=1 guest_start g 300 v0 flag
 guest_wait_marker g SIOV-FIO-ROUND 120
 i=0
-until [ "$(vstat v0 .requests)" -gt 1500 ]; do
+until [ "$(vstat v0 .requests)" -gt 800 ]; do
 	i=$((i + 1))
 	[ $i -le 600 ] || die "no fio I/O on v0 after 60 s"
 	grep -q '^SIOV-TEST-FAIL' "$WORK/g.console" && die "guest: $(grep -m1 '^SIOV-TEST-FAIL' "$WORK/g.console")"
