@@ -21,6 +21,7 @@
 
 #include "siov_internal/engine.h"
 #include "siov_internal/export.h"
+#include "siov_internal/hash.h"
 #include "siov_internal/log.h"
 #include "siov_internal/loop.h"
 #include "siov_internal/mirror.h"
@@ -34,100 +35,13 @@
 #define SIOV_VERSION "0.1.0"
 #endif
 
-/* ---- A small intrusive hash table of strings ---- */
-
-struct hlink {
-	struct hlink *next;
-	const char *key; /* points into the object that embeds the link */
-};
-
-struct htab {
-	struct hlink **b;
-	size_t nb; /* a power of two, or 0 before the first insertion */
-	size_t n;
-};
-
-/* FNV-1a: names are short, and the table does not face chosen collisions at scale. */
-static size_t hash_str(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-	return (size_t)(h ^ (h >> 32));
-}
-
-static struct hlink *htab_find(const struct htab *t, const char *key)
-{
-	struct hlink *l;
-
-	if (!t->nb)
-		return NULL;
-	for (l = t->b[hash_str(key) & (t->nb - 1)]; l; l = l->next)
-		if (!strcmp(l->key, key))
-			return l;
-	return NULL;
-}
-
-/* Doubles the buckets; on failure the table keeps working, only longer chains. */
-static void htab_grow(struct htab *t)
-{
-	size_t nb = t->nb ? t->nb * 2 : 64, i;
-	struct hlink **b = calloc(nb, sizeof(*b)), *l, *next;
-
-	if (!b)
-		return;
-	for (i = 0; i < t->nb; i++) {
-		for (l = t->b[i]; l; l = next) {
-			size_t h = hash_str(l->key) & (nb - 1);
-			next = l->next;
-			l->next = b[h];
-			b[h] = l;
-		}
-	}
-	free(t->b);
-	t->b = b;
-	t->nb = nb;
-}
-
-static int htab_add(struct htab *t, struct hlink *l, const char *key)
-{
-	size_t h;
-
-	if (t->n >= t->nb)
-		htab_grow(t);
-	if (!t->nb)
-		return -ENOMEM;
-	l->key = key;
-	h = hash_str(key) & (t->nb - 1);
-	l->next = t->b[h];
-	t->b[h] = l;
-	t->n++;
-	return 0;
-}
-
-static void htab_del(struct htab *t, struct hlink *l)
-{
-	struct hlink **pp;
-
-	if (!t->nb)
-		return;
-	for (pp = &t->b[hash_str(l->key) & (t->nb - 1)]; *pp; pp = &(*pp)->next) {
-		if (*pp == l) {
-			*pp = l->next;
-			t->n--;
-			return;
-		}
-	}
-}
-
 /* ---- Objects ---- */
 
 struct vdcm_backend {
 	struct siov_backend *bd;
 	unsigned nvdevs;
 	struct vdcm_backend *mirror; /* the mirror this backend is a member of, or NULL */
-	struct hlink by_name;
+	struct siov_hlink by_name;
 	void *windows;		  /* tsearch tree of exclusive windows: pairwise disjoint */
 	struct vdcm_vdev *shared; /* VDEVs created with allow_overlap (few, walked) */
 	struct vdcm_backend *next;
@@ -137,7 +51,7 @@ struct vdcm_group {
 	struct siov_group_conf conf;
 	struct siov_qos *qos;
 	unsigned nvdevs;
-	struct hlink by_name;
+	struct siov_hlink by_name;
 	struct vdcm_group *prev, *next;
 };
 
@@ -155,7 +69,7 @@ struct vdcm_vdev {
 	struct siov_blk *blk;
 	struct siov_qos *qos;
 	struct siov_vu_server *srv;
-	struct hlink by_name, by_socket;
+	struct siov_hlink by_name, by_socket;
 	struct vdcm_vdev *prev, *next; /* creation order */
 	struct vdcm_vdev *shared_next; /* be->shared */
 	/* vdev_move: the temporary mirror, the target and the window held on it. */
@@ -179,7 +93,7 @@ struct siov_vdcm {
 	struct vdcm_group *groups, *groups_tail;
 	struct vdcm_vdev *vdevs, *vdevs_tail;
 	struct vdcm_export *exports;
-	struct htab backend_names, group_names, vdev_names, vdev_sockets;
+	struct siov_htab backend_names, group_names, vdev_names, vdev_sockets;
 	unsigned nbackends, ngroups, nvdevs;
 	uint64_t start_ns;
 	char *state_dir;    /* mirrors keep their bitmaps here; NULL = in memory */
@@ -293,7 +207,7 @@ int siov_vdcm_create(const struct siov_vdcm_opts *opts, struct siov_vdcm **out)
 
 #define FIND(tab, type, member, name)                                                              \
 	({                                                                                         \
-		struct hlink *l_ = htab_find(tab, name);                                           \
+		struct siov_hlink *l_ = siov_htab_find(tab, name);                                 \
 		l_ ? SIOV_CONTAINER_OF(l_, type, member) : NULL;                                   \
 	})
 
@@ -317,7 +231,7 @@ static struct vdcm_vdev *vdev_find(struct siov_vdcm *v, const char *name)
 /* Enters b in the list and the name index. */
 static int backend_link(struct siov_vdcm *v, struct vdcm_backend *b, struct siov_err *err)
 {
-	if (htab_add(&v->backend_names, &b->by_name, siov_backend_conf(b->bd)->name))
+	if (siov_htab_add(&v->backend_names, &b->by_name, siov_backend_conf(b->bd)->name))
 		return siov_err_set(err, -ENOMEM, "out of memory");
 	*v->backends_tail = b;
 	v->backends_tail = &b->next;
@@ -335,7 +249,7 @@ static void backend_unlink(struct siov_vdcm *v, struct vdcm_backend *b)
 	*pp = b->next;
 	if (v->backends_tail == &b->next)
 		v->backends_tail = pp;
-	htab_del(&v->backend_names, &b->by_name);
+	siov_htab_del(&v->backend_names, &b->by_name);
 	v->nbackends--;
 }
 
@@ -365,9 +279,8 @@ static int member_usable(struct siov_vdcm *v, const char *mirror, const char *na
 		return siov_err_set(err, -EBUSY, "mirror '%s': '%s' is already a member of '%s'",
 				    mirror, name, siov_backend_conf(b->mirror->bd)->name);
 	if (b->nvdevs)
-		return siov_err_set(err, -EBUSY,
-				    "mirror '%s': '%s' is used by %u VDEV(s) directly", mirror,
-				    name, b->nvdevs);
+		return siov_err_set(err, -EBUSY, "mirror '%s': '%s' is used by %u VDEV(s) directly",
+				    mirror, name, b->nvdevs);
 	*out = b;
 	return 0;
 }
@@ -749,7 +662,7 @@ int siov_vdcm_group_create(struct siov_vdcm *v, const struct siov_group_conf *co
 			     strerror(-rc));
 		goto err_free;
 	}
-	rc = htab_add(&v->group_names, &g->by_name, g->conf.name);
+	rc = siov_htab_add(&v->group_names, &g->by_name, g->conf.name);
 	if (rc) {
 		siov_err_set(err, rc, "out of memory");
 		goto err_qos;
@@ -796,7 +709,7 @@ int siov_vdcm_group_delete(struct siov_vdcm *v, const char *name, struct siov_er
 		return siov_err_set(err, -EBUSY, "group '%s' has %u VDEV(s)", name, g->nvdevs);
 	*(g->prev ? &g->prev->next : &v->groups) = g->next;
 	*(g->next ? &g->next->prev : &v->groups_tail) = g->prev;
-	htab_del(&v->group_names, &g->by_name);
+	siov_htab_del(&v->group_names, &g->by_name);
 	v->ngroups--;
 	SIOV_INFO("group %s deleted", name);
 	siov_qos_destroy(g->qos);
@@ -820,7 +733,7 @@ void siov_vdcm_group_foreach(struct siov_vdcm *v, siov_group_info_cb cb, void *a
 
 static int vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *c, struct siov_err *err)
 {
-	struct hlink *l;
+	struct siov_hlink *l;
 
 	if (!siov_name_valid(c->name))
 		return siov_err_set(err, -EINVAL,
@@ -848,7 +761,7 @@ static int vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *c, struc
 		    err, -EACCES,
 		    "socket %s is outside the directories siovd was allowed (--socket-dir)",
 		    c->socket);
-	l = htab_find(&v->vdev_sockets, c->socket);
+	l = siov_htab_find(&v->vdev_sockets, c->socket);
 	if (l)
 		return siov_err_set(err, -EADDRINUSE, "socket %s is in use by VDEV '%s'", c->socket,
 				    SIOV_CONTAINER_OF(l, struct vdcm_vdev, by_socket)->conf.name);
@@ -904,9 +817,9 @@ static int vdev_build(struct siov_vdcm *v, struct vdcm_vdev *d, struct siov_err 
 /* Enters d in the indexes; on failure nothing is left entered. */
 static int vdev_link(struct siov_vdcm *v, struct vdcm_vdev *d)
 {
-	if (htab_add(&v->vdev_names, &d->by_name, d->conf.name))
+	if (siov_htab_add(&v->vdev_names, &d->by_name, d->conf.name))
 		return -ENOMEM;
-	if (htab_add(&v->vdev_sockets, &d->by_socket, d->conf.socket))
+	if (siov_htab_add(&v->vdev_sockets, &d->by_socket, d->conf.socket))
 		goto err_name;
 	if (window_insert(d))
 		goto err_socket;
@@ -920,9 +833,9 @@ static int vdev_link(struct siov_vdcm *v, struct vdcm_vdev *d)
 	return 0;
 
 err_socket:
-	htab_del(&v->vdev_sockets, &d->by_socket);
+	siov_htab_del(&v->vdev_sockets, &d->by_socket);
 err_name:
-	htab_del(&v->vdev_names, &d->by_name);
+	siov_htab_del(&v->vdev_names, &d->by_name);
 	return -ENOMEM;
 }
 
@@ -933,8 +846,8 @@ static void vdev_unlink(struct siov_vdcm *v, struct vdcm_vdev *d)
 	*(d->prev ? &d->prev->next : &v->vdevs) = d->next;
 	*(d->next ? &d->next->prev : &v->vdevs_tail) = d->prev;
 	window_remove(d);
-	htab_del(&v->vdev_sockets, &d->by_socket);
-	htab_del(&v->vdev_names, &d->by_name);
+	siov_htab_del(&v->vdev_sockets, &d->by_socket);
+	siov_htab_del(&v->vdev_names, &d->by_name);
 	v->nvdevs--;
 	d->be->nvdevs--;
 	if (d->group)
@@ -1272,8 +1185,8 @@ int siov_vdcm_vdev_delete(struct siov_vdcm *v, const char *name, struct siov_err
 	if (!d)
 		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
 	if (d->exports)
-		return siov_err_set(err, -EBUSY, "VDEV '%s' is exported over NBD (export_delete first)",
-				    name);
+		return siov_err_set(err, -EBUSY,
+				    "VDEV '%s' is exported over NBD (export_delete first)", name);
 	vdev_unlink(v, d);
 	SIOV_INFO("vdev %s deleted", name);
 	/* The server stops the queues before the QoS they point to goes. */
@@ -1345,10 +1258,10 @@ void siov_vdcm_destroy(struct siov_vdcm *v)
 	if (v->move_timer >= 0)
 		close(v->move_timer);
 	free(v->state_dir);
-	free(v->backend_names.b);
-	free(v->group_names.b);
-	free(v->vdev_names.b);
-	free(v->vdev_sockets.b);
+	siov_htab_fini(&v->backend_names);
+	siov_htab_fini(&v->group_names);
+	siov_htab_fini(&v->vdev_names);
+	siov_htab_fini(&v->vdev_sockets);
 	free(v);
 }
 
@@ -1368,11 +1281,12 @@ void siov_vdcm_backend_foreach(struct siov_vdcm *v, siov_backend_info_cb cb, voi
 
 static void queue_stats(const struct siov_vq *vq, struct siov_queue_stats *s)
 {
-	const struct siov_vq_stats *t = &vq->stats;
+	const struct siov_vq_stats *t;
 
 	memset(s, 0, sizeof(*s));
 	if (!vq)
 		return; /* a queue the front end never named */
+	t = &vq->stats;
 	s->index = vq->index;
 	s->engine = siov_engine_of(vq);
 	s->state = __atomic_load_n(&vq->broken, __ATOMIC_ACQUIRE) ? "broken"

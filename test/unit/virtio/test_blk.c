@@ -55,7 +55,6 @@ struct fx {
 	unsigned nq;
 	struct siov_blk *blk[2];
 	struct tq q[2];
-	int kick_fd[2], call_fd[2], err_fd[2];
 	uint32_t used_len; /* of the last request run_req() completed */
 	char dir[256], path[300];
 };
@@ -84,18 +83,9 @@ static int add_queue(struct fx *fx, uint64_t off, uint64_t size, bool readonly)
 
 	if (siov_blk_create(&conf, &fx->blk[i]))
 		return -1;
-	if (tq_init(&fx->q[i], &fx->g, GPA_R2 + i * 0x1000, QNUM))
+	if (tq_init(&fx->q[i], &fx->g, GPA_R2 + i * 0x1000, QNUM) ||
+	    tq_wire(&fx->q[i], siov_blk_dev_ops.vq_ops, fx->blk[i]))
 		return -1;
-	/* The kick fd stays blocking: the engine reads it through io_uring. */
-	fx->kick_fd[i] = eventfd(0, EFD_CLOEXEC);
-	fx->call_fd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	fx->err_fd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	vq->kick_fd = fx->kick_fd[i];
-	vq->call_fd = fx->call_fd[i];
-	vq->err_fd = fx->err_fd[i];
-	vq->ops = siov_blk_dev_ops.vq_ops;
-	vq->dev = fx->blk[i];
-	vq->enabled = true;
 	fx->nq++;
 	return siov_engine_attach(siov_engines_pick(fx->engines), vq);
 }
@@ -186,9 +176,7 @@ static int teardown(void **state)
 	for (i = 0; i < fx->nq; i++) {
 		siov_engine_detach(&fx->q[i].vq);
 		siov_blk_destroy(fx->blk[i]);
-		close(fx->kick_fd[i]);
-		close(fx->call_fd[i]);
-		close(fx->err_fd[i]);
+		tq_unwire(&fx->q[i]);
 	}
 	siov_engines_destroy(fx->engines);
 	siov_backend_close(fx->bd);
@@ -219,7 +207,7 @@ static bool wait_used(struct tq *q, uint16_t idx)
 static void kick(struct fx *fx, unsigned qi)
 {
 	tq_publish(&fx->q[qi], 0);
-	assert_int_equal(eventfd_write(fx->kick_fd[qi], 1), 0);
+	assert_int_equal(eventfd_write(fx->q[qi].kick_fd, 1), 0);
 }
 
 /*
@@ -502,7 +490,7 @@ static void blk_request_without_status_breaks_queue(void **state)
 		usleep(100);
 	assert_true(siov_vq_is_broken(&q->vq));
 	assert_non_null(strstr(q->vq.broken_reason, "status"));
-	assert_int_equal(eventfd_read(fx->err_fd[0], &v), 0);
+	assert_int_equal(eventfd_read(fx->q[0].err_fd, &v), 0);
 	/* A good request after it is never served, and the used ring stays as it was. */
 	tq_desc(q, 0, HDR_GPA, sizeof(struct virtio_blk_outhdr), VRING_DESC_F_NEXT, 2);
 	tq_desc(q, 2, STATUS_GPA, 1, VRING_DESC_F_WRITE, 0);
