@@ -74,7 +74,7 @@ cat >"$WORK/dom.xml" <<XML
     <type arch='x86_64' machine='pc'>hvm</type>
     <kernel>$KIT/vmlinux</kernel>
     <initrd>$KIT/initramfs.cpio</initrd>
-    <cmdline>console=ttyS0 quiet panic=-1 oops=panic</cmdline>
+    <cmdline>console=ttyS0 quiet panic=-1 oops=panic no_timer_check</cmdline>
   </os>
   <features><acpi/></features>
   <on_poweroff>destroy</on_poweroff>
