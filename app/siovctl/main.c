@@ -30,7 +30,8 @@
 
 /* Values of these are names or paths: strings even when they look like numbers. */
 static const char *const string_params[] = {"name", "type", "backend", "path", "socket", "uri",
-					    "tls_creds", "pool", "image", "conf", "id", "network", "uplink", "mac"};
+					    "tls_creds", "pool", "image", "conf", "id", "members", "member",
+					    "network", "uplink", "mac"};
 
 static const char usage_text[] =
     "usage: siovctl [-s SOCKET] [-t SECONDS] METHOD [--param value ...]\n"
@@ -54,7 +55,13 @@ static const char usage_text[] =
     "  backend_create  --name N --type rbd --pool P --image I [--conf CEPH_CONF] [--id CLIENT]\n"
     "                  [--timeout-ms T] [--readonly]\n"
     "  backend_delete  --name N\n"
+    "  backend_create  --name M --type mirror --members A,B[,C...] [--resync-rate BYTES/S]\n"
     "  backend_list\n"
+    "  backend_stats   --name N        (a mirror: each member's state, resync progress)\n"
+    "  backend_add_member    --name M --member B [--full]   (starts a resync)\n"
+    "  backend_remove_member --name M --member B\n"
+    "  backend_fail_member   --name M --member B\n"
+    "  backend_set_resync_rate --name M --rate BYTES/S\n"
     "  vdev_create     --name N --backend B --socket PATH [--type blk] [--offset O]\n"
     "                  [--size S] [--queues Q] [--readonly] [--allow-overlap]\n"
     "  vdev_delete     --name N\n"
