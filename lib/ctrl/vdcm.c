@@ -1041,11 +1041,14 @@ void siov_vdcm_backend_foreach(struct siov_vdcm *v, siov_backend_info_cb cb, voi
 
 static void queue_stats(const struct siov_vq *vq, struct siov_queue_stats *s)
 {
-	const struct siov_vq_stats *t = &vq->stats;
+	const struct siov_vq_stats *t;
 
 	memset(s, 0, sizeof(*s));
+	s->engine = -1;
+	s->state = "stopped";
 	if (!vq)
 		return; /* a queue the front end never named */
+	t = &vq->stats;
 	s->index = vq->index;
 	s->engine = siov_engine_of(vq);
 	s->state = __atomic_load_n(&vq->broken, __ATOMIC_ACQUIRE) ? "broken"
@@ -1070,7 +1073,8 @@ static void vdev_report(struct vdcm_vdev *d, siov_vdev_info_cb cb, void *arg)
 {
 	struct siov_queue_stats qs[SIOV_VDEV_MAX_QUEUES];
 	struct siov_vdev_info info = {.conf = &d->conf, .size = d->size, .queues = qs};
-	unsigned i, n = siov_vu_server_queues_used(d->srv);
+	/* --queues N lists all N; the default (256 offered) lists the queues used. */
+	unsigned i, n = d->conf.queues ? d->conf.queues : siov_vu_server_queues_used(d->srv);
 	struct siov_qos_params p;
 
 	for (i = 0; i < n && i < SIOV_VDEV_MAX_QUEUES; i++) {
