@@ -160,6 +160,7 @@ echo "booting a Linux guest (QEMU TCG, 2 vCPUs) on the four guest VDEVs ..."
 t0=$(date +%s.%N)
 cpu0=$(cpu_s "$BE_PID")
 CONSOLE=demo
+[ "$MIGRATE" = 1 ] && ACCEL=$(mig_accel) # see migrate-lib.sh
 GUEST_QMP=$MIGRATE guest_start demo 240 "${NAMES[@]}"
 guest_wait_marker demo "running fio" 120
 if [ "$NCLIENTS" != 0 ]; then
