@@ -186,5 +186,21 @@ void siov_vdcm_group_foreach(struct siov_vdcm *vdcm, siov_group_info_cb cb, void
 /* -ENOENT if there is no such VDEV. */
 int siov_vdcm_vdev_get(struct siov_vdcm *vdcm, const char *name, siov_vdev_info_cb cb, void *arg);
 void siov_vdcm_daemon_info(struct siov_vdcm *vdcm, struct siov_daemon_info *info);
+struct siov_engine_stats;
+/* Engine i's counters; -ENOENT past the last engine. */
+int siov_vdcm_engine_stats(struct siov_vdcm *vdcm, unsigned i, struct siov_engine_stats *out);
+
+/*
+ * NBD exports (lib/export): a VDEV's window served over NBD, at most one
+ * export per VDEV, named after it.  An exported VDEV cannot be deleted.
+ */
+struct siov_export_conf;
+struct siov_export_stats;
+int siov_vdcm_export_create(struct siov_vdcm *vdcm, const struct siov_export_conf *conf,
+			    struct siov_err *err);
+int siov_vdcm_export_delete(struct siov_vdcm *vdcm, const char *vdev, struct siov_err *err);
+typedef void (*siov_export_info_cb)(const struct siov_export_conf *conf,
+				    const struct siov_export_stats *stats, void *arg);
+void siov_vdcm_export_foreach(struct siov_vdcm *vdcm, siov_export_info_cb cb, void *arg);
 
 #endif
