@@ -1284,6 +1284,8 @@ static void queue_stats(const struct siov_vq *vq, struct siov_queue_stats *s)
 	const struct siov_vq_stats *t;
 
 	memset(s, 0, sizeof(*s));
+	s->engine = -1;
+	s->state = "stopped";
 	if (!vq)
 		return; /* a queue the front end never named */
 	t = &vq->stats;
@@ -1311,6 +1313,7 @@ static void vdev_report(struct vdcm_vdev *d, siov_vdev_info_cb cb, void *arg)
 {
 	struct siov_queue_stats qs[SIOV_VDEV_MAX_QUEUES];
 	struct siov_vdev_info info = {.conf = &d->conf, .size = d->size, .queues = qs};
+	/* The queues a front end has named: the others cost nothing and have no stats. */
 	unsigned i, n = siov_vu_server_queues_used(d->srv);
 	struct siov_qos_params p;
 
