@@ -122,6 +122,7 @@ static void htab_del(struct htab *t, struct hlink *l)
 
 struct vdcm_backend {
 	struct siov_backend *bd;
+	struct siov_qos_domain qos_dom; /* shared by its VDEVs' QoS */
 	unsigned nvdevs;
 	struct vdcm_backend *mirror; /* the mirror this backend is a member of, or NULL */
 	struct hlink by_name;
@@ -352,9 +353,8 @@ static int member_usable(struct siov_vdcm *v, const char *mirror, const char *na
 		return siov_err_set(err, -EBUSY, "mirror '%s': '%s' is already a member of '%s'",
 				    mirror, name, siov_backend_conf(b->mirror->bd)->name);
 	if (b->nvdevs)
-		return siov_err_set(err, -EBUSY,
-				    "mirror '%s': '%s' is used by %u VDEV(s) directly", mirror,
-				    name, b->nvdevs);
+		return siov_err_set(err, -EBUSY, "mirror '%s': '%s' is used by %u VDEV(s) directly",
+				    mirror, name, b->nvdevs);
 	*out = b;
 	return 0;
 }
@@ -872,6 +872,7 @@ static int vdev_build(struct siov_vdcm *v, struct vdcm_vdev *d, struct siov_err 
 	rc = siov_qos_create(&d->conf.qos, d->group ? d->group->qos : NULL, &d->qos);
 	if (rc)
 		return siov_err_set(err, rc, "cannot create the VDEV's QoS: %s", strerror(-rc));
+	siov_qos_set_domain(d->qos, &d->be->qos_dom);
 	so.name = d->conf.name;
 	so.socket_path = d->conf.socket;
 	/* Left unset, offer what the protocol allows: QEMU starts one queue per vCPU. */
@@ -990,8 +991,8 @@ int siov_vdcm_vdev_delete(struct siov_vdcm *v, const char *name, struct siov_err
 	if (!d)
 		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
 	if (d->exports)
-		return siov_err_set(err, -EBUSY, "VDEV '%s' is exported over NBD (export_delete first)",
-				    name);
+		return siov_err_set(err, -EBUSY,
+				    "VDEV '%s' is exported over NBD (export_delete first)", name);
 	vdev_unlink(v, d);
 	SIOV_INFO("vdev %s deleted", name);
 	/* The server stops the queues before the QoS they point to goes. */

@@ -176,7 +176,8 @@ static void check_faults(struct siov_engine *e)
 			siov_vq_break(q->vq,
 				      "front-end memory vanished (region shrunk or unmapped)");
 		else if (q->vq->log && siov_dirty_log_owns(q->vq->log, t_fault_addr))
-			siov_vq_break(q->vq, "the dirty log vanished (its memory shrunk or unmapped)");
+			siov_vq_break(q->vq,
+				      "the dirty log vanished (its memory shrunk or unmapped)");
 }
 
 static struct io_uring_sqe *engine_sqe(struct siov_engine *e)
@@ -254,6 +255,18 @@ static void flush_notify(struct siov_engine *e)
  * time is shared by weight; the reservation's credit comes on top, so
  * reservations are served whatever the weights say.
  */
+/* A reserved VDEV on the same backend is short: keep within the in-flight bound. */
+static unsigned inflight_room(struct siov_engine_queue *q, uint64_t now, unsigned budget)
+{
+	uint32_t cap = siov_qos_inflight_cap(q->vq->qos, now);
+	uint64_t inflight;
+
+	if (cap == UINT32_MAX)
+		return budget;
+	inflight = SIOV_STAT_GET(q->vq->stats.inflight);
+	return inflight >= cap ? 0 : SIOV_MIN(budget, (unsigned)(cap - inflight));
+}
+
 static unsigned queue_budget(struct siov_engine *e, struct siov_engine_queue *q, uint64_t now,
 			     unsigned *reserved)
 {
@@ -273,7 +286,7 @@ static unsigned queue_budget(struct siov_engine *e, struct siov_engine_queue *q,
 	if (q->deficit > ENGINE_BUDGET * 2)
 		q->deficit = ENGINE_BUDGET * 2;
 	*reserved = SIOV_MIN(siov_qos_reserved_credit(qos, now), ENGINE_BUDGET);
-	return SIOV_MIN((unsigned)q->deficit + *reserved, ENGINE_BUDGET * 2);
+	return inflight_room(q, now, SIOV_MIN((unsigned)q->deficit + *reserved, ENGINE_BUDGET * 2));
 }
 
 static void queue_charge(struct siov_engine_queue *q, unsigned budget, unsigned reserved,
