@@ -76,6 +76,8 @@ bool siov_qos_admit(struct siov_qos *qos, uint64_t now, uint64_t bytes, uint64_t
 bool siov_qos_limited(const struct siov_qos *qos);
 /* Requests the reservation covers right now (0 if none). */
 unsigned siov_qos_reserved_credit(struct siov_qos *qos, uint64_t now);
+/* A reserved VDEV with @credit unused and @inflight requests at its backend: short? */
+void siov_qos_note_backlog(struct siov_qos *qos, uint64_t now, unsigned credit, uint64_t inflight);
 void siov_qos_reserved_take(struct siov_qos *qos, unsigned n);
 uint32_t siov_qos_weight(const struct siov_qos *qos);
 /* Control thread, before the VDEV starts: the backend's domain (NULL: none). */

@@ -271,6 +271,7 @@ static unsigned queue_budget(struct siov_engine *e, struct siov_engine_queue *q,
 			     unsigned *reserved)
 {
 	struct siov_qos *qos = q->vq->qos;
+	unsigned credit;
 	uint32_t w;
 	double quantum;
 
@@ -285,7 +286,10 @@ static unsigned queue_budget(struct siov_engine *e, struct siov_engine_queue *q,
 	q->deficit += quantum;
 	if (q->deficit > ENGINE_BUDGET * 2)
 		q->deficit = ENGINE_BUDGET * 2;
-	*reserved = SIOV_MIN(siov_qos_reserved_credit(qos, now), ENGINE_BUDGET);
+	credit = siov_qos_reserved_credit(qos, now);
+	if (credit)
+		siov_qos_note_backlog(qos, now, credit, SIOV_STAT_GET(q->vq->stats.inflight));
+	*reserved = SIOV_MIN(credit, ENGINE_BUDGET);
 	return inflight_room(q, now, SIOV_MIN((unsigned)q->deficit + *reserved, ENGINE_BUDGET * 2));
 }
 

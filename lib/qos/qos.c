@@ -18,9 +18,9 @@
  * When the backend, not the engine, is the bottleneck, credit alone cannot
  * serve a reservation: the unreserved VDEVs' requests fill the device queue
  * and the reserved one's wait behind them.  So a reserved VDEV whose credit
- * piles up marks its backend's domain short, and for a while after that the
- * unreserved VDEVs there keep at most SIOV_QOS_SHORT_INFLIGHT requests in
- * flight.  Nobody short, no bound: no capacity is held back.
+ * piles up while it has requests at the backend marks its domain short, and for a while after that
+ * the unreserved VDEVs there keep at most SIOV_QOS_SHORT_INFLIGHT requests in flight.  Nobody
+ * short, no bound: no capacity is held back.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -334,10 +334,18 @@ unsigned siov_qos_reserved_credit(struct siov_qos *q, uint64_t now)
 	refill(&q->resv, now);
 	t = q->resv.tokens;
 	unlock(q);
-	/* Credit piles up only while the VDEV cannot start requests as fast as it is owed them. */
-	if (q->dom && t >= 2 && t >= (double)q->p.iops_min * SHORT_NS / 1e9)
-		__atomic_store_n(&q->dom->short_until, now + SHORT_HOLD_NS, __ATOMIC_RELAXED);
 	return t >= 1 ? (unsigned)t : 0;
+}
+
+void siov_qos_note_backlog(struct siov_qos *q, uint64_t now, unsigned credit, uint64_t inflight)
+{
+	/*
+	 * Short: credit piled up while requests wait at the backend.  A VDEV
+	 * that asks for less than its reservation piles up credit too, but
+	 * with nothing of it in flight: that is no reason to hold others back.
+	 */
+	if (q->dom && inflight && credit >= 2 && credit >= (double)q->p.iops_min * SHORT_NS / 1e9)
+		__atomic_store_n(&q->dom->short_until, now + SHORT_HOLD_NS, __ATOMIC_RELAXED);
 }
 
 void siov_qos_set_domain(struct siov_qos *q, struct siov_qos_domain *dom)

@@ -157,9 +157,13 @@ static void short_reservation_bounds_unreserved(void **state)
 	for (t = SEC; t < SEC + 50 * MSEC; t += MSEC)
 		siov_qos_reserved_take(r, siov_qos_reserved_credit(r, t));
 	assert_int_equal(siov_qos_inflight_cap(u, t), UINT32_MAX);
-	/* Falling behind: 10 ms owed and not taken. */
+	/* Asking for less than its reservation, nothing in flight: not short. */
 	t += 10 * MSEC;
+	siov_qos_note_backlog(r, t, siov_qos_reserved_credit(r, t), 0);
+	assert_int_equal(siov_qos_inflight_cap(u, t), UINT32_MAX);
+	/* Falling behind: 10 ms owed and not taken, 8 requests waiting at the backend. */
 	assert_true(siov_qos_reserved_credit(r, t) >= 6);
+	siov_qos_note_backlog(r, t, siov_qos_reserved_credit(r, t), 8);
 	assert_int_equal(siov_qos_inflight_cap(u, t), SIOV_QOS_SHORT_INFLIGHT);
 	assert_int_equal(siov_qos_inflight_cap(r, t), UINT32_MAX);
 	/* The bound lapses once nobody is short any more. */
