@@ -39,6 +39,7 @@
 
 struct vdcm_backend {
 	struct siov_backend *bd;
+	struct siov_qos_domain qos_dom; /* shared by its VDEVs' QoS */
 	unsigned nvdevs;
 	struct vdcm_backend *mirror; /* the mirror this backend is a member of, or NULL */
 	struct siov_hlink by_name;
@@ -802,6 +803,7 @@ static int vdev_build(struct siov_vdcm *v, struct vdcm_vdev *d, struct siov_err 
 	rc = siov_qos_create(&d->conf.qos, d->group ? d->group->qos : NULL, &d->qos);
 	if (rc)
 		return siov_err_set(err, rc, "cannot create the VDEV's QoS: %s", strerror(-rc));
+	siov_qos_set_domain(d->qos, &d->be->qos_dom);
 	so.name = d->conf.name;
 	so.socket_path = d->conf.socket;
 	/* Left unset, offer what the protocol allows: QEMU starts one queue per vCPU. */
