@@ -1048,8 +1048,14 @@ static int move_open(struct siov_vdcm *v, struct vdcm_vdev *d, struct vdcm_backe
 /* Switches the VDEV's queues onto bd at offset; -EBUSY if they do not drain. */
 static int vdev_switch(struct vdcm_vdev *d, struct siov_backend *bd, uint64_t offset)
 {
-	int rc = siov_blk_pause(d->blk, 5000);
+	struct siov_blk_hold_stats h;
+	int rc;
 
+	/* Held requests never drain: do not stall the control thread waiting for them. */
+	siov_blk_hold_stats(d->blk, &h);
+	if (h.held)
+		return -EBUSY;
+	rc = siov_blk_pause(d->blk, 5000);
 	if (rc)
 		return rc;
 	siov_blk_switch(d->blk, bd, offset);
