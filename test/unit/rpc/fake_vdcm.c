@@ -444,6 +444,22 @@ const char *siov_member_state_name(enum siov_member_state s)
 	return "unknown";
 }
 
+/* Exports are served by lib/export, not faked: the methods' parameters are what is tested here. */
+int siov_vdcm_export_create(struct siov_vdcm *v, const struct siov_export_conf *conf,
+			    struct siov_err *err)
+{
+	return siov_err_set(err, -ENOTSUP, "exports are not faked");
+}
+
+int siov_vdcm_export_delete(struct siov_vdcm *v, const char *vdev, struct siov_err *err)
+{
+	return siov_err_set(err, -ENOENT, "VDEV '%s' is not exported", vdev);
+}
+
+void siov_vdcm_export_foreach(struct siov_vdcm *v, siov_export_info_cb cb, void *arg)
+{
+}
+
 int siov_vdcm_vdev_set_error_policy(struct siov_vdcm *v, const char *name,
 				    enum siov_error_policy p, uint32_t timeout_ms, struct siov_err *err)
 {
@@ -468,21 +484,5 @@ int siov_vdcm_vdev_move(struct siov_vdcm *v, const char *name, const char *backe
 }
 
 void siov_vdcm_set_changed_cb(struct siov_vdcm *v, siov_vdcm_changed_cb cb, void *arg)
-{
-}
-
-/* Exports are served by lib/export, not faked: the methods' parameters are what is tested here. */
-int siov_vdcm_export_create(struct siov_vdcm *v, const struct siov_export_conf *conf,
-			    struct siov_err *err)
-{
-	return siov_err_set(err, -ENOTSUP, "exports are not faked");
-}
-
-int siov_vdcm_export_delete(struct siov_vdcm *v, const char *vdev, struct siov_err *err)
-{
-	return siov_err_set(err, -ENOENT, "VDEV '%s' is not exported", vdev);
-}
-
-void siov_vdcm_export_foreach(struct siov_vdcm *v, siov_export_info_cb cb, void *arg)
 {
 }
