@@ -923,6 +923,10 @@ static int move_check(struct siov_vdcm *v, struct vdcm_vdev *d, struct vdcm_back
 	if (d->conf.allow_overlap)
 		return siov_err_set(err, -EINVAL, "VDEV '%s' shares its window (allow_overlap): "
 				    "it cannot move", d->conf.name);
+	/* An NBD export reads the window directly and would not follow the switch. */
+	if (d->exports)
+		return siov_err_set(err, -EBUSY, "VDEV '%s' is exported over NBD: delete the export "
+				    "to move it", d->conf.name);
 	if (t->mirror)
 		return siov_err_set(err, -EBUSY, "backend '%s' is a member of a mirror",
 				    siov_backend_conf(t->bd)->name);
@@ -959,8 +963,14 @@ static int move_open(struct siov_vdcm *v, struct vdcm_vdev *d, struct vdcm_backe
 /* Switches the VDEV's queues onto bd at offset; -EBUSY if they do not drain. */
 static int vdev_switch(struct vdcm_vdev *d, struct siov_backend *bd, uint64_t offset)
 {
-	int rc = siov_blk_pause(d->blk, 5000);
+	struct siov_blk_hold_stats h;
+	int rc;
 
+	/* Held requests never drain: do not stall the control thread waiting for them. */
+	siov_blk_hold_stats(d->blk, &h);
+	if (h.held)
+		return -EBUSY;
+	rc = siov_blk_pause(d->blk, 5000);
 	if (rc)
 		return rc;
 	siov_blk_switch(d->blk, bd, offset);
@@ -1430,6 +1440,10 @@ int siov_vdcm_export_create(struct siov_vdcm *v, const struct siov_export_conf *
 		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", conf->vdev);
 	if (export_find(v, conf->vdev))
 		return siov_err_set(err, -EEXIST, "VDEV '%s' is already exported", conf->vdev);
+	/* The export reads the window directly: it would miss the move's switch. */
+	if (d->move_be)
+		return siov_err_set(err, -EBUSY, "VDEV '%s' is moving; export it once it has moved",
+				    conf->vdev);
 	/* Exactly the window a VM on this VDEV sees. */
 	win.bd = d->be->bd;
 	win.offset = d->conf.offset;

@@ -94,6 +94,7 @@ struct siov_engine_queue {
 	uint64_t last_work_ns;
 	uint64_t kick_buf;
 	uint64_t throttle_until; /* QoS: do not pop before this time (ns) */
+	bool qos_wait;		 /* throttle_until is a QoS wait (not a device model's own) */
 	double deficit;		 /* QoS: deficit round robin credit, in requests */
 	uint64_t bal_requests;	 /* control thread: requests at the balancer's last look */
 };
@@ -333,9 +334,13 @@ static unsigned queue_run(struct siov_engine *e, struct siov_engine_queue *q, ui
 	budget = queue_budget(e, q, now, &reserved);
 	if (budget) {
 		q->vq->ops->process(q->vq, &e->ioctx, budget, &work);
-		/* A throttled device model holds a request: run it when the wait ends. */
-		q->throttle_until = work.throttle_until;
-		q->retry = work.throttle_until != 0;
+		/*
+		 * A throttled device model holds a request: run it when the wait ends.
+		 * A device model's own deadline (held requests) waits like QoS, uncounted.
+		 */
+		q->qos_wait = work.throttle_until != 0;
+		q->throttle_until = work.throttle_until ? work.throttle_until : work.wake_at;
+		q->retry = q->throttle_until != 0;
 	}
 	queue_charge(q, budget, reserved, work.started);
 	return work.started;
@@ -351,7 +356,9 @@ static bool queue_throttled(struct siov_engine *e, struct siov_engine_queue *q, 
 		return true;
 	}
 	if (q->throttle_until) {
-		siov_qos_note_wait(q->vq->qos, now > q->last_work_ns ? now - q->last_work_ns : 0);
+		if (q->qos_wait && q->vq->qos)
+			siov_qos_note_wait(q->vq->qos,
+					   now > q->last_work_ns ? now - q->last_work_ns : 0);
 		q->throttle_until = 0;
 	}
 	return false;
