@@ -12,7 +12,7 @@ root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
 cd "$root"
 
 # Layers, bottom-up.  Equal ranks are siblings: neither may include the other.
-declare -A rank=([util]=0 [mem]=1 [qos]=1 [net]=1 [backend]=2 [virtio]=3 [engine]=4 [vhost]=5 [ctrl]=6)
+declare -A rank=([util]=0 [mem]=1 [qos]=1 [net]=1 [backend]=2 [virtio]=3 [engine]=4 [vhost]=5 [export]=5 [ctrl]=6)
 
 # Header -> owning layer.
 declare -A owner=(
@@ -24,6 +24,7 @@ declare -A owner=(
 	[virtqueue.h]=virtio [device.h]=virtio [virtio_blk.h]=virtio
 	[engine.h]=engine
 	[vhost_user.h]=vhost
+	[export.h]=export
 	[vdcm.h]=ctrl [rpc.h]=ctrl [state.h]=ctrl
 )
 

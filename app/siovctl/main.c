@@ -31,7 +31,7 @@
 /* Values of these are names or paths: strings even when they look like numbers. */
 static const char *const string_params[] = {"name", "type", "backend", "path", "socket", "uri",
 					    "tls_creds", "pool", "image", "conf", "id", "members", "member",
-					    "network", "uplink", "mac"};
+					    "network", "uplink", "mac", "vdev", "listen"};
 
 static const char usage_text[] =
     "usage: siovctl [-s SOCKET] [-t SECONDS] METHOD [--param value ...]\n"
@@ -70,7 +70,12 @@ static const char usage_text[] =
     "  network_create  --name N [--mtu M] [--uplink tap:IFNAME]\n"
     "  network_delete  --name N\n"
     "  network_list\n"
+    "  export_create   --vdev V --listen unix:PATH|tcp:ADDR:PORT [--type nbd]\n"
+    "                  [--tls-creds DIR] [--insecure]\n"
+    "  export_delete   --vdev V\n"
+    "  export_list\n"
     "  daemon_info\n"
+    "  engine_stats    (per engine: rounds, sleeps, requests, ring_to_submit_us, ...)\n"
     "\n"
     "Exit status: 0 success, 1 siovd returned an error, 2 the call could not be made.\n"
     "Example:\n"

@@ -44,7 +44,7 @@ struct siov_vdev_conf {
 	char backend[SIOV_NAME_MAX];
 	uint64_t offset; /* bytes into the backend; multiple of 512 */
 	uint64_t size;	 /* bytes; 0 = up to the end of the backend */
-	uint16_t queues; /* 1..SIOV_VDEV_MAX_QUEUES; 0 = 1 */
+	uint16_t queues; /* 1..SIOV_VDEV_MAX_QUEUES; 0 = offer SIOV_VU_MAX_QUEUES (QEMU's default) */
 	bool readonly;
 	bool allow_overlap; /* let this window overlap other VDEVs' windows */
 	char socket[SIOV_SOCKET_PATH_MAX];
@@ -132,7 +132,9 @@ struct siov_vdev_info {
 	bool connected;
 	uint64_t features;    /* negotiated virtio features */
 	uint64_t connections; /* front ends accepted so far */
-	unsigned nqueues;
+	bool logging;	      /* the front end is migrating the VM (dirty log on) */
+	unsigned max_queues;  /* what the VDEV offers */
+	unsigned nqueues;     /* queues the front end has used */
 	const struct siov_queue_stats *queues;
 	struct siov_qos_stats qos; /* conf->qos holds the parameters in force */
 };
@@ -184,5 +186,21 @@ void siov_vdcm_group_foreach(struct siov_vdcm *vdcm, siov_group_info_cb cb, void
 /* -ENOENT if there is no such VDEV. */
 int siov_vdcm_vdev_get(struct siov_vdcm *vdcm, const char *name, siov_vdev_info_cb cb, void *arg);
 void siov_vdcm_daemon_info(struct siov_vdcm *vdcm, struct siov_daemon_info *info);
+struct siov_engine_stats;
+/* Engine i's counters; -ENOENT past the last engine. */
+int siov_vdcm_engine_stats(struct siov_vdcm *vdcm, unsigned i, struct siov_engine_stats *out);
+
+/*
+ * NBD exports (lib/export): a VDEV's window served over NBD, at most one
+ * export per VDEV, named after it.  An exported VDEV cannot be deleted.
+ */
+struct siov_export_conf;
+struct siov_export_stats;
+int siov_vdcm_export_create(struct siov_vdcm *vdcm, const struct siov_export_conf *conf,
+			    struct siov_err *err);
+int siov_vdcm_export_delete(struct siov_vdcm *vdcm, const char *vdev, struct siov_err *err);
+typedef void (*siov_export_info_cb)(const struct siov_export_conf *conf,
+				    const struct siov_export_stats *stats, void *arg);
+void siov_vdcm_export_foreach(struct siov_vdcm *vdcm, siov_export_info_cb cb, void *arg);
 
 #endif

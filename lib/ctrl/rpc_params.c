@@ -475,6 +475,49 @@ struct json_object *siov_backend_conf_to_json(const struct siov_backend_conf *co
 	return o;
 }
 
+/* ---- Exports ---- */
+
+#define ECONF(f) offsetof(struct siov_export_conf, f), sizeof(((struct siov_export_conf *)0)->f)
+static const struct siov_param export_params[] = {
+    {"vdev", true, siov_param_name, ECONF(vdev), 0, 0},
+    {"type", false, param_text, ECONF(type), 0, 0},
+    {"listen", true, param_text, ECONF(listen), 0, 0},
+    {"tls_creds", false, siov_param_abs_path, ECONF(tls_creds), 0, 0},
+    {"insecure", false, siov_param_bool, ECONF(insecure), 0, 0},
+};
+
+int siov_export_conf_from_json(struct json_object *params, struct siov_export_conf *conf,
+			       struct siov_err *err)
+{
+	int rc;
+
+	memset(conf, 0, sizeof(*conf));
+	rc = siov_params_parse(params, export_params, SIOV_ARRAY_SIZE(export_params), conf, NULL,
+			       err);
+	if (rc)
+		return rc;
+	if (!conf->type[0])
+		strcpy(conf->type, "nbd");
+	if (strcmp(conf->type, "nbd") != 0)
+		return siov_err_set(err, -EINVAL, "parameter 'type' must be \"nbd\"");
+	return 0;
+}
+
+struct json_object *siov_export_conf_to_json(const struct siov_export_conf *conf)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "vdev", json_object_new_string(conf->vdev));
+	json_object_object_add(o, "type", json_object_new_string(conf->type));
+	json_object_object_add(o, "listen", json_object_new_string(conf->listen));
+	add_str(o, "tls_creds", conf->tls_creds);
+	if (conf->insecure)
+		json_object_object_add(o, "insecure", json_object_new_boolean(true));
+	return o;
+}
+
 static void qos_params_to_json(struct json_object *o, const struct siov_qos_params *q);
 
 /* ---- VDEVs ---- */
@@ -531,7 +574,6 @@ int siov_vdev_conf_from_json(struct json_object *params, struct siov_vdev_conf *
 
 	memset(conf, 0, sizeof(*conf));
 	conf->type = SIOV_VDEV_BLK;
-	conf->queues = 1;
 	rc = siov_params_parse(params, vdev_params, SIOV_ARRAY_SIZE(vdev_params), conf, NULL, err);
 	if (rc)
 		return rc;
@@ -554,7 +596,9 @@ struct json_object *siov_vdev_conf_to_json(const struct siov_vdev_conf *conf)
 	json_object_object_add(o, "backend", json_object_new_string(conf->backend));
 	json_object_object_add(o, "offset", json_object_new_uint64(conf->offset));
 	json_object_object_add(o, "size", json_object_new_uint64(conf->size));
-	json_object_object_add(o, "queues", json_object_new_int(conf->queues ? conf->queues : 1));
+	/* Left out when unset: the VDEV then offers as many queues as the front end starts. */
+	if (conf->queues)
+		json_object_object_add(o, "queues", json_object_new_int(conf->queues));
 	json_object_object_add(o, "readonly", json_object_new_boolean(conf->readonly));
 	json_object_object_add(o, "allow_overlap", json_object_new_boolean(conf->allow_overlap));
 	json_object_object_add(o, "socket", json_object_new_string(conf->socket));

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "siov_internal/engine.h"
+#include "siov_internal/export.h"
 #include "siov_internal/log.h"
 #include "siov_internal/mirror.h"
 #include "siov_internal/vdcm.h"
@@ -154,6 +155,14 @@ struct vdcm_vdev {
 	struct hlink by_name, by_socket;
 	struct vdcm_vdev *prev, *next; /* creation order */
 	struct vdcm_vdev *shared_next; /* be->shared */
+	unsigned exports;	       /* NBD exports serving it: it cannot be deleted */
+};
+
+/* A VDEV served over NBD (lib/export). */
+struct vdcm_export {
+	struct siov_export *ex;
+	struct vdcm_vdev *d;
+	struct vdcm_export *next;
 };
 
 struct siov_vdcm {
@@ -162,6 +171,7 @@ struct siov_vdcm {
 	struct vdcm_backend *backends, **backends_tail;
 	struct vdcm_group *groups, *groups_tail;
 	struct vdcm_vdev *vdevs, *vdevs_tail;
+	struct vdcm_export *exports;
 	struct htab backend_names, group_names, vdev_names, vdev_sockets;
 	unsigned nbackends, ngroups, nvdevs;
 	uint64_t start_ns;
@@ -852,7 +862,7 @@ static int vdev_build(struct siov_vdcm *v, struct vdcm_vdev *d, struct siov_err 
 				   .offset = d->conf.offset,
 				   .size = d->size,
 				   .readonly = d->conf.readonly,
-				   .queues = d->conf.queues};
+				   .queues = d->conf.queues ? d->conf.queues : 1};
 	int rc;
 
 	rc = siov_blk_create(&bc, &d->blk);
@@ -864,7 +874,8 @@ static int vdev_build(struct siov_vdcm *v, struct vdcm_vdev *d, struct siov_err 
 		return siov_err_set(err, rc, "cannot create the VDEV's QoS: %s", strerror(-rc));
 	so.name = d->conf.name;
 	so.socket_path = d->conf.socket;
-	so.queues = d->conf.queues;
+	/* Left unset, offer what the protocol allows: QEMU starts one queue per vCPU. */
+	so.queues = d->conf.queues ? d->conf.queues : SIOV_VU_MAX_QUEUES;
 	so.dev = d->blk;
 	so.qos = d->qos;
 	so.socket_mode = v->socket_mode;
@@ -951,8 +962,6 @@ int siov_vdcm_vdev_create(struct siov_vdcm *v, const struct siov_vdev_conf *conf
 	if (!d)
 		return siov_err_set(err, -ENOMEM, "out of memory");
 	d->conf = *conf;
-	if (!d->conf.queues)
-		d->conf.queues = 1;
 	rc = vdev_resolve(v, d, err);
 	if (rc)
 		goto err_free;
@@ -980,6 +989,9 @@ int siov_vdcm_vdev_delete(struct siov_vdcm *v, const char *name, struct siov_err
 
 	if (!d)
 		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
+	if (d->exports)
+		return siov_err_set(err, -EBUSY, "VDEV '%s' is exported over NBD (export_delete first)",
+				    name);
 	vdev_unlink(v, d);
 	SIOV_INFO("vdev %s deleted", name);
 	/* The server stops the queues before the QoS they point to goes. */
@@ -1009,6 +1021,8 @@ void siov_vdcm_destroy(struct siov_vdcm *v)
 {
 	if (!v)
 		return;
+	while (v->exports)
+		siov_vdcm_export_delete(v, v->exports->d->conf.name, NULL);
 	while (v->vdevs)
 		siov_vdcm_vdev_delete(v, v->vdevs->conf.name, NULL);
 	while (v->groups)
@@ -1045,6 +1059,8 @@ static void queue_stats(const struct siov_vq *vq, struct siov_queue_stats *s)
 	const struct siov_vq_stats *t = &vq->stats;
 
 	memset(s, 0, sizeof(*s));
+	if (!vq)
+		return; /* a queue the front end never named */
 	s->index = vq->index;
 	s->engine = siov_engine_of(vq);
 	s->state = __atomic_load_n(&vq->broken, __ATOMIC_ACQUIRE) ? "broken"
@@ -1069,17 +1085,21 @@ static void vdev_report(struct vdcm_vdev *d, siov_vdev_info_cb cb, void *arg)
 {
 	struct siov_queue_stats qs[SIOV_VDEV_MAX_QUEUES];
 	struct siov_vdev_info info = {.conf = &d->conf, .size = d->size, .queues = qs};
-	unsigned i, n = siov_vu_server_nqueues(d->srv);
+	unsigned i, n = siov_vu_server_queues_used(d->srv);
 	struct siov_qos_params p;
 
-	for (i = 0; i < n && i < SIOV_VDEV_MAX_QUEUES; i++)
+	for (i = 0; i < n && i < SIOV_VDEV_MAX_QUEUES; i++) {
 		queue_stats(siov_vu_server_queue(d->srv, i), &qs[i]);
+		qs[i].index = i;
+	}
 	info.nqueues = i;
 	info.state = siov_vu_server_state(d->srv);
 	info.broken_reason = siov_vu_server_broken_reason(d->srv);
 	info.connected = siov_vu_server_connected(d->srv);
 	info.features = siov_vu_server_features(d->srv);
 	info.connections = siov_vu_server_connections(d->srv);
+	info.logging = siov_vu_server_logging(d->srv);
+	info.max_queues = siov_vu_server_nqueues(d->srv);
 	siov_qos_get(d->qos, &p, &info.qos);
 	cb(&info, arg);
 }
@@ -1125,6 +1145,16 @@ int siov_vdcm_vdev_get(struct siov_vdcm *v, const char *name, siov_vdev_info_cb 
 	return 0;
 }
 
+int siov_vdcm_engine_stats(struct siov_vdcm *v, unsigned i, struct siov_engine_stats *out)
+{
+	struct siov_engine *e = siov_engines_get(v->engines, i);
+
+	if (!e)
+		return -ENOENT;
+	siov_engine_get_stats(e, out);
+	return 0;
+}
+
 void siov_vdcm_daemon_info(struct siov_vdcm *v, struct siov_daemon_info *info)
 {
 	info->version = SIOV_VERSION;
@@ -1139,4 +1169,75 @@ void siov_vdcm_daemon_info(struct siov_vdcm *v, struct siov_daemon_info *info)
 struct vdcm_nets *vdcm_nets_of(struct siov_vdcm *v)
 {
 	return v->nets;
+}
+
+/* ---- Exports ---- */
+
+static struct vdcm_export **export_find(struct siov_vdcm *v, const char *vdev)
+{
+	struct vdcm_export **pp;
+
+	for (pp = &v->exports; *pp; pp = &(*pp)->next)
+		if (strcmp((*pp)->d->conf.name, vdev) == 0)
+			return pp;
+	return NULL;
+}
+
+int siov_vdcm_export_create(struct siov_vdcm *v, const struct siov_export_conf *conf,
+			    struct siov_err *err)
+{
+	struct vdcm_vdev *d = vdev_find(v, conf->vdev);
+	struct siov_export_window win;
+	struct vdcm_export *e;
+	int rc;
+
+	if (!d)
+		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", conf->vdev);
+	if (export_find(v, conf->vdev))
+		return siov_err_set(err, -EEXIST, "VDEV '%s' is already exported", conf->vdev);
+	/* Exactly the window a VM on this VDEV sees. */
+	win.bd = d->be->bd;
+	win.offset = d->conf.offset;
+	win.size = d->size;
+	win.readonly = d->conf.readonly || siov_backend_conf(d->be->bd)->readonly;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return siov_err_set(err, -ENOMEM, "out of memory");
+	rc = siov_export_open(conf, &win, &e->ex, err);
+	if (rc < 0) {
+		free(e);
+		return rc;
+	}
+	e->d = d;
+	d->exports++;
+	e->next = v->exports;
+	v->exports = e;
+	return 0;
+}
+
+int siov_vdcm_export_delete(struct siov_vdcm *v, const char *vdev, struct siov_err *err)
+{
+	struct vdcm_export **pp = export_find(v, vdev), *e;
+
+	if (!pp)
+		return siov_err_set(err, -ENOENT, "VDEV '%s' is not exported", vdev);
+	e = *pp;
+	*pp = e->next;
+	siov_export_close(e->ex);
+	e->d->exports--;
+	SIOV_INFO("export '%s' deleted", vdev);
+	free(e);
+	return 0;
+}
+
+void siov_vdcm_export_foreach(struct siov_vdcm *v, siov_export_info_cb cb, void *arg)
+{
+	struct vdcm_export *e;
+
+	for (e = v->exports; e; e = e->next) {
+		struct siov_export_stats st;
+
+		siov_export_get_stats(e->ex, &st);
+		cb(siov_export_conf(e->ex), &st, arg);
+	}
 }

@@ -457,7 +457,8 @@ static void t_protocol_features(void **state)
 			(1ull << VHOST_USER_PROTOCOL_F_CONFIG) |
 			(1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) |
 			(1ull << VHOST_USER_PROTOCOL_F_RESET_DEVICE) |
-			(1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+			(1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
+			(1ull << VHOST_USER_PROTOCOL_F_LOG_SHMFD);
 	uint64_t all = ~0ull;
 
 	assert_int_equal(get_u64(f, VHOST_USER_GET_PROTOCOL_FEATURES), want);
@@ -473,10 +474,14 @@ static void t_reply_ack(void **state)
 	struct fx *f = *state;
 	uint64_t none = 0, ack = 1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK;
 
-	/* Without REPLY_ACK negotiated, NEED_REPLY gets no answer. */
-	assert_int_equal(call_ack(f, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0), NO_REPLY);
+	/*
+	 * NEED_REPLY is answered even without REPLY_ACK negotiated: a QEMU waiting
+	 * for an incoming migration does not renegotiate after siovd restarted
+	 * and waits for the ack (libvhost-user answers too).
+	 */
+	assert_int_equal(call_ack(f, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0), 0);
 	msg_send(f, VHOST_USER_SET_PROTOCOL_FEATURES, VHOST_USER_VERSION, &none, 8, NULL, 0);
-	assert_int_equal(call_ack(f, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0), NO_REPLY);
+	assert_int_equal(call_ack(f, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0), 0);
 	msg_send(f, VHOST_USER_SET_PROTOCOL_FEATURES, VHOST_USER_VERSION, &ack, 8, NULL, 0);
 	assert_int_equal(call_ack(f, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0), 0);
 	/* An unknown request is refused, not fatal. */
@@ -1010,6 +1015,116 @@ static void t_second_front_end(void **state)
 	assert_int_equal(get_u64(f, VHOST_USER_GET_QUEUE_NUM), NQUEUES);
 }
 
+
+/* ---- live migration: the dirty log ---- */
+
+#define LOG_BYTES ((MEM_GPA + MEM_SIZE) / 4096 / 8)
+
+/* SET_LOG_BASE with a log of size bytes in fd; returns the u64 the server answered. */
+static uint64_t log_base(struct fx *f, int fd, uint64_t size)
+{
+	struct siov_vu_log l = {.mmap_size = size, .mmap_offset = 0};
+	struct siov_vu_msg r;
+
+	/* No NEED_REPLY: QEMU waits for this answer whatever REPLY_ACK says. */
+	msg_send(f, VHOST_USER_SET_LOG_BASE, VHOST_USER_VERSION, &l, sizeof(l), &fd, 1);
+	assert_int_equal(msg_recv(f, &r, NULL), sizeof(r.hdr) + 8);
+	assert_int_equal(r.hdr.request, VHOST_USER_SET_LOG_BASE);
+	assert_int_equal(r.hdr.flags, VHOST_USER_VERSION | VHOST_USER_REPLY_MASK);
+	return r.payload.u64;
+}
+
+static int64_t set_logging(struct fx *f, bool on)
+{
+	uint64_t feat = (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES_BIT) |
+			(on ? 1ull << VHOST_F_LOG_ALL_BIT : 0);
+
+	return call_ack(f, VHOST_USER_SET_FEATURES, &feat, 8, NULL, 0);
+}
+
+static int64_t vring_addr_log(struct fx *f, uint32_t flags)
+{
+	struct siov_vu_vring_addr a = {.index = 0,
+				       .flags = flags,
+				       .desc_user_addr = uva(f, DESC_OFF),
+				       .avail_user_addr = uva(f, AVAIL_OFF),
+				       .used_user_addr = uva(f, USED_OFF),
+				       .log_guest_addr = gpa(USED_OFF)};
+
+	return call_ack(f, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0);
+}
+
+static bool page_marked(const uint8_t *log, uint64_t addr)
+{
+	return log[addr / 4096 / 8] & (1u << (addr / 4096 % 8));
+}
+
+static void t_dirty_log(void **state)
+{
+	struct fx *f = *state;
+	int lfd = memfd_create("log", MFD_CLOEXEC);
+	struct siov_vu_vring_state st = {.index = 0};
+	struct siov_vu_msg r;
+	uint8_t *log;
+
+	assert_true(lfd >= 0 && ftruncate(lfd, LOG_BYTES) == 0);
+	log = mmap(NULL, LOG_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, lfd, 0);
+	assert_true(log != MAP_FAILED);
+	assert_true(get_u64(f, VHOST_USER_GET_FEATURES) & (1ull << VHOST_F_LOG_ALL_BIT));
+	start_queue0(f);
+	/* QEMU's order: the log, then LOG_ALL, then the rings with VHOST_VRING_F_LOG. */
+	assert_int_equal(log_base(f, lfd, LOG_BYTES), 0);
+	assert_int_equal(set_logging(f, true), 0);
+	assert_int_equal(vring_addr_log(f, 1u << VHOST_VRING_F_LOG), 0);
+	assert_true(siov_vu_server_logging(f->srv));
+	assert_int_equal(blk_io(f, VIRTIO_BLK_T_IN, 8, 4096), VIRTIO_BLK_S_OK);
+	assert_true(page_marked(log, gpa(DATA_OFF)));
+	assert_true(page_marked(log, gpa(STATUS_OFF)));
+	assert_true(page_marked(log, gpa(USED_OFF)));
+	assert_false(page_marked(log, gpa(HDR_OFF))); /* only read */
+	assert_false(page_marked(log, gpa(DESC_OFF)));
+	/* Stopping the ring answers once every popped request is done and logged. */
+	memset(log, 0, LOG_BYTES);
+	assert_int_equal(blk_io(f, VIRTIO_BLK_T_IN, 8, 512), VIRTIO_BLK_S_OK);
+	msg_send(f, VHOST_USER_GET_VRING_BASE, VHOST_USER_VERSION, &st, sizeof(st), NULL, 0);
+	assert_int_equal(msg_recv(f, &r, NULL), sizeof(r.hdr) + sizeof(st));
+	assert_int_equal(r.payload.state.num, 2);
+	assert_true(page_marked(log, gpa(DATA_OFF)));
+	assert_true(page_marked(log, gpa(USED_OFF)));
+	/* Migration over or cancelled: LOG_ALL off, the log let go. */
+	assert_int_equal(set_logging(f, false), 0);
+	assert_false(siov_vu_server_logging(f->srv));
+	munmap(log, LOG_BYTES);
+	close(lfd);
+}
+
+/* A log the server cannot use is answered, and breaks the VDEV when logging starts. */
+static void t_dirty_log_hostile(void **state)
+{
+	struct fx *f = *state;
+	int lfd = memfd_create("log", MFD_CLOEXEC);
+	struct siov_vu_log l = {.mmap_size = 64};
+
+	assert_true(lfd >= 0 && ftruncate(lfd, LOG_BYTES) == 0);
+	start_queue0(f);
+	assert_int_equal(log_base(f, lfd, LOG_BYTES * 2), 1); /* larger than its fd */
+	assert_int_equal(log_base(f, lfd, 0), 1);
+	assert_int_equal(set_logging(f, true), 0);
+	assert_string_equal(siov_vu_server_state(f->srv), "broken");
+	assert_non_null(strstr(siov_vu_server_broken_reason(f->srv), "no log"));
+	/* Too small for the memory table: broken again on the next start. */
+	assert_int_equal(set_logging(f, false), 0);
+	assert_int_equal(log_base(f, lfd, LOG_BYTES / 2), 0);
+	assert_int_equal(set_logging(f, true), 0);
+	assert_int_equal(vring_state(f, VHOST_USER_SET_VRING_ENABLE, 0, 1), 0);
+	assert_string_equal(siov_vu_server_state(f->srv), "broken");
+	assert_non_null(strstr(siov_vu_server_broken_reason(f->srv), "does not cover"));
+	/* Without its fd the message is malformed: the session ends, siovd lives on. */
+	msg_send(f, VHOST_USER_SET_LOG_BASE, VHOST_USER_VERSION, &l, sizeof(l), NULL, 0);
+	assert_dropped(f);
+	close(lfd);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
 int main(void)
@@ -1041,6 +1156,8 @@ int main(void)
 	    T(t_split_message),
 	    T(t_truncated_then_hangup),
 	    T(t_second_front_end),
+	    T(t_dirty_log),
+	    T(t_dirty_log_hostile),
 	};
 
 	siov_log_set_level(getenv("SIOV_TEST_VERBOSE") ? SIOV_LOG_DEBUG : SIOV_LOG_ERR);
