@@ -1056,11 +1056,13 @@ void siov_vdcm_backend_foreach(struct siov_vdcm *v, siov_backend_info_cb cb, voi
 
 static void queue_stats(const struct siov_vq *vq, struct siov_queue_stats *s)
 {
-	const struct siov_vq_stats *t = &vq->stats;
+	const struct siov_vq_stats *t;
 
 	memset(s, 0, sizeof(*s));
 	if (!vq)
 		return; /* a queue the front end never named */
+	/* Taken only now: &vq->stats of a NULL vq is undefined (UBSan stops siovd). */
+	t = &vq->stats;
 	s->index = vq->index;
 	s->engine = siov_engine_of(vq);
 	s->state = __atomic_load_n(&vq->broken, __ATOMIC_ACQUIRE) ? "broken"
