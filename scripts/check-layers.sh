@@ -74,6 +74,21 @@ for h in include/siov_internal/*.h; do
 	[ -n "$o" ] && check "$h" "$o"
 done
 
+# Provider headers: the implementation half of an interface is for its own
+# folder only (consumers see backend.h, backends fill in backend_module.h).
+declare -A provider_of=([backend_module.h]=backend)
+for f in lib/*/*.[ch] include/siov_internal/*.h; do
+	while read -r inc; do
+		h=${inc#siov_internal/}
+		p=${provider_of[$h]:-}
+		[ -n "$p" ] || continue
+		case $f in
+		lib/"$p"/*|include/siov_internal/"$h") ;;
+		*) complain "$f includes $inc: only lib/$p/ implements that interface (use ${h%_module.h}.h)" ;;
+		esac
+	done < <(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\(siov_internal\/[^"]*\)".*/\1/p' "$f")
+done
+
 if [ "$bad" = 0 ]; then
 	echo "check-layers: ok ($(ls lib/*/*.[ch] include/siov_internal/*.h | wc -l) files)"
 fi

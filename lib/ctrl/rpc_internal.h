@@ -109,6 +109,13 @@ int siov_param_uint(const struct siov_param *p, struct json_object *v, void *fie
 int siov_param_bytes(const struct siov_param *p, struct json_object *v, void *field,
 		     struct siov_err *err);
 
+/* vdev error policies: "report", "hold", "hold:30s" (-EINVAL / -ERANGE otherwise). */
+int siov_error_policy_parse(const char *s, enum siov_error_policy *p, uint32_t *timeout_ms);
+void siov_error_policy_format(enum siov_error_policy p, uint32_t timeout_ms, char *buf, size_t n);
+/* Field parser: field is a struct siov_vdev_conf's error_policy (hold_timeout_ms is set too). */
+int siov_param_error_policy(const struct siov_param *p, struct json_object *v, void *field,
+			    struct siov_err *err);
+
 /*
  * Fills out from the members of params (an object, or NULL for none) as
  * described by the table.  Unknown members, missing required ones and values

@@ -460,6 +460,33 @@ static struct json_object *queue_to_json(const struct siov_queue_stats *q)
 	return o;
 }
 
+/* The error policy and what it holds: held requests with the reason, the episodes. */
+static struct json_object *hold_to_json(const struct siov_vdev_info *info)
+{
+	const struct siov_blk_hold_stats *h = &info->hold;
+	struct json_object *o = json_object_new_object();
+	char pol[32];
+
+	if (!o)
+		return NULL;
+	siov_error_policy_format(info->conf->error_policy, info->conf->hold_timeout_ms, pol,
+				 sizeof(pol));
+	json_object_object_add(o, "policy", json_object_new_string(pol));
+	json_object_object_add(o, "held", json_object_new_uint64(h->held));
+	json_object_object_add(o, "held_total", json_object_new_uint64(h->held_total));
+	json_object_object_add(o, "hold_events", json_object_new_uint64(h->hold_events));
+	json_object_object_add(o, "timed_out", json_object_new_uint64(h->timed_out));
+	json_object_object_add(o, "reason",
+			       h->last_error ? json_object_new_string(strerror(-h->last_error))
+					     : NULL);
+	json_object_object_add(
+	    o, "held_for_s",
+	    json_object_new_double(h->since_ns && info->now_ns > h->since_ns
+				       ? (double)(info->now_ns - h->since_ns) / 1e9
+				       : 0.0));
+	return o;
+}
+
 static void vdev_stats_to_json(const struct siov_vdev_info *info, void *arg)
 {
 	struct siov_queue_stats sum = {0};
@@ -498,6 +525,16 @@ static void vdev_stats_to_json(const struct siov_vdev_info *info, void *arg)
 	    json_object_new_double(latency_us(sum.latency_ns_total, sum.requests)));
 	json_object_object_add(o, "qos",
 			       qos_to_json(info->conf->group, &info->conf->qos, &info->qos));
+	json_object_object_add(o, "error_policy", hold_to_json(info));
+	if (info->conf->move_backend[0]) {
+		struct json_object *m = json_object_new_object();
+
+		json_object_object_add(m, "to", json_object_new_string(info->conf->move_backend));
+		json_object_object_add(m, "offset", json_object_new_uint64(info->conf->move_offset));
+		json_object_object_add(m, "done_bytes", json_object_new_uint64(info->move_done));
+		json_object_object_add(m, "total_bytes", json_object_new_uint64(info->move_total));
+		json_object_object_add(o, "move", m);
+	}
 	json_object_object_add(o, "queues", qs);
 	json_object_array_add(arg, o);
 }
@@ -657,6 +694,76 @@ static int set_qos(struct siov_rpc_server *srv, bool is_group, struct json_objec
 		return save_failed(rc, err, what, req.name, "QoS not changed:");
 	}
 	SIOV_INFO("rpc: QoS of %s '%s' changed", what, req.name);
+	return ok_true(result);
+}
+
+static int m_vdev_set_error_policy(struct siov_rpc_server *srv, struct json_object *params,
+				   struct json_object **result, struct siov_err *err)
+{
+	struct siov_vdev_conf c = {0};
+	const struct siov_param table[] = {
+	    {"name", true, siov_param_name, offsetof(struct siov_vdev_conf, name), SIOV_NAME_MAX, 0,
+	     0},
+	    {"error_policy", true, siov_param_error_policy,
+	     offsetof(struct siov_vdev_conf, error_policy), sizeof(c.error_policy), 0, 0},
+	};
+	char pol[32];
+	int rc;
+
+	if (siov_params_parse(params, table, SIOV_ARRAY_SIZE(table), &c, NULL, err))
+		return invalid_params(err);
+	rc = siov_vdcm_vdev_set_error_policy(srv->vdcm, c.name, c.error_policy, c.hold_timeout_ms,
+					     err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	siov_error_policy_format(c.error_policy, c.hold_timeout_ms, pol, sizeof(pol));
+	SIOV_INFO("rpc: VDEV '%s': error policy %s", c.name, pol);
+	rc = siov_rpc_persist(srv, err);
+	if (rc < 0)
+		return save_failed(rc, err, "VDEV", c.name, "changed, but");
+	return ok_true(result);
+}
+
+static int m_vdev_move(struct siov_rpc_server *srv, struct json_object *params,
+		       struct json_object **result, struct siov_err *err)
+{
+	struct siov_vdev_conf c = {0};
+	const struct siov_param table[] = {
+	    {"name", true, siov_param_name, offsetof(struct siov_vdev_conf, name), SIOV_NAME_MAX, 0,
+	     0},
+	    {"backend", true, siov_param_name, offsetof(struct siov_vdev_conf, backend),
+	     SIOV_NAME_MAX, 0, 0},
+	    {"offset", false, siov_param_bytes, offsetof(struct siov_vdev_conf, offset),
+	     sizeof(c.offset), 0, 0},
+	    /* The copy's rate limit; borrowed field: vdev_move has no size of its own. */
+	    {"rate", false, siov_param_bytes, offsetof(struct siov_vdev_conf, size), sizeof(c.size),
+	     0, 0},
+	};
+	int rc;
+
+	if (siov_params_parse(params, table, SIOV_ARRAY_SIZE(table), &c, NULL, err))
+		return invalid_params(err);
+	rc = siov_vdcm_vdev_move(srv->vdcm, c.name, c.backend, c.offset, c.size, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	SIOV_INFO("rpc: VDEV '%s': moving to '%s'", c.name, c.backend);
+	rc = siov_rpc_persist(srv, err);
+	if (rc < 0)
+		return save_failed(rc, err, "VDEV", c.name, "is moving, but");
+	return ok_true(result);
+}
+
+static int m_vdev_resume(struct siov_rpc_server *srv, struct json_object *params,
+			 struct json_object **result, struct siov_err *err)
+{
+	char name[SIOV_NAME_MAX];
+	int rc = parse_name(params, true, name, err);
+
+	if (rc)
+		return rc;
+	rc = siov_vdcm_vdev_resume(srv->vdcm, name, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
 	return ok_true(result);
 }
 
@@ -909,6 +1016,9 @@ static const struct siov_rpc_method methods[] = {
     {"backend_remove_member", m_backend_remove_member},
     {"backend_fail_member", m_backend_fail_member},
     {"backend_set_resync_rate", m_backend_set_resync_rate},
+    {"vdev_set_error_policy", m_vdev_set_error_policy},
+    {"vdev_resume", m_vdev_resume},
+    {"vdev_move", m_vdev_move},
     {"vdev_delete", m_vdev_delete},	  {"vdev_list", m_vdev_list},
     {"vdev_stats", m_vdev_stats},	  {"vdev_set_qos", m_vdev_set_qos},
     {"group_create", m_group_create},	  {"group_set_qos", m_group_set_qos},

@@ -9,6 +9,8 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -542,6 +544,76 @@ static int param_vdev_type(const struct siov_param *p, struct json_object *v, vo
 	return 0;
 }
 
+/*
+ * "report", "hold" or "hold:T": T in seconds, or with a unit (500ms, 30s, 5m).
+ * conf points at error_policy; hold_timeout_ms follows it in struct siov_vdev_conf.
+ */
+int siov_error_policy_parse(const char *s, enum siov_error_policy *p, uint32_t *timeout_ms)
+{
+	unsigned long long v;
+	char *end;
+
+	*timeout_ms = 0;
+	if (!strcmp(s, "report")) {
+		*p = SIOV_ERROR_REPORT;
+		return 0;
+	}
+	if (strncmp(s, "hold", 4) || (s[4] && s[4] != ':'))
+		return -EINVAL;
+	*p = SIOV_ERROR_HOLD;
+	if (!s[4])
+		return 0;
+	if (!isdigit((unsigned char)s[5]))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s + 5, &end, 10);
+	if (errno || v > 86400ull * 1000)
+		return -ERANGE;
+	if (!strcmp(end, "ms"))
+		;
+	else if (!*end || !strcmp(end, "s"))
+		v *= 1000;
+	else if (!strcmp(end, "m"))
+		v *= 60000;
+	else
+		return -EINVAL;
+	if (v > 86400ull * 1000)
+		return -ERANGE;
+	*timeout_ms = (uint32_t)v;
+	return 0;
+}
+
+void siov_error_policy_format(enum siov_error_policy p, uint32_t timeout_ms, char *buf, size_t n)
+{
+	if (p == SIOV_ERROR_REPORT)
+		snprintf(buf, n, "report");
+	else if (!timeout_ms)
+		snprintf(buf, n, "hold");
+	else if (timeout_ms % 1000)
+		snprintf(buf, n, "hold:%ums", timeout_ms);
+	else
+		snprintf(buf, n, "hold:%us", timeout_ms / 1000);
+}
+
+int siov_param_error_policy(const struct siov_param *p, struct json_object *v, void *field,
+			    struct siov_err *err)
+{
+	struct siov_vdev_conf *c =
+	    (void *)((char *)field - offsetof(struct siov_vdev_conf, error_policy));
+	const char *s;
+	size_t len;
+	int rc = param_string(p, v, &s, &len, err);
+
+	if (rc)
+		return rc;
+	if (siov_error_policy_parse(s, &c->error_policy, &c->hold_timeout_ms))
+		return param_fail(p,
+				  "must be \"report\", \"hold\" or \"hold:TIMEOUT\" (seconds, "
+				  "or with ms, s or m; at most a day)",
+				  err);
+	return 0;
+}
+
 #define VCONF(f) offsetof(struct siov_vdev_conf, f), sizeof(((struct siov_vdev_conf *)0)->f)
 /* QoS parameters, the same in vdev_create, vdev_set_qos and the group methods. */
 #define QOS_PARAMS(CONF)                                                                           \
@@ -564,6 +636,10 @@ static const struct siov_param vdev_params[] = {
     {"allow_overlap", false, siov_param_bool, VCONF(allow_overlap), 0, 0},
     {"socket", true, siov_param_abs_path, VCONF(socket), 0, 0},
     {"group", false, siov_param_name, VCONF(group), 0, 0},
+    {"error_policy", false, siov_param_error_policy, VCONF(error_policy), 0, 0},
+    /* A vdev_move under way, as the state file records it. */
+    {"move_backend", false, siov_param_name, VCONF(move_backend), 0, 0},
+    {"move_offset", false, siov_param_bytes, VCONF(move_offset), 0, 0},
     QOS_PARAMS(VCONF),
 };
 
@@ -604,6 +680,16 @@ struct json_object *siov_vdev_conf_to_json(const struct siov_vdev_conf *conf)
 	json_object_object_add(o, "socket", json_object_new_string(conf->socket));
 	if (conf->group[0])
 		json_object_object_add(o, "group", json_object_new_string(conf->group));
+	if (conf->error_policy != SIOV_ERROR_REPORT) {
+		char pol[32];
+
+		siov_error_policy_format(conf->error_policy, conf->hold_timeout_ms, pol, sizeof(pol));
+		json_object_object_add(o, "error_policy", json_object_new_string(pol));
+	}
+	if (conf->move_backend[0]) {
+		json_object_object_add(o, "move_backend", json_object_new_string(conf->move_backend));
+		json_object_object_add(o, "move_offset", json_object_new_uint64(conf->move_offset));
+	}
 	qos_params_to_json(o, &conf->qos);
 	return o;
 }
