@@ -249,7 +249,6 @@ static int run(const struct siovd_opts *o, struct siov_loop *loop)
 	struct siov_rpc_server *rpc = NULL;
 	struct siov_vdcm *vdcm = NULL;
 	struct siov_daemon_info di;
-	struct siov_err err = {0};
 	int rc;
 
 	rc = siov_vdcm_create(&vo, &vdcm);
@@ -257,20 +256,12 @@ static int run(const struct siovd_opts *o, struct siov_loop *loop)
 		SIOV_ERR("cannot start the engines: %s", strerror(-rc));
 		return rc;
 	}
-	if (o->state_dir) {
-		rc = siov_state_load(vdcm, o->state_dir, &err);
-		if (rc < 0) {
-			SIOV_ERR("state dir %s: %s", o->state_dir, err.msg);
-			goto out;
-		}
-		if (rc > 0)
-			SIOV_WARN("%d entr%s of the saved configuration could not be restored", rc,
-				  rc == 1 ? "y" : "ies");
-	}
+	/* The state dir is recovered and replayed before the socket accepts anyone. */
 	ro.vdcm = vdcm;
 	rc = siov_rpc_server_create(&ro, &rpc);
 	if (rc) {
-		SIOV_ERR("cannot serve JSON-RPC on %s: %s", o->rpc_socket, strerror(-rc));
+		SIOV_ERR("cannot start the management plane on %s: %s", o->rpc_socket,
+			 strerror(-rc));
 		goto out;
 	}
 	siov_vdcm_daemon_info(vdcm, &di);

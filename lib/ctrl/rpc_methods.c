@@ -4,7 +4,8 @@
  * the state file) and the VDCM's answer into JSON.  A method that changes the
  * configuration saves it to the state dir before it answers, and takes the
  * change back if the save fails, so that what siovd runs and what it would
- * restore after a restart never differ silently.
+ * restore after a restart never differ silently.  Saving is a journal record
+ * (siov_rpc_record_*): the answer leaves once the record is durable.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -30,21 +31,39 @@ static int vdcm_failed(int rc, struct siov_err *err)
 	return rc;
 }
 
-int siov_rpc_persist(struct siov_rpc_server *srv, struct siov_err *err)
+static int record_failed(int rc, struct siov_err *err)
 {
-	int rc;
-
-	srv->changed = true;
-	if (!srv->state_dir)
-		return 0;
-	if (srv->save_depth) {
-		srv->save_pending = true;
-		return 0;
-	}
-	rc = siov_state_save(srv->vdcm, srv->state_dir, err);
-	if (rc < 0 && err->msg[0] == '\0')
+	if (err->msg[0] == '\0')
 		siov_err_set(err, rc, "%s", strerror(-rc));
 	return rc;
+}
+
+int siov_rpc_record_put(struct siov_rpc_server *srv, const char *kind, const char *name,
+			struct json_object *conf, struct siov_err *err)
+{
+	int64_t seq;
+
+	srv->changed = true;
+	if (!srv->state) {
+		json_object_put(conf);
+		return 0;
+	}
+	if (!conf)
+		return siov_err_set(err, -ENOMEM, "out of memory");
+	seq = siov_state_put(srv->state, kind, name, conf, err);
+	return seq < 0 ? record_failed((int)seq, err) : 0;
+}
+
+int siov_rpc_record_del(struct siov_rpc_server *srv, const char *kind, const char *name,
+			struct siov_err *err)
+{
+	int64_t seq;
+
+	srv->changed = true;
+	if (!srv->state)
+		return 0;
+	seq = siov_state_del(srv->state, kind, name, err);
+	return seq < 0 ? record_failed((int)seq, err) : 0;
 }
 
 /* Prefixes err->msg with what happened to the change whose save failed. */
@@ -66,12 +85,13 @@ static int ok_true(struct json_object **result)
 
 typedef int (*vdcm_delete_fn)(struct siov_vdcm *vdcm, const char *name, struct siov_err *err);
 
-/* After a create: save the state, or take the creation back and say why. */
-static int created(struct siov_rpc_server *srv, const char *what, const char *name,
-		   vdcm_delete_fn undo_fn, struct json_object **result, struct siov_err *err)
+/* After a create: journal conf, or take the creation back and say why. */
+static int created(struct siov_rpc_server *srv, const char *kind, const char *what,
+		   const char *name, struct json_object *conf, vdcm_delete_fn undo_fn,
+		   struct json_object **result, struct siov_err *err)
 {
 	struct siov_err undo = {0};
-	int rc = siov_rpc_persist(srv, err);
+	int rc = siov_rpc_record_put(srv, kind, name, conf, err);
 
 	if (rc < 0) {
 		if (undo_fn(srv->vdcm, name, &undo) < 0)
@@ -107,8 +127,8 @@ static int parse_nothing(struct json_object *params, struct siov_err *err)
  * A deletion cannot be taken back, so a failed save is reported as such.
  */
 static int delete_named(struct siov_rpc_server *srv, struct json_object *params,
-			struct json_object **result, struct siov_err *err, const char *what,
-			vdcm_delete_fn fn)
+			struct json_object **result, struct siov_err *err, const char *kind,
+			const char *what, vdcm_delete_fn fn)
 {
 	char name[SIOV_NAME_MAX];
 	int rc = parse_name(params, true, name, err);
@@ -119,7 +139,7 @@ static int delete_named(struct siov_rpc_server *srv, struct json_object *params,
 	if (rc < 0)
 		return vdcm_failed(rc, err);
 	SIOV_INFO("rpc: %s '%s' deleted", what, name);
-	rc = siov_rpc_persist(srv, err);
+	rc = siov_rpc_record_del(srv, kind, name, err);
 	if (rc < 0)
 		return save_failed(rc, err, what, name, "deleted, but");
 	return ok_true(result);
@@ -138,13 +158,15 @@ static int m_backend_create(struct siov_rpc_server *srv, struct json_object *par
 	rc = siov_vdcm_backend_create(srv->vdcm, &conf, err);
 	if (rc < 0)
 		return vdcm_failed(rc, err);
-	return created(srv, "backend", conf.name, siov_vdcm_backend_delete, result, err);
+	return created(srv, "backend", "backend", conf.name, siov_backend_conf_to_json(&conf),
+		       siov_vdcm_backend_delete, result, err);
 }
 
 static int m_backend_delete(struct siov_rpc_server *srv, struct json_object *params,
 			    struct json_object **result, struct siov_err *err)
 {
-	return delete_named(srv, params, result, err, "backend", siov_vdcm_backend_delete);
+	return delete_named(srv, params, result, err, "backend", "backend",
+			    siov_vdcm_backend_delete);
 }
 
 static void backend_to_json(const struct siov_backend_info *info, void *arg)
@@ -194,13 +216,14 @@ static int m_vdev_create(struct siov_rpc_server *srv, struct json_object *params
 	rc = siov_vdcm_vdev_create(srv->vdcm, &conf, err);
 	if (rc < 0)
 		return vdcm_failed(rc, err);
-	return created(srv, "VDEV", conf.name, siov_vdcm_vdev_delete, result, err);
+	return created(srv, "vdev", "VDEV", conf.name, siov_vdev_conf_to_json(&conf),
+		       siov_vdcm_vdev_delete, result, err);
 }
 
 static int m_vdev_delete(struct siov_rpc_server *srv, struct json_object *params,
 			 struct json_object **result, struct siov_err *err)
 {
-	return delete_named(srv, params, result, err, "VDEV", siov_vdcm_vdev_delete);
+	return delete_named(srv, params, result, err, "vdev", "VDEV", siov_vdcm_vdev_delete);
 }
 
 static void vdev_to_json(const struct siov_vdev_info *info, void *arg)
@@ -441,6 +464,37 @@ static int qos_current(struct siov_rpc_server *srv, bool is_group, const char *n
 	return 0;
 }
 
+static void vdev_conf_json(const struct siov_vdev_info *info, void *arg)
+{
+	*(struct json_object **)arg = siov_vdev_conf_to_json(info->conf);
+}
+
+struct group_conf_lookup {
+	const char *name;
+	struct json_object *conf;
+};
+
+static void group_conf_json(const struct siov_group_info *info, void *arg)
+{
+	struct group_conf_lookup *l = arg;
+
+	if (!l->conf && strcmp(info->conf->name, l->name) == 0)
+		l->conf = siov_group_conf_to_json(info->conf);
+}
+
+/* Journals the whole configuration of a VDEV or group, as it now is. */
+static int qos_record(struct siov_rpc_server *srv, bool is_group, const char *name,
+		      struct siov_err *err)
+{
+	struct group_conf_lookup l = {name, NULL};
+
+	if (is_group)
+		siov_vdcm_group_foreach(srv->vdcm, group_conf_json, &l);
+	else
+		siov_vdcm_vdev_get(srv->vdcm, name, vdev_conf_json, &l.conf);
+	return siov_rpc_record_put(srv, is_group ? "group" : "vdev", name, l.conf, err);
+}
+
 static int qos_apply(struct siov_rpc_server *srv, bool is_group, const char *name,
 		     const struct siov_qos_params *qos, struct siov_err *err)
 {
@@ -472,7 +526,7 @@ static int set_qos(struct siov_rpc_server *srv, bool is_group, struct json_objec
 	rc = qos_apply(srv, is_group, req.name, &qos, err);
 	if (rc < 0)
 		return vdcm_failed(rc, err);
-	rc = siov_rpc_persist(srv, err);
+	rc = qos_record(srv, is_group, req.name, err);
 	if (rc < 0) {
 		if (qos_apply(srv, is_group, req.name, &old, &undo) < 0)
 			SIOV_ERR("rpc: cannot undo QoS of %s '%s': %s", what, req.name, undo.msg);
@@ -505,13 +559,14 @@ static int m_group_create(struct siov_rpc_server *srv, struct json_object *param
 	rc = siov_vdcm_group_create(srv->vdcm, &conf, err);
 	if (rc < 0)
 		return vdcm_failed(rc, err);
-	return created(srv, "group", conf.name, siov_vdcm_group_delete, result, err);
+	return created(srv, "group", "group", conf.name, siov_group_conf_to_json(&conf),
+		       siov_vdcm_group_delete, result, err);
 }
 
 static int m_group_delete(struct siov_rpc_server *srv, struct json_object *params,
 			  struct json_object **result, struct siov_err *err)
 {
-	return delete_named(srv, params, result, err, "group", siov_vdcm_group_delete);
+	return delete_named(srv, params, result, err, "group", "group", siov_vdcm_group_delete);
 }
 
 static void group_to_json(const struct siov_group_info *info, void *arg)

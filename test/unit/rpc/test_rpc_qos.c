@@ -280,13 +280,18 @@ static void make_dir(void)
 	assert_non_null(mkdtemp(g_dir));
 }
 
+/* Journals into g_dir from now on, with backend 'b' (made before) journaled too. */
+static void attach_state(void)
+{
+	rpc_use_state(&g_srv, g_vdcm, g_dir);
+	OK("backend_delete", "{\"name\":\"b\"}");
+	OK("backend_create", "{\"name\":\"b\",\"type\":\"null\",\"size\":\"1G\"}");
+}
+
 static void remove_dir(void)
 {
-	char path[128];
-
-	snprintf(path, sizeof(path), "%s/siovd.json", g_dir);
-	unlink(path);
-	rmdir(g_dir);
+	rpc_use_state(&g_srv, g_vdcm, NULL);
+	rpc_remove_dir(g_dir);
 }
 
 /* A batch's changes are saved once, at its end, and all come back after a restart. */
@@ -298,7 +303,7 @@ static void test_batch_saves_once(void **state)
 	char *text;
 
 	make_dir();
-	g_srv->state_dir = strdup(g_dir);
+	attach_state();
 	text = create_batch(0, 50);
 	res = rpc_call(g_srv, text);
 	free(text);
@@ -325,8 +330,8 @@ static void test_batch_save_failure_said(void **state)
 	char *text;
 
 	make_dir();
-	g_srv->state_dir = malloc(128);
-	snprintf(g_srv->state_dir, 128, "%s/missing", g_dir);
+	attach_state();
+	siov_state_inject_write_error(g_srv->state, -ENOSPC);
 	text = create_batch(0, 3);
 	/* One call in the middle fails by itself and keeps its own error. */
 	memcpy(strstr(text, "\"v1\",\"backend\":\"b\"") + 16, "x", 1);
@@ -340,7 +345,7 @@ static void test_batch_save_failure_said(void **state)
 					       "no backend named 'x'"));
 			continue;
 		}
-		assert_int_equal(json_object_get_int(member(e, "code")), -ENOENT);
+		assert_int_equal(json_object_get_int(member(e, "code")), -ENOSPC);
 		assert_non_null(strstr(json_object_get_string(member(e, "message")),
 				       "done, but the state could not be saved"));
 	}
@@ -355,7 +360,7 @@ static void test_state_keeps_groups_and_qos(void **state)
 	struct siov_err err = {0};
 
 	make_dir();
-	g_srv->state_dir = strdup(g_dir);
+	attach_state();
 	OK("group_create", "{\"name\":\"t1\",\"iops_limit\":5000,\"bps_burst\":\"8M\"}");
 	OK("group_set_qos", "{\"name\":\"t1\",\"weight\":7}");
 	create_vdev("v0", 0, ",\"group\":\"t1\",\"iops_min\":100");

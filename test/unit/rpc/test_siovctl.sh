@@ -53,7 +53,7 @@ expect 1 "parameter 'readonly' must be a boolean" -- backend_create --name b2 --
 expect 2 'given twice' -- backend_create --name a --name b
 expect 2 'expected a --parameter' -- backend_create name
 expect 2 'no METHOD' --
-grep -q '"vm2"' "$DIR/siovd.json" || fail "state not saved"
+cat "$DIR"/siovd.json "$DIR"/siovd.journal.* 2>/dev/null | grep -q '"vm2"' || fail "state not saved"
 expect 2 'cannot connect to /nonexistent/x.sock' -- -s /nonexistent/x.sock daemon_info
 expect 2 'limited to 107 bytes' -- -s "/$(printf 'x%.0s' $(seq 120))" daemon_info
 
