@@ -38,6 +38,7 @@ struct siovd_opts {
 	unsigned nsocket_dirs;
 	unsigned socket_mode;
 	int socket_uid, socket_gid, rpc_gid;
+	unsigned compact_records;
 };
 
 static void usage(FILE *f)
@@ -148,6 +149,7 @@ static int parse_args(int argc, char **argv, struct siovd_opts *o)
 	    {"socket-owner", required_argument, NULL, 'U'},
 	    {"socket-group", required_argument, NULL, 'G'},
 	    {"rpc-group", required_argument, NULL, 'R'},
+	    {"state-compact-records", required_argument, NULL, 'C'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -185,6 +187,10 @@ static int parse_args(int argc, char **argv, struct siovd_opts *o)
 					optarg);
 				goto bad;
 			}
+			break;
+		case 'C':
+			if (parse_uint(optarg, 100000000, &o->compact_records))
+				goto bad;
 			break;
 		case 'h':
 			usage(stdout);
@@ -245,7 +251,8 @@ static int run(const struct siovd_opts *o, struct siov_loop *loop)
 	struct siov_rpc_server_opts ro = {.loop = loop,
 					  .socket_path = o->rpc_socket,
 					  .state_dir = o->state_dir,
-					  .socket_gid = o->rpc_gid};
+					  .socket_gid = o->rpc_gid,
+					  .compact_records = o->compact_records};
 	struct siov_rpc_server *rpc = NULL;
 	struct siov_vdcm *vdcm = NULL;
 	struct siov_daemon_info di;
