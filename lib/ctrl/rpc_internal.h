@@ -67,9 +67,16 @@ struct siov_rpc_server {
 typedef int (*siov_rpc_method_fn)(struct siov_rpc_server *srv, struct json_object *params,
 				  struct json_object **result, struct siov_err *err);
 
+/*
+ * One row of the method table (rpc_methods.c): a new method is a row, with
+ * its parameter table, which both parses its params and documents them
+ * (rpc_get_methods, and siovctl -h from it), so help and server cannot drift.
+ */
 struct siov_rpc_method {
 	const char *name;
 	siov_rpc_method_fn fn;
+	const char *summary;
+	const struct siov_param_table *params; /* NULL: takes none */
 };
 
 /* NULL if there is no such method. */
@@ -100,7 +107,19 @@ struct siov_param {
 	size_t offset;	   /* of the field in the destination struct */
 	size_t size;	   /* strings: buffer size; integers: sizeof the field */
 	uint64_t min, max; /* integers */
+	const char *help;  /* one line for rpc_get_methods and siovctl -h */
 };
+
+/* A method's parameters: what it parses with, and what rpc_get_methods shows. */
+struct siov_param_table {
+	const struct siov_param *p;
+	size_t n;
+};
+extern const struct siov_param_table siov_backend_param_table; /* backend_create */
+extern const struct siov_param_table siov_vdev_param_table;    /* vdev_create */
+extern const struct siov_param_table siov_group_param_table;   /* group_create, *_set_qos */
+/* "string", "path", "bool", "integer" or "bytes" (an integer or "4K", "1G"...). */
+const char *siov_param_type(const struct siov_param *p);
 
 /* Field parsers for struct siov_param.parse. */
 int siov_param_name(const struct siov_param *p, struct json_object *v, void *field,

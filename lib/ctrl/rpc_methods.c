@@ -102,15 +102,16 @@ static int created(struct siov_rpc_server *srv, const char *kind, const char *wh
 	return ok_true(result);
 }
 
-/* Params that are only a name, required or not. */
-static int parse_name(struct json_object *params, bool required, char *name, struct siov_err *err)
-{
-	const struct siov_param table[] = {
-	    {"name", required, siov_param_name, 0, SIOV_NAME_MAX, 0, 0},
-	};
+/* Params that are only a name (the *_delete methods). */
+static const struct siov_param name_params[] = {
+    {"name", true, siov_param_name, 0, SIOV_NAME_MAX, 0, 0, "name of the object to delete"},
+};
+static const struct siov_param_table name_table = {name_params, SIOV_ARRAY_SIZE(name_params)};
 
+static int parse_name(struct json_object *params, char *name, struct siov_err *err)
+{
 	name[0] = '\0';
-	if (siov_params_parse(params, table, SIOV_ARRAY_SIZE(table), name, NULL, err))
+	if (siov_params_parse(params, name_table.p, name_table.n, name, NULL, err))
 		return invalid_params(err);
 	return 0;
 }
@@ -131,7 +132,7 @@ static int delete_named(struct siov_rpc_server *srv, struct json_object *params,
 			const char *what, vdcm_delete_fn fn)
 {
 	char name[SIOV_NAME_MAX];
-	int rc = parse_name(params, true, name, err);
+	int rc = parse_name(params, name, err);
 
 	if (rc)
 		return rc;
@@ -354,12 +355,16 @@ struct vdev_query_params {
 };
 
 #define QCONF(f) offsetof(struct vdev_query_params, f), sizeof(((struct vdev_query_params *)0)->f)
-static const struct siov_param vdev_query_table[] = {
-    {"name", false, siov_param_name, QCONF(name), 0, 0},
-    {"prefix", false, siov_param_name, QCONF(prefix), 0, 0},
-    {"offset", false, siov_param_uint, QCONF(offset), 0, INT64_MAX},
-    {"limit", false, siov_param_uint, QCONF(limit), 0, INT64_MAX},
+static const struct siov_param vdev_query_params[] = {
+    {"name", false, siov_param_name, QCONF(name), 0, 0, "only this VDEV"},
+    {"prefix", false, siov_param_name, QCONF(prefix), 0, 0, "only VDEVs whose name starts so"},
+    {"offset", false, siov_param_uint, QCONF(offset), 0, INT64_MAX,
+     "skip this many (paging, in creation order)"},
+    {"limit", false, siov_param_uint, QCONF(limit), 0, INT64_MAX,
+     "at most this many (0: all); a shorter page is the last"},
 };
+static const struct siov_param_table vdev_query_table = {vdev_query_params,
+							 SIOV_ARRAY_SIZE(vdev_query_params)};
 
 static int vdev_get_one(struct siov_rpc_server *srv, const char *name, siov_vdev_info_cb cb,
 			struct json_object *arr, struct siov_err *err)
@@ -385,8 +390,7 @@ static int vdev_query(struct siov_rpc_server *srv, struct json_object *params, s
 	struct siov_vdev_filter f;
 	int rc;
 
-	if (siov_params_parse(params, vdev_query_table, SIOV_ARRAY_SIZE(vdev_query_table), &q, NULL,
-			      err))
+	if (siov_params_parse(params, vdev_query_table.p, vdev_query_table.n, &q, NULL, err))
 		return invalid_params(err);
 	if (q.name[0] && (q.prefix[0] || q.offset || q.limit)) {
 		siov_err_set(err, -EINVAL,
@@ -621,15 +625,77 @@ static int m_daemon_info(struct siov_rpc_server *srv, struct json_object *params
 	return 0;
 }
 
+static int m_rpc_get_methods(struct siov_rpc_server *srv, struct json_object *params,
+			     struct json_object **result, struct siov_err *err);
+
+/* Every method siovd serves, with its parameter table: siovctl -h is made from this. */
 static const struct siov_rpc_method methods[] = {
-    {"backend_create", m_backend_create}, {"backend_delete", m_backend_delete},
-    {"backend_list", m_backend_list},	  {"vdev_create", m_vdev_create},
-    {"vdev_delete", m_vdev_delete},	  {"vdev_list", m_vdev_list},
-    {"vdev_stats", m_vdev_stats},	  {"vdev_set_qos", m_vdev_set_qos},
-    {"group_create", m_group_create},	  {"group_set_qos", m_group_set_qos},
-    {"group_delete", m_group_delete},	  {"group_list", m_group_list},
-    {"daemon_info", m_daemon_info},
+    {"backend_create", m_backend_create, "add a backend (the storage VDEVs are windows of)",
+     &siov_backend_param_table},
+    {"backend_delete", m_backend_delete, "remove a backend no VDEV uses", &name_table},
+    {"backend_list", m_backend_list, "list the backends", NULL},
+    {"vdev_create", m_vdev_create, "add a VDEV: a window of a backend served on a socket",
+     &siov_vdev_param_table},
+    {"vdev_delete", m_vdev_delete, "remove a VDEV (its in-flight I/O drains first)",
+     &name_table},
+    {"vdev_list", m_vdev_list, "list VDEVs and their configuration", &vdev_query_table},
+    {"vdev_stats", m_vdev_stats, "counters of VDEVs and their queues", &vdev_query_table},
+    {"vdev_set_qos", m_vdev_set_qos,
+     "change a VDEV's QoS (parameters left out keep their values)", &siov_group_param_table},
+    {"group_create", m_group_create, "add a QoS group whose VDEVs share its limits",
+     &siov_group_param_table},
+    {"group_set_qos", m_group_set_qos, "change a group's QoS", &siov_group_param_table},
+    {"group_delete", m_group_delete, "remove a group no VDEV is in", &name_table},
+    {"group_list", m_group_list, "list the groups and what their buckets did", NULL},
+    {"daemon_info", m_daemon_info, "version, engines, counts, uptime", NULL},
+    {"rpc_get_methods", m_rpc_get_methods, "every method with its parameters (siovctl -h)",
+     NULL},
 };
+
+static struct json_object *param_to_json(const struct siov_param *p)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "name", json_object_new_string(p->name));
+	json_object_object_add(o, "type", json_object_new_string(siov_param_type(p)));
+	json_object_object_add(o, "required", json_object_new_boolean(p->required));
+	json_object_object_add(o, "description", json_object_new_string(p->help ? p->help : ""));
+	return o;
+}
+
+static struct json_object *method_to_json(const struct siov_rpc_method *m)
+{
+	struct json_object *o = json_object_new_object(), *ps = json_object_new_array();
+
+	if (!o || !ps) {
+		json_object_put(o);
+		json_object_put(ps);
+		return NULL;
+	}
+	for (size_t i = 0; m->params && i < m->params->n; i++)
+		json_object_array_add(ps, param_to_json(&m->params->p[i]));
+	json_object_object_add(o, "name", json_object_new_string(m->name));
+	json_object_object_add(o, "description", json_object_new_string(m->summary));
+	json_object_object_add(o, "params", ps);
+	return o;
+}
+
+static int m_rpc_get_methods(struct siov_rpc_server *srv, struct json_object *params,
+			     struct json_object **result, struct siov_err *err)
+{
+	int rc = parse_nothing(params, err);
+
+	if (rc)
+		return rc;
+	*result = json_object_new_array();
+	if (!*result)
+		return siov_err_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < SIOV_ARRAY_SIZE(methods); i++)
+		json_object_array_add(*result, method_to_json(&methods[i]));
+	return 0;
+}
 
 const struct siov_rpc_method *siov_rpc_method_find(const char *name)
 {

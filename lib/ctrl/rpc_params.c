@@ -250,11 +250,14 @@ static int param_backend_type(const struct siov_param *p, struct json_object *v,
 #define BCONF(f) offsetof(struct siov_backend_conf, f), sizeof(((struct siov_backend_conf *)0)->f)
 enum { BP_NAME, BP_TYPE, BP_PATH, BP_SIZE, BP_READONLY };
 static const struct siov_param backend_params[] = {
-    [BP_NAME] = {"name", true, siov_param_name, BCONF(name), 0, 0},
-    [BP_TYPE] = {"type", true, param_backend_type, BCONF(type), 0, 0},
-    [BP_PATH] = {"path", false, siov_param_abs_path, BCONF(path), 0, 0},
-    [BP_SIZE] = {"size", false, siov_param_bytes, BCONF(size), 0, 0},
-    [BP_READONLY] = {"readonly", false, siov_param_bool, BCONF(readonly), 0, 0},
+    [BP_NAME] = {"name", true, siov_param_name, BCONF(name), 0, 0, "unique name of the backend"},
+    [BP_TYPE] = {"type", true, param_backend_type, BCONF(type), 0, 0, "null, ram or file"},
+    [BP_PATH] = {"path", false, siov_param_abs_path, BCONF(path), 0, 0,
+		 "type file: absolute path of a regular file or block device"},
+    [BP_SIZE] = {"size", false, siov_param_bytes, BCONF(size), 0, 0,
+		 "bytes (null, ram; file: created sparse at this size if missing)"},
+    [BP_READONLY] = {"readonly", false, siov_param_bool, BCONF(readonly), 0, 0,
+		     "refuse every write"},
 };
 
 int siov_backend_conf_from_json(struct json_object *params, struct siov_backend_conf *conf,
@@ -330,25 +333,37 @@ static int param_vdev_type(const struct siov_param *p, struct json_object *v, vo
 #define VCONF(f) offsetof(struct siov_vdev_conf, f), sizeof(((struct siov_vdev_conf *)0)->f)
 /* QoS parameters, the same in vdev_create, vdev_set_qos and the group methods. */
 #define QOS_PARAMS(CONF)                                                                           \
-	{"iops_limit", false, siov_param_uint, CONF(qos.iops_limit), 0, INT64_MAX},                \
-	    {"bps_limit", false, siov_param_bytes, CONF(qos.bps_limit), 0, 0},                     \
-	    {"iops_burst", false, siov_param_uint, CONF(qos.iops_burst), 0, INT64_MAX},            \
-	    {"bps_burst", false, siov_param_bytes, CONF(qos.bps_burst), 0, 0},                     \
-	    {"iops_min", false, siov_param_uint, CONF(qos.iops_min), 0, INT64_MAX},                \
+	{"iops_limit", false, siov_param_uint, CONF(qos.iops_limit), 0, INT64_MAX,                 \
+	 "requests per second at most (0: no limit)"},                                             \
+	    {"bps_limit", false, siov_param_bytes, CONF(qos.bps_limit), 0, 0,                      \
+	     "bytes per second at most, e.g. 100M (0: no limit)"},                                 \
+	    {"iops_burst", false, siov_param_uint, CONF(qos.iops_burst), 0, INT64_MAX,             \
+	     "requests above the limit a burst may take (0: a tenth of a second's worth)"},        \
+	    {"bps_burst", false, siov_param_bytes, CONF(qos.bps_burst), 0, 0,                      \
+	     "bytes above the limit a burst may take"},                                            \
+	    {"iops_min", false, siov_param_uint, CONF(qos.iops_min), 0, INT64_MAX,                 \
+	     "requests per second reserved, served before weights"},                               \
 	{                                                                                          \
-		"weight", false, siov_param_uint, CONF(qos.weight), 0, SIOV_QOS_WEIGHT_MAX         \
+		"weight", false, siov_param_uint, CONF(qos.weight), 0, SIOV_QOS_WEIGHT_MAX,        \
+		    "share of an engine when it is the bottleneck, 1..10000 (default 100)"         \
 	}
 static const struct siov_param vdev_params[] = {
-    {"name", true, siov_param_name, VCONF(name), 0, 0},
-    {"type", false, param_vdev_type, VCONF(type), 0, 0},
-    {"backend", true, siov_param_name, VCONF(backend), 0, 0},
-    {"offset", false, siov_param_bytes, VCONF(offset), 0, 0},
-    {"size", false, siov_param_bytes, VCONF(size), 0, 0},
-    {"queues", false, siov_param_uint, VCONF(queues), 1, SIOV_VDEV_MAX_QUEUES},
-    {"readonly", false, siov_param_bool, VCONF(readonly), 0, 0},
-    {"allow_overlap", false, siov_param_bool, VCONF(allow_overlap), 0, 0},
-    {"socket", true, siov_param_abs_path, VCONF(socket), 0, 0},
-    {"group", false, siov_param_name, VCONF(group), 0, 0},
+    {"name", true, siov_param_name, VCONF(name), 0, 0, "unique name of the VDEV"},
+    {"type", false, param_vdev_type, VCONF(type), 0, 0, "blk (the default)"},
+    {"backend", true, siov_param_name, VCONF(backend), 0, 0, "the backend it is a window of"},
+    {"offset", false, siov_param_bytes, VCONF(offset), 0, 0,
+     "start of the window in the backend, bytes, multiple of 512"},
+    {"size", false, siov_param_bytes, VCONF(size), 0, 0,
+     "bytes, multiple of 512 (default: to the end of the backend)"},
+    {"queues", false, siov_param_uint, VCONF(queues), 1, SIOV_VDEV_MAX_QUEUES,
+     "virtqueues, 1..64 (default 1)"},
+    {"readonly", false, siov_param_bool, VCONF(readonly), 0, 0, "a read-only disk"},
+    {"allow_overlap", false, siov_param_bool, VCONF(allow_overlap), 0, 0,
+     "let the window overlap other VDEVs' windows"},
+    {"socket", true, siov_param_abs_path, VCONF(socket), 0, 0,
+     "absolute path of the vhost-user socket to create (at most 107 bytes)"},
+    {"group", false, siov_param_name, VCONF(group), 0, 0,
+     "QoS group sharing its limits (fixed at creation)"},
     QOS_PARAMS(VCONF),
 };
 
@@ -423,9 +438,28 @@ struct json_object *siov_vdev_conf_qos_to_json(const struct siov_vdev_conf *conf
 
 #define GCONF(f) offsetof(struct siov_group_conf, f), sizeof(((struct siov_group_conf *)0)->f)
 static const struct siov_param group_params[] = {
-    {"name", true, siov_param_name, GCONF(name), 0, 0},
+    {"name", true, siov_param_name, GCONF(name), 0, 0, "name of the group (or VDEV)"},
     QOS_PARAMS(GCONF),
 };
+
+const struct siov_param_table siov_backend_param_table = {backend_params,
+							  SIOV_ARRAY_SIZE(backend_params)};
+const struct siov_param_table siov_vdev_param_table = {vdev_params, SIOV_ARRAY_SIZE(vdev_params)};
+const struct siov_param_table siov_group_param_table = {group_params,
+							SIOV_ARRAY_SIZE(group_params)};
+
+const char *siov_param_type(const struct siov_param *p)
+{
+	if (p->parse == siov_param_bool)
+		return "bool";
+	if (p->parse == siov_param_uint)
+		return "integer";
+	if (p->parse == siov_param_bytes)
+		return "bytes";
+	if (p->parse == siov_param_abs_path)
+		return "path";
+	return "string";
+}
 
 int siov_group_conf_from_json(struct json_object *params, struct siov_group_conf *conf,
 			      uint32_t *seen, struct siov_err *err)
