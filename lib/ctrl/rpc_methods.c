@@ -146,6 +146,20 @@ static int delete_named(struct siov_rpc_server *srv, struct json_object *params,
 	return ok_true(result);
 }
 
+/* A method that takes no params and answers a list: the empty list. */
+static int list_start(struct json_object *params, struct json_object **result,
+		      struct siov_err *err)
+{
+	int rc = parse_nothing(params, err);
+
+	if (rc)
+		return rc;
+	*result = json_object_new_array();
+	if (!*result)
+		return siov_err_set(err, -ENOMEM, "out of memory");
+	return 0;
+}
+
 /* ---- Backends ---- */
 
 static int m_backend_create(struct siov_rpc_server *srv, struct json_object *params,
@@ -193,13 +207,10 @@ static void backend_to_json(const struct siov_backend_info *info, void *arg)
 static int m_backend_list(struct siov_rpc_server *srv, struct json_object *params,
 			  struct json_object **result, struct siov_err *err)
 {
-	int rc = parse_nothing(params, err);
+	int rc = list_start(params, result, err);
 
 	if (rc)
 		return rc;
-	*result = json_object_new_array();
-	if (!*result)
-		return siov_err_set(err, -ENOMEM, "out of memory");
 	siov_vdcm_backend_foreach(srv->vdcm, backend_to_json, *result);
 	return 0;
 }
@@ -587,13 +598,10 @@ static void group_to_json(const struct siov_group_info *info, void *arg)
 static int m_group_list(struct siov_rpc_server *srv, struct json_object *params,
 			struct json_object **result, struct siov_err *err)
 {
-	int rc = parse_nothing(params, err);
+	int rc = list_start(params, result, err);
 
 	if (rc)
 		return rc;
-	*result = json_object_new_array();
-	if (!*result)
-		return siov_err_set(err, -ENOMEM, "out of memory");
 	siov_vdcm_group_foreach(srv->vdcm, group_to_json, *result);
 	return 0;
 }
@@ -685,13 +693,10 @@ static struct json_object *method_to_json(const struct siov_rpc_method *m)
 static int m_rpc_get_methods(struct siov_rpc_server *srv, struct json_object *params,
 			     struct json_object **result, struct siov_err *err)
 {
-	int rc = parse_nothing(params, err);
+	int rc = list_start(params, result, err);
 
 	if (rc)
 		return rc;
-	*result = json_object_new_array();
-	if (!*result)
-		return siov_err_set(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < SIOV_ARRAY_SIZE(methods); i++)
 		json_object_array_add(*result, method_to_json(&methods[i]));
 	return 0;
