@@ -47,6 +47,13 @@ void siov_engine_detach(struct siov_vq *vq);
 int siov_engines_rebalance(struct siov_engines *engines);
 uint64_t siov_engines_moves(const struct siov_engines *engines);
 
+/* What engine i did, for metrics (any thread). */
+struct siov_engine_stats {
+	uint64_t cpu_ns; /* CPU time of its thread: polling and work, not sleep */
+	unsigned queues; /* queues attached to it */
+};
+int siov_engines_stats(struct siov_engines *engines, unsigned i, struct siov_engine_stats *out);
+
 /* Engine thread only: vq's used ring advanced; notify the driver after this round. */
 void siov_engine_note_used(struct siov_vq *vq);
 

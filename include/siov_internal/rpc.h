@@ -36,6 +36,11 @@ int siov_rpc_server_create(const struct siov_rpc_server_opts *opts, struct siov_
 /* Closes connections and removes the socket file. */
 void siov_rpc_server_destroy(struct siov_rpc_server *srv);
 
+struct siov_state_stats;
+/* Open connections, and the journal's counters (-ENOENT: nothing is persisted). */
+unsigned siov_rpc_connections(const struct siov_rpc_server *srv);
+int siov_rpc_state_stats(struct siov_rpc_server *srv, struct siov_state_stats *out);
+
 /*
  * Handles one request text and returns the response text (malloc'd, caller
  * frees; NULL for a notification).  The transport and the fuzzers use this.

@@ -14,6 +14,8 @@
 #include <stdint.h>
 
 #include "siov_internal/backend.h"
+#include "siov_internal/engine.h"
+#include "siov_internal/virtqueue.h"
 #include "siov_internal/qos.h"
 #include "siov_internal/util.h"
 
@@ -98,6 +100,7 @@ struct siov_queue_stats {
 	uint64_t inflight;
 	uint64_t latency_ns_total; /* sum over completed requests */
 	uint64_t kicks;
+	uint64_t lat_hist[SIOV_LAT_BUCKETS]; /* see siov_lat_bucket() */
 };
 
 struct siov_vdev_info {
@@ -153,5 +156,7 @@ void siov_vdcm_group_foreach(struct siov_vdcm *vdcm, siov_group_info_cb cb, void
 /* -ENOENT if there is no such VDEV. */
 int siov_vdcm_vdev_get(struct siov_vdcm *vdcm, const char *name, siov_vdev_info_cb cb, void *arg);
 void siov_vdcm_daemon_info(struct siov_vdcm *vdcm, struct siov_daemon_info *info);
+/* Engine i's CPU time and queues (-ENOENT past the last engine). */
+int siov_vdcm_engine_stats(struct siov_vdcm *vdcm, unsigned i, struct siov_engine_stats *out);
 
 #endif

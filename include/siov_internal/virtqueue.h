@@ -37,10 +37,25 @@ struct siov_vq_ops {
 	void (*release)(struct siov_vq *vq);
 };
 
+/*
+ * Completed requests by latency: bucket k counts those under 1024 << k ns
+ * (about 1 us, 2 us, 4 us ... 1 s); the last holds the slower ones.
+ */
+#define SIOV_LAT_BUCKETS 22
+
+static inline unsigned siov_lat_bucket(uint64_t ns)
+{
+	uint64_t b = ns >> 10;
+	unsigned k = b ? 64u - (unsigned)__builtin_clzll(b) : 0;
+
+	return k < SIOV_LAT_BUCKETS - 1 ? k : SIOV_LAT_BUCKETS - 1;
+}
+
 struct siov_vq_stats {
 	uint64_t requests, reads, writes, flushes, discards, write_zeroes, get_ids;
 	uint64_t bytes_read, bytes_written, errors, latency_ns_total, kicks;
 	uint64_t inflight;
+	uint64_t lat_hist[SIOV_LAT_BUCKETS];
 };
 
 struct siov_vq_chain {

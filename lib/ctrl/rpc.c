@@ -817,3 +817,16 @@ void siov_rpc_server_destroy(struct siov_rpc_server *srv)
 	free(srv->changes);
 	free(srv);
 }
+
+unsigned siov_rpc_connections(const struct siov_rpc_server *srv)
+{
+	return srv->nconns;
+}
+
+int siov_rpc_state_stats(struct siov_rpc_server *srv, struct siov_state_stats *out)
+{
+	if (!srv->state)
+		return -ENOENT;
+	siov_state_get_stats(srv->state, out);
+	return 0;
+}

@@ -805,6 +805,8 @@ static void queue_stats(const struct siov_vq *vq, struct siov_queue_stats *s)
 	s->inflight = SIOV_STAT_GET(t->inflight);
 	s->latency_ns_total = SIOV_STAT_GET(t->latency_ns_total);
 	s->kicks = SIOV_STAT_GET(t->kicks);
+	for (unsigned k = 0; k < SIOV_LAT_BUCKETS; k++)
+		s->lat_hist[k] = SIOV_STAT_GET(t->lat_hist[k]);
 }
 
 static void vdev_report(struct vdcm_vdev *d, siov_vdev_info_cb cb, void *arg)
@@ -875,4 +877,9 @@ void siov_vdcm_daemon_info(struct siov_vdcm *v, struct siov_daemon_info *info)
 	info->vdevs = v->nvdevs;
 	info->groups = v->ngroups;
 	info->uptime_s = (double)(siov_now_ns() - v->start_ns) / 1e9;
+}
+
+int siov_vdcm_engine_stats(struct siov_vdcm *v, unsigned i, struct siov_engine_stats *out)
+{
+	return siov_engines_stats(v->engines, i, out);
 }

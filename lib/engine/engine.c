@@ -891,3 +891,22 @@ unsigned siov_engine_id(const struct siov_engine *e)
 {
 	return e->id;
 }
+
+int siov_engines_stats(struct siov_engines *es, unsigned i, struct siov_engine_stats *out)
+{
+	struct siov_engine *e;
+	struct timespec ts;
+	clockid_t cid;
+
+	if (i >= es->count)
+		return -ENOENT;
+	e = &es->engines[i];
+	/* The thread's CPU clock: time spent polling and working, never asleep in the ring. */
+	if (pthread_getcpuclockid(e->thread, &cid) != 0 || clock_gettime(cid, &ts) < 0)
+		return -EIO;
+	out->cpu_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	pthread_mutex_lock(&e->lock);
+	out->queues = e->nqueues;
+	pthread_mutex_unlock(&e->lock);
+	return 0;
+}

@@ -229,6 +229,7 @@ static void req_finish(struct blk_req *r, uint8_t status)
 {
 	struct siov_vq *vq = r->vq;
 	struct siov_vq_stats *s = &vq->stats;
+	uint64_t lat;
 
 	*r->status = status;
 	/* A completion is work: the driver is likely to refill now, so keep polling. */
@@ -237,7 +238,9 @@ static void req_finish(struct blk_req *r, uint8_t status)
 	siov_vq_push(vq, r->chain.head, r->written + 1);
 	siov_engine_note_used(vq);
 	SIOV_STAT_ADD(s->requests, 1);
-	SIOV_STAT_ADD(s->latency_ns_total, vq_now(vq) - r->start_ns);
+	lat = vq_now(vq) - r->start_ns;
+	SIOV_STAT_ADD(s->latency_ns_total, lat);
+	SIOV_STAT_ADD(s->lat_hist[siov_lat_bucket(lat)], 1);
 	if (status == VIRTIO_BLK_S_OK)
 		count_op(s, r->type, r->io.len);
 	else
