@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,11 +95,10 @@ struct qrow {
 
 struct vrow {
 	char name[SIOV_NAME_MAX], backend[SIOV_NAME_MAX];
-	const char *state;
-	bool connected, broken;
+	uint64_t connected, broken;
 	uint64_t ops[6], bytes_read, bytes_written, errors, inflight, lat_ns, requests;
 	uint64_t hist[SIOV_LAT_BUCKETS];
-	struct siov_qos_stats qos;
+	uint64_t qos_admitted, qos_throttled, qos_throttled_ns;
 	unsigned nqueues;
 	struct qrow *queues;
 };
@@ -145,10 +145,11 @@ static void collect_vdev(const struct siov_vdev_info *info, void *arg)
 	memset(r, 0, sizeof(*r));
 	snprintf(r->name, sizeof(r->name), "%s", info->conf->name);
 	snprintf(r->backend, sizeof(r->backend), "%s", info->conf->backend);
-	r->state = info->state ? info->state : "";
 	r->connected = info->connected;
 	r->broken = info->broken_reason != NULL;
-	r->qos = info->qos;
+	r->qos_admitted = info->qos.admitted;
+	r->qos_throttled = info->qos.throttled;
+	r->qos_throttled_ns = info->qos.throttled_ns;
 	r->queues = calloc(info->nqueues ? info->nqueues : 1, sizeof(*r->queues));
 	if (!r->queues) {
 		rs->failed = true;
@@ -190,25 +191,46 @@ static void vdev_counters(struct text *t, const struct rows *rs)
 		put(t, "siov_vdev_bytes_total{vdev=\"%s\",direction=\"write\"} %llu\n",
 		    rs->v[i].name, (unsigned long long)rs->v[i].bytes_written);
 	}
-	family(t, "siov_vdev_errors_total", "counter", "Requests completed with an error status.");
-	for (size_t i = 0; i < rs->n; i++)
-		put(t, "siov_vdev_errors_total{vdev=\"%s\"} %llu\n", rs->v[i].name,
-		    (unsigned long long)rs->v[i].errors);
 }
 
-static void vdev_gauges(struct text *t, const struct rows *rs)
+/* The families that are one number per VDEV: a field of struct vrow each. */
+static const struct vfam {
+	const char *name, *type, *help;
+	size_t off;
+	double scale; /* 0: an integer */
+} vdev_fams[] = {
+    {"siov_vdev_errors_total", "counter", "Requests completed with an error status.",
+     offsetof(struct vrow, errors), 0},
+    {"siov_vdev_inflight_requests", "gauge", "Requests taken from the rings, not done.",
+     offsetof(struct vrow, inflight), 0},
+    {"siov_vdev_connected", "gauge", "1 if a front end is attached.",
+     offsetof(struct vrow, connected), 0},
+    {"siov_vdev_broken", "gauge", "1 if the front end broke the rules and the VDEV stopped.",
+     offsetof(struct vrow, broken), 0},
+    {"siov_vdev_qos_admitted_total", "counter", "Requests QoS let through.",
+     offsetof(struct vrow, qos_admitted), 0},
+    {"siov_vdev_qos_throttled_total", "counter", "Times a request had to wait for a QoS bucket.",
+     offsetof(struct vrow, qos_throttled), 0},
+    {"siov_vdev_qos_throttled_seconds_total", "counter",
+     "Time the VDEV's queues spent waiting for QoS buckets.",
+     offsetof(struct vrow, qos_throttled_ns), 1e-9},
+};
+
+static void vdev_scalars(struct text *t, const struct rows *rs)
 {
-	family(t, "siov_vdev_inflight_requests", "gauge", "Requests taken from the rings, not done.");
-	for (size_t i = 0; i < rs->n; i++)
-		put(t, "siov_vdev_inflight_requests{vdev=\"%s\"} %llu\n", rs->v[i].name,
-		    (unsigned long long)rs->v[i].inflight);
-	family(t, "siov_vdev_connected", "gauge", "1 if a front end is attached.");
-	for (size_t i = 0; i < rs->n; i++)
-		put(t, "siov_vdev_connected{vdev=\"%s\"} %d\n", rs->v[i].name, rs->v[i].connected);
-	family(t, "siov_vdev_broken", "gauge",
-	       "1 if the front end broke the rules and the VDEV stopped.");
-	for (size_t i = 0; i < rs->n; i++)
-		put(t, "siov_vdev_broken{vdev=\"%s\"} %d\n", rs->v[i].name, rs->v[i].broken);
+	for (size_t f = 0; f < SIOV_ARRAY_SIZE(vdev_fams); f++) {
+		const struct vfam *vf = &vdev_fams[f];
+		family(t, vf->name, vf->type, vf->help);
+		for (size_t i = 0; i < rs->n; i++) {
+			uint64_t v = *(const uint64_t *)((const char *)&rs->v[i] + vf->off);
+			if (vf->scale)
+				put(t, "%s{vdev=\"%s\"} %.9f\n", vf->name, rs->v[i].name,
+				    (double)v * vf->scale);
+			else
+				put(t, "%s{vdev=\"%s\"} %llu\n", vf->name, rs->v[i].name,
+				    (unsigned long long)v);
+		}
+	}
 }
 
 static void vdev_latency(struct text *t, const struct rows *rs)
@@ -232,38 +254,23 @@ static void vdev_latency(struct text *t, const struct rows *rs)
 	}
 }
 
-static void vdev_qos(struct text *t, const struct rows *rs)
-{
-	family(t, "siov_vdev_qos_admitted_total", "counter", "Requests QoS let through.");
-	for (size_t i = 0; i < rs->n; i++)
-		put(t, "siov_vdev_qos_admitted_total{vdev=\"%s\"} %llu\n", rs->v[i].name,
-		    (unsigned long long)rs->v[i].qos.admitted);
-	family(t, "siov_vdev_qos_throttled_total", "counter",
-	       "Times a request had to wait for a QoS bucket.");
-	for (size_t i = 0; i < rs->n; i++)
-		put(t, "siov_vdev_qos_throttled_total{vdev=\"%s\"} %llu\n", rs->v[i].name,
-		    (unsigned long long)rs->v[i].qos.throttled);
-	family(t, "siov_vdev_qos_throttled_seconds_total", "counter",
-	       "Time the VDEV's queues spent waiting for QoS buckets.");
-	for (size_t i = 0; i < rs->n; i++)
-		put(t, "siov_vdev_qos_throttled_seconds_total{vdev=\"%s\"} %.9f\n", rs->v[i].name,
-		    (double)rs->v[i].qos.throttled_ns / 1e9);
-}
-
 static void queue_families(struct text *t, const struct rows *rs)
 {
-	family(t, "siov_queue_requests_total", "counter", "Requests completed by one virtqueue.");
-	for (size_t i = 0; i < rs->n; i++)
-		for (unsigned q = 0; q < rs->v[i].nqueues; q++)
-			put(t, "siov_queue_requests_total{vdev=\"%s\",queue=\"%u\"} %llu\n",
-			    rs->v[i].name, rs->v[i].queues[q].index,
-			    (unsigned long long)rs->v[i].queues[q].requests);
-	family(t, "siov_queue_kicks_total", "counter", "Kicks (doorbells) the queue received.");
-	for (size_t i = 0; i < rs->n; i++)
-		for (unsigned q = 0; q < rs->v[i].nqueues; q++)
-			put(t, "siov_queue_kicks_total{vdev=\"%s\",queue=\"%u\"} %llu\n",
-			    rs->v[i].name, rs->v[i].queues[q].index,
-			    (unsigned long long)rs->v[i].queues[q].kicks);
+	static const char *const fam[2][2] = {
+	    {"siov_queue_requests_total", "Requests completed by one virtqueue."},
+	    {"siov_queue_kicks_total", "Kicks (doorbells) the queue received."},
+	};
+
+	for (int f = 0; f < 2; f++) {
+		family(t, fam[f][0], "counter", fam[f][1]);
+		for (size_t i = 0; i < rs->n; i++)
+			for (unsigned q = 0; q < rs->v[i].nqueues; q++) {
+				const struct qrow *qr = &rs->v[i].queues[q];
+				put(t, "%s{vdev=\"%s\",queue=\"%u\"} %llu\n", fam[f][0],
+				    rs->v[i].name, qr->index,
+				    (unsigned long long)(f ? qr->kicks : qr->requests));
+			}
+	}
 	family(t, "siov_queue_state", "gauge",
 	       "1 for the queue's state (stopped, running, broken) and its engine (-1: none).");
 	for (size_t i = 0; i < rs->n; i++)
@@ -472,9 +479,8 @@ char *siov_metrics_render(struct siov_metrics *m, size_t *len)
 	backend_families(&t, m->vdcm, &rs);
 	group_families(&t, m->vdcm);
 	vdev_counters(&t, &rs);
-	vdev_gauges(&t, &rs);
+	vdev_scalars(&t, &rs);
 	vdev_latency(&t, &rs);
-	vdev_qos(&t, &rs);
 	queue_families(&t, &rs);
 	rows_free(&rs);
 	m->last_render_s = (double)(siov_now_ns() - t0) / 1e9;

@@ -27,15 +27,13 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from siovd_proc import fail, stop  # noqa: E402
+
 SIOVD, LIBSIOV = sys.argv[1], sys.argv[2]
 ROUNDS = int(os.environ.get("ROUNDS", "6"))
 CLIENTS = int(os.environ.get("CLIENTS", "4"))
 WINDOW = 65536
-
-
-def fail(msg):
-    print("FAIL:", msg, flush=True)
-    sys.exit(1)
 
 
 class Conn:
@@ -68,14 +66,14 @@ def start(state, rpc, log):
     return p, c
 
 
-def client(rpc, tmp, k, rnd, acked, deleted, inflight, stop):
+def client(rpc, tmp, k, rnd, acked, deleted, inflight, halt):
     try:
         c = Conn(rpc, tries=5)
     except OSError:
         return
     mine = []
     i = 0
-    while not stop.is_set():
+    while not halt.is_set():
         name = f"r{rnd}c{k}n{i}"
         idx = (rnd * 16 + k) * 100000 + i
         conf = dict(name=name, backend="b0", offset=idx * WINDOW, size=WINDOW,
@@ -155,10 +153,10 @@ def main():
         if "result" not in r:
             fail(f"backend_create: {r}")
         for rnd in range(ROUNDS):
-            stop = threading.Event()
+            halt = threading.Event()
             inflight = [None] * CLIENTS
             ts = [threading.Thread(target=client,
-                                   args=(rpc, tmp, k, rnd, acked, deleted, inflight, stop))
+                                   args=(rpc, tmp, k, rnd, acked, deleted, inflight, halt))
                   for k in range(CLIENTS)]
             for t in ts:
                 t.start()
@@ -166,7 +164,7 @@ def main():
             p.send_signal(signal.SIGKILL)
             p.wait()
             kills += 1
-            stop.set()
+            halt.set()
             for t in ts:
                 t.join()
             p, c = start(state, rpc, log)
@@ -201,12 +199,7 @@ def main():
         check(c, acked, deleted, [], tmp)
         print(f"ok: {kills} SIGKILLs, {len(acked)} VDEVs, {len(deleted)} deletes", flush=True)
     finally:
-        if p and p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(60)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(p)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

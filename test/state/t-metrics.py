@@ -17,15 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from siovd_proc import fail, stop  # noqa: E402
 import urllib.error
 import urllib.request
 
 SIOVD, SIOVCTL, BENCH, MAIN_C = sys.argv[1:5]
-
-
-def fail(msg):
-    print("FAIL:", msg, flush=True)
-    sys.exit(1)
 
 
 def free_port():
@@ -137,11 +135,7 @@ def main():
                     fail(f"{method} {path}: {e.code}, wanted {code}")
         print(f"ok: {len(m)} samples, v1 {int(st['requests'])} requests", flush=True)
     finally:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(30)
-        except subprocess.TimeoutExpired:
-            p.kill()
+        stop(p)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
