@@ -7,7 +7,7 @@ ifeq ($(CI),true)
 MESON_OPTS += -Dwerror=true
 endif
 
-.PHONY: all build asan check check-unit check-asan demo fuzz bench clean deps
+.PHONY: all build asan check check-unit check-asan demo fuzz bench bench-quick clean deps
 
 all: build
 
@@ -44,14 +44,19 @@ demo:
 	$(MAKE) build
 	test/guest/demo.sh $(BUILD)
 
+# Benchmarks (bench/README.md): every section, or BENCH_SECTIONS="null file ...";
+# one results file set under bench/results/.  bench-quick: about a minute.
 bench: build
 	bench/run.sh $(BUILD)
+
+bench-quick: build
+	QUICK=1 bench/run.sh $(BUILD)
 
 # libFuzzer targets (test/fuzz): clang, ASan+UBSan, coverage in every library.
 # check-fuzz: about 25 s per target (suite 'fuzz'); fuzz: FUZZ_SECONDS each.
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 300
-FUZZ_TARGETS  = fuzz_vhost_msg fuzz_chain fuzz_blk fuzz_rpc
+FUZZ_TARGETS  = fuzz_vhost_msg fuzz_chain fuzz_blk fuzz_rpc fuzz_net_frame
 FUZZ_DIR      = $(FUZZ_BUILD)/test/fuzz
 
 $(FUZZ_BUILD)/build.ninja:

@@ -22,6 +22,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from figures import Section  # noqa: E402
+
 CLK = os.sysconf("SC_CLK_TCK")
 BS = os.environ.get("QOS_BS", "64k")
 
@@ -401,12 +404,51 @@ def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
+def scale_figures(r, sec):
+    one = [("create_s", "create %d VDEVs (batch RPC)" % r["vdevs"], "s", "lower"),
+           ("delete_s", "delete them", "s", "lower"),
+           ("rss_per_attached_vdev_kib", "RSS per VDEV, %d attached" % r["attached"], "KiB",
+            "lower"),
+           ("idle_cpu_pct_listening", "idle CPU, %d listening" % r["vdevs"], "%", "lower"),
+           ("idle_cpu_pct_attached", "idle CPU, %d attached" % r["attached"], "%", "lower")]
+    for key, label, unit, better in one:
+        sec.add("scale." + key, "siovd", r[key], label=label, unit=unit, better=better)
+    for k, v in r["active"].items():
+        sec.add(f"scale.active{k}.iops", "siovd", v["iops"],
+                label=f"{k} active VDEVs, one engine: aggregate IOPS", unit="IOPS")
+        sec.add(f"scale.active{k}.jain", "siovd", v["jain"],
+                label=f"{k} active VDEVs: Jain's index", unit="")
+
+
+def qos_figures(r, sec):
+    for k in ("without_qos", "with_qos"):
+        n = r["noisy"][k]
+        sec.add(f"qos.noisy.{k}.min_share", "siovd", n["min_share_of_reservation"] * 100,
+                label=f"noisy neighbour ({k.replace('_', ' ')}): worst reserved VDEV, "
+                      "% of its reservation", unit="%")
+    f, w, lim = r["fairness"], r["weights"], r["limits"]
+    sec.add("qos.fairness.jain", "siovd", f["jain"],
+            label=f"{f['vdevs']} active VDEVs, equal weights: Jain's index", unit="")
+    sec.add("qos.weights.max_error_pct", "siovd", w["max_share_error_pct"],
+            label="weights 1:2:4: largest share error", unit="% of ideal", better="lower")
+    for key, v in lim.items():
+        sec.add(f"qos.{key}.error_pct", "siovd", abs(v["error_pct"]),
+                label=f"{key} accuracy over {v['runtime_s']:.0f} s (absolute error)", unit="%",
+                better="lower")
+
+
 def write(out, name, r, md):
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, f"{name}.json"), "w") as f:
         json.dump(r, f, indent=1)
     with open(os.path.join(out, f"{name}.md"), "w") as f:
         f.write(md)
+    # The figures for bench/run.sh's results file (bench/README.md).
+    titles = {"scale": "Scale: many VDEVs on one siovd", "qos": "QoS on one engine"}
+    sec = Section(out, name=name, title=titles[name],
+                  setup="bench/siov_scale.py %s (its docstring says what each figure is)." % name)
+    {"scale": scale_figures, "qos": qos_figures}[name](r, sec)
+    sec.write()
     print(md)
 
 

@@ -31,7 +31,8 @@
 #define EXIT_NO_CALL	2
 
 /* Values of these are names or paths: strings even when they look like numbers. */
-static const char *const string_params[] = {"name", "type", "backend", "path", "socket"};
+static const char *const string_params[] = {"name", "type", "backend", "path", "socket", "uri",
+					    "tls_creds", "pool", "image", "conf", "id", "network", "uplink", "mac"};
 
 static const char usage_text[] =
     "usage: siovctl [-s SOCKET] [-t SECONDS] METHOD [--param value ...]\n"
@@ -44,8 +45,9 @@ static const char usage_text[] =
     "\n"
     "Parameters: '--some-name value' or '--some-name=value' sets some_name.  A flag\n"
     "with no value is true; 'true' and 'false' are booleans; a decimal integer is\n"
-    "an integer (except for name, type, backend, path, socket); anything else is a\n"
-    "string.  Sizes and offsets also take suffixes: 4K, 512M, 1G, 2T.\n"
+    "an integer (except for names, paths, uri, pool, image, id, network, uplink,\n"
+    "mac); anything else is a string.  Sizes and offsets also take suffixes: 4K,\n"
+    "512M, 1G, 2T.\n"
     "\n"
     "Methods and their parameters are listed below when siovd answers on SOCKET\n"
     "(they come from siovd's own method table: rpc_get_methods).\n"

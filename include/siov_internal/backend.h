@@ -1,10 +1,13 @@
 /*
  * Backends: siov's "physical functions", the devices VDEVs are carved from.
  *
- * Two tiers in one header: the top half is what the VDCM and the engines use
- * (open, close, submit an I/O); the bottom half is the provider interface a
- * backend implements (struct siov_backend_ops), one file per backend under
- * lib/backend/.
+ * This is the consumer half, what the VDCM, the device models and the engines
+ * use: configure, open and close a backend, ask its size and abilities,
+ * submit an I/O, and run the per-engine I/O context.  struct siov_backend is
+ * opaque here.  The provider half, what a backend implementation fills in
+ * (struct siov_backend_ops and the backend's own fields), is
+ * siov_internal/backend_module.h, as SPDK splits bdev.h and bdev_module.h;
+ * only files under lib/backend/ include it.
  *
  * Threading: a backend is opened and closed on the control thread.  submit()
  * is called from engine threads, concurrently from several engines, each with
@@ -80,10 +83,6 @@ struct siov_io_ctx {
 void siov_io_ctx_init(struct siov_io_ctx *ctx, struct io_uring *ring);
 /* An SQE from the ring, submitting first if the SQ is full; NULL if still none. */
 struct io_uring_sqe *siov_io_ctx_get_sqe(struct siov_io_ctx *ctx);
-/* Marks sqe as belonging to io (user_data, tag SIOV_UD_IO). */
-void siov_io_sqe_set_io(struct io_uring_sqe *sqe, struct siov_io *io);
-/* Queues io's completion with res for the next siov_io_ctx_run_deferred(). */
-void siov_io_complete_later(struct siov_io_ctx *ctx, struct siov_io *io, int res);
 /* Runs deferred completions; returns how many ran. */
 unsigned siov_io_ctx_run_deferred(struct siov_io_ctx *ctx);
 /*
@@ -92,16 +91,40 @@ unsigned siov_io_ctx_run_deferred(struct siov_io_ctx *ctx);
  */
 void siov_io_ctx_handle_cqe(struct siov_io_ctx *ctx, struct io_uring_cqe *cqe);
 
-/* ---- Consumer side: the VDCM and engines ---- */
+enum siov_backend_type {
+	SIOV_BACKEND_NULL,
+	SIOV_BACKEND_RAM,
+	SIOV_BACKEND_FILE,
+	SIOV_BACKEND_NBD,
+	SIOV_BACKEND_RBD,
+};
 
-enum siov_backend_type { SIOV_BACKEND_NULL, SIOV_BACKEND_RAM, SIOV_BACKEND_FILE };
+/* Remote backends: how long a request may wait for a lost server, and the fence. */
+#define SIOV_BACKEND_TIMEOUT_MS_DEFAULT 30000
+#define SIOV_BACKEND_SETTLE_MS_DEFAULT	1000
 
 struct siov_backend_conf {
 	char name[SIOV_NAME_MAX];
 	enum siov_backend_type type;
 	char path[4096]; /* file: a regular file or a block device */
-	uint64_t size;	 /* bytes; 0 = take the file's size (file) */
+	uint64_t size;	 /* bytes; 0 = take the file's (file) or the server's (nbd, rbd) size */
 	bool readonly;
+	/* nbd: an NBD URI (nbd://, nbds://, nbd+unix://) and the TLS credentials directory. */
+	char uri[1024];
+	char tls_creds[1024];
+	/*
+	 * nbd: a request waiting for a lost server fails after timeout_ms; after a
+	 * connection is lost (and after open) writes wait settle_ms before they go
+	 * to the server (docs/storage.md, "No stale write").  timeout_ms 0 means
+	 * the default; the RPC parser fills in both defaults when they are not given.
+	 */
+	uint32_t timeout_ms;
+	uint32_t settle_ms;
+	/* rbd: pool, image, ceph.conf (empty: librados' default search) and client id. */
+	char pool[128];
+	char image[128];
+	char ceph_conf[1024];
+	char ceph_id[128];
 };
 
 struct siov_backend;
@@ -127,28 +150,5 @@ bool siov_backend_is_direct(const struct siov_backend *bd);
  * offset+len against the VDEV window; the backend checks it against its own size.
  */
 int siov_backend_submit(struct siov_backend *bd, struct siov_io_ctx *ctx, struct siov_io *io);
-
-/* ---- Provider side ---- */
-
-struct siov_backend_ops {
-	const char *type_name;
-	int (*open)(struct siov_backend *bd, struct siov_err *err);
-	void (*close)(struct siov_backend *bd);
-	int (*submit)(struct siov_backend *bd, struct siov_io_ctx *ctx, struct siov_io *io);
-	/* Optional: consumes a CQE of an io this backend submitted; may resubmit through ctx. */
-	void (*complete)(struct siov_backend *bd, struct siov_io_ctx *ctx, struct siov_io *io,
-			 int res);
-};
-
-struct siov_backend {
-	struct siov_backend_conf conf;
-	const struct siov_backend_ops *ops;
-	uint64_t size;
-	uint32_t block_size;
-	bool can_discard;
-	bool can_write_zeroes;
-	bool direct;
-	void *priv;
-};
 
 #endif

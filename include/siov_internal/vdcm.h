@@ -17,6 +17,7 @@
 #include "siov_internal/engine.h"
 #include "siov_internal/virtqueue.h"
 #include "siov_internal/qos.h"
+#include "siov_internal/switch.h"
 #include "siov_internal/util.h"
 
 struct siov_loop;
@@ -81,6 +82,13 @@ int siov_vdcm_group_set_qos(struct siov_vdcm *vdcm, const char *name,
 /* -EBUSY while a VDEV is in the group. */
 int siov_vdcm_group_delete(struct siov_vdcm *vdcm, const char *name, struct siov_err *err);
 
+/* Networks (L2 segments of the switch; see switch.h).  Delete: -EBUSY while ports are on it. */
+int siov_vdcm_network_create(struct siov_vdcm *vdcm, const struct siov_network_conf *conf,
+			     struct siov_err *err);
+int siov_vdcm_network_delete(struct siov_vdcm *vdcm, const char *name, struct siov_err *err);
+/* In creation order. */
+void siov_vdcm_network_foreach(struct siov_vdcm *vdcm, siov_network_info_cb cb, void *arg);
+
 struct siov_backend_info {
 	const struct siov_backend_conf *conf;
 	uint64_t size;
@@ -139,6 +147,7 @@ struct siov_daemon_info {
 	unsigned backends;
 	unsigned vdevs;
 	unsigned groups;
+	unsigned networks;
 	double uptime_s;
 };
 

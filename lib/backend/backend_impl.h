@@ -10,11 +10,13 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "siov_internal/backend.h"
+#include "siov_internal/backend_module.h"
 
 extern const struct siov_backend_ops siov__backend_null_ops;
 extern const struct siov_backend_ops siov__backend_ram_ops;
 extern const struct siov_backend_ops siov__backend_file_ops;
+extern const struct siov_backend_ops siov__backend_nbd_ops;
+extern const struct siov_backend_ops siov__backend_rbd_ops;
 
 /*
  * Finds the iovec that holds byte *skip of the list: returns its index (iovcnt

@@ -15,7 +15,7 @@
 
 #include <liburing.h>
 
-#include "siov_internal/backend.h"
+#include "siov_internal/backend_module.h"
 #include "siov_internal/log.h"
 
 void siov_io_ctx_init(struct siov_io_ctx *ctx, struct io_uring *ring)

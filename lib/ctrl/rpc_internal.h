@@ -118,6 +118,7 @@ struct siov_param_table {
 extern const struct siov_param_table siov_backend_param_table; /* backend_create */
 extern const struct siov_param_table siov_vdev_param_table;    /* vdev_create */
 extern const struct siov_param_table siov_group_param_table;   /* group_create, *_set_qos */
+extern const struct siov_param_table siov_network_param_table; /* network_create */
 /* "string", "path", "bool", "integer" or "bytes" (an integer or "4K", "1G"...). */
 const char *siov_param_type(const struct siov_param *p);
 
@@ -154,9 +155,16 @@ int siov_vdev_conf_from_json(struct json_object *params, struct siov_vdev_conf *
 			     struct siov_err *err);
 /* The inverse: objects that siov_*_conf_from_json() read back unchanged.  NULL: no memory. */
 struct json_object *siov_backend_conf_to_json(const struct siov_backend_conf *conf);
+/* Adds an nbd or rbd backend's own parameters (uri, pool, ...) to o; nothing for others. */
+void siov_backend_remote_conf_to_json(struct json_object *o, const struct siov_backend_conf *conf);
 struct json_object *siov_vdev_conf_to_json(const struct siov_vdev_conf *conf);
 
 const char *siov_vdev_type_name(enum siov_vdev_type type);
+
+/* network_create's params: name, mtu, uplink ("tap:IFNAME"). */
+int siov_network_conf_from_json(struct json_object *params, struct siov_network_conf *conf,
+				struct siov_err *err);
+struct json_object *siov_network_conf_to_json(const struct siov_network_conf *conf);
 
 /*
  * group_create's params (a name and QoS parameters); *seen (optional) gets the

@@ -196,6 +196,7 @@ static void backend_to_json(const struct siov_backend_info *info, void *arg)
 			       json_object_new_string(siov_backend_type_name(conf->type)));
 	json_object_object_add(
 	    o, "path", conf->type == SIOV_BACKEND_FILE ? json_object_new_string(conf->path) : NULL);
+	siov_backend_remote_conf_to_json(o, conf);
 	json_object_object_add(o, "size", json_object_new_uint64(info->size));
 	json_object_object_add(o, "block_size", json_object_new_int64(info->block_size));
 	json_object_object_add(o, "direct", json_object_new_boolean(info->direct));
@@ -606,6 +607,53 @@ static int m_group_list(struct siov_rpc_server *srv, struct json_object *params,
 	return 0;
 }
 
+/* ---- Networks ---- */
+
+static int m_network_create(struct siov_rpc_server *srv, struct json_object *params,
+			    struct json_object **result, struct siov_err *err)
+{
+	struct siov_network_conf conf;
+	int rc;
+
+	if (siov_network_conf_from_json(params, &conf, err))
+		return invalid_params(err);
+	rc = siov_vdcm_network_create(srv->vdcm, &conf, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	return created(srv, "network", "network", conf.name, siov_network_conf_to_json(&conf),
+		       siov_vdcm_network_delete, result, err);
+}
+
+static int m_network_delete(struct siov_rpc_server *srv, struct json_object *params,
+			    struct json_object **result, struct siov_err *err)
+{
+	return delete_named(srv, params, result, err, "network", "network",
+			    siov_vdcm_network_delete);
+}
+
+static void network_to_json(const struct siov_network_info *info, void *arg)
+{
+	struct json_object *o = siov_network_conf_to_json(info->conf);
+
+	if (!o)
+		return;
+	json_object_object_add(o, "ports", json_object_new_int64(info->ports));
+	json_object_object_add(o, "learned", json_object_new_int64(info->learned));
+	if (json_object_array_add(arg, o) < 0)
+		json_object_put(o);
+}
+
+static int m_network_list(struct siov_rpc_server *srv, struct json_object *params,
+			  struct json_object **result, struct siov_err *err)
+{
+	int rc = list_start(params, result, err);
+
+	if (rc)
+		return rc;
+	siov_vdcm_network_foreach(srv->vdcm, network_to_json, *result);
+	return 0;
+}
+
 /* ---- The daemon ---- */
 
 static int m_daemon_info(struct siov_rpc_server *srv, struct json_object *params,
@@ -628,6 +676,7 @@ static int m_daemon_info(struct siov_rpc_server *srv, struct json_object *params
 	json_object_object_add(o, "backends", json_object_new_int64(info.backends));
 	json_object_object_add(o, "vdevs", json_object_new_int64(info.vdevs));
 	json_object_object_add(o, "groups", json_object_new_int64(info.groups));
+	json_object_object_add(o, "networks", json_object_new_int64(info.networks));
 	json_object_object_add(o, "uptime_s", json_object_new_double(info.uptime_s));
 	*result = o;
 	return 0;
@@ -655,6 +704,10 @@ static const struct siov_rpc_method methods[] = {
     {"group_set_qos", m_group_set_qos, "change a group's QoS", &siov_group_param_table},
     {"group_delete", m_group_delete, "remove a group no VDEV is in", &name_table},
     {"group_list", m_group_list, "list the groups and what their buckets did", NULL},
+    {"network_create", m_network_create, "add a network: an L2 switch net VDEVs are ports of",
+     &siov_network_param_table},
+    {"network_delete", m_network_delete, "remove a network no VDEV is a port of", &name_table},
+    {"network_list", m_network_list, "list the networks, their ports and learned MACs", NULL},
     {"daemon_info", m_daemon_info, "version, engines, counts, uptime", NULL},
     {"rpc_get_methods", m_rpc_get_methods, "every method with its parameters (siovctl -h)",
      NULL},

@@ -243,27 +243,119 @@ static int param_backend_type(const struct siov_param *p, struct json_object *v,
 	if (rc)
 		return rc;
 	if (siov_backend_type_parse(s, field) < 0)
-		return param_fail(p, "must be one of \"null\", \"ram\", \"file\"", err);
+		return param_fail(p, "must be one of \"null\", \"ram\", \"file\", \"nbd\", \"rbd\"",
+				  err);
+	return 0;
+}
+
+/* A non-empty string that fits its field (URIs, pool and image names, client ids). */
+static int param_text(const struct siov_param *p, struct json_object *v, void *field,
+		      struct siov_err *err)
+{
+	const char *s;
+	size_t len;
+	int rc = param_string(p, v, &s, &len, err);
+
+	if (rc)
+		return rc;
+	if (len == 0)
+		return param_fail(p, "must not be empty", err);
+	if (len >= p->size)
+		return siov_err_set(err, -EINVAL, "parameter '%s' is longer than %zu bytes",
+				    p->name, p->size - 1);
+	memcpy(field, s, len + 1);
 	return 0;
 }
 
 #define BCONF(f) offsetof(struct siov_backend_conf, f), sizeof(((struct siov_backend_conf *)0)->f)
-enum { BP_NAME, BP_TYPE, BP_PATH, BP_SIZE, BP_READONLY };
+enum {
+	BP_NAME,
+	BP_TYPE,
+	BP_PATH,
+	BP_SIZE,
+	BP_READONLY,
+	BP_URI,
+	BP_TLS_CREDS,
+	BP_TIMEOUT_MS,
+	BP_SETTLE_MS,
+	BP_POOL,
+	BP_IMAGE,
+	BP_CONF,
+	BP_ID,
+};
 static const struct siov_param backend_params[] = {
     [BP_NAME] = {"name", true, siov_param_name, BCONF(name), 0, 0, "unique name of the backend"},
-    [BP_TYPE] = {"type", true, param_backend_type, BCONF(type), 0, 0, "null, ram or file"},
+    [BP_TYPE] = {"type", true, param_backend_type, BCONF(type), 0, 0,
+		 "null, ram, file, nbd or rbd"},
     [BP_PATH] = {"path", false, siov_param_abs_path, BCONF(path), 0, 0,
 		 "type file: absolute path of a regular file or block device"},
     [BP_SIZE] = {"size", false, siov_param_bytes, BCONF(size), 0, 0,
 		 "bytes (null, ram; file: created sparse at this size if missing)"},
     [BP_READONLY] = {"readonly", false, siov_param_bool, BCONF(readonly), 0, 0,
 		     "refuse every write"},
+    [BP_URI] = {"uri", false, param_text, BCONF(uri), 0, 0,
+		"type nbd: nbd://HOST[:PORT]/EXPORT, nbds:// for TLS, nbd+unix:///EXPORT?socket=P"},
+    [BP_TLS_CREDS] = {"tls_creds", false, siov_param_abs_path, BCONF(tls_creds), 0, 0,
+		      "type nbd: directory of the TLS client credentials"},
+    [BP_TIMEOUT_MS] = {"timeout_ms", false, siov_param_uint, BCONF(timeout_ms), 1, 3600000,
+		       "type nbd, rbd: fail a request the server has not answered by then"},
+    [BP_SETTLE_MS] = {"settle_ms", false, siov_param_uint, BCONF(settle_ms), 0, 600000,
+		      "type nbd: how long to keep reconnecting before requests fail"},
+    [BP_POOL] = {"pool", false, param_text, BCONF(pool), 0, 0, "type rbd: the Ceph pool"},
+    [BP_IMAGE] = {"image", false, param_text, BCONF(image), 0, 0, "type rbd: the RBD image"},
+    [BP_CONF] = {"conf", false, siov_param_abs_path, BCONF(ceph_conf), 0, 0,
+		 "type rbd: ceph.conf to use"},
+    [BP_ID] = {"id", false, param_text, BCONF(ceph_id), 0, 0, "type rbd: the Ceph client id"},
 };
+
+#define BIT(p) (1u << (p))
+#define BP_COMMON (BIT(BP_NAME) | BIT(BP_TYPE) | BIT(BP_SIZE) | BIT(BP_READONLY))
+/* Which parameters each type takes, and which of them it needs. */
+static const struct {
+	uint32_t allowed, required;
+} backend_type_params[] = {
+    [SIOV_BACKEND_NULL] = {BP_COMMON, 0},
+    [SIOV_BACKEND_RAM] = {BP_COMMON, 0},
+    [SIOV_BACKEND_FILE] = {BP_COMMON | BIT(BP_PATH), BIT(BP_PATH)},
+    [SIOV_BACKEND_NBD] = {BP_COMMON | BIT(BP_URI) | BIT(BP_TLS_CREDS) | BIT(BP_TIMEOUT_MS) |
+			      BIT(BP_SETTLE_MS),
+			  BIT(BP_URI)},
+    [SIOV_BACKEND_RBD] = {BP_COMMON | BIT(BP_POOL) | BIT(BP_IMAGE) | BIT(BP_CONF) |
+			      BIT(BP_ID) | BIT(BP_TIMEOUT_MS),
+			  BIT(BP_POOL) | BIT(BP_IMAGE)},
+};
+
+/* Every parameter given is one the type takes, and every one it needs is given. */
+static int backend_params_check(const struct siov_backend_conf *conf, uint32_t seen,
+				struct siov_err *err)
+{
+	const char *type = siov_backend_type_name(conf->type);
+	uint32_t allowed = backend_type_params[conf->type].allowed;
+	uint32_t required = backend_type_params[conf->type].required;
+	unsigned i;
+
+	for (i = 0; i < SIOV_ARRAY_SIZE(backend_params); i++) {
+		if ((seen & BIT(i)) && !(allowed & BIT(i)))
+			return siov_err_set(err, -EINVAL,
+					    "parameter '%s' is not valid for type '%s'",
+					    backend_params[i].name, type);
+		if ((required & BIT(i)) && !(seen & BIT(i)))
+			return siov_err_set(err, -EINVAL,
+					    "missing parameter '%s' (required for type '%s')",
+					    backend_params[i].name, type);
+	}
+	/* A size is what an in-memory backend is made of: it cannot be 0. */
+	if ((conf->type == SIOV_BACKEND_NULL || conf->type == SIOV_BACKEND_RAM) && conf->size == 0)
+		return siov_err_set(err, -EINVAL,
+				    "parameter 'size' is required for type '%s' and must be "
+				    "greater than 0",
+				    type);
+	return 0;
+}
 
 int siov_backend_conf_from_json(struct json_object *params, struct siov_backend_conf *conf,
 				struct siov_err *err)
 {
-	const char *type;
 	uint32_t seen;
 	int rc;
 
@@ -272,22 +364,37 @@ int siov_backend_conf_from_json(struct json_object *params, struct siov_backend_
 			       err);
 	if (rc)
 		return rc;
-	type = siov_backend_type_name(conf->type);
-	if (conf->type == SIOV_BACKEND_FILE) {
-		if (!(seen & (1u << BP_PATH)))
-			return siov_err_set(err, -EINVAL,
-					    "missing parameter 'path' (required for type 'file')");
-		return 0;
-	}
-	if (seen & (1u << BP_PATH))
-		return siov_err_set(err, -EINVAL, "parameter 'path' is only valid for type 'file'");
-	if (conf->size == 0)
-		return siov_err_set(
-		    err, -EINVAL,
-		    "parameter 'size' is required for type '%s' and must be greater "
-		    "than 0",
-		    type);
+	rc = backend_params_check(conf, seen, err);
+	if (rc)
+		return rc;
+	if (!(seen & BIT(BP_TIMEOUT_MS)))
+		conf->timeout_ms = SIOV_BACKEND_TIMEOUT_MS_DEFAULT;
+	if (!(seen & BIT(BP_SETTLE_MS)))
+		conf->settle_ms = SIOV_BACKEND_SETTLE_MS_DEFAULT;
 	return 0;
+}
+
+static void add_str(struct json_object *o, const char *key, const char *val)
+{
+	if (val[0])
+		json_object_object_add(o, key, json_object_new_string(val));
+}
+
+void siov_backend_remote_conf_to_json(struct json_object *o, const struct siov_backend_conf *conf)
+{
+	if (conf->type != SIOV_BACKEND_NBD && conf->type != SIOV_BACKEND_RBD)
+		return;
+	if (conf->type == SIOV_BACKEND_NBD) {
+		add_str(o, "uri", conf->uri);
+		add_str(o, "tls_creds", conf->tls_creds);
+		json_object_object_add(o, "settle_ms", json_object_new_int64(conf->settle_ms));
+	} else {
+		add_str(o, "pool", conf->pool);
+		add_str(o, "image", conf->image);
+		add_str(o, "conf", conf->ceph_conf);
+		add_str(o, "id", conf->ceph_id);
+	}
+	json_object_object_add(o, "timeout_ms", json_object_new_int64(conf->timeout_ms));
 }
 
 struct json_object *siov_backend_conf_to_json(const struct siov_backend_conf *conf)
@@ -301,6 +408,7 @@ struct json_object *siov_backend_conf_to_json(const struct siov_backend_conf *co
 			       json_object_new_string(siov_backend_type_name(conf->type)));
 	if (conf->type == SIOV_BACKEND_FILE)
 		json_object_object_add(o, "path", json_object_new_string(conf->path));
+	siov_backend_remote_conf_to_json(o, conf);
 	json_object_object_add(o, "size", json_object_new_uint64(conf->size));
 	json_object_object_add(o, "readonly", json_object_new_boolean(conf->readonly));
 	return o;
@@ -490,5 +598,62 @@ struct json_object *siov_group_conf_to_json(const struct siov_group_conf *conf)
 		return NULL;
 	json_object_object_add(o, "name", json_object_new_string(conf->name));
 	qos_params_to_json(o, &conf->qos);
+	return o;
+}
+
+/* ---- Networks ---- */
+
+/* "tap:IFNAME" with a name the kernel would take (1..15 characters, no '/', ':' or space). */
+static int param_uplink(const struct siov_param *p, struct json_object *v, void *field,
+			struct siov_err *err)
+{
+	const char *s;
+	size_t len, i;
+	int rc = param_string(p, v, &s, &len, err);
+
+	if (rc)
+		return rc;
+	if (len == 0) {
+		*(char *)field = '\0';
+		return 0;
+	}
+	if (strncmp(s, "tap:", 4) || len < 5 || len > 4 + 15)
+		return param_fail(p, "must be \"tap:IFNAME\" (IFNAME 1 to 15 characters)", err);
+	for (i = 4; i < len; i++)
+		if (s[i] == '/' || s[i] == ':' || s[i] <= ' ' || s[i] > '~')
+			return param_fail(p, "has a character an interface name cannot have", err);
+	memcpy(field, s, len + 1);
+	return 0;
+}
+
+#define NCONF(f) offsetof(struct siov_network_conf, f), sizeof(((struct siov_network_conf *)0)->f)
+static const struct siov_param network_params[] = {
+    {"name", true, siov_param_name, NCONF(name), 0, 0, "unique name of the network (an L2 domain)"},
+    {"mtu", false, siov_param_uint, NCONF(mtu), SIOV_NET_MTU_MIN, SIOV_NET_MTU_MAX,
+     "largest frame payload on the network"},
+    {"uplink", false, param_uplink, NCONF(uplink), 0, 0, "tap:IFNAME: a TAP device as one more port"},
+};
+const struct siov_param_table siov_network_param_table = {network_params,
+							  SIOV_ARRAY_SIZE(network_params)};
+
+int siov_network_conf_from_json(struct json_object *params, struct siov_network_conf *conf,
+				struct siov_err *err)
+{
+	memset(conf, 0, sizeof(*conf));
+	conf->mtu = SIOV_NET_MTU_DEFAULT;
+	return siov_params_parse(params, network_params, SIOV_ARRAY_SIZE(network_params), conf,
+				 NULL, err);
+}
+
+struct json_object *siov_network_conf_to_json(const struct siov_network_conf *conf)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "name", json_object_new_string(conf->name));
+	json_object_object_add(o, "mtu", json_object_new_int64(conf->mtu));
+	if (conf->uplink[0])
+		json_object_object_add(o, "uplink", json_object_new_string(conf->uplink));
 	return o;
 }

@@ -1,8 +1,8 @@
 /*
  * The persisted configuration as a snapshot plus a journal.
  *
- *   DIR/siovd.json          {"version": 1, "generation": G, "seq": S,
- *                            "backends": [...], "groups": [...], "vdevs": [...]}
+ *   DIR/siovd.json          {"version": 1, "generation": G, "seq": S, "backends": [...],
+ *                            "groups": [...], "networks": [...], "vdevs": [...]}
  *   DIR/siovd.journal.G     one line per record, "CRC32C-HEX JSON\n"; the first
  *                           line is the header {"siov_journal": 1, "generation": G}
  *
@@ -98,10 +98,22 @@ static int vdev_create(struct siov_vdcm *vdcm, const void *conf, struct siov_err
 	return siov_vdcm_vdev_create(vdcm, conf, err);
 }
 
+static int network_from_json(struct json_object *o, void *conf, struct siov_err *err)
+{
+	return siov_network_conf_from_json(o, conf, err);
+}
+
+static int network_create(struct siov_vdcm *vdcm, const void *conf, struct siov_err *err)
+{
+	return siov_vdcm_network_create(vdcm, conf, err);
+}
+
 static const struct state_kind kinds[] = {
     {"backend", "backends", "backend", sizeof(struct siov_backend_conf), backend_from_json,
      backend_create},
     {"group", "groups", "group", sizeof(struct siov_group_conf), group_from_json, group_create},
+    {"network", "networks", "network", sizeof(struct siov_network_conf), network_from_json,
+     network_create},
     {"vdev", "vdevs", "VDEV", sizeof(struct siov_vdev_conf), vdev_from_json, vdev_create},
 };
 #define NKINDS SIOV_ARRAY_SIZE(kinds)
@@ -1053,11 +1065,8 @@ int siov_state_restore(struct siov_state *st, struct siov_vdcm *vdcm)
 
 	for (size_t i = 0; i < NKINDS; i++)
 		failed += restore_kind(st, i, vdcm);
-	SIOV_INFO("state: restored %zu backends, %zu groups and %zu VDEVs (%d failed) "
-		  "up to change #%" PRIu64,
-		  (size_t)json_object_object_length(st->boot.kinds[0]),
-		  (size_t)json_object_object_length(st->boot.kinds[1]),
-		  (size_t)json_object_object_length(st->boot.kinds[2]), failed, st->boot.seq);
+	SIOV_INFO("state: restored %" PRIu64 " objects (%d failed) up to change #%" PRIu64,
+		  st->boot.entries, failed, st->boot.seq);
 	model_free(&st->boot);
 	return failed;
 }

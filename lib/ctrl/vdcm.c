@@ -23,6 +23,7 @@
 #include "siov_internal/vhost_user.h"
 #include "siov_internal/virtio_blk.h"
 #include "siov_internal/virtqueue.h"
+#include "vdcm_net.h"
 
 #ifndef SIOV_VERSION
 #define SIOV_VERSION "0.1.0"
@@ -166,6 +167,7 @@ struct siov_vdcm {
 	unsigned nsocket_dirs;
 	unsigned socket_mode;
 	int socket_uid, socket_gid;
+	struct vdcm_nets *nets; /* the switch and its uplinks: vdcm_net.c */
 };
 
 /* Resolves the allowed socket directories once, so that a symlink swapped later cannot widen them.
@@ -250,6 +252,8 @@ int siov_vdcm_create(const struct siov_vdcm_opts *opts, struct siov_vdcm **out)
 	v->socket_uid = opts->socket_uid;
 	v->socket_gid = opts->socket_gid;
 	rc = socket_dirs_init(v, opts->socket_dirs);
+	if (!rc)
+		rc = vdcm_nets_create(opts->loop, &v->nets);
 	if (rc) {
 		siov_vdcm_destroy(v);
 		return rc;
@@ -755,6 +759,7 @@ void siov_vdcm_destroy(struct siov_vdcm *v)
 		siov_vdcm_group_delete(v, v->groups->conf.name, NULL);
 	while (v->backends)
 		siov_vdcm_backend_delete(v, siov_backend_conf(v->backends->bd)->name, NULL);
+	vdcm_nets_destroy(v->nets);
 	siov_engines_destroy(v->engines);
 	socket_dirs_fini(v);
 	free(v->backend_names.b);
@@ -788,9 +793,9 @@ static void queue_stats(const struct siov_vq *vq, struct siov_queue_stats *s)
 
 	memset(s, 0, sizeof(*s));
 	s->index = vq->index;
-	s->engine = vq->engine ? (int)siov_engine_id(vq->engine) : -1;
+	s->engine = siov_engine_of(vq);
 	s->state = __atomic_load_n(&vq->broken, __ATOMIC_ACQUIRE) ? "broken"
-		   : vq->engine					  ? "running"
+		   : s->engine >= 0				  ? "running"
 								  : "stopped";
 	s->requests = SIOV_STAT_GET(t->requests);
 	s->reads = SIOV_STAT_GET(t->reads);
@@ -876,10 +881,16 @@ void siov_vdcm_daemon_info(struct siov_vdcm *v, struct siov_daemon_info *info)
 	info->backends = v->nbackends;
 	info->vdevs = v->nvdevs;
 	info->groups = v->ngroups;
+	info->networks = siov_switch_networks(vdcm_nets_switch(v->nets));
 	info->uptime_s = (double)(siov_now_ns() - v->start_ns) / 1e9;
 }
 
 int siov_vdcm_engine_stats(struct siov_vdcm *v, unsigned i, struct siov_engine_stats *out)
 {
 	return siov_engines_stats(v->engines, i, out);
+}
+
+struct vdcm_nets *vdcm_nets_of(struct siov_vdcm *v)
+{
+	return v->nets;
 }

@@ -1,5 +1,6 @@
 /*
- * libsiov's low-level door for hostile-input tests, never installed: a
+ * libsiov's low-level door for hostile-input tests, in the test-only static
+ * library libsiov_test (never installed, not in libsiov.so): a
  * vhost-user front end that misbehaves on purpose.  It sends any message with
  * any fds, and writes any descriptor or avail entry into a queue's ring, so a
  * test can hand a back end descriptor loops, out-of-range indices, addresses

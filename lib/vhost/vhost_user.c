@@ -99,7 +99,7 @@ static size_t inflight_queue_bytes(uint16_t qsize)
 
 static bool vq_running(const struct vu_queue *q)
 {
-	return q->vq.engine != NULL;
+	return siov_engine_of(&q->vq) >= 0;
 }
 
 static bool vq_enabled(const struct siov_vu_server *srv, const struct vu_queue *q)
@@ -239,6 +239,12 @@ static void vq_resume_all(struct siov_vu_server *srv)
 {
 	unsigned i;
 
+	/*
+	 * With no memory left (REM_MEM_REG of the last region) a paused queue
+	 * stays paused, so that the ADD_MEM_REG that follows restarts it.
+	 */
+	if (srv->mem.nregions == 0)
+		return;
 	for (i = 0; i < srv->nqueues; i++) {
 		struct vu_queue *q = &srv->queues[i];
 		if (q->paused) {
@@ -361,14 +367,27 @@ static int h_set_features(struct siov_vu_server *srv, struct vu_msg_in *in)
 	return 0;
 }
 
+_Static_assert(VHOST_USER_MAX_MEM_SLOTS <= SIOV_MEMTABLE_MAX &&
+		   VHOST_USER_MEM_REGIONS_MAX <= SIOV_MEMTABLE_MAX,
+	       "the memory table holds every slot we advertise");
+
+/* The wire's region (packed, hostile) as the memory table's own description. */
+static struct siov_mem_desc mem_desc(const struct siov_vu_mem_region *r)
+{
+	return (struct siov_mem_desc){.gpa = r->guest_phys_addr,
+				      .size = r->memory_size,
+				      .uva = r->userspace_addr,
+				      .fd_offset = r->mmap_offset};
+}
+
 static int mem_add(struct siov_vu_server *srv, const struct siov_vu_mem_region *r, int fd)
 {
-	int rc = siov_memtable_add(&srv->mem, r, fd);
+	struct siov_mem_desc d = mem_desc(r);
+	int rc = siov_memtable_add(&srv->mem, &d, fd);
 
 	if (rc)
 		SIOV_WARN("vdev %s: memory region gpa 0x%llx size 0x%llx refused: %s", srv->name,
-			  (unsigned long long)r->guest_phys_addr,
-			  (unsigned long long)r->memory_size, strerror(-rc));
+			  (unsigned long long)d.gpa, (unsigned long long)d.size, strerror(-rc));
 	return rc;
 }
 
@@ -405,12 +424,14 @@ static int h_add_mem_reg(struct siov_vu_server *srv, struct vu_msg_in *in)
 
 static int h_rem_mem_reg(struct siov_vu_server *srv, struct vu_msg_in *in)
 {
+	struct siov_mem_desc d;
 	int rc;
 
 	if (need_size(&in->m, sizeof(struct siov_vu_mem_reg)))
 		return -EPROTO;
+	d = mem_desc(&in->m.payload.mem_reg.region);
 	vq_pause_all(srv);
-	rc = siov_memtable_remove(&srv->mem, &in->m.payload.mem_reg.region);
+	rc = siov_memtable_remove(&srv->mem, &d);
 	vq_resume_all(srv);
 	return rc;
 }
@@ -860,29 +881,36 @@ static void conn_readable(struct siov_watch *w, uint32_t events, void *arg)
 		conn_close(srv, "hang-up");
 }
 
-static void listen_readable(struct siov_watch *w, uint32_t events, void *arg)
+int siov_vu_server_adopt(struct siov_vu_server *srv, int fd)
 {
-	struct siov_vu_server *srv = arg;
-	int fd, rc;
+	int rc;
 
-	fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (fd < 0)
-		return;
 	if (srv->conn_fd >= 0) {
 		/* One front end per VDEV: a second one is turned away. */
 		SIOV_WARN("vdev %s: refusing a second front end", srv->name);
 		close(fd);
-		return;
+		return -EBUSY;
 	}
 	rc = siov_loop_add(srv->loop, fd, EPOLLIN | EPOLLRDHUP, conn_readable, srv, &srv->conn_w);
 	if (rc) {
 		close(fd);
-		return;
+		return rc;
 	}
 	srv->conn_fd = fd;
 	srv->connections++;
 	session_reset(srv);
 	SIOV_INFO("vdev %s: front end connected on %s", srv->name, srv->path);
+	return 0;
+}
+
+static void listen_readable(struct siov_watch *w, uint32_t events, void *arg)
+{
+	struct siov_vu_server *srv = arg;
+	int fd;
+
+	fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd >= 0)
+		siov_vu_server_adopt(srv, fd);
 }
 
 /* ---- socket ---- */

@@ -15,6 +15,7 @@
  * and using a hash of the whole path otherwise.  DIR/disk is an existing
  * 1 MiB file, so "path": "/disk" opens it.  No state dir: nothing persisted.
  */
+#include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -45,6 +46,10 @@ int __wrap_siov_vdcm_backend_create(struct siov_vdcm *v, const struct siov_backe
 				    struct siov_err *err);
 int __wrap_siov_vdcm_vdev_create(struct siov_vdcm *v, const struct siov_vdev_conf *conf,
 				 struct siov_err *err);
+int __real_siov_vdcm_network_create(struct siov_vdcm *v, const struct siov_network_conf *conf,
+				    struct siov_err *err);
+int __wrap_siov_vdcm_network_create(struct siov_vdcm *v, const struct siov_network_conf *conf,
+				    struct siov_err *err);
 
 /* Moves path into the temporary directory (see the top of the file). */
 static void confine(char *path, size_t size)
@@ -71,6 +76,9 @@ int __wrap_siov_vdcm_backend_create(struct siov_vdcm *v, const struct siov_backe
 	static struct siov_backend_conf c;
 
 	c = *conf;
+	/* Remote backends would dial whatever the input names: parse them, open none. */
+	if (c.type == SIOV_BACKEND_NBD || c.type == SIOV_BACKEND_RBD)
+		return siov_err_set(err, -ENOTSUP, "remote backends are not opened by the fuzzer");
 	/* An unterminated path is the VDCM's to refuse; only a terminated one is moved. */
 	if (c.type == SIOV_BACKEND_FILE && memchr(c.path, 0, sizeof(c.path)))
 		confine(c.path, sizeof(c.path));
@@ -87,6 +95,17 @@ int __wrap_siov_vdcm_vdev_create(struct siov_vdcm *v, const struct siov_vdev_con
 		confine(c.socket, sizeof(c.socket));
 	g_mutated = true;
 	return __real_siov_vdcm_vdev_create(v, &c, err);
+}
+
+/* No TAP devices from a fuzzer: the uplink is checked by the parser, then dropped. */
+int __wrap_siov_vdcm_network_create(struct siov_vdcm *v, const struct siov_network_conf *conf,
+				    struct siov_err *err)
+{
+	struct siov_network_conf c = *conf;
+
+	c.uplink[0] = '\0';
+	g_mutated = true;
+	return __real_siov_vdcm_network_create(v, &c, err);
 }
 
 static void baseline(void)
@@ -152,6 +171,17 @@ static void name_of_vdev(const struct siov_vdev_info *info, void *arg)
 	snprintf(ns->n[ns->count++], SIOV_NAME_MAX, "%s", info->conf->name);
 }
 
+static void name_of_network(const struct siov_network_info *info, void *arg)
+{
+	struct names *ns = arg;
+
+	if (ns->count == SIOV_ARRAY_SIZE(ns->n)) {
+		ns->overflow = true;
+		return;
+	}
+	snprintf(ns->n[ns->count++], SIOV_NAME_MAX, "%s", info->conf->name);
+}
+
 static void name_of_backend(const struct siov_backend_info *info, void *arg)
 {
 	struct names *ns = arg;
@@ -190,7 +220,7 @@ static void reset_vdcm(void)
 
 	siov_vdcm_daemon_info(g_vdcm, &info);
 	ns.count = 0;
-	if (!g_mutated && info.backends == 2 && info.vdevs == 1 &&
+	if (!g_mutated && info.backends == 2 && info.vdevs == 1 && !info.networks &&
 	    siov_vdcm_vdev_get(g_vdcm, "vd0", name_of_vdev, &ns) == 0)
 		return;
 	do {
@@ -199,6 +229,13 @@ static void reset_vdcm(void)
 		siov_vdcm_vdev_foreach(g_vdcm, name_of_vdev, &ns);
 		for (i = 0; i < ns.count; i++)
 			siov_vdcm_vdev_delete(g_vdcm, ns.n[i], NULL);
+	} while (ns.overflow);
+	do {
+		ns.count = 0;
+		ns.overflow = false;
+		siov_vdcm_network_foreach(g_vdcm, name_of_network, &ns);
+		for (i = 0; i < ns.count; i++)
+			siov_vdcm_network_delete(g_vdcm, ns.n[i], NULL);
 	} while (ns.overflow);
 	do {
 		ns.count = 0;

@@ -24,7 +24,7 @@
 #include <cmocka.h>
 #include <liburing.h>
 
-#include "siov_internal/backend.h"
+#include "siov_internal/backend_module.h"
 
 struct fx {
 	struct io_uring ring;

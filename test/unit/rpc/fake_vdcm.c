@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fake_vdcm.h"
+#include "../../../lib/ctrl/vdcm_net.h"
 
 #define FAKE_MAX 64
 
@@ -29,6 +30,7 @@ struct siov_vdcm {
 	struct fake_vdev vdevs[FAKE_MAX];
 	unsigned nvdevs;
 	int fail_backend_create;
+	struct vdcm_nets *nets; /* the real switch: it needs no engines or I/O */
 };
 
 int siov_backend_type_parse(const char *s, enum siov_backend_type *out)
@@ -53,19 +55,38 @@ const char *siov_backend_type_name(enum siov_backend_type type)
 		return "ram";
 	case SIOV_BACKEND_FILE:
 		return "file";
+	case SIOV_BACKEND_NBD:
+		return "nbd";
+	case SIOV_BACKEND_RBD:
+		return "rbd";
 	}
 	return "unknown";
 }
 
 int siov_vdcm_create(const struct siov_vdcm_opts *opts, struct siov_vdcm **out)
 {
+	int rc;
+
 	*out = calloc(1, sizeof(**out));
-	return *out ? 0 : -ENOMEM;
+	if (!*out)
+		return -ENOMEM;
+	if ((rc = vdcm_nets_create(NULL, &(*out)->nets)) < 0) {
+		free(*out);
+		return rc;
+	}
+	return 0;
 }
 
 void siov_vdcm_destroy(struct siov_vdcm *vdcm)
 {
+	if (vdcm)
+		vdcm_nets_destroy(vdcm->nets);
 	free(vdcm);
+}
+
+struct vdcm_nets *vdcm_nets_of(struct siov_vdcm *v)
+{
+	return v->nets;
 }
 
 static int backend_idx(struct siov_vdcm *v, const char *name)
@@ -363,6 +384,7 @@ void siov_vdcm_daemon_info(struct siov_vdcm *v, struct siov_daemon_info *info)
 	info->backends = v->nbackends;
 	info->vdevs = v->nvdevs;
 	info->groups = v->ngroups;
+	info->networks = siov_switch_networks(vdcm_nets_switch(v->nets));
 	info->uptime_s = 1.5;
 }
 

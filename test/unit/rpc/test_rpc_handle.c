@@ -164,7 +164,7 @@ static void test_params_strict(void **state)
 	BAD_PARAMS("backend_create",
 		   "{\"name\":\"b\",\"type\":\"ram\",\"size\":4096,"
 		   "\"path\":\"/tmp/x\"}",
-		   "only valid for type 'file'");
+		   "'path' is not valid for type 'ram'");
 	BAD_PARAMS("backend_create", "{\"name\":\"b\",\"type\":\"file\",\"path\":\"rel/x\"}",
 		   "must be an absolute path");
 	BAD_PARAMS("backend_create", "{\"name\":\"b\",\"type\":\"file\",\"path\":\"/a\\u0000b\"}",

@@ -127,6 +127,56 @@ static void test_round_trip(void **state)
 	siov_vdcm_destroy(b);
 }
 
+/* network_create/delete/list: checked, listed, saved and restored like the rest. */
+static void test_networks(void **state)
+{
+	struct siov_rpc_server_opts opts = {.state_dir = g_dir};
+	struct siov_rpc_server *srv;
+	struct siov_vdcm *a, *b;
+	struct siov_err err = {0};
+	struct json_object *list;
+	char *text;
+
+	assert_int_equal(siov_vdcm_create(NULL, &a), 0);
+	assert_int_equal(siov_vdcm_create(NULL, &b), 0);
+	opts.vdcm = a;
+	assert_int_equal(siov_rpc_server_create(&opts, &srv), 0);
+	rpc_expect_true(srv, REQ("network_create", "{\"name\":\"t1\"}"));
+	rpc_expect_true(srv, REQ("network_create", "{\"name\":\"t2\",\"mtu\":9000}"));
+	rpc_expect_true(srv, REQ("network_create", "{\"name\":\"gone\"}"));
+	rpc_expect_error(srv, REQ("network_create", "{\"name\":\"t1\"}"), -EEXIST, "exists");
+	rpc_expect_error(srv, REQ("network_create", "{\"name\":\"t3\",\"mtu\":67}"), -32602,
+			 "mtu");
+	rpc_expect_error(srv, REQ("network_create", "{\"name\":\"t3\",\"uplink\":\"eth0\"}"),
+			 -32602, "tap:");
+	rpc_expect_error(srv,
+			 REQ("network_create", "{\"name\":\"t3\",\"uplink\":\"tap:a/b\"}"),
+			 -32602, "uplink");
+	rpc_expect_error(srv, REQ("network_create", "{\"name\":\"t3\",\"vlan\":3}"), -32602,
+			 "vlan");
+	rpc_expect_true(srv, REQ("network_delete", "{\"name\":\"gone\"}"));
+	rpc_expect_error(srv, REQ("network_delete", "{\"name\":\"gone\"}"), -ENOENT, "gone");
+	list = rpc_expect_result(srv, REQ("network_list", NULL));
+	text = strdup(json_object_to_json_string_ext(list, JSON_C_TO_STRING_PLAIN));
+	assert_string_equal(text, "[{\"name\":\"t1\",\"mtu\":1500,\"ports\":0,\"learned\":0},"
+				  "{\"name\":\"t2\",\"mtu\":9000,\"ports\":0,\"learned\":0}]");
+	json_object_put(list);
+	siov_rpc_server_destroy(srv);
+
+	/* A restart brings both back, in order, with their MTUs. */
+	assert_int_equal(siov_state_load(b, g_dir, &err), 0);
+	opts.vdcm = b;
+	opts.state_dir = NULL;
+	assert_int_equal(siov_rpc_server_create(&opts, &srv), 0);
+	list = rpc_expect_result(srv, REQ("network_list", NULL));
+	assert_string_equal(json_object_to_json_string_ext(list, JSON_C_TO_STRING_PLAIN), text);
+	json_object_put(list);
+	free(text);
+	siov_rpc_server_destroy(srv);
+	siov_vdcm_destroy(a);
+	siov_vdcm_destroy(b);
+}
+
 /* A stale temporary from a crash is removed, and the snapshot is rewritten whole. */
 static void test_save_over_leftovers(void **state)
 {
@@ -420,6 +470,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_save_over_leftovers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_networks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_corrupt_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_entries_counted, setup, teardown),

@@ -1,0 +1,69 @@
+#!/bin/bash
+# Section "file": siovd's file backend (O_DIRECT) against fio's io_uring
+# engine on the same file from the same CPU (the native speed issue 13 asks
+# siovd to reach: >= 1.0x) and against qemu-storage-daemon's file export
+# (aio=io_uring, cache.direct=on; siovd must never be below it).  Random
+# reads and writes, 4 KiB and 64 KiB, QD 1, 32 and 128; each round runs
+# siovd, fio and qsd back to back on one configuration (the order turns).
+# Usage: sections/file.sh BUILD DIR   env: FILE_MB=1024 FILE_DIR=/var/tmp
+#   QUICK=1: 4 KiB randread at QD 32 only.  RWS, BSS, QDS pick a subset.
+set -euo pipefail
+BUILD=$1 DIR=$2
+. "$(dirname "$0")/../lib.sh"
+FILE_MB=${FILE_MB:-1024}
+FILE_DIR=${FILE_DIR:-/var/tmp}
+RWS=${RWS:-"randread randwrite"}
+BSS=${BSS:-"4k 64k"}
+QDS=${QDS:-"1 32 128"}
+if [ "$QUICK" = 1 ]; then RWS=randread BSS=4k QDS=32; fi
+have_siovd || { echo "file: siovd or siov-bench not built" >&2; exit 77; }
+FILE=$(mktemp "$FILE_DIR/siov-bench-disk.XXXXXX")
+trap 'bench_cleanup; rm -f "$FILE"' EXIT
+dd if=/dev/zero of="$FILE" bs=1M count="$FILE_MB" oflag=direct status=none
+$FIG meta "$DIR" --name file --title "File backend (O_DIRECT): siovd vs fio io_uring and qemu-storage-daemon" \
+	--setup "A $FILE_MB MiB preallocated file in $FILE_DIR ($(df -T "$FILE_DIR" | awk 'NR==2{print $2}')). siovd and qsd on CPU $TCPU with siov-bench polling on CPU $LCPU; fio --ioengine=io_uring --direct=1 runs on CPU $TCPU, the CPU siovd issues its I/O from. $RUNTIME s per run, $ROUNDS rounds; one round runs siovd, fio and qsd back to back per configuration, in an order that turns each round."
+
+# add ID SIDE VALUE LABEL UNIT [BETTER]
+add() { $FIG add "$DIR" --id "$1" --side "$2" --value "$3" --label "$4" --unit "$5" ${6:+--better $6}; }
+
+one_config() { # RW BS QD ROUND
+	local rw=$1 bs=$2 qd=$3 round=$4 id=file.$1.$2.qd$3 dir=read what out side
+	[ "$rw" = randwrite ] && dir=write
+	what="file, $bs $rw, QD $qd"
+	# The order turns each round so no side always runs first after the others.
+	local sides=(siovd fio qsd) k
+	for k in 0 1 2; do
+		side=${sides[$(((k + round) % 3))]}
+		out=$DIR/raw/$id-$side-r$round.json
+		if [ "$side" = fio ]; then
+			if run_fio "$out" --filename="$FILE" --rw="$rw" --bs="$bs" --iodepth="$qd"; then
+				add "$id.iops" fio "$(fio_get "$out" $dir iops)" "$what: IOPS" IOPS
+				add "$id.lat_mean_us" fio "$(fio_get "$out" $dir lat)" "$what: mean latency" µs lower
+			else
+				add "$id.iops" fio none "$what: IOPS" IOPS
+			fi
+			continue
+		fi
+		[ "$side" = qsd ] && [ -z "$QSD" ] && continue
+		if run_target "$side" "$FILE" "$out" --rw "$rw" --bs "$bs" --iodepth "$qd"; then
+			add "$id.iops" $side "$(jget "$out" 'd["iops"]')" "$what: IOPS" IOPS
+			add "$id.lat_mean_us" $side "$(jget "$out" 'd["lat_ns"]["mean"]/1e3')" "$what: mean latency" µs lower
+			add "$id.cpu_util" $side "$(jget "$out" 'd["target_cpu_s"]/d["runtime_s"]')" "$what: target CPU (share of one CPU)" CPU lower
+		else
+			add "$id.iops" $side none "$what: IOPS" IOPS
+		fi
+	done
+	echo "file: $id round $round done"
+}
+
+for round in $(seq "$ROUNDS"); do
+	for rw in $RWS; do for bs in $BSS; do for qd in $QDS; do
+		one_config "$rw" "$bs" "$qd" "$round"
+	done; done; done
+done
+for rw in $RWS; do for bs in $BSS; do for qd in $QDS; do
+	id=file.$rw.$bs.qd$qd
+	$FIG ratio "$DIR" --id "$id.iops" --of siovd --to fio --target 1.0
+	[ -n "$QSD" ] && $FIG ratio "$DIR" --id "$id.iops" --of siovd --to qsd --target 1.0 --every-round
+	$FIG ratio "$DIR" --id "$id.lat_mean_us" --of siovd --to fio
+done; done; done
