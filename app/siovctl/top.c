@@ -119,7 +119,8 @@ static void row_of(struct top *t, struct json_object *v, double dt, struct row *
 	if (t->prev && json_object_object_get_ex(t->prev, r->name, &old)) {
 		p.requests = (uint64_t)json_object_get_int64(json_object_array_get_idx(old, 0));
 		p.bytes_read = (uint64_t)json_object_get_int64(json_object_array_get_idx(old, 1));
-		p.bytes_written = (uint64_t)json_object_get_int64(json_object_array_get_idx(old, 2));
+		p.bytes_written =
+		    (uint64_t)json_object_get_int64(json_object_array_get_idx(old, 2));
 		p.throttled_ns = (uint64_t)json_object_get_int64(json_object_array_get_idx(old, 3));
 		p.lat_total_us = json_object_get_double(json_object_array_get_idx(old, 4));
 	}

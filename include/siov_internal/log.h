@@ -18,7 +18,6 @@ enum siov_log_format { SIOV_LOG_TEXT, SIOV_LOG_JSON };
 
 void siov_log_set_level(enum siov_log_level level);
 void siov_log_set_format(enum siov_log_format format);
-bool siov_log_enabled(enum siov_log_level level);
 void siov_log(enum siov_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -42,7 +41,7 @@ bool siov_ratelimit_pass(struct siov_ratelimit *rl, const char *who);
 /* A message a front end caused, for VDEV who, limited by rl. */
 #define SIOV_VDEV_LOG(rl, who, level, ...)                                                         \
 	do {                                                                                       \
-		if (siov_log_enabled(level) && siov_ratelimit_pass((rl), (who)))                   \
+		if (siov_ratelimit_pass((rl), (who)))                                              \
 			siov_log((level), __VA_ARGS__);                                            \
 	} while (0)
 

@@ -25,7 +25,8 @@ struct siov_rpc_server_opts {
 	struct siov_loop *loop;
 	struct siov_vdcm *vdcm;
 	const char *socket_path;
-	/* Recovered and restored into vdcm at create, journaled after: NULL: nothing is persisted. */
+	/* Recovered and restored into vdcm at create, journaled after: NULL: nothing is persisted.
+	 */
 	const char *state_dir;
 	uint64_t compact_records; /* 0: the default (see siov_state_opts) */
 	/* > 0: members of this group may manage siovd too (socket 0660, this group). */

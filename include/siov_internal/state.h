@@ -32,7 +32,8 @@ struct siov_state_opts {
 	struct siov_loop *loop;
 	void (*durable_cb)(void *arg);
 	void *cb_arg;
-	/* Compact once the journal holds this many records (and more than the snapshot); 0: 8192. */
+	/* Compact once the journal holds this many records (and more than the snapshot); 0: 8192.
+	 */
 	uint64_t compact_records;
 	/* Only read: no thread, nothing written, no torn tail cut (siov_state_load). */
 	bool readonly;
@@ -47,6 +48,9 @@ struct siov_state_opts {
  */
 int siov_state_open(const struct siov_state_opts *opts, struct siov_state **out,
 		    struct siov_err *err);
+/* What recovery found: objects of every kind, and the last change applied. */
+void siov_state_recovered(const struct siov_state *st, uint64_t *entries, uint64_t *seq);
+
 /*
  * Recreates through the VDCM what the state describes, kinds in table order
  * (backends before the VDEVs on them).  An entry that fails is logged, kept in

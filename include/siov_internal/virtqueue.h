@@ -19,6 +19,7 @@
 #include <sys/uio.h>
 
 #include "siov/vhost_user.h"
+#include "siov_internal/log.h"
 #include "siov_internal/memtable.h"
 
 struct siov_vq;
@@ -84,6 +85,7 @@ struct siov_vq_runner {
 struct siov_vq {
 	/* --- slow path: set by the control thread while the queue is stopped --- */
 	unsigned index;
+	struct siov_ratelimit log_rl; /* "broken" messages, which a front end causes */
 	uint16_t num;
 	uint64_t desc_uva, avail_uva, used_uva;
 	bool addr_set;

@@ -111,8 +111,8 @@ struct rows {
 
 static void add_queue(struct vrow *r, const struct siov_queue_stats *q)
 {
-	uint64_t ops[6] = {q->reads, q->writes, q->flushes, q->discards, q->write_zeroes,
-			   q->get_ids};
+	uint64_t ops[6] = {q->reads,	q->writes,	 q->flushes,
+			   q->discards, q->write_zeroes, q->get_ids};
 
 	for (int k = 0; k < 6; k++)
 		r->ops[k] += ops[k];
@@ -174,20 +174,21 @@ static void rows_free(struct rows *rs)
 
 /* ---- Families ---- */
 
-static const char *const op_names[6] = {"read",    "write",	"flush",
+static const char *const op_names[6] = {"read",	   "write",	   "flush",
 					"discard", "write_zeroes", "get_id"};
 
 static void vdev_counters(struct text *t, const struct rows *rs)
 {
-	family(t, "siov_vdev_requests_total", "counter", "Requests completed without error, by op.");
+	family(t, "siov_vdev_requests_total", "counter",
+	       "Requests completed without error, by op.");
 	for (size_t i = 0; i < rs->n; i++)
 		for (int k = 0; k < 6; k++)
 			put(t, "siov_vdev_requests_total{vdev=\"%s\",op=\"%s\"} %llu\n",
 			    rs->v[i].name, op_names[k], (unsigned long long)rs->v[i].ops[k]);
 	family(t, "siov_vdev_bytes_total", "counter", "Bytes read and written.");
 	for (size_t i = 0; i < rs->n; i++) {
-		put(t, "siov_vdev_bytes_total{vdev=\"%s\",direction=\"read\"} %llu\n", rs->v[i].name,
-		    (unsigned long long)rs->v[i].bytes_read);
+		put(t, "siov_vdev_bytes_total{vdev=\"%s\",direction=\"read\"} %llu\n",
+		    rs->v[i].name, (unsigned long long)rs->v[i].bytes_read);
 		put(t, "siov_vdev_bytes_total{vdev=\"%s\",direction=\"write\"} %llu\n",
 		    rs->v[i].name, (unsigned long long)rs->v[i].bytes_written);
 	}
@@ -275,7 +276,9 @@ static void queue_families(struct text *t, const struct rows *rs)
 	       "1 for the queue's state (stopped, running, broken) and its engine (-1: none).");
 	for (size_t i = 0; i < rs->n; i++)
 		for (unsigned q = 0; q < rs->v[i].nqueues; q++)
-			put(t, "siov_queue_state{vdev=\"%s\",queue=\"%u\",state=\"%s\",engine=\"%d\"} 1\n",
+			put(t,
+			    "siov_queue_state{vdev=\"%s\",queue=\"%u\",state=\"%s\",engine=\"%d\"} "
+			    "1\n",
 			    rs->v[i].name, rs->v[i].queues[q].index, rs->v[i].queues[q].state,
 			    rs->v[i].queues[q].engine);
 }
@@ -384,7 +387,8 @@ static void group_families(struct text *t, struct siov_vdcm *vdcm)
 {
 	static const char *const fam[4][3] = {
 	    {"siov_group_vdevs", "gauge", "VDEVs in the QoS group."},
-	    {"siov_group_qos_admitted_total", "counter", "Requests the group's buckets let through."},
+	    {"siov_group_qos_admitted_total", "counter",
+	     "Requests the group's buckets let through."},
 	    {"siov_group_qos_throttled_total", "counter",
 	     "Times a member waited for the group's buckets."},
 	    {"siov_group_qos_throttled_seconds_total", "counter",
@@ -496,8 +500,8 @@ char *siov_metrics_render(struct siov_metrics *m, size_t *len)
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *text)
 {
-	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), (void *)text,
-								  MHD_RESPMEM_PERSISTENT);
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
 	enum MHD_Result rc;
 
 	if (!r)
@@ -587,8 +591,10 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss, struct siov_
 			return 0;
 	}
 bad:
-	return siov_err_set(err, -EINVAL, "--metrics wants ADDR:PORT (127.0.0.1:9100, [::1]:9100), "
-					  "not '%s'", s);
+	return siov_err_set(err, -EINVAL,
+			    "--metrics wants ADDR:PORT (127.0.0.1:9100, [::1]:9100), "
+			    "not '%s'",
+			    s);
 }
 
 static int start_timer(struct siov_metrics *m)

@@ -34,7 +34,7 @@ struct siov_watch;
 struct siov_rpc_server {
 	struct siov_loop *loop;
 	struct siov_vdcm *vdcm;
-	char *socket_path; /* NULL: no socket, siov_rpc_handle() only */
+	char *socket_path;	  /* NULL: no socket, siov_rpc_handle() only */
 	struct siov_state *state; /* NULL: nothing is persisted */
 	int listen_fd;
 	int socket_gid; /* > 0: the socket is 0660 for this group */

@@ -443,8 +443,7 @@ static int apply_record(struct model *m, struct json_object *rec, const char **w
 	return 0;
 }
 
-static int check_header(const char *file, struct json_object *h, uint64_t gen,
-			struct siov_err *err)
+static int check_header(const char *file, struct json_object *h, uint64_t gen, struct siov_err *err)
 {
 	uint64_t v, g;
 
@@ -553,17 +552,16 @@ static int list_journals(int dirfd, uint64_t *gens, size_t *n, struct siov_err *
 struct recovery {
 	struct model m;
 	bool snapshot_found;
-	uint64_t last_gen;  /* of the journal to append to (m.generation if none) */
-	bool have_journal;  /* journal last_gen exists */
-	size_t last_good;   /* bytes of it that are good */
-	size_t last_size;   /* bytes it has */
-	uint64_t last_recs; /* records in it */
+	uint64_t last_gen;		    /* of the journal to append to (m.generation if none) */
+	bool have_journal;		    /* journal last_gen exists */
+	size_t last_good;		    /* bytes of it that are good */
+	size_t last_size;		    /* bytes it has */
+	uint64_t last_recs;		    /* records in it */
 	uint64_t stale[STATE_MAX_JOURNALS]; /* journals the snapshot already holds */
 	size_t nstale;
 };
 
-static int replay_one(int dirfd, uint64_t gen, bool last, struct recovery *r,
-		      struct siov_err *err)
+static int replay_one(int dirfd, uint64_t gen, bool last, struct recovery *r, struct siov_err *err)
 {
 	char file[64];
 	size_t len;
@@ -632,9 +630,9 @@ static int write_snapshot_body(int fd, const struct model *m)
 	char head[128];
 	int rc;
 
-	snprintf(head, sizeof(head), "{\"version\": %d, \"generation\": %" PRIu64
-				     ", \"seq\": %" PRIu64,
-		 STATE_VERSION, m->generation, m->seq);
+	snprintf(head, sizeof(head),
+		 "{\"version\": %d, \"generation\": %" PRIu64 ", \"seq\": %" PRIu64, STATE_VERSION,
+		 m->generation, m->seq);
 	rc = emit(fd, head);
 	for (size_t i = 0; rc == 0 && i < NKINDS; i++) {
 		bool first = true;
@@ -643,10 +641,10 @@ static int write_snapshot_body(int fd, const struct model *m)
 		{
 			(void)name;
 			if (rc == 0)
-				rc = emit(fd, first ? "\n  " : ",\n  ") ?:
-				    emit(fd, json_object_to_json_string_ext(
-						 conf, JSON_C_TO_STRING_PLAIN |
-							   JSON_C_TO_STRING_NOSLASHESCAPE));
+				rc = emit(fd, first ? "\n  " : ",\n  ")
+					 ?: emit(fd, json_object_to_json_string_ext(
+							 conf, JSON_C_TO_STRING_PLAIN |
+								   JSON_C_TO_STRING_NOSLASHESCAPE));
 			first = false;
 		}
 		if (rc == 0)
@@ -667,8 +665,7 @@ static int write_snapshot(int dirfd, const struct model *m, struct siov_err *err
 {
 	int fd, rc;
 
-	fd = openat(dirfd, STATE_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-		    0600);
+	fd = openat(dirfd, STATE_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return siov_err_set(err, -errno, "cannot create %s: %s", STATE_TMP,
 				    strerror(errno));
@@ -734,12 +731,12 @@ struct siov_state {
 	pthread_t writer;
 	bool writer_started;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;   /* the writer waits for records, siov_state_wait for progress */
-	char *buf;	     /* records not yet taken by the writer (mu) */
-	size_t len, cap;     /* (mu) */
-	uint64_t buf_last;   /* seq of the last record in buf (mu) */
-	bool stop;	     /* (mu) */
-	uint64_t appended;   /* control thread only */
+	pthread_cond_t cv; /* the writer waits for records, siov_state_wait for progress */
+	char *buf;	   /* records not yet taken by the writer (mu) */
+	size_t len, cap;   /* (mu) */
+	uint64_t buf_last; /* seq of the last record in buf (mu) */
+	bool stop;	   /* (mu) */
+	uint64_t appended; /* control thread only */
 	_Atomic uint64_t durable;
 	_Atomic uint64_t failed_from; /* 0: the journal is fine */
 	char failed_msg[200];	      /* set before failed_from */
@@ -825,8 +822,7 @@ static void maybe_rotate(struct siov_state *st)
 
 	if (st->compacting && atomic_load(&st->compact_done))
 		reap_compactor(st);
-	if (st->compacting || st->jrecords < st->compact_records ||
-	    st->jrecords < st->snap_entries)
+	if (st->compacting || st->jrecords < st->compact_records || st->jrecords < st->snap_entries)
 		return;
 	if (open_journal(st, st->gen + 1, &err) < 0) {
 		SIOV_WARN("state: cannot start a new journal (staying on this one): %s", err.msg);
@@ -1021,8 +1017,8 @@ int siov_state_open(const struct siov_state_opts *opts, struct siov_state **out,
 		goto err;
 	st->appended = r.m.seq;
 	atomic_store(&st->durable, r.m.seq);
-	if (!st->readonly && ((rc = prepare_append(st, &r, err)) < 0 ||
-			      (rc = start_writer(st, opts)) < 0)) {
+	if (!st->readonly &&
+	    ((rc = prepare_append(st, &r, err)) < 0 || (rc = start_writer(st, opts)) < 0)) {
 		if (!err->msg[0])
 			siov_err_set(err, rc, "cannot start the state writer: %s", strerror(-rc));
 		goto err;
@@ -1057,6 +1053,12 @@ static int restore_kind(struct siov_state *st, size_t ki, struct siov_vdcm *vdcm
 	}
 	free(conf);
 	return failed;
+}
+
+void siov_state_recovered(const struct siov_state *st, uint64_t *entries, uint64_t *seq)
+{
+	*entries = st->boot.entries;
+	*seq = st->boot.seq;
 }
 
 int siov_state_restore(struct siov_state *st, struct siov_vdcm *vdcm)

@@ -2,8 +2,8 @@
  * Logging to stderr, one write(2) per line so that threads do not interleave.
  * Text lines are "siovd SECONDS.MS LEVEL: message"; JSON lines (for journald,
  * Loki, Elasticsearch) are {"ts": seconds, "level": "...", "msg": "..."} with
- * the message escaped as JSON wants.  The rate limiter keeps a hostile front
- * end from flooding the log: see log.h.
+ * the message escaped as JSON wants.  The rate limiter is in ratelimit.c (the
+ * fuzzers replace this file with a quiet logger and keep the limiter).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,11 +26,6 @@ void siov_log_set_level(enum siov_log_level level)
 void siov_log_set_format(enum siov_log_format format)
 {
 	g_format = format;
-}
-
-bool siov_log_enabled(enum siov_log_level level)
-{
-	return level <= g_level;
 }
 
 /* Appends msg to out as the inside of a JSON string; returns the new length. */
@@ -83,27 +78,4 @@ void siov_log(enum siov_log_level level, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	emit(level, msg);
-}
-
-bool siov_ratelimit_pass(struct siov_ratelimit *rl, const char *who)
-{
-	uint64_t now = siov_now_ns();
-	unsigned dropped;
-
-	if (now - rl->window_start >= SIOV_RATELIMIT_WINDOW_NS) {
-		dropped = rl->suppressed;
-		rl->window_start = now;
-		rl->count = 0;
-		rl->suppressed = 0;
-		if (dropped)
-			siov_log(SIOV_LOG_WARN, "%s: %u message(s) suppressed (more than %u in %u s)",
-				 who, dropped, SIOV_RATELIMIT_BURST,
-				 (unsigned)(SIOV_RATELIMIT_WINDOW_NS / 1000000000ull));
-	}
-	if (rl->count < SIOV_RATELIMIT_BURST) {
-		rl->count++;
-		return true;
-	}
-	rl->suppressed++;
-	return false;
 }

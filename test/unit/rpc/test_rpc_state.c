@@ -145,12 +145,10 @@ static void test_networks(void **state)
 	rpc_expect_true(srv, REQ("network_create", "{\"name\":\"t2\",\"mtu\":9000}"));
 	rpc_expect_true(srv, REQ("network_create", "{\"name\":\"gone\"}"));
 	rpc_expect_error(srv, REQ("network_create", "{\"name\":\"t1\"}"), -EEXIST, "exists");
-	rpc_expect_error(srv, REQ("network_create", "{\"name\":\"t3\",\"mtu\":67}"), -32602,
-			 "mtu");
+	rpc_expect_error(srv, REQ("network_create", "{\"name\":\"t3\",\"mtu\":67}"), -32602, "mtu");
 	rpc_expect_error(srv, REQ("network_create", "{\"name\":\"t3\",\"uplink\":\"eth0\"}"),
 			 -32602, "tap:");
-	rpc_expect_error(srv,
-			 REQ("network_create", "{\"name\":\"t3\",\"uplink\":\"tap:a/b\"}"),
+	rpc_expect_error(srv, REQ("network_create", "{\"name\":\"t3\",\"uplink\":\"tap:a/b\"}"),
 			 -32602, "uplink");
 	rpc_expect_error(srv, REQ("network_create", "{\"name\":\"t3\",\"vlan\":3}"), -32602,
 			 "vlan");
