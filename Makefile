@@ -49,6 +49,11 @@ demo:
 bench: build
 	bench/run.sh $(BUILD)
 
+# Debian packages siovd, siovctl, libsiov0, libsiov-dev into build-deb/ (debhelper).
+deb:
+	@scripts/deps.sh build
+	scripts/make-deb.sh build-deb
+
 bench-quick: build
 	QUICK=1 bench/run.sh $(BUILD)
 
