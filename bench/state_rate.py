@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Issue 12's benchmark: management calls one at a time at scale (bench/state.sh).
+"""Issue 12's benchmark, section "state" (bench/sections/state.sh): management
+calls one at a time at scale.
 
 With N VDEVs already in siovd (created by batch), measures:
   - vdev_create and vdev_delete one call at a time on one connection,
@@ -12,8 +13,8 @@ With N VDEVs already in siovd (created by batch), measures:
 The state dir is on STATE_DIR's file system (default /var/tmp: a real disk,
 not tmpfs, so fdatasync costs what it costs).
 
-Writes OUT/state.json and OUT/state.md.  Usage:
-  state_rate.py BUILD OUT     env: N=10000 M=2000 CLIENTS=8 ATTACHES=200
+Writes OUT/state.json, OUT/state.md and OUT/section.json (bench/README.md).
+Usage: state_rate.py BUILD OUT     env: N=10000 M=2000 CLIENTS=8 ATTACHES=200
 """
 import ctypes
 import json
@@ -31,6 +32,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import siov_scale  # noqa: E402
+from figures import Section  # noqa: E402
 
 N = int(os.environ.get("N", "10000"))
 M = int(os.environ.get("M", "2000"))
@@ -261,7 +263,33 @@ Front-end attach (libsiov: connect, negotiate, share memory, start the rings):
 Scrape of `--metrics` with {r['daemon_vdevs']} VDEVs: median {s['ms_median']} ms, max {s['ms_max']} ms, {s['bytes']} bytes.
 """
     open(os.path.join(out, "state.md"), "w").write(md)
+    section(out, r)
     print(md)
+
+
+def section(out, r):
+    """The figures for bench/run.sh's results file."""
+    sec = Section(out, name="state", title="Management calls at scale: durable state (issue 12)",
+                  setup=f"bench/state_rate.py: {r['n_existing']} VDEVs exist; each call is "
+                  f"answered once its journal record is fdatasync'd on {r['state_fs']}.")
+    one = f"{r['n_existing']} VDEVs, one call at a time"
+    for key, label in (("one_conn_create_per_s", f"vdev_create, 1 connection, {one}"),
+                       ("one_conn_delete_per_s", f"vdev_delete, 1 connection, {one}"),
+                       ("clients_create_per_s", f"vdev_create, {r['clients']} clients, {one}"),
+                       ("clients_delete_per_s", f"vdev_delete, {r['clients']} clients, {one}")):
+        sec.add("state." + key, "siovd", r[key], label=label, unit="calls/s", better="higher")
+    for key, label in (("attach_idle", "front-end attach, no management load"),
+                       ("attach_storm", "front-end attach during a create storm")):
+        for q in ("p50_us", "p99_us"):
+            sec.add(f"state.{key}.{q}", "siovd", r[key][q], label=f"{label}: {q[:3]}",
+                    unit="us", better="lower")
+    if r.get("metrics_scrape"):
+        sec.add("state.metrics_scrape_ms", "siovd", r["metrics_scrape"]["ms_median"],
+                label=f"scrape of --metrics with {r['daemon_vdevs']} VDEVs", unit="ms",
+                better="lower")
+    sec.note("Goals (issue 12): >= 2000 creates/s on one connection and >= 5000/s from 8 "
+             "clients at 10,000 VDEVs; attach time unchanged during a storm; scrape < 100 ms.")
+    sec.write()
 
 
 if __name__ == "__main__":
