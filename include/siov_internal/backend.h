@@ -97,7 +97,11 @@ enum siov_backend_type {
 	SIOV_BACKEND_FILE,
 	SIOV_BACKEND_NBD,
 	SIOV_BACKEND_RBD,
+	SIOV_BACKEND_MIRROR,
 };
+
+/* The most members a mirror has (md allows more; two or three is what people run). */
+#define SIOV_MIRROR_MAX_MEMBERS 8
 
 /* Remote backends: how long a request may wait for a lost server, and the fence. */
 #define SIOV_BACKEND_TIMEOUT_MS_DEFAULT 30000
@@ -125,11 +129,15 @@ struct siov_backend_conf {
 	char image[128];
 	char ceph_conf[1024];
 	char ceph_id[128];
+	/* mirror: the member backends' names (opened by siov_mirror_open, see mirror.h) */
+	char members[SIOV_MIRROR_MAX_MEMBERS][SIOV_NAME_MAX];
+	unsigned nmembers;
+	uint64_t resync_rate; /* mirror: bytes/s; 0 = the default */
 };
 
 struct siov_backend;
 
-/* Parses "null", "ram", "file"; -EINVAL otherwise. */
+/* Parses "null", "ram", "file", "mirror"; -EINVAL otherwise. */
 int siov_backend_type_parse(const char *s, enum siov_backend_type *out);
 const char *siov_backend_type_name(enum siov_backend_type type);
 

@@ -35,6 +35,7 @@ struct siov_vdcm_opts {
 	/* VDEV socket files: mode (0 = 0600), owner and group (0 = siovd's). */
 	unsigned socket_mode;
 	int socket_uid, socket_gid;
+	const char *state_dir; /* mirrors' bitmaps go here; NULL = kept in memory */
 };
 
 enum siov_vdev_type { SIOV_VDEV_BLK };
@@ -45,7 +46,7 @@ struct siov_vdev_conf {
 	char backend[SIOV_NAME_MAX];
 	uint64_t offset; /* bytes into the backend; multiple of 512 */
 	uint64_t size;	 /* bytes; 0 = up to the end of the backend */
-	uint16_t queues; /* 1..SIOV_VDEV_MAX_QUEUES; 0 = 1 */
+	uint16_t queues; /* 1..SIOV_VDEV_MAX_QUEUES; 0 = offer SIOV_VU_MAX_QUEUES (QEMU's default) */
 	bool readonly;
 	bool allow_overlap; /* let this window overlap other VDEVs' windows */
 	char socket[SIOV_SOCKET_PATH_MAX];
@@ -68,6 +69,20 @@ int siov_vdcm_backend_create(struct siov_vdcm *vdcm, const struct siov_backend_c
 			     struct siov_err *err);
 /* -EBUSY while a VDEV uses it. */
 int siov_vdcm_backend_delete(struct siov_vdcm *vdcm, const char *name, struct siov_err *err);
+/*
+ * Mirror members (see siov_internal/mirror.h).  add: a backend that nothing
+ * else uses, or a failed member coming back (bitmap resync unless full).
+ * remove: -EBUSY for the last in-sync member.  The mirror's conf (members)
+ * changes with them, so the caller saves the state.
+ */
+int siov_vdcm_mirror_add_member(struct siov_vdcm *vdcm, const char *name, const char *member,
+				bool full, struct siov_err *err);
+int siov_vdcm_mirror_remove_member(struct siov_vdcm *vdcm, const char *name, const char *member,
+				   struct siov_err *err);
+int siov_vdcm_mirror_fail_member(struct siov_vdcm *vdcm, const char *name, const char *member,
+				 struct siov_err *err);
+int siov_vdcm_mirror_set_resync_rate(struct siov_vdcm *vdcm, const char *name, uint64_t rate,
+				     struct siov_err *err);
 int siov_vdcm_vdev_create(struct siov_vdcm *vdcm, const struct siov_vdev_conf *conf,
 			  struct siov_err *err);
 int siov_vdcm_vdev_delete(struct siov_vdcm *vdcm, const char *name, struct siov_err *err);
@@ -94,7 +109,8 @@ struct siov_backend_info {
 	uint64_t size;
 	uint32_t block_size;
 	bool direct;
-	unsigned vdevs; /* how many VDEVs use it */
+	unsigned vdevs;	    /* how many VDEVs use it */
+	const char *mirror; /* the mirror it is a member of, or NULL */
 };
 
 struct siov_queue_stats {
@@ -119,7 +135,9 @@ struct siov_vdev_info {
 	bool connected;
 	uint64_t features;    /* negotiated virtio features */
 	uint64_t connections; /* front ends accepted so far */
-	unsigned nqueues;
+	bool logging;	      /* the front end is migrating the VM (dirty log on) */
+	unsigned max_queues;  /* what the VDEV offers */
+	unsigned nqueues;     /* queues the front end has used */
 	const struct siov_queue_stats *queues;
 	struct siov_qos_stats qos; /* conf->qos holds the parameters in force */
 };
@@ -152,6 +170,12 @@ struct siov_daemon_info {
 };
 
 typedef void (*siov_backend_info_cb)(const struct siov_backend_info *info, void *arg);
+struct siov_mirror_info;
+/* mirror is NULL unless the backend is a mirror. */
+typedef void (*siov_backend_stats_cb)(const struct siov_backend_info *info,
+				      const struct siov_mirror_info *mirror, void *arg);
+int siov_vdcm_backend_stats(struct siov_vdcm *vdcm, const char *name, siov_backend_stats_cb cb,
+			    void *arg, struct siov_err *err);
 typedef void (*siov_vdev_info_cb)(const struct siov_vdev_info *info, void *arg);
 typedef void (*siov_group_info_cb)(const struct siov_group_info *info, void *arg);
 
@@ -165,7 +189,8 @@ void siov_vdcm_group_foreach(struct siov_vdcm *vdcm, siov_group_info_cb cb, void
 /* -ENOENT if there is no such VDEV. */
 int siov_vdcm_vdev_get(struct siov_vdcm *vdcm, const char *name, siov_vdev_info_cb cb, void *arg);
 void siov_vdcm_daemon_info(struct siov_vdcm *vdcm, struct siov_daemon_info *info);
-/* Engine i's CPU time and queues (-ENOENT past the last engine). */
+struct siov_engine_stats;
+/* Engine i's counters; -ENOENT past the last engine. */
 int siov_vdcm_engine_stats(struct siov_vdcm *vdcm, unsigned i, struct siov_engine_stats *out);
 
 #endif

@@ -20,6 +20,7 @@ static const struct siov_backend_ops *const backend_ops[] = {
     [SIOV_BACKEND_RAM] = &siov__backend_ram_ops,
     [SIOV_BACKEND_FILE] = &siov__backend_file_ops,
     [SIOV_BACKEND_NBD] = &siov__backend_nbd_ops,
+    [SIOV_BACKEND_MIRROR] = &siov__backend_mirror_ops,
 };
 
 static const struct siov_backend_ops *ops_of(enum siov_backend_type type)
@@ -83,7 +84,8 @@ static int conf_check(const struct siov_backend_conf *conf, struct siov_err *err
 	if (conf->size > INT64_MAX)
 		return siov_err_set(err, -EINVAL, "backend '%s': size %llu is too large", name,
 				    (unsigned long long)conf->size);
-	if (conf->type != SIOV_BACKEND_FILE && conf->size == 0 && !is_remote(conf->type))
+	if (conf->type != SIOV_BACKEND_FILE && conf->type != SIOV_BACKEND_MIRROR &&
+	    conf->size == 0 && !is_remote(conf->type))
 		return siov_err_set(err, -EINVAL, "backend '%s': a %s backend needs a size", name,
 				    siov_backend_type_name(conf->type));
 	if (conf->type == SIOV_BACKEND_NBD && !str_ok(conf->uri, sizeof(conf->uri)))

@@ -12,7 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "siov_internal/engine.h"
 #include "siov_internal/log.h"
+#include "siov_internal/mirror.h"
 #include "siov_internal/state.h"
 #include "rpc_internal.h"
 
@@ -202,6 +204,15 @@ static void backend_to_json(const struct siov_backend_info *info, void *arg)
 	json_object_object_add(o, "direct", json_object_new_boolean(info->direct));
 	json_object_object_add(o, "readonly", json_object_new_boolean(conf->readonly));
 	json_object_object_add(o, "vdevs", json_object_new_int64(info->vdevs));
+	if (conf->type == SIOV_BACKEND_MIRROR) {
+		struct json_object *m = json_object_new_array();
+
+		for (unsigned i = 0; m && i < conf->nmembers; i++)
+			json_object_array_add(m, json_object_new_string(conf->members[i]));
+		json_object_object_add(o, "members", m);
+	}
+	if (info->mirror)
+		json_object_object_add(o, "member_of", json_object_new_string(info->mirror));
 	json_object_array_add(arg, o);
 }
 
@@ -214,6 +225,198 @@ static int m_backend_list(struct siov_rpc_server *srv, struct json_object *param
 		return rc;
 	siov_vdcm_backend_foreach(srv->vdcm, backend_to_json, *result);
 	return 0;
+}
+
+/* ---- Mirror members and backend_stats ---- */
+
+struct member_params {
+	char name[SIOV_NAME_MAX];
+	char member[SIOV_NAME_MAX];
+	bool full;
+	uint64_t rate;
+};
+
+#define MPARAM(f) offsetof(struct member_params, f), sizeof(((struct member_params *)0)->f)
+static const struct siov_param member_params[] = {
+    {"name", true, siov_param_name, MPARAM(name), 0, 0, "the mirror backend"},
+    {"member", true, siov_param_name, MPARAM(member), 0, 0, "the member backend"},
+    {"full", false, siov_param_bool, MPARAM(full), 0, 0,
+     "copy everything, not only what the bitmap says changed"},
+};
+static const struct siov_param rate_params[] = {
+    {"name", true, siov_param_name, MPARAM(name), 0, 0, "the mirror backend"},
+    {"rate", true, siov_param_bytes, MPARAM(rate), 0, 0, "bytes per second (0: unlimited)"},
+};
+static const struct siov_param_table member_add_table = {member_params, 3};
+static const struct siov_param_table member_table = {member_params, 2};
+static const struct siov_param_table rate_table = {rate_params, 2};
+
+static int parse_member_params(struct json_object *params, const struct siov_param_table *t,
+			       struct member_params *mp, struct siov_err *err)
+{
+	memset(mp, 0, sizeof(*mp));
+	if (siov_params_parse(params, t->p, t->n, mp, NULL, err))
+		return invalid_params(err);
+	return 0;
+}
+
+struct backend_lookup {
+	const char *name;
+	struct json_object *conf;
+};
+
+static void backend_conf_json(const struct siov_backend_info *info, void *arg)
+{
+	struct backend_lookup *l = arg;
+
+	if (!l->conf && strcmp(info->conf->name, l->name) == 0)
+		l->conf = siov_backend_conf_to_json(info->conf);
+}
+
+/* Journals a backend's whole configuration as it now is. */
+static int record_backend(struct siov_rpc_server *srv, const char *name, struct siov_err *err)
+{
+	struct backend_lookup l = {name, NULL};
+
+	siov_vdcm_backend_foreach(srv->vdcm, backend_conf_json, &l);
+	return siov_rpc_record_put(srv, "backend", name, l.conf, err);
+}
+
+/* A change to a mirror's members or rate: the conf changed, so journal it. */
+static int mirror_changed(struct siov_rpc_server *srv, int rc, const char *what,
+			  const struct member_params *mp, struct json_object **result,
+			  struct siov_err *err)
+{
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	SIOV_INFO("rpc: mirror '%s': %s %s", mp->name, what, mp->member);
+	rc = record_backend(srv, mp->name, err);
+	if (rc < 0)
+		return save_failed(rc, err, "mirror", mp->name, "changed, but");
+	return ok_true(result);
+}
+
+static int m_backend_add_member(struct siov_rpc_server *srv, struct json_object *params,
+				struct json_object **result, struct siov_err *err)
+{
+	struct member_params mp;
+	int rc = parse_member_params(params, &member_add_table, &mp, err);
+
+	if (rc)
+		return rc;
+	rc = siov_vdcm_mirror_add_member(srv->vdcm, mp.name, mp.member, mp.full, err);
+	return mirror_changed(srv, rc, "added", &mp, result, err);
+}
+
+static int m_backend_remove_member(struct siov_rpc_server *srv, struct json_object *params,
+				   struct json_object **result, struct siov_err *err)
+{
+	struct member_params mp;
+	int rc = parse_member_params(params, &member_table, &mp, err);
+
+	if (rc)
+		return rc;
+	rc = siov_vdcm_mirror_remove_member(srv->vdcm, mp.name, mp.member, err);
+	return mirror_changed(srv, rc, "removed", &mp, result, err);
+}
+
+static int m_backend_fail_member(struct siov_rpc_server *srv, struct json_object *params,
+				 struct json_object **result, struct siov_err *err)
+{
+	struct member_params mp;
+	int rc = parse_member_params(params, &member_table, &mp, err);
+
+	if (rc)
+		return rc;
+	rc = siov_vdcm_mirror_fail_member(srv->vdcm, mp.name, mp.member, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	return ok_true(result);
+}
+
+static int m_backend_set_resync_rate(struct siov_rpc_server *srv, struct json_object *params,
+				     struct json_object **result, struct siov_err *err)
+{
+	struct member_params mp;
+	int rc = parse_member_params(params, &rate_table, &mp, err);
+
+	if (rc)
+		return rc;
+	rc = siov_vdcm_mirror_set_resync_rate(srv->vdcm, mp.name, mp.rate, err);
+	return mirror_changed(srv, rc, "resync rate set", &mp, result, err);
+}
+
+static struct json_object *member_to_json(const struct siov_member_info *m)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "name", json_object_new_string(m->name));
+	json_object_object_add(o, "state", json_object_new_string(siov_member_state_name(m->state)));
+	if (m->state == SIOV_MEMBER_FAILED)
+		json_object_object_add(o, "reason", json_object_new_string(m->reason));
+	if (m->state == SIOV_MEMBER_RESYNCING) {
+		struct json_object *p = json_object_new_object();
+
+		json_object_object_add(p, "mode", json_object_new_string(m->full ? "full" : "bitmap"));
+		json_object_object_add(p, "done_bytes", json_object_new_uint64(m->resync_done));
+		json_object_object_add(p, "total_bytes", json_object_new_uint64(m->resync_total));
+		json_object_object_add(
+		    p, "percent",
+		    json_object_new_double(m->resync_total ? 100.0 * (double)m->resync_done /
+								 (double)m->resync_total
+							   : 100.0));
+		json_object_object_add(o, "resync", p);
+	}
+	json_object_object_add(o, "reads", json_object_new_uint64(m->reads));
+	json_object_object_add(o, "writes", json_object_new_uint64(m->writes));
+	json_object_object_add(o, "read_errors", json_object_new_uint64(m->read_errors));
+	json_object_object_add(o, "write_errors", json_object_new_uint64(m->write_errors));
+	json_object_object_add(o, "resync_bytes", json_object_new_uint64(m->resync_bytes));
+	return o;
+}
+
+static void stats_to_json(const struct siov_backend_info *info, const struct siov_mirror_info *mi,
+			  void *arg)
+{
+	struct json_object *arr = json_object_new_array(), *o, *m, *mems;
+
+	if (!arr)
+		return;
+	backend_to_json(info, arr);
+	o = json_object_get(json_object_array_get_idx(arr, 0));
+	json_object_put(arr);
+	if (!o)
+		return;
+	if (mi && (m = json_object_new_object()) != NULL) {
+		json_object_object_add(m, "chunk_size", json_object_new_uint64(mi->chunk_size));
+		json_object_object_add(m, "chunks", json_object_new_uint64(mi->chunks));
+		json_object_object_add(m, "dirty_chunks", json_object_new_uint64(mi->dirty_chunks));
+		json_object_object_add(m, "resync_rate", json_object_new_uint64(mi->resync_rate));
+		json_object_object_add(m, "read_retries", json_object_new_uint64(mi->read_retries));
+		mems = json_object_new_array();
+		for (unsigned i = 0; mems && i < mi->nmembers; i++)
+			json_object_array_add(mems, member_to_json(&mi->members[i]));
+		json_object_object_add(m, "members", mems);
+		json_object_object_add(o, "mirror", m);
+	}
+	*(struct json_object **)arg = o;
+}
+
+static int m_backend_stats(struct siov_rpc_server *srv, struct json_object *params,
+			   struct json_object **result, struct siov_err *err)
+{
+	char name[SIOV_NAME_MAX];
+	int rc = parse_name(params, name, err);
+
+	if (rc)
+		return rc;
+	*result = NULL;
+	rc = siov_vdcm_backend_stats(srv->vdcm, name, stats_to_json, result, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	return *result ? 0 : siov_err_set(err, -ENOMEM, "out of memory");
 }
 
 /* ---- VDEVs ---- */
@@ -251,7 +454,7 @@ static void vdev_to_json(const struct siov_vdev_info *info, void *arg)
 	json_object_object_add(o, "backend", json_object_new_string(conf->backend));
 	json_object_object_add(o, "offset", json_object_new_uint64(conf->offset));
 	json_object_object_add(o, "size", json_object_new_uint64(info->size));
-	json_object_object_add(o, "queues", json_object_new_int64(conf->queues ? conf->queues : 1));
+	json_object_object_add(o, "queues", json_object_new_int64(info->max_queues));
 	json_object_object_add(o, "readonly", json_object_new_boolean(conf->readonly));
 	json_object_object_add(o, "socket", json_object_new_string(conf->socket));
 	json_object_object_add(o, "state", json_object_new_string(info->state ? info->state : ""));
@@ -346,6 +549,7 @@ static void vdev_stats_to_json(const struct siov_vdev_info *info, void *arg)
 						   : NULL);
 	json_object_object_add(o, "connected", json_object_new_boolean(info->connected));
 	json_object_object_add(o, "connections", json_object_new_uint64(info->connections));
+	json_object_object_add(o, "dirty_logging", json_object_new_boolean(info->logging));
 	json_object_object_add(o, "requests", json_object_new_uint64(sum.requests));
 	json_object_object_add(o, "bytes_read", json_object_new_uint64(sum.bytes_read));
 	json_object_object_add(o, "bytes_written", json_object_new_uint64(sum.bytes_written));
@@ -656,6 +860,45 @@ static int m_network_list(struct siov_rpc_server *srv, struct json_object *param
 
 /* ---- The daemon ---- */
 
+/* Where each engine's time goes: the per-request means a profile would start from. */
+static struct json_object *engine_stats_json(struct siov_vdcm *vdcm)
+{
+	struct json_object *a = json_object_new_array();
+	struct siov_engine_stats st;
+	unsigned i;
+
+	for (i = 0; a && siov_vdcm_engine_stats(vdcm, i, &st) == 0; i++) {
+		struct json_object *o = json_object_new_object();
+		if (!o)
+			break;
+		json_object_object_add(o, "engine", json_object_new_int64(i));
+		json_object_object_add(o, "rounds", json_object_new_uint64(st.rounds));
+		json_object_object_add(o, "sleeps", json_object_new_uint64(st.sleeps));
+		json_object_object_add(o, "requests", json_object_new_uint64(st.popped));
+		json_object_object_add(o, "cqes", json_object_new_uint64(st.cqes));
+		json_object_object_add(o, "enters", json_object_new_uint64(st.enters));
+		json_object_object_add(
+		    o, "submit_call_us",
+		    json_object_new_double(latency_us(st.submit_ns, st.submits)));
+		json_object_object_add(
+		    o, "ring_to_submit_us",
+		    json_object_new_double(latency_us(st.ring_submit_ns, st.submitted)));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+static int m_engine_stats(struct siov_rpc_server *srv, struct json_object *params,
+			  struct json_object **result, struct siov_err *err)
+{
+	int rc = parse_nothing(params, err);
+
+	if (rc)
+		return rc;
+	*result = engine_stats_json(srv->vdcm);
+	return *result ? 0 : siov_err_set(err, -ENOMEM, "out of memory");
+}
+
 static int m_daemon_info(struct siov_rpc_server *srv, struct json_object *params,
 			 struct json_object **result, struct siov_err *err)
 {
@@ -691,6 +934,16 @@ static const struct siov_rpc_method methods[] = {
      &siov_backend_param_table},
     {"backend_delete", m_backend_delete, "remove a backend no VDEV uses", &name_table},
     {"backend_list", m_backend_list, "list the backends", NULL},
+    {"backend_stats", m_backend_stats, "a backend with its mirror members' states and resync",
+     &name_table},
+    {"backend_add_member", m_backend_add_member,
+     "add a member to a mirror (resynced from the others)", &member_add_table},
+    {"backend_remove_member", m_backend_remove_member, "take a member out of a mirror",
+     &member_table},
+    {"backend_fail_member", m_backend_fail_member,
+     "mark a mirror member failed (I/O stops going to it)", &member_table},
+    {"backend_set_resync_rate", m_backend_set_resync_rate,
+     "bytes per second a mirror resync may use", &rate_table},
     {"vdev_create", m_vdev_create, "add a VDEV: a window of a backend served on a socket",
      &siov_vdev_param_table},
     {"vdev_delete", m_vdev_delete, "remove a VDEV (its in-flight I/O drains first)",
@@ -709,6 +962,8 @@ static const struct siov_rpc_method methods[] = {
     {"network_delete", m_network_delete, "remove a network no VDEV is a port of", &name_table},
     {"network_list", m_network_list, "list the networks, their ports and learned MACs", NULL},
     {"daemon_info", m_daemon_info, "version, engines, counts, uptime", NULL},
+    {"engine_stats", m_engine_stats, "each engine's rounds, sleeps, submits and timings",
+     NULL},
     {"rpc_get_methods", m_rpc_get_methods, "every method with its parameters (siovctl -h)",
      NULL},
 };

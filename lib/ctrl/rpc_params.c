@@ -243,7 +243,7 @@ static int param_backend_type(const struct siov_param *p, struct json_object *v,
 	if (rc)
 		return rc;
 	if (siov_backend_type_parse(s, field) < 0)
-		return param_fail(p, "must be one of \"null\", \"ram\", \"file\", \"nbd\", \"rbd\"",
+		return param_fail(p, "must be one of \"null\", \"ram\", \"file\", \"nbd\", \"rbd\", \"mirror\"",
 				  err);
 	return 0;
 }
@@ -267,6 +267,57 @@ static int param_text(const struct siov_param *p, struct json_object *v, void *f
 	return 0;
 }
 
+/* One member name into the next slot of the conf's members. */
+static int member_add(const struct siov_param *p, struct siov_backend_conf *c, const char *s,
+		      size_t len, struct siov_err *err)
+{
+	if (c->nmembers >= SIOV_MIRROR_MAX_MEMBERS)
+		return param_fail(p, "lists more members than a mirror may have (8)", err);
+	if (len == 0 || len >= SIOV_NAME_MAX)
+		return param_fail(p, "holds a name that is empty or too long", err);
+	memcpy(c->members[c->nmembers], s, len);
+	c->members[c->nmembers][len] = '\0';
+	if (!siov_name_valid(c->members[c->nmembers]))
+		return param_fail(p, "holds an invalid backend name", err);
+	c->nmembers++;
+	return 0;
+}
+
+/* members: ["a", "b"] or "a,b" (what siovctl --members a,b sends). */
+static int param_members(const struct siov_param *p, struct json_object *v, void *field,
+			 struct siov_err *err)
+{
+	struct siov_backend_conf *c =
+	    (void *)((char *)field - offsetof(struct siov_backend_conf, members));
+	const char *s, *comma;
+	size_t i, n;
+	int rc;
+
+	c->nmembers = 0;
+	if (json_object_is_type(v, json_type_string)) {
+		for (s = json_object_get_string(v);; s = comma + 1) {
+			comma = strchr(s, ',');
+			rc = member_add(p, c, s, comma ? (size_t)(comma - s) : strlen(s), err);
+			if (rc || !comma)
+				return rc;
+		}
+	}
+	if (!json_object_is_type(v, json_type_array))
+		return param_fail(p, "must be a list of backend names", err);
+	n = json_object_array_length(v);
+	for (i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(v, i);
+
+		if (!json_object_is_type(e, json_type_string))
+			return param_fail(p, "must be a list of backend names", err);
+		rc = member_add(p, c, json_object_get_string(e), (size_t)json_object_get_string_len(e),
+				err);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 #define BCONF(f) offsetof(struct siov_backend_conf, f), sizeof(((struct siov_backend_conf *)0)->f)
 enum {
 	BP_NAME,
@@ -282,11 +333,13 @@ enum {
 	BP_IMAGE,
 	BP_CONF,
 	BP_ID,
+	BP_MEMBERS,
+	BP_RESYNC_RATE,
 };
 static const struct siov_param backend_params[] = {
     [BP_NAME] = {"name", true, siov_param_name, BCONF(name), 0, 0, "unique name of the backend"},
     [BP_TYPE] = {"type", true, param_backend_type, BCONF(type), 0, 0,
-		 "null, ram, file, nbd or rbd"},
+		 "null, ram, file, nbd, rbd or mirror"},
     [BP_PATH] = {"path", false, siov_param_abs_path, BCONF(path), 0, 0,
 		 "type file: absolute path of a regular file or block device"},
     [BP_SIZE] = {"size", false, siov_param_bytes, BCONF(size), 0, 0,
@@ -306,6 +359,10 @@ static const struct siov_param backend_params[] = {
     [BP_CONF] = {"conf", false, siov_param_abs_path, BCONF(ceph_conf), 0, 0,
 		 "type rbd: ceph.conf to use"},
     [BP_ID] = {"id", false, param_text, BCONF(ceph_id), 0, 0, "type rbd: the Ceph client id"},
+    [BP_MEMBERS] = {"members", false, param_members, BCONF(members), 0, 0,
+		    "type mirror: its member backends, a list of names"},
+    [BP_RESYNC_RATE] = {"resync_rate", false, siov_param_bytes, BCONF(resync_rate), 0, 0,
+			"type mirror: bytes per second a resync may use"},
 };
 
 #define BIT(p) (1u << (p))
@@ -323,6 +380,10 @@ static const struct {
     [SIOV_BACKEND_RBD] = {BP_COMMON | BIT(BP_POOL) | BIT(BP_IMAGE) | BIT(BP_CONF) |
 			      BIT(BP_ID) | BIT(BP_TIMEOUT_MS),
 			  BIT(BP_POOL) | BIT(BP_IMAGE)},
+    /* A mirror's size is its members'. */
+    [SIOV_BACKEND_MIRROR] = {BIT(BP_NAME) | BIT(BP_TYPE) | BIT(BP_READONLY) | BIT(BP_MEMBERS) |
+				 BIT(BP_RESYNC_RATE),
+			     BIT(BP_MEMBERS)},
 };
 
 /* Every parameter given is one the type takes, and every one it needs is given. */
@@ -409,7 +470,18 @@ struct json_object *siov_backend_conf_to_json(const struct siov_backend_conf *co
 	if (conf->type == SIOV_BACKEND_FILE)
 		json_object_object_add(o, "path", json_object_new_string(conf->path));
 	siov_backend_remote_conf_to_json(o, conf);
-	json_object_object_add(o, "size", json_object_new_uint64(conf->size));
+	if (conf->type == SIOV_BACKEND_MIRROR) {
+		struct json_object *m = json_object_new_array();
+
+		for (unsigned i = 0; m && i < conf->nmembers; i++)
+			json_object_array_add(m, json_object_new_string(conf->members[i]));
+		json_object_object_add(o, "members", m);
+		if (conf->resync_rate)
+			json_object_object_add(o, "resync_rate",
+					       json_object_new_uint64(conf->resync_rate));
+	} else {
+		json_object_object_add(o, "size", json_object_new_uint64(conf->size));
+	}
 	json_object_object_add(o, "readonly", json_object_new_boolean(conf->readonly));
 	return o;
 }
@@ -482,7 +554,6 @@ int siov_vdev_conf_from_json(struct json_object *params, struct siov_vdev_conf *
 
 	memset(conf, 0, sizeof(*conf));
 	conf->type = SIOV_VDEV_BLK;
-	conf->queues = 1;
 	rc = siov_params_parse(params, vdev_params, SIOV_ARRAY_SIZE(vdev_params), conf, NULL, err);
 	if (rc)
 		return rc;
@@ -505,7 +576,9 @@ struct json_object *siov_vdev_conf_to_json(const struct siov_vdev_conf *conf)
 	json_object_object_add(o, "backend", json_object_new_string(conf->backend));
 	json_object_object_add(o, "offset", json_object_new_uint64(conf->offset));
 	json_object_object_add(o, "size", json_object_new_uint64(conf->size));
-	json_object_object_add(o, "queues", json_object_new_int(conf->queues ? conf->queues : 1));
+	/* Left out when unset: the VDEV then offers as many queues as the front end starts. */
+	if (conf->queues)
+		json_object_object_add(o, "queues", json_object_new_int(conf->queues));
 	json_object_object_add(o, "readonly", json_object_new_boolean(conf->readonly));
 	json_object_object_add(o, "allow_overlap", json_object_new_boolean(conf->allow_overlap));
 	json_object_object_add(o, "socket", json_object_new_string(conf->socket));

@@ -66,6 +66,8 @@ struct state_kind {
 	size_t conf_size;
 	int (*from_json)(struct json_object *o, void *conf, struct siov_err *err);
 	int (*create)(struct siov_vdcm *vdcm, const void *conf, struct siov_err *err);
+	/* NULL, or 0/1: objects of pass 1 are made after all of pass 0 of their kind. */
+	unsigned (*pass)(const void *conf);
 };
 
 static int backend_from_json(struct json_object *o, void *conf, struct siov_err *err)
@@ -76,6 +78,12 @@ static int backend_from_json(struct json_object *o, void *conf, struct siov_err 
 static int backend_create(struct siov_vdcm *vdcm, const void *conf, struct siov_err *err)
 {
 	return siov_vdcm_backend_create(vdcm, conf, err);
+}
+
+/* Mirrors after every other backend: a member may be younger than its mirror. */
+static unsigned backend_pass(const void *conf)
+{
+	return ((const struct siov_backend_conf *)conf)->type == SIOV_BACKEND_MIRROR;
 }
 
 static int group_from_json(struct json_object *o, void *conf, struct siov_err *err)
@@ -110,11 +118,12 @@ static int network_create(struct siov_vdcm *vdcm, const void *conf, struct siov_
 
 static const struct state_kind kinds[] = {
     {"backend", "backends", "backend", sizeof(struct siov_backend_conf), backend_from_json,
-     backend_create},
-    {"group", "groups", "group", sizeof(struct siov_group_conf), group_from_json, group_create},
+     backend_create, backend_pass},
+    {"group", "groups", "group", sizeof(struct siov_group_conf), group_from_json, group_create,
+     NULL},
     {"network", "networks", "network", sizeof(struct siov_network_conf), network_from_json,
-     network_create},
-    {"vdev", "vdevs", "VDEV", sizeof(struct siov_vdev_conf), vdev_from_json, vdev_create},
+     network_create, NULL},
+    {"vdev", "vdevs", "VDEV", sizeof(struct siov_vdev_conf), vdev_from_json, vdev_create, NULL},
 };
 #define NKINDS SIOV_ARRAY_SIZE(kinds)
 
@@ -1033,7 +1042,7 @@ err:
 	return rc;
 }
 
-/* Every entry of every kind parsed before any is created: a bad one refuses them all. */
+/* Recovery checked every entry already; a kind's pass-1 objects come after its pass-0 ones. */
 static int restore_kind(struct siov_state *st, size_t ki, struct siov_vdcm *vdcm)
 {
 	const struct state_kind *k = &kinds[ki];
@@ -1043,12 +1052,24 @@ static int restore_kind(struct siov_state *st, size_t ki, struct siov_vdcm *vdcm
 
 	if (!conf)
 		return (int)json_object_object_length(st->boot.kinds[ki]);
-	json_object_object_foreach(st->boot.kinds[ki], name, o)
-	{
-		e = (struct siov_err){0};
-		if (k->from_json(o, conf, &e) || k->create(vdcm, conf, &e) < 0) {
-			SIOV_ERR("state: %s '%s' not restored: %s", k->what, name, e.msg);
-			failed++;
+	for (unsigned pass = 0; pass < 2; pass++) {
+		json_object_object_foreach(st->boot.kinds[ki], name, o)
+		{
+			e = (struct siov_err){0};
+			if (k->from_json(o, conf, &e)) {
+				if (pass == 0) {
+					SIOV_ERR("state: %s '%s' not restored: %s", k->what, name,
+						 e.msg);
+					failed++;
+				}
+				continue;
+			}
+			if ((k->pass ? k->pass(conf) : 0) != pass)
+				continue;
+			if (k->create(vdcm, conf, &e) < 0) {
+				SIOV_ERR("state: %s '%s' not restored: %s", k->what, name, e.msg);
+				failed++;
+			}
 		}
 	}
 	free(conf);

@@ -117,11 +117,22 @@ static int start_siovd(const struct backend_kind *k, struct backend_proc *b, uns
 		       bool ro)
 {
 	char size[32], nq[16];
-	char *be[] = {"backend_create", "--name", "b0", "--type", "file", "--path", b->file,
-		      "--size", size, NULL};
-	char *vd[] = {"vdev_create", "--name", "v0", "--type", "blk", "--backend", "b0",
-		      "--socket", b->sock, "--queues", nq, ro ? "--readonly" : NULL,
-		      ro ? "true" : NULL, NULL};
+	char *be[] = {"backend_create", "--name", "b0",	    "--type", "file",
+		      "--path",		b->file,  "--size", size,     NULL};
+	char *vd[] = {"vdev_create",
+		      "--name",
+		      "v0",
+		      "--type",
+		      "blk",
+		      "--backend",
+		      "b0",
+		      "--socket",
+		      b->sock,
+		      "--queues",
+		      nq,
+		      ro ? "--readonly" : NULL,
+		      ro ? "true" : NULL,
+		      NULL};
 	int rc;
 
 	snprintf(size, sizeof(size), "%llu", (unsigned long long)b->size);

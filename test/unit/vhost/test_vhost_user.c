@@ -123,8 +123,8 @@ static void pump(struct fx *f)
 	siov_loop_run_once(f->loop, 0);
 }
 
-static void msg_send(struct fx *f, uint32_t req, uint32_t flags, const void *payload,
-		     uint32_t size, const int *fds, unsigned nfds)
+static void msg_send(struct fx *f, uint32_t req, uint32_t flags, const void *payload, uint32_t size,
+		     const int *fds, unsigned nfds)
 {
 	struct siov_vu_msg m;
 
@@ -224,8 +224,8 @@ static int fx_setup(void **state)
 	struct siov_engines_opts eo = {.count = 1, .poll_us = 20};
 	struct siov_backend_conf bc = {.name = "ram0", .type = SIOV_BACKEND_RAM, .size = DISK};
 	struct siov_blk_conf kc = {.name = "vd0", .size = DISK, .queues = NQUEUES};
-	struct siov_vu_server_opts so = {.name = "vd0", .queues = NQUEUES,
-					 .dev_ops = &siov_blk_dev_ops};
+	struct siov_vu_server_opts so = {
+	    .name = "vd0", .queues = NQUEUES, .dev_ops = &siov_blk_dev_ops};
 	struct siov_err err = {0};
 	struct fx *f = calloc(1, sizeof(*f));
 	int sv[2];
@@ -316,9 +316,8 @@ static void mem_table(struct fx *f)
 	struct siov_vu_mem_table t = {.nregions = 1};
 
 	t.regions[0] = region(f, MEM_GPA, MEM_SIZE, 0);
-	assert_int_equal(call_ack(f, VHOST_USER_SET_MEM_TABLE, &t, 8 + sizeof(t.regions[0]),
-				  &f->memfd, 1),
-			 0);
+	assert_int_equal(
+	    call_ack(f, VHOST_USER_SET_MEM_TABLE, &t, 8 + sizeof(t.regions[0]), &f->memfd, 1), 0);
 }
 
 static int64_t vring_state(struct fx *f, uint32_t req, uint32_t index, uint32_t num)
@@ -331,8 +330,10 @@ static int64_t vring_state(struct fx *f, uint32_t req, uint32_t index, uint32_t 
 static int64_t vring_addr(struct fx *f, uint32_t index, uint64_t desc, uint64_t avail,
 			  uint64_t used)
 {
-	struct siov_vu_vring_addr a = {
-	    .index = index, .desc_user_addr = desc, .avail_user_addr = avail, .used_user_addr = used};
+	struct siov_vu_vring_addr a = {.index = index,
+				       .desc_user_addr = desc,
+				       .avail_user_addr = avail,
+				       .used_user_addr = used};
 
 	return call_ack(f, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0);
 }
@@ -351,7 +352,8 @@ static void start_queue0(struct fx *f)
 	mem_table(f);
 	assert_int_equal(vring_state(f, VHOST_USER_SET_VRING_NUM, 0, QSIZE), 0);
 	assert_int_equal(vring_state(f, VHOST_USER_SET_VRING_BASE, 0, 0), 0);
-	assert_int_equal(vring_addr(f, 0, uva(f, DESC_OFF), uva(f, AVAIL_OFF), uva(f, USED_OFF)), 0);
+	assert_int_equal(vring_addr(f, 0, uva(f, DESC_OFF), uva(f, AVAIL_OFF), uva(f, USED_OFF)),
+			 0);
 	assert_int_equal(vring_fd(f, VHOST_USER_SET_VRING_CALL, 0, f->call), 0);
 	assert_int_equal(vring_fd(f, VHOST_USER_SET_VRING_KICK, 0, f->kick), 0);
 	/* With PROTOCOL_FEATURES a ring starts disabled. */
@@ -383,9 +385,9 @@ static int blk_io(struct fx *f, uint32_t type, uint64_t sector, uint32_t len)
 	h->sector = sector;
 	f->mem[STATUS_OFF] = 0xee;
 	d[0] = (struct vring_desc){gpa(HDR_OFF), sizeof(*h), VRING_DESC_F_NEXT, 1};
-	d[1] = (struct vring_desc){gpa(DATA_OFF), len,
-				   VRING_DESC_F_NEXT | (type == VIRTIO_BLK_T_IN ? VRING_DESC_F_WRITE : 0),
-				   2};
+	d[1] = (struct vring_desc){
+	    gpa(DATA_OFF), len,
+	    VRING_DESC_F_NEXT | (type == VIRTIO_BLK_T_IN ? VRING_DESC_F_WRITE : 0), 2};
 	d[2] = (struct vring_desc){gpa(STATUS_OFF), 1, VRING_DESC_F_WRITE, 0};
 	av->ring[f->avail_idx % QSIZE] = 0;
 	__atomic_store_n(&av->idx, want, __ATOMIC_RELEASE);
@@ -455,7 +457,8 @@ static void t_protocol_features(void **state)
 			(1ull << VHOST_USER_PROTOCOL_F_CONFIG) |
 			(1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) |
 			(1ull << VHOST_USER_PROTOCOL_F_RESET_DEVICE) |
-			(1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+			(1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
+			(1ull << VHOST_USER_PROTOCOL_F_LOG_SHMFD);
 	uint64_t all = ~0ull;
 
 	assert_int_equal(get_u64(f, VHOST_USER_GET_PROTOCOL_FEATURES), want);
@@ -471,10 +474,14 @@ static void t_reply_ack(void **state)
 	struct fx *f = *state;
 	uint64_t none = 0, ack = 1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK;
 
-	/* Without REPLY_ACK negotiated, NEED_REPLY gets no answer. */
-	assert_int_equal(call_ack(f, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0), NO_REPLY);
+	/*
+	 * NEED_REPLY is answered even without REPLY_ACK negotiated: a QEMU waiting
+	 * for an incoming migration does not renegotiate after siovd restarted
+	 * and waits for the ack (libvhost-user answers too).
+	 */
+	assert_int_equal(call_ack(f, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0), 0);
 	msg_send(f, VHOST_USER_SET_PROTOCOL_FEATURES, VHOST_USER_VERSION, &none, 8, NULL, 0);
-	assert_int_equal(call_ack(f, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0), NO_REPLY);
+	assert_int_equal(call_ack(f, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0), 0);
 	msg_send(f, VHOST_USER_SET_PROTOCOL_FEATURES, VHOST_USER_VERSION, &ack, 8, NULL, 0);
 	assert_int_equal(call_ack(f, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0), 0);
 	/* An unknown request is refused, not fatal. */
@@ -500,9 +507,8 @@ static void t_mem_table(void **state)
 	/* Two regions that overlap in guest-physical space are refused. */
 	t.regions[0] = region(f, MEM_GPA, MEM_SIZE / 2, 0);
 	t.regions[1] = region(f, MEM_GPA + 4096, MEM_SIZE / 2, MEM_SIZE / 2);
-	assert_int_equal(call_ack(f, VHOST_USER_SET_MEM_TABLE, &t, 8 + 2 * sizeof(t.regions[0]),
-				  fds, 2),
-			 1);
+	assert_int_equal(
+	    call_ack(f, VHOST_USER_SET_MEM_TABLE, &t, 8 + 2 * sizeof(t.regions[0]), fds, 2), 1);
 	/* A region larger than its fd is refused. */
 	t.nregions = 1;
 	t.regions[0] = region(f, MEM_GPA, 2 * MEM_SIZE, 0);
@@ -512,9 +518,8 @@ static void t_mem_table(void **state)
 	t.nregions = 2;
 	t.regions[0] = region(f, MEM_GPA, MEM_SIZE / 2, 0);
 	t.regions[1] = region(f, MEM_GPA + MEM_SIZE / 2, MEM_SIZE / 2, MEM_SIZE / 2);
-	assert_int_equal(call_ack(f, VHOST_USER_SET_MEM_TABLE, &t, 8 + 2 * sizeof(t.regions[0]),
-				  fds, 2),
-			 0);
+	assert_int_equal(
+	    call_ack(f, VHOST_USER_SET_MEM_TABLE, &t, 8 + 2 * sizeof(t.regions[0]), fds, 2), 0);
 	assert_true(connected(f));
 	/* One fd for two regions is a protocol violation. */
 	msg_send(f, VHOST_USER_SET_MEM_TABLE, VHOST_USER_VERSION, &t, 8 + 2 * sizeof(t.regions[0]),
@@ -623,8 +628,8 @@ static void t_vring_addr_bad(void **state)
 	mem_table(f);
 	assert_int_equal(vring_state(f, VHOST_USER_SET_VRING_NUM, 0, QSIZE), 0);
 	/* Misaligned used ring: accepted as a message, but the queue cannot start. */
-	assert_int_equal(vring_addr(f, 0, uva(f, DESC_OFF), uva(f, AVAIL_OFF), uva(f, USED_OFF) + 2),
-			 0);
+	assert_int_equal(
+	    vring_addr(f, 0, uva(f, DESC_OFF), uva(f, AVAIL_OFF), uva(f, USED_OFF) + 2), 0);
 	assert_int_equal(vring_addr(f, NQUEUES, 0, 0, 0), 1);
 	assert_int_equal(vring_fd(f, VHOST_USER_SET_VRING_KICK, 0, f->kick), 0);
 	assert_int_equal(vring_state(f, VHOST_USER_SET_VRING_ENABLE, 0, 1), 0);
@@ -632,7 +637,8 @@ static void t_vring_addr_bad(void **state)
 	assert_non_null(strstr(siov_vu_server_broken_reason(f->srv), "misaligned"));
 	/* Fixing the address and restarting the ring is the driver's reset. */
 	assert_int_equal(vring_state(f, VHOST_USER_SET_VRING_ENABLE, 0, 0), 0);
-	assert_int_equal(vring_addr(f, 0, uva(f, DESC_OFF), uva(f, AVAIL_OFF), uva(f, USED_OFF)), 0);
+	assert_int_equal(vring_addr(f, 0, uva(f, DESC_OFF), uva(f, AVAIL_OFF), uva(f, USED_OFF)),
+			 0);
 	assert_int_equal(vring_state(f, VHOST_USER_SET_VRING_ENABLE, 0, 1), 0);
 	assert_string_equal(siov_vu_server_state(f->srv), "running");
 	/* A ring outside the memory table breaks the queue too. */
@@ -744,10 +750,12 @@ static void t_config(void **state)
 	c.offset = wce;
 	c.size = 1;
 	c.region[0] = 1;
-	assert_int_equal(call_ack(f, VHOST_USER_SET_CONFIG, &c, SIOV_VU_CONFIG_HDR + 1, NULL, 0), 0);
+	assert_int_equal(call_ack(f, VHOST_USER_SET_CONFIG, &c, SIOV_VU_CONFIG_HDR + 1, NULL, 0),
+			 0);
 	c.offset = 0;
 	c.size = 8;
-	assert_int_equal(call_ack(f, VHOST_USER_SET_CONFIG, &c, SIOV_VU_CONFIG_HDR + 8, NULL, 0), 1);
+	assert_int_equal(call_ack(f, VHOST_USER_SET_CONFIG, &c, SIOV_VU_CONFIG_HDR + 8, NULL, 0),
+			 1);
 	c.offset = wce;
 	c.size = 1;
 	msg_send(f, VHOST_USER_GET_CONFIG, VHOST_USER_VERSION, &c, SIOV_VU_CONFIG_HDR + 1, NULL, 0);
@@ -793,7 +801,8 @@ static void t_inflight(void **state)
 	/* The queue runs with the inflight region attached. */
 	mem_table(f);
 	assert_int_equal(vring_state(f, VHOST_USER_SET_VRING_NUM, 0, QSIZE), 0);
-	assert_int_equal(vring_addr(f, 0, uva(f, DESC_OFF), uva(f, AVAIL_OFF), uva(f, USED_OFF)), 0);
+	assert_int_equal(vring_addr(f, 0, uva(f, DESC_OFF), uva(f, AVAIL_OFF), uva(f, USED_OFF)),
+			 0);
 	assert_int_equal(vring_fd(f, VHOST_USER_SET_VRING_KICK, 0, f->kick), 0);
 	assert_int_equal(vring_state(f, VHOST_USER_SET_VRING_ENABLE, 0, 1), 0);
 	assert_non_null(siov_vu_server_queue(f->srv, 0)->inflight);
@@ -880,9 +889,8 @@ static void t_split_message(void **state)
 static void t_truncated_then_hangup(void **state)
 {
 	struct fx *f = *state;
-	struct siov_vu_hdr h = {.request = VHOST_USER_SET_FEATURES,
-				.flags = VHOST_USER_VERSION,
-				.size = 8};
+	struct siov_vu_hdr h = {
+	    .request = VHOST_USER_SET_FEATURES, .flags = VHOST_USER_VERSION, .size = 8};
 	int sv[2];
 
 	start_queue0(f);
@@ -913,19 +921,147 @@ static void t_second_front_end(void **state)
 	assert_int_equal(get_u64(f, VHOST_USER_GET_QUEUE_NUM), NQUEUES);
 }
 
+
+/* ---- live migration: the dirty log ---- */
+
+#define LOG_BYTES ((MEM_GPA + MEM_SIZE) / 4096 / 8)
+
+/* SET_LOG_BASE with a log of size bytes in fd; returns the u64 the server answered. */
+static uint64_t log_base(struct fx *f, int fd, uint64_t size)
+{
+	struct siov_vu_log l = {.mmap_size = size, .mmap_offset = 0};
+	struct siov_vu_msg r;
+
+	/* No NEED_REPLY: QEMU waits for this answer whatever REPLY_ACK says. */
+	msg_send(f, VHOST_USER_SET_LOG_BASE, VHOST_USER_VERSION, &l, sizeof(l), &fd, 1);
+	assert_int_equal(msg_recv(f, &r, NULL), sizeof(r.hdr) + 8);
+	assert_int_equal(r.hdr.request, VHOST_USER_SET_LOG_BASE);
+	assert_int_equal(r.hdr.flags, VHOST_USER_VERSION | VHOST_USER_REPLY_MASK);
+	return r.payload.u64;
+}
+
+static int64_t set_logging(struct fx *f, bool on)
+{
+	uint64_t feat = (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES_BIT) |
+			(on ? 1ull << VHOST_F_LOG_ALL_BIT : 0);
+
+	return call_ack(f, VHOST_USER_SET_FEATURES, &feat, 8, NULL, 0);
+}
+
+static int64_t vring_addr_log(struct fx *f, uint32_t flags)
+{
+	struct siov_vu_vring_addr a = {.index = 0,
+				       .flags = flags,
+				       .desc_user_addr = uva(f, DESC_OFF),
+				       .avail_user_addr = uva(f, AVAIL_OFF),
+				       .used_user_addr = uva(f, USED_OFF),
+				       .log_guest_addr = gpa(USED_OFF)};
+
+	return call_ack(f, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0);
+}
+
+static bool page_marked(const uint8_t *log, uint64_t addr)
+{
+	return log[addr / 4096 / 8] & (1u << (addr / 4096 % 8));
+}
+
+static void t_dirty_log(void **state)
+{
+	struct fx *f = *state;
+	int lfd = memfd_create("log", MFD_CLOEXEC);
+	struct siov_vu_vring_state st = {.index = 0};
+	struct siov_vu_msg r;
+	uint8_t *log;
+
+	assert_true(lfd >= 0 && ftruncate(lfd, LOG_BYTES) == 0);
+	log = mmap(NULL, LOG_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, lfd, 0);
+	assert_true(log != MAP_FAILED);
+	assert_true(get_u64(f, VHOST_USER_GET_FEATURES) & (1ull << VHOST_F_LOG_ALL_BIT));
+	start_queue0(f);
+	/* QEMU's order: the log, then LOG_ALL, then the rings with VHOST_VRING_F_LOG. */
+	assert_int_equal(log_base(f, lfd, LOG_BYTES), 0);
+	assert_int_equal(set_logging(f, true), 0);
+	assert_int_equal(vring_addr_log(f, 1u << VHOST_VRING_F_LOG), 0);
+	assert_true(siov_vu_server_logging(f->srv));
+	assert_int_equal(blk_io(f, VIRTIO_BLK_T_IN, 8, 4096), VIRTIO_BLK_S_OK);
+	assert_true(page_marked(log, gpa(DATA_OFF)));
+	assert_true(page_marked(log, gpa(STATUS_OFF)));
+	assert_true(page_marked(log, gpa(USED_OFF)));
+	assert_false(page_marked(log, gpa(HDR_OFF))); /* only read */
+	assert_false(page_marked(log, gpa(DESC_OFF)));
+	/* Stopping the ring answers once every popped request is done and logged. */
+	memset(log, 0, LOG_BYTES);
+	assert_int_equal(blk_io(f, VIRTIO_BLK_T_IN, 8, 512), VIRTIO_BLK_S_OK);
+	msg_send(f, VHOST_USER_GET_VRING_BASE, VHOST_USER_VERSION, &st, sizeof(st), NULL, 0);
+	assert_int_equal(msg_recv(f, &r, NULL), sizeof(r.hdr) + sizeof(st));
+	assert_int_equal(r.payload.state.num, 2);
+	assert_true(page_marked(log, gpa(DATA_OFF)));
+	assert_true(page_marked(log, gpa(USED_OFF)));
+	/* Migration over or cancelled: LOG_ALL off, the log let go. */
+	assert_int_equal(set_logging(f, false), 0);
+	assert_false(siov_vu_server_logging(f->srv));
+	munmap(log, LOG_BYTES);
+	close(lfd);
+}
+
+/* A log the server cannot use is answered, and breaks the VDEV when logging starts. */
+static void t_dirty_log_hostile(void **state)
+{
+	struct fx *f = *state;
+	int lfd = memfd_create("log", MFD_CLOEXEC);
+	struct siov_vu_log l = {.mmap_size = 64};
+
+	assert_true(lfd >= 0 && ftruncate(lfd, LOG_BYTES) == 0);
+	start_queue0(f);
+	assert_int_equal(log_base(f, lfd, LOG_BYTES * 2), 1); /* larger than its fd */
+	assert_int_equal(log_base(f, lfd, 0), 1);
+	assert_int_equal(set_logging(f, true), 0);
+	assert_string_equal(siov_vu_server_state(f->srv), "broken");
+	assert_non_null(strstr(siov_vu_server_broken_reason(f->srv), "no log"));
+	/* Too small for the memory table: broken again on the next start. */
+	assert_int_equal(set_logging(f, false), 0);
+	assert_int_equal(log_base(f, lfd, LOG_BYTES / 2), 0);
+	assert_int_equal(set_logging(f, true), 0);
+	assert_int_equal(vring_state(f, VHOST_USER_SET_VRING_ENABLE, 0, 1), 0);
+	assert_string_equal(siov_vu_server_state(f->srv), "broken");
+	assert_non_null(strstr(siov_vu_server_broken_reason(f->srv), "does not cover"));
+	/* Without its fd the message is malformed: the session ends, siovd lives on. */
+	msg_send(f, VHOST_USER_SET_LOG_BASE, VHOST_USER_VERSION, &l, sizeof(l), NULL, 0);
+	assert_dropped(f);
+	close(lfd);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    T(t_get_features),	     T(t_set_features),	      T(t_protocol_features),
-	    T(t_reply_ack),	     T(t_mem_table),	      T(t_mem_table_too_many),
-	    T(t_add_rem_mem_reg),    T(t_mem_reg_data_path),  T(t_vring_num),
-	    T(t_vring_num_running),  T(t_vring_addr_bad),     T(t_vring_data_and_base),
-	    T(t_vring_fds),	     T(t_vring_nofd_with_fd), T(t_vring_enable),
-	    T(t_config),	     T(t_inflight),	      T(t_reset),
-	    T(t_bad_version),	     T(t_oversized),	      T(t_too_many_fds),
-	    T(t_split_message),	     T(t_truncated_then_hangup), T(t_second_front_end),
+	    T(t_get_features),
+	    T(t_set_features),
+	    T(t_protocol_features),
+	    T(t_reply_ack),
+	    T(t_mem_table),
+	    T(t_mem_table_too_many),
+	    T(t_add_rem_mem_reg),
+	    T(t_mem_reg_data_path),
+	    T(t_vring_num),
+	    T(t_vring_num_running),
+	    T(t_vring_addr_bad),
+	    T(t_vring_data_and_base),
+	    T(t_vring_fds),
+	    T(t_vring_nofd_with_fd),
+	    T(t_vring_enable),
+	    T(t_config),
+	    T(t_inflight),
+	    T(t_reset),
+	    T(t_bad_version),
+	    T(t_oversized),
+	    T(t_too_many_fds),
+	    T(t_split_message),
+	    T(t_truncated_then_hangup),
+	    T(t_second_front_end),
+	    T(t_dirty_log),
+	    T(t_dirty_log_hostile),
 	};
 
 	siov_log_set_level(getenv("SIOV_TEST_VERBOSE") ? SIOV_LOG_DEBUG : SIOV_LOG_ERR);
