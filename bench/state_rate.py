@@ -194,18 +194,26 @@ def attach_stats(build, d, n, during_storm):
                 mean_us=round(statistics.mean(out), 1)), rates
 
 
-def scrape(port):
+def cpu_s(pid):
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def scrape(port, pid):
+    """Wall time of a scrape, and siovd's CPU time for it (the wall time on a
+    shared machine is mostly waiting for a CPU)."""
     if not port:
         return None
-    times = []
+    times, cpus = [], []
     size = 0
     for _ in range(5):
-        t0 = time.monotonic()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        t0, c0 = time.monotonic(), cpu_s(pid)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
             size = len(r.read())
         times.append((time.monotonic() - t0) * 1000)
+        cpus.append((cpu_s(pid) - c0) * 1000)
     return dict(ms_median=round(statistics.median(times), 1), ms_max=round(max(times), 1),
-                bytes=size)
+                cpu_ms_median=round(statistics.median(cpus), 1), bytes=size)
 
 
 def main():
@@ -232,7 +240,7 @@ def main():
         r["attach_idle"], _ = attach_stats(build, d, ATTACHES, False)
         r["attach_storm"], (c, dl) = attach_stats(build, d, ATTACHES, True)
         r["storm_create_per_s_with_attaches"] = round(c)
-        r["metrics_scrape"] = scrape(port)
+        r["metrics_scrape"] = scrape(port, d.p.pid)
         r["daemon_vdevs"] = d.c.call("daemon_info")["vdevs"]
     finally:
         d.stop()
@@ -260,7 +268,7 @@ Front-end attach (libsiov: connect, negotiate, share memory, start the rings):
     if r["metrics_scrape"]:
         s = r["metrics_scrape"]
         md += f"""
-Scrape of `--metrics` with {r['daemon_vdevs']} VDEVs: median {s['ms_median']} ms, max {s['ms_max']} ms, {s['bytes']} bytes.
+Scrape of `--metrics` with {r['daemon_vdevs']} VDEVs: median {s['ms_median']} ms wall, {s['cpu_ms_median']} ms of siovd CPU time, max {s['ms_max']} ms, {s['bytes']} bytes.
 """
     open(os.path.join(out, "state.md"), "w").write(md)
     section(out, r)
@@ -285,8 +293,11 @@ def section(out, r):
                     unit="us", better="lower")
     if r.get("metrics_scrape"):
         sec.add("state.metrics_scrape_ms", "siovd", r["metrics_scrape"]["ms_median"],
-                label=f"scrape of --metrics with {r['daemon_vdevs']} VDEVs", unit="ms",
+                label=f"scrape of --metrics with {r['daemon_vdevs']} VDEVs (wall)", unit="ms",
                 better="lower")
+        sec.add("state.metrics_scrape_cpu_ms", "siovd", r["metrics_scrape"]["cpu_ms_median"],
+                label=f"scrape of --metrics with {r['daemon_vdevs']} VDEVs (siovd CPU)",
+                unit="ms", better="lower")
     sec.note("Goals (issue 12): >= 2000 creates/s on one connection and >= 5000/s from 8 "
              "clients at 10,000 VDEVs; attach time unchanged during a storm; scrape < 100 ms.")
     sec.write()
