@@ -467,9 +467,19 @@ static int check_header(const char *file, struct json_object *h, uint64_t gen, s
 	return 0;
 }
 
+static bool all_zero(const char *p, size_t n)
+{
+	while (n && !*p)
+		p++, n--;
+	return n == 0;
+}
+
 /*
- * Applies journal gen (text[0..len)) to m.  If last, a bad final line is a
- * torn record: *good is where the good part ends.  Returns the records applied.
+ * Applies journal gen (text[0..len)) to m.  A journal ends where its records
+ * do: the rest of the file is zeros the writer put there ahead of time (see
+ * extend_journal()).  In the last journal, a bad final record, or anything
+ * but zeros after the end, is a batch torn by a crash (never acknowledged):
+ * *good is where the good part ends.  Returns the records applied.
  */
 static int64_t replay_journal(const char *file, const char *text, size_t len, uint64_t gen,
 			      bool last, struct model *m, size_t *good, struct siov_err *err)
@@ -481,7 +491,19 @@ static int64_t replay_journal(const char *file, const char *text, size_t len, ui
 
 	*good = 0;
 	while (off < len) {
-		const char *nl = memchr(text + off, '\n', len - off), *why = NULL;
+		const char *nl, *why = NULL;
+
+		if (text[off] == '\0' && lineno > 0) {
+			if (all_zero(text + off, len - off))
+				return n;
+			if (!last)
+				return siov_err_set(err, -EINVAL, "%s: data after its end", file);
+			SIOV_WARN("state: %s: an unfinished write after change #%" PRIu64
+				  " (never acknowledged); cut off",
+				  file, m->seq);
+			return n;
+		}
+		nl = memchr(text + off, '\n', len - off);
 		size_t end = nl ? (size_t)(nl - text) : len;
 		struct json_object *rec = nl ? parse_line(text + off, end - off, &why) : NULL;
 
@@ -495,7 +517,7 @@ static int64_t replay_journal(const char *file, const char *text, size_t len, ui
 				return rc;
 		} else if (!rec || apply_record(m, rec, &why, &cerr) < 0) {
 			json_object_put(rec);
-			if (last && (!nl || end + 1 == len)) {
+			if (last && (!nl || all_zero(text + end + 1, len - end - 1))) {
 				SIOV_WARN("state: %s line %zu: %s: a record torn by a crash, never "
 					  "acknowledged; cut off",
 					  file, lineno, why);
@@ -754,7 +776,8 @@ struct siov_state {
 	/* The writer's own. */
 	int jfd;
 	uint64_t gen;
-	off_t jsize;
+	off_t jsize;  /* where the next record goes */
+	off_t jalloc; /* bytes written so far, zeros past jsize */
 	uint64_t jrecords;
 	uint64_t snap_entries;
 	pthread_t compactor;
@@ -791,7 +814,7 @@ static int open_journal(struct siov_state *st, uint64_t gen, struct siov_err *er
 	}
 	st->jfd = fd;
 	st->gen = gen;
-	st->jsize = (off_t)strlen(line);
+	st->jsize = st->jalloc = (off_t)strlen(line);
 	st->jrecords = 0;
 	return 0;
 }
@@ -853,6 +876,50 @@ static void journal_failed(struct siov_state *st, uint64_t first, int rc, const 
 		 first, msg);
 }
 
+/*
+ * Zeros ahead of the records, written (not fallocated: an unwritten extent
+ * turns into a metadata change when it is first written) and made durable
+ * with the next batch.  A record then overwrites zeros and the file's size
+ * does not change, so its fdatasync flushes data only, not the inode and the
+ * file system's journal: about a third cheaper per change on ext4, and much
+ * more when other I/O competes for the file system's journal.
+ */
+#define JOURNAL_CHUNK (1u << 20)
+
+static int extend_journal(struct siov_state *st, size_t need)
+{
+	static const char zeros[65536];
+	off_t want = st->jsize + (off_t)need + JOURNAL_CHUNK;
+
+	want -= want % JOURNAL_CHUNK;
+	while (st->jalloc < want) {
+		size_t n = SIOV_MIN(sizeof(zeros), (size_t)(want - st->jalloc));
+		ssize_t w = pwrite(st->jfd, zeros, n, st->jalloc);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		st->jalloc += w;
+	}
+	return 0;
+}
+
+static int pwrite_all(int fd, const char *buf, size_t len, off_t off)
+{
+	while (len) {
+		ssize_t n = pwrite(fd, buf, len, off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		buf += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
 static int write_batch(struct siov_state *st, const char *buf, size_t len)
 {
 	struct siov_err err = {0};
@@ -862,7 +929,9 @@ static int write_batch(struct siov_state *st, const char *buf, size_t len)
 		return rc;
 	if (st->jfd < 0 && (rc = open_journal(st, st->gen, &err)) < 0)
 		return rc;
-	rc = write_all(st->jfd, buf, len);
+	if (st->jsize + (off_t)len > st->jalloc && (rc = extend_journal(st, len)) < 0)
+		return rc;
+	rc = pwrite_all(st->jfd, buf, len, st->jsize);
 	if (rc == 0 && fdatasync(st->jfd) < 0)
 		rc = -errno;
 	if (rc == 0)
@@ -982,7 +1051,7 @@ static int prepare_append(struct siov_state *st, struct recovery *r, struct siov
 		return siov_err_set(err, -errno, "%s: %s", file, strerror(errno));
 	}
 	st->jfd = fd;
-	st->jsize = (off_t)r->last_good;
+	st->jsize = st->jalloc = (off_t)r->last_good;
 	st->jrecords = r->last_recs;
 	return 0;
 }
