@@ -217,10 +217,11 @@ static uint64_t model_count(const struct model *m)
 
 /* ---- Files ---- */
 
-static int write_all(int fd, const char *buf, size_t len)
+/* Writes all of buf at off, or at the file position if off < 0. */
+static int write_at(int fd, const char *buf, size_t len, off_t off)
 {
 	while (len) {
-		ssize_t n = write(fd, buf, len);
+		ssize_t n = off < 0 ? write(fd, buf, len) : pwrite(fd, buf, len, off);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -228,6 +229,7 @@ static int write_all(int fd, const char *buf, size_t len)
 		}
 		buf += n;
 		len -= (size_t)n;
+		off = off < 0 ? off : off + n;
 	}
 	return 0;
 }
@@ -652,7 +654,7 @@ static int recover(int dirfd, uint64_t upto, struct recovery *r, struct siov_err
 
 static int emit(int fd, const char *s)
 {
-	return write_all(fd, s, strlen(s));
+	return write_at(fd, s, strlen(s), -1);
 }
 
 /* One entry per line, so that a person can read, grep and diff it. */
@@ -801,7 +803,7 @@ static int open_journal(struct siov_state *st, uint64_t gen, struct siov_err *er
 	snprintf(json, sizeof(json), "{\"siov_journal\":%d,\"generation\":%" PRIu64 "}",
 		 JOURNAL_VERSION, gen);
 	snprintf(line, sizeof(line), "%08x %s\n", crc32c(json, strlen(json)), json);
-	rc = write_all(fd, line, strlen(line));
+	rc = write_at(fd, line, strlen(line), -1);
 	/* The file and its name must be on disk before a record in it is acknowledged. */
 	if (rc == 0 && fdatasync(fd) < 0)
 		rc = -errno;
@@ -904,22 +906,6 @@ static int extend_journal(struct siov_state *st, size_t need)
 	return 0;
 }
 
-static int pwrite_all(int fd, const char *buf, size_t len, off_t off)
-{
-	while (len) {
-		ssize_t n = pwrite(fd, buf, len, off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		buf += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
-}
-
 static int write_batch(struct siov_state *st, const char *buf, size_t len)
 {
 	struct siov_err err = {0};
@@ -931,7 +917,7 @@ static int write_batch(struct siov_state *st, const char *buf, size_t len)
 		return rc;
 	if (st->jsize + (off_t)len > st->jalloc && (rc = extend_journal(st, len)) < 0)
 		return rc;
-	rc = pwrite_all(st->jfd, buf, len, st->jsize);
+	rc = write_at(st->jfd, buf, len, st->jsize);
 	if (rc == 0 && fdatasync(st->jfd) < 0)
 		rc = -errno;
 	if (rc == 0)
