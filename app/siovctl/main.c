@@ -33,7 +33,7 @@
 /* Values of these are names or paths: strings even when they look like numbers. */
 static const char *const string_params[] = {"name", "type", "backend", "path", "socket", "uri",
 					    "tls_creds", "pool", "image", "conf", "id", "members", "member",
-					    "network", "uplink", "mac"};
+					    "network", "uplink", "mac", "vdev", "listen", "error_policy"};
 
 static const char usage_text[] =
     "usage: siovctl [-s SOCKET] [-t SECONDS] METHOD [--param value ...]\n"

@@ -123,6 +123,8 @@ struct siov_vq {
 	uint16_t signalled_used;
 	bool signalled_used_valid;
 	uint64_t inflight_counter;
+	/* The device model has work of its own (held requests to look at): run me. */
+	bool dev_wants_run;
 
 	struct siov_vq_stats stats;
 	int broken; /* read with relaxed atomics */

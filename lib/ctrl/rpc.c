@@ -765,6 +765,24 @@ static int rpc_open_state(struct siov_rpc_server *srv, const struct siov_rpc_ser
 	return 0;
 }
 
+/*
+ * The VDCM changed a VDEV's configuration by itself (a move finished): journal
+ * it, and wait until it is durable, since the VDCM removes the move's bitmap
+ * only once the state no longer says "moving" (rare: once per move).
+ */
+static int vdcm_changed(void *arg, const char *vdev)
+{
+	struct siov_rpc_server *srv = arg;
+	struct siov_err err = {0};
+	int rc = siov_rpc_record_vdev(srv, vdev, &err);
+
+	if (rc == 0 && srv->state)
+		rc = siov_state_wait(srv->state, siov_state_appended(srv->state), &err);
+	if (rc < 0)
+		SIOV_ERR("rpc: cannot save the state: %s", err.msg);
+	return rc;
+}
+
 int siov_rpc_server_create(const struct siov_rpc_server_opts *opts, struct siov_rpc_server **out)
 {
 	struct siov_rpc_server *srv;
@@ -789,6 +807,8 @@ int siov_rpc_server_create(const struct siov_rpc_server_opts *opts, struct siov_
 		if (rc < 0)
 			goto err;
 	}
+	if (srv->vdcm)
+		siov_vdcm_set_changed_cb(srv->vdcm, vdcm_changed, srv);
 	*out = srv;
 	return 0;
 
@@ -801,6 +821,8 @@ void siov_rpc_server_destroy(struct siov_rpc_server *srv)
 {
 	if (!srv)
 		return;
+	if (srv->vdcm)
+		siov_vdcm_set_changed_cb(srv->vdcm, NULL, NULL);
 	while (srv->conns)
 		conn_close(srv->conns);
 	siov_loop_del(srv->listen_watch);

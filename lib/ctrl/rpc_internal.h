@@ -14,6 +14,7 @@
 
 #include <json-c/json.h>
 
+#include "siov_internal/export.h"
 #include "siov_internal/rpc.h"
 #include "siov_internal/state.h"
 #include "siov_internal/util.h"
@@ -93,6 +94,8 @@ int siov_rpc_record_put(struct siov_rpc_server *srv, const char *kind, const cha
 			struct json_object *conf, struct siov_err *err);
 int siov_rpc_record_del(struct siov_rpc_server *srv, const char *kind, const char *name,
 			struct siov_err *err);
+/* Journals VDEV name's whole configuration as the VDCM now has it. */
+int siov_rpc_record_vdev(struct siov_rpc_server *srv, const char *name, struct siov_err *err);
 
 /* ---- Parameters: strict, table-driven conversion of a JSON object ---- */
 
@@ -119,6 +122,7 @@ extern const struct siov_param_table siov_backend_param_table; /* backend_create
 extern const struct siov_param_table siov_vdev_param_table;    /* vdev_create */
 extern const struct siov_param_table siov_group_param_table;   /* group_create, *_set_qos */
 extern const struct siov_param_table siov_network_param_table; /* network_create */
+extern const struct siov_param_table siov_export_param_table;  /* export_create */
 /* "string", "path", "bool", "integer" or "bytes" (an integer or "4K", "1G"...). */
 const char *siov_param_type(const struct siov_param *p);
 
@@ -135,6 +139,13 @@ int siov_param_uint(const struct siov_param *p, struct json_object *v, void *fie
 /* A byte count (uint64_t): a JSON integer or a string like "4K", "512M", "1G". */
 int siov_param_bytes(const struct siov_param *p, struct json_object *v, void *field,
 		     struct siov_err *err);
+
+/* vdev error policies: "report", "hold", "hold:30s" (-EINVAL / -ERANGE otherwise). */
+int siov_error_policy_parse(const char *s, enum siov_error_policy *p, uint32_t *timeout_ms);
+void siov_error_policy_format(enum siov_error_policy p, uint32_t timeout_ms, char *buf, size_t n);
+/* Field parser: field is a struct siov_vdev_conf's error_policy (hold_timeout_ms is set too). */
+int siov_param_error_policy(const struct siov_param *p, struct json_object *v, void *field,
+			    struct siov_err *err);
 
 /*
  * Fills out from the members of params (an object, or NULL for none) as
@@ -155,6 +166,9 @@ int siov_vdev_conf_from_json(struct json_object *params, struct siov_vdev_conf *
 			     struct siov_err *err);
 /* The inverse: objects that siov_*_conf_from_json() read back unchanged.  NULL: no memory. */
 struct json_object *siov_backend_conf_to_json(const struct siov_backend_conf *conf);
+int siov_export_conf_from_json(struct json_object *params, struct siov_export_conf *conf,
+			       struct siov_err *err);
+struct json_object *siov_export_conf_to_json(const struct siov_export_conf *conf);
 /* Adds an nbd or rbd backend's own parameters (uri, pool, ...) to o; nothing for others. */
 void siov_backend_remote_conf_to_json(struct json_object *o, const struct siov_backend_conf *conf);
 struct json_object *siov_vdev_conf_to_json(const struct siov_vdev_conf *conf);

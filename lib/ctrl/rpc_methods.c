@@ -522,6 +522,33 @@ static struct json_object *queue_to_json(const struct siov_queue_stats *q)
 	return o;
 }
 
+/* The error policy and what it holds: held requests with the reason, the episodes. */
+static struct json_object *hold_to_json(const struct siov_vdev_info *info)
+{
+	const struct siov_blk_hold_stats *h = &info->hold;
+	struct json_object *o = json_object_new_object();
+	char pol[32];
+
+	if (!o)
+		return NULL;
+	siov_error_policy_format(info->conf->error_policy, info->conf->hold_timeout_ms, pol,
+				 sizeof(pol));
+	json_object_object_add(o, "policy", json_object_new_string(pol));
+	json_object_object_add(o, "held", json_object_new_uint64(h->held));
+	json_object_object_add(o, "held_total", json_object_new_uint64(h->held_total));
+	json_object_object_add(o, "hold_events", json_object_new_uint64(h->hold_events));
+	json_object_object_add(o, "timed_out", json_object_new_uint64(h->timed_out));
+	json_object_object_add(o, "reason",
+			       h->last_error ? json_object_new_string(strerror(-h->last_error))
+					     : NULL);
+	json_object_object_add(
+	    o, "held_for_s",
+	    json_object_new_double(h->since_ns && info->now_ns > h->since_ns
+				       ? (double)(info->now_ns - h->since_ns) / 1e9
+				       : 0.0));
+	return o;
+}
+
 static void vdev_stats_to_json(const struct siov_vdev_info *info, void *arg)
 {
 	struct siov_queue_stats sum = {0};
@@ -560,6 +587,16 @@ static void vdev_stats_to_json(const struct siov_vdev_info *info, void *arg)
 	    json_object_new_double(latency_us(sum.latency_ns_total, sum.requests)));
 	json_object_object_add(o, "qos",
 			       qos_to_json(info->conf->group, &info->conf->qos, &info->qos));
+	json_object_object_add(o, "error_policy", hold_to_json(info));
+	if (info->conf->move_backend[0]) {
+		struct json_object *m = json_object_new_object();
+
+		json_object_object_add(m, "to", json_object_new_string(info->conf->move_backend));
+		json_object_object_add(m, "offset", json_object_new_uint64(info->conf->move_offset));
+		json_object_object_add(m, "done_bytes", json_object_new_uint64(info->move_done));
+		json_object_object_add(m, "total_bytes", json_object_new_uint64(info->move_total));
+		json_object_object_add(o, "move", m);
+	}
 	json_object_object_add(o, "queues", qs);
 	json_object_array_add(arg, o);
 }
@@ -703,7 +740,7 @@ static void group_conf_json(const struct siov_group_info *info, void *arg)
 }
 
 /* Journals the whole configuration of a VDEV or group, as it now is. */
-static int qos_record(struct siov_rpc_server *srv, bool is_group, const char *name,
+static int record_conf(struct siov_rpc_server *srv, bool is_group, const char *name,
 		      struct siov_err *err)
 {
 	struct group_conf_lookup l = {name, NULL};
@@ -713,6 +750,11 @@ static int qos_record(struct siov_rpc_server *srv, bool is_group, const char *na
 	else
 		siov_vdcm_vdev_get(srv->vdcm, name, vdev_conf_json, &l.conf);
 	return siov_rpc_record_put(srv, is_group ? "group" : "vdev", name, l.conf, err);
+}
+
+int siov_rpc_record_vdev(struct siov_rpc_server *srv, const char *name, struct siov_err *err)
+{
+	return record_conf(srv, false, name, err);
 }
 
 static int qos_apply(struct siov_rpc_server *srv, bool is_group, const char *name,
@@ -746,13 +788,82 @@ static int set_qos(struct siov_rpc_server *srv, bool is_group, struct json_objec
 	rc = qos_apply(srv, is_group, req.name, &qos, err);
 	if (rc < 0)
 		return vdcm_failed(rc, err);
-	rc = qos_record(srv, is_group, req.name, err);
+	rc = record_conf(srv, is_group, req.name, err);
 	if (rc < 0) {
 		if (qos_apply(srv, is_group, req.name, &old, &undo) < 0)
 			SIOV_ERR("rpc: cannot undo QoS of %s '%s': %s", what, req.name, undo.msg);
 		return save_failed(rc, err, what, req.name, "QoS not changed:");
 	}
 	SIOV_INFO("rpc: QoS of %s '%s' changed", what, req.name);
+	return ok_true(result);
+}
+
+#define VC(f) offsetof(struct siov_vdev_conf, f), sizeof(((struct siov_vdev_conf *)0)->f)
+static const struct siov_param error_policy_params[] = {
+    {"name", true, siov_param_name, VC(name), 0, 0, "the VDEV"},
+    {"error_policy", true, siov_param_error_policy, VC(error_policy), 0, 0,
+     "report (the guest sees the error) or hold[:MS] (keep the request, retry on vdev_resume)"},
+};
+static const struct siov_param move_params[] = {
+    {"name", true, siov_param_name, VC(name), 0, 0, "the VDEV"},
+    {"backend", true, siov_param_name, VC(backend), 0, 0, "the backend to move onto"},
+    {"offset", false, siov_param_bytes, VC(offset), 0, 0, "where its window starts there"},
+    /* The copy's rate limit; borrowed field: vdev_move has no size of its own. */
+    {"rate", false, siov_param_bytes, VC(size), 0, 0, "bytes per second the copy may use"},
+};
+static const struct siov_param_table error_policy_table = {error_policy_params, 2};
+static const struct siov_param_table move_table = {move_params, 4};
+
+static int m_vdev_set_error_policy(struct siov_rpc_server *srv, struct json_object *params,
+				   struct json_object **result, struct siov_err *err)
+{
+	struct siov_vdev_conf c = {0};
+	char pol[32];
+	int rc;
+
+	if (siov_params_parse(params, error_policy_table.p, error_policy_table.n, &c, NULL, err))
+		return invalid_params(err);
+	rc = siov_vdcm_vdev_set_error_policy(srv->vdcm, c.name, c.error_policy, c.hold_timeout_ms,
+					     err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	siov_error_policy_format(c.error_policy, c.hold_timeout_ms, pol, sizeof(pol));
+	SIOV_INFO("rpc: VDEV '%s': error policy %s", c.name, pol);
+	rc = record_conf(srv, false, c.name, err);
+	if (rc < 0)
+		return save_failed(rc, err, "VDEV", c.name, "changed, but");
+	return ok_true(result);
+}
+
+static int m_vdev_move(struct siov_rpc_server *srv, struct json_object *params,
+		       struct json_object **result, struct siov_err *err)
+{
+	struct siov_vdev_conf c = {0};
+	int rc;
+
+	if (siov_params_parse(params, move_table.p, move_table.n, &c, NULL, err))
+		return invalid_params(err);
+	rc = siov_vdcm_vdev_move(srv->vdcm, c.name, c.backend, c.offset, c.size, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	SIOV_INFO("rpc: VDEV '%s': moving to '%s'", c.name, c.backend);
+	rc = record_conf(srv, false, c.name, err);
+	if (rc < 0)
+		return save_failed(rc, err, "VDEV", c.name, "is moving, but");
+	return ok_true(result);
+}
+
+static int m_vdev_resume(struct siov_rpc_server *srv, struct json_object *params,
+			 struct json_object **result, struct siov_err *err)
+{
+	char name[SIOV_NAME_MAX];
+	int rc = parse_name(params, name, err);
+
+	if (rc)
+		return rc;
+	rc = siov_vdcm_vdev_resume(srv->vdcm, name, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
 	return ok_true(result);
 }
 
@@ -925,6 +1036,78 @@ static int m_daemon_info(struct siov_rpc_server *srv, struct json_object *params
 	return 0;
 }
 
+/* ---- NBD exports ---- */
+
+static const struct siov_param export_vdev_params[] = {
+    {"vdev", true, siov_param_name, 0, SIOV_NAME_MAX, 0, 0, "the exported VDEV"},
+};
+static const struct siov_param_table export_vdev_table = {export_vdev_params, 1};
+
+static int export_undo(struct siov_vdcm *vdcm, const char *vdev, struct siov_err *err)
+{
+	return siov_vdcm_export_delete(vdcm, vdev, err);
+}
+
+static int m_export_create(struct siov_rpc_server *srv, struct json_object *params,
+			   struct json_object **result, struct siov_err *err)
+{
+	struct siov_export_conf conf;
+	int rc;
+
+	if (siov_export_conf_from_json(params, &conf, err))
+		return invalid_params(err);
+	rc = siov_vdcm_export_create(srv->vdcm, &conf, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	return created(srv, "export", "export", conf.vdev, siov_export_conf_to_json(&conf),
+		       export_undo, result, err);
+}
+
+static int m_export_delete(struct siov_rpc_server *srv, struct json_object *params,
+			   struct json_object **result, struct siov_err *err)
+{
+	char vdev[SIOV_NAME_MAX];
+	int rc;
+
+	if (siov_params_parse(params, export_vdev_table.p, export_vdev_table.n, vdev, NULL, err))
+		return invalid_params(err);
+	rc = siov_vdcm_export_delete(srv->vdcm, vdev, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	rc = siov_rpc_record_del(srv, "export", vdev, err);
+	if (rc < 0)
+		return save_failed(rc, err, "export", vdev, "deleted, but");
+	return ok_true(result);
+}
+
+static void export_to_json(const struct siov_export_conf *conf, const struct siov_export_stats *st,
+			   void *arg)
+{
+	struct json_object *o = siov_export_conf_to_json(conf);
+
+	if (!o)
+		return;
+	json_object_object_add(o, "connections", json_object_new_uint64(st->connections));
+	json_object_object_add(o, "open", json_object_new_uint64(st->open));
+	json_object_object_add(o, "requests", json_object_new_uint64(st->requests));
+	json_object_object_add(o, "errors", json_object_new_uint64(st->errors));
+	json_object_object_add(o, "bytes_read", json_object_new_uint64(st->bytes_read));
+	json_object_object_add(o, "bytes_written", json_object_new_uint64(st->bytes_written));
+	json_object_object_add(o, "protocol_errors", json_object_new_uint64(st->protocol_errors));
+	json_object_array_add(arg, o);
+}
+
+static int m_export_list(struct siov_rpc_server *srv, struct json_object *params,
+			 struct json_object **result, struct siov_err *err)
+{
+	int rc = list_start(params, result, err);
+
+	if (rc)
+		return rc;
+	siov_vdcm_export_foreach(srv->vdcm, export_to_json, *result);
+	return 0;
+}
+
 static int m_rpc_get_methods(struct siov_rpc_server *srv, struct json_object *params,
 			     struct json_object **result, struct siov_err *err);
 
@@ -950,6 +1133,11 @@ static const struct siov_rpc_method methods[] = {
      &name_table},
     {"vdev_list", m_vdev_list, "list VDEVs and their configuration", &vdev_query_table},
     {"vdev_stats", m_vdev_stats, "counters of VDEVs and their queues", &vdev_query_table},
+    {"vdev_set_error_policy", m_vdev_set_error_policy,
+     "what a backend error does to the VDEV: report it, or hold the request", &error_policy_table},
+    {"vdev_resume", m_vdev_resume, "retry the requests a held VDEV keeps", &name_table},
+    {"vdev_move", m_vdev_move, "move a VDEV's window to another backend while it runs",
+     &move_table},
     {"vdev_set_qos", m_vdev_set_qos,
      "change a VDEV's QoS (parameters left out keep their values)", &siov_group_param_table},
     {"group_create", m_group_create, "add a QoS group whose VDEVs share its limits",
@@ -964,6 +1152,10 @@ static const struct siov_rpc_method methods[] = {
     {"daemon_info", m_daemon_info, "version, engines, counts, uptime", NULL},
     {"engine_stats", m_engine_stats, "each engine's rounds, sleeps, submits and timings",
      NULL},
+    {"export_create", m_export_create, "serve a VDEV's window over NBD",
+     &siov_export_param_table},
+    {"export_delete", m_export_delete, "stop serving a VDEV over NBD", &export_vdev_table},
+    {"export_list", m_export_list, "the NBD exports and their counters", NULL},
     {"rpc_get_methods", m_rpc_get_methods, "every method with its parameters (siovctl -h)",
      NULL},
 };

@@ -68,6 +68,8 @@ struct state_kind {
 	int (*create)(struct siov_vdcm *vdcm, const void *conf, struct siov_err *err);
 	/* NULL, or 0/1: objects of pass 1 are made after all of pass 0 of their kind. */
 	unsigned (*pass)(const void *conf);
+	/* The member of conf that names the object: NULL means "name". */
+	const char *key_field;
 };
 
 static int backend_from_json(struct json_object *o, void *conf, struct siov_err *err)
@@ -116,14 +118,28 @@ static int network_create(struct siov_vdcm *vdcm, const void *conf, struct siov_
 	return siov_vdcm_network_create(vdcm, conf, err);
 }
 
+static int export_from_json(struct json_object *o, void *conf, struct siov_err *err)
+{
+	return siov_export_conf_from_json(o, conf, err);
+}
+
+static int export_create(struct siov_vdcm *vdcm, const void *conf, struct siov_err *err)
+{
+	return siov_vdcm_export_create(vdcm, conf, err);
+}
+
 static const struct state_kind kinds[] = {
     {"backend", "backends", "backend", sizeof(struct siov_backend_conf), backend_from_json,
-     backend_create, backend_pass},
+     backend_create, backend_pass, NULL},
     {"group", "groups", "group", sizeof(struct siov_group_conf), group_from_json, group_create,
-     NULL},
+     NULL, NULL},
     {"network", "networks", "network", sizeof(struct siov_network_conf), network_from_json,
-     network_create, NULL},
-    {"vdev", "vdevs", "VDEV", sizeof(struct siov_vdev_conf), vdev_from_json, vdev_create, NULL},
+     network_create, NULL, NULL},
+    {"vdev", "vdevs", "VDEV", sizeof(struct siov_vdev_conf), vdev_from_json, vdev_create, NULL,
+     NULL},
+    /* An export serves a VDEV and is named after it. */
+    {"export", "exports", "export", sizeof(struct siov_export_conf), export_from_json,
+     export_create, NULL, "vdev"},
 };
 #define NKINDS SIOV_ARRAY_SIZE(kinds)
 
@@ -133,6 +149,11 @@ static const struct state_kind *kind_find(const char *kind)
 		if (strcmp(kinds[i].kind, kind) == 0)
 			return &kinds[i];
 	return NULL;
+}
+
+static const char *kind_key_field(const struct state_kind *k)
+{
+	return k->key_field ? k->key_field : "name";
 }
 
 static const struct state_kind *kind_by_key(const char *key)
@@ -358,7 +379,7 @@ static int snap_add(const struct state_kind *k, struct json_object *arr, struct 
 		if (kind_check(k, o, &e) < 0)
 			return siov_err_set(err, -EINVAL, "%s: %s[%zu]: %s", STATE_FILE, k->key, i,
 					    e.msg);
-		name = get_str(o, "name");
+		name = get_str(o, kind_key_field(k));
 		if (!name || json_object_object_get_ex(dst, name, NULL))
 			return siov_err_set(err, -EINVAL, "%s: %s[%zu]: name missing or repeated",
 					    STATE_FILE, k->key, i);
@@ -446,7 +467,8 @@ static int apply_record(struct model *m, struct json_object *rec, const char **w
 		if (!json_object_object_get_ex(rec, "conf", &conf) || kind_check(k, conf, cerr) < 0)
 			return -EINVAL;
 		*why = "'conf' names another object";
-		if (!get_str(conf, "name") || strcmp(get_str(conf, "name"), name))
+		if (!get_str(conf, kind_key_field(k)) ||
+		    strcmp(get_str(conf, kind_key_field(k)), name))
 			return -EINVAL;
 		json_object_object_add(dst, name, json_object_get(conf));
 	}

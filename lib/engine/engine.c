@@ -436,6 +436,9 @@ static bool try_finish_detach(struct siov_engine *e, struct siov_engine_queue *q
 {
 	struct siov_vq *vq = q->vq;
 
+	/* Requests the device model holds would never drain: it lets them go. */
+	if (!q->kick_armed && vq->ops->drop_held)
+		vq->ops->drop_held(vq);
 	if (q->kick_armed || SIOV_STAT_GET(vq->stats.inflight))
 		return false;
 	/* Our last completions may still be on the used list: notify and take them off. */

@@ -437,7 +437,7 @@ void siov_vq_notify(struct siov_vq *vq)
 bool siov_vq_has_work(const struct siov_vq *vq)
 {
 	return __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE) != vq->last_avail_idx ||
-	       vq->resubmit_pos < vq->resubmit_num;
+	       vq->resubmit_pos < vq->resubmit_num || vq->dev_wants_run;
 }
 
 /* The flags and avail_event words are front-end memory as well. */

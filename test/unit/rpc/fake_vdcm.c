@@ -443,3 +443,46 @@ const char *siov_member_state_name(enum siov_member_state s)
 {
 	return "unknown";
 }
+
+/* Exports are served by lib/export, not faked: the methods' parameters are what is tested here. */
+int siov_vdcm_export_create(struct siov_vdcm *v, const struct siov_export_conf *conf,
+			    struct siov_err *err)
+{
+	return siov_err_set(err, -ENOTSUP, "exports are not faked");
+}
+
+int siov_vdcm_export_delete(struct siov_vdcm *v, const char *vdev, struct siov_err *err)
+{
+	return siov_err_set(err, -ENOENT, "VDEV '%s' is not exported", vdev);
+}
+
+void siov_vdcm_export_foreach(struct siov_vdcm *v, siov_export_info_cb cb, void *arg)
+{
+}
+
+int siov_vdcm_vdev_set_error_policy(struct siov_vdcm *v, const char *name,
+				    enum siov_error_policy p, uint32_t timeout_ms, struct siov_err *err)
+{
+	int i = vdev_idx(v, name);
+
+	if (i < 0)
+		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
+	v->vdevs[i].conf.error_policy = p;
+	v->vdevs[i].conf.hold_timeout_ms = timeout_ms;
+	return 0;
+}
+
+int siov_vdcm_vdev_resume(struct siov_vdcm *v, const char *name, struct siov_err *err)
+{
+	return vdev_idx(v, name) < 0 ? siov_err_set(err, -ENOENT, "no VDEV named '%s'", name) : 0;
+}
+
+int siov_vdcm_vdev_move(struct siov_vdcm *v, const char *name, const char *backend,
+			uint64_t offset, uint64_t rate, struct siov_err *err)
+{
+	return siov_err_set(err, -ENOTSUP, "the fake VDCM moves nothing");
+}
+
+void siov_vdcm_set_changed_cb(struct siov_vdcm *v, siov_vdcm_changed_cb cb, void *arg)
+{
+}

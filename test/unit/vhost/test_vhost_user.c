@@ -705,6 +705,32 @@ static void t_vring_fds(void **state)
 	assert_dropped(f);
 }
 
+/* QEMU swaps the call fd under a running ring (MSI-X changes): the new one is used. */
+static void t_vring_call_swap(void **state)
+{
+	struct fx *f = *state;
+	int fresh = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	eventfd_t v;
+
+	assert_true(fresh >= 0);
+	start_queue0(f);
+	assert_int_equal(vring_fd(f, VHOST_USER_SET_VRING_CALL, 0, fresh), 0);
+	assert_string_equal(siov_vu_server_state(f->srv), "running");
+	assert_int_equal(blk_io(f, VIRTIO_BLK_T_IN, 0, 512), VIRTIO_BLK_S_OK);
+	assert_int_equal(eventfd_read(f->call, &v), -1); /* the old fd: never signalled */
+	{
+		int keep = f->call;
+		f->call = fresh;
+		assert_true(call_signalled(f));
+		f->call = keep;
+	}
+	/* NOFD: no interrupts at all, and the ring goes on. */
+	assert_int_equal(vring_fd(f, VHOST_USER_SET_VRING_CALL, 0, -1), 0);
+	assert_int_equal(blk_io(f, VIRTIO_BLK_T_IN, 0, 512), VIRTIO_BLK_S_OK);
+	assert_int_equal(eventfd_read(fresh, &v), -1);
+	close(fresh);
+}
+
 static void t_vring_nofd_with_fd(void **state)
 {
 	struct fx *f = *state;
@@ -885,29 +911,97 @@ static void t_split_message(void **state)
 	assert_int_equal(r.payload.u64, NQUEUES);
 }
 
+/* A new front end on a fresh socketpair, after the server dropped the last one. */
+static void reconnect(struct fx *f)
+{
+	int sv[2];
+
+	if (f->fe >= 0)
+		close(f->fe);
+	pump(f);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
+	assert_int_equal(siov_vu_server_adopt(f->srv, sv[0]), 0);
+	f->fe = sv[1];
+}
+
 /* A front end that hangs up mid-message leaves a listening VDEV behind. */
 static void t_truncated_then_hangup(void **state)
 {
 	struct fx *f = *state;
 	struct siov_vu_hdr h = {
 	    .request = VHOST_USER_SET_FEATURES, .flags = VHOST_USER_VERSION, .size = 8};
-	int sv[2];
 
 	start_queue0(f);
 	send_fds(f, &h, sizeof(h), NULL, 0);
 	pump(f);
 	assert_true(connected(f));
 	close(f->fe);
+	f->fe = -1;
 	pump(f);
 	assert_false(connected(f));
 	assert_string_equal(siov_vu_server_state(f->srv), "listening");
 	/* And takes the next front end. */
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	assert_int_equal(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
-	assert_int_equal(siov_vu_server_adopt(f->srv, sv[0]), 0);
-	f->fe = sv[1];
+	reconnect(f);
 	assert_int_equal(siov_vu_server_connections(f->srv), 2);
 	assert_int_equal(get_u64(f, VHOST_USER_GET_QUEUE_NUM), NQUEUES);
+}
+
+/*
+ * Every message with a payload, one byte short of its minimum: dropped.  At
+ * exactly the minimum (zeros, the fds it needs): kept, whether the request
+ * itself is refused or not.  Drains any reply and fd the server sends.
+ */
+static void t_payload_sizes(void **state)
+{
+	static const struct {
+		uint32_t req, min;
+		bool fd;
+	} m[] = {
+	    {VHOST_USER_SET_FEATURES, 8, false},
+	    {VHOST_USER_SET_PROTOCOL_FEATURES, 8, false},
+	    {VHOST_USER_SET_MEM_TABLE, 8, false},
+	    {VHOST_USER_ADD_MEM_REG, sizeof(struct siov_vu_mem_reg), true},
+	    {VHOST_USER_REM_MEM_REG, sizeof(struct siov_vu_mem_reg), false},
+	    {VHOST_USER_SET_VRING_NUM, sizeof(struct siov_vu_vring_state), false},
+	    {VHOST_USER_SET_VRING_ADDR, sizeof(struct siov_vu_vring_addr), false},
+	    {VHOST_USER_SET_VRING_BASE, sizeof(struct siov_vu_vring_state), false},
+	    {VHOST_USER_GET_VRING_BASE, sizeof(struct siov_vu_vring_state), false},
+	    {VHOST_USER_SET_VRING_KICK, 8, true},
+	    {VHOST_USER_SET_VRING_CALL, 8, true},
+	    {VHOST_USER_SET_VRING_ERR, 8, true},
+	    {VHOST_USER_SET_VRING_ENABLE, sizeof(struct siov_vu_vring_state), false},
+	    {VHOST_USER_GET_CONFIG, SIOV_VU_CONFIG_HDR, false},
+	    {VHOST_USER_SET_CONFIG, SIOV_VU_CONFIG_HDR, false},
+	    {VHOST_USER_GET_INFLIGHT_FD, sizeof(struct siov_vu_inflight), false},
+	    {VHOST_USER_SET_INFLIGHT_FD, sizeof(struct siov_vu_inflight), true},
+	};
+	struct fx *f = *state;
+	uint8_t zeros[sizeof(union siov_vu_payload)] = {0};
+	struct siov_vu_msg r;
+	unsigned i;
+	int fd;
+
+	for (i = 0; i < SIOV_ARRAY_SIZE(m); i++) {
+		int mfd =
+		    m[i].req == VHOST_USER_SET_INFLIGHT_FD || m[i].req == VHOST_USER_ADD_MEM_REG
+			? f->memfd
+			: f->call;
+
+		msg_send(f, m[i].req, VHOST_USER_VERSION, zeros, m[i].min - 1, &mfd, m[i].fd);
+		if (connected(f))
+			fail_msg("request %u with %u bytes (minimum %u) was not refused", m[i].req,
+				 m[i].min - 1, m[i].min);
+		assert_dropped(f);
+		reconnect(f);
+		msg_send(f, m[i].req, VHOST_USER_VERSION, zeros, m[i].min, &mfd, m[i].fd);
+		if (!connected(f))
+			fail_msg("request %u with its minimum %u bytes dropped the connection",
+				 m[i].req, m[i].min);
+		while (msg_recv(f, &r, &fd) > 0)
+			if (fd >= 0)
+				close(fd);
+	}
 }
 
 static void t_second_front_end(void **state)
@@ -1049,6 +1143,7 @@ int main(void)
 	    T(t_vring_addr_bad),
 	    T(t_vring_data_and_base),
 	    T(t_vring_fds),
+	    T(t_vring_call_swap),
 	    T(t_vring_nofd_with_fd),
 	    T(t_vring_enable),
 	    T(t_config),
@@ -1057,6 +1152,7 @@ int main(void)
 	    T(t_bad_version),
 	    T(t_oversized),
 	    T(t_too_many_fds),
+	    T(t_payload_sizes),
 	    T(t_split_message),
 	    T(t_truncated_then_hangup),
 	    T(t_second_front_end),
