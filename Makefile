@@ -49,6 +49,11 @@ demo:
 bench: build
 	bench/run.sh $(BUILD)
 
+# Debian packages siovd, siovctl, libsiov0, libsiov-dev into build-deb/ (debhelper).
+deb:
+	@scripts/deps.sh build
+	scripts/make-deb.sh build-deb
+
 bench-quick: build
 	QUICK=1 bench/run.sh $(BUILD)
 
@@ -56,7 +61,7 @@ bench-quick: build
 # check-fuzz: about 25 s per target (suite 'fuzz'); fuzz: FUZZ_SECONDS each.
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 300
-FUZZ_TARGETS  = fuzz_vhost_msg fuzz_chain fuzz_blk fuzz_rpc fuzz_net_frame fuzz_nbd fuzz_mirror_bitmap
+FUZZ_TARGETS  = fuzz_vhost_msg fuzz_chain fuzz_blk fuzz_rpc fuzz_net_frame fuzz_nbd fuzz_mirror_bitmap fuzz_state
 FUZZ_DIR      = $(FUZZ_BUILD)/test/fuzz
 
 $(FUZZ_BUILD)/build.ninja:

@@ -25,7 +25,7 @@ declare -A owner=(
 	[engine.h]=engine
 	[vhost_user.h]=vhost
 	[export.h]=export
-	[vdcm.h]=ctrl [rpc.h]=ctrl [state.h]=ctrl
+	[vdcm.h]=ctrl [rpc.h]=ctrl [state.h]=ctrl [metrics.h]=ctrl
 )
 
 bad=0

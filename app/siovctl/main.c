@@ -23,6 +23,8 @@
 
 #include <json-c/json.h>
 
+#include "siovctl.h"
+
 #define DEFAULT_SOCKET	"/run/siov/siovd.sock"
 #define DEFAULT_TIMEOUT 30
 #define EXIT_RPC_ERROR	1
@@ -48,39 +50,11 @@ static const char usage_text[] =
     "mac); anything else is a string.  Sizes and offsets also take suffixes: 4K,\n"
     "512M, 1G, 2T.\n"
     "\n"
-    "Methods:\n"
-    "  backend_create  --name N --type null|ram|file [--path P] [--size S] [--readonly]\n"
-    "  backend_create  --name N --type nbd --uri nbd://HOST[:PORT]/EXPORT|nbd+unix:///EXPORT?socket=S\n"
-    "                  [--tls-creds DIR] [--timeout-ms T] [--settle-ms S] [--readonly]\n"
-    "  backend_create  --name N --type rbd --pool P --image I [--conf CEPH_CONF] [--id CLIENT]\n"
-    "                  [--timeout-ms T] [--readonly]\n"
-    "  backend_delete  --name N\n"
-    "  backend_create  --name M --type mirror --members A,B[,C...] [--resync-rate BYTES/S]\n"
-    "  backend_list\n"
-    "  backend_stats   --name N        (a mirror: each member's state, resync progress)\n"
-    "  backend_add_member    --name M --member B [--full]   (starts a resync)\n"
-    "  backend_remove_member --name M --member B\n"
-    "  backend_fail_member   --name M --member B\n"
-    "  backend_set_resync_rate --name M --rate BYTES/S\n"
-    "  vdev_create     --name N --backend B --socket PATH [--type blk] [--offset O]\n"
-    "                  [--size S] [--queues Q] [--readonly] [--allow-overlap]\n"
-    "                  [--error-policy report|hold[:TIMEOUT]]\n"
-    "  vdev_set_error_policy --name N --error-policy report|hold[:TIMEOUT]\n"
-    "  vdev_resume     --name N        (retries the requests an error policy holds)\n"
-    "  vdev_move       --name N --backend B [--offset O] [--rate BYTES/S]\n"
-    "                  (online, like blockdev-mirror; finished after a restart)\n"
-    "  vdev_delete     --name N\n"
-    "  vdev_list       [--name N]\n"
-    "  vdev_stats      [--name N]\n"
-    "  network_create  --name N [--mtu M] [--uplink tap:IFNAME]\n"
-    "  network_delete  --name N\n"
-    "  network_list\n"
-    "  export_create   --vdev V --listen unix:PATH|tcp:ADDR:PORT [--type nbd]\n"
-    "                  [--tls-creds DIR] [--insecure]\n"
-    "  export_delete   --vdev V\n"
-    "  export_list\n"
-    "  daemon_info\n"
-    "  engine_stats    (per engine: rounds, sleeps, requests, ring_to_submit_us, ...)\n"
+    "Methods and their parameters are listed below when siovd answers on SOCKET\n"
+    "(they come from siovd's own method table: rpc_get_methods).\n"
+    "\n"
+    "  siovctl [-s SOCKET] top [-d SECONDS] [-n COUNT] [-o iops|bw|lat|thr|name]\n"
+    "      the busiest VDEVs, refreshed in place (q quits; i b l t n sort)\n"
     "\n"
     "Exit status: 0 success, 1 siovd returned an error, 2 the call could not be made.\n"
     "Example:\n"
@@ -186,25 +160,24 @@ static struct json_object *build_request(const char *method, int argc, char **ar
 	return req;
 }
 
-static int connect_to(const char *path, int timeout_s)
+int siovctl_connect(const char *path, int timeout_s, const char **why)
 {
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	struct timeval tv = {.tv_sec = timeout_s};
 	int fd;
 
 	if (strlen(path) >= sizeof(addr.sun_path)) {
-		fprintf(stderr,
-			"siovctl: socket path is %zu bytes; Unix socket paths are limited to %zu "
-			"bytes on Linux: %s\n",
-			strlen(path), sizeof(addr.sun_path) - 1, path);
-		exit(EXIT_NO_CALL);
+		*why = "Unix socket paths are limited to 107 bytes on Linux";
+		return -ENAMETOOLONG;
 	}
 	strcpy(addr.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		fprintf(stderr, "siovctl: cannot connect to %s: %s (is siovd running?)\n", path,
-			strerror(errno));
-		exit(EXIT_NO_CALL);
+		int rc = -errno;
+		*why = strerror(errno);
+		if (fd >= 0)
+			close(fd);
+		return rc;
 	}
 	/* A timeout of 0 leaves the socket blocking forever. */
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -212,19 +185,67 @@ static int connect_to(const char *path, int timeout_s)
 	return fd;
 }
 
-static void send_all(int fd, const char *buf, size_t len)
+static int connect_to(const char *path, int timeout_s)
+{
+	const char *why = "";
+	int fd = siovctl_connect(path, timeout_s, &why);
+
+	if (fd < 0) {
+		fprintf(stderr, "siovctl: cannot connect to %s: %s (is siovd running?)\n", path, why);
+		exit(EXIT_NO_CALL);
+	}
+	return fd;
+}
+
+static int send_text(int fd, const char *buf, size_t len)
 {
 	while (len) {
 		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0) {
-			fprintf(stderr, "siovctl: cannot send the request: %s\n", strerror(errno));
-			exit(EXIT_NO_CALL);
-		}
+		if (n < 0)
+			return -errno;
 		buf += n;
 		len -= (size_t)n;
 	}
+	return 0;
+}
+
+static void send_all(int fd, const char *buf, size_t len)
+{
+	int rc = send_text(fd, buf, len);
+
+	if (rc < 0) {
+		fprintf(stderr, "siovctl: cannot send the request: %s\n", strerror(-rc));
+		exit(EXIT_NO_CALL);
+	}
+}
+
+/* Reads until one whole JSON value has arrived; NULL and *why if it does not. */
+static struct json_object *recv_value(int fd, const char **why)
+{
+	struct json_tokener *tok = json_tokener_new();
+	struct json_object *resp = NULL;
+	char buf[65536];
+
+	*why = "out of memory";
+	while (tok && !resp) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		*why = n == 0 ? "siovd closed the connection without answering"
+		       : n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
+			   ? "no answer from siovd in time (see -t)"
+			   : strerror(errno);
+		if (n <= 0)
+			break;
+		resp = json_tokener_parse_ex(tok, buf, (int)n);
+		*why = "siovd's answer is not valid JSON";
+		if (!resp && json_tokener_get_error(tok) != json_tokener_continue)
+			break;
+	}
+	json_tokener_free(tok);
+	return resp;
 }
 
 static void die_recv(const char *why)
@@ -233,30 +254,48 @@ static void die_recv(const char *why)
 	exit(EXIT_NO_CALL);
 }
 
-/* Reads until one whole JSON value has arrived. */
 static struct json_object *recv_response(int fd)
 {
-	struct json_tokener *tok = json_tokener_new();
-	struct json_object *resp = NULL;
-	char buf[65536];
+	const char *why;
+	struct json_object *resp = recv_value(fd, &why);
 
-	if (!tok)
-		die_recv("out of memory");
-	while (!resp) {
-		ssize_t n = recv(fd, buf, sizeof(buf), 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			die_recv("no answer from siovd in time (see -t)");
-		if (n < 0)
-			die_recv(strerror(errno));
-		if (n == 0)
-			die_recv("siovd closed the connection without answering");
-		resp = json_tokener_parse_ex(tok, buf, (int)n);
-		if (!resp && json_tokener_get_error(tok) != json_tokener_continue)
-			die_recv("siovd's answer is not valid JSON");
+	if (!resp)
+		die_recv(why);
+	return resp;
+}
+
+struct json_object *siovctl_call(int fd, const char *method, struct json_object *params)
+{
+	struct json_object *req = json_object_new_object();
+	const char *text, *why;
+	struct json_object *resp = NULL;
+
+	if (!req) {
+		json_object_put(params);
+		return NULL;
 	}
-	json_tokener_free(tok);
+	json_object_object_add(req, "jsonrpc", json_object_new_string("2.0"));
+	json_object_object_add(req, "id", json_object_new_int(1));
+	json_object_object_add(req, "method", json_object_new_string(method));
+	if (params)
+		json_object_object_add(req, "params", params);
+	text = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
+	if (text && send_text(fd, text, strlen(text)) == 0 && send_text(fd, "\n", 1) == 0)
+		resp = recv_value(fd, &why);
+	json_object_put(req);
+	return resp;
+}
+
+static struct json_object *call_once(const char *sock, int timeout, const char *method)
+{
+	const char *why;
+	int fd = siovctl_connect(sock, timeout, &why);
+	struct json_object *resp;
+
+	if (fd < 0)
+		return NULL;
+	resp = siovctl_call(fd, method, NULL);
+	close(fd);
 	return resp;
 }
 
@@ -279,6 +318,47 @@ static int print_response(struct json_object *resp)
 	return 0;
 }
 
+/* siovctl -h: the usage, then every method siovd serves with its parameters. */
+static int print_help(const char *sock, int timeout)
+{
+	struct json_object *resp, *res;
+
+	fputs(usage_text, stdout);
+	resp = call_once(sock, timeout, "rpc_get_methods");
+	if (!resp || !json_object_object_get_ex(resp, "result", &res)) {
+		printf("\n(siovd does not answer on %s: start it, or give -s, to list its "
+		       "methods)\n",
+		       sock);
+		json_object_put(resp);
+		return 0;
+	}
+	printf("\nMethods of siovd on %s:\n", sock);
+	for (size_t i = 0; i < json_object_array_length(res); i++) {
+		struct json_object *m = json_object_array_get_idx(res, i), *v, *ps;
+		json_object_object_get_ex(m, "name", &v);
+		printf("\n  %s", json_object_get_string(v));
+		json_object_object_get_ex(m, "description", &v);
+		printf("  -  %s\n", json_object_get_string(v));
+		json_object_object_get_ex(m, "params", &ps);
+		for (size_t k = 0; k < json_object_array_length(ps); k++) {
+			struct json_object *p = json_object_array_get_idx(ps, k), *n, *t, *r, *d;
+			char flag[96];
+			json_object_object_get_ex(p, "name", &n);
+			json_object_object_get_ex(p, "type", &t);
+			json_object_object_get_ex(p, "required", &r);
+			json_object_object_get_ex(p, "description", &d);
+			snprintf(flag, sizeof(flag), "--%s %s", json_object_get_string(n),
+				 json_object_get_string(t));
+			for (char *c = flag + 2; *c && *c != ' '; c++)
+				*c = *c == '_' ? '-' : *c;
+			printf("      %-26s %s%s\n", flag, json_object_get_boolean(r) ? "(required) " : "",
+			       json_object_get_string(d));
+		}
+	}
+	json_object_put(resp);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *sock = getenv("SIOV_RPC_SOCKET");
@@ -287,14 +367,15 @@ int main(int argc, char **argv)
 	const char *text;
 	char *end;
 	int opt, fd, rc;
+	bool help = false;
 
 	if (!sock || !*sock)
 		sock = DEFAULT_SOCKET;
 	while ((opt = getopt(argc, argv, "+hs:t:")) != -1) {
 		switch (opt) {
 		case 'h':
-			fputs(usage_text, stdout);
-			return 0;
+			help = true;
+			break;
 		case 's':
 			sock = optarg;
 			break;
@@ -307,8 +388,12 @@ int main(int argc, char **argv)
 			die_usage("%s", "unknown option");
 		}
 	}
+	if (help)
+		return print_help(sock, timeout > 5 || timeout == 0 ? 5 : (int)timeout);
 	if (optind >= argc)
 		die_usage("%s", "no METHOD given");
+	if (strcmp(argv[optind], "top") == 0)
+		return siovctl_top(sock, (int)timeout, argc - optind, argv + optind);
 	req = build_request(argv[optind], argc - optind - 1, argv + optind + 1);
 	fd = connect_to(sock, (int)timeout);
 	text = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);

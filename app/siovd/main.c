@@ -22,9 +22,11 @@
 
 #include "siov_internal/log.h"
 #include "siov_internal/loop.h"
+#include "siov_internal/metrics.h"
 #include "siov_internal/rpc.h"
 #include "siov_internal/state.h"
 #include "siov_internal/vdcm.h"
+#include "service.h"
 
 #define SIOVD_MAX_SOCKET_DIRS 16
 
@@ -38,25 +40,42 @@ struct siovd_opts {
 	unsigned nsocket_dirs;
 	unsigned socket_mode;
 	int socket_uid, socket_gid, rpc_gid;
+	unsigned compact_records;
+	const char *metrics;
+	enum siov_log_format log_format;
 };
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: siovd --rpc-socket PATH [--state-dir DIR] [--engines N] [--poll-us US]\n"
-		   "             [--log-level error|warn|info|debug] [--socket-dir DIR]...\n"
-		   "             [--socket-mode MODE] [--socket-owner USER] [--socket-group GROUP]\n"
-		   "             [--rpc-group GROUP]\n"
-		   "  --rpc-socket PATH  JSON-RPC management socket (siovctl -s PATH)\n"
-		   "  --state-dir DIR    where the configuration is persisted and replayed from\n"
-		   "  --engines N        data-plane threads (default: one per CPU)\n"
-		   "  --poll-us US       how long a queue is polled after its last request "
-		   "(default 50)\n"
-		   "  --log-level L      error, warn, info (default) or debug\n"
-		   "  --socket-dir DIR   VDEV sockets may only be created under DIR (repeatable)\n"
-		   "  --socket-mode MODE VDEV socket permissions, octal (default 0600)\n"
-		   "  --socket-owner U   VDEV socket owner (user name or uid)\n"
-		   "  --socket-group G   VDEV socket group, e.g. kvm for libvirt's QEMU (libvirt-qemu)\n"
-		   "  --rpc-group G      group that may use the RPC socket\n");
+	fputs("usage: siovd --rpc-socket PATH [OPTION...]\n"
+	      "\n"
+	      "  --rpc-socket PATH        JSON-RPC management socket (siovctl -s PATH)\n"
+	      "  --state-dir DIR          where the configuration is journaled and recovered\n"
+	      "                           from (siovd.json + siovd.journal.N); none: not kept\n"
+	      "  --state-compact-records N  fold the journal into the snapshot after N\n"
+	      "                           records (default 8192, and never before the\n"
+	      "                           journal outgrows the snapshot)\n"
+	      "  --engines N              data-plane threads (default: one per CPU)\n"
+	      "  --poll-us US             how long a queue is polled after its last request\n"
+	      "                           (default 50)\n"
+	      "  --socket-dir DIR         VDEV sockets may only be created in DIR (repeatable;\n"
+	      "                           default: anywhere)\n"
+	      "  --socket-mode MODE       mode of VDEV socket files, octal (default 0600)\n"
+	      "  --socket-owner USER      owner of VDEV socket files (name or uid)\n"
+	      "  --socket-group GROUP     group of VDEV socket files (name or gid), e.g. kvm\n"
+	      "                           for libvirt's QEMU (libvirt-qemu)\n"
+	      "  --rpc-group GROUP        members of GROUP may manage siovd too (RPC socket\n"
+	      "                           0660 in that group)\n"
+	      "  --metrics ADDR:PORT      serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+	      "                           (127.0.0.1:9100, [::1]:9100)\n"
+	      "  --log-level LEVEL        error, warn, info (default) or debug\n"
+	      "  --log-format FORMAT      text (default) or json: one JSON object per line\n"
+	      "  -h, --help               this help\n"
+	      "\n"
+	      "Under systemd (Type=notify) siovd reports READY=1 once its state is restored\n"
+	      "and its sockets listen, STOPPING=1 on SIGTERM, and WATCHDOG=1 at half of\n"
+	      "WatchdogSec.  SIGTERM and SIGINT drain in-flight I/O and stop.\n",
+	      f);
 }
 
 static int parse_uint(const char *s, unsigned max, unsigned *out)
@@ -156,6 +175,9 @@ static int parse_args(int argc, char **argv, struct siovd_opts *o)
 	    {"socket-owner", required_argument, NULL, 'U'},
 	    {"socket-group", required_argument, NULL, 'G'},
 	    {"rpc-group", required_argument, NULL, 'R'},
+	    {"state-compact-records", required_argument, NULL, 'C'},
+	    {"metrics", required_argument, NULL, 'm'},
+	    {"log-format", required_argument, NULL, 'F'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -193,6 +215,18 @@ static int parse_args(int argc, char **argv, struct siovd_opts *o)
 					optarg);
 				goto bad;
 			}
+			break;
+		case 'm':
+			o->metrics = optarg;
+			break;
+		case 'F':
+			if (strcmp(optarg, "text") && strcmp(optarg, "json"))
+				goto bad;
+			o->log_format = optarg[0] == 'j' ? SIOV_LOG_JSON : SIOV_LOG_TEXT;
+			break;
+		case 'C':
+			if (parse_uint(optarg, 100000000, &o->compact_records))
+				goto bad;
 			break;
 		case 'h':
 			usage(stdout);
@@ -254,8 +288,11 @@ static int run(const struct siovd_opts *o, struct siov_loop *loop)
 	struct siov_rpc_server_opts ro = {.loop = loop,
 					  .socket_path = o->rpc_socket,
 					  .state_dir = o->state_dir,
-					  .socket_gid = o->rpc_gid};
+					  .socket_gid = o->rpc_gid,
+					  .compact_records = o->compact_records};
 	struct siov_rpc_server *rpc = NULL;
+	struct siov_metrics *metrics = NULL;
+	struct siovd_service *svc = NULL;
 	struct siov_vdcm *vdcm = NULL;
 	struct siov_daemon_info di;
 	struct siov_err err = {0};
@@ -266,26 +303,37 @@ static int run(const struct siovd_opts *o, struct siov_loop *loop)
 		SIOV_ERR("cannot start the engines: %s", strerror(-rc));
 		return rc;
 	}
-	if (o->state_dir) {
-		rc = siov_state_load(vdcm, o->state_dir, &err);
-		if (rc < 0) {
-			SIOV_ERR("state dir %s: %s", o->state_dir, err.msg);
-			goto out;
-		}
-		if (rc > 0)
-			SIOV_WARN("%d entr%s of the saved configuration could not be restored", rc,
-				  rc == 1 ? "y" : "ies");
-	}
+	/* The state dir is recovered and replayed before the socket accepts anyone. */
 	ro.vdcm = vdcm;
 	rc = siov_rpc_server_create(&ro, &rpc);
 	if (rc) {
-		SIOV_ERR("cannot serve JSON-RPC on %s: %s", o->rpc_socket, strerror(-rc));
+		SIOV_ERR("cannot start the management plane on %s: %s", o->rpc_socket,
+			 strerror(-rc));
+		goto out;
+	}
+	if (o->metrics) {
+		struct siov_metrics_opts mo = {
+		    .loop = loop, .vdcm = vdcm, .rpc = rpc, .listen = o->metrics};
+		rc = siov_metrics_create(&mo, &metrics, &err);
+		if (rc) {
+			SIOV_ERR("%s", err.msg);
+			goto out;
+		}
+	}
+	rc = siovd_service_start(loop, &svc);
+	if (rc) {
+		SIOV_ERR("cannot arm the systemd watchdog: %s", strerror(-rc));
 		goto out;
 	}
 	siov_vdcm_daemon_info(vdcm, &di);
-	SIOV_INFO("ready: rpc %s, %u engine(s)", o->rpc_socket, di.engines);
+	SIOV_INFO("ready: rpc %s, %u engine(s)%s%s", o->rpc_socket, di.engines,
+		  o->metrics ? ", metrics on " : "", o->metrics ? o->metrics : "");
+	siovd_service_ready(svc, di.vdevs, di.backends);
 	rc = siov_loop_run(loop);
+	siovd_service_stopping(svc);
 out:
+	siovd_service_stop(svc);
+	siov_metrics_destroy(metrics);
 	siov_rpc_server_destroy(rpc);
 	siov_vdcm_destroy(vdcm);
 	SIOV_INFO("stopped");
@@ -302,6 +350,7 @@ int main(int argc, char **argv)
 	if (parse_args(argc, argv, &o))
 		return 2;
 	siov_log_set_level(o.log_level);
+	siov_log_set_format(o.log_format);
 	raise_fd_limit();
 	signal(SIGPIPE, SIG_IGN);
 	/* Block before any thread starts, so that only the signalfd sees these. */

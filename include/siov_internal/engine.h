@@ -45,6 +45,8 @@ struct siov_engine_stats {
 	uint64_t enters;	 /* io_uring_enter() calls to submit or wait */
 	uint64_t submits;	 /* io_uring_enter() calls that only submitted */
 	uint64_t submit_ns;	 /* time spent in those */
+	uint64_t cpu_ns;	 /* CPU time of its thread: polling and work, not sleep */
+	unsigned queues;	 /* queues attached to it */
 };
 
 int siov_engines_create(const struct siov_engines_opts *opts, struct siov_engines **out);

@@ -1,13 +1,14 @@
 /*
  * The management API (the seeds' mAPI): JSON-RPC 2.0 over a Unix stream socket,
  * one JSON object per request, one per response (each followed by '\n').
- * Runs on the control thread's loop.  Mutating methods persist the new
+ * Runs on the control thread's loop.  Mutating methods journal the new
  * configuration to the state dir before they answer.
  */
 #ifndef SIOV_INTERNAL_RPC_H
 #define SIOV_INTERNAL_RPC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct siov_loop;
 struct siov_vdcm;
@@ -24,7 +25,10 @@ struct siov_rpc_server_opts {
 	struct siov_loop *loop;
 	struct siov_vdcm *vdcm;
 	const char *socket_path;
-	const char *state_dir; /* NULL: nothing is persisted */
+	/* Recovered and restored into vdcm at create, journaled after: NULL: nothing is persisted.
+	 */
+	const char *state_dir;
+	uint64_t compact_records; /* 0: the default (see siov_state_opts) */
 	/* > 0: members of this group may manage siovd too (socket 0660, this group). */
 	int socket_gid;
 };
@@ -32,6 +36,11 @@ struct siov_rpc_server_opts {
 int siov_rpc_server_create(const struct siov_rpc_server_opts *opts, struct siov_rpc_server **out);
 /* Closes connections and removes the socket file. */
 void siov_rpc_server_destroy(struct siov_rpc_server *srv);
+
+struct siov_state_stats;
+/* Open connections, and the journal's counters (-ENOENT: nothing is persisted). */
+unsigned siov_rpc_connections(const struct siov_rpc_server *srv);
+int siov_rpc_state_stats(struct siov_rpc_server *srv, struct siov_state_stats *out);
 
 /*
  * Handles one request text and returns the response text (malloc'd, caller

@@ -14,6 +14,8 @@
 #include <stdint.h>
 
 #include "siov_internal/backend.h"
+#include "siov_internal/engine.h"
+#include "siov_internal/virtqueue.h"
 #include "siov_internal/qos.h"
 #include "siov_internal/switch.h"
 #include "siov_internal/util.h"
@@ -111,9 +113,10 @@ int siov_vdcm_vdev_move(struct siov_vdcm *vdcm, const char *name, const char *ba
 			uint64_t offset, uint64_t rate, struct siov_err *err);
 /*
  * Called (control thread) when the VDCM changed the configuration by itself
- * (a move finished): the caller saves the state.  Returns -errno if it failed.
+ * (a move of VDEV vdev finished): the caller saves the state durably before it
+ * returns.  Returns -errno if it failed.
  */
-typedef int (*siov_vdcm_changed_cb)(void *arg);
+typedef int (*siov_vdcm_changed_cb)(void *arg, const char *vdev);
 void siov_vdcm_set_changed_cb(struct siov_vdcm *vdcm, siov_vdcm_changed_cb cb, void *arg);
 
 /* Retries the requests the VDEV holds (error policy hold). */
@@ -153,6 +156,7 @@ struct siov_queue_stats {
 	uint64_t inflight;
 	uint64_t latency_ns_total; /* sum over completed requests */
 	uint64_t kicks;
+	uint64_t lat_hist[SIOV_LAT_BUCKETS]; /* see siov_lat_bucket() */
 };
 
 struct siov_vdev_info {

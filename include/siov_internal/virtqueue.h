@@ -19,6 +19,7 @@
 #include <sys/uio.h>
 
 #include "siov/vhost_user.h"
+#include "siov_internal/log.h"
 #include "siov_internal/dirty_log.h"
 #include "siov_internal/memtable.h"
 #include "siov_internal/util.h"
@@ -33,12 +34,27 @@ struct siov_qos;
 
 struct siov_vq_ops; /* the device model's data path: device.h */
 
+/*
+ * Completed requests by latency: bucket k counts those under 1024 << k ns
+ * (about 1 us, 2 us, 4 us ... 1 s); the last holds the slower ones.
+ */
+#define SIOV_LAT_BUCKETS 22
+
+static inline unsigned siov_lat_bucket(uint64_t ns)
+{
+	uint64_t b = ns >> 10;
+	unsigned k = b ? 64u - (unsigned)__builtin_clzll(b) : 0;
+
+	return k < SIOV_LAT_BUCKETS - 1 ? k : SIOV_LAT_BUCKETS - 1;
+}
+
 enum { SIOV_VQ_POP_NONE, SIOV_VQ_POP_RING, SIOV_VQ_POP_RESUBMIT };
 
 struct siov_vq_stats {
 	uint64_t requests, reads, writes, flushes, discards, write_zeroes, get_ids;
 	uint64_t bytes_read, bytes_written, errors, latency_ns_total, kicks;
 	uint64_t inflight;
+	uint64_t lat_hist[SIOV_LAT_BUCKETS];
 };
 
 struct siov_vq_chain {
@@ -73,6 +89,7 @@ struct siov_vq_runner {
 struct siov_vq {
 	/* --- slow path: set by the control thread while the queue is stopped --- */
 	unsigned index;
+	struct siov_ratelimit log_rl; /* "broken" messages, which a front end causes */
 	uint16_t num;
 	uint64_t desc_uva, avail_uva, used_uva;
 	bool addr_set;

@@ -48,7 +48,22 @@ struct siov_rpc_conn {
 	size_t out_off, out_len, out_cap;
 	bool closing; /* send what is buffered, read nothing more, then close */
 	bool drop;    /* close now */
+	/* Answers waiting for the journal, in order: pend_head first. */
+	struct rpc_pending *pend_head, **pend_tail;
+	unsigned npending;
 };
+
+/* An answer held until the journal is durable up to seq. */
+struct rpc_pending {
+	struct rpc_pending *next;
+	struct json_object *resp;
+	uint64_t seq;
+	struct json_object **changes; /* the parts of resp that changed something */
+	size_t nchanges;
+};
+
+/* Stop reading a connection that has this many answers waiting for the journal. */
+#define RPC_MAX_PENDING 4096
 
 /* ---- Requests to responses ---- */
 
@@ -86,25 +101,20 @@ static bool rpc_id_valid(struct json_object *id)
 	       json_object_is_type(id, json_type_int);
 }
 
-/* ---- Deferred saving ---- */
+/* ---- Answers held for the journal ---- */
 
-/* Remembers a response whose change awaits the save (to amend it if that fails). */
+/* Remembers a response that changed something (to amend it if the journal fails). */
 static void rpc_note_change(struct siov_rpc_server *srv, struct json_object *resp)
 {
 	if (srv->nchanges == srv->changes_cap) {
-		size_t cap = srv->changes_cap ? srv->changes_cap * 2 : 64;
+		size_t cap = srv->changes_cap ? srv->changes_cap * 2 : 8;
 		struct json_object **p = realloc(srv->changes, cap * sizeof(*p));
 		if (!p)
-			return; /* the save still happens; only the amendment is lost */
+			return; /* the record is still written; only the amendment is lost */
 		srv->changes = p;
 		srv->changes_cap = cap;
 	}
 	srv->changes[srv->nchanges++] = json_object_get(resp);
-}
-
-static void rpc_save_begin(struct siov_rpc_server *srv)
-{
-	srv->save_depth++;
 }
 
 /* The change is made and cannot be taken back: the answer says it is not saved. */
@@ -122,27 +132,35 @@ static void rpc_amend(struct json_object *resp, int code, const char *why)
 	json_object_object_add(resp, "error", e);
 }
 
-/* Saves once for every change made since the outermost rpc_save_begin(). */
-static void rpc_save_end(struct siov_rpc_server *srv)
+/* Hands the noted changes over to p (the answer they belong to). */
+static void rpc_take_changes(struct siov_rpc_server *srv, struct rpc_pending *p)
+{
+	p->changes = srv->changes;
+	p->nchanges = srv->nchanges;
+	srv->changes = NULL;
+	srv->nchanges = srv->changes_cap = 0;
+}
+
+/*
+ * 1 if p's records are decided (durable, or failed: then its changes are
+ * amended and the references dropped), 0 if they are still being written.
+ */
+static int rpc_settle(struct siov_rpc_server *srv, struct rpc_pending *p)
 {
 	struct siov_err err = {0};
-	int rc = 0;
+	int rc = srv->state && p->seq ? siov_state_decided(srv->state, p->seq, &err) : 1;
 
-	if (--srv->save_depth)
-		return;
-	if (srv->save_pending) {
-		srv->save_pending = false;
-		rc = siov_rpc_persist(srv, &err);
+	if (rc == 0)
+		return 0;
+	for (size_t i = 0; i < p->nchanges; i++) {
 		if (rc < 0)
-			SIOV_ERR("rpc: %zu change(s) made but not saved: %s", srv->nchanges,
-				 err.msg);
+			rpc_amend(p->changes[i], rc, err.msg);
+		json_object_put(p->changes[i]);
 	}
-	for (size_t i = 0; i < srv->nchanges; i++) {
-		if (rc < 0)
-			rpc_amend(srv->changes[i], rc, err.msg);
-		json_object_put(srv->changes[i]);
-	}
-	srv->nchanges = 0;
+	free(p->changes);
+	p->changes = NULL;
+	p->nchanges = 0;
+	return 1;
 }
 
 static struct json_object *rpc_call(struct siov_rpc_server *srv, struct json_object *id,
@@ -169,7 +187,7 @@ static struct json_object *rpc_call(struct siov_rpc_server *srv, struct json_obj
 		return NULL;
 	}
 	json_object_object_add(resp, "result", result);
-	if (srv->changed && srv->save_depth)
+	if (srv->changed)
 		rpc_note_change(srv, resp);
 	return resp;
 }
@@ -218,14 +236,12 @@ static struct json_object *rpc_handle_batch(struct siov_rpc_server *srv, struct 
 	out = json_object_new_array();
 	if (!out)
 		return NULL;
-	/* One save for the whole batch, before any of its answers leaves. */
-	rpc_save_begin(srv);
+	/* The batch's records are written together: one fdatasync for all. */
 	for (i = 0; i < n; i++) {
 		struct json_object *resp = rpc_handle_one(srv, json_object_array_get_idx(arr, i));
 		if (resp)
 			json_object_array_add(out, resp);
 	}
-	rpc_save_end(srv);
 	if (json_object_array_length(out) == 0) {
 		json_object_put(out);
 		return NULL;
@@ -294,6 +310,19 @@ static bool all_space(const char *s, size_t len)
 	return true;
 }
 
+/* Without a transport, the answer waits here for the journal. */
+static struct json_object *rpc_wait_durable(struct siov_rpc_server *srv, struct json_object *resp)
+{
+	struct rpc_pending p = {.seq = srv->state ? siov_state_appended(srv->state) : 0};
+	struct siov_err err = {0};
+
+	rpc_take_changes(srv, &p);
+	if (srv->state && p.seq)
+		siov_state_wait(srv->state, p.seq, &err);
+	rpc_settle(srv, &p);
+	return resp;
+}
+
 char *siov_rpc_handle(struct siov_rpc_server *srv, const char *req, size_t len)
 {
 	struct json_tokener *tok;
@@ -327,7 +356,7 @@ char *siov_rpc_handle(struct siov_rpc_server *srv, const char *req, size_t len)
 	else
 		resp = rpc_handle_value(srv, val);
 	json_object_put(val);
-	return rpc_to_text_put(resp);
+	return rpc_to_text_put(rpc_wait_durable(srv, resp));
 }
 
 /* ---- Connections ---- */
@@ -346,6 +375,15 @@ static void conn_close(struct siov_rpc_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	srv->nconns--;
+	while (c->pend_head) {
+		struct rpc_pending *p = c->pend_head;
+		c->pend_head = p->next;
+		for (size_t i = 0; i < p->nchanges; i++)
+			json_object_put(p->changes[i]);
+		free(p->changes);
+		json_object_put(p->resp);
+		free(p);
+	}
 	free(c->out);
 	free(c);
 }
@@ -387,14 +425,52 @@ static void conn_queue(struct siov_rpc_conn *c, const char *text)
 	c->out_len = need;
 }
 
-/* Answers resp (may be NULL: a notification), dropping the reference. */
-static void conn_reply(struct siov_rpc_conn *c, struct json_object *resp)
+/* Queues resp's text (may be NULL: a notification), dropping the reference. */
+static void conn_send(struct siov_rpc_conn *c, struct json_object *resp)
 {
 	const char *text = resp ? rpc_text(resp) : NULL;
 
 	if (text)
 		conn_queue(c, text);
 	json_object_put(resp);
+}
+
+/* Sends the held answers whose records are decided, in order. */
+static void conn_release(struct siov_rpc_conn *c)
+{
+	struct rpc_pending *p;
+
+	while ((p = c->pend_head) && rpc_settle(c->srv, p)) {
+		c->pend_head = p->next;
+		if (!c->pend_head)
+			c->pend_tail = &c->pend_head;
+		c->npending--;
+		conn_send(c, p->resp);
+		free(p);
+	}
+}
+
+/*
+ * Answers resp once the journal is durable up to every record appended so
+ * far: at once when nothing is being written, otherwise when the writer says.
+ */
+static void conn_reply(struct siov_rpc_conn *c, struct json_object *resp)
+{
+	struct siov_rpc_server *srv = c->srv;
+	struct rpc_pending *p = calloc(1, sizeof(*p));
+
+	if (!p) {
+		json_object_put(resp);
+		c->drop = true;
+		return;
+	}
+	p->resp = resp;
+	p->seq = srv->state ? siov_state_appended(srv->state) : 0;
+	rpc_take_changes(srv, p);
+	*c->pend_tail = p;
+	c->pend_tail = &p->next;
+	c->npending++;
+	conn_release(c);
 }
 
 static int conn_flush(struct siov_rpc_conn *c)
@@ -461,12 +537,38 @@ static void conn_update(struct siov_rpc_conn *c)
 	uint32_t ev = 0;
 
 	/* Back-pressure: a peer with a large backlog is not read from. */
-	if (!c->closing && conn_unsent(c) < c->srv->out_soft_cap)
+	if (!c->closing && conn_unsent(c) < c->srv->out_soft_cap && c->npending < RPC_MAX_PENDING)
 		ev |= EPOLLIN;
 	if (conn_unsent(c))
 		ev |= EPOLLOUT;
 	if (ev != c->events && siov_loop_mod(c->watch, ev) == 0)
 		c->events = ev;
+}
+
+/* Closes c if it is done, or waits for what it needs next. */
+static void conn_settle(struct siov_rpc_conn *c)
+{
+	if (c->drop || (c->closing && !conn_unsent(c) && !c->pend_head))
+		conn_close(c);
+	else
+		conn_update(c);
+}
+
+/* The journal made progress: send what was waiting for it. */
+static void rpc_on_durable(void *arg)
+{
+	struct siov_rpc_server *srv = arg;
+	struct siov_rpc_conn *c, *next;
+
+	for (c = srv->conns; c; c = next) {
+		next = c->next;
+		if (!c->pend_head)
+			continue;
+		conn_release(c);
+		if (!c->drop && conn_flush(c) < 0)
+			c->drop = true;
+		conn_settle(c);
+	}
 }
 
 static void conn_cb(struct siov_watch *w, uint32_t events, void *arg)
@@ -481,10 +583,7 @@ static void conn_cb(struct siov_watch *w, uint32_t events, void *arg)
 		c->drop = true; /* gone while we were not reading: nobody to answer */
 	if (!c->drop && conn_flush(c) < 0)
 		c->drop = true;
-	if (c->drop || (c->closing && !conn_unsent(c)))
-		conn_close(c);
-	else
-		conn_update(c);
+	conn_settle(c);
 }
 
 static int conn_add(struct siov_rpc_server *srv, int fd)
@@ -500,6 +599,7 @@ static int conn_add(struct siov_rpc_server *srv, int fd)
 	if (!c->tok)
 		goto err_tok;
 	c->events = EPOLLIN;
+	c->pend_tail = &c->pend_head;
 	rc = siov_loop_add(srv->loop, fd, c->events, conn_cb, c, &c->watch);
 	if (rc < 0)
 		goto err_watch;
@@ -641,13 +741,43 @@ static int rpc_listen(struct siov_rpc_server *srv, const char *path)
 			     &srv->listen_watch);
 }
 
-/* The VDCM changed the configuration by itself (a move finished): save it. */
-static int vdcm_changed(void *arg)
+/* Recovers the state dir and recreates what it holds, before anyone can connect. */
+static int rpc_open_state(struct siov_rpc_server *srv, const struct siov_rpc_server_opts *opts)
+{
+	struct siov_state_opts so = {.dir = opts->state_dir,
+				     .loop = opts->loop,
+				     .durable_cb = rpc_on_durable,
+				     .cb_arg = srv,
+				     .compact_records = opts->compact_records};
+	struct siov_err err = {0};
+	int rc = siov_state_open(&so, &srv->state, &err);
+
+	if (rc < 0) {
+		SIOV_ERR("state dir %s: %s", opts->state_dir, err.msg);
+		return rc;
+	}
+	if (srv->vdcm) {
+		rc = siov_state_restore(srv->state, srv->vdcm);
+		if (rc > 0)
+			SIOV_WARN("%d entr%s of the saved configuration could not be restored", rc,
+				  rc == 1 ? "y" : "ies");
+	}
+	return 0;
+}
+
+/*
+ * The VDCM changed a VDEV's configuration by itself (a move finished): journal
+ * it, and wait until it is durable, since the VDCM removes the move's bitmap
+ * only once the state no longer says "moving" (rare: once per move).
+ */
+static int vdcm_changed(void *arg, const char *vdev)
 {
 	struct siov_rpc_server *srv = arg;
 	struct siov_err err = {0};
-	int rc = siov_rpc_persist(srv, &err);
+	int rc = siov_rpc_record_vdev(srv, vdev, &err);
 
+	if (rc == 0 && srv->state)
+		rc = siov_state_wait(srv->state, siov_state_appended(srv->state), &err);
 	if (rc < 0)
 		SIOV_ERR("rpc: cannot save the state: %s", err.msg);
 	return rc;
@@ -669,10 +799,8 @@ int siov_rpc_server_create(const struct siov_rpc_server_opts *opts, struct siov_
 	srv->max_request = SIOV_RPC_MAX_REQUEST;
 	srv->out_soft_cap = SIOV_RPC_OUT_SOFT_CAP;
 	srv->out_hard_cap = SIOV_RPC_OUT_HARD_CAP;
-	if (opts->state_dir && !(srv->state_dir = strdup(opts->state_dir))) {
-		rc = -ENOMEM;
+	if (opts->state_dir && (rc = rpc_open_state(srv, opts)) < 0)
 		goto err;
-	}
 	if (opts->socket_path) {
 		srv->socket_gid = opts->socket_gid;
 		rc = rpc_listen(srv, opts->socket_path);
@@ -704,7 +832,23 @@ void siov_rpc_server_destroy(struct siov_rpc_server *srv)
 	if (srv->socket_path)
 		unlink(srv->socket_path);
 	free(srv->socket_path);
-	free(srv->state_dir);
+	/* Every acknowledged change is durable already; this folds the journal away. */
+	siov_state_close(srv->state);
+	for (size_t i = 0; i < srv->nchanges; i++)
+		json_object_put(srv->changes[i]);
 	free(srv->changes);
 	free(srv);
+}
+
+unsigned siov_rpc_connections(const struct siov_rpc_server *srv)
+{
+	return srv->nconns;
+}
+
+int siov_rpc_state_stats(struct siov_rpc_server *srv, struct siov_state_stats *out)
+{
+	if (!srv->state)
+		return -ENOENT;
+	siov_state_get_stats(srv->state, out);
+	return 0;
 }

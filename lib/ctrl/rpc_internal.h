@@ -16,6 +16,7 @@
 
 #include "siov_internal/export.h"
 #include "siov_internal/rpc.h"
+#include "siov_internal/state.h"
 #include "siov_internal/util.h"
 #include "siov_internal/vdcm.h"
 
@@ -34,22 +35,23 @@ struct siov_watch;
 struct siov_rpc_server {
 	struct siov_loop *loop;
 	struct siov_vdcm *vdcm;
-	char *socket_path; /* NULL: no socket, siov_rpc_handle() only */
-	char *state_dir;   /* NULL: nothing is persisted */
+	char *socket_path;	  /* NULL: no socket, siov_rpc_handle() only */
+	struct siov_state *state; /* NULL: nothing is persisted */
 	int listen_fd;
 	int socket_gid; /* > 0: the socket is 0660 for this group */
 	struct siov_watch *listen_watch;
 	struct siov_rpc_conn *conns; /* doubly linked */
 	unsigned nconns;
 	/*
-	 * Saving the state is deferred while a batch, or a read's worth of
-	 * pipelined requests, is handled, and done once at the end: 10,000
-	 * creates then cost a few saves, not 10,000 saves of a growing file.
+	 * Every change is a journal record (siov_rpc_record_*); an answer
+	 * leaves only once the journal is durable up to the last record
+	 * appended when the answer was made, so that no one ever sees a change
+	 * that a crash could still take back.  The answers of the calls that
+	 * changed something are kept here until their answer is queued, to be
+	 * amended if the journal fails before they are durable.
 	 */
-	unsigned save_depth;	      /* nesting of rpc_save_begin() */
-	bool save_pending;	      /* a change awaits the save */
 	bool changed;		      /* the last call changed the configuration */
-	struct json_object **changes; /* responses of those calls, to amend if the save fails */
+	struct json_object **changes; /* responses of those calls */
 	size_t nchanges, changes_cap;
 	/* Limits, tunable by unit tests to reach them with little data. */
 	size_t max_request;
@@ -66,19 +68,34 @@ struct siov_rpc_server {
 typedef int (*siov_rpc_method_fn)(struct siov_rpc_server *srv, struct json_object *params,
 				  struct json_object **result, struct siov_err *err);
 
+/*
+ * One row of the method table (rpc_methods.c): a new method is a row, with
+ * its parameter table, which both parses its params and documents them
+ * (rpc_get_methods, and siovctl -h from it), so help and server cannot drift.
+ */
 struct siov_rpc_method {
 	const char *name;
 	siov_rpc_method_fn fn;
+	const char *summary;
+	const struct siov_param_table *params; /* NULL: takes none */
 };
 
 /* NULL if there is no such method. */
 const struct siov_rpc_method *siov_rpc_method_find(const char *name);
 
 /*
- * Saves the configuration, or, inside a deferred-save scope, marks it to be
- * saved when the scope ends.  Methods call it after every change.
+ * Journals a change a method has just made: kind/name now has configuration
+ * conf (a new reference, taken over; NULL means out of memory), or is gone.
+ * Methods call one of these after every change, with the kind's row in
+ * state.c's table; on failure (the journal failed earlier) they take the
+ * change back if they can.  The answer is held until the record is durable.
  */
-int siov_rpc_persist(struct siov_rpc_server *srv, struct siov_err *err);
+int siov_rpc_record_put(struct siov_rpc_server *srv, const char *kind, const char *name,
+			struct json_object *conf, struct siov_err *err);
+int siov_rpc_record_del(struct siov_rpc_server *srv, const char *kind, const char *name,
+			struct siov_err *err);
+/* Journals VDEV name's whole configuration as the VDCM now has it. */
+int siov_rpc_record_vdev(struct siov_rpc_server *srv, const char *name, struct siov_err *err);
 
 /* ---- Parameters: strict, table-driven conversion of a JSON object ---- */
 
@@ -93,7 +110,21 @@ struct siov_param {
 	size_t offset;	   /* of the field in the destination struct */
 	size_t size;	   /* strings: buffer size; integers: sizeof the field */
 	uint64_t min, max; /* integers */
+	const char *help;  /* one line for rpc_get_methods and siovctl -h */
 };
+
+/* A method's parameters: what it parses with, and what rpc_get_methods shows. */
+struct siov_param_table {
+	const struct siov_param *p;
+	size_t n;
+};
+extern const struct siov_param_table siov_backend_param_table; /* backend_create */
+extern const struct siov_param_table siov_vdev_param_table;    /* vdev_create */
+extern const struct siov_param_table siov_group_param_table;   /* group_create, *_set_qos */
+extern const struct siov_param_table siov_network_param_table; /* network_create */
+extern const struct siov_param_table siov_export_param_table;  /* export_create */
+/* "string", "path", "bool", "integer" or "bytes" (an integer or "4K", "1G"...). */
+const char *siov_param_type(const struct siov_param *p);
 
 /* Field parsers for struct siov_param.parse. */
 int siov_param_name(const struct siov_param *p, struct json_object *v, void *field,

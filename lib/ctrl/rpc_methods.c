@@ -4,7 +4,8 @@
  * the state file) and the VDCM's answer into JSON.  A method that changes the
  * configuration saves it to the state dir before it answers, and takes the
  * change back if the save fails, so that what siovd runs and what it would
- * restore after a restart never differ silently.
+ * restore after a restart never differ silently.  Saving is a journal record
+ * (siov_rpc_record_*): the answer leaves once the record is durable.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -32,21 +33,39 @@ static int vdcm_failed(int rc, struct siov_err *err)
 	return rc;
 }
 
-int siov_rpc_persist(struct siov_rpc_server *srv, struct siov_err *err)
+static int record_failed(int rc, struct siov_err *err)
 {
-	int rc;
-
-	srv->changed = true;
-	if (!srv->state_dir)
-		return 0;
-	if (srv->save_depth) {
-		srv->save_pending = true;
-		return 0;
-	}
-	rc = siov_state_save(srv->vdcm, srv->state_dir, err);
-	if (rc < 0 && err->msg[0] == '\0')
+	if (err->msg[0] == '\0')
 		siov_err_set(err, rc, "%s", strerror(-rc));
 	return rc;
+}
+
+int siov_rpc_record_put(struct siov_rpc_server *srv, const char *kind, const char *name,
+			struct json_object *conf, struct siov_err *err)
+{
+	int64_t seq;
+
+	srv->changed = true;
+	if (!srv->state) {
+		json_object_put(conf);
+		return 0;
+	}
+	if (!conf)
+		return siov_err_set(err, -ENOMEM, "out of memory");
+	seq = siov_state_put(srv->state, kind, name, conf, err);
+	return seq < 0 ? record_failed((int)seq, err) : 0;
+}
+
+int siov_rpc_record_del(struct siov_rpc_server *srv, const char *kind, const char *name,
+			struct siov_err *err)
+{
+	int64_t seq;
+
+	srv->changed = true;
+	if (!srv->state)
+		return 0;
+	seq = siov_state_del(srv->state, kind, name, err);
+	return seq < 0 ? record_failed((int)seq, err) : 0;
 }
 
 /* Prefixes err->msg with what happened to the change whose save failed. */
@@ -68,12 +87,13 @@ static int ok_true(struct json_object **result)
 
 typedef int (*vdcm_delete_fn)(struct siov_vdcm *vdcm, const char *name, struct siov_err *err);
 
-/* After a create: save the state, or take the creation back and say why. */
-static int created(struct siov_rpc_server *srv, const char *what, const char *name,
-		   vdcm_delete_fn undo_fn, struct json_object **result, struct siov_err *err)
+/* After a create: journal conf, or take the creation back and say why. */
+static int created(struct siov_rpc_server *srv, const char *kind, const char *what,
+		   const char *name, struct json_object *conf, vdcm_delete_fn undo_fn,
+		   struct json_object **result, struct siov_err *err)
 {
 	struct siov_err undo = {0};
-	int rc = siov_rpc_persist(srv, err);
+	int rc = siov_rpc_record_put(srv, kind, name, conf, err);
 
 	if (rc < 0) {
 		if (undo_fn(srv->vdcm, name, &undo) < 0)
@@ -84,15 +104,16 @@ static int created(struct siov_rpc_server *srv, const char *what, const char *na
 	return ok_true(result);
 }
 
-/* Params that are only a name, required or not. */
-static int parse_name(struct json_object *params, bool required, char *name, struct siov_err *err)
-{
-	const struct siov_param table[] = {
-	    {"name", required, siov_param_name, 0, SIOV_NAME_MAX, 0, 0},
-	};
+/* Params that are only a name (the *_delete methods). */
+static const struct siov_param name_params[] = {
+    {"name", true, siov_param_name, 0, SIOV_NAME_MAX, 0, 0, "name of the object to delete"},
+};
+static const struct siov_param_table name_table = {name_params, SIOV_ARRAY_SIZE(name_params)};
 
+static int parse_name(struct json_object *params, char *name, struct siov_err *err)
+{
 	name[0] = '\0';
-	if (siov_params_parse(params, table, SIOV_ARRAY_SIZE(table), name, NULL, err))
+	if (siov_params_parse(params, name_table.p, name_table.n, name, NULL, err))
 		return invalid_params(err);
 	return 0;
 }
@@ -109,11 +130,11 @@ static int parse_nothing(struct json_object *params, struct siov_err *err)
  * A deletion cannot be taken back, so a failed save is reported as such.
  */
 static int delete_named(struct siov_rpc_server *srv, struct json_object *params,
-			struct json_object **result, struct siov_err *err, const char *what,
-			vdcm_delete_fn fn)
+			struct json_object **result, struct siov_err *err, const char *kind,
+			const char *what, vdcm_delete_fn fn)
 {
 	char name[SIOV_NAME_MAX];
-	int rc = parse_name(params, true, name, err);
+	int rc = parse_name(params, name, err);
 
 	if (rc)
 		return rc;
@@ -121,10 +142,24 @@ static int delete_named(struct siov_rpc_server *srv, struct json_object *params,
 	if (rc < 0)
 		return vdcm_failed(rc, err);
 	SIOV_INFO("rpc: %s '%s' deleted", what, name);
-	rc = siov_rpc_persist(srv, err);
+	rc = siov_rpc_record_del(srv, kind, name, err);
 	if (rc < 0)
 		return save_failed(rc, err, what, name, "deleted, but");
 	return ok_true(result);
+}
+
+/* A method that takes no params and answers a list: the empty list. */
+static int list_start(struct json_object *params, struct json_object **result,
+		      struct siov_err *err)
+{
+	int rc = parse_nothing(params, err);
+
+	if (rc)
+		return rc;
+	*result = json_object_new_array();
+	if (!*result)
+		return siov_err_set(err, -ENOMEM, "out of memory");
+	return 0;
 }
 
 /* ---- Backends ---- */
@@ -140,13 +175,15 @@ static int m_backend_create(struct siov_rpc_server *srv, struct json_object *par
 	rc = siov_vdcm_backend_create(srv->vdcm, &conf, err);
 	if (rc < 0)
 		return vdcm_failed(rc, err);
-	return created(srv, "backend", conf.name, siov_vdcm_backend_delete, result, err);
+	return created(srv, "backend", "backend", conf.name, siov_backend_conf_to_json(&conf),
+		       siov_vdcm_backend_delete, result, err);
 }
 
 static int m_backend_delete(struct siov_rpc_server *srv, struct json_object *params,
 			    struct json_object **result, struct siov_err *err)
 {
-	return delete_named(srv, params, result, err, "backend", siov_vdcm_backend_delete);
+	return delete_named(srv, params, result, err, "backend", "backend",
+			    siov_vdcm_backend_delete);
 }
 
 static void backend_to_json(const struct siov_backend_info *info, void *arg)
@@ -182,13 +219,10 @@ static void backend_to_json(const struct siov_backend_info *info, void *arg)
 static int m_backend_list(struct siov_rpc_server *srv, struct json_object *params,
 			  struct json_object **result, struct siov_err *err)
 {
-	int rc = parse_nothing(params, err);
+	int rc = list_start(params, result, err);
 
 	if (rc)
 		return rc;
-	*result = json_object_new_array();
-	if (!*result)
-		return siov_err_set(err, -ENOMEM, "out of memory");
 	siov_vdcm_backend_foreach(srv->vdcm, backend_to_json, *result);
 	return 0;
 }
@@ -203,25 +237,52 @@ struct member_params {
 };
 
 #define MPARAM(f) offsetof(struct member_params, f), sizeof(((struct member_params *)0)->f)
+static const struct siov_param member_params[] = {
+    {"name", true, siov_param_name, MPARAM(name), 0, 0, "the mirror backend"},
+    {"member", true, siov_param_name, MPARAM(member), 0, 0, "the member backend"},
+    {"full", false, siov_param_bool, MPARAM(full), 0, 0,
+     "copy everything, not only what the bitmap says changed"},
+};
+static const struct siov_param rate_params[] = {
+    {"name", true, siov_param_name, MPARAM(name), 0, 0, "the mirror backend"},
+    {"rate", true, siov_param_bytes, MPARAM(rate), 0, 0, "bytes per second (0: unlimited)"},
+};
+static const struct siov_param_table member_add_table = {member_params, 3};
+static const struct siov_param_table member_table = {member_params, 2};
+static const struct siov_param_table rate_table = {rate_params, 2};
 
-static int parse_member_params(struct json_object *params, bool with_full, bool with_rate,
+static int parse_member_params(struct json_object *params, const struct siov_param_table *t,
 			       struct member_params *mp, struct siov_err *err)
 {
-	const struct siov_param table[] = {
-	    {"name", true, siov_param_name, MPARAM(name), 0, 0},
-	    {with_rate ? "rate" : "member", true, with_rate ? siov_param_bytes : siov_param_name,
-	     with_rate ? offsetof(struct member_params, rate) : offsetof(struct member_params, member),
-	     with_rate ? sizeof(uint64_t) : SIOV_NAME_MAX, 0, 0},
-	    {"full", false, siov_param_bool, MPARAM(full), 0, 0},
-	};
-
 	memset(mp, 0, sizeof(*mp));
-	if (siov_params_parse(params, table, with_full ? 3 : 2, mp, NULL, err))
+	if (siov_params_parse(params, t->p, t->n, mp, NULL, err))
 		return invalid_params(err);
 	return 0;
 }
 
-/* A change to a mirror's members or rate: the conf changed, so save it. */
+struct backend_lookup {
+	const char *name;
+	struct json_object *conf;
+};
+
+static void backend_conf_json(const struct siov_backend_info *info, void *arg)
+{
+	struct backend_lookup *l = arg;
+
+	if (!l->conf && strcmp(info->conf->name, l->name) == 0)
+		l->conf = siov_backend_conf_to_json(info->conf);
+}
+
+/* Journals a backend's whole configuration as it now is. */
+static int record_backend(struct siov_rpc_server *srv, const char *name, struct siov_err *err)
+{
+	struct backend_lookup l = {name, NULL};
+
+	siov_vdcm_backend_foreach(srv->vdcm, backend_conf_json, &l);
+	return siov_rpc_record_put(srv, "backend", name, l.conf, err);
+}
+
+/* A change to a mirror's members or rate: the conf changed, so journal it. */
 static int mirror_changed(struct siov_rpc_server *srv, int rc, const char *what,
 			  const struct member_params *mp, struct json_object **result,
 			  struct siov_err *err)
@@ -229,7 +290,7 @@ static int mirror_changed(struct siov_rpc_server *srv, int rc, const char *what,
 	if (rc < 0)
 		return vdcm_failed(rc, err);
 	SIOV_INFO("rpc: mirror '%s': %s %s", mp->name, what, mp->member);
-	rc = siov_rpc_persist(srv, err);
+	rc = record_backend(srv, mp->name, err);
 	if (rc < 0)
 		return save_failed(rc, err, "mirror", mp->name, "changed, but");
 	return ok_true(result);
@@ -239,7 +300,7 @@ static int m_backend_add_member(struct siov_rpc_server *srv, struct json_object 
 				struct json_object **result, struct siov_err *err)
 {
 	struct member_params mp;
-	int rc = parse_member_params(params, true, false, &mp, err);
+	int rc = parse_member_params(params, &member_add_table, &mp, err);
 
 	if (rc)
 		return rc;
@@ -251,7 +312,7 @@ static int m_backend_remove_member(struct siov_rpc_server *srv, struct json_obje
 				   struct json_object **result, struct siov_err *err)
 {
 	struct member_params mp;
-	int rc = parse_member_params(params, false, false, &mp, err);
+	int rc = parse_member_params(params, &member_table, &mp, err);
 
 	if (rc)
 		return rc;
@@ -263,7 +324,7 @@ static int m_backend_fail_member(struct siov_rpc_server *srv, struct json_object
 				 struct json_object **result, struct siov_err *err)
 {
 	struct member_params mp;
-	int rc = parse_member_params(params, false, false, &mp, err);
+	int rc = parse_member_params(params, &member_table, &mp, err);
 
 	if (rc)
 		return rc;
@@ -277,7 +338,7 @@ static int m_backend_set_resync_rate(struct siov_rpc_server *srv, struct json_ob
 				     struct json_object **result, struct siov_err *err)
 {
 	struct member_params mp;
-	int rc = parse_member_params(params, false, true, &mp, err);
+	int rc = parse_member_params(params, &rate_table, &mp, err);
 
 	if (rc)
 		return rc;
@@ -347,7 +408,7 @@ static int m_backend_stats(struct siov_rpc_server *srv, struct json_object *para
 			   struct json_object **result, struct siov_err *err)
 {
 	char name[SIOV_NAME_MAX];
-	int rc = parse_name(params, true, name, err);
+	int rc = parse_name(params, name, err);
 
 	if (rc)
 		return rc;
@@ -371,13 +432,14 @@ static int m_vdev_create(struct siov_rpc_server *srv, struct json_object *params
 	rc = siov_vdcm_vdev_create(srv->vdcm, &conf, err);
 	if (rc < 0)
 		return vdcm_failed(rc, err);
-	return created(srv, "VDEV", conf.name, siov_vdcm_vdev_delete, result, err);
+	return created(srv, "vdev", "VDEV", conf.name, siov_vdev_conf_to_json(&conf),
+		       siov_vdcm_vdev_delete, result, err);
 }
 
 static int m_vdev_delete(struct siov_rpc_server *srv, struct json_object *params,
 			 struct json_object **result, struct siov_err *err)
 {
-	return delete_named(srv, params, result, err, "VDEV", siov_vdcm_vdev_delete);
+	return delete_named(srv, params, result, err, "vdev", "VDEV", siov_vdcm_vdev_delete);
 }
 
 static void vdev_to_json(const struct siov_vdev_info *info, void *arg)
@@ -546,12 +608,16 @@ struct vdev_query_params {
 };
 
 #define QCONF(f) offsetof(struct vdev_query_params, f), sizeof(((struct vdev_query_params *)0)->f)
-static const struct siov_param vdev_query_table[] = {
-    {"name", false, siov_param_name, QCONF(name), 0, 0},
-    {"prefix", false, siov_param_name, QCONF(prefix), 0, 0},
-    {"offset", false, siov_param_uint, QCONF(offset), 0, INT64_MAX},
-    {"limit", false, siov_param_uint, QCONF(limit), 0, INT64_MAX},
+static const struct siov_param vdev_query_params[] = {
+    {"name", false, siov_param_name, QCONF(name), 0, 0, "only this VDEV"},
+    {"prefix", false, siov_param_name, QCONF(prefix), 0, 0, "only VDEVs whose name starts so"},
+    {"offset", false, siov_param_uint, QCONF(offset), 0, INT64_MAX,
+     "skip this many (paging, in creation order)"},
+    {"limit", false, siov_param_uint, QCONF(limit), 0, INT64_MAX,
+     "at most this many (0: all); a shorter page is the last"},
 };
+static const struct siov_param_table vdev_query_table = {vdev_query_params,
+							 SIOV_ARRAY_SIZE(vdev_query_params)};
 
 static int vdev_get_one(struct siov_rpc_server *srv, const char *name, siov_vdev_info_cb cb,
 			struct json_object *arr, struct siov_err *err)
@@ -577,8 +643,7 @@ static int vdev_query(struct siov_rpc_server *srv, struct json_object *params, s
 	struct siov_vdev_filter f;
 	int rc;
 
-	if (siov_params_parse(params, vdev_query_table, SIOV_ARRAY_SIZE(vdev_query_table), &q, NULL,
-			      err))
+	if (siov_params_parse(params, vdev_query_table.p, vdev_query_table.n, &q, NULL, err))
 		return invalid_params(err);
 	if (q.name[0] && (q.prefix[0] || q.offset || q.limit)) {
 		siov_err_set(err, -EINVAL,
@@ -656,6 +721,42 @@ static int qos_current(struct siov_rpc_server *srv, bool is_group, const char *n
 	return 0;
 }
 
+static void vdev_conf_json(const struct siov_vdev_info *info, void *arg)
+{
+	*(struct json_object **)arg = siov_vdev_conf_to_json(info->conf);
+}
+
+struct group_conf_lookup {
+	const char *name;
+	struct json_object *conf;
+};
+
+static void group_conf_json(const struct siov_group_info *info, void *arg)
+{
+	struct group_conf_lookup *l = arg;
+
+	if (!l->conf && strcmp(info->conf->name, l->name) == 0)
+		l->conf = siov_group_conf_to_json(info->conf);
+}
+
+/* Journals the whole configuration of a VDEV or group, as it now is. */
+static int record_conf(struct siov_rpc_server *srv, bool is_group, const char *name,
+		      struct siov_err *err)
+{
+	struct group_conf_lookup l = {name, NULL};
+
+	if (is_group)
+		siov_vdcm_group_foreach(srv->vdcm, group_conf_json, &l);
+	else
+		siov_vdcm_vdev_get(srv->vdcm, name, vdev_conf_json, &l.conf);
+	return siov_rpc_record_put(srv, is_group ? "group" : "vdev", name, l.conf, err);
+}
+
+int siov_rpc_record_vdev(struct siov_rpc_server *srv, const char *name, struct siov_err *err)
+{
+	return record_conf(srv, false, name, err);
+}
+
 static int qos_apply(struct siov_rpc_server *srv, bool is_group, const char *name,
 		     const struct siov_qos_params *qos, struct siov_err *err)
 {
@@ -687,7 +788,7 @@ static int set_qos(struct siov_rpc_server *srv, bool is_group, struct json_objec
 	rc = qos_apply(srv, is_group, req.name, &qos, err);
 	if (rc < 0)
 		return vdcm_failed(rc, err);
-	rc = siov_rpc_persist(srv, err);
+	rc = record_conf(srv, is_group, req.name, err);
 	if (rc < 0) {
 		if (qos_apply(srv, is_group, req.name, &old, &undo) < 0)
 			SIOV_ERR("rpc: cannot undo QoS of %s '%s': %s", what, req.name, undo.msg);
@@ -697,20 +798,30 @@ static int set_qos(struct siov_rpc_server *srv, bool is_group, struct json_objec
 	return ok_true(result);
 }
 
+#define VC(f) offsetof(struct siov_vdev_conf, f), sizeof(((struct siov_vdev_conf *)0)->f)
+static const struct siov_param error_policy_params[] = {
+    {"name", true, siov_param_name, VC(name), 0, 0, "the VDEV"},
+    {"error_policy", true, siov_param_error_policy, VC(error_policy), 0, 0,
+     "report (the guest sees the error) or hold[:MS] (keep the request, retry on vdev_resume)"},
+};
+static const struct siov_param move_params[] = {
+    {"name", true, siov_param_name, VC(name), 0, 0, "the VDEV"},
+    {"backend", true, siov_param_name, VC(backend), 0, 0, "the backend to move onto"},
+    {"offset", false, siov_param_bytes, VC(offset), 0, 0, "where its window starts there"},
+    /* The copy's rate limit; borrowed field: vdev_move has no size of its own. */
+    {"rate", false, siov_param_bytes, VC(size), 0, 0, "bytes per second the copy may use"},
+};
+static const struct siov_param_table error_policy_table = {error_policy_params, 2};
+static const struct siov_param_table move_table = {move_params, 4};
+
 static int m_vdev_set_error_policy(struct siov_rpc_server *srv, struct json_object *params,
 				   struct json_object **result, struct siov_err *err)
 {
 	struct siov_vdev_conf c = {0};
-	const struct siov_param table[] = {
-	    {"name", true, siov_param_name, offsetof(struct siov_vdev_conf, name), SIOV_NAME_MAX, 0,
-	     0},
-	    {"error_policy", true, siov_param_error_policy,
-	     offsetof(struct siov_vdev_conf, error_policy), sizeof(c.error_policy), 0, 0},
-	};
 	char pol[32];
 	int rc;
 
-	if (siov_params_parse(params, table, SIOV_ARRAY_SIZE(table), &c, NULL, err))
+	if (siov_params_parse(params, error_policy_table.p, error_policy_table.n, &c, NULL, err))
 		return invalid_params(err);
 	rc = siov_vdcm_vdev_set_error_policy(srv->vdcm, c.name, c.error_policy, c.hold_timeout_ms,
 					     err);
@@ -718,7 +829,7 @@ static int m_vdev_set_error_policy(struct siov_rpc_server *srv, struct json_obje
 		return vdcm_failed(rc, err);
 	siov_error_policy_format(c.error_policy, c.hold_timeout_ms, pol, sizeof(pol));
 	SIOV_INFO("rpc: VDEV '%s': error policy %s", c.name, pol);
-	rc = siov_rpc_persist(srv, err);
+	rc = record_conf(srv, false, c.name, err);
 	if (rc < 0)
 		return save_failed(rc, err, "VDEV", c.name, "changed, but");
 	return ok_true(result);
@@ -728,26 +839,15 @@ static int m_vdev_move(struct siov_rpc_server *srv, struct json_object *params,
 		       struct json_object **result, struct siov_err *err)
 {
 	struct siov_vdev_conf c = {0};
-	const struct siov_param table[] = {
-	    {"name", true, siov_param_name, offsetof(struct siov_vdev_conf, name), SIOV_NAME_MAX, 0,
-	     0},
-	    {"backend", true, siov_param_name, offsetof(struct siov_vdev_conf, backend),
-	     SIOV_NAME_MAX, 0, 0},
-	    {"offset", false, siov_param_bytes, offsetof(struct siov_vdev_conf, offset),
-	     sizeof(c.offset), 0, 0},
-	    /* The copy's rate limit; borrowed field: vdev_move has no size of its own. */
-	    {"rate", false, siov_param_bytes, offsetof(struct siov_vdev_conf, size), sizeof(c.size),
-	     0, 0},
-	};
 	int rc;
 
-	if (siov_params_parse(params, table, SIOV_ARRAY_SIZE(table), &c, NULL, err))
+	if (siov_params_parse(params, move_table.p, move_table.n, &c, NULL, err))
 		return invalid_params(err);
 	rc = siov_vdcm_vdev_move(srv->vdcm, c.name, c.backend, c.offset, c.size, err);
 	if (rc < 0)
 		return vdcm_failed(rc, err);
 	SIOV_INFO("rpc: VDEV '%s': moving to '%s'", c.name, c.backend);
-	rc = siov_rpc_persist(srv, err);
+	rc = record_conf(srv, false, c.name, err);
 	if (rc < 0)
 		return save_failed(rc, err, "VDEV", c.name, "is moving, but");
 	return ok_true(result);
@@ -757,7 +857,7 @@ static int m_vdev_resume(struct siov_rpc_server *srv, struct json_object *params
 			 struct json_object **result, struct siov_err *err)
 {
 	char name[SIOV_NAME_MAX];
-	int rc = parse_name(params, true, name, err);
+	int rc = parse_name(params, name, err);
 
 	if (rc)
 		return rc;
@@ -790,13 +890,14 @@ static int m_group_create(struct siov_rpc_server *srv, struct json_object *param
 	rc = siov_vdcm_group_create(srv->vdcm, &conf, err);
 	if (rc < 0)
 		return vdcm_failed(rc, err);
-	return created(srv, "group", conf.name, siov_vdcm_group_delete, result, err);
+	return created(srv, "group", "group", conf.name, siov_group_conf_to_json(&conf),
+		       siov_vdcm_group_delete, result, err);
 }
 
 static int m_group_delete(struct siov_rpc_server *srv, struct json_object *params,
 			  struct json_object **result, struct siov_err *err)
 {
-	return delete_named(srv, params, result, err, "group", siov_vdcm_group_delete);
+	return delete_named(srv, params, result, err, "group", "group", siov_vdcm_group_delete);
 }
 
 static void group_to_json(const struct siov_group_info *info, void *arg)
@@ -813,13 +914,10 @@ static void group_to_json(const struct siov_group_info *info, void *arg)
 static int m_group_list(struct siov_rpc_server *srv, struct json_object *params,
 			struct json_object **result, struct siov_err *err)
 {
-	int rc = parse_nothing(params, err);
+	int rc = list_start(params, result, err);
 
 	if (rc)
 		return rc;
-	*result = json_object_new_array();
-	if (!*result)
-		return siov_err_set(err, -ENOMEM, "out of memory");
 	siov_vdcm_group_foreach(srv->vdcm, group_to_json, *result);
 	return 0;
 }
@@ -837,13 +935,15 @@ static int m_network_create(struct siov_rpc_server *srv, struct json_object *par
 	rc = siov_vdcm_network_create(srv->vdcm, &conf, err);
 	if (rc < 0)
 		return vdcm_failed(rc, err);
-	return created(srv, "network", conf.name, siov_vdcm_network_delete, result, err);
+	return created(srv, "network", "network", conf.name, siov_network_conf_to_json(&conf),
+		       siov_vdcm_network_delete, result, err);
 }
 
 static int m_network_delete(struct siov_rpc_server *srv, struct json_object *params,
 			    struct json_object **result, struct siov_err *err)
 {
-	return delete_named(srv, params, result, err, "network", siov_vdcm_network_delete);
+	return delete_named(srv, params, result, err, "network", "network",
+			    siov_vdcm_network_delete);
 }
 
 static void network_to_json(const struct siov_network_info *info, void *arg)
@@ -861,13 +961,10 @@ static void network_to_json(const struct siov_network_info *info, void *arg)
 static int m_network_list(struct siov_rpc_server *srv, struct json_object *params,
 			  struct json_object **result, struct siov_err *err)
 {
-	int rc = parse_nothing(params, err);
+	int rc = list_start(params, result, err);
 
 	if (rc)
 		return rc;
-	*result = json_object_new_array();
-	if (!*result)
-		return siov_err_set(err, -ENOMEM, "out of memory");
 	siov_vdcm_network_foreach(srv->vdcm, network_to_json, *result);
 	return 0;
 }
@@ -941,6 +1038,11 @@ static int m_daemon_info(struct siov_rpc_server *srv, struct json_object *params
 
 /* ---- NBD exports ---- */
 
+static const struct siov_param export_vdev_params[] = {
+    {"vdev", true, siov_param_name, 0, SIOV_NAME_MAX, 0, 0, "the exported VDEV"},
+};
+static const struct siov_param_table export_vdev_table = {export_vdev_params, 1};
+
 static int export_undo(struct siov_vdcm *vdcm, const char *vdev, struct siov_err *err)
 {
 	return siov_vdcm_export_delete(vdcm, vdev, err);
@@ -957,22 +1059,22 @@ static int m_export_create(struct siov_rpc_server *srv, struct json_object *para
 	rc = siov_vdcm_export_create(srv->vdcm, &conf, err);
 	if (rc < 0)
 		return vdcm_failed(rc, err);
-	return created(srv, "export", conf.vdev, export_undo, result, err);
+	return created(srv, "export", "export", conf.vdev, siov_export_conf_to_json(&conf),
+		       export_undo, result, err);
 }
 
 static int m_export_delete(struct siov_rpc_server *srv, struct json_object *params,
 			   struct json_object **result, struct siov_err *err)
 {
-	const struct siov_param table[] = {{"vdev", true, siov_param_name, 0, SIOV_NAME_MAX, 0, 0}};
 	char vdev[SIOV_NAME_MAX];
 	int rc;
 
-	if (siov_params_parse(params, table, SIOV_ARRAY_SIZE(table), vdev, NULL, err))
+	if (siov_params_parse(params, export_vdev_table.p, export_vdev_table.n, vdev, NULL, err))
 		return invalid_params(err);
 	rc = siov_vdcm_export_delete(srv->vdcm, vdev, err);
 	if (rc < 0)
 		return vdcm_failed(rc, err);
-	rc = siov_rpc_persist(srv, err);
+	rc = siov_rpc_record_del(srv, "export", vdev, err);
 	if (rc < 0)
 		return save_failed(rc, err, "export", vdev, "deleted, but");
 	return ok_true(result);
@@ -998,37 +1100,107 @@ static void export_to_json(const struct siov_export_conf *conf, const struct sio
 static int m_export_list(struct siov_rpc_server *srv, struct json_object *params,
 			 struct json_object **result, struct siov_err *err)
 {
-	int rc = parse_nothing(params, err);
+	int rc = list_start(params, result, err);
 
 	if (rc)
 		return rc;
-	*result = json_object_new_array();
-	if (!*result)
-		return siov_err_set(err, -ENOMEM, "out of memory");
 	siov_vdcm_export_foreach(srv->vdcm, export_to_json, *result);
 	return 0;
 }
 
+static int m_rpc_get_methods(struct siov_rpc_server *srv, struct json_object *params,
+			     struct json_object **result, struct siov_err *err);
+
+/* Every method siovd serves, with its parameter table: siovctl -h is made from this. */
 static const struct siov_rpc_method methods[] = {
-    {"backend_create", m_backend_create}, {"backend_delete", m_backend_delete},
-    {"backend_list", m_backend_list},	  {"vdev_create", m_vdev_create},
-    {"backend_stats", m_backend_stats},	  {"backend_add_member", m_backend_add_member},
-    {"backend_remove_member", m_backend_remove_member},
-    {"backend_fail_member", m_backend_fail_member},
-    {"backend_set_resync_rate", m_backend_set_resync_rate},
-    {"vdev_set_error_policy", m_vdev_set_error_policy},
-    {"vdev_resume", m_vdev_resume},
-    {"vdev_move", m_vdev_move},
-    {"vdev_delete", m_vdev_delete},	  {"vdev_list", m_vdev_list},
-    {"vdev_stats", m_vdev_stats},	  {"vdev_set_qos", m_vdev_set_qos},
-    {"group_create", m_group_create},	  {"group_set_qos", m_group_set_qos},
-    {"group_delete", m_group_delete},	  {"group_list", m_group_list},
-    {"network_create", m_network_create}, {"network_delete", m_network_delete},
-    {"network_list", m_network_list},	  {"daemon_info", m_daemon_info},
-    {"engine_stats", m_engine_stats},
-    {"export_create", m_export_create},  {"export_delete", m_export_delete},
-    {"export_list", m_export_list},
+    {"backend_create", m_backend_create, "add a backend (the storage VDEVs are windows of)",
+     &siov_backend_param_table},
+    {"backend_delete", m_backend_delete, "remove a backend no VDEV uses", &name_table},
+    {"backend_list", m_backend_list, "list the backends", NULL},
+    {"backend_stats", m_backend_stats, "a backend with its mirror members' states and resync",
+     &name_table},
+    {"backend_add_member", m_backend_add_member,
+     "add a member to a mirror (resynced from the others)", &member_add_table},
+    {"backend_remove_member", m_backend_remove_member, "take a member out of a mirror",
+     &member_table},
+    {"backend_fail_member", m_backend_fail_member,
+     "mark a mirror member failed (I/O stops going to it)", &member_table},
+    {"backend_set_resync_rate", m_backend_set_resync_rate,
+     "bytes per second a mirror resync may use", &rate_table},
+    {"vdev_create", m_vdev_create, "add a VDEV: a window of a backend served on a socket",
+     &siov_vdev_param_table},
+    {"vdev_delete", m_vdev_delete, "remove a VDEV (its in-flight I/O drains first)",
+     &name_table},
+    {"vdev_list", m_vdev_list, "list VDEVs and their configuration", &vdev_query_table},
+    {"vdev_stats", m_vdev_stats, "counters of VDEVs and their queues", &vdev_query_table},
+    {"vdev_set_error_policy", m_vdev_set_error_policy,
+     "what a backend error does to the VDEV: report it, or hold the request", &error_policy_table},
+    {"vdev_resume", m_vdev_resume, "retry the requests a held VDEV keeps", &name_table},
+    {"vdev_move", m_vdev_move, "move a VDEV's window to another backend while it runs",
+     &move_table},
+    {"vdev_set_qos", m_vdev_set_qos,
+     "change a VDEV's QoS (parameters left out keep their values)", &siov_group_param_table},
+    {"group_create", m_group_create, "add a QoS group whose VDEVs share its limits",
+     &siov_group_param_table},
+    {"group_set_qos", m_group_set_qos, "change a group's QoS", &siov_group_param_table},
+    {"group_delete", m_group_delete, "remove a group no VDEV is in", &name_table},
+    {"group_list", m_group_list, "list the groups and what their buckets did", NULL},
+    {"network_create", m_network_create, "add a network: an L2 switch net VDEVs are ports of",
+     &siov_network_param_table},
+    {"network_delete", m_network_delete, "remove a network no VDEV is a port of", &name_table},
+    {"network_list", m_network_list, "list the networks, their ports and learned MACs", NULL},
+    {"daemon_info", m_daemon_info, "version, engines, counts, uptime", NULL},
+    {"engine_stats", m_engine_stats, "each engine's rounds, sleeps, submits and timings",
+     NULL},
+    {"export_create", m_export_create, "serve a VDEV's window over NBD",
+     &siov_export_param_table},
+    {"export_delete", m_export_delete, "stop serving a VDEV over NBD", &export_vdev_table},
+    {"export_list", m_export_list, "the NBD exports and their counters", NULL},
+    {"rpc_get_methods", m_rpc_get_methods, "every method with its parameters (siovctl -h)",
+     NULL},
 };
+
+static struct json_object *param_to_json(const struct siov_param *p)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "name", json_object_new_string(p->name));
+	json_object_object_add(o, "type", json_object_new_string(siov_param_type(p)));
+	json_object_object_add(o, "required", json_object_new_boolean(p->required));
+	json_object_object_add(o, "description", json_object_new_string(p->help ? p->help : ""));
+	return o;
+}
+
+static struct json_object *method_to_json(const struct siov_rpc_method *m)
+{
+	struct json_object *o = json_object_new_object(), *ps = json_object_new_array();
+
+	if (!o || !ps) {
+		json_object_put(o);
+		json_object_put(ps);
+		return NULL;
+	}
+	for (size_t i = 0; m->params && i < m->params->n; i++)
+		json_object_array_add(ps, param_to_json(&m->params->p[i]));
+	json_object_object_add(o, "name", json_object_new_string(m->name));
+	json_object_object_add(o, "description", json_object_new_string(m->summary));
+	json_object_object_add(o, "params", ps);
+	return o;
+}
+
+static int m_rpc_get_methods(struct siov_rpc_server *srv, struct json_object *params,
+			     struct json_object **result, struct siov_err *err)
+{
+	int rc = list_start(params, result, err);
+
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < SIOV_ARRAY_SIZE(methods); i++)
+		json_object_array_add(*result, method_to_json(&methods[i]));
+	return 0;
+}
 
 const struct siov_rpc_method *siov_rpc_method_find(const char *name)
 {

@@ -339,21 +339,32 @@ enum {
 	BP_RESYNC_RATE,
 };
 static const struct siov_param backend_params[] = {
-    [BP_NAME] = {"name", true, siov_param_name, BCONF(name), 0, 0},
-    [BP_TYPE] = {"type", true, param_backend_type, BCONF(type), 0, 0},
-    [BP_PATH] = {"path", false, siov_param_abs_path, BCONF(path), 0, 0},
-    [BP_SIZE] = {"size", false, siov_param_bytes, BCONF(size), 0, 0},
-    [BP_READONLY] = {"readonly", false, siov_param_bool, BCONF(readonly), 0, 0},
-    [BP_URI] = {"uri", false, param_text, BCONF(uri), 0, 0},
-    [BP_TLS_CREDS] = {"tls_creds", false, siov_param_abs_path, BCONF(tls_creds), 0, 0},
-    [BP_TIMEOUT_MS] = {"timeout_ms", false, siov_param_uint, BCONF(timeout_ms), 1, 3600000},
-    [BP_SETTLE_MS] = {"settle_ms", false, siov_param_uint, BCONF(settle_ms), 0, 600000},
-    [BP_POOL] = {"pool", false, param_text, BCONF(pool), 0, 0},
-    [BP_IMAGE] = {"image", false, param_text, BCONF(image), 0, 0},
-    [BP_CONF] = {"conf", false, siov_param_abs_path, BCONF(ceph_conf), 0, 0},
-    [BP_ID] = {"id", false, param_text, BCONF(ceph_id), 0, 0},
-    [BP_MEMBERS] = {"members", false, param_members, BCONF(members), 0, 0},
-    [BP_RESYNC_RATE] = {"resync_rate", false, siov_param_bytes, BCONF(resync_rate), 0, 0},
+    [BP_NAME] = {"name", true, siov_param_name, BCONF(name), 0, 0, "unique name of the backend"},
+    [BP_TYPE] = {"type", true, param_backend_type, BCONF(type), 0, 0,
+		 "null, ram, file, nbd, rbd or mirror"},
+    [BP_PATH] = {"path", false, siov_param_abs_path, BCONF(path), 0, 0,
+		 "type file: absolute path of a regular file or block device"},
+    [BP_SIZE] = {"size", false, siov_param_bytes, BCONF(size), 0, 0,
+		 "bytes (null, ram; file: created sparse at this size if missing)"},
+    [BP_READONLY] = {"readonly", false, siov_param_bool, BCONF(readonly), 0, 0,
+		     "refuse every write"},
+    [BP_URI] = {"uri", false, param_text, BCONF(uri), 0, 0,
+		"type nbd: nbd://HOST[:PORT]/EXPORT, nbds:// for TLS, nbd+unix:///EXPORT?socket=P"},
+    [BP_TLS_CREDS] = {"tls_creds", false, siov_param_abs_path, BCONF(tls_creds), 0, 0,
+		      "type nbd: directory of the TLS client credentials"},
+    [BP_TIMEOUT_MS] = {"timeout_ms", false, siov_param_uint, BCONF(timeout_ms), 1, 3600000,
+		       "type nbd, rbd: fail a request the server has not answered by then"},
+    [BP_SETTLE_MS] = {"settle_ms", false, siov_param_uint, BCONF(settle_ms), 0, 600000,
+		      "type nbd: how long to keep reconnecting before requests fail"},
+    [BP_POOL] = {"pool", false, param_text, BCONF(pool), 0, 0, "type rbd: the Ceph pool"},
+    [BP_IMAGE] = {"image", false, param_text, BCONF(image), 0, 0, "type rbd: the RBD image"},
+    [BP_CONF] = {"conf", false, siov_param_abs_path, BCONF(ceph_conf), 0, 0,
+		 "type rbd: ceph.conf to use"},
+    [BP_ID] = {"id", false, param_text, BCONF(ceph_id), 0, 0, "type rbd: the Ceph client id"},
+    [BP_MEMBERS] = {"members", false, param_members, BCONF(members), 0, 0,
+		    "type mirror: its member backends, a list of names"},
+    [BP_RESYNC_RATE] = {"resync_rate", false, siov_param_bytes, BCONF(resync_rate), 0, 0,
+			"type mirror: bytes per second a resync may use"},
 };
 
 #define BIT(p) (1u << (p))
@@ -481,12 +492,16 @@ struct json_object *siov_backend_conf_to_json(const struct siov_backend_conf *co
 
 #define ECONF(f) offsetof(struct siov_export_conf, f), sizeof(((struct siov_export_conf *)0)->f)
 static const struct siov_param export_params[] = {
-    {"vdev", true, siov_param_name, ECONF(vdev), 0, 0},
-    {"type", false, param_text, ECONF(type), 0, 0},
-    {"listen", true, param_text, ECONF(listen), 0, 0},
-    {"tls_creds", false, siov_param_abs_path, ECONF(tls_creds), 0, 0},
-    {"insecure", false, siov_param_bool, ECONF(insecure), 0, 0},
+    {"vdev", true, siov_param_name, ECONF(vdev), 0, 0, "the VDEV to serve (one export each)"},
+    {"type", false, param_text, ECONF(type), 0, 0, "nbd (the default)"},
+    {"listen", true, param_text, ECONF(listen), 0, 0, "ADDR:PORT or unix:PATH to listen on"},
+    {"tls_creds", false, siov_param_abs_path, ECONF(tls_creds), 0, 0,
+     "directory of the TLS server credentials"},
+    {"insecure", false, siov_param_bool, ECONF(insecure), 0, 0,
+     "allow plain TCP beyond loopback (no TLS)"},
 };
+const struct siov_param_table siov_export_param_table = {export_params,
+							 SIOV_ARRAY_SIZE(export_params)};
 
 int siov_export_conf_from_json(struct json_object *params, struct siov_export_conf *conf,
 			       struct siov_err *err)
@@ -617,29 +632,44 @@ int siov_param_error_policy(const struct siov_param *p, struct json_object *v, v
 #define VCONF(f) offsetof(struct siov_vdev_conf, f), sizeof(((struct siov_vdev_conf *)0)->f)
 /* QoS parameters, the same in vdev_create, vdev_set_qos and the group methods. */
 #define QOS_PARAMS(CONF)                                                                           \
-	{"iops_limit", false, siov_param_uint, CONF(qos.iops_limit), 0, INT64_MAX},                \
-	    {"bps_limit", false, siov_param_bytes, CONF(qos.bps_limit), 0, 0},                     \
-	    {"iops_burst", false, siov_param_uint, CONF(qos.iops_burst), 0, INT64_MAX},            \
-	    {"bps_burst", false, siov_param_bytes, CONF(qos.bps_burst), 0, 0},                     \
-	    {"iops_min", false, siov_param_uint, CONF(qos.iops_min), 0, INT64_MAX},                \
+	{"iops_limit", false, siov_param_uint, CONF(qos.iops_limit), 0, INT64_MAX,                 \
+	 "requests per second at most (0: no limit)"},                                             \
+	    {"bps_limit", false, siov_param_bytes, CONF(qos.bps_limit), 0, 0,                      \
+	     "bytes per second at most, e.g. 100M (0: no limit)"},                                 \
+	    {"iops_burst", false, siov_param_uint, CONF(qos.iops_burst), 0, INT64_MAX,             \
+	     "requests above the limit a burst may take (0: a tenth of a second's worth)"},        \
+	    {"bps_burst", false, siov_param_bytes, CONF(qos.bps_burst), 0, 0,                      \
+	     "bytes above the limit a burst may take"},                                            \
+	    {"iops_min", false, siov_param_uint, CONF(qos.iops_min), 0, INT64_MAX,                 \
+	     "requests per second reserved, served before weights"},                               \
 	{                                                                                          \
-		"weight", false, siov_param_uint, CONF(qos.weight), 0, SIOV_QOS_WEIGHT_MAX         \
+		"weight", false, siov_param_uint, CONF(qos.weight), 0, SIOV_QOS_WEIGHT_MAX,        \
+		    "share of an engine when it is the bottleneck, 1..10000 (default 100)"         \
 	}
 static const struct siov_param vdev_params[] = {
-    {"name", true, siov_param_name, VCONF(name), 0, 0},
-    {"type", false, param_vdev_type, VCONF(type), 0, 0},
-    {"backend", true, siov_param_name, VCONF(backend), 0, 0},
-    {"offset", false, siov_param_bytes, VCONF(offset), 0, 0},
-    {"size", false, siov_param_bytes, VCONF(size), 0, 0},
-    {"queues", false, siov_param_uint, VCONF(queues), 1, SIOV_VDEV_MAX_QUEUES},
-    {"readonly", false, siov_param_bool, VCONF(readonly), 0, 0},
-    {"allow_overlap", false, siov_param_bool, VCONF(allow_overlap), 0, 0},
-    {"socket", true, siov_param_abs_path, VCONF(socket), 0, 0},
-    {"group", false, siov_param_name, VCONF(group), 0, 0},
-    {"error_policy", false, siov_param_error_policy, VCONF(error_policy), 0, 0},
+    {"name", true, siov_param_name, VCONF(name), 0, 0, "unique name of the VDEV"},
+    {"type", false, param_vdev_type, VCONF(type), 0, 0, "blk (the default)"},
+    {"backend", true, siov_param_name, VCONF(backend), 0, 0, "the backend it is a window of"},
+    {"offset", false, siov_param_bytes, VCONF(offset), 0, 0,
+     "start of the window in the backend, bytes, multiple of 512"},
+    {"size", false, siov_param_bytes, VCONF(size), 0, 0,
+     "bytes, multiple of 512 (default: to the end of the backend)"},
+    {"queues", false, siov_param_uint, VCONF(queues), 1, SIOV_VDEV_MAX_QUEUES,
+     "virtqueues, 1..64 (default 1)"},
+    {"readonly", false, siov_param_bool, VCONF(readonly), 0, 0, "a read-only disk"},
+    {"allow_overlap", false, siov_param_bool, VCONF(allow_overlap), 0, 0,
+     "let the window overlap other VDEVs' windows"},
+    {"socket", true, siov_param_abs_path, VCONF(socket), 0, 0,
+     "absolute path of the vhost-user socket to create (at most 107 bytes)"},
+    {"group", false, siov_param_name, VCONF(group), 0, 0,
+     "QoS group sharing its limits (fixed at creation)"},
+    {"error_policy", false, siov_param_error_policy, VCONF(error_policy), 0, 0,
+     "report (default) or hold[:MS]: what a backend error does"},
     /* A vdev_move under way, as the state file records it. */
-    {"move_backend", false, siov_param_name, VCONF(move_backend), 0, 0},
-    {"move_offset", false, siov_param_bytes, VCONF(move_offset), 0, 0},
+    {"move_backend", false, siov_param_name, VCONF(move_backend), 0, 0,
+     "(state) the backend a move is copying to"},
+    {"move_offset", false, siov_param_bytes, VCONF(move_offset), 0, 0,
+     "(state) where the move's window starts there"},
     QOS_PARAMS(VCONF),
 };
 
@@ -725,9 +755,28 @@ struct json_object *siov_vdev_conf_qos_to_json(const struct siov_vdev_conf *conf
 
 #define GCONF(f) offsetof(struct siov_group_conf, f), sizeof(((struct siov_group_conf *)0)->f)
 static const struct siov_param group_params[] = {
-    {"name", true, siov_param_name, GCONF(name), 0, 0},
+    {"name", true, siov_param_name, GCONF(name), 0, 0, "name of the group (or VDEV)"},
     QOS_PARAMS(GCONF),
 };
+
+const struct siov_param_table siov_backend_param_table = {backend_params,
+							  SIOV_ARRAY_SIZE(backend_params)};
+const struct siov_param_table siov_vdev_param_table = {vdev_params, SIOV_ARRAY_SIZE(vdev_params)};
+const struct siov_param_table siov_group_param_table = {group_params,
+							SIOV_ARRAY_SIZE(group_params)};
+
+const char *siov_param_type(const struct siov_param *p)
+{
+	if (p->parse == siov_param_bool)
+		return "bool";
+	if (p->parse == siov_param_uint)
+		return "integer";
+	if (p->parse == siov_param_bytes)
+		return "bytes";
+	if (p->parse == siov_param_abs_path)
+		return "path";
+	return "string";
+}
 
 int siov_group_conf_from_json(struct json_object *params, struct siov_group_conf *conf,
 			      uint32_t *seen, struct siov_err *err)
@@ -788,10 +837,13 @@ static int param_uplink(const struct siov_param *p, struct json_object *v, void 
 
 #define NCONF(f) offsetof(struct siov_network_conf, f), sizeof(((struct siov_network_conf *)0)->f)
 static const struct siov_param network_params[] = {
-    {"name", true, siov_param_name, NCONF(name), 0, 0},
-    {"mtu", false, siov_param_uint, NCONF(mtu), SIOV_NET_MTU_MIN, SIOV_NET_MTU_MAX},
-    {"uplink", false, param_uplink, NCONF(uplink), 0, 0},
+    {"name", true, siov_param_name, NCONF(name), 0, 0, "unique name of the network (an L2 domain)"},
+    {"mtu", false, siov_param_uint, NCONF(mtu), SIOV_NET_MTU_MIN, SIOV_NET_MTU_MAX,
+     "largest frame payload on the network"},
+    {"uplink", false, param_uplink, NCONF(uplink), 0, 0, "tap:IFNAME: a TAP device as one more port"},
 };
+const struct siov_param_table siov_network_param_table = {network_params,
+							  SIOV_ARRAY_SIZE(network_params)};
 
 int siov_network_conf_from_json(struct json_object *params, struct siov_network_conf *conf,
 				struct siov_err *err)

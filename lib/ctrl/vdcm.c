@@ -1091,7 +1091,7 @@ static void move_finish(struct siov_vdcm *v, struct vdcm_vdev *d)
 	d->conf.offset = offset;
 	d->conf.move_backend[0] = '\0';
 	d->conf.move_offset = 0;
-	saved = !v->changed_cb || v->changed_cb(v->changed_arg) == 0;
+	saved = !v->changed_cb || v->changed_cb(v->changed_arg, d->conf.name) == 0;
 	siov_backend_close(d->move_bd);
 	d->move_bd = NULL;
 	/* Unsaved, the state still says "moving": the bitmap must stay for the restart. */
@@ -1320,6 +1320,8 @@ static void queue_stats(const struct siov_vq *vq, struct siov_queue_stats *s)
 	s->inflight = SIOV_STAT_GET(t->inflight);
 	s->latency_ns_total = SIOV_STAT_GET(t->latency_ns_total);
 	s->kicks = SIOV_STAT_GET(t->kicks);
+	for (unsigned k = 0; k < SIOV_LAT_BUCKETS; k++)
+		s->lat_hist[k] = SIOV_STAT_GET(t->lat_hist[k]);
 }
 
 static void vdev_report(struct vdcm_vdev *d, siov_vdev_info_cb cb, void *arg)

@@ -1273,6 +1273,17 @@ struct siov_engine *siov_engines_get(struct siov_engines *es, unsigned i)
 	return i < es->count ? &es->engines[i] : NULL;
 }
 
+/* The thread's CPU clock: time spent polling and working, never asleep in the ring. */
+static uint64_t thread_cpu_ns(const struct siov_engine *e)
+{
+	struct timespec ts;
+	clockid_t cid;
+
+	if (pthread_getcpuclockid(e->thread, &cid) != 0 || clock_gettime(cid, &ts) < 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 void siov_engine_get_stats(const struct siov_engine *e, struct siov_engine_stats *out)
 {
 	out->rounds = SIOV_STAT_GET(e->stats.rounds);
@@ -1284,4 +1295,8 @@ void siov_engine_get_stats(const struct siov_engine *e, struct siov_engine_stats
 	out->enters = SIOV_STAT_GET(e->stats.enters);
 	out->submits = SIOV_STAT_GET(e->stats.submits);
 	out->submit_ns = SIOV_STAT_GET(e->stats.submit_ns);
+	out->cpu_ns = thread_cpu_ns(e);
+	pthread_mutex_lock((pthread_mutex_t *)&e->lock);
+	out->queues = e->nqueues;
+	pthread_mutex_unlock((pthread_mutex_t *)&e->lock);
 }

@@ -53,6 +53,8 @@ struct vu_msg_in {
 };
 
 struct siov_vu_server {
+	/* Messages a front end causes are rate-limited per VDEV (a hostile one could flood). */
+	struct siov_ratelimit log_rl;
 	struct siov_loop *loop;
 	struct siov_engines *engines;
 	char name[SIOV_NAME_MAX];
@@ -166,9 +168,11 @@ static void vq_recover_inflight(struct siov_vu_server *srv, struct vu_queue *q)
 	 * requests the driver already has back.
 	 */
 	if (vq->last_avail_idx != (uint16_t)(used + n))
-		SIOV_INFO("vdev %s queue %u: resuming at avail index %u (used %u + %u in flight), "
-			  "not %u as the front end said",
-			  srv->name, vq->index, (uint16_t)(used + n), used, n, vq->last_avail_idx);
+		SIOV_VDEV_LOG(
+		    &srv->log_rl, srv->name, SIOV_LOG_INFO,
+		    "vdev %s queue %u: resuming at avail index %u (used %u + %u in flight), "
+		    "not %u as the front end said",
+		    srv->name, vq->index, (uint16_t)(used + n), used, n, vq->last_avail_idx);
 	vq->last_avail_idx = (uint16_t)(used + n);
 	if (!n)
 		return;
@@ -180,8 +184,9 @@ static void vq_recover_inflight(struct siov_vu_server *srv, struct vu_queue *q)
 		if (iq->desc[i].inflight == 1)
 			vq->resubmit[vq->resubmit_num++] = (uint16_t)i;
 	siov_vq_sort_resubmit(vq);
-	SIOV_INFO("vdev %s queue %u: resubmitting %u request(s) left in flight", srv->name,
-		  vq->index, n);
+	SIOV_VDEV_LOG(&srv->log_rl, srv->name, SIOV_LOG_INFO,
+		      "vdev %s queue %u: resubmitting %u request(s) left in flight", srv->name,
+		      vq->index, n);
 }
 
 static void vq_attach_inflight(struct siov_vu_server *srv, struct vu_queue *q)
@@ -255,7 +260,9 @@ static void vq_try_start(struct siov_vu_server *srv, struct vu_queue *q)
 		   vq->last_avail_idx, vq->used_idx, vq->log ? ", logging" : "");
 	rc = siov_engine_attach(siov_engines_pick(srv->engines), vq);
 	if (rc)
-		SIOV_ERR("vdev %s queue %u: cannot start: %s", srv->name, vq->index, strerror(-rc));
+		SIOV_VDEV_LOG(&srv->log_rl, srv->name, SIOV_LOG_ERR,
+			      "vdev %s queue %u: cannot start: %s", srv->name, vq->index,
+			      strerror(-rc));
 }
 
 /* Takes every running queue off its engine, to change what they depend on. */
@@ -420,8 +427,9 @@ static int h_set_features(struct siov_vu_server *srv, struct vu_msg_in *in)
 	uint64_t f = in->m.payload.u64;
 
 	if (f & ~offered) {
-		SIOV_WARN("vdev %s: front end acked features 0x%llx we never offered", srv->name,
-			  (unsigned long long)(f & ~offered));
+		SIOV_VDEV_LOG(&srv->log_rl, srv->name, SIOV_LOG_WARN,
+			      "vdev %s: front end acked features 0x%llx we never offered",
+			      srv->name, (unsigned long long)(f & ~offered));
 		return -EINVAL;
 	}
 	/* Logging switches on or off for running queues too: restart them with it. */
@@ -459,8 +467,10 @@ static int mem_add(struct siov_vu_server *srv, const struct siov_vu_mem_region *
 	int rc = siov_memtable_add(&srv->mem, &d, fd);
 
 	if (rc)
-		SIOV_WARN("vdev %s: memory region gpa 0x%llx size 0x%llx refused: %s", srv->name,
-			  (unsigned long long)d.gpa, (unsigned long long)d.size, strerror(-rc));
+		SIOV_VDEV_LOG(&srv->log_rl, srv->name, SIOV_LOG_WARN,
+			      "vdev %s: memory region gpa 0x%llx size 0x%llx refused: %s",
+			      srv->name, (unsigned long long)d.gpa, (unsigned long long)d.size,
+			      strerror(-rc));
 	return rc;
 }
 
@@ -863,7 +873,9 @@ static int dispatch(struct siov_vu_server *srv, struct vu_msg_in *in)
 	case VHOST_USER_SET_LOG_FD:
 		return h_set_log_fd(srv, in);
 	default:
-		SIOV_WARN("vdev %s: unsupported vhost-user request %u", srv->name, m->hdr.request);
+		SIOV_VDEV_LOG(&srv->log_rl, srv->name, SIOV_LOG_WARN,
+			      "vdev %s: unsupported vhost-user request %u", srv->name,
+			      m->hdr.request);
 		return -ENOTSUP;
 	}
 }
@@ -876,7 +888,8 @@ static void conn_close(struct siov_vu_server *srv, const char *why)
 
 	if (srv->conn_fd < 0)
 		return;
-	SIOV_INFO("vdev %s: front end disconnected (%s)", srv->name, why);
+	SIOV_VDEV_LOG(&srv->log_rl, srv->name, SIOV_LOG_INFO,
+		      "vdev %s: front end disconnected (%s)", srv->name, why);
 	/*
 	 * Drain first, close after: the front end reads the used index when it
 	 * sees the hang-up, so every completion must be in the ring by then.
@@ -911,15 +924,17 @@ static int handle_msg(struct siov_vu_server *srv)
 		close_fd(&in->fds[i]);
 	in->nfds = 0;
 	if (rc == -EPROTO) {
-		SIOV_WARN("vdev %s: malformed vhost-user request %u (size %u)", srv->name,
-			  in->m.hdr.request, in->m.hdr.size);
+		SIOV_VDEV_LOG(&srv->log_rl, srv->name, SIOV_LOG_WARN,
+			      "vdev %s: malformed vhost-user request %u (size %u)", srv->name,
+			      in->m.hdr.request, in->m.hdr.size);
 		return rc;
 	}
 	if (rc == -EPIPE)
 		return rc;
 	if (rc < 0 && rc != -ENOTSUP)
-		SIOV_WARN("vdev %s: vhost-user request %u failed: %s", srv->name, in->m.hdr.request,
-			  strerror(-rc));
+		SIOV_VDEV_LOG(&srv->log_rl, srv->name, SIOV_LOG_WARN,
+			      "vdev %s: vhost-user request %u failed: %s", srv->name,
+			      in->m.hdr.request, strerror(-rc));
 	if (rc <= 0 && want_ack)
 		return reply_u64(srv, &in->m, rc ? 1 : 0) ? -EPIPE : 0;
 	return 0;
@@ -1015,7 +1030,8 @@ int siov_vu_server_adopt(struct siov_vu_server *srv, int fd)
 
 	if (srv->conn_fd >= 0) {
 		/* One front end per VDEV: a second one is turned away. */
-		SIOV_WARN("vdev %s: refusing a second front end", srv->name);
+		SIOV_VDEV_LOG(&srv->log_rl, srv->name, SIOV_LOG_WARN,
+			      "vdev %s: refusing a second front end", srv->name);
 		close(fd);
 		return -EBUSY;
 	}
@@ -1027,7 +1043,8 @@ int siov_vu_server_adopt(struct siov_vu_server *srv, int fd)
 	srv->conn_fd = fd;
 	srv->connections++;
 	session_reset(srv);
-	SIOV_INFO("vdev %s: front end connected on %s", srv->name, srv->path);
+	SIOV_VDEV_LOG(&srv->log_rl, srv->name, SIOV_LOG_INFO, "vdev %s: front end connected on %s",
+		      srv->name, srv->path);
 	return 0;
 }
 

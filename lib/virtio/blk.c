@@ -319,11 +319,14 @@ static void req_finish(struct blk_req *r, uint8_t status)
 {
 	struct siov_vq *vq = r->vq;
 	struct siov_vq_stats *s = &vq->stats;
+	uint64_t lat;
 
 	*r->status = status;
 	siov_vq_complete(vq, r->chain.head, req_writable(r), r->wr_num, r->written + 1);
 	SIOV_STAT_ADD(s->requests, 1);
-	SIOV_STAT_ADD(s->latency_ns_total, siov_vq_now(vq) - r->start_ns);
+	lat = siov_vq_now(vq) - r->start_ns;
+	SIOV_STAT_ADD(s->latency_ns_total, lat);
+	SIOV_STAT_ADD(s->lat_hist[siov_lat_bucket(lat)], 1);
 	if (status == VIRTIO_BLK_S_OK)
 		count_op(s, r->type, r->io.len);
 	else

@@ -63,8 +63,9 @@ void siov_vq_break(struct siov_vq *vq, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(vq->broken_reason, sizeof(vq->broken_reason), fmt, ap);
 	va_end(ap);
-	SIOV_ERR("vdev %s queue %u broken: %s", vq->dev_name ? vq->dev_name : "?", vq->index,
-		 vq->broken_reason);
+	SIOV_VDEV_LOG(&vq->log_rl, vq->dev_name ? vq->dev_name : "?", SIOV_LOG_ERR,
+		      "vdev %s queue %u broken: %s", vq->dev_name ? vq->dev_name : "?", vq->index,
+		      vq->broken_reason);
 	/*
 	 * The front end learns through the error eventfd (QEMU logs it); signal it
 	 * before the state says "broken", so whoever sees the state sees the signal.

@@ -18,6 +18,31 @@
 
 #include "siov_internal/rpc.h"
 
+/*
+ * Replaces *srv by a server on the same VDCM journaling into dir (NULL: no
+ * state), as siovd would start it; the old server's state is closed first.
+ */
+static inline void rpc_use_state(struct siov_rpc_server **srv, struct siov_vdcm *vdcm,
+				 const char *dir)
+{
+	struct siov_rpc_server_opts opts = {.vdcm = vdcm, .state_dir = dir};
+
+	siov_rpc_server_destroy(*srv);
+	*srv = NULL;
+	if (siov_rpc_server_create(&opts, srv) < 0)
+		fail_msg("cannot serve with state dir %s", dir ? dir : "(none)");
+}
+
+/* Removes dir and the files in it (the state files tests leave). */
+static inline void rpc_remove_dir(const char *dir)
+{
+	char cmd[256];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", dir);
+	if (system(cmd) != 0)
+		fail_msg("cannot remove %s", dir);
+}
+
 /* The parsed response to req (which must get one). */
 static inline struct json_object *rpc_call(struct siov_rpc_server *srv, const char *req)
 {

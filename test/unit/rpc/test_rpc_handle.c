@@ -18,6 +18,7 @@
 
 #include "rpc_test.h"
 #include "vdcm_probe.h"
+#include "siov_internal/state.h"
 #include "siov_internal/log.h"
 #include "siov_internal/loop.h"
 #include "../../../lib/ctrl/rpc_internal.h"
@@ -559,36 +560,27 @@ static void test_daemon_info(void **state)
 	json_object_put(res);
 }
 
-/* A state dir that cannot be written: the change is refused and taken back. */
+/*
+ * A disk that fails: the change in flight is answered "done, but not saved",
+ * later changes are refused and taken back, a deletion says it was not saved.
+ */
 static void test_save_failure_undoes(void **state)
 {
-	char dir[] = "/tmp/siov-rpc-XXXXXX", file[64];
-	int fd;
+	char dir[] = "/tmp/siov-rpc-XXXXXX";
 
 	assert_non_null(mkdtemp(dir));
-	snprintf(file, sizeof(file), "%s/notadir", dir);
-	fd = open(file, O_CREAT | O_WRONLY, 0600);
-	assert_true(fd >= 0);
-	close(fd);
-	g_srv->state_dir = strdup(file);
-
-	ERR("backend_create", "{\"name\":\"b\",\"type\":\"null\",\"size\":512}", -ENOTDIR,
-	    "backend 'b' not created: the state could not be saved");
-	assert_int_equal(probe_backends(g_vdcm), 0);
-
-	/* Set up without persistence, then fail on the VDEV and on a delete. */
-	free(g_srv->state_dir);
-	g_srv->state_dir = NULL;
-	OK("backend_create", "{\"name\":\"b\",\"type\":\"null\",\"size\":\"1G\"}");
-	g_srv->state_dir = strdup(file);
+	rpc_use_state(&g_srv, g_vdcm, dir);
+	siov_state_inject_write_error(g_srv->state, -EIO);
+	ERR("backend_create", "{\"name\":\"b\",\"type\":\"null\",\"size\":\"1G\"}", -EIO,
+	    "done, but the state could not be saved");
+	assert_int_equal(probe_backends(g_vdcm), 1);
 	ERR("vdev_create", P("{\"name\":\"v\",\"backend\":\"b\",\"socket\":\"%s/v.sock\"}", g_dir),
-	    -ENOTDIR, "VDEV 'v' not created");
+	    -EIO, "VDEV 'v' not created: the state could not be saved");
 	assert_int_equal(probe_vdevs(g_vdcm), 0);
-	ERR("backend_delete", "{\"name\":\"b\"}", -ENOTDIR, "backend 'b' deleted, but");
+	ERR("backend_delete", "{\"name\":\"b\"}", -EIO, "backend 'b' deleted, but");
 	assert_int_equal(probe_backends(g_vdcm), 0);
-
-	unlink(file);
-	rmdir(dir);
+	rpc_use_state(&g_srv, g_vdcm, NULL);
+	rpc_remove_dir(dir);
 }
 
 /* ---- hostile text: every answer well-formed, refusals change nothing ---- */

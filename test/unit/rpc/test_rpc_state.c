@@ -212,7 +212,7 @@ static void test_networks(void **state)
 	siov_vdcm_destroy(b);
 }
 
-/* A stale temporary from a crash is overwritten, and a save replaces the old file. */
+/* A stale temporary from a crash is removed, and the snapshot is rewritten whole. */
 static void test_save_over_leftovers(void **state)
 {
 	struct siov_vdcm *v;
@@ -227,10 +227,239 @@ static void test_save_over_leftovers(void **state)
 	close(fd);
 	write_state("{\"version\":1}");
 	vnew(&v);
-	assert_int_equal(siov_state_save(v, g_dir, &err), 0);
+	populate(v);
 	assert_int_equal(dir_entries(), 1);
-	assert_int_equal(siov_state_load(v, g_dir, &err), 0);
 	siov_vdcm_destroy(v);
+	vnew(&v);
+	assert_int_equal(siov_state_load(v, g_dir, &err), 0);
+	assert_int_equal(probe_vdevs(v), 2);
+	siov_vdcm_destroy(v);
+}
+
+/* A server journaling into g_dir with backend ram0; *vdcm is its fake VDCM. */
+static struct siov_rpc_server *start_ram0(uint64_t compact_records, struct siov_vdcm **vdcm)
+{
+	struct siov_rpc_server_opts opts = {.state_dir = g_dir, .compact_records = compact_records};
+	struct siov_rpc_server *srv;
+
+	vnew(vdcm);
+	opts.vdcm = *vdcm;
+	assert_int_equal(siov_rpc_server_create(&opts, &srv), 0);
+	rpc_expect_true(
+	    srv, REQ("backend_create", "{\"name\":\"ram0\",\"type\":\"ram\",\"size\":\"1G\"}"));
+	return srv;
+}
+
+static void create_small(struct siov_rpc_server *srv, int i)
+{
+	char p[256];
+
+	snprintf(p, sizeof(p),
+		 "{\"name\":\"vm%d\",\"backend\":\"ram0\",\"size\":4096,"
+		 "\"offset\":%d,\"socket\":\"%s/vm%d.sock\"}",
+		 i, i * 4096, g_work, i);
+	rpc_expect_true(srv, REQ("vdev_create", p));
+}
+
+/* The journal a crashed siovd leaves: the records of populate(), not compacted. */
+static void crash_populate(uint64_t compact_records, char *journal, size_t size)
+{
+	struct siov_vdcm *a;
+	struct siov_rpc_server *srv = start_ram0(compact_records, &a);
+	int fd;
+
+	for (int i = 0; i < 5; i++)
+		create_small(srv, i);
+	rpc_expect_true(srv, REQ("vdev_delete", "{\"name\":\"vm0\"}"));
+	/* A crash: copy the files as they are now, before the clean close folds them. */
+	snprintf(journal, size, "%s/siovd.journal.0", g_dir);
+	fd = open(journal, O_RDONLY);
+	if (fd >= 0) {
+		char cmd[1024];
+		close(fd);
+		snprintf(cmd, sizeof(cmd), "cp -a %s %s.crash && cp -a %s %s.crash", journal,
+			 journal, g_file, g_file);
+		assert_int_equal(system(cmd), 0);
+	}
+	siov_rpc_server_destroy(srv);
+	siov_vdcm_destroy(a);
+}
+
+/*
+ * What a read-only recovery of g_dir finds, as the number of VDEVs (every
+ * object but backend ram0): it recreates nothing, so it may run while a
+ * server still holds the VDEVs' sockets.
+ */
+static int load_count(int *vdevs, struct siov_err *err)
+{
+	struct siov_state_opts o = {.dir = g_dir, .readonly = true};
+	struct siov_state *st;
+	uint64_t entries = 0, seq;
+	int rc = siov_state_open(&o, &st, err);
+
+	*vdevs = 0;
+	if (rc < 0)
+		return rc;
+	siov_state_recovered(st, &entries, &seq);
+	siov_state_close(st);
+	*vdevs = (int)entries - 1;
+	return 0;
+}
+
+static void put_back_crash(const char *journal, long cut)
+{
+	char cmd[1024];
+
+	snprintf(cmd, sizeof(cmd), "cp %s.crash %s && truncate -s %ld %s && cp %s.crash %s",
+		 journal, journal, cut, journal, g_file, g_file);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* Where the records of a journal end: the writer keeps zeros after them. */
+static off_t records_end(const char *path)
+{
+	char buf[4096];
+	off_t end = 0, off = 0;
+	ssize_t n;
+	int fd = open(path, O_RDONLY);
+
+	assert_true(fd >= 0);
+	while ((n = pread(fd, buf, sizeof(buf), off)) > 0) {
+		for (ssize_t i = 0; i < n; i++)
+			if (buf[i])
+				end = off + i + 1;
+		off += n;
+	}
+	close(fd);
+	return end;
+}
+
+static off_t file_size(const char *path)
+{
+	struct stat st;
+
+	assert_int_equal(stat(path, &st), 0);
+	return st.st_size;
+}
+
+/*
+ * Recovery = snapshot + journal.  The whole journal gives every change; a
+ * last record cut anywhere (a crash while writing it) loses that record only;
+ * a damaged record with good ones after it refuses the dir, with its line.
+ */
+static void test_journal_recovery(void **state)
+{
+	struct siov_err err = {0};
+	char journal[160], crash[200];
+	off_t size;
+	int vdevs;
+
+	crash_populate(0, journal, sizeof(journal));
+	snprintf(crash, sizeof(crash), "%s.crash", journal);
+	size = records_end(crash);
+	assert_true(file_size(crash) > size); /* zeros written ahead */
+	/* The clean close folded the journal into the snapshot. */
+	assert_int_equal(load_count(&vdevs, &err), 0);
+	assert_int_equal(vdevs, 4);
+
+	put_back_crash(journal, file_size(crash));
+	assert_int_equal(load_count(&vdevs, &err), 0);
+	assert_int_equal(vdevs, 4);
+	for (long cut = size - 1; cut > size - 40; cut -= 7) {
+		put_back_crash(journal, cut);
+		err = (struct siov_err){0};
+		assert_int_equal(load_count(&vdevs, &err), 0);
+		assert_int_equal(vdevs, 5); /* the delete was torn: vm0 is back */
+	}
+	/* Bytes of an unfinished batch after the last record: cut, the rest kept. */
+	put_back_crash(journal, file_size(crash));
+	{
+		int fd = open(journal, O_WRONLY);
+		assert_true(fd >= 0);
+		assert_int_equal(pwrite(fd, "\0\0{\"seq\":99}", 13, size + 100), 13);
+		close(fd);
+	}
+	assert_int_equal(load_count(&vdevs, &err), 0);
+	assert_int_equal(vdevs, 4);
+	/* Damage in the middle of the journal is corruption, not a torn tail. */
+	put_back_crash(journal, file_size(crash));
+	{
+		int fd = open(journal, O_WRONLY);
+		assert_true(fd >= 0);
+		assert_int_equal(pwrite(fd, "X", 1, 60), 1);
+		close(fd);
+	}
+	err = (struct siov_err){0};
+	assert_int_equal(load_count(&vdevs, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "siovd.journal.0 line 2"));
+	assert_int_equal(vdevs, 0);
+	unlink(crash);
+	snprintf(crash, sizeof(crash), "%s.crash", g_file);
+	unlink(crash);
+}
+
+/* A journal that is not ours (or from a future version) is refused and left alone. */
+static void test_foreign_journal_refused(void **state)
+{
+	struct siov_rpc_server_opts opts = {.state_dir = g_dir};
+	struct siov_rpc_server *srv = NULL;
+	struct siov_vdcm *v;
+	struct siov_err err = {0};
+	char journal[160];
+	int fd, vdevs;
+
+	snprintf(journal, sizeof(journal), "%s/siovd.journal.0", g_dir);
+	fd = open(journal, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "hello world\n", 12), 12);
+	close(fd);
+	assert_int_equal(load_count(&vdevs, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "is not a siov journal"));
+	vnew(&v);
+	opts.vdcm = v;
+	assert_true(siov_rpc_server_create(&opts, &srv) < 0);
+	assert_int_equal(file_size(journal), 12);
+	siov_vdcm_destroy(v);
+}
+
+/* A journal longer than the threshold is folded away in the background. */
+static void test_compaction(void **state)
+{
+	struct siov_vdcm *a;
+	struct siov_rpc_server *srv = start_ram0(4, &a);
+	struct siov_err err = {0};
+	int vdevs;
+
+	for (int i = 0; i < 40; i++) {
+		create_small(srv, i);
+		/* What is acknowledged can be read back at any moment, mid-compaction too. */
+		if (i % 10 == 9) {
+			assert_int_equal(load_count(&vdevs, &err), 0);
+			assert_int_equal(vdevs, i + 1);
+		}
+	}
+	/* A few journals at most: the old ones were folded into the snapshot. */
+	assert_true(dir_entries() <= 4);
+	siov_rpc_server_destroy(srv);
+	siov_vdcm_destroy(a);
+	assert_int_equal(dir_entries(), 1);
+	assert_int_equal(load_count(&vdevs, &err), 0);
+	assert_int_equal(vdevs, 40);
+}
+
+/* Two servers on one state dir would interleave their journals: the second is refused. */
+static void test_dir_locked(void **state)
+{
+	struct siov_vdcm *a;
+	struct siov_rpc_server_opts opts = {.state_dir = g_dir};
+	struct siov_rpc_server *s1, *s2 = NULL;
+
+	vnew(&a);
+	opts.vdcm = a;
+	assert_int_equal(siov_rpc_server_create(&opts, &s1), 0);
+	assert_int_equal(siov_rpc_server_create(&opts, &s2), -EBUSY);
+	siov_rpc_server_destroy(s1);
+	siov_vdcm_destroy(a);
 }
 
 static void test_missing_file(void **state)
@@ -297,14 +526,17 @@ static void test_failed_entries_counted(void **state)
 	struct siov_err err = {0};
 	char text[512];
 
+	/* Two entries of one name cannot both be meant: the file is refused. */
+	expect_refused("{\"version\":1,\"backends\":[" B_OK "," B_OK "]}",
+		       "backends[1]: name missing or repeated");
 	snprintf(text, sizeof(text),
-		 "{\"version\":1,\"backends\":[" B_OK "," B_OK "],\"vdevs\":["
+		 "{\"version\":1,\"backends\":[" B_OK "],\"vdevs\":["
 		 "{\"name\":\"v1\",\"backend\":\"missing\",\"socket\":\"%s/s1\"},"
 		 "{\"name\":\"v2\",\"backend\":\"b\",\"socket\":\"%s/s2\"}]}",
 		 g_work, g_work);
 	write_state(text);
 	vnew(&v);
-	assert_int_equal(siov_state_load(v, g_dir, &err), 2);
+	assert_int_equal(siov_state_load(v, g_dir, &err), 1);
 	assert_int_equal(probe_backends(v), 1);
 	assert_int_equal(probe_vdevs(v), 1);
 	assert_non_null(probe_vdev(v, "v2"));
@@ -320,6 +552,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_corrupt_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_entries_counted, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_journal_recovery, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_foreign_journal_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_compaction, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dir_locked, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

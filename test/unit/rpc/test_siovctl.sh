@@ -37,6 +37,17 @@ for i in $(seq 50); do [ -S "$SOCK" ] && break; sleep 0.1; done
 
 export SIOV_RPC_SOCKET=$SOCK
 expect 0 'vdev_create' -- -h
+# -h lists every method of the server's own table, with its parameters.
+"$SIOVCTL" -h >"$DIR/help.txt" 2>&1
+"$SIOVCTL" rpc_get_methods >"$DIR/methods.json" 2>&1 || fail "rpc_get_methods failed"
+for m in $(grep -o '"name": "[a-z_]*",$' "$DIR/methods.json" | sed 's/.*: "\(.*\)",/\1/' | sort -u); do
+	grep -q -e "$m" -e "--$(echo "$m" | tr _ -) " "$DIR/help.txt" || fail "siovctl -h does not show '$m'"
+done
+for m in group_set_qos vdev_set_qos group_create rpc_get_methods; do
+	grep -q "^  $m  -  " "$DIR/help.txt" || fail "siovctl -h does not list method $m"
+done
+grep -q -- '--iops-limit integer' "$DIR/help.txt" || fail "siovctl -h does not list QoS parameters"
+grep -q -- '--socket path  *(required)' "$DIR/help.txt" || fail "siovctl -h does not mark required parameters"
 expect 0 '"backends": 0' -- daemon_info
 expect 0 '^true$' -- backend_create --name b0 --type ram --size 1G
 expect 1 '^siovctl: error -17: backend .b0. already exists$' -- backend_create --name b0 --type ram --size 1G
@@ -53,7 +64,13 @@ expect 1 "parameter 'readonly' must be a boolean" -- backend_create --name b2 --
 expect 2 'given twice' -- backend_create --name a --name b
 expect 2 'expected a --parameter' -- backend_create name
 expect 2 'no METHOD' --
-grep -q '"vm2"' "$DIR/siovd.json" || fail "state not saved"
+cat "$DIR"/siovd.json "$DIR"/siovd.journal.* 2>/dev/null | grep -q '"vm2"' || fail "state not saved"
+# top in batch mode: two frames, the VDEVs of the server, one per row.
+out=$("$SIOVCTL" top -b -i 2 -d 0.2 2>&1) || fail "siovctl top failed: $out"
+[ "$(printf '%s\n' "$out" | grep -c '^siovctl top - 2 VDEVs')" -eq 2 ] || fail "siovctl top: not 2 frames: $out"
+[ "$(printf '%s\n' "$out" | grep -c '^vm[12] ')" -eq 4 ] || fail "siovctl top: not vm1, vm2 in each frame: $out"
+expect 2 'usage: siovctl top' -- top -o nonsense
+expect 0 'start it, or give -s' -- -s /nonexistent/x.sock -h
 expect 2 'cannot connect to /nonexistent/x.sock' -- -s /nonexistent/x.sock daemon_info
 expect 2 'limited to 107 bytes' -- -s "/$(printf 'x%.0s' $(seq 120))" daemon_info
 
