@@ -39,6 +39,7 @@
 
 struct vdcm_backend {
 	struct siov_backend *bd;
+	struct siov_qos_domain qos_dom; /* shared by its VDEVs' QoS */
 	unsigned nvdevs;
 	struct vdcm_backend *mirror; /* the mirror this backend is a member of, or NULL */
 	struct siov_hlink by_name;
@@ -802,6 +803,7 @@ static int vdev_build(struct siov_vdcm *v, struct vdcm_vdev *d, struct siov_err 
 	rc = siov_qos_create(&d->conf.qos, d->group ? d->group->qos : NULL, &d->qos);
 	if (rc)
 		return siov_err_set(err, rc, "cannot create the VDEV's QoS: %s", strerror(-rc));
+	siov_qos_set_domain(d->qos, &d->be->qos_dom);
 	so.name = d->conf.name;
 	so.socket_path = d->conf.socket;
 	/* Left unset, offer what the protocol allows: QEMU starts one queue per vCPU. */
@@ -921,6 +923,10 @@ static int move_check(struct siov_vdcm *v, struct vdcm_vdev *d, struct vdcm_back
 	if (d->conf.allow_overlap)
 		return siov_err_set(err, -EINVAL, "VDEV '%s' shares its window (allow_overlap): "
 				    "it cannot move", d->conf.name);
+	/* An NBD export reads the window directly and would not follow the switch. */
+	if (d->exports)
+		return siov_err_set(err, -EBUSY, "VDEV '%s' is exported over NBD: delete the export "
+				    "to move it", d->conf.name);
 	if (t->mirror)
 		return siov_err_set(err, -EBUSY, "backend '%s' is a member of a mirror",
 				    siov_backend_conf(t->bd)->name);
@@ -957,8 +963,14 @@ static int move_open(struct siov_vdcm *v, struct vdcm_vdev *d, struct vdcm_backe
 /* Switches the VDEV's queues onto bd at offset; -EBUSY if they do not drain. */
 static int vdev_switch(struct vdcm_vdev *d, struct siov_backend *bd, uint64_t offset)
 {
-	int rc = siov_blk_pause(d->blk, 5000);
+	struct siov_blk_hold_stats h;
+	int rc;
 
+	/* Held requests never drain: do not stall the control thread waiting for them. */
+	siov_blk_hold_stats(d->blk, &h);
+	if (h.held)
+		return -EBUSY;
+	rc = siov_blk_pause(d->blk, 5000);
 	if (rc)
 		return rc;
 	siov_blk_switch(d->blk, bd, offset);
@@ -1284,8 +1296,11 @@ static void queue_stats(const struct siov_vq *vq, struct siov_queue_stats *s)
 	const struct siov_vq_stats *t;
 
 	memset(s, 0, sizeof(*s));
+	s->engine = -1;
+	s->state = "stopped";
 	if (!vq)
 		return; /* a queue the front end never named */
+	/* Taken only now: &vq->stats of a NULL vq is undefined (UBSan stops siovd). */
 	t = &vq->stats;
 	s->index = vq->index;
 	s->engine = siov_engine_of(vq);
@@ -1311,6 +1326,7 @@ static void vdev_report(struct vdcm_vdev *d, siov_vdev_info_cb cb, void *arg)
 {
 	struct siov_queue_stats qs[SIOV_VDEV_MAX_QUEUES];
 	struct siov_vdev_info info = {.conf = &d->conf, .size = d->size, .queues = qs};
+	/* The queues a front end has named: the others cost nothing and have no stats. */
 	unsigned i, n = siov_vu_server_queues_used(d->srv);
 	struct siov_qos_params p;
 
@@ -1425,6 +1441,10 @@ int siov_vdcm_export_create(struct siov_vdcm *v, const struct siov_export_conf *
 		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", conf->vdev);
 	if (export_find(v, conf->vdev))
 		return siov_err_set(err, -EEXIST, "VDEV '%s' is already exported", conf->vdev);
+	/* The export reads the window directly: it would miss the move's switch. */
+	if (d->move_be)
+		return siov_err_set(err, -EBUSY, "VDEV '%s' is moving; export it once it has moved",
+				    conf->vdev);
 	/* Exactly the window a VM on this VDEV sees. */
 	win.bd = d->be->bd;
 	win.offset = d->conf.offset;

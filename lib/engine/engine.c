@@ -94,6 +94,7 @@ struct siov_engine_queue {
 	uint64_t last_work_ns;
 	uint64_t kick_buf;
 	uint64_t throttle_until; /* QoS: do not pop before this time (ns) */
+	bool qos_wait;		 /* throttle_until is a QoS wait (not a device model's own) */
 	double deficit;		 /* QoS: deficit round robin credit, in requests */
 	uint64_t bal_requests;	 /* control thread: requests at the balancer's last look */
 };
@@ -183,7 +184,8 @@ static void check_faults(struct siov_engine *e)
 			siov_vq_break(q->vq,
 				      "front-end memory vanished (region shrunk or unmapped)");
 		else if (q->vq->log && siov_dirty_log_owns(q->vq->log, t_fault_addr))
-			siov_vq_break(q->vq, "the dirty log vanished (its memory shrunk or unmapped)");
+			siov_vq_break(q->vq,
+				      "the dirty log vanished (its memory shrunk or unmapped)");
 }
 
 static struct io_uring_sqe *engine_sqe(struct siov_engine *e)
@@ -271,10 +273,23 @@ static void flush_notify(struct siov_engine *e)
  * time is shared by weight; the reservation's credit comes on top, so
  * reservations are served whatever the weights say.
  */
+/* A reserved VDEV on the same backend is short: keep within the in-flight bound. */
+static unsigned inflight_room(struct siov_engine_queue *q, uint64_t now, unsigned budget)
+{
+	uint32_t cap = siov_qos_inflight_cap(q->vq->qos, now);
+	uint64_t inflight;
+
+	if (cap == UINT32_MAX)
+		return budget;
+	inflight = SIOV_STAT_GET(q->vq->stats.inflight);
+	return inflight >= cap ? 0 : SIOV_MIN(budget, (unsigned)(cap - inflight));
+}
+
 static unsigned queue_budget(struct siov_engine *e, struct siov_engine_queue *q, uint64_t now,
 			     unsigned *reserved)
 {
 	struct siov_qos *qos = q->vq->qos;
+	unsigned credit;
 	uint32_t w;
 	double quantum;
 
@@ -289,8 +304,11 @@ static unsigned queue_budget(struct siov_engine *e, struct siov_engine_queue *q,
 	q->deficit += quantum;
 	if (q->deficit > ENGINE_BUDGET * 2)
 		q->deficit = ENGINE_BUDGET * 2;
-	*reserved = SIOV_MIN(siov_qos_reserved_credit(qos, now), ENGINE_BUDGET);
-	return SIOV_MIN((unsigned)q->deficit + *reserved, ENGINE_BUDGET * 2);
+	credit = siov_qos_reserved_credit(qos, now);
+	if (credit)
+		siov_qos_note_backlog(qos, now, credit, SIOV_STAT_GET(q->vq->stats.inflight));
+	*reserved = SIOV_MIN(credit, ENGINE_BUDGET);
+	return inflight_room(q, now, SIOV_MIN((unsigned)q->deficit + *reserved, ENGINE_BUDGET * 2));
 }
 
 static void queue_charge(struct siov_engine_queue *q, unsigned budget, unsigned reserved,
@@ -316,9 +334,13 @@ static unsigned queue_run(struct siov_engine *e, struct siov_engine_queue *q, ui
 	budget = queue_budget(e, q, now, &reserved);
 	if (budget) {
 		q->vq->ops->process(q->vq, &e->ioctx, budget, &work);
-		/* A throttled device model holds a request: run it when the wait ends. */
-		q->throttle_until = work.throttle_until;
-		q->retry = work.throttle_until != 0;
+		/*
+		 * A throttled device model holds a request: run it when the wait ends.
+		 * A device model's own deadline (held requests) waits like QoS, uncounted.
+		 */
+		q->qos_wait = work.throttle_until != 0;
+		q->throttle_until = work.throttle_until ? work.throttle_until : work.wake_at;
+		q->retry = q->throttle_until != 0;
 	}
 	queue_charge(q, budget, reserved, work.started);
 	return work.started;
@@ -334,7 +356,9 @@ static bool queue_throttled(struct siov_engine *e, struct siov_engine_queue *q, 
 		return true;
 	}
 	if (q->throttle_until) {
-		siov_qos_note_wait(q->vq->qos, now > q->last_work_ns ? now - q->last_work_ns : 0);
+		if (q->qos_wait && q->vq->qos)
+			siov_qos_note_wait(q->vq->qos,
+					   now > q->last_work_ns ? now - q->last_work_ns : 0);
 		q->throttle_until = 0;
 	}
 	return false;

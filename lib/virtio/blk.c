@@ -495,7 +495,7 @@ static bool hold_pass(struct siov_vq *vq, struct siov_io_ctx *ctx, struct siov_v
 	q->next_retry = SIOV_MAX(q->next_retry, now + HOLD_CHECK_NS);
 	if (!q->held && !q->retrying)
 		return false;
-	work->throttle_until = now + HOLD_CHECK_NS;
+	work->wake_at = now + HOLD_CHECK_NS;
 	return true;
 }
 
@@ -746,7 +746,7 @@ static void blk_process(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned bu
 	atomic_fetch_add(&blk->in_process, 1);
 	if (atomic_load(&blk->paused)) {
 		/* A backend switch is under way: come back in a millisecond. */
-		work->throttle_until = siov_vq_now(vq) + 1000000;
+		work->wake_at = siov_vq_now(vq) + 1000000;
 		atomic_fetch_sub(&blk->in_process, 1);
 		return;
 	}
