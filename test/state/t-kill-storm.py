@@ -7,14 +7,13 @@ also land during compactions); CLIENTS threads each create VDEVs one call at a
 time on their own connection and delete some of the ones they created; after
 a random delay siovd is killed with SIGKILL.  Then a fresh siovd recovers the
 dir and must show: every acknowledged create that was not deleted after, with
-exactly the requested configuration and an attachable socket (libsiov attaches
-to a sample); no acknowledged delete; nothing that was never asked for.  A
+exactly the requested configuration and an attachable socket (siov-bench
+attaches to a sample and does I/O without an error; the backend is null); no acknowledged delete; nothing that was never asked for.  A
 create that was in flight at the kill may be there or not, and if it is not,
 creating it again works (nothing half-made is in the way).
 
-Usage: t-kill-storm.py SIOVD LIBSIOV_SO   env: ROUNDS=6 CLIENTS=4
+Usage: t-kill-storm.py SIOVD SIOV_BENCH   env: ROUNDS=6 CLIENTS=4
 """
-import ctypes
 import json
 import os
 import random
@@ -30,7 +29,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from siovd_proc import fail, stop  # noqa: E402
 
-SIOVD, LIBSIOV = sys.argv[1], sys.argv[2]
+SIOVD, BENCH = sys.argv[1], sys.argv[2]
 ROUNDS = int(os.environ.get("ROUNDS", "6"))
 CLIENTS = int(os.environ.get("CLIENTS", "4"))
 WINDOW = 65536
@@ -104,14 +103,13 @@ def client(rpc, tmp, k, rnd, acked, deleted, inflight, halt):
 
 
 def attach(path):
-    lib = ctypes.CDLL(LIBSIOV)
-    dev = ctypes.c_void_p()
-    rc = lib.siov_dev_open(path.encode(), None, ctypes.byref(dev))
-    if rc == 0:
-        buf = ctypes.c_void_p()
-        rc = lib.siov_mem_alloc(dev, 1 << 20, ctypes.byref(buf)) or lib.siov_dev_start(dev)
-        lib.siov_dev_close(dev)
-    return rc
+    """A front end attaches and does I/O without an error (a program, so that an
+    ASan build's libsiov is loaded the way ASan wants)."""
+    r = subprocess.run([BENCH, "--socket", path, "--rw", "randrw", "--bs", "4k", "--iodepth",
+                        "1", "--runtime", "1"], capture_output=True, text=True)
+    if r.returncode == 0 and " errors=0" not in r.stdout:
+        return r.stdout[-300:]
+    return r.returncode and (r.stdout + r.stderr)[-300:]
 
 
 def check(c, acked, deleted, inflight_sets, tmp):
@@ -132,7 +130,7 @@ def check(c, acked, deleted, inflight_sets, tmp):
     for name in listed:
         if name not in acked and name not in maybe:
             fail(f"VDEV {name} was never asked for (or its delete was acknowledged)")
-    for name in random.sample(sorted(listed), min(8, len(listed))):
+    for name in random.sample(sorted(listed), min(2, len(listed))):
         rc = attach(listed[name]["socket"])
         if rc:
             fail(f"cannot attach to recovered VDEV {name}: {rc}")
