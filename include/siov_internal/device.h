@@ -1,15 +1,32 @@
 /*
- * The device-model interface: what a virtio device type (blk today) gives the
- * transport (vhost-user) so that the transport can negotiate features, serve
- * config space and hand the device's queues to engines.  Transport-neutral:
- * a future transport (vfio-user, say) would use the same table.
+ * The device-model interface: what a virtio device type (blk today, net next)
+ * implements, in two tables.
+ *
+ * struct siov_dev_ops is the control side, used by the transport (vhost-user)
+ * to negotiate features, serve config space and find the data path.
+ * Transport-neutral: a future transport (vfio-user, say) uses the same table.
+ *
+ * struct siov_vq_ops is the data side, used by whoever runs the queue (an
+ * engine).  The division of labour:
+ *   - the virtqueue layer (virtqueue.h) reads the ring: siov_vq_pop() hands the
+ *     device model a popped, validated, translated chain; siov_vq_complete()
+ *     is the one path back (used element, used index, the dirty-log hook);
+ *   - the device model says what a chain means: parses it, checks it, prices it
+ *     against the queue's QoS (qos.h), starts backend I/O, completes it;
+ *   - the runner schedules: budgets, polling, notifications.  The device model
+ *     never sees the runner's state and never calls it; it reports what it did
+ *     in struct siov_vq_work, and its completions reach the runner through the
+ *     queue's used list (virtqueue.h).
+ * A new device class is one new file behind these two tables.
  */
 #ifndef SIOV_INTERNAL_DEVICE_H
 #define SIOV_INTERNAL_DEVICE_H
 
 #include <stdint.h>
 
-struct siov_vq_ops;
+#include "siov_internal/virtqueue.h"
+
+struct siov_io_ctx;
 
 struct siov_dev_ops {
 	/* Device feature bits (the transport adds ring and protocol bits). */
@@ -21,6 +38,27 @@ struct siov_dev_ops {
 	/* The negotiated features, before the queues start. */
 	void (*set_features)(void *dev, uint64_t features);
 	const struct siov_vq_ops *vq_ops;
+};
+
+/* What one process() call did, for the runner's scheduler. */
+struct siov_vq_work {
+	unsigned started; /* requests taken from the ring and started */
+	uint64_t
+	    throttle_until; /* QoS: the next request waits until then (ns); 0 = not throttled */
+};
+
+/*
+ * The device model's data path, called on the thread that runs the queue.
+ * process() takes validated, translated chains from siov_vq_pop(), prices
+ * them against vq->qos, starts them, and reports in *work; requests end with
+ * siov_vq_complete().  A device model never sees who runs the queue.
+ */
+struct siov_vq_ops {
+	/* Starts up to budget requests; *work is zeroed by the caller. */
+	void (*process)(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned budget,
+			struct siov_vq_work *work);
+	/* The queue leaves its runner: free per-queue request memory (nothing in flight). */
+	void (*release)(struct siov_vq *vq);
 };
 
 #endif

@@ -8,7 +8,10 @@
  *
  * Handing a queue to an engine and taking it back are synchronous handshakes
  * called from the control thread: after siov_engine_detach() returns, nothing
- * of the queue is in flight and the engine never touches it again.
+ * of the queue is in flight and the engine never touches it again.  The
+ * engine's scheduling state of a queue is its own (lib/engine); it lends the
+ * queue a clock and a used list (struct siov_vq_runner) and calls the device
+ * model only through struct siov_vq_ops.
  */
 #ifndef SIOV_INTERNAL_ENGINE_H
 #define SIOV_INTERNAL_ENGINE_H
@@ -39,6 +42,8 @@ unsigned siov_engine_id(const struct siov_engine *engine);
 int siov_engine_attach(struct siov_engine *engine, struct siov_vq *vq);
 /* Waits until vq's in-flight requests completed; no-op if vq is not attached. */
 void siov_engine_detach(struct siov_vq *vq);
+/* Control thread: the id of the engine running vq, or -1 if none does. */
+int siov_engine_of(const struct siov_vq *vq);
 
 /*
  * Control thread: moves one queue from the busiest engine to the idlest if the
@@ -46,8 +51,5 @@ void siov_engine_detach(struct siov_vq *vq);
  */
 int siov_engines_rebalance(struct siov_engines *engines);
 uint64_t siov_engines_moves(const struct siov_engines *engines);
-
-/* Engine thread only: vq's used ring advanced; notify the driver after this round. */
-void siov_engine_note_used(struct siov_vq *vq);
 
 #endif

@@ -14,9 +14,20 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "siov/vhost_user.h"
+/* Most regions one table holds (lib/vhost advertises no more memory slots). */
+#define SIOV_MEMTABLE_MAX 32
 
-#define SIOV_MEMTABLE_MAX VHOST_USER_MAX_MEM_SLOTS
+/*
+ * One region as the front end describes it: guest physical range, the front
+ * end's own virtual address of it, and where it starts in the fd handed over.
+ * Transport-neutral: vhost-user's wire struct is converted by lib/vhost.
+ */
+struct siov_mem_desc {
+	uint64_t gpa;	    /* guest physical address of the first byte */
+	uint64_t size;	    /* bytes */
+	uint64_t uva;	    /* front-end virtual address of the first byte */
+	uint64_t fd_offset; /* offset of the first byte in the region's fd */
+};
 
 struct siov_mem_region {
 	uint64_t gpa;  /* guest physical address of the first byte */
@@ -34,9 +45,9 @@ struct siov_memtable {
 
 void siov_memtable_init(struct siov_memtable *mt);
 /* Maps one region from fd (the fd is not kept).  -EINVAL for a bad or overlapping region. */
-int siov_memtable_add(struct siov_memtable *mt, const struct siov_vu_mem_region *r, int fd);
+int siov_memtable_add(struct siov_memtable *mt, const struct siov_mem_desc *r, int fd);
 /* Removes the region matching r's gpa and size; -ENOENT if none. */
-int siov_memtable_remove(struct siov_memtable *mt, const struct siov_vu_mem_region *r);
+int siov_memtable_remove(struct siov_memtable *mt, const struct siov_mem_desc *r);
 void siov_memtable_clear(struct siov_memtable *mt);
 
 /*

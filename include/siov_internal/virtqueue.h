@@ -4,9 +4,11 @@
  * writes the used ring.
  *
  * Ownership: the control thread configures a queue while it is stopped; once
- * started it belongs to exactly one engine thread until it is stopped again
- * through the engine's quiesce handshake (engine.h).  Stats are written by the
- * engine with relaxed atomics and may be read from any thread.
+ * started it belongs to exactly one runner thread (an engine, engine.h) until
+ * it is stopped again through the runner's handshake.  The runner keeps its
+ * scheduling state in a struct of its own (struct siov_vq_runner.sched); this
+ * layer and the device models never see it.  Stats are written by the runner's
+ * thread with relaxed atomics and may be read from any thread.
  */
 #ifndef SIOV_INTERNAL_VIRTQUEUE_H
 #define SIOV_INTERNAL_VIRTQUEUE_H
@@ -20,8 +22,6 @@
 #include "siov_internal/memtable.h"
 
 struct siov_vq;
-struct siov_io_ctx;
-struct siov_engine;
 struct siov_qos;
 
 /* Most iovecs one chain may produce; more breaks the queue. */
@@ -29,13 +29,7 @@ struct siov_qos;
 /* Largest queue we accept (split rings allow 32768). */
 #define SIOV_VQ_MAX_SIZE 1024
 
-/* The device model's data path (virtio-blk today), called on the engine thread. */
-struct siov_vq_ops {
-	/* Pops and starts up to budget requests; returns how many started. */
-	unsigned (*process)(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned budget);
-	/* The queue leaves its engine: free per-queue request memory (nothing in flight). */
-	void (*release)(struct siov_vq *vq);
-};
+struct siov_vq_ops; /* the device model's data path: device.h */
 
 struct siov_vq_stats {
 	uint64_t requests, reads, writes, flushes, discards, write_zeroes, get_ids;
@@ -49,6 +43,27 @@ struct siov_vq_chain {
 	unsigned in_num;  /* device-writable iovecs, after them */
 	uint64_t out_len, in_len;
 	struct iovec iov[SIOV_VQ_MAX_IOV];
+};
+
+/*
+ * Queues whose used ring advanced since the runner last looked.  This is the
+ * one way a completion reaches whoever runs the queue: siov_vq_complete() puts
+ * the queue here (once), the runner takes it off with siov_vq_used_list_pop()
+ * and calls siov_vq_notify().  Only the runner's thread touches a list.
+ */
+struct siov_vq_used_list {
+	struct siov_vq *head;
+};
+
+/*
+ * What a runner (an engine) lends a queue while it runs it.  Set with
+ * siov_vq_bind() before the runner first touches the queue and cleared with
+ * siov_vq_unbind() after it last did; this layer never interprets sched.
+ */
+struct siov_vq_runner {
+	const uint64_t *clock; /* the runner's time of this round (ns); NULL: read the clock */
+	struct siov_vq_used_list *used; /* where completions report; NULL: nobody to tell */
+	void *sched;			/* the runner's own per-queue state */
 };
 
 struct siov_vq {
@@ -74,26 +89,14 @@ struct siov_vq {
 	uint16_t *resubmit; /* heads a previous back end left in flight, oldest first */
 	unsigned resubmit_num, resubmit_pos;
 	const char *dev_name;
-	struct siov_qos *qos; /* may be NULL: no limits, default weight */
+	struct siov_qos *qos;	   /* may be NULL: no limits, default weight */
+	struct siov_vq_runner run; /* siov_vq_bind() */
 
-	/* --- fast path: owned by the engine while started --- */
-	struct siov_engine *engine;
-	const uint64_t *clock; /* the engine's time of this round (ns): one clock read per round */
-	struct siov_vq *next;  /* engine's list of attached queues */
-	struct siov_vq *next_active; /* engine's list of queues being polled */
-	struct siov_vq *next_notify; /* engine's list of queues to notify this round */
-	bool on_notify;
-	bool active;
+	/* --- ring state: written only by the thread that runs the queue --- */
 	bool notify_enabled;
-	uint64_t last_work_ns;
-	unsigned idle_rounds; /* engine rounds since the last request */
-	uint64_t kick_buf;
-	bool kick_armed;
-	bool detaching;
-	bool used_dirty;	 /* used ring advanced since the last notify */
-	uint64_t throttle_until; /* QoS: do not pop before this time (ns) */
-	double deficit;		 /* QoS: deficit round robin credit, in requests */
-	uint64_t bal_requests;	 /* control thread: requests at the balancer's last look */
+	bool used_dirty;   /* used ring advanced since the last notify */
+	bool on_used_list; /* on run.used */
+	struct siov_vq *next_used;
 	uint16_t signalled_used;
 	bool signalled_used_valid;
 	uint64_t inflight_counter;
@@ -116,11 +119,31 @@ int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *chain);
 int siov_vq_peek(struct siov_vq *vq, struct siov_vq_chain *chain);
 /* Prefetches the descriptors of the next n avail entries (a hint, never faults). */
 void siov_vq_prefetch(const struct siov_vq *vq, unsigned n);
-/* Returns a finished chain to the driver (used ring); notification is separate. */
-void siov_vq_push(struct siov_vq *vq, uint16_t head, uint32_t len);
+/*
+ * Completes a chain: the one path by which a request's completion reaches
+ * front-end memory.  The device model has written its data and status byte
+ * into written[0..n) (device-writable buffers of the chain; a superset is
+ * safe), len is the used length the driver sees.  Publishes the used element
+ * and then the used index (release), clears the in-flight record, and puts
+ * the queue on its runner's used list.
+ *
+ * DIRTY-LOG HOOK: live migration (LOG_SHMFD) marks here, before the used index
+ * is published, every page of written[] and of the used element and index it
+ * writes.  Nothing else in siovd writes front-end memory on completion, so
+ * every device model (blk, net) is logged by construction.
+ */
+void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *written, unsigned n,
+		      uint32_t len);
+/* The time of the runner's round (ns), or the clock if no runner lends one. */
+uint64_t siov_vq_now(const struct siov_vq *vq);
+/* Lends the queue to a runner (control thread, queue stopped). */
+void siov_vq_bind(struct siov_vq *vq, const struct siov_vq_runner *r);
+void siov_vq_unbind(struct siov_vq *vq);
+/* The next queue on l, taken off it; NULL if l is empty. */
+struct siov_vq *siov_vq_used_list_pop(struct siov_vq_used_list *l);
 /* Signals the call fd if the driver wants to hear about the new used entries. */
 void siov_vq_notify(struct siov_vq *vq);
-/* True if the avail ring has entries we have not consumed. */
+/* True if the avail ring has entries we have not consumed, or chains wait to be resubmitted. */
 bool siov_vq_has_work(const struct siov_vq *vq);
 /* Ask the driver for kicks again; returns true if work arrived meanwhile. */
 bool siov_vq_enable_notify(struct siov_vq *vq);

@@ -793,9 +793,9 @@ static void queue_stats(const struct siov_vq *vq, struct siov_queue_stats *s)
 
 	memset(s, 0, sizeof(*s));
 	s->index = vq->index;
-	s->engine = vq->engine ? (int)siov_engine_id(vq->engine) : -1;
+	s->engine = siov_engine_of(vq);
 	s->state = __atomic_load_n(&vq->broken, __ATOMIC_ACQUIRE) ? "broken"
-		   : vq->engine					  ? "running"
+		   : s->engine >= 0				  ? "running"
 								  : "stopped";
 	s->requests = SIOV_STAT_GET(t->requests);
 	s->reads = SIOV_STAT_GET(t->reads);

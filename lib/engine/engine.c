@@ -23,6 +23,7 @@
 #include <liburing.h>
 
 #include "siov_internal/backend.h"
+#include "siov_internal/device.h"
 #include "siov_internal/engine.h"
 #include "siov_internal/log.h"
 #include "siov_internal/loop.h"
@@ -46,11 +47,36 @@
 
 enum cmd_op { CMD_ATTACH, CMD_DETACH, CMD_STOP };
 
+struct siov_engine_queue;
+
 struct engine_cmd {
 	enum cmd_op op;
-	struct siov_vq *vq;
+	struct siov_engine_queue *q;
 	bool done;
 	struct engine_cmd *next;
+};
+
+/*
+ * The engine's own state of one queue it runs: list links and scheduling.
+ * Allocated by siov_engine_attach(), freed by siov_engine_detach(); reached
+ * from the queue through vq->run.sched.  Only the engine thread writes it,
+ * except bal_requests (the control thread's balancer).
+ */
+struct siov_engine_queue {
+	struct siov_vq *vq;
+	struct siov_engine *engine;
+	struct siov_engine_queue *next;	       /* engine's list of attached queues */
+	struct siov_engine_queue *next_active; /* engine's list of queues being polled */
+	bool active;
+	bool kick_armed;
+	bool detaching;
+	bool retry;	      /* QoS held the queue back: process it when the wait ends */
+	unsigned idle_rounds; /* engine rounds since the last request */
+	uint64_t last_work_ns;
+	uint64_t kick_buf;
+	uint64_t throttle_until; /* QoS: do not pop before this time (ns) */
+	double deficit;		 /* QoS: deficit round robin credit, in requests */
+	uint64_t bal_requests;	 /* control thread: requests at the balancer's last look */
 };
 
 struct siov_engine {
@@ -65,17 +91,17 @@ struct siov_engine {
 	pthread_cond_t cond;
 	struct engine_cmd *cmds;
 	unsigned nqueues; /* read by the control thread under lock */
-	struct siov_vq *queues;
-	struct siov_vq *active;
-	struct siov_vq *notify;
+	struct siov_engine_queue *queues;
+	struct siov_engine_queue *active;
+	struct siov_vq_used_list used; /* queues whose used rings advanced this round */
 	bool stopping;
 	bool busy;		  /* a queue is polling (in work or in its grace period) */
 	uint64_t next_wake;	  /* earliest QoS wake-up among throttled queues, 0 = none */
 	uint32_t wmax, wmax_next; /* heaviest QoS weight among last round's / this round's queues */
 	/* The control thread's own list of this engine's queues, for the balancer. */
-	struct siov_vq **ctl_vqs;
+	struct siov_engine_queue **ctl_qs;
 	unsigned ctl_n, ctl_cap;
-	uint64_t now; /* refreshed each round; queues read it through vq->clock */
+	uint64_t now; /* refreshed each round; queues read it through siov_vq_now() */
 };
 
 struct siov_engines {
@@ -123,14 +149,15 @@ static void install_sigbus(void)
 
 static void check_faults(struct siov_engine *e)
 {
-	struct siov_vq *vq;
+	struct siov_engine_queue *q;
 
 	if (!t_faulted)
 		return;
 	t_faulted = 0;
-	for (vq = e->queues; vq; vq = vq->next)
-		if (vq->mem && siov_memtable_owns(vq->mem, t_fault_addr))
-			siov_vq_break(vq, "front-end memory vanished (region shrunk or unmapped)");
+	for (q = e->queues; q; q = q->next)
+		if (q->vq->mem && siov_memtable_owns(q->vq->mem, t_fault_addr))
+			siov_vq_break(q->vq,
+				      "front-end memory vanished (region shrunk or unmapped)");
 }
 
 static struct io_uring_sqe *engine_sqe(struct siov_engine *e)
@@ -150,51 +177,53 @@ static void arm_cmd(struct siov_engine *e)
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)e | UD_CMD);
 }
 
-static void arm_kick(struct siov_engine *e, struct siov_vq *vq)
+static struct siov_engine_queue *queue_of(const struct siov_vq *vq)
+{
+	return vq->run.sched;
+}
+
+static void arm_kick(struct siov_engine *e, struct siov_engine_queue *q)
 {
 	struct io_uring_sqe *sqe;
 
-	if (vq->kick_fd < 0 || vq->kick_armed || vq->detaching)
+	if (q->vq->kick_fd < 0 || q->kick_armed || q->detaching)
 		return;
 	sqe = engine_sqe(e);
 	if (!sqe) {
-		SIOV_ERR("engine %u: no SQE to arm queue %u's kick", e->id, vq->index);
+		SIOV_ERR("engine %u: no SQE to arm queue %u's kick", e->id, q->vq->index);
 		return;
 	}
-	io_uring_prep_read(sqe, vq->kick_fd, &vq->kick_buf, sizeof(vq->kick_buf), 0);
-	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)vq | UD_KICK);
-	vq->kick_armed = true;
+	io_uring_prep_read(sqe, q->vq->kick_fd, &q->kick_buf, sizeof(q->kick_buf), 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)q | UD_KICK);
+	q->kick_armed = true;
 }
 
-static void activate(struct siov_engine *e, struct siov_vq *vq, uint64_t now)
+static void activate(struct siov_engine *e, struct siov_engine_queue *q, uint64_t now)
 {
-	vq->last_work_ns = now;
-	vq->idle_rounds = 0;
-	if (vq->active || vq->detaching)
+	q->last_work_ns = now;
+	q->idle_rounds = 0;
+	if (q->active || q->detaching)
 		return;
-	vq->active = true;
-	siov_vq_disable_notify(vq);
-	vq->next_active = e->active;
-	e->active = vq;
+	q->active = true;
+	siov_vq_disable_notify(q->vq);
+	q->next_active = e->active;
+	e->active = q;
 }
 
-void siov_engine_note_used(struct siov_vq *vq)
-{
-	struct siov_engine *e = vq->engine;
-
-	if (vq->on_notify)
-		return;
-	vq->on_notify = true;
-	vq->next_notify = e->notify;
-	e->notify = vq;
-}
-
+/*
+ * Notifies the drivers whose used rings advanced this round (the queues that
+ * siov_vq_complete() put on e->used).  A completion is work: the driver is
+ * likely to refill now, so the queue's grace period restarts.
+ */
 static void flush_notify(struct siov_engine *e)
 {
-	while (e->notify) {
-		struct siov_vq *vq = e->notify;
-		e->notify = vq->next_notify;
-		vq->on_notify = false;
+	struct siov_vq *vq;
+
+	while ((vq = siov_vq_used_list_pop(&e->used))) {
+		struct siov_engine_queue *q = queue_of(vq);
+
+		q->last_work_ns = e->now;
+		q->idle_rounds = 0;
 		siov_vq_notify(vq);
 	}
 }
@@ -206,73 +235,96 @@ static void flush_notify(struct siov_engine *e)
  * time is shared by weight; the reservation's credit comes on top, so
  * reservations are served whatever the weights say.
  */
-static unsigned queue_budget(struct siov_engine *e, struct siov_vq *vq, uint64_t now,
+static unsigned queue_budget(struct siov_engine *e, struct siov_engine_queue *q, uint64_t now,
 			     unsigned *reserved)
 {
+	struct siov_qos *qos = q->vq->qos;
 	uint32_t w;
 	double quantum;
 
 	*reserved = 0;
-	if (!vq->qos)
+	if (!qos)
 		return ENGINE_BUDGET;
 	/* The heaviest active queue gets a full batch a round, the others their share of it. */
-	w = siov_qos_weight(vq->qos);
+	w = siov_qos_weight(qos);
 	if (w > e->wmax_next)
 		e->wmax_next = w;
 	quantum = (double)ENGINE_BUDGET * w / (e->wmax ? e->wmax : w);
-	vq->deficit += quantum;
-	if (vq->deficit > ENGINE_BUDGET * 2)
-		vq->deficit = ENGINE_BUDGET * 2;
-	*reserved = SIOV_MIN(siov_qos_reserved_credit(vq->qos, now), ENGINE_BUDGET);
-	return SIOV_MIN((unsigned)vq->deficit + *reserved, ENGINE_BUDGET * 2);
+	q->deficit += quantum;
+	if (q->deficit > ENGINE_BUDGET * 2)
+		q->deficit = ENGINE_BUDGET * 2;
+	*reserved = SIOV_MIN(siov_qos_reserved_credit(qos, now), ENGINE_BUDGET);
+	return SIOV_MIN((unsigned)q->deficit + *reserved, ENGINE_BUDGET * 2);
 }
 
-static void queue_charge(struct siov_vq *vq, unsigned budget, unsigned reserved, unsigned n)
+static void queue_charge(struct siov_engine_queue *q, unsigned budget, unsigned reserved,
+			 unsigned n)
 {
 	unsigned from_resv = SIOV_MIN(n, reserved);
 
-	if (!vq->qos)
+	if (!q->vq->qos)
 		return;
-	siov_qos_reserved_take(vq->qos, from_resv);
-	vq->deficit -= n - from_resv;
+	siov_qos_reserved_take(q->vq->qos, from_resv);
+	q->deficit -= n - from_resv;
 	/* A queue that ran dry does not bank credit (classic DRR). */
-	if (n < budget && vq->throttle_until <= vq->last_work_ns)
-		vq->deficit = 0;
+	if (n < budget && q->throttle_until <= q->last_work_ns)
+		q->deficit = 0;
+}
+
+/* Lets the device model start what the queue's budget allows; returns requests started. */
+static unsigned queue_run(struct siov_engine *e, struct siov_engine_queue *q, uint64_t now)
+{
+	struct siov_vq_work work = {0};
+	unsigned budget, reserved;
+
+	budget = queue_budget(e, q, now, &reserved);
+	if (budget)
+		q->vq->ops->process(q->vq, &e->ioctx, budget, &work);
+	q->throttle_until = work.throttle_until;
+	q->retry = work.throttle_until != 0;
+	queue_charge(q, budget, reserved, work.started);
+	return work.started;
+}
+
+/* True while a QoS wait holds the queue; ends the wait (and counts it) when it is over. */
+static bool queue_throttled(struct siov_engine *e, struct siov_engine_queue *q, uint64_t now)
+{
+	if (q->throttle_until > now) {
+		/* Waiting for a QoS bucket: not idle, but nothing to do before then. */
+		if (!e->next_wake || q->throttle_until < e->next_wake)
+			e->next_wake = q->throttle_until;
+		return true;
+	}
+	if (q->throttle_until) {
+		siov_qos_note_wait(q->vq->qos, now > q->last_work_ns ? now - q->last_work_ns : 0);
+		q->throttle_until = 0;
+	}
+	return false;
 }
 
 /* Runs one active queue; returns requests started, or sets *keep = false to drop it. */
-static unsigned poll_one(struct siov_engine *e, struct siov_vq *vq, uint64_t now, bool *keep)
+static unsigned poll_one(struct siov_engine *e, struct siov_engine_queue *q, uint64_t now,
+			 bool *keep)
 {
-	unsigned budget, reserved, n;
+	struct siov_vq *vq = q->vq;
+	unsigned n = 0;
 
 	*keep = true;
-	if (vq->detaching || siov_vq_is_broken(vq)) {
+	if (q->detaching || siov_vq_is_broken(vq)) {
 		*keep = false;
 		return 0;
 	}
-	if (vq->throttle_until > now) {
-		/* Waiting for a QoS bucket: not idle, but nothing to do before then. */
-		if (!e->next_wake || vq->throttle_until < e->next_wake)
-			e->next_wake = vq->throttle_until;
+	if (queue_throttled(e, q, now))
 		return 0;
-	}
-	if (vq->throttle_until) {
-		siov_qos_note_wait(vq->qos, now > vq->last_work_ns ? now - vq->last_work_ns : 0);
-		vq->throttle_until = 0;
-	}
 	/* The common case while spinning is an empty ring: one load, nothing else. */
-	if (siov_vq_has_work(vq) || vq->resubmit_pos < vq->resubmit_num) {
+	if (q->retry || siov_vq_has_work(vq)) {
 		if (e->now == now)
 			e->now = now = siov_now_ns();
-		budget = queue_budget(e, vq, now, &reserved);
-		n = budget ? vq->ops->process(vq, &e->ioctx, budget) : 0;
-		queue_charge(vq, budget, reserved, n);
-	} else {
-		n = 0;
+		n = queue_run(e, q, now);
 	}
-	if (n || vq->throttle_until > now) {
-		vq->last_work_ns = now;
-		vq->idle_rounds = 0;
+	if (n || q->throttle_until > now) {
+		q->last_work_ns = now;
+		q->idle_rounds = 0;
 		e->busy = true;
 	} else if (SIOV_STAT_GET(vq->stats.inflight)) {
 		/*
@@ -281,8 +333,8 @@ static unsigned poll_one(struct siov_engine *e, struct siov_vq *vq, uint64_t now
 		 * found then (completions restart the grace period).  Spinning here
 		 * instead would keep io_uring's completion task_work from running.
 		 */
-	} else if (++vq->idle_rounds > ENGINE_IDLE_ROUNDS && now > vq->last_work_ns &&
-		   now - vq->last_work_ns > e->poll_ns) {
+	} else if (++q->idle_rounds > ENGINE_IDLE_ROUNDS && now > q->last_work_ns &&
+		   now - q->last_work_ns > e->poll_ns) {
 		/* Re-arm kicks, then look once more: the driver may have raced us. */
 		*keep = siov_vq_enable_notify(vq);
 		if (*keep) {
@@ -298,7 +350,7 @@ static unsigned poll_one(struct siov_engine *e, struct siov_vq *vq, uint64_t now
 /* Polls every active queue once; drops the ones idle for longer than the grace period. */
 static unsigned poll_active(struct siov_engine *e, uint64_t now)
 {
-	struct siov_vq **pp = &e->active;
+	struct siov_engine_queue **pp = &e->active;
 	unsigned work = 0;
 
 	e->next_wake = 0;
@@ -307,7 +359,7 @@ static unsigned poll_active(struct siov_engine *e, uint64_t now)
 	e->wmax_next = 0;
 	/* Rotate who goes first, so queues that share a group bucket share it evenly. */
 	if (e->active && e->active->next_active) {
-		struct siov_vq *first = e->active, **tail = &e->active;
+		struct siov_engine_queue *first = e->active, **tail = &e->active;
 		e->active = first->next_active;
 		while (*tail)
 			tail = &(*tail)->next_active;
@@ -315,34 +367,34 @@ static unsigned poll_active(struct siov_engine *e, uint64_t now)
 		first->next_active = NULL;
 	}
 	while (*pp) {
-		struct siov_vq *vq = *pp;
+		struct siov_engine_queue *q = *pp;
 		bool keep;
 
-		work += poll_one(e, vq, now, &keep);
+		work += poll_one(e, q, now, &keep);
 		if (keep) {
-			pp = &vq->next_active;
+			pp = &q->next_active;
 		} else {
-			*pp = vq->next_active;
-			vq->active = false;
+			*pp = q->next_active;
+			q->active = false;
 		}
 	}
 	return work;
 }
 
-static void queue_unlink(struct siov_engine *e, struct siov_vq *vq)
+static void queue_unlink(struct siov_engine *e, struct siov_engine_queue *q)
 {
-	struct siov_vq **pp;
+	struct siov_engine_queue **pp;
 
 	for (pp = &e->active; *pp; pp = &(*pp)->next_active) {
-		if (*pp == vq) {
-			*pp = vq->next_active;
+		if (*pp == q) {
+			*pp = q->next_active;
 			break;
 		}
 	}
-	vq->active = false;
+	q->active = false;
 	for (pp = &e->queues; *pp; pp = &(*pp)->next) {
-		if (*pp == vq) {
-			*pp = vq->next;
+		if (*pp == q) {
+			*pp = q->next;
 			break;
 		}
 	}
@@ -357,44 +409,44 @@ static void cmd_done(struct siov_engine *e, struct engine_cmd *c)
 }
 
 /* A detaching queue leaves once nothing of it is in flight on the ring. */
-static bool try_finish_detach(struct siov_engine *e, struct siov_vq *vq)
+static bool try_finish_detach(struct siov_engine *e, struct siov_engine_queue *q)
 {
-	if (vq->kick_armed || SIOV_STAT_GET(vq->stats.inflight))
+	struct siov_vq *vq = q->vq;
+
+	if (q->kick_armed || SIOV_STAT_GET(vq->stats.inflight))
 		return false;
+	/* Our last completions may still be on the used list: notify and take them off. */
+	flush_notify(e);
 	siov_vq_notify(vq);
-	queue_unlink(e, vq);
+	queue_unlink(e, q);
 	if (vq->ops->release)
 		vq->ops->release(vq);
-	vq->engine = NULL;
 	pthread_mutex_lock(&e->lock);
 	e->nqueues--;
 	pthread_mutex_unlock(&e->lock);
 	return true;
 }
 
-static void cmd_attach(struct siov_engine *e, struct siov_vq *vq, uint64_t now)
+static void cmd_attach(struct siov_engine *e, struct siov_engine_queue *q, uint64_t now)
 {
-	vq->next = e->queues;
-	e->queues = vq;
-	vq->clock = &e->now;
-	vq->kick_armed = false;
-	vq->detaching = false;
-	arm_kick(e, vq);
+	q->next = e->queues;
+	e->queues = q;
+	arm_kick(e, q);
 	/* Requests may be waiting already (a restart, or a kick we never saw). */
-	activate(e, vq, now);
+	activate(e, q, now);
 }
 
-static void cmd_detach(struct siov_engine *e, struct siov_vq *vq)
+static void cmd_detach(struct siov_engine *e, struct siov_engine_queue *q)
 {
 	struct io_uring_sqe *sqe;
 
-	vq->detaching = true;
-	if (!vq->kick_armed)
+	q->detaching = true;
+	if (!q->kick_armed)
 		return;
 	sqe = engine_sqe(e);
 	if (!sqe)
 		return;
-	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)vq | UD_KICK, 0);
+	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)q | UD_KICK, 0);
 	io_uring_sqe_set_data64(sqe, UD_IGNORE);
 }
 
@@ -419,11 +471,11 @@ static void run_cmds(struct siov_engine *e, struct engine_cmd **waiting, uint64_
 		rev = c->next;
 		switch (c->op) {
 		case CMD_ATTACH:
-			cmd_attach(e, c->vq, now);
+			cmd_attach(e, c->q, now);
 			cmd_done(e, c);
 			break;
 		case CMD_DETACH:
-			cmd_detach(e, c->vq);
+			cmd_detach(e, c->q);
 			c->next = *waiting;
 			*waiting = c;
 			break;
@@ -441,7 +493,7 @@ static void check_detaches(struct siov_engine *e, struct engine_cmd **waiting)
 
 	while (*pp) {
 		struct engine_cmd *c = *pp;
-		if (try_finish_detach(e, c->vq)) {
+		if (try_finish_detach(e, c->q)) {
 			*pp = c->next;
 			cmd_done(e, c);
 		} else {
@@ -450,23 +502,23 @@ static void check_detaches(struct siov_engine *e, struct engine_cmd **waiting)
 	}
 }
 
-static void handle_kick(struct siov_engine *e, struct siov_vq *vq, int res, uint64_t now)
+static void handle_kick(struct siov_engine *e, struct siov_engine_queue *q, int res, uint64_t now)
 {
-	vq->kick_armed = false;
+	q->kick_armed = false;
 	if (res < 0) {
 		if (res != -ECANCELED && res != -EINTR)
-			SIOV_WARN("engine %u: queue %u kick fd: %s", e->id, vq->index,
+			SIOV_WARN("engine %u: queue %u kick fd: %s", e->id, q->vq->index,
 				  strerror(-res));
 		if (res != -EINTR && res != -EAGAIN)
 			return;
 	} else {
-		SIOV_STAT_ADD(vq->stats.kicks, 1);
+		SIOV_STAT_ADD(q->vq->stats.kicks, 1);
 	}
-	if (vq->detaching)
+	if (q->detaching)
 		return;
-	arm_kick(e, vq);
-	if (!siov_vq_is_broken(vq))
-		activate(e, vq, now);
+	arm_kick(e, q);
+	if (!siov_vq_is_broken(q->vq))
+		activate(e, q, now);
 }
 
 static unsigned reap(struct siov_engine *e, struct engine_cmd **waiting, uint64_t now)
@@ -577,80 +629,155 @@ static void *engine_main(void *arg)
 	return NULL;
 }
 
+/* Takes c back off the engine's list if the engine has not taken it yet. */
+static bool cmd_withdraw(struct siov_engine *e, struct engine_cmd *c)
+{
+	struct engine_cmd **pp;
+
+	for (pp = &e->cmds; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Hands c (on the caller's stack) to the engine and waits until it ran.  If
+ * the wake-up cannot be sent and the engine has not taken c meanwhile, c is
+ * taken back and the error returned: nothing of the caller's stack stays on
+ * the engine's list.
+ */
 static int engine_post(struct siov_engine *e, struct engine_cmd *c)
 {
+	int rc = 0;
+
 	pthread_mutex_lock(&e->lock);
 	c->done = false;
 	c->next = e->cmds;
 	e->cmds = c;
 	pthread_mutex_unlock(&e->lock);
-	if (eventfd_write(e->cmd_efd, 1) < 0)
-		return -errno;
+	while (eventfd_write(e->cmd_efd, 1) < 0) {
+		if (errno == EINTR)
+			continue;
+		rc = -errno;
+		break;
+	}
 	pthread_mutex_lock(&e->lock);
+	if (rc && cmd_withdraw(e, c)) {
+		pthread_mutex_unlock(&e->lock);
+		return rc;
+	}
 	while (!c->done)
 		pthread_cond_wait(&e->cond, &e->lock);
 	pthread_mutex_unlock(&e->lock);
 	return 0;
 }
 
-static int ctl_add(struct siov_engine *e, struct siov_vq *vq)
+static int ctl_add(struct siov_engine *e, struct siov_engine_queue *q)
 {
 	if (e->ctl_n == e->ctl_cap) {
 		unsigned cap = e->ctl_cap ? e->ctl_cap * 2 : 16;
-		struct siov_vq **a = realloc(e->ctl_vqs, cap * sizeof(*a));
+		struct siov_engine_queue **a = realloc(e->ctl_qs, cap * sizeof(*a));
 		if (!a)
 			return -ENOMEM;
-		e->ctl_vqs = a;
+		e->ctl_qs = a;
 		e->ctl_cap = cap;
 	}
-	e->ctl_vqs[e->ctl_n++] = vq;
+	e->ctl_qs[e->ctl_n++] = q;
 	return 0;
 }
 
-static void ctl_remove(struct siov_engine *e, struct siov_vq *vq)
+static void ctl_remove(struct siov_engine *e, struct siov_engine_queue *q)
 {
 	unsigned i;
 
 	for (i = 0; i < e->ctl_n; i++) {
-		if (e->ctl_vqs[i] == vq) {
-			e->ctl_vqs[i] = e->ctl_vqs[--e->ctl_n];
+		if (e->ctl_qs[i] == q) {
+			e->ctl_qs[i] = e->ctl_qs[--e->ctl_n];
 			return;
 		}
 	}
 }
 
+static void nqueues_add(struct siov_engine *e, int d)
+{
+	pthread_mutex_lock(&e->lock);
+	e->nqueues += d;
+	pthread_mutex_unlock(&e->lock);
+}
+
+/* The engine's state of a queue it is about to run, lent to the queue. */
+static struct siov_engine_queue *queue_new(struct siov_engine *e, struct siov_vq *vq)
+{
+	struct siov_engine_queue *q = calloc(1, sizeof(*q));
+	struct siov_vq_runner run = {.clock = &e->now, .used = &e->used};
+
+	if (!q)
+		return NULL;
+	q->vq = vq;
+	q->engine = e;
+	q->bal_requests = SIOV_STAT_GET(vq->stats.requests);
+	run.sched = q;
+	siov_vq_bind(vq, &run);
+	return q;
+}
+
+static void queue_free(struct siov_engine_queue *q)
+{
+	siov_vq_unbind(q->vq);
+	free(q);
+}
+
 int siov_engine_attach(struct siov_engine *e, struct siov_vq *vq)
 {
-	struct engine_cmd c = {.op = CMD_ATTACH, .vq = vq};
+	struct engine_cmd c = {.op = CMD_ATTACH};
+	struct siov_engine_queue *q;
 	int rc;
 
-	if (vq->engine)
+	if (queue_of(vq))
 		return -EBUSY;
-	rc = ctl_add(e, vq);
+	q = queue_new(e, vq);
+	if (!q)
+		return -ENOMEM;
+	rc = ctl_add(e, q);
 	if (rc)
-		return rc;
-	vq->engine = e;
-	vq->bal_requests = SIOV_STAT_GET(vq->stats.requests);
-	pthread_mutex_lock(&e->lock);
-	e->nqueues++;
-	pthread_mutex_unlock(&e->lock);
+		goto err_ctl;
+	nqueues_add(e, 1);
+	c.q = q;
 	rc = engine_post(e, &c);
-	if (rc) {
-		ctl_remove(e, vq);
-		vq->engine = NULL;
-	}
+	if (rc)
+		goto err_post;
+	return 0;
+
+err_post:
+	nqueues_add(e, -1);
+	ctl_remove(e, q);
+err_ctl:
+	queue_free(q);
 	return rc;
 }
 
 void siov_engine_detach(struct siov_vq *vq)
 {
-	struct engine_cmd c = {.op = CMD_DETACH, .vq = vq};
-	struct siov_engine *e = vq->engine;
+	struct siov_engine_queue *q = queue_of(vq);
+	struct engine_cmd c = {.op = CMD_DETACH, .q = q};
+	struct siov_engine *e;
 
-	if (!e)
+	if (!q)
 		return;
+	e = q->engine;
 	engine_post(e, &c);
-	ctl_remove(e, vq);
+	ctl_remove(e, q);
+	queue_free(q);
+}
+
+int siov_engine_of(const struct siov_vq *vq)
+{
+	const struct siov_engine_queue *q = queue_of(vq);
+
+	return q ? (int)q->engine->id : -1;
 }
 
 /* ---- balancing: queues move from a hot engine to a cool one ---- */
@@ -662,12 +789,12 @@ static uint64_t engine_load(struct siov_engine *e, uint64_t *qload)
 	unsigned i;
 
 	for (i = 0; i < e->ctl_n; i++) {
-		struct siov_vq *vq = e->ctl_vqs[i];
-		uint64_t now = SIOV_STAT_GET(vq->stats.requests);
+		struct siov_engine_queue *q = e->ctl_qs[i];
+		uint64_t now = SIOV_STAT_GET(q->vq->stats.requests);
 		if (qload)
-			qload[i] = now - vq->bal_requests;
-		sum += now - vq->bal_requests;
-		vq->bal_requests = now;
+			qload[i] = now - q->bal_requests;
+		sum += now - q->bal_requests;
+		q->bal_requests = now;
 	}
 	return sum;
 }
@@ -721,7 +848,7 @@ int siov_engines_rebalance(struct siov_engines *es)
 		}
 	}
 	if (found) {
-		struct siov_vq *vq = es->engines[hot].ctl_vqs[best];
+		struct siov_vq *vq = es->engines[hot].ctl_qs[best]->vq;
 		siov_engine_detach(vq);
 		rc = siov_engine_attach(&es->engines[cold], vq);
 		es->moves++;
@@ -857,7 +984,7 @@ void siov_engines_destroy(struct siov_engines *es)
 		close(es->timer_fd);
 	for (i = 0; i < es->count; i++) {
 		engine_fini(&es->engines[i]);
-		free(es->engines[i].ctl_vqs);
+		free(es->engines[i].ctl_qs);
 	}
 	free(es->engines);
 	free(es);

@@ -99,7 +99,7 @@ static size_t inflight_queue_bytes(uint16_t qsize)
 
 static bool vq_running(const struct vu_queue *q)
 {
-	return q->vq.engine != NULL;
+	return siov_engine_of(&q->vq) >= 0;
 }
 
 static bool vq_enabled(const struct siov_vu_server *srv, const struct vu_queue *q)
@@ -361,14 +361,27 @@ static int h_set_features(struct siov_vu_server *srv, struct vu_msg_in *in)
 	return 0;
 }
 
+_Static_assert(VHOST_USER_MAX_MEM_SLOTS <= SIOV_MEMTABLE_MAX &&
+		   VHOST_USER_MEM_REGIONS_MAX <= SIOV_MEMTABLE_MAX,
+	       "the memory table holds every slot we advertise");
+
+/* The wire's region (packed, hostile) as the memory table's own description. */
+static struct siov_mem_desc mem_desc(const struct siov_vu_mem_region *r)
+{
+	return (struct siov_mem_desc){.gpa = r->guest_phys_addr,
+				      .size = r->memory_size,
+				      .uva = r->userspace_addr,
+				      .fd_offset = r->mmap_offset};
+}
+
 static int mem_add(struct siov_vu_server *srv, const struct siov_vu_mem_region *r, int fd)
 {
-	int rc = siov_memtable_add(&srv->mem, r, fd);
+	struct siov_mem_desc d = mem_desc(r);
+	int rc = siov_memtable_add(&srv->mem, &d, fd);
 
 	if (rc)
 		SIOV_WARN("vdev %s: memory region gpa 0x%llx size 0x%llx refused: %s", srv->name,
-			  (unsigned long long)r->guest_phys_addr,
-			  (unsigned long long)r->memory_size, strerror(-rc));
+			  (unsigned long long)d.gpa, (unsigned long long)d.size, strerror(-rc));
 	return rc;
 }
 
@@ -405,12 +418,14 @@ static int h_add_mem_reg(struct siov_vu_server *srv, struct vu_msg_in *in)
 
 static int h_rem_mem_reg(struct siov_vu_server *srv, struct vu_msg_in *in)
 {
+	struct siov_mem_desc d;
 	int rc;
 
 	if (need_size(&in->m, sizeof(struct siov_vu_mem_reg)))
 		return -EPROTO;
+	d = mem_desc(&in->m.payload.mem_reg.region);
 	vq_pause_all(srv);
-	rc = siov_memtable_remove(&srv->mem, &in->m.payload.mem_reg.region);
+	rc = siov_memtable_remove(&srv->mem, &d);
 	vq_resume_all(srv);
 	return rc;
 }

@@ -3,7 +3,10 @@
  * chains, parses the request (header, data, status byte), checks it against
  * the window and the device's read-only flag, and submits one backend I/O
  * whose iovecs point straight into the driver's buffers (no bounce copy).
- * The completion writes the status byte and pushes the used element.
+ * The completion writes the status byte and hands the chain back through
+ * siov_vq_complete(), the virtqueue layer's one completion path.  The device
+ * model never sees who runs its queues: it reports what process() started and
+ * any QoS deadline in struct siov_vq_work.
  *
  * Request slots come from a per-queue free list that only grows (up to the
  * queue size): an idle queue holds none, a busy one allocates nothing per
@@ -17,7 +20,6 @@
 #include <string.h>
 
 #include "siov_internal/backend.h"
-#include "siov_internal/engine.h"
 #include "siov_internal/qos.h"
 #include "siov_internal/virtio_blk.h"
 #include "siov_internal/virtqueue.h"
@@ -42,6 +44,8 @@ struct blk_req {
 	struct siov_vq *vq;
 	uint8_t *status;
 	uint32_t written; /* bytes written into device-writable buffers */
+	unsigned wr_num;  /* device-writable iovecs, the status byte's included */
+	size_t st_len;	  /* length of the last of them before the status byte came off */
 	uint32_t type;
 	uint64_t start_ns;
 	struct blk_req *next_free;
@@ -193,12 +197,6 @@ static void blk_release(struct siov_vq *vq)
 	vq->dev_queue = NULL;
 }
 
-/* The engine's clock of this round: one clock read per round, not per request. */
-static uint64_t vq_now(const struct siov_vq *vq)
-{
-	return vq->clock ? *vq->clock : siov_now_ns();
-}
-
 static void count_op(struct siov_vq_stats *s, uint32_t type, uint64_t len)
 {
 	switch (type) {
@@ -225,19 +223,24 @@ static void count_op(struct siov_vq_stats *s, uint32_t type, uint64_t len)
 	}
 }
 
+/* The chain's device-writable iovecs as the driver gave them, status byte included. */
+static const struct iovec *req_writable(struct blk_req *r)
+{
+	struct iovec *iov = &r->chain.iov[r->chain.out_num];
+
+	iov[r->wr_num - 1].iov_len = r->st_len;
+	return iov;
+}
+
 static void req_finish(struct blk_req *r, uint8_t status)
 {
 	struct siov_vq *vq = r->vq;
 	struct siov_vq_stats *s = &vq->stats;
 
 	*r->status = status;
-	/* A completion is work: the driver is likely to refill now, so keep polling. */
-	vq->last_work_ns = vq_now(vq);
-	vq->idle_rounds = 0;
-	siov_vq_push(vq, r->chain.head, r->written + 1);
-	siov_engine_note_used(vq);
+	siov_vq_complete(vq, r->chain.head, req_writable(r), r->wr_num, r->written + 1);
 	SIOV_STAT_ADD(s->requests, 1);
-	SIOV_STAT_ADD(s->latency_ns_total, vq_now(vq) - r->start_ns);
+	SIOV_STAT_ADD(s->latency_ns_total, siov_vq_now(vq) - r->start_ns);
 	if (status == VIRTIO_BLK_S_OK)
 		count_op(s, r->type, r->io.len);
 	else
@@ -305,9 +308,14 @@ static unsigned iov_skip_front(struct iovec *iov, unsigned n, size_t skip, struc
 	return n;
 }
 
-/* Drops the last byte (the status byte) of the writable iovecs; returns a pointer to it. */
-static uint8_t *take_status(struct siov_vq_chain *c)
+/*
+ * Drops the last byte (the status byte) of the writable iovecs; returns a
+ * pointer to it.  Remembers what it cut, so that the completion can report
+ * every writable buffer (req_writable).
+ */
+static uint8_t *take_status(struct blk_req *r)
 {
+	struct siov_vq_chain *c = &r->chain;
 	struct iovec *iov = &c->iov[c->out_num];
 	unsigned n = c->in_num;
 	uint8_t *st;
@@ -316,6 +324,8 @@ static uint8_t *take_status(struct siov_vq_chain *c)
 		n--;
 	if (!n)
 		return NULL;
+	r->wr_num = n;
+	r->st_len = iov[n - 1].iov_len;
 	st = (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len - 1;
 	iov[n - 1].iov_len--;
 	if (iov[n - 1].iov_len == 0)
@@ -455,7 +465,7 @@ static uint64_t chain_bytes(const struct siov_vq_chain *c)
  * the ring: one that must wait stays there (the queue is throttled until the
  * bucket refills), so nothing is ever held half-consumed.
  */
-static bool qos_admit(struct siov_vq *vq, struct blk_req *r)
+static bool qos_admit(struct siov_vq *vq, struct blk_req *r, struct siov_vq_work *work)
 {
 	uint64_t retry;
 
@@ -463,20 +473,20 @@ static bool qos_admit(struct siov_vq *vq, struct blk_req *r)
 		return true;
 	if (siov_vq_peek(vq, &r->chain) <= 0)
 		return true; /* empty or broken: the pop below says which */
-	if (siov_qos_admit(vq->qos, vq_now(vq), chain_bytes(&r->chain), &retry))
+	if (siov_qos_admit(vq->qos, siov_vq_now(vq), chain_bytes(&r->chain), &retry))
 		return true;
-	vq->throttle_until = retry;
+	work->throttle_until = retry;
 	return false;
 }
 
 /* Pops one request into r; false if the ring is empty, the queue broke or QoS says wait. */
-static bool pop_one(struct siov_vq *vq, struct blk_req *r)
+static bool pop_one(struct siov_vq *vq, struct blk_req *r, struct siov_vq_work *work)
 {
-	if (!qos_admit(vq, r))
+	if (!qos_admit(vq, r, work))
 		return false;
 	if (siov_vq_pop(vq, &r->chain) <= 0)
 		return false;
-	if (r->chain.out_len < BLK_HDR_LEN || !(r->status = take_status(&r->chain))) {
+	if (r->chain.out_len < BLK_HDR_LEN || !(r->status = take_status(r))) {
 		siov_vq_break(vq, "head %u: request without header or status byte", r->chain.head);
 		return false;
 	}
@@ -491,7 +501,8 @@ static bool pop_one(struct siov_vq *vq, struct blk_req *r)
  * requests.  The cache misses on the driver's descriptors, headers and status
  * bytes of a batch then overlap instead of queueing one behind the other.
  */
-static unsigned blk_process(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned budget)
+static void blk_process(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned budget,
+			struct siov_vq_work *work)
 {
 	struct blk_req *batch[BLK_BATCH];
 	struct siov_blk *blk = vq->dev;
@@ -503,7 +514,7 @@ static unsigned blk_process(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigne
 		struct blk_req *r = req_get(vq);
 		if (!r)
 			break;
-		if (!pop_one(vq, r)) {
+		if (!pop_one(vq, r, work)) {
 			req_put(vq, r);
 			break;
 		}
@@ -515,14 +526,14 @@ static unsigned blk_process(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigne
 
 		r->vq = vq;
 		r->written = 0;
-		r->start_ns = vq_now(vq);
+		r->start_ns = siov_vq_now(vq);
 		r->io.cb = req_io_done;
 		SIOV_STAT_ADD(vq->stats.inflight, 1);
 		st = start_req(blk, r, ctx);
 		if (st != 0xff)
 			req_finish(r, st);
 	}
-	return n;
+	work->started = n;
 }
 
 static const struct siov_vq_ops blk_vq_ops = {

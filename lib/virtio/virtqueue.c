@@ -14,6 +14,7 @@
 #include <sys/eventfd.h>
 
 #include "siov_internal/log.h"
+#include "siov_internal/util.h"
 #include "siov_internal/virtqueue.h"
 
 /* Longest indirect table we accept (descriptors). */
@@ -289,11 +290,28 @@ void siov_vq_prefetch(const struct siov_vq *vq, unsigned n)
 	}
 }
 
-void siov_vq_push(struct siov_vq *vq, uint16_t head, uint32_t len)
+/* Puts the queue on its runner's used list, once per notification. */
+static void mark_used(struct siov_vq *vq)
+{
+	struct siov_vq_used_list *l = vq->run.used;
+
+	vq->used_dirty = true;
+	if (!l || vq->on_used_list)
+		return;
+	vq->on_used_list = true;
+	vq->next_used = l->head;
+	l->head = vq;
+}
+
+void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *written, unsigned n,
+		      uint32_t len)
 {
 	struct vring_used_elem *e = &vq->used->ring[vq->used_idx % vq->num];
 	struct siov_vu_inflight_queue *q = vq->inflight;
 
+	/* written[0..n) is where the dirty log (migration) marks the device's writes. */
+	(void)written;
+	(void)n;
 	e->id = head;
 	e->len = len;
 	vq->used_idx++;
@@ -302,11 +320,42 @@ void siov_vq_push(struct siov_vq *vq, uint16_t head, uint32_t len)
 		q->last_batch_head = head;
 	/* The driver must see the element before the index that covers it. */
 	__atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
-	vq->used_dirty = true;
 	if (q && head < vq->num) {
 		q->desc[head].inflight = 0;
 		q->used_idx = vq->used_idx;
 	}
+	mark_used(vq);
+}
+
+struct siov_vq *siov_vq_used_list_pop(struct siov_vq_used_list *l)
+{
+	struct siov_vq *vq = l->head;
+
+	if (!vq)
+		return NULL;
+	l->head = vq->next_used;
+	vq->next_used = NULL;
+	vq->on_used_list = false;
+	return vq;
+}
+
+void siov_vq_bind(struct siov_vq *vq, const struct siov_vq_runner *r)
+{
+	vq->run = *r;
+	vq->on_used_list = false;
+	vq->next_used = NULL;
+}
+
+void siov_vq_unbind(struct siov_vq *vq)
+{
+	memset(&vq->run, 0, sizeof(vq->run));
+	vq->on_used_list = false;
+	vq->next_used = NULL;
+}
+
+uint64_t siov_vq_now(const struct siov_vq *vq)
+{
+	return vq->run.clock ? *vq->run.clock : siov_now_ns();
 }
 
 void siov_vq_notify(struct siov_vq *vq)
@@ -337,7 +386,8 @@ void siov_vq_notify(struct siov_vq *vq)
 
 bool siov_vq_has_work(const struct siov_vq *vq)
 {
-	return __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE) != vq->last_avail_idx;
+	return __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE) != vq->last_avail_idx ||
+	       vq->resubmit_pos < vq->resubmit_num;
 }
 
 bool siov_vq_enable_notify(struct siov_vq *vq)

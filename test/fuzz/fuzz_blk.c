@@ -10,8 +10,8 @@
  *
  * and runs the device model's process() with a struct siov_io_ctx on a real
  * io_uring, then the deferred completions, until nothing moves.  The engine
- * is left out (siov_engine_note_used() is a stub here), so a run is
- * deterministic.
+ * is left out (the device model never calls it: the queue simply has no
+ * runner), so a run is deterministic.
  *
  * Invariants checked after every input, beyond what ASan and UBSan see:
  *   - no byte of the backend outside the VDEV's window changed (none at all
@@ -29,7 +29,6 @@
 
 #include "fuzz_common.h"
 #include "siov_internal/backend.h"
-#include "siov_internal/engine.h"
 #include "siov_internal/virtio_blk.h"
 #include "siov_internal/virtqueue.h"
 
@@ -67,11 +66,6 @@ static uint8_t g_pattern[BK_SIZE], g_now[BK_SIZE];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* The engine's hook: nothing to notify without an engine. */
-void siov_engine_note_used(struct siov_vq *vq)
-{
-}
 
 static void io_done(struct siov_io *io, int res)
 {
@@ -145,12 +139,14 @@ static void check_backend(unsigned dev)
 static void run_queue(struct siov_vq *vq)
 {
 	const struct siov_vq_ops *ops = siov_blk_dev_ops.vq_ops;
-	unsigned rounds, started, done;
+	unsigned rounds, done;
 
 	for (rounds = 0; rounds < 4096; rounds++) {
-		started = ops->process(vq, &g_ctx, 32);
+		struct siov_vq_work work = {0};
+
+		ops->process(vq, &g_ctx, 32, &work);
 		done = siov_io_ctx_run_deferred(&g_ctx);
-		if (!started && !done)
+		if (!work.started && !done)
 			break;
 	}
 	if (rounds == 4096) {
@@ -176,7 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	siov_vq_init(&vq, 0);
 	vq.num = (uint16_t)num;
-	vq.desc_uva = g_guest.regions[2].userspace_addr;
+	vq.desc_uva = g_guest.regions[2].uva;
 	vq.avail_uva = vq.desc_uva + 16ull * num;
 	vq.used_uva = (vq.avail_uva + 6 + 2ull * num + 3) & ~3ull;
 	vq.addr_set = true;

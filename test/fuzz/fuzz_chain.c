@@ -96,19 +96,19 @@ static void check_chain(const struct siov_vq *vq, const struct siov_vq_chain *c)
 
 static void setup_memory(struct fz *f, const struct hdr *h, uint64_t *ring_uva)
 {
-	struct siov_vu_mem_region r[3];
+	struct siov_mem_desc r[3];
 	unsigned i;
 
 	if (!(h->flags & F_CUSTOM_MEM)) {
 		fuzz_guest_reset(&g_guest, NULL, 0);
-		*ring_uva = g_guest.regions[2].userspace_addr + h->ring_off % 0x8000;
+		*ring_uva = g_guest.regions[2].uva + h->ring_off % 0x8000;
 		return;
 	}
 	for (i = 0; i < 3; i++) {
-		r[i].guest_phys_addr = fz_u64(f);
-		r[i].memory_size = fz_u32(f);
-		r[i].userspace_addr = fz_u64(f);
-		r[i].mmap_offset = fz_u32(f);
+		r[i].gpa = fz_u64(f);
+		r[i].size = fz_u32(f);
+		r[i].uva = fz_u64(f);
+		r[i].fd_offset = fz_u32(f);
 	}
 	fuzz_guest_reset(&g_guest, r, 3);
 	*ring_uva = fz_u64(f);
@@ -188,7 +188,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		check_chain(&vq, &g_chain);
 		if (!(h.flags & F_NO_PUSH))
-			siov_vq_push(&vq, g_chain.head, (uint32_t)g_chain.in_len);
+			siov_vq_complete(&vq, g_chain.head, &g_chain.iov[g_chain.out_num],
+					 g_chain.in_num, (uint32_t)g_chain.in_len);
 	}
 	if (rc > 0) {
 		fprintf(stderr, "fuzz_chain: more than %u chains from a ring of %u\n", i, num);

@@ -87,19 +87,10 @@ void siov_log(enum siov_log_level level, const char *fmt, ...)
 /* ---- guest memory ---- */
 
 /* Front-end addresses and file offsets unrelated to guest-physical ones. */
-static const struct siov_vu_mem_region default_layout[3] = {
-    {.guest_phys_addr = FG_GPA_R0,
-     .memory_size = FG_REG_SIZE,
-     .userspace_addr = 0x7f0000000000ull,
-     .mmap_offset = 0},
-    {.guest_phys_addr = FG_GPA_R1,
-     .memory_size = FG_REG_SIZE,
-     .userspace_addr = 0x7f0000100000ull,
-     .mmap_offset = 2 * FG_REG_SIZE},
-    {.guest_phys_addr = FG_GPA_R2,
-     .memory_size = FG_REG_SIZE,
-     .userspace_addr = 0x7f0000300000ull,
-     .mmap_offset = FG_REG_SIZE},
+static const struct siov_mem_desc default_layout[3] = {
+    {.gpa = FG_GPA_R0, .size = FG_REG_SIZE, .uva = 0x7f0000000000ull, .fd_offset = 0},
+    {.gpa = FG_GPA_R1, .size = FG_REG_SIZE, .uva = 0x7f0000100000ull, .fd_offset = 2 * FG_REG_SIZE},
+    {.gpa = FG_GPA_R2, .size = FG_REG_SIZE, .uva = 0x7f0000300000ull, .fd_offset = FG_REG_SIZE},
 };
 
 void fuzz_guest_init(struct fuzz_guest *g)
@@ -115,10 +106,9 @@ void fuzz_guest_init(struct fuzz_guest *g)
 	fuzz_guest_reset(g, NULL, 0);
 }
 
-void fuzz_guest_reset(struct fuzz_guest *g, const struct siov_vu_mem_region *custom,
-		      unsigned ncustom)
+void fuzz_guest_reset(struct fuzz_guest *g, const struct siov_mem_desc *custom, unsigned ncustom)
 {
-	const struct siov_vu_mem_region *r = custom ? custom : default_layout;
+	const struct siov_mem_desc *r = custom ? custom : default_layout;
 	unsigned i, n = custom ? ncustom : 3;
 
 	siov_memtable_clear(&g->mt);
@@ -136,10 +126,9 @@ uint8_t *fuzz_guest_ptr(const struct fuzz_guest *g, uint64_t gpa, uint64_t len)
 	unsigned i;
 
 	for (i = 0; i < g->nregions; i++) {
-		const struct siov_vu_mem_region *r = &g->regions[i];
-		if (gpa >= r->guest_phys_addr && gpa - r->guest_phys_addr < r->memory_size &&
-		    len <= r->memory_size - (gpa - r->guest_phys_addr))
-			return g->base + r->mmap_offset + (gpa - r->guest_phys_addr);
+		const struct siov_mem_desc *r = &g->regions[i];
+		if (gpa >= r->gpa && gpa - r->gpa < r->size && len <= r->size - (gpa - r->gpa))
+			return g->base + r->fd_offset + (gpa - r->gpa);
 	}
 	return NULL;
 }

@@ -47,15 +47,14 @@ struct fuzz_guest {
 	int fd;
 	uint8_t *base;
 	struct siov_memtable mt;
-	struct siov_vu_mem_region regions[3];
+	struct siov_mem_desc regions[3];
 	unsigned nregions;
 };
 
 /* Creates the memfd and the default three-region table; aborts on failure. */
 void fuzz_guest_init(struct fuzz_guest *g);
 /* Zeroes the memfd and rebuilds the table (the default layout, or the given regions). */
-void fuzz_guest_reset(struct fuzz_guest *g, const struct siov_vu_mem_region *custom,
-		      unsigned ncustom);
+void fuzz_guest_reset(struct fuzz_guest *g, const struct siov_mem_desc *custom, unsigned ncustom);
 /* The fuzzer's view of a guest-physical address, or NULL if no region has it. */
 uint8_t *fuzz_guest_ptr(const struct fuzz_guest *g, uint64_t gpa, uint64_t len);
 

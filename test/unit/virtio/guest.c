@@ -17,19 +17,13 @@
  * guest-physical ones: R0 and R1 touch in guest-physical space but not in the
  * memfd, so a translation that assumed host contiguity would read wrong bytes.
  */
-static const struct siov_vu_mem_region layout[GUEST_NREGIONS] = {
-    {.guest_phys_addr = GPA_R0,
-     .memory_size = GUEST_REG_SIZE,
-     .userspace_addr = 0x7f0000000000ull,
-     .mmap_offset = 0},
-    {.guest_phys_addr = GPA_R1,
-     .memory_size = GUEST_REG_SIZE,
-     .userspace_addr = 0x7f0000100000ull,
-     .mmap_offset = 2 * GUEST_REG_SIZE},
-    {.guest_phys_addr = GPA_R2,
-     .memory_size = GUEST_REG_SIZE,
-     .userspace_addr = 0x7f0000300000ull,
-     .mmap_offset = GUEST_REG_SIZE},
+static const struct siov_mem_desc layout[GUEST_NREGIONS] = {
+    {.gpa = GPA_R0, .size = GUEST_REG_SIZE, .uva = 0x7f0000000000ull, .fd_offset = 0},
+    {.gpa = GPA_R1,
+     .size = GUEST_REG_SIZE,
+     .uva = 0x7f0000100000ull,
+     .fd_offset = 2 * GUEST_REG_SIZE},
+    {.gpa = GPA_R2, .size = GUEST_REG_SIZE, .uva = 0x7f0000300000ull, .fd_offset = GUEST_REG_SIZE},
 };
 
 int guest_init(struct guest *g)
@@ -72,13 +66,13 @@ void guest_fini(struct guest *g)
 	close(g->fd);
 }
 
-static const struct siov_vu_mem_region *region_of(const struct guest *g, uint64_t gpa)
+static const struct siov_mem_desc *region_of(const struct guest *g, uint64_t gpa)
 {
 	int i;
 
 	for (i = 0; i < GUEST_NREGIONS; i++) {
-		const struct siov_vu_mem_region *r = &g->regions[i];
-		if (gpa >= r->guest_phys_addr && gpa - r->guest_phys_addr < r->memory_size)
+		const struct siov_mem_desc *r = &g->regions[i];
+		if (gpa >= r->gpa && gpa - r->gpa < r->size)
 			return r;
 	}
 	return NULL;
@@ -86,21 +80,21 @@ static const struct siov_vu_mem_region *region_of(const struct guest *g, uint64_
 
 void *guest_ptr(const struct guest *g, uint64_t gpa)
 {
-	const struct siov_vu_mem_region *r = region_of(g, gpa);
+	const struct siov_mem_desc *r = region_of(g, gpa);
 
 	/* A test asking for an unmapped address is a bug in the test. */
 	if (!r)
 		abort();
-	return g->base + r->mmap_offset + (gpa - r->guest_phys_addr);
+	return g->base + r->fd_offset + (gpa - r->gpa);
 }
 
 uint64_t guest_uva(const struct guest *g, uint64_t gpa)
 {
-	const struct siov_vu_mem_region *r = region_of(g, gpa);
+	const struct siov_mem_desc *r = region_of(g, gpa);
 
 	if (!r)
 		abort();
-	return r->userspace_addr + (gpa - r->guest_phys_addr);
+	return r->uva + (gpa - r->gpa);
 }
 
 int tq_init(struct tq *q, struct guest *g, uint64_t ring_gpa, uint16_t num)

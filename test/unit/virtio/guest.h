@@ -32,7 +32,7 @@ struct guest {
 	int fd;
 	uint8_t *base; /* the test's own mapping of the whole memfd */
 	struct siov_memtable mt;
-	struct siov_vu_mem_region regions[GUEST_NREGIONS];
+	struct siov_mem_desc regions[GUEST_NREGIONS];
 };
 
 int guest_init(struct guest *g);

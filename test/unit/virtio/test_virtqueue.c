@@ -186,19 +186,19 @@ static void mt_reports_too_many_pieces(void **state)
 static void mt_refuses_bad_or_overlapping_regions(void **state)
 {
 	struct fx *fx = *state;
-	struct siov_vu_mem_region r = fx->g.regions[1];
+	struct siov_mem_desc r = fx->g.regions[1];
 
-	r.guest_phys_addr = GPA_R1 + GUEST_REG_SIZE - 0x1000; /* overlaps R1's tail */
-	r.userspace_addr = 0x7f1000000000ull;
+	r.gpa = GPA_R1 + GUEST_REG_SIZE - 0x1000; /* overlaps R1's tail */
+	r.uva = 0x7f1000000000ull;
 	assert_int_equal(siov_memtable_add(&fx->g.mt, &r, fx->g.fd), -EINVAL);
-	r.guest_phys_addr = GPA_GAP; /* free gpa, but R0's front-end addresses */
-	r.userspace_addr = fx->g.regions[0].userspace_addr + 0x1000;
+	r.gpa = GPA_GAP; /* free gpa, but R0's front-end addresses */
+	r.uva = fx->g.regions[0].uva + 0x1000;
 	assert_int_equal(siov_memtable_add(&fx->g.mt, &r, fx->g.fd), -EINVAL);
-	r.userspace_addr = 0x7f1000000000ull;
-	r.memory_size = 0;
+	r.uva = 0x7f1000000000ull;
+	r.size = 0;
 	assert_int_equal(siov_memtable_add(&fx->g.mt, &r, fx->g.fd), -EINVAL);
-	r.memory_size = 0x1000;
-	r.guest_phys_addr = UINT64_MAX - 0x10; /* wraps */
+	r.size = 0x1000;
+	r.gpa = UINT64_MAX - 0x10; /* wraps */
 	assert_int_equal(siov_memtable_add(&fx->g.mt, &r, fx->g.fd), -EINVAL);
 	assert_int_equal(fx->g.mt.nregions, GUEST_NREGIONS);
 }
@@ -212,10 +212,8 @@ static void mt_refuses_bad_or_overlapping_regions(void **state)
 static void mt_refuses_region_beyond_fd_end(void **state)
 {
 	struct fx *fx = *state;
-	struct siov_vu_mem_region r = {.guest_phys_addr = GPA_GAP,
-				       .memory_size = 0x10000,
-				       .userspace_addr = 0x7f1000000000ull,
-				       .mmap_offset = 16ull << 20};
+	struct siov_mem_desc r = {
+	    .gpa = GPA_GAP, .size = 0x10000, .uva = 0x7f1000000000ull, .fd_offset = 16ull << 20};
 
 	assert_int_equal(siov_memtable_add(&fx->g.mt, &r, fx->g.fd), -EINVAL);
 	assert_int_equal(fx->g.mt.nregions, GUEST_NREGIONS);
@@ -240,7 +238,7 @@ static void mt_translates_uva(void **state)
 {
 	struct fx *fx = *state;
 	uint64_t uva = guest_uva(&fx->g, GPA_R2 + 0x40);
-	uint64_t end = fx->g.regions[2].userspace_addr + GUEST_REG_SIZE;
+	uint64_t end = fx->g.regions[2].uva + GUEST_REG_SIZE;
 
 	memcpy(guest_ptr(&fx->g, GPA_R2 + 0x40), "ring", 4);
 	assert_memory_equal(siov_mem_uva_to_ptr(&fx->g.mt, uva, 4), "ring", 4);
@@ -255,7 +253,7 @@ static void mt_translates_uva(void **state)
 static void vq_map_rings_refuses_unmapped_ring(void **state)
 {
 	struct fx *fx = *state;
-	uint64_t end = fx->g.regions[2].userspace_addr + GUEST_REG_SIZE;
+	uint64_t end = fx->g.regions[2].uva + GUEST_REG_SIZE;
 
 	fx->q.vq.used_uva = end - 8; /* the used ring would run past R2 */
 	assert_int_equal(siov_vq_map_rings(&fx->q.vq), -EFAULT);
@@ -542,10 +540,37 @@ static void vq_push_writes_used_element_and_idx(void **state)
 	put_blk_chain(&fx->q, 4, DATA_GPA, 512, true);
 	tq_publish(&fx->q, 4);
 	assert_int_equal(siov_vq_pop(&fx->q.vq, &fx->chain), 1);
-	siov_vq_push(&fx->q.vq, fx->chain.head, 513);
+	siov_vq_complete(&fx->q.vq, fx->chain.head, NULL, 0, 513);
 	assert_int_equal(tq_used_idx(&fx->q), 1);
 	assert_int_equal(fx->q.used->ring[0].id, 4);
 	assert_int_equal(fx->q.used->ring[0].len, 513);
+}
+
+/* Completions reach the runner through its used list, each queue once per round. */
+static void vq_complete_puts_queue_on_runner_list_once(void **state)
+{
+	struct fx *fx = *state;
+	struct siov_vq *vq = &fx->q.vq;
+	struct siov_vq_used_list used = {0};
+	uint64_t clock = 1234;
+	struct siov_vq_runner run = {.clock = &clock, .used = &used};
+
+	siov_vq_bind(vq, &run);
+	assert_int_equal(siov_vq_now(vq), 1234);
+	assert_null(siov_vq_used_list_pop(&used));
+	siov_vq_complete(vq, 0, NULL, 0, 1);
+	siov_vq_complete(vq, 1, NULL, 0, 1);
+	assert_ptr_equal(siov_vq_used_list_pop(&used), vq);
+	assert_null(siov_vq_used_list_pop(&used));
+	/* Taken off: the next completion puts it back. */
+	siov_vq_complete(vq, 2, NULL, 0, 1);
+	assert_ptr_equal(siov_vq_used_list_pop(&used), vq);
+	siov_vq_unbind(vq);
+	/* No runner: the completion still reaches the ring, and nobody is told. */
+	siov_vq_complete(vq, 3, NULL, 0, 1);
+	assert_null(siov_vq_used_list_pop(&used));
+	assert_int_equal(tq_used_idx(&fx->q), 4);
+	assert_int_not_equal(siov_vq_now(vq), 1234);
 }
 
 static void vq_event_idx_signals_only_when_used_event_passed(void **state)
@@ -556,17 +581,17 @@ static void vq_event_idx_signals_only_when_used_event_passed(void **state)
 
 	vq->event_idx = true;
 	/* Nothing signalled yet: the first completion is always signalled. */
-	siov_vq_push(vq, 0, 1);
+	siov_vq_complete(vq, 0, NULL, 0, 1);
 	siov_vq_notify(vq);
 	assert_int_equal(calls(fx), 1);
 	/* "Interrupt me when the entry at used index 3 is written." */
 	*used_event = 3;
-	siov_vq_push(vq, 0, 1);
+	siov_vq_complete(vq, 0, NULL, 0, 1);
 	siov_vq_notify(vq);
-	siov_vq_push(vq, 0, 1);
+	siov_vq_complete(vq, 0, NULL, 0, 1);
 	siov_vq_notify(vq);
 	assert_int_equal(calls(fx), 0);
-	siov_vq_push(vq, 0, 1);
+	siov_vq_complete(vq, 0, NULL, 0, 1);
 	siov_vq_notify(vq);
 	assert_int_equal(calls(fx), 1);
 	/* No new used entry, no signal. */
@@ -580,11 +605,11 @@ static void vq_no_interrupt_flag_suppresses_signal(void **state)
 	struct siov_vq *vq = &fx->q.vq;
 
 	fx->q.avail->flags = VRING_AVAIL_F_NO_INTERRUPT;
-	siov_vq_push(vq, 0, 1);
+	siov_vq_complete(vq, 0, NULL, 0, 1);
 	siov_vq_notify(vq);
 	assert_int_equal(calls(fx), 0);
 	fx->q.avail->flags = 0;
-	siov_vq_push(vq, 0, 1);
+	siov_vq_complete(vq, 0, NULL, 0, 1);
 	siov_vq_notify(vq);
 	assert_int_equal(calls(fx), 1);
 }
@@ -633,7 +658,7 @@ static void vq_inflight_records_follow_pop_and_push(void **state)
 	assert_int_equal(iq->desc[2].inflight, 1);
 	assert_true(iq->desc[2].counter > 0);
 	assert_int_equal(iq->desc[0].inflight, 0);
-	siov_vq_push(&fx->q.vq, 2, 1);
+	siov_vq_complete(&fx->q.vq, 2, NULL, 0, 1);
 	assert_int_equal(iq->desc[2].inflight, 0);
 	assert_int_equal(iq->used_idx, 1);
 	assert_int_equal(iq->last_batch_head, 2);
@@ -676,6 +701,7 @@ int main(void)
 	    T(vq_readable_after_writable_breaks_queue),
 	    T(vq_too_many_segments_breaks_queue),
 	    T(vq_push_writes_used_element_and_idx),
+	    T(vq_complete_puts_queue_on_runner_list_once),
 	    T(vq_event_idx_signals_only_when_used_event_passed),
 	    T(vq_no_interrupt_flag_suppresses_signal),
 	    T(vq_enable_notify_writes_avail_event_and_sees_race),

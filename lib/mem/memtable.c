@@ -26,24 +26,23 @@ static int overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 	return a <= b + blen - 1 && b <= a + alen - 1;
 }
 
-static int region_check(const struct siov_memtable *mt, const struct siov_vu_mem_region *r)
+static int region_check(const struct siov_memtable *mt, const struct siov_mem_desc *r)
 {
 	unsigned i;
 
-	if (!range_ok(r->guest_phys_addr, r->memory_size) ||
-	    !range_ok(r->userspace_addr, r->memory_size) ||
-	    !range_ok(r->mmap_offset, r->memory_size) || r->memory_size > (1ull << 48))
+	if (!range_ok(r->gpa, r->size) || !range_ok(r->uva, r->size) ||
+	    !range_ok(r->fd_offset, r->size) || r->size > (1ull << 48))
 		return -EINVAL;
 	for (i = 0; i < mt->nregions; i++) {
 		const struct siov_mem_region *o = &mt->regions[i];
-		if (overlaps(o->gpa, o->size, r->guest_phys_addr, r->memory_size) ||
-		    overlaps(o->uva, o->size, r->userspace_addr, r->memory_size))
+		if (overlaps(o->gpa, o->size, r->gpa, r->size) ||
+		    overlaps(o->uva, o->size, r->uva, r->size))
 			return -EINVAL;
 	}
 	return 0;
 }
 
-int siov_memtable_add(struct siov_memtable *mt, const struct siov_vu_mem_region *r, int fd)
+int siov_memtable_add(struct siov_memtable *mt, const struct siov_mem_desc *r, int fd)
 {
 	struct siov_mem_region *m;
 	long page = sysconf(_SC_PAGESIZE);
@@ -61,34 +60,34 @@ int siov_memtable_add(struct siov_memtable *mt, const struct siov_vu_mem_region 
 	/* Mapping past the end of the file succeeds, but touching it raises SIGBUS. */
 	if (fstat(fd, &st) < 0)
 		return -errno;
-	if (r->mmap_offset + r->memory_size > (uint64_t)st.st_size)
+	if (r->fd_offset + r->size > (uint64_t)st.st_size)
 		return -EINVAL;
 	/* mmap wants a page-aligned offset; map from the page below it. */
-	off_aligned = r->mmap_offset & ~((uint64_t)page - 1);
-	delta = r->mmap_offset - off_aligned;
-	len = (size_t)(r->memory_size + delta);
+	off_aligned = r->fd_offset & ~((uint64_t)page - 1);
+	delta = r->fd_offset - off_aligned;
+	len = (size_t)(r->size + delta);
 	/* MAP_NORESERVE and no mlock: the front end's memory stays pageable. */
 	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd,
 		 (off_t)off_aligned);
 	if (p == MAP_FAILED)
 		return -errno;
 	m = &mt->regions[mt->nregions++];
-	m->gpa = r->guest_phys_addr;
-	m->size = r->memory_size;
-	m->uva = r->userspace_addr;
+	m->gpa = r->gpa;
+	m->size = r->size;
+	m->uva = r->uva;
 	m->map_base = p;
 	m->map_len = len;
 	m->host = (uint8_t *)p + delta;
 	return 0;
 }
 
-int siov_memtable_remove(struct siov_memtable *mt, const struct siov_vu_mem_region *r)
+int siov_memtable_remove(struct siov_memtable *mt, const struct siov_mem_desc *r)
 {
 	unsigned i;
 
 	for (i = 0; i < mt->nregions; i++) {
 		struct siov_mem_region *m = &mt->regions[i];
-		if (m->gpa != r->guest_phys_addr || m->size != r->memory_size)
+		if (m->gpa != r->gpa || m->size != r->size)
 			continue;
 		munmap(m->map_base, m->map_len);
 		mt->regions[i] = mt->regions[--mt->nregions];
