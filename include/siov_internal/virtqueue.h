@@ -134,6 +134,20 @@ void siov_vq_prefetch(const struct siov_vq *vq, unsigned n);
  */
 void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *written, unsigned n,
 		      uint32_t len);
+/* One used element of siov_vq_complete_many(). */
+struct siov_vq_used_elem {
+	uint16_t head;
+	uint32_t len;
+};
+/*
+ * siov_vq_complete for several chains published by one used-index update (the
+ * same path; siov_vq_complete is this with one element): a packet spread over
+ * several receive buffers (MRG_RXBUF) must reach the driver whole.
+ */
+void siov_vq_complete_many(struct siov_vq *vq, const struct siov_vq_used_elem *elems,
+			   unsigned nelems, const struct iovec *written, unsigned n);
+/* Gives the last n popped chains back to the ring (nothing was written to them, no INFLIGHT). */
+void siov_vq_unpop(struct siov_vq *vq, unsigned n);
 /* The time of the runner's round (ns), or the clock if no runner lends one. */
 uint64_t siov_vq_now(const struct siov_vq *vq);
 /* Lends the queue to a runner (control thread, queue stopped). */

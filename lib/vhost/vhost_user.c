@@ -41,6 +41,8 @@ struct vu_queue {
 	struct siov_vq vq;
 	bool kicked; /* SET_VRING_KICK seen since the last stop */
 	bool paused; /* taken off its engine for a moment by the slow path */
+	bool self_running; /* handed to the device model itself (dev_ops self_run) */
+	struct siov_vu_server *srv;
 };
 
 struct vu_msg_in {
@@ -99,7 +101,15 @@ static size_t inflight_queue_bytes(uint16_t qsize)
 
 static bool vq_running(const struct vu_queue *q)
 {
-	return siov_engine_of(&q->vq) >= 0;
+	return q->self_running || siov_engine_of(&q->vq) >= 0;
+}
+
+/* The protocol features this device can use. */
+static uint64_t protocol_features(const struct siov_vu_server *srv)
+{
+	uint64_t dev = srv->ops->protocol_features;
+
+	return dev ? VU_PROTOCOL_FEATURES & dev : VU_PROTOCOL_FEATURES;
 }
 
 static bool vq_enabled(const struct siov_vu_server *srv, const struct vu_queue *q)
@@ -122,7 +132,25 @@ static bool any_running(const struct siov_vu_server *srv)
 
 static void vq_stop(struct vu_queue *q)
 {
+	if (q->self_running) {
+		q->srv->ops->queue_stop(q->srv->dev, &q->vq);
+		q->self_running = false;
+		return;
+	}
 	siov_engine_detach(&q->vq);
+}
+
+/* Hands the queue to the device model itself (net receive queues) or to an engine. */
+static int vq_run(struct siov_vu_server *srv, struct vu_queue *q)
+{
+	int rc;
+
+	if (srv->ops->self_run && srv->ops->self_run(srv->dev, q->vq.index)) {
+		rc = srv->ops->queue_start(srv->dev, &q->vq);
+		q->self_running = rc == 0;
+		return rc;
+	}
+	return siov_engine_attach(siov_engines_pick(srv->engines), &q->vq);
 }
 
 /* Builds the list of requests a previous back end left in flight (INFLIGHT_SHMFD). */
@@ -216,7 +244,7 @@ static void vq_try_start(struct siov_vu_server *srv, struct vu_queue *q)
 	vq->resubmit = NULL;
 	vq->resubmit_num = vq->resubmit_pos = 0;
 	vq_attach_inflight(srv, q);
-	rc = siov_engine_attach(siov_engines_pick(srv->engines), vq);
+	rc = vq_run(srv, q);
 	if (rc)
 		SIOV_ERR("vdev %s queue %u: cannot start: %s", srv->name, vq->index, strerror(-rc));
 }
@@ -680,6 +708,19 @@ static int h_reset(struct siov_vu_server *srv, struct vu_msg_in *in)
 }
 
 /* Returns 1 if the handler replied itself, 0 / -errno for an ack, -EPROTO to drop. */
+/* Requests only one device type knows (net: SEND_RARP, NET_SET_MTU); its size is already checked. */
+static int h_device_message(struct siov_vu_server *srv, struct vu_msg_in *in)
+{
+	const struct siov_vu_msg *m = &in->m;
+	int rc = srv->ops->message ? srv->ops->message(srv->dev, m->hdr.request, &m->payload,
+						       m->hdr.size)
+				   : -ENOTSUP;
+
+	if (rc == -ENOTSUP)
+		SIOV_WARN("vdev %s: unsupported vhost-user request %u", srv->name, m->hdr.request);
+	return rc;
+}
+
 static int dispatch(struct siov_vu_server *srv, struct vu_msg_in *in)
 {
 	struct siov_vu_msg *m = &in->m;
@@ -692,11 +733,11 @@ static int dispatch(struct siov_vu_server *srv, struct vu_msg_in *in)
 	case VHOST_USER_SET_FEATURES:
 		return need_size(m, 8) ? -EPROTO : h_set_features(srv, in);
 	case VHOST_USER_GET_PROTOCOL_FEATURES:
-		return reply_u64(srv, m, VU_PROTOCOL_FEATURES) ? -EPIPE : 1;
+		return reply_u64(srv, m, protocol_features(srv)) ? -EPIPE : 1;
 	case VHOST_USER_SET_PROTOCOL_FEATURES:
 		if (need_size(m, 8))
 			return -EPROTO;
-		srv->protocol_features = m->payload.u64 & VU_PROTOCOL_FEATURES;
+		srv->protocol_features = m->payload.u64 & protocol_features(srv);
 		return 0;
 	case VHOST_USER_SET_OWNER:
 		return 0;
@@ -704,7 +745,10 @@ static int dispatch(struct siov_vu_server *srv, struct vu_msg_in *in)
 	case VHOST_USER_RESET_DEVICE:
 		return h_reset(srv, in);
 	case VHOST_USER_GET_QUEUE_NUM:
-		return reply_u64(srv, m, srv->nqueues) ? -EPIPE : 1;
+		return reply_u64(srv, m,
+				 srv->ops->queue_num ? srv->ops->queue_num(srv->dev) : srv->nqueues)
+			   ? -EPIPE
+			   : 1;
 	case VHOST_USER_GET_MAX_MEM_SLOTS:
 		return reply_u64(srv, m, VHOST_USER_MAX_MEM_SLOTS) ? -EPIPE : 1;
 	case VHOST_USER_SET_MEM_TABLE:
@@ -736,8 +780,7 @@ static int dispatch(struct siov_vu_server *srv, struct vu_msg_in *in)
 	case VHOST_USER_SET_INFLIGHT_FD:
 		return h_set_inflight(srv, in);
 	default:
-		SIOV_WARN("vdev %s: unsupported vhost-user request %u", srv->name, m->hdr.request);
-		return -ENOTSUP;
+		return h_device_message(srv, in);
 	}
 }
 
@@ -1011,8 +1054,10 @@ int siov_vu_server_create(const struct siov_vu_server_opts *o, struct siov_vu_se
 	srv->nqueues = o->queues;
 	srv->conn_fd = -1;
 	siov_memtable_init(&srv->mem);
-	for (i = 0; i < srv->nqueues; i++)
+	for (i = 0; i < srv->nqueues; i++) {
 		siov_vq_init(&srv->queues[i].vq, i);
+		srv->queues[i].srv = srv;
+	}
 	rc = socket_listen(o->socket_path, o, err);
 	if (rc < 0)
 		goto err_queues;

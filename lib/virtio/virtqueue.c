@@ -303,28 +303,46 @@ static void mark_used(struct siov_vq *vq)
 	l->head = vq;
 }
 
-void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *written, unsigned n,
-		      uint32_t len)
+void siov_vq_complete_many(struct siov_vq *vq, const struct siov_vq_used_elem *elems,
+			   unsigned nelems, const struct iovec *written, unsigned n)
 {
-	struct vring_used_elem *e = &vq->used->ring[vq->used_idx % vq->num];
 	struct siov_vu_inflight_queue *q = vq->inflight;
+	unsigned i;
 
 	/* written[0..n) is where the dirty log (migration) marks the device's writes. */
 	(void)written;
 	(void)n;
-	e->id = head;
-	e->len = len;
-	vq->used_idx++;
+	for (i = 0; i < nelems; i++) {
+		struct vring_used_elem *e = &vq->used->ring[(uint16_t)(vq->used_idx + i) % vq->num];
+
+		e->id = elems[i].head;
+		e->len = elems[i].len;
+	}
+	vq->used_idx = (uint16_t)(vq->used_idx + nelems);
 	/* Lets a successor tell, after a crash right here, which record is stale. */
-	if (q)
-		q->last_batch_head = head;
-	/* The driver must see the element before the index that covers it. */
+	if (q && nelems)
+		q->last_batch_head = elems[nelems - 1].head;
+	/* The driver must see the elements before the index that covers them. */
 	__atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
-	if (q && head < vq->num) {
-		q->desc[head].inflight = 0;
+	for (i = 0; q && i < nelems; i++) {
+		if (elems[i].head < vq->num)
+			q->desc[elems[i].head].inflight = 0;
 		q->used_idx = vq->used_idx;
 	}
 	mark_used(vq);
+}
+
+void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *written, unsigned n,
+		      uint32_t len)
+{
+	struct siov_vq_used_elem e = {head, len};
+
+	siov_vq_complete_many(vq, &e, 1, written, n);
+}
+
+void siov_vq_unpop(struct siov_vq *vq, unsigned n)
+{
+	vq->last_avail_idx = (uint16_t)(vq->last_avail_idx - n);
 }
 
 struct siov_vq *siov_vq_used_list_pop(struct siov_vq_used_list *l)
