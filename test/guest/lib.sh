@@ -334,7 +334,7 @@ guest_start() {
 	local args=(-accel "$ACCEL" -m "$GUEST_MEM" -smp 2
 		-object "memory-backend-memfd,id=mem,size=$GUEST_MEM,share=on" -machine "memory-backend=mem"
 		-kernel "$KIT/vmlinux" -initrd "$KIT/initramfs.cpio"
-		-append "console=ttyS0 quiet panic=-1 oops=panic"
+		-append "console=ttyS0 quiet panic=-1 oops=panic no_timer_check"
 		-fw_cfg "name=opt/test,file=$WORK/$name.guest.sh"
 		-display none -nodefaults -no-user-config -monitor none -serial "file:$WORK/$name.console"
 		-no-reboot -net none -pidfile "$WORK/$name.qemu.pid")
