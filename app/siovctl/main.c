@@ -29,8 +29,9 @@
 #define EXIT_NO_CALL	2
 
 /* Values of these are names or paths: strings even when they look like numbers. */
-static const char *const string_params[] = {"name",   "type",	 "backend", "path",
-					     "socket", "network", "uplink",  "mac"};
+static const char *const string_params[] = {"name", "type", "backend", "path", "socket", "uri",
+					    "tls_creds", "pool", "image", "conf", "id", "members", "member",
+					    "network", "uplink", "mac"};
 
 static const char usage_text[] =
     "usage: siovctl [-s SOCKET] [-t SECONDS] METHOD [--param value ...]\n"
@@ -43,14 +44,24 @@ static const char usage_text[] =
     "\n"
     "Parameters: '--some-name value' or '--some-name=value' sets some_name.  A flag\n"
     "with no value is true; 'true' and 'false' are booleans; a decimal integer is\n"
-    "an integer (except for name, type, backend, path, socket, network, uplink,\n"
+    "an integer (except for names, paths, uri, pool, image, id, network, uplink,\n"
     "mac); anything else is a string.  Sizes and offsets also take suffixes: 4K,\n"
     "512M, 1G, 2T.\n"
     "\n"
     "Methods:\n"
     "  backend_create  --name N --type null|ram|file [--path P] [--size S] [--readonly]\n"
+    "  backend_create  --name N --type nbd --uri nbd://HOST[:PORT]/EXPORT|nbd+unix:///EXPORT?socket=S\n"
+    "                  [--tls-creds DIR] [--timeout-ms T] [--settle-ms S] [--readonly]\n"
+    "  backend_create  --name N --type rbd --pool P --image I [--conf CEPH_CONF] [--id CLIENT]\n"
+    "                  [--timeout-ms T] [--readonly]\n"
     "  backend_delete  --name N\n"
+    "  backend_create  --name M --type mirror --members A,B[,C...] [--resync-rate BYTES/S]\n"
     "  backend_list\n"
+    "  backend_stats   --name N        (a mirror: each member's state, resync progress)\n"
+    "  backend_add_member    --name M --member B [--full]   (starts a resync)\n"
+    "  backend_remove_member --name M --member B\n"
+    "  backend_fail_member   --name M --member B\n"
+    "  backend_set_resync_rate --name M --rate BYTES/S\n"
     "  vdev_create     --name N --backend B --socket PATH [--type blk] [--offset O]\n"
     "                  [--size S] [--queues Q] [--readonly] [--allow-overlap]\n"
     "  vdev_delete     --name N\n"

@@ -241,7 +241,8 @@ static int run(const struct siovd_opts *o, struct siov_loop *loop)
 				    .socket_dirs = o->nsocket_dirs ? o->socket_dirs : NULL,
 				    .socket_mode = o->socket_mode,
 				    .socket_uid = o->socket_uid,
-				    .socket_gid = o->socket_gid};
+				    .socket_gid = o->socket_gid,
+				    .state_dir = o->state_dir};
 	struct siov_rpc_server_opts ro = {.loop = loop,
 					  .socket_path = o->rpc_socket,
 					  .state_dir = o->state_dir,

@@ -91,19 +91,53 @@ unsigned siov_io_ctx_run_deferred(struct siov_io_ctx *ctx);
  */
 void siov_io_ctx_handle_cqe(struct siov_io_ctx *ctx, struct io_uring_cqe *cqe);
 
-enum siov_backend_type { SIOV_BACKEND_NULL, SIOV_BACKEND_RAM, SIOV_BACKEND_FILE };
+enum siov_backend_type {
+	SIOV_BACKEND_NULL,
+	SIOV_BACKEND_RAM,
+	SIOV_BACKEND_FILE,
+	SIOV_BACKEND_NBD,
+	SIOV_BACKEND_RBD,
+	SIOV_BACKEND_MIRROR,
+};
+
+/* The most members a mirror has (md allows more; two or three is what people run). */
+#define SIOV_MIRROR_MAX_MEMBERS 8
+
+/* Remote backends: how long a request may wait for a lost server, and the fence. */
+#define SIOV_BACKEND_TIMEOUT_MS_DEFAULT 30000
+#define SIOV_BACKEND_SETTLE_MS_DEFAULT	1000
 
 struct siov_backend_conf {
 	char name[SIOV_NAME_MAX];
 	enum siov_backend_type type;
 	char path[4096]; /* file: a regular file or a block device */
-	uint64_t size;	 /* bytes; 0 = take the file's size (file) */
+	uint64_t size;	 /* bytes; 0 = take the file's (file) or the server's (nbd, rbd) size */
 	bool readonly;
+	/* nbd: an NBD URI (nbd://, nbds://, nbd+unix://) and the TLS credentials directory. */
+	char uri[1024];
+	char tls_creds[1024];
+	/*
+	 * nbd: a request waiting for a lost server fails after timeout_ms; after a
+	 * connection is lost (and after open) writes wait settle_ms before they go
+	 * to the server (docs/storage.md, "No stale write").  timeout_ms 0 means
+	 * the default; the RPC parser fills in both defaults when they are not given.
+	 */
+	uint32_t timeout_ms;
+	uint32_t settle_ms;
+	/* rbd: pool, image, ceph.conf (empty: librados' default search) and client id. */
+	char pool[128];
+	char image[128];
+	char ceph_conf[1024];
+	char ceph_id[128];
+	/* mirror: the member backends' names (opened by siov_mirror_open, see mirror.h) */
+	char members[SIOV_MIRROR_MAX_MEMBERS][SIOV_NAME_MAX];
+	unsigned nmembers;
+	uint64_t resync_rate; /* mirror: bytes/s; 0 = the default */
 };
 
 struct siov_backend;
 
-/* Parses "null", "ram", "file"; -EINVAL otherwise. */
+/* Parses "null", "ram", "file", "mirror"; -EINVAL otherwise. */
 int siov_backend_type_parse(const char *s, enum siov_backend_type *out);
 const char *siov_backend_type_name(enum siov_backend_type type);
 

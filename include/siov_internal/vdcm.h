@@ -33,6 +33,7 @@ struct siov_vdcm_opts {
 	/* VDEV socket files: mode (0 = 0600), owner and group (0 = siovd's). */
 	unsigned socket_mode;
 	int socket_uid, socket_gid;
+	const char *state_dir; /* mirrors' bitmaps go here; NULL = kept in memory */
 };
 
 enum siov_vdev_type { SIOV_VDEV_BLK, SIOV_VDEV_NET };
@@ -70,6 +71,20 @@ int siov_vdcm_backend_create(struct siov_vdcm *vdcm, const struct siov_backend_c
 			     struct siov_err *err);
 /* -EBUSY while a VDEV uses it. */
 int siov_vdcm_backend_delete(struct siov_vdcm *vdcm, const char *name, struct siov_err *err);
+/*
+ * Mirror members (see siov_internal/mirror.h).  add: a backend that nothing
+ * else uses, or a failed member coming back (bitmap resync unless full).
+ * remove: -EBUSY for the last in-sync member.  The mirror's conf (members)
+ * changes with them, so the caller saves the state.
+ */
+int siov_vdcm_mirror_add_member(struct siov_vdcm *vdcm, const char *name, const char *member,
+				bool full, struct siov_err *err);
+int siov_vdcm_mirror_remove_member(struct siov_vdcm *vdcm, const char *name, const char *member,
+				   struct siov_err *err);
+int siov_vdcm_mirror_fail_member(struct siov_vdcm *vdcm, const char *name, const char *member,
+				 struct siov_err *err);
+int siov_vdcm_mirror_set_resync_rate(struct siov_vdcm *vdcm, const char *name, uint64_t rate,
+				     struct siov_err *err);
 int siov_vdcm_vdev_create(struct siov_vdcm *vdcm, const struct siov_vdev_conf *conf,
 			  struct siov_err *err);
 int siov_vdcm_vdev_delete(struct siov_vdcm *vdcm, const char *name, struct siov_err *err);
@@ -96,7 +111,8 @@ struct siov_backend_info {
 	uint64_t size;
 	uint32_t block_size;
 	bool direct;
-	unsigned vdevs; /* how many VDEVs use it */
+	unsigned vdevs;	    /* how many VDEVs use it */
+	const char *mirror; /* the mirror it is a member of, or NULL */
 };
 
 struct siov_queue_stats {
@@ -155,6 +171,12 @@ struct siov_daemon_info {
 };
 
 typedef void (*siov_backend_info_cb)(const struct siov_backend_info *info, void *arg);
+struct siov_mirror_info;
+/* mirror is NULL unless the backend is a mirror. */
+typedef void (*siov_backend_stats_cb)(const struct siov_backend_info *info,
+				      const struct siov_mirror_info *mirror, void *arg);
+int siov_vdcm_backend_stats(struct siov_vdcm *vdcm, const char *name, siov_backend_stats_cb cb,
+			    void *arg, struct siov_err *err);
 typedef void (*siov_vdev_info_cb)(const struct siov_vdev_info *info, void *arg);
 typedef void (*siov_group_info_cb)(const struct siov_group_info *info, void *arg);
 

@@ -38,6 +38,14 @@ struct siov_vu_server_opts {
 
 int siov_vu_server_create(const struct siov_vu_server_opts *opts, struct siov_vu_server **out,
 			  struct siov_err *err);
+/*
+ * Takes @fd, a connected non-blocking stream socket, as the front end's
+ * connection, as if it had been accepted on the VDEV's socket (what the unit
+ * tests do with a socketpair; a manager could hand over a connection the same
+ * way).  The server owns fd from here on, also on error: -EBUSY when a front
+ * end is already connected, or the loop's -errno.
+ */
+int siov_vu_server_adopt(struct siov_vu_server *srv, int fd);
 /* Stops the queues (in-flight I/O completes), closes the connection, removes the socket. */
 void siov_vu_server_destroy(struct siov_vu_server *srv);
 

@@ -19,6 +19,8 @@ static const struct siov_backend_ops *const backend_ops[] = {
     [SIOV_BACKEND_NULL] = &siov__backend_null_ops,
     [SIOV_BACKEND_RAM] = &siov__backend_ram_ops,
     [SIOV_BACKEND_FILE] = &siov__backend_file_ops,
+    [SIOV_BACKEND_NBD] = &siov__backend_nbd_ops,
+    [SIOV_BACKEND_MIRROR] = &siov__backend_mirror_ops,
 };
 
 static const struct siov_backend_ops *ops_of(enum siov_backend_type type)
@@ -33,7 +35,7 @@ int siov_backend_type_parse(const char *s, enum siov_backend_type *out)
 	unsigned i;
 
 	for (i = 0; s && i < SIOV_ARRAY_SIZE(backend_ops); i++) {
-		if (strcmp(s, backend_ops[i]->type_name) == 0) {
+		if (backend_ops[i] && strcmp(s, backend_ops[i]->type_name) == 0) {
 			*out = (enum siov_backend_type)i;
 			return 0;
 		}
@@ -46,6 +48,18 @@ const char *siov_backend_type_name(enum siov_backend_type type)
 	const struct siov_backend_ops *ops = ops_of(type);
 
 	return ops ? ops->type_name : "unknown";
+}
+
+/* Backends whose size comes from a server. */
+static bool is_remote(enum siov_backend_type type)
+{
+	return type == SIOV_BACKEND_NBD || type == SIOV_BACKEND_RBD;
+}
+
+/* A non-empty, NUL-terminated string field. */
+static bool str_ok(const char *s, size_t size)
+{
+	return s[0] != '\0' && strnlen(s, size) < size;
 }
 
 /* Checks what does not depend on the backend type's own resources. */
@@ -61,8 +75,8 @@ static int conf_check(const struct siov_backend_conf *conf, struct siov_err *err
 				    SIOV_NAME_MAX - 1);
 	if (!ops_of(conf->type))
 		return siov_err_set(err, -EINVAL,
-				    "backend '%s': unknown type %d (use %s, %s or %s)", name,
-				    (int)conf->type, "null", "ram", "file");
+				    "backend '%s': unknown type %d (use null, ram, file, nbd or rbd)",
+				    name, (int)conf->type);
 	if (conf->size % 512 != 0)
 		return siov_err_set(err, -EINVAL,
 				    "backend '%s': size %llu is not a multiple of 512", name,
@@ -70,9 +84,16 @@ static int conf_check(const struct siov_backend_conf *conf, struct siov_err *err
 	if (conf->size > INT64_MAX)
 		return siov_err_set(err, -EINVAL, "backend '%s': size %llu is too large", name,
 				    (unsigned long long)conf->size);
-	if (conf->type != SIOV_BACKEND_FILE && conf->size == 0)
+	if (conf->type != SIOV_BACKEND_FILE && conf->type != SIOV_BACKEND_MIRROR &&
+	    conf->size == 0 && !is_remote(conf->type))
 		return siov_err_set(err, -EINVAL, "backend '%s': a %s backend needs a size", name,
 				    siov_backend_type_name(conf->type));
+	if (conf->type == SIOV_BACKEND_NBD && !str_ok(conf->uri, sizeof(conf->uri)))
+		return siov_err_set(err, -EINVAL, "backend '%s': an nbd backend needs a uri", name);
+	if (conf->type == SIOV_BACKEND_RBD &&
+	    (!str_ok(conf->pool, sizeof(conf->pool)) || !str_ok(conf->image, sizeof(conf->image))))
+		return siov_err_set(err, -EINVAL, "backend '%s': an rbd backend needs a pool and an image",
+				    name);
 	if (conf->type == SIOV_BACKEND_FILE &&
 	    (conf->path[0] == '\0' ||
 	     strnlen(conf->path, sizeof(conf->path)) == sizeof(conf->path)))

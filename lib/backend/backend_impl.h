@@ -15,6 +15,9 @@
 extern const struct siov_backend_ops siov__backend_null_ops;
 extern const struct siov_backend_ops siov__backend_ram_ops;
 extern const struct siov_backend_ops siov__backend_file_ops;
+extern const struct siov_backend_ops siov__backend_nbd_ops;
+extern const struct siov_backend_ops siov__backend_rbd_ops;
+extern const struct siov_backend_ops siov__backend_mirror_ops;
 
 /*
  * Finds the iovec that holds byte *skip of the list: returns its index (iovcnt

@@ -127,6 +127,8 @@ int siov_vdev_conf_from_json(struct json_object *params, struct siov_vdev_conf *
 			     struct siov_err *err);
 /* The inverse: objects that siov_*_conf_from_json() read back unchanged.  NULL: no memory. */
 struct json_object *siov_backend_conf_to_json(const struct siov_backend_conf *conf);
+/* Adds an nbd or rbd backend's own parameters (uri, pool, ...) to o; nothing for others. */
+void siov_backend_remote_conf_to_json(struct json_object *o, const struct siov_backend_conf *conf);
 struct json_object *siov_vdev_conf_to_json(const struct siov_vdev_conf *conf);
 
 const char *siov_vdev_type_name(enum siov_vdev_type type);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "siov_internal/log.h"
+#include "siov_internal/mirror.h"
 #include "siov_internal/state.h"
 #include "rpc_internal.h"
 
@@ -159,11 +160,21 @@ static void backend_to_json(const struct siov_backend_info *info, void *arg)
 			       json_object_new_string(siov_backend_type_name(conf->type)));
 	json_object_object_add(
 	    o, "path", conf->type == SIOV_BACKEND_FILE ? json_object_new_string(conf->path) : NULL);
+	siov_backend_remote_conf_to_json(o, conf);
 	json_object_object_add(o, "size", json_object_new_uint64(info->size));
 	json_object_object_add(o, "block_size", json_object_new_int64(info->block_size));
 	json_object_object_add(o, "direct", json_object_new_boolean(info->direct));
 	json_object_object_add(o, "readonly", json_object_new_boolean(conf->readonly));
 	json_object_object_add(o, "vdevs", json_object_new_int64(info->vdevs));
+	if (conf->type == SIOV_BACKEND_MIRROR) {
+		struct json_object *m = json_object_new_array();
+
+		for (unsigned i = 0; m && i < conf->nmembers; i++)
+			json_object_array_add(m, json_object_new_string(conf->members[i]));
+		json_object_object_add(o, "members", m);
+	}
+	if (info->mirror)
+		json_object_object_add(o, "member_of", json_object_new_string(info->mirror));
 	json_object_array_add(arg, o);
 }
 
@@ -179,6 +190,171 @@ static int m_backend_list(struct siov_rpc_server *srv, struct json_object *param
 		return siov_err_set(err, -ENOMEM, "out of memory");
 	siov_vdcm_backend_foreach(srv->vdcm, backend_to_json, *result);
 	return 0;
+}
+
+/* ---- Mirror members and backend_stats ---- */
+
+struct member_params {
+	char name[SIOV_NAME_MAX];
+	char member[SIOV_NAME_MAX];
+	bool full;
+	uint64_t rate;
+};
+
+#define MPARAM(f) offsetof(struct member_params, f), sizeof(((struct member_params *)0)->f)
+
+static int parse_member_params(struct json_object *params, bool with_full, bool with_rate,
+			       struct member_params *mp, struct siov_err *err)
+{
+	const struct siov_param table[] = {
+	    {"name", true, siov_param_name, MPARAM(name), 0, 0},
+	    {with_rate ? "rate" : "member", true, with_rate ? siov_param_bytes : siov_param_name,
+	     with_rate ? offsetof(struct member_params, rate) : offsetof(struct member_params, member),
+	     with_rate ? sizeof(uint64_t) : SIOV_NAME_MAX, 0, 0},
+	    {"full", false, siov_param_bool, MPARAM(full), 0, 0},
+	};
+
+	memset(mp, 0, sizeof(*mp));
+	if (siov_params_parse(params, table, with_full ? 3 : 2, mp, NULL, err))
+		return invalid_params(err);
+	return 0;
+}
+
+/* A change to a mirror's members or rate: the conf changed, so save it. */
+static int mirror_changed(struct siov_rpc_server *srv, int rc, const char *what,
+			  const struct member_params *mp, struct json_object **result,
+			  struct siov_err *err)
+{
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	SIOV_INFO("rpc: mirror '%s': %s %s", mp->name, what, mp->member);
+	rc = siov_rpc_persist(srv, err);
+	if (rc < 0)
+		return save_failed(rc, err, "mirror", mp->name, "changed, but");
+	return ok_true(result);
+}
+
+static int m_backend_add_member(struct siov_rpc_server *srv, struct json_object *params,
+				struct json_object **result, struct siov_err *err)
+{
+	struct member_params mp;
+	int rc = parse_member_params(params, true, false, &mp, err);
+
+	if (rc)
+		return rc;
+	rc = siov_vdcm_mirror_add_member(srv->vdcm, mp.name, mp.member, mp.full, err);
+	return mirror_changed(srv, rc, "added", &mp, result, err);
+}
+
+static int m_backend_remove_member(struct siov_rpc_server *srv, struct json_object *params,
+				   struct json_object **result, struct siov_err *err)
+{
+	struct member_params mp;
+	int rc = parse_member_params(params, false, false, &mp, err);
+
+	if (rc)
+		return rc;
+	rc = siov_vdcm_mirror_remove_member(srv->vdcm, mp.name, mp.member, err);
+	return mirror_changed(srv, rc, "removed", &mp, result, err);
+}
+
+static int m_backend_fail_member(struct siov_rpc_server *srv, struct json_object *params,
+				 struct json_object **result, struct siov_err *err)
+{
+	struct member_params mp;
+	int rc = parse_member_params(params, false, false, &mp, err);
+
+	if (rc)
+		return rc;
+	rc = siov_vdcm_mirror_fail_member(srv->vdcm, mp.name, mp.member, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	return ok_true(result);
+}
+
+static int m_backend_set_resync_rate(struct siov_rpc_server *srv, struct json_object *params,
+				     struct json_object **result, struct siov_err *err)
+{
+	struct member_params mp;
+	int rc = parse_member_params(params, false, true, &mp, err);
+
+	if (rc)
+		return rc;
+	rc = siov_vdcm_mirror_set_resync_rate(srv->vdcm, mp.name, mp.rate, err);
+	return mirror_changed(srv, rc, "resync rate set", &mp, result, err);
+}
+
+static struct json_object *member_to_json(const struct siov_member_info *m)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "name", json_object_new_string(m->name));
+	json_object_object_add(o, "state", json_object_new_string(siov_member_state_name(m->state)));
+	if (m->state == SIOV_MEMBER_FAILED)
+		json_object_object_add(o, "reason", json_object_new_string(m->reason));
+	if (m->state == SIOV_MEMBER_RESYNCING) {
+		struct json_object *p = json_object_new_object();
+
+		json_object_object_add(p, "mode", json_object_new_string(m->full ? "full" : "bitmap"));
+		json_object_object_add(p, "done_bytes", json_object_new_uint64(m->resync_done));
+		json_object_object_add(p, "total_bytes", json_object_new_uint64(m->resync_total));
+		json_object_object_add(
+		    p, "percent",
+		    json_object_new_double(m->resync_total ? 100.0 * (double)m->resync_done /
+								 (double)m->resync_total
+							   : 100.0));
+		json_object_object_add(o, "resync", p);
+	}
+	json_object_object_add(o, "reads", json_object_new_uint64(m->reads));
+	json_object_object_add(o, "writes", json_object_new_uint64(m->writes));
+	json_object_object_add(o, "read_errors", json_object_new_uint64(m->read_errors));
+	json_object_object_add(o, "write_errors", json_object_new_uint64(m->write_errors));
+	json_object_object_add(o, "resync_bytes", json_object_new_uint64(m->resync_bytes));
+	return o;
+}
+
+static void stats_to_json(const struct siov_backend_info *info, const struct siov_mirror_info *mi,
+			  void *arg)
+{
+	struct json_object *arr = json_object_new_array(), *o, *m, *mems;
+
+	if (!arr)
+		return;
+	backend_to_json(info, arr);
+	o = json_object_get(json_object_array_get_idx(arr, 0));
+	json_object_put(arr);
+	if (!o)
+		return;
+	if (mi && (m = json_object_new_object()) != NULL) {
+		json_object_object_add(m, "chunk_size", json_object_new_uint64(mi->chunk_size));
+		json_object_object_add(m, "chunks", json_object_new_uint64(mi->chunks));
+		json_object_object_add(m, "dirty_chunks", json_object_new_uint64(mi->dirty_chunks));
+		json_object_object_add(m, "resync_rate", json_object_new_uint64(mi->resync_rate));
+		json_object_object_add(m, "read_retries", json_object_new_uint64(mi->read_retries));
+		mems = json_object_new_array();
+		for (unsigned i = 0; mems && i < mi->nmembers; i++)
+			json_object_array_add(mems, member_to_json(&mi->members[i]));
+		json_object_object_add(m, "members", mems);
+		json_object_object_add(o, "mirror", m);
+	}
+	*(struct json_object **)arg = o;
+}
+
+static int m_backend_stats(struct siov_rpc_server *srv, struct json_object *params,
+			   struct json_object **result, struct siov_err *err)
+{
+	char name[SIOV_NAME_MAX];
+	int rc = parse_name(params, true, name, err);
+
+	if (rc)
+		return rc;
+	*result = NULL;
+	rc = siov_vdcm_backend_stats(srv->vdcm, name, stats_to_json, result, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	return *result ? 0 : siov_err_set(err, -ENOMEM, "out of memory");
 }
 
 /* ---- VDEVs ---- */
@@ -656,6 +832,10 @@ static int m_daemon_info(struct siov_rpc_server *srv, struct json_object *params
 static const struct siov_rpc_method methods[] = {
     {"backend_create", m_backend_create}, {"backend_delete", m_backend_delete},
     {"backend_list", m_backend_list},	  {"vdev_create", m_vdev_create},
+    {"backend_stats", m_backend_stats},	  {"backend_add_member", m_backend_add_member},
+    {"backend_remove_member", m_backend_remove_member},
+    {"backend_fail_member", m_backend_fail_member},
+    {"backend_set_resync_rate", m_backend_set_resync_rate},
     {"vdev_delete", m_vdev_delete},	  {"vdev_list", m_vdev_list},
     {"vdev_stats", m_vdev_stats},	  {"vdev_set_qos", m_vdev_set_qos},
     {"group_create", m_group_create},	  {"group_set_qos", m_group_set_qos},

@@ -245,24 +245,169 @@ static int param_backend_type(const struct siov_param *p, struct json_object *v,
 	if (rc)
 		return rc;
 	if (siov_backend_type_parse(s, field) < 0)
-		return param_fail(p, "must be one of \"null\", \"ram\", \"file\"", err);
+		return param_fail(p, "must be one of \"null\", \"ram\", \"file\", \"nbd\", \"rbd\", \"mirror\"",
+				  err);
+	return 0;
+}
+
+/* A non-empty string that fits its field (URIs, pool and image names, client ids). */
+static int param_text(const struct siov_param *p, struct json_object *v, void *field,
+		      struct siov_err *err)
+{
+	const char *s;
+	size_t len;
+	int rc = param_string(p, v, &s, &len, err);
+
+	if (rc)
+		return rc;
+	if (len == 0)
+		return param_fail(p, "must not be empty", err);
+	if (len >= p->size)
+		return siov_err_set(err, -EINVAL, "parameter '%s' is longer than %zu bytes",
+				    p->name, p->size - 1);
+	memcpy(field, s, len + 1);
+	return 0;
+}
+
+/* One member name into the next slot of the conf's members. */
+static int member_add(const struct siov_param *p, struct siov_backend_conf *c, const char *s,
+		      size_t len, struct siov_err *err)
+{
+	if (c->nmembers >= SIOV_MIRROR_MAX_MEMBERS)
+		return param_fail(p, "lists more members than a mirror may have (8)", err);
+	if (len == 0 || len >= SIOV_NAME_MAX)
+		return param_fail(p, "holds a name that is empty or too long", err);
+	memcpy(c->members[c->nmembers], s, len);
+	c->members[c->nmembers][len] = '\0';
+	if (!siov_name_valid(c->members[c->nmembers]))
+		return param_fail(p, "holds an invalid backend name", err);
+	c->nmembers++;
+	return 0;
+}
+
+/* members: ["a", "b"] or "a,b" (what siovctl --members a,b sends). */
+static int param_members(const struct siov_param *p, struct json_object *v, void *field,
+			 struct siov_err *err)
+{
+	struct siov_backend_conf *c =
+	    (void *)((char *)field - offsetof(struct siov_backend_conf, members));
+	const char *s, *comma;
+	size_t i, n;
+	int rc;
+
+	c->nmembers = 0;
+	if (json_object_is_type(v, json_type_string)) {
+		for (s = json_object_get_string(v);; s = comma + 1) {
+			comma = strchr(s, ',');
+			rc = member_add(p, c, s, comma ? (size_t)(comma - s) : strlen(s), err);
+			if (rc || !comma)
+				return rc;
+		}
+	}
+	if (!json_object_is_type(v, json_type_array))
+		return param_fail(p, "must be a list of backend names", err);
+	n = json_object_array_length(v);
+	for (i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(v, i);
+
+		if (!json_object_is_type(e, json_type_string))
+			return param_fail(p, "must be a list of backend names", err);
+		rc = member_add(p, c, json_object_get_string(e), (size_t)json_object_get_string_len(e),
+				err);
+		if (rc)
+			return rc;
+	}
 	return 0;
 }
 
 #define BCONF(f) offsetof(struct siov_backend_conf, f), sizeof(((struct siov_backend_conf *)0)->f)
-enum { BP_NAME, BP_TYPE, BP_PATH, BP_SIZE, BP_READONLY };
+enum {
+	BP_NAME,
+	BP_TYPE,
+	BP_PATH,
+	BP_SIZE,
+	BP_READONLY,
+	BP_URI,
+	BP_TLS_CREDS,
+	BP_TIMEOUT_MS,
+	BP_SETTLE_MS,
+	BP_POOL,
+	BP_IMAGE,
+	BP_CONF,
+	BP_ID,
+	BP_MEMBERS,
+	BP_RESYNC_RATE,
+};
 static const struct siov_param backend_params[] = {
     [BP_NAME] = {"name", true, siov_param_name, BCONF(name), 0, 0},
     [BP_TYPE] = {"type", true, param_backend_type, BCONF(type), 0, 0},
     [BP_PATH] = {"path", false, siov_param_abs_path, BCONF(path), 0, 0},
     [BP_SIZE] = {"size", false, siov_param_bytes, BCONF(size), 0, 0},
     [BP_READONLY] = {"readonly", false, siov_param_bool, BCONF(readonly), 0, 0},
+    [BP_URI] = {"uri", false, param_text, BCONF(uri), 0, 0},
+    [BP_TLS_CREDS] = {"tls_creds", false, siov_param_abs_path, BCONF(tls_creds), 0, 0},
+    [BP_TIMEOUT_MS] = {"timeout_ms", false, siov_param_uint, BCONF(timeout_ms), 1, 3600000},
+    [BP_SETTLE_MS] = {"settle_ms", false, siov_param_uint, BCONF(settle_ms), 0, 600000},
+    [BP_POOL] = {"pool", false, param_text, BCONF(pool), 0, 0},
+    [BP_IMAGE] = {"image", false, param_text, BCONF(image), 0, 0},
+    [BP_CONF] = {"conf", false, siov_param_abs_path, BCONF(ceph_conf), 0, 0},
+    [BP_ID] = {"id", false, param_text, BCONF(ceph_id), 0, 0},
+    [BP_MEMBERS] = {"members", false, param_members, BCONF(members), 0, 0},
+    [BP_RESYNC_RATE] = {"resync_rate", false, siov_param_bytes, BCONF(resync_rate), 0, 0},
 };
+
+#define BIT(p) (1u << (p))
+#define BP_COMMON (BIT(BP_NAME) | BIT(BP_TYPE) | BIT(BP_SIZE) | BIT(BP_READONLY))
+/* Which parameters each type takes, and which of them it needs. */
+static const struct {
+	uint32_t allowed, required;
+} backend_type_params[] = {
+    [SIOV_BACKEND_NULL] = {BP_COMMON, 0},
+    [SIOV_BACKEND_RAM] = {BP_COMMON, 0},
+    [SIOV_BACKEND_FILE] = {BP_COMMON | BIT(BP_PATH), BIT(BP_PATH)},
+    [SIOV_BACKEND_NBD] = {BP_COMMON | BIT(BP_URI) | BIT(BP_TLS_CREDS) | BIT(BP_TIMEOUT_MS) |
+			      BIT(BP_SETTLE_MS),
+			  BIT(BP_URI)},
+    [SIOV_BACKEND_RBD] = {BP_COMMON | BIT(BP_POOL) | BIT(BP_IMAGE) | BIT(BP_CONF) |
+			      BIT(BP_ID) | BIT(BP_TIMEOUT_MS),
+			  BIT(BP_POOL) | BIT(BP_IMAGE)},
+    /* A mirror's size is its members'. */
+    [SIOV_BACKEND_MIRROR] = {BIT(BP_NAME) | BIT(BP_TYPE) | BIT(BP_READONLY) | BIT(BP_MEMBERS) |
+				 BIT(BP_RESYNC_RATE),
+			     BIT(BP_MEMBERS)},
+};
+
+/* Every parameter given is one the type takes, and every one it needs is given. */
+static int backend_params_check(const struct siov_backend_conf *conf, uint32_t seen,
+				struct siov_err *err)
+{
+	const char *type = siov_backend_type_name(conf->type);
+	uint32_t allowed = backend_type_params[conf->type].allowed;
+	uint32_t required = backend_type_params[conf->type].required;
+	unsigned i;
+
+	for (i = 0; i < SIOV_ARRAY_SIZE(backend_params); i++) {
+		if ((seen & BIT(i)) && !(allowed & BIT(i)))
+			return siov_err_set(err, -EINVAL,
+					    "parameter '%s' is not valid for type '%s'",
+					    backend_params[i].name, type);
+		if ((required & BIT(i)) && !(seen & BIT(i)))
+			return siov_err_set(err, -EINVAL,
+					    "missing parameter '%s' (required for type '%s')",
+					    backend_params[i].name, type);
+	}
+	/* A size is what an in-memory backend is made of: it cannot be 0. */
+	if ((conf->type == SIOV_BACKEND_NULL || conf->type == SIOV_BACKEND_RAM) && conf->size == 0)
+		return siov_err_set(err, -EINVAL,
+				    "parameter 'size' is required for type '%s' and must be "
+				    "greater than 0",
+				    type);
+	return 0;
+}
 
 int siov_backend_conf_from_json(struct json_object *params, struct siov_backend_conf *conf,
 				struct siov_err *err)
 {
-	const char *type;
 	uint32_t seen;
 	int rc;
 
@@ -271,22 +416,37 @@ int siov_backend_conf_from_json(struct json_object *params, struct siov_backend_
 			       err);
 	if (rc)
 		return rc;
-	type = siov_backend_type_name(conf->type);
-	if (conf->type == SIOV_BACKEND_FILE) {
-		if (!(seen & (1u << BP_PATH)))
-			return siov_err_set(err, -EINVAL,
-					    "missing parameter 'path' (required for type 'file')");
-		return 0;
-	}
-	if (seen & (1u << BP_PATH))
-		return siov_err_set(err, -EINVAL, "parameter 'path' is only valid for type 'file'");
-	if (conf->size == 0)
-		return siov_err_set(
-		    err, -EINVAL,
-		    "parameter 'size' is required for type '%s' and must be greater "
-		    "than 0",
-		    type);
+	rc = backend_params_check(conf, seen, err);
+	if (rc)
+		return rc;
+	if (!(seen & BIT(BP_TIMEOUT_MS)))
+		conf->timeout_ms = SIOV_BACKEND_TIMEOUT_MS_DEFAULT;
+	if (!(seen & BIT(BP_SETTLE_MS)))
+		conf->settle_ms = SIOV_BACKEND_SETTLE_MS_DEFAULT;
 	return 0;
+}
+
+static void add_str(struct json_object *o, const char *key, const char *val)
+{
+	if (val[0])
+		json_object_object_add(o, key, json_object_new_string(val));
+}
+
+void siov_backend_remote_conf_to_json(struct json_object *o, const struct siov_backend_conf *conf)
+{
+	if (conf->type != SIOV_BACKEND_NBD && conf->type != SIOV_BACKEND_RBD)
+		return;
+	if (conf->type == SIOV_BACKEND_NBD) {
+		add_str(o, "uri", conf->uri);
+		add_str(o, "tls_creds", conf->tls_creds);
+		json_object_object_add(o, "settle_ms", json_object_new_int64(conf->settle_ms));
+	} else {
+		add_str(o, "pool", conf->pool);
+		add_str(o, "image", conf->image);
+		add_str(o, "conf", conf->ceph_conf);
+		add_str(o, "id", conf->ceph_id);
+	}
+	json_object_object_add(o, "timeout_ms", json_object_new_int64(conf->timeout_ms));
 }
 
 struct json_object *siov_backend_conf_to_json(const struct siov_backend_conf *conf)
@@ -300,7 +460,19 @@ struct json_object *siov_backend_conf_to_json(const struct siov_backend_conf *co
 			       json_object_new_string(siov_backend_type_name(conf->type)));
 	if (conf->type == SIOV_BACKEND_FILE)
 		json_object_object_add(o, "path", json_object_new_string(conf->path));
-	json_object_object_add(o, "size", json_object_new_uint64(conf->size));
+	siov_backend_remote_conf_to_json(o, conf);
+	if (conf->type == SIOV_BACKEND_MIRROR) {
+		struct json_object *m = json_object_new_array();
+
+		for (unsigned i = 0; m && i < conf->nmembers; i++)
+			json_object_array_add(m, json_object_new_string(conf->members[i]));
+		json_object_object_add(o, "members", m);
+		if (conf->resync_rate)
+			json_object_object_add(o, "resync_rate",
+					       json_object_new_uint64(conf->resync_rate));
+	} else {
+		json_object_object_add(o, "size", json_object_new_uint64(conf->size));
+	}
 	json_object_object_add(o, "readonly", json_object_new_boolean(conf->readonly));
 	return o;
 }

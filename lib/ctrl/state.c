@@ -399,12 +399,17 @@ static int recreate(struct siov_vdcm *vdcm, const struct state_confs *c)
 	struct siov_err e;
 	int failed = 0;
 
-	for (size_t i = 0; i < c->nbackends; i++) {
-		e = (struct siov_err){0};
-		if (siov_vdcm_backend_create(vdcm, &c->backends[i], &e) < 0) {
-			SIOV_ERR("state: backend '%s' not restored: %s", c->backends[i].name,
-				 e.msg);
-			failed++;
+	/* Mirrors after every other backend: a member may be younger than its mirror. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < c->nbackends; i++) {
+			if ((c->backends[i].type == SIOV_BACKEND_MIRROR) != (pass == 1))
+				continue;
+			e = (struct siov_err){0};
+			if (siov_vdcm_backend_create(vdcm, &c->backends[i], &e) < 0) {
+				SIOV_ERR("state: backend '%s' not restored: %s",
+					 c->backends[i].name, e.msg);
+				failed++;
+			}
 		}
 	}
 	for (size_t i = 0; i < c->ngroups; i++) {

@@ -19,6 +19,7 @@
 
 #include "siov_internal/engine.h"
 #include "siov_internal/log.h"
+#include "siov_internal/mirror.h"
 #include "siov_internal/vdcm.h"
 #include "siov_internal/vhost_user.h"
 #include "siov_internal/virtio_blk.h"
@@ -122,6 +123,7 @@ static void htab_del(struct htab *t, struct hlink *l)
 struct vdcm_backend {
 	struct siov_backend *bd;
 	unsigned nvdevs;
+	struct vdcm_backend *mirror; /* the mirror this backend is a member of, or NULL */
 	struct hlink by_name;
 	void *windows;		  /* tsearch tree of exclusive windows: pairwise disjoint */
 	struct vdcm_vdev *shared; /* VDEVs created with allow_overlap (few, walked) */
@@ -166,6 +168,7 @@ struct siov_vdcm {
 	struct htab backend_names, group_names, vdev_names, vdev_sockets;
 	unsigned nbackends, ngroups, nvdevs;
 	uint64_t start_ns;
+	char *state_dir;    /* mirrors keep their bitmaps here; NULL = in memory */
 	char **socket_dirs; /* resolved at start; NULL = anywhere */
 	unsigned nsocket_dirs;
 	unsigned socket_mode;
@@ -232,6 +235,8 @@ static bool socket_dir_allowed(const struct siov_vdcm *v, const char *path)
 	return ok;
 }
 
+static void backends_close_all(struct siov_vdcm *v);
+
 int siov_vdcm_create(const struct siov_vdcm_opts *opts, struct siov_vdcm **out)
 {
 	struct siov_engines_opts eo = {.count = opts->engines,
@@ -254,6 +259,7 @@ int siov_vdcm_create(const struct siov_vdcm_opts *opts, struct siov_vdcm **out)
 	v->socket_mode = opts->socket_mode;
 	v->socket_uid = opts->socket_uid;
 	v->socket_gid = opts->socket_gid;
+	v->state_dir = opts->state_dir ? strdup(opts->state_dir) : NULL;
 	rc = socket_dirs_init(v, opts->socket_dirs);
 	if (!rc)
 		rc = vdcm_nets_create(opts->loop, &v->nets);
@@ -288,10 +294,99 @@ static struct vdcm_vdev *vdev_find(struct siov_vdcm *v, const char *name)
 
 /* ---- Backends ---- */
 
+/* Enters b in the list and the name index. */
+static int backend_link(struct siov_vdcm *v, struct vdcm_backend *b, struct siov_err *err)
+{
+	if (htab_add(&v->backend_names, &b->by_name, siov_backend_conf(b->bd)->name))
+		return siov_err_set(err, -ENOMEM, "out of memory");
+	*v->backends_tail = b;
+	v->backends_tail = &b->next;
+	v->nbackends++;
+	return 0;
+}
+
+static void backend_unlink(struct siov_vdcm *v, struct vdcm_backend *b)
+{
+	struct vdcm_backend **pp;
+
+	/* Backends are few: the list is walked only to unlink one. */
+	for (pp = &v->backends; *pp != b; pp = &(*pp)->next)
+		;
+	*pp = b->next;
+	if (v->backends_tail == &b->next)
+		v->backends_tail = pp;
+	htab_del(&v->backend_names, &b->by_name);
+	v->nbackends--;
+}
+
+/* STATE_DIR/mirror-NAME.bitmap, or NULL (and 0) without a state dir. */
+static int bitmap_path(const struct siov_vdcm *v, const char *name, char *buf, size_t n)
+{
+	if (!v->state_dir)
+		return 0;
+	if ((size_t)snprintf(buf, n, "%s/mirror-%s.bitmap", v->state_dir, name) >= n)
+		return -ENAMETOOLONG;
+	return 1;
+}
+
+/* A backend that may become a member of a mirror: not used by anything else. */
+static int member_usable(struct siov_vdcm *v, const char *mirror, const char *name,
+			 struct vdcm_backend **out, struct siov_err *err)
+{
+	struct vdcm_backend *b = backend_find(v, name);
+
+	if (!b)
+		return siov_err_set(err, -ENOENT, "mirror '%s': no backend named '%s'", mirror,
+				    name);
+	if (siov_backend_is_mirror(b->bd))
+		return siov_err_set(err, -EINVAL, "mirror '%s': '%s' is a mirror itself", mirror,
+				    name);
+	if (b->mirror)
+		return siov_err_set(err, -EBUSY, "mirror '%s': '%s' is already a member of '%s'",
+				    mirror, name, siov_backend_conf(b->mirror->bd)->name);
+	if (b->nvdevs)
+		return siov_err_set(err, -EBUSY,
+				    "mirror '%s': '%s' is used by %u VDEV(s) directly", mirror,
+				    name, b->nvdevs);
+	*out = b;
+	return 0;
+}
+
+static int mirror_open_members(struct siov_vdcm *v, const struct siov_backend_conf *conf,
+			       struct vdcm_backend *b, struct vdcm_backend **mb,
+			       struct siov_err *err)
+{
+	struct siov_mirror_member mm[SIOV_MIRROR_MAX_MEMBERS];
+	struct siov_mirror_opts mo = {.resync_rate = conf->resync_rate};
+	char path[4200];
+	unsigned i, j;
+	int rc;
+
+	if (conf->nmembers < 1 || conf->nmembers > SIOV_MIRROR_MAX_MEMBERS)
+		return siov_err_set(err, -EINVAL, "mirror '%s': give 1 to %d members", conf->name,
+				    SIOV_MIRROR_MAX_MEMBERS);
+	for (i = 0; i < conf->nmembers; i++) {
+		rc = member_usable(v, conf->name, conf->members[i], &mb[i], err);
+		for (j = 0; rc == 0 && j < i; j++)
+			if (mb[j] == mb[i])
+				rc = siov_err_set(err, -EINVAL, "mirror '%s': '%s' is listed twice",
+						  conf->name, conf->members[i]);
+		if (rc)
+			return rc;
+		mm[i] = (struct siov_mirror_member){.bd = mb[i]->bd};
+	}
+	rc = bitmap_path(v, conf->name, path, sizeof(path));
+	if (rc < 0)
+		return siov_err_set(err, rc, "mirror '%s': state dir path too long", conf->name);
+	mo.bitmap_path = rc ? path : NULL;
+	return siov_mirror_open(conf, mm, conf->nmembers, &mo, &b->bd, err);
+}
+
 int siov_vdcm_backend_create(struct siov_vdcm *v, const struct siov_backend_conf *conf,
 			     struct siov_err *err)
 {
-	struct vdcm_backend *b;
+	struct vdcm_backend *b, *mb[SIOV_MIRROR_MAX_MEMBERS];
+	unsigned i;
 	int rc;
 
 	if (!siov_name_valid(conf->name))
@@ -303,17 +398,17 @@ int siov_vdcm_backend_create(struct siov_vdcm *v, const struct siov_backend_conf
 	b = calloc(1, sizeof(*b));
 	if (!b)
 		return siov_err_set(err, -ENOMEM, "out of memory");
-	rc = siov_backend_open(conf, &b->bd, err);
+	if (conf->type == SIOV_BACKEND_MIRROR)
+		rc = mirror_open_members(v, conf, b, mb, err);
+	else
+		rc = siov_backend_open(conf, &b->bd, err);
 	if (rc)
 		goto err_free;
-	rc = htab_add(&v->backend_names, &b->by_name, siov_backend_conf(b->bd)->name);
-	if (rc) {
-		siov_err_set(err, rc, "out of memory");
+	rc = backend_link(v, b, err);
+	if (rc)
 		goto err_close;
-	}
-	*v->backends_tail = b;
-	v->backends_tail = &b->next;
-	v->nbackends++;
+	for (i = 0; conf->type == SIOV_BACKEND_MIRROR && i < conf->nmembers; i++)
+		mb[i]->mirror = b;
 	SIOV_INFO("backend %s: %s, %llu bytes%s", conf->name, siov_backend_type_name(conf->type),
 		  (unsigned long long)siov_backend_size(b->bd),
 		  siov_backend_is_direct(b->bd) ? ", O_DIRECT" : "");
@@ -326,27 +421,175 @@ err_free:
 	return rc;
 }
 
+/* Closes b; a mirror first lets go of its members. */
+static void backend_close(struct siov_vdcm *v, struct vdcm_backend *b)
+{
+	struct vdcm_backend *o;
+
+	for (o = v->backends; o; o = o->next)
+		if (o->mirror == b)
+			o->mirror = NULL;
+	siov_backend_close(b->bd);
+	free(b);
+}
+
 int siov_vdcm_backend_delete(struct siov_vdcm *v, const char *name, struct siov_err *err)
 {
-	struct vdcm_backend **pp, *b = backend_find(v, name);
+	struct vdcm_backend *b = backend_find(v, name);
+	char path[4200];
+	bool mirror;
 
 	if (!b)
 		return siov_err_set(err, -ENOENT, "no backend named '%s'", name);
 	if (b->nvdevs)
 		return siov_err_set(err, -EBUSY, "backend '%s' is used by %u VDEV(s)", name,
 				    b->nvdevs);
-	/* Backends are few: the list is walked only to unlink one. */
-	for (pp = &v->backends; *pp != b; pp = &(*pp)->next)
-		;
-	*pp = b->next;
-	if (v->backends_tail == &b->next)
-		v->backends_tail = pp;
-	htab_del(&v->backend_names, &b->by_name);
-	v->nbackends--;
+	if (b->mirror)
+		return siov_err_set(err, -EBUSY, "backend '%s' is a member of mirror '%s'", name,
+				    siov_backend_conf(b->mirror->bd)->name);
+	mirror = siov_backend_is_mirror(b->bd);
+	/* A deleted mirror's bitmap must not be taken for a new one's of that name. */
+	if (mirror && bitmap_path(v, name, path, sizeof(path)) > 0 && unlink(path) < 0 &&
+	    errno != ENOENT)
+		SIOV_WARN("backend %s: cannot remove %s: %s", name, path, strerror(errno));
+	backend_unlink(v, b);
 	/* name may point into b: log before it is freed. */
 	SIOV_INFO("backend %s deleted", name);
-	siov_backend_close(b->bd);
-	free(b);
+	backend_close(v, b);
+	return 0;
+}
+
+/* At shutdown: mirrors first (members cannot go while in one), bitmaps kept. */
+static void backends_close_all(struct siov_vdcm *v)
+{
+	struct vdcm_backend *b;
+	int pass;
+
+	for (pass = 0; pass < 2; pass++) {
+		b = v->backends;
+		while (b) {
+			struct vdcm_backend *next = b->next;
+
+			if (pass == 1 || siov_backend_is_mirror(b->bd)) {
+				backend_unlink(v, b);
+				backend_close(v, b);
+			}
+			b = next;
+		}
+	}
+}
+
+static void backend_info(const struct vdcm_backend *b, struct siov_backend_info *info)
+{
+	*info = (struct siov_backend_info){
+	    .conf = siov_backend_conf(b->bd),
+	    .size = siov_backend_size(b->bd),
+	    .block_size = siov_backend_block_size(b->bd),
+	    .direct = siov_backend_is_direct(b->bd),
+	    .vdevs = b->nvdevs,
+	    .mirror = b->mirror ? siov_backend_conf(b->mirror->bd)->name : NULL,
+	};
+}
+
+/* ---- Mirror members ---- */
+
+static int mirror_find(struct siov_vdcm *v, const char *name, struct vdcm_backend **out,
+		       struct siov_err *err)
+{
+	struct vdcm_backend *b = backend_find(v, name);
+
+	if (!b)
+		return siov_err_set(err, -ENOENT, "no backend named '%s'", name);
+	if (!siov_backend_is_mirror(b->bd))
+		return siov_err_set(err, -EINVAL, "backend '%s' is not a mirror", name);
+	*out = b;
+	return 0;
+}
+
+int siov_vdcm_mirror_add_member(struct siov_vdcm *v, const char *name, const char *member,
+				bool full, struct siov_err *err)
+{
+	struct vdcm_backend *m, *b;
+	struct siov_mirror_member mm;
+	int rc = mirror_find(v, name, &m, err);
+
+	if (rc)
+		return rc;
+	b = backend_find(v, member);
+	if (b && b->mirror == m) {
+		/* A failed member coming back: the mirror knows it. */
+		mm = (struct siov_mirror_member){.bd = b->bd};
+		return siov_mirror_add_member(m->bd, &mm, full, err);
+	}
+	rc = member_usable(v, name, member, &b, err);
+	if (rc)
+		return rc;
+	mm = (struct siov_mirror_member){.bd = b->bd};
+	rc = siov_mirror_add_member(m->bd, &mm, full, err);
+	if (rc)
+		return rc;
+	b->mirror = m;
+	return 0;
+}
+
+int siov_vdcm_mirror_remove_member(struct siov_vdcm *v, const char *name, const char *member,
+				   struct siov_err *err)
+{
+	struct vdcm_backend *m, *b;
+	struct siov_backend *out = NULL;
+	int rc = mirror_find(v, name, &m, err);
+
+	if (rc)
+		return rc;
+	b = backend_find(v, member);
+	if (!b || b->mirror != m)
+		return siov_err_set(err, -ENOENT, "mirror '%s' has no member '%s'", name, member);
+	rc = siov_mirror_remove_member(m->bd, member, &out, err);
+	if (rc)
+		return rc;
+	b->mirror = NULL;
+	return 0;
+}
+
+int siov_vdcm_mirror_fail_member(struct siov_vdcm *v, const char *name, const char *member,
+				 struct siov_err *err)
+{
+	struct vdcm_backend *m;
+	int rc = mirror_find(v, name, &m, err);
+
+	if (rc)
+		return rc;
+	return siov_mirror_fail_member(m->bd, member, "failed by the operator", err);
+}
+
+int siov_vdcm_mirror_set_resync_rate(struct siov_vdcm *v, const char *name, uint64_t rate,
+				     struct siov_err *err)
+{
+	struct vdcm_backend *m;
+	int rc = mirror_find(v, name, &m, err);
+
+	if (rc)
+		return rc;
+	rc = siov_mirror_set_resync_rate(m->bd, rate);
+	return rc ? siov_err_set(err, rc, "mirror '%s': cannot set the rate", name) : 0;
+}
+
+int siov_vdcm_backend_stats(struct siov_vdcm *v, const char *name, siov_backend_stats_cb cb,
+			    void *arg, struct siov_err *err)
+{
+	struct vdcm_backend *b = backend_find(v, name);
+	struct siov_backend_info info = {0};
+	struct siov_mirror_info mi;
+
+	if (!b)
+		return siov_err_set(err, -ENOENT, "no backend named '%s'", name);
+	backend_info(b, &info);
+	if (siov_backend_is_mirror(b->bd)) {
+		siov_mirror_get_info(b->bd, &mi);
+		cb(&info, &mi, arg);
+	} else {
+		cb(&info, NULL, arg);
+	}
 	return 0;
 }
 
@@ -563,6 +806,16 @@ static int vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *c, struc
 		return siov_err_set(err, -EINVAL,
 				    "invalid VDEV name '%s' (use 1-63 of A-Z a-z 0-9 _ . -)",
 				    c->name);
+	/* The conf may come from anywhere: no field may run past its end unterminated. */
+	if (strnlen(c->backend, sizeof(c->backend)) == sizeof(c->backend) ||
+	    strnlen(c->group, sizeof(c->group)) == sizeof(c->group) ||
+	    strnlen(c->network, sizeof(c->network)) == sizeof(c->network))
+		return siov_err_set(err, -EINVAL, "VDEV '%s': backend, network or group name too long",
+				    c->name);
+	if (strnlen(c->socket, sizeof(c->socket)) == sizeof(c->socket))
+		return siov_err_set(err, -ENAMETOOLONG,
+				    "VDEV '%s': socket path is limited to %d bytes", c->name,
+				    SIOV_SOCKET_PATH_MAX - 1);
 	if (vdev_find(v, c->name))
 		return siov_err_set(err, -EEXIST, "VDEV '%s' already exists", c->name);
 	if (c->type != SIOV_VDEV_BLK && c->type != SIOV_VDEV_NET)
@@ -739,6 +992,10 @@ static int vdev_resolve(struct siov_vdcm *v, struct vdcm_vdev *d, struct siov_er
 	d->be = backend_find(v, d->conf.backend);
 	if (!d->be)
 		return siov_err_set(err, -ENOENT, "no backend named '%s'", d->conf.backend);
+	if (d->be->mirror)
+		return siov_err_set(err, -EBUSY,
+				    "backend '%s' is a member of mirror '%s': use the mirror",
+				    d->conf.backend, siov_backend_conf(d->be->mirror->bd)->name);
 	rc = vdev_check_window(&d->conf, d->be, &d->size, err);
 	if (rc)
 		return rc;
@@ -835,11 +1092,12 @@ void siov_vdcm_destroy(struct siov_vdcm *v)
 		siov_vdcm_vdev_delete(v, v->vdevs->conf.name, NULL);
 	while (v->groups)
 		siov_vdcm_group_delete(v, v->groups->conf.name, NULL);
-	while (v->backends)
-		siov_vdcm_backend_delete(v, siov_backend_conf(v->backends->bd)->name, NULL);
+	/* Mirrors before their members; their bitmaps stay for the next start. */
+	backends_close_all(v);
 	vdcm_nets_destroy(v->nets);
 	siov_engines_destroy(v->engines);
 	socket_dirs_fini(v);
+	free(v->state_dir);
 	free(v->backend_names.b);
 	free(v->group_names.b);
 	free(v->vdev_names.b);
@@ -854,13 +1112,9 @@ void siov_vdcm_backend_foreach(struct siov_vdcm *v, siov_backend_info_cb cb, voi
 	struct vdcm_backend *b;
 
 	for (b = v->backends; b; b = b->next) {
-		struct siov_backend_info info = {
-		    .conf = siov_backend_conf(b->bd),
-		    .size = siov_backend_size(b->bd),
-		    .block_size = siov_backend_block_size(b->bd),
-		    .direct = siov_backend_is_direct(b->bd),
-		    .vdevs = b->nvdevs,
-		};
+		struct siov_backend_info info;
+
+		backend_info(b, &info);
 		cb(&info, arg);
 	}
 }

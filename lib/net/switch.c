@@ -529,7 +529,9 @@ static int uplink_open(struct siov_network *net, struct siov_err *err)
 		return siov_err_set(err, -ENOMEM, "out of memory");
 	if ((net->tap_fd = siov_tap_open(u + 4, net->conf.mtu, err)) < 0)
 		return net->tap_fd;
-	snprintf(pc.name, sizeof(pc.name), "%s.uplink", net->conf.name);
+	if (snprintf(pc.name, sizeof(pc.name), "%s.uplink", net->conf.name) >= (int)sizeof(pc.name))
+		return siov_err_set(err, -ENAMETOOLONG, "network name '%s' too long for its uplink port",
+				    net->conf.name);
 	if ((rc = port_new(net, &pc, &tap_ops, net, true, &net->uplink, err)) < 0)
 		return rc;
 	return 0;

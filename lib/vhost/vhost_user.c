@@ -267,6 +267,12 @@ static void vq_resume_all(struct siov_vu_server *srv)
 {
 	unsigned i;
 
+	/*
+	 * With no memory left (REM_MEM_REG of the last region) a paused queue
+	 * stays paused, so that the ADD_MEM_REG that follows restarts it.
+	 */
+	if (srv->mem.nregions == 0)
+		return;
 	for (i = 0; i < srv->nqueues; i++) {
 		struct vu_queue *q = &srv->queues[i];
 		if (q->paused) {
@@ -918,29 +924,36 @@ static void conn_readable(struct siov_watch *w, uint32_t events, void *arg)
 		conn_close(srv, "hang-up");
 }
 
-static void listen_readable(struct siov_watch *w, uint32_t events, void *arg)
+int siov_vu_server_adopt(struct siov_vu_server *srv, int fd)
 {
-	struct siov_vu_server *srv = arg;
-	int fd, rc;
+	int rc;
 
-	fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (fd < 0)
-		return;
 	if (srv->conn_fd >= 0) {
 		/* One front end per VDEV: a second one is turned away. */
 		SIOV_WARN("vdev %s: refusing a second front end", srv->name);
 		close(fd);
-		return;
+		return -EBUSY;
 	}
 	rc = siov_loop_add(srv->loop, fd, EPOLLIN | EPOLLRDHUP, conn_readable, srv, &srv->conn_w);
 	if (rc) {
 		close(fd);
-		return;
+		return rc;
 	}
 	srv->conn_fd = fd;
 	srv->connections++;
 	session_reset(srv);
 	SIOV_INFO("vdev %s: front end connected on %s", srv->name, srv->path);
+	return 0;
+}
+
+static void listen_readable(struct siov_watch *w, uint32_t events, void *arg)
+{
+	struct siov_vu_server *srv = arg;
+	int fd;
+
+	fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd >= 0)
+		siov_vu_server_adopt(srv, fd);
 }
 
 /* ---- socket ---- */

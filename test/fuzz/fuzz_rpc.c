@@ -15,6 +15,7 @@
  * and using a hash of the whole path otherwise.  DIR/disk is an existing
  * 1 MiB file, so "path": "/disk" opens it.  No state dir: nothing persisted.
  */
+#include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -75,6 +76,9 @@ int __wrap_siov_vdcm_backend_create(struct siov_vdcm *v, const struct siov_backe
 	static struct siov_backend_conf c;
 
 	c = *conf;
+	/* Remote backends would dial whatever the input names: parse them, open none. */
+	if (c.type == SIOV_BACKEND_NBD || c.type == SIOV_BACKEND_RBD)
+		return siov_err_set(err, -ENOTSUP, "remote backends are not opened by the fuzzer");
 	/* An unterminated path is the VDCM's to refuse; only a terminated one is moved. */
 	if (c.type == SIOV_BACKEND_FILE && memchr(c.path, 0, sizeof(c.path)))
 		confine(c.path, sizeof(c.path));

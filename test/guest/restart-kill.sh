@@ -55,22 +55,16 @@ reaped() {
 # restart_launch: starts siovd exactly as be_start does (same socket, same
 # state dir) and waits until it answers; creates nothing.
 restart_launch() {
-	local i=0 t0
+	local t0
 	t0=$(date +%s.%N)
 	INSTANCE=$((INSTANCE + 1))
 	LOG_FROM[$INSTANCE]=$(($(wc -l <"$WORK/backend.log") + 1))
 	echo "=== restart-kill: siovd instance $INSTANCE ===" >>"$WORK/backend.log"
-	"$SIOVD" --rpc-socket "$RPC" --state-dir "$WORK/state" ${SIOV_GUEST_ENGINES:+--engines $SIOV_GUEST_ENGINES} \
-		>>"$WORK/backend.log" 2>&1 &
-	BE_PID=$!
+	# test/lib/siovd.sh: same directory, state and options as be_start.  The
+	# socket file of a killed siovd is still there: ready means an answer.
+	siovd_restart || die "siovd instance $INSTANCE died or does not answer at start: $(instance_log $INSTANCE | tail -n 5)"
+	BE_PID=$SIOVD_PID
 	PIDS+=("$BE_PID")
-	# The socket file of a killed siovd is still there: wait for an answer.
-	until timeout 5 "$SIOVCTL" -s "$RPC" daemon_info >/dev/null 2>&1; do
-		kill -0 "$BE_PID" 2>/dev/null || die "siovd instance $INSTANCE (pid $BE_PID) died at start: $(instance_log $INSTANCE | tail -n 5)"
-		i=$((i + 1))
-		[ $i -le 200 ] || die "siovd instance $INSTANCE does not answer daemon_info within 20 s"
-		sleep 0.1
-	done
 	log "siovd instance $INSTANCE (pid $BE_PID) answers after $(secs_since "$t0") s"
 }
 
@@ -145,9 +139,8 @@ kill9_restart() {
 	guest_alive
 	busy "$@"
 	before=$(for v in "$@"; do printf '%s %s ' "$v" "$(stats "$v" | jq -c '{requests, inflight}')"; done)
-	kill -9 "$pid"
+	siovd_kill
 	t0=$(date +%s.%N)
-	wait "$pid" 2>/dev/null || true
 	reaped "$pid"
 	KILLS=$((KILLS + 1))
 	log "siovd instance $INSTANCE killed with SIGKILL (just before: $before)"
@@ -186,7 +179,8 @@ term_restart() {
 	kill -TERM "$pid"
 	timeout "$TERM_LIMIT" tail --pid="$pid" -f /dev/null ||
 		die "siovd instance $INSTANCE did not exit within $TERM_LIMIT s of SIGTERM"
-	wait "$pid" || rc=$?
+	siovd_reap
+	rc=$SIOVD_STATUS
 	reaped "$pid"
 	dt=$(secs_since "$t0")
 	[ $rc = 0 ] || die "siovd instance $INSTANCE exited with status $rc after SIGTERM"

@@ -1,7 +1,7 @@
 /*
- * The hostile test's harness (see harness.h).  siovd runs as our child with
- * PR_SET_PDEATHSIG, and an atexit hook and signal handlers kill it, so no path
- * out of the test leaves a daemon behind.
+ * The hostile test's harness (see harness.h).  siovd runs as our child through
+ * test/lib/siovd_proc (PR_SET_PDEATHSIG), and an atexit hook and signal
+ * handlers kill it, so no path out of the test leaves a daemon behind.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +21,7 @@
 #define GOOD_BASE_SEED 0xba5e
 #define GOOD_BASE_LEN  65536u
 
-struct hctx H = {.pid = -1, .exit_status = -1};
+struct hctx H = {.sd = {.pid = -1, .status = -1}};
 
 void check(bool ok, const char *fmt, ...)
 {
@@ -60,106 +60,33 @@ static void msleep(int ms)
 
 /* ---- siovd ---- */
 
-static void exec_siovd(void)
-{
-	int fd = open(H.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-
-	/* Dies with the test, whatever way the test goes. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (fd >= 0) {
-		dup2(fd, 1);
-		dup2(fd, 2);
-	}
-	execl(H.siovd, H.siovd, "--rpc-socket", H.rpc, "--state-dir", H.state, (char *)NULL);
-	_exit(127);
-}
-
 int daemon_start(void)
 {
-	char out[4096];
-	int i;
+	int rc;
 
-	H.exit_status = -1;
-	H.pid = fork();
-	if (H.pid < 0)
-		return -errno;
-	if (H.pid == 0)
-		exec_siovd();
-	/* A sanitized siovd takes a while to start. */
+	/* While siovd starts, "cannot connect" is expected: keep siovctl quiet. */
 	H.quiet_ctl = true;
-	for (i = 0; i < 300; i++) {
-		if (!daemon_alive())
-			break;
-		if (access(H.rpc, F_OK) == 0 && ctl(out, sizeof(out), "daemon_info", NULL) == 0) {
-			H.quiet_ctl = false;
-			return 0;
-		}
-		msleep(50);
-	}
+	if (H.sd.dir[0])
+		rc = siovd_proc_restart(&H.sd, true);
+	else
+		rc = siovd_proc_start(&H.sd, H.siovd, "hostile", NULL);
 	H.quiet_ctl = false;
-	return H.pid > 0 ? -ETIMEDOUT : -ECHILD;
+	return rc;
 }
 
 bool daemon_alive(void)
 {
+	bool was = H.sd.pid > 0;
 	int st;
 
-	if (H.pid <= 0)
-		return false;
-	/* kill(pid, 0) succeeds on a zombie: reap to know. */
-	if (waitpid(H.pid, &st, WNOHANG) == H.pid) {
-		H.exit_status = st;
-		H.pid = -1;
-		if (WIFSIGNALED(st))
-			note("siovd was killed by signal %d (%s)", WTERMSIG(st),
-			     strsignal(WTERMSIG(st)));
-		else
-			note("siovd exited with status %d", WEXITSTATUS(st));
-		return false;
-	}
-	return kill(H.pid, 0) == 0;
-}
-
-int daemon_stop(int timeout_ms)
-{
-	int st, waited;
-
-	if (H.pid <= 0)
-		return -1;
-	kill(H.pid, SIGTERM);
-	for (waited = 0; waited < timeout_ms; waited += 20) {
-		if (waitpid(H.pid, &st, WNOHANG) == H.pid) {
-			H.pid = -1;
-			H.exit_status = st;
-			return st;
-		}
-		msleep(20);
-	}
-	return -1;
-}
-
-void daemon_kill(void)
-{
-	if (H.pid > 0) {
-		kill(H.pid, SIGKILL);
-		waitpid(H.pid, NULL, 0);
-		H.pid = -1;
-	}
-}
-
-int log_count(const char *needle)
-{
-	FILE *f = fopen(H.log, "r");
-	char line[4096];
-	int n = 0;
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (strstr(line, needle))
-			n++;
-	fclose(f);
-	return n;
+	if (siovd_proc_alive(&H.sd))
+		return true;
+	st = H.sd.status;
+	if (was && WIFSIGNALED(st))
+		note("siovd was killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
+	else if (was)
+		note("siovd exited with status %d", WEXITSTATUS(st));
+	return false;
 }
 
 /* ---- siovctl ---- */
@@ -179,7 +106,7 @@ static int read_all(int fd, char *out, size_t outsz)
 
 int ctl(char *out, size_t outsz, const char *method, ...)
 {
-	const char *argv[32] = {H.siovctl, "-s", H.rpc, "-t", "10", method};
+	const char *argv[32] = {H.siovctl, "-s", H.sd.rpc, "-t", "10", method};
 	int argc = 6, p[2], st;
 	va_list ap;
 	pid_t pid;

@@ -1,6 +1,6 @@
 /*
- * What the hostile test needs around its front end: a real siovd started in a
- * temporary directory (and killed on every way out), siovctl calls with their
+ * What the hostile test needs around its front end: a real siovd started by
+ * test/lib/siovd_proc (killed on every way out), siovctl calls with their
  * output captured, a tally of checks, and the "good" VDEV's verified I/O that
  * must keep working between attacks.
  */
@@ -11,16 +11,15 @@
 #include <sys/types.h>
 
 #include "frontend.h"
+#include "siovd_proc.h"
 
 #define BAD_SECTORS 32768u /* the bad VDEV's window: 16 MiB at backend offset 0 */
 #define GOOD_OFFSET 16777216u
 
 struct hctx {
 	const char *siovd, *siovctl;
-	char dir[64];
-	char rpc[128], log[128], state[128], good_sock[128], bad_sock[128];
-	pid_t pid;
-	int exit_status; /* of siovd, once reaped */
+	struct siovd_proc sd; /* test/lib: directory, rpc.sock, siovd.log, pid */
+	char good_sock[128], bad_sock[128];
 	struct fe good;
 	unsigned round;
 	int passed, failed;
@@ -32,12 +31,10 @@ extern struct hctx H;
 void check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* siovd_proc_start() the first time, siovd_proc_restart() after a crash. */
 int daemon_start(void);
+/* siovd_proc_alive(), with a note of how siovd ended when it did. */
 bool daemon_alive(void);
-/* SIGTERM, then waits up to timeout_ms; returns the exit status or -1. */
-int daemon_stop(int timeout_ms);
-void daemon_kill(void);
-int log_count(const char *needle);
 
 /* Runs siovctl METHOD ARGS... (NULL-terminated); returns its exit status. */
 int ctl(char *out, size_t outsz, const char *method, ...) __attribute__((sentinel));

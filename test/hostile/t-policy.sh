@@ -4,9 +4,9 @@
 # the configuration as it was.
 set -euo pipefail
 SIOVD=$1 SIOVCTL=$2
+. "$(dirname "$0")/../lib/siovd.sh"
 WORK=$(mktemp -d /tmp/siov-policy.XXXXXX)
-PID=""
-cleanup() { [ -z "$PID" ] || kill "$PID" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { local rc=$?; siovd_kill; [ $rc = 0 ] && rm -rf "$WORK" || siovd_dump_log; }
 trap cleanup EXIT
 pass=0 fail=0
 check() { # description, then a command that must succeed
@@ -14,10 +14,9 @@ check() { # description, then a command that must succeed
 	if "$@" >/dev/null 2>&1; then pass=$((pass + 1)); echo "ok   - $what"; else fail=$((fail + 1)); echo "FAIL - $what"; fi
 }
 mkdir -p "$WORK/vms" "$WORK/elsewhere"
-"$SIOVD" --rpc-socket "$WORK/rpc.sock" --state-dir "$WORK/state" --engines 1 \
-	--socket-dir "$WORK/vms" --socket-mode 0660 >"$WORK/siovd.log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do [ -S "$WORK/rpc.sock" ] && break; sleep 0.05; done
+# test/lib/siovd.sh: started in $WORK, ready once it answers daemon_info.
+SIOVD_DIR=$WORK
+siovd_start policy --engines 1 --socket-dir "$WORK/vms" --socket-mode 0660 || exit 1
 ctl() { "$SIOVCTL" -s "$WORK/rpc.sock" "$@"; }
 check "siovd answers" ctl daemon_info
 check "the RPC socket is 0600" test "$(stat -c %a "$WORK/rpc.sock")" = 600
@@ -32,10 +31,7 @@ check "nothing was created" bash -c "[ \"\$($SIOVCTL -s $WORK/rpc.sock vdev_list
 check "a VDEV inside --socket-dir is created" ctl vdev_create --name good --backend b0 --socket "$WORK/vms/good.sock"
 check "its socket has --socket-mode 0660" test "$(stat -c %a "$WORK/vms/good.sock")" = 660
 check "the state file is 0600" test "$(stat -c %a "$WORK/state/siovd.json")" = 600
-kill -TERM "$PID"
-wait "$PID" && rc=0 || rc=$?
-PID=""
-check "siovd stops cleanly on SIGTERM" test "$rc" = 0
+check "siovd stops cleanly on SIGTERM (exit 0, no sanitizer report)" siovd_stop
 check "and removes its sockets" test ! -e "$WORK/vms/good.sock" -a ! -e "$WORK/rpc.sock"
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

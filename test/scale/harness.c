@@ -1,5 +1,5 @@
 /*
- * The scale and QoS tests' harness (harness.h): siovd as a child process,
+ * The scale and QoS tests' harness (harness.h): siovd through siovd_proc,
  * JSON-RPC over one connection, libsiov clients and /proc readings.
  */
 #include <errno.h>
@@ -54,112 +54,38 @@ unsigned raise_nofile(void)
 	return (unsigned)rl.rlim_cur;
 }
 
-static int rpc_connect(const char *path)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return -errno;
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		close(fd);
-		return -ENAMETOOLONG;
-	}
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		close(fd);
-		return -errno;
-	}
-	return fd;
-}
-
-static void spawn(struct sd *s, const char *siovd, const char *const *extra)
-{
-	const char *argv[32] = {siovd,	  "--rpc-socket", s->rpc, "--state-dir",
-				s->state, "--log-level",  "warn", NULL};
-	unsigned n = 7;
-	int fd;
-
-	for (; extra && *extra && n < 30; extra++)
-		argv[n++] = *extra;
-	argv[n] = NULL;
-	fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd >= 0) {
-		dup2(fd, 1);
-		dup2(fd, 2);
-	}
-	execv(siovd, (char *const *)argv);
-	_exit(127);
-}
-
 int sd_start(struct sd *s, const char *siovd, const char *const *extra)
 {
-	int i;
+	const char *argv[24] = {"--log-level", "warn"};
+	unsigned n = 2;
+	int rc, fd;
 
 	memset(s, 0, sizeof(*s));
 	s->rpc_fd = -1;
-	strcpy(s->dir, "/tmp/siov-scale-XXXXXX");
-	if (!mkdtemp(s->dir))
-		return -errno;
-	snprintf(s->rpc, sizeof(s->rpc), "%s/rpc.sock", s->dir);
-	snprintf(s->log, sizeof(s->log), "%s/siovd.log", s->dir);
-	snprintf(s->state, sizeof(s->state), "%s/state", s->dir);
-	s->pid = fork();
-	if (s->pid < 0)
-		return -errno;
-	if (s->pid == 0)
-		spawn(s, siovd, extra);
-	for (i = 0; i < 500 && s->rpc_fd < 0; i++) {
-		s->rpc_fd = rpc_connect(s->rpc);
-		if (s->rpc_fd < 0)
-			usleep(10000);
-	}
-	return s->rpc_fd < 0 ? s->rpc_fd : 0;
-}
-
-/* Removes the files siovd and the tests left in the directory, then it. */
-static void remove_tree(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	char path[512];
-
-	while (d && (e = readdir(d))) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		if (e->d_type == DT_DIR)
-			remove_tree(path);
-		else
-			unlink(path);
-	}
-	if (d)
-		closedir(d);
-	rmdir(dir);
+	for (; extra && *extra && n + 1 < SIOV_TEST_ARRAY(argv); extra++)
+		argv[n++] = *extra;
+	rc = siovd_proc_start(&s->p, siovd, "scale", argv);
+	if (rc)
+		return rc;
+	fd = siovd_proc_connect(s->p.rpc);
+	if (fd < 0)
+		return fd;
+	s->rpc_fd = fd;
+	return 0;
 }
 
 int sd_stop(struct sd *s)
 {
-	int st = -1, i;
+	int rc;
 
 	if (s->rpc_fd >= 0)
 		close(s->rpc_fd);
 	s->rpc_fd = -1;
-	if (s->pid > 0) {
-		kill(s->pid, SIGTERM);
-		for (i = 0; i < 3000 && waitpid(s->pid, &st, WNOHANG) == 0; i++)
-			usleep(10000);
-		if (i == 3000) {
-			kill(s->pid, SIGKILL);
-			waitpid(s->pid, &st, 0);
-		}
-		s->pid = 0;
-	}
-	if (getenv("SIOV_KEEP"))
-		printf("kept %s\n", s->dir);
-	else
-		remove_tree(s->dir);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	rc = s->p.pid > 0 ? siovd_proc_stop(&s->p, 30000) : -ECHILD;
+	if (s->failed)
+		s->p.failed = true;
+	siovd_proc_cleanup(&s->p);
+	return rc;
 }
 
 static int send_all(int fd, const char *p, size_t len)
@@ -265,7 +191,7 @@ int sd_rss(struct sd *s, uint64_t *rss, uint64_t *anon)
 	ssize_t n;
 	int fd;
 
-	snprintf(path, sizeof(path), "/proc/%d/status", s->pid);
+	snprintf(path, sizeof(path), "/proc/%d/status", s->p.pid);
 	fd = open(path, O_RDONLY);
 	if (fd < 0)
 		return -errno;
@@ -286,7 +212,7 @@ double sd_cpu(struct sd *s)
 	ssize_t n;
 	int fd;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", s->pid);
+	snprintf(path, sizeof(path), "/proc/%d/stat", s->p.pid);
 	fd = open(path, O_RDONLY);
 	if (fd < 0)
 		return -1;
@@ -309,7 +235,7 @@ unsigned sd_fds(struct sd *s)
 	DIR *d;
 	unsigned n = 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/fd", s->pid);
+	snprintf(path, sizeof(path), "/proc/%d/fd", s->p.pid);
 	d = opendir(path);
 	while (d && readdir(d))
 		n++;

@@ -1,6 +1,6 @@
 /*
- * What the scale and QoS tests share: a real siovd in a temporary directory
- * (killed on every way out), a JSON-RPC client that sends batches over one
+ * What the scale and QoS tests share: a real siovd started by
+ * test/lib/siovd_proc (killed on every way out), a JSON-RPC client that sends batches over one
  * connection, libsiov clients with a verified write+read, and siovd's
  * resource use read from /proc.
  */
@@ -14,11 +14,10 @@
 #include <json-c/json.h>
 
 #include "siov/libsiov.h"
+#include "siovd_proc.h"
 
 struct sd {
-	char dir[64];
-	char rpc[128], log[128], state[128];
-	pid_t pid;
+	struct siovd_proc p; /* test/lib: directory, rpc.sock, siovd.log, pid */
 	int rpc_fd;
 	int failed;
 };
@@ -26,9 +25,16 @@ struct sd {
 /* Prints and counts a failed check. */
 void check(struct sd *s, bool ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Starts siovd (argv: extra options, NULL-terminated) and connects to its RPC socket. */
+/*
+ * Starts siovd with --log-level warn and @extra (NULL-terminated, kept by
+ * pointer) through siovd_proc and connects to its RPC socket.
+ */
 int sd_start(struct sd *s, const char *siovd, const char *const *extra);
-/* SIGTERM, reap, remove the directory.  Returns siovd's exit status or -1. */
+/*
+ * siovd_proc_stop() (SIGTERM, SIGKILL after 30 s, exit status and sanitizer
+ * reports checked), then removes the directory, or keeps it on failure.
+ * 0 when siovd stopped cleanly, else -errno.
+ */
 int sd_stop(struct sd *s);
 
 /* One call; returns the result (a new reference) or NULL with the error printed. */

@@ -5,16 +5,18 @@ set -euo pipefail
 SIOVD=$1 SIOVCTL=$2 BENCH=$3
 command -v jq >/dev/null || { echo "SKIP: jq not installed"; exit 77; }
 [ "$(nproc)" -ge 2 ] || { echo "SKIP: needs 2 CPUs for 2 engines"; exit 77; }
+. "$(dirname "$0")/../lib/siovd.sh"
 WORK=$(mktemp -d /tmp/siov-balance.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; grep -E "engines|error|warn" "$WORK/siovd.log" | tail -5; echo "0 passed, 1 failed"; exit 1; }
 
-"$SIOVD" --rpc-socket "$WORK/rpc.sock" --engines 2 >"$WORK/siovd.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do [ -S "$WORK/rpc.sock" ] && break; sleep 0.05; done
-ctl() { "$SIOVCTL" -s "$WORK/rpc.sock" "$@"; }
+# test/lib/siovd.sh: started in $WORK, ready once it answers daemon_info.
+SIOVD_DIR=$WORK
+siovd_start balance --engines 2 || fail "siovd did not start"
+PIDS+=("$SIOVD_PID")
+ctl() { siovd_ctl "$@"; }
 ctl backend_create --name b0 --type ram --size 256M >/dev/null
 for i in 0 1 2 3; do
 	ctl vdev_create --name v$i --backend b0 --offset $((i * 64))M --size 64M \
@@ -52,4 +54,6 @@ for v in v0 v3; do
 done
 grep -q "moved vdev" "$WORK/siovd.log" || fail "no queue was moved: $(cat "$WORK/siovd.log" | tail -3)"
 echo "$(grep -m1 'moved vdev' "$WORK/siovd.log" | sed 's/.*info: //')"
+siovd_stop || fail "siovd did not stop cleanly on SIGTERM"
+PIDS=("${PIDS[@]:1}") # siovd is reaped: never signal its pid again
 echo "1 passed, 0 failed"

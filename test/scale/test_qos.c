@@ -71,7 +71,7 @@ static int vdev_create(const char *name, unsigned slot, const char *group, uint6
 	struct json_object *p = json_object_new_object(), *res;
 	char sock[128];
 
-	snprintf(sock, sizeof(sock), "%s/%s.sock", S.dir, name);
+	snprintf(sock, sizeof(sock), "%s/%s.sock", S.p.dir, name);
 	json_object_object_add(p, "name", json_object_new_string(name));
 	json_object_object_add(p, "backend", json_object_new_string("nul"));
 	json_object_object_add(p, "offset", json_object_new_uint64((uint64_t)slot * SPAN));
@@ -104,7 +104,7 @@ static int open_client(struct client *c, const char *name)
 {
 	char sock[128];
 
-	snprintf(sock, sizeof(sock), "%s/%s.sock", S.dir, name);
+	snprintf(sock, sizeof(sock), "%s/%s.sock", S.p.dir, name);
 	return client_open(c, sock, 128);
 }
 

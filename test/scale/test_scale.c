@@ -40,7 +40,7 @@ static struct client *C;
 
 static void sock_path(char *buf, size_t size, unsigned i)
 {
-	snprintf(buf, size, "%s/v%05u.sock", S.dir, i);
+	snprintf(buf, size, "%s/v%05u.sock", S.p.dir, i);
 }
 
 static struct json_object *create_params(unsigned i)
@@ -92,7 +92,7 @@ static int create_backend(void)
 	struct json_object *p = json_object_new_object(), *res;
 	char path[160];
 
-	snprintf(path, sizeof(path), "%s/disk.img", S.dir);
+	snprintf(path, sizeof(path), "%s/disk.img", S.p.dir);
 	json_object_object_add(p, "name", json_object_new_string("disk"));
 	json_object_object_add(p, "type", json_object_new_string("file"));
 	json_object_object_add(p, "path", json_object_new_string(path));

@@ -99,28 +99,27 @@ static int start_qsd(const struct backend_kind *k, struct backend_proc *b, unsig
 	return wait_socket(b, false);
 }
 
+/* siovctl -s RPC ARGS... with its output in the back end's log. */
+static int siovctl(const struct backend_proc *b, char **args)
+{
+	char log[128];
+	char *argv[24] = {(char *)b->kind->siovctl, "-s", (char *)b->sd.rpc};
+	unsigned n = 3;
+
+	for (; *args && n + 1 < sizeof(argv) / sizeof(argv[0]); args++)
+		argv[n++] = *args;
+	argv[n] = NULL;
+	snprintf(log, sizeof(log), "%s/backend.log", b->dir);
+	return run_wait(argv, log);
+}
+
 static int start_siovd(const struct backend_kind *k, struct backend_proc *b, unsigned queues,
 		       bool ro)
 {
-	char rpc[96], state[128], log[128], size[32], nq[16];
-	char *daemon[] = {(char *)k->siovd, "--rpc-socket", rpc, "--state-dir", state, NULL};
-	char *be[] = {(char *)k->siovctl,
-		      "-s",
-		      rpc,
-		      "backend_create",
-		      "--name",
-		      "b0",
-		      "--type",
-		      "file",
-		      "--path",
-		      b->file,
-		      "--size",
-		      size,
-		      NULL};
-	char *vd[] = {(char *)k->siovctl,
-		      "-s",
-		      rpc,
-		      "vdev_create",
+	char size[32], nq[16];
+	char *be[] = {"backend_create", "--name", "b0",	    "--type", "file",
+		      "--path",		b->file,  "--size", size,     NULL};
+	char *vd[] = {"vdev_create",
 		      "--name",
 		      "v0",
 		      "--type",
@@ -134,24 +133,13 @@ static int start_siovd(const struct backend_kind *k, struct backend_proc *b, uns
 		      ro ? "--readonly" : NULL,
 		      ro ? "true" : NULL,
 		      NULL};
-	struct backend_proc rpcb = *b;
 	int rc;
 
-	snprintf(rpc, sizeof(rpc), "%s/rpc.sock", b->dir);
-	snprintf(state, sizeof(state), "%s/state", b->dir);
-	snprintf(log, sizeof(log), "%s/backend.log", b->dir);
 	snprintf(size, sizeof(size), "%llu", (unsigned long long)b->size);
 	snprintf(nq, sizeof(nq), "%u", queues);
-	mkdir(state, 0700);
-	b->pid = spawn(daemon, log);
-	if (b->pid < 0)
-		return -errno;
-	snprintf(rpcb.sock, sizeof(rpcb.sock), "%s", rpc);
-	rc = wait_socket(&rpcb, true);
+	rc = siovctl(b, be);
 	if (!rc)
-		rc = run_wait(be, log);
-	if (!rc)
-		rc = run_wait(vd, log);
+		rc = siovctl(b, vd);
 	return rc ? rc : wait_socket(b, false);
 }
 
@@ -180,9 +168,17 @@ int backend_start(const struct backend_kind *kind, struct backend_proc *b, uint6
 	b->kind = kind;
 	b->queues = queues;
 	b->ro = readonly;
-	snprintf(b->dir, sizeof(b->dir), "/tmp/siov-libsiov-XXXXXX");
-	if (!mkdtemp(b->dir))
-		return -errno;
+	if (kind->siovd) {
+		/* siovd_proc makes the directory, starts siovd and waits for its RPC. */
+		rc = siovd_proc_start(&b->sd, kind->siovd, "libsiov", NULL);
+		if (rc)
+			return rc;
+		snprintf(b->dir, sizeof(b->dir), "%s", b->sd.dir);
+	} else {
+		snprintf(b->dir, sizeof(b->dir), "/tmp/siov-libsiov-XXXXXX");
+		if (!mkdtemp(b->dir))
+			return -errno;
+	}
 	snprintf(b->sock, sizeof(b->sock), "%s/vu.sock", b->dir);
 	snprintf(b->file, sizeof(b->file), "%s/disk.img", b->dir);
 	fd = open(b->file, O_RDWR | O_CREAT | O_TRUNC, 0600);
@@ -193,29 +189,26 @@ int backend_start(const struct backend_kind *kind, struct backend_proc *b, uint6
 				 : start_qsd(kind, b, queues, readonly);
 	if (fd >= 0)
 		close(fd);
-	if (rc)
+	if (rc) {
 		dump_log(b);
+		b->sd.failed = true;
+	}
 	return rc;
 }
 
 int backend_restart(struct backend_proc *b)
 {
-	char rpc[96], state[128], log[128];
-	char *daemon[] = {(char *)b->kind->siovd, "--rpc-socket", rpc, "--state-dir", state, NULL};
-
-	if (b->pid > 0)
+	if (b->pid > 0 || b->sd.pid > 0)
 		return -EBUSY;
 	if (!b->kind->siovd)
 		return start_qsd(b->kind, b, b->queues, b->ro);
-	snprintf(rpc, sizeof(rpc), "%s/rpc.sock", b->dir);
-	snprintf(state, sizeof(state), "%s/state", b->dir);
-	snprintf(log, sizeof(log), "%s/backend.log", b->dir);
-	b->pid = spawn(daemon, log);
-	return b->pid < 0 ? -errno : 0;
+	/* Same directory and --state-dir: siovd recreates the VDEV itself. */
+	return siovd_proc_restart(&b->sd, false);
 }
 
 void backend_kill(struct backend_proc *b)
 {
+	siovd_proc_kill(&b->sd);
 	if (b->pid > 0) {
 		kill(b->pid, SIGKILL);
 		waitpid(b->pid, NULL, 0);
@@ -232,14 +225,19 @@ void backend_stop(struct backend_proc *b)
 {
 	int i;
 
+	if (getenv("SIOV_TEST_VERBOSE"))
+		dump_log(b);
+	if (b->kind && b->kind->siovd) {
+		/* SIGTERM, SIGKILL after a timeout, exit status and sanitizer reports. */
+		siovd_proc_cleanup(&b->sd);
+		return;
+	}
 	if (b->pid > 0) {
 		kill(b->pid, SIGTERM);
 		for (i = 0; i < 300 && waitpid(b->pid, NULL, WNOHANG) == 0; i++)
 			usleep(10000);
 		backend_kill(b);
 	}
-	if (getenv("SIOV_TEST_VERBOSE"))
-		dump_log(b);
 	if (b->dir[0])
 		nftw(b->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
 }

@@ -8,6 +8,7 @@
 
 #include "fake_vdcm.h"
 #include "../../../lib/ctrl/vdcm_net.h"
+#include "siov_internal/mirror.h"
 
 #define FAKE_MAX 64
 
@@ -35,7 +36,7 @@ struct siov_vdcm {
 
 int siov_backend_type_parse(const char *s, enum siov_backend_type *out)
 {
-	static const char *const names[] = {"null", "ram", "file"};
+	static const char *const names[] = {"null", "ram", "file", "nbd", "rbd", "mirror"};
 
 	for (unsigned i = 0; i < SIOV_ARRAY_SIZE(names); i++) {
 		if (strcmp(s, names[i]) == 0) {
@@ -55,6 +56,12 @@ const char *siov_backend_type_name(enum siov_backend_type type)
 		return "ram";
 	case SIOV_BACKEND_FILE:
 		return "file";
+	case SIOV_BACKEND_NBD:
+		return "nbd";
+	case SIOV_BACKEND_RBD:
+		return "rbd";
+	case SIOV_BACKEND_MIRROR:
+		return "mirror";
 	}
 	return "unknown";
 }
@@ -190,7 +197,7 @@ static int vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *conf, ui
 			return siov_err_set(err, -EADDRINUSE, "socket %s in use", conf->socket);
 		if (!conf->allow_overlap &&
 		    overlaps(&v->vdevs[i], conf->backend, conf->offset, *size))
-			return siov_err_set(err, -EBUSY, "window overlaps VDEV '%s'",
+			return siov_err_set(err, -EEXIST, "window overlaps VDEV '%s'",
 					    v->vdevs[i].conf.name);
 	}
 	return 0;
@@ -384,31 +391,43 @@ void siov_vdcm_daemon_info(struct siov_vdcm *v, struct siov_daemon_info *info)
 	info->uptime_s = 1.5;
 }
 
-unsigned fake_vdcm_backends(struct siov_vdcm *v)
-{
-	return v->nbackends;
-}
-
-unsigned fake_vdcm_vdevs(struct siov_vdcm *v)
-{
-	return v->nvdevs;
-}
-
-const struct siov_backend_conf *fake_vdcm_backend(struct siov_vdcm *v, const char *name)
-{
-	int i = backend_idx(v, name);
-
-	return i < 0 ? NULL : &v->backends[i];
-}
-
-const struct siov_vdev_conf *fake_vdcm_vdev(struct siov_vdcm *v, const char *name)
-{
-	int i = vdev_idx(v, name);
-
-	return i < 0 ? NULL : &v->vdevs[i].conf;
-}
-
 void fake_vdcm_fail_backend_create(struct siov_vdcm *v, int rc)
 {
 	v->fail_backend_create = rc;
+}
+
+/* Mirrors are tested against the real VDCM (test/unit/backend, test/guest). */
+int siov_vdcm_mirror_add_member(struct siov_vdcm *v, const char *name, const char *member,
+				bool full, struct siov_err *err)
+{
+	return siov_err_set(err, -ENOTSUP, "the fake VDCM has no mirrors");
+}
+
+int siov_vdcm_mirror_remove_member(struct siov_vdcm *v, const char *name, const char *member,
+				   struct siov_err *err)
+{
+	return siov_err_set(err, -ENOTSUP, "the fake VDCM has no mirrors");
+}
+
+int siov_vdcm_mirror_fail_member(struct siov_vdcm *v, const char *name, const char *member,
+				 struct siov_err *err)
+{
+	return siov_err_set(err, -ENOTSUP, "the fake VDCM has no mirrors");
+}
+
+int siov_vdcm_mirror_set_resync_rate(struct siov_vdcm *v, const char *name, uint64_t rate,
+				     struct siov_err *err)
+{
+	return siov_err_set(err, -ENOTSUP, "the fake VDCM has no mirrors");
+}
+
+int siov_vdcm_backend_stats(struct siov_vdcm *v, const char *name, siov_backend_stats_cb cb,
+			    void *arg, struct siov_err *err)
+{
+	return siov_err_set(err, -ENOTSUP, "the fake VDCM has no backend stats");
+}
+
+const char *siov_member_state_name(enum siov_member_state s)
+{
+	return "unknown";
 }

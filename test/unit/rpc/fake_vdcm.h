@@ -1,8 +1,10 @@
 /*
- * A stand-in for the VDCM in the management plane's unit tests: backends and
- * VDEVs in arrays, with the same error codes the real one gives for duplicates,
- * unknown backends, busy backends, windows out of range and overlaps.  It lets
- * the RPC and state tests link and run without engines, vhost-user or I/O.
+ * A stand-in for the VDCM, kept only where a test needs an answer the real
+ * one cannot give on purpose: an injected failure, statistics with known
+ * non-zero values (test_rpc_fake.c), and something cheap behind the
+ * transport and siovctl tests.  Backends and VDEVs live in arrays.  The RPC
+ * tests that check what users get (rpc_handle, rpc_qos, rpc_state) run
+ * against the real VDCM; read state back through vdcm_probe.h.
  */
 #ifndef SIOV_TEST_FAKE_VDCM_H
 #define SIOV_TEST_FAKE_VDCM_H
@@ -12,11 +14,6 @@
 /* Size the fake gives a file backend created with size 0. */
 #define FAKE_FILE_SIZE (1ull << 30)
 
-unsigned fake_vdcm_backends(struct siov_vdcm *vdcm);
-unsigned fake_vdcm_vdevs(struct siov_vdcm *vdcm);
-/* The conf of the backend or VDEV named, NULL if none. */
-const struct siov_backend_conf *fake_vdcm_backend(struct siov_vdcm *vdcm, const char *name);
-const struct siov_vdev_conf *fake_vdcm_vdev(struct siov_vdcm *vdcm, const char *name);
 /* Makes the next backend_create fail with rc (0: stop failing). */
 void fake_vdcm_fail_backend_create(struct siov_vdcm *vdcm, int rc);
 

@@ -92,4 +92,13 @@ static inline struct json_object *member(struct json_object *o, const char *key)
 	return v;
 }
 
+/*
+ * Shorthands for a test file that defines g_srv (its server) and g_buf (a
+ * char array for the request text).
+ */
+#define REQ(method, params)		rpc_req(g_buf, sizeof(g_buf), method, params)
+#define OK(method, params)		rpc_expect_true(g_srv, REQ(method, params))
+#define ERR(method, params, code, msg)	rpc_expect_error(g_srv, REQ(method, params), code, msg)
+#define BAD_PARAMS(method, params, msg) ERR(method, params, SIOV_RPC_INVALID_PARAMS, msg)
+
 #endif

@@ -1,6 +1,7 @@
 /*
- * The state file: what the RPC methods save comes back identical in a fresh
- * VDCM, the save leaves no temporary file and a private mode, a missing file
+ * The state file, against the real VDCM (real backends and sockets in a
+ * temporary directory): what the RPC methods save comes back identical in a
+ * fresh VDCM, the save leaves no temporary file and a private mode, a missing file
  * is an empty configuration, and a damaged or hostile file is refused whole
  * (nothing created) with a message naming the bad entry.
  */
@@ -10,24 +11,43 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <ftw.h>
+
 #include "rpc_test.h"
-#include "fake_vdcm.h"
+#include "vdcm_probe.h"
+#include "siov_internal/log.h"
+#include "siov_internal/loop.h"
 #include "siov_internal/state.h"
 #include "../../../lib/ctrl/rpc_internal.h"
 
-static char g_dir[64];
+static char g_dir[64];	/* the state directory: siovd.json and nothing else */
+static char g_work[64]; /* the VDEVs' sockets and the file backend's file */
 static char g_file[128];
 static char g_buf[4096];
+static struct siov_loop *g_loop;
 
-#define REQ(method, params) rpc_req(g_buf, sizeof(g_buf), method, params)
+/* A real VDCM with one engine, on the test's loop. */
+static void vnew(struct siov_vdcm **out)
+{
+	struct siov_vdcm_opts vo = {.loop = g_loop, .engines = 1, .poll_us = 10};
+
+	assert_int_equal(siov_vdcm_create(&vo, out), 0);
+}
 
 static int setup(void **state)
 {
+	siov_log_set_level(SIOV_LOG_ERR);
 	strcpy(g_dir, "/tmp/siov-state-XXXXXX");
-	if (!mkdtemp(g_dir))
+	strcpy(g_work, "/tmp/siov-statew-XXXXXX");
+	if (!mkdtemp(g_dir) || !mkdtemp(g_work) || siov_loop_create(&g_loop) < 0)
 		return -1;
 	snprintf(g_file, sizeof(g_file), "%s/siovd.json", g_dir);
 	return 0;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
 }
 
 static int teardown(void **state)
@@ -45,6 +65,8 @@ static int teardown(void **state)
 	if (d)
 		closedir(d);
 	rmdir(g_dir);
+	nftw(g_work, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	siov_loop_destroy(g_loop);
 	return 0;
 }
 
@@ -75,55 +97,70 @@ static void populate(struct siov_vdcm *vdcm)
 {
 	struct siov_rpc_server_opts opts = {.vdcm = vdcm, .state_dir = g_dir};
 	struct siov_rpc_server *srv;
+	char p[512];
+	int fd;
 
+	snprintf(p, sizeof(p), "%s/x.img", g_work);
+	fd = open(p, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 64 << 20), 0);
+	close(fd);
 	assert_int_equal(siov_rpc_server_create(&opts, &srv), 0);
 	rpc_expect_true(
 	    srv, REQ("backend_create", "{\"name\":\"ram0\",\"type\":\"ram\",\"size\":\"1G\"}"));
-	rpc_expect_true(srv,
-			REQ("backend_create", "{\"name\":\"file0\",\"type\":\"file\","
-					      "\"path\":\"/var/lib/x.img\",\"readonly\":true}"));
+	snprintf(p, sizeof(p),
+		 "{\"name\":\"file0\",\"type\":\"file\",\"path\":\"%s/x.img\",\"readonly\":true}",
+		 g_work);
+	rpc_expect_true(srv, REQ("backend_create", p));
 	rpc_expect_true(
 	    srv, REQ("backend_create", "{\"name\":\"gone\",\"type\":\"null\",\"size\":4096}"));
-	rpc_expect_true(srv, REQ("vdev_create",
-				 "{\"name\":\"vm1\",\"backend\":\"ram0\",\"size\":\"256M\","
-				 "\"queues\":4,\"socket\":\"/run/vm1.sock\"}"));
-	rpc_expect_true(srv, REQ("vdev_create",
-				 "{\"name\":\"vm2\",\"backend\":\"ram0\",\"offset\":\"128M\","
-				 "\"size\":\"256M\",\"readonly\":true,\"allow_overlap\":true,"
-				 "\"socket\":\"/run/vm2.sock\"}"));
+	snprintf(p, sizeof(p),
+		 "{\"name\":\"vm1\",\"backend\":\"ram0\",\"size\":\"256M\","
+		 "\"queues\":4,\"socket\":\"%s/vm1.sock\"}",
+		 g_work);
+	rpc_expect_true(srv, REQ("vdev_create", p));
+	snprintf(p, sizeof(p),
+		 "{\"name\":\"vm2\",\"backend\":\"ram0\",\"offset\":\"128M\","
+		 "\"size\":\"256M\",\"readonly\":true,\"allow_overlap\":true,"
+		 "\"socket\":\"%s/vm2.sock\"}",
+		 g_work);
+	rpc_expect_true(srv, REQ("vdev_create", p));
 	rpc_expect_true(srv, REQ("backend_delete", "{\"name\":\"gone\"}"));
 	siov_rpc_server_destroy(srv);
 }
 
 static void test_round_trip(void **state)
 {
+	struct siov_backend_conf ram0, file0;
+	struct siov_vdev_conf vm[2];
 	struct siov_vdcm *a, *b;
 	struct siov_err err = {0};
 	struct stat st;
 	const char *names[] = {"vm1", "vm2"};
 
-	assert_int_equal(siov_vdcm_create(NULL, &a), 0);
-	assert_int_equal(siov_vdcm_create(NULL, &b), 0);
+	vnew(&a);
 	populate(a);
 	/* Atomic save: the file alone, private, no temporary left behind. */
 	assert_int_equal(stat(g_file, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 	assert_int_equal(dir_entries(), 1);
-
-	assert_int_equal(siov_state_load(b, g_dir, &err), 0);
-	assert_int_equal(fake_vdcm_backends(b), 2);
-	assert_int_equal(fake_vdcm_vdevs(b), 2);
-	assert_null(fake_vdcm_backend(b, "gone"));
-	assert_memory_equal(fake_vdcm_backend(a, "ram0"), fake_vdcm_backend(b, "ram0"),
-			    sizeof(struct siov_backend_conf));
-	assert_memory_equal(fake_vdcm_backend(a, "file0"), fake_vdcm_backend(b, "file0"),
-			    sizeof(struct siov_backend_conf));
+	ram0 = *probe_backend(a, "ram0");
+	file0 = *probe_backend(a, "file0");
 	for (int i = 0; i < 2; i++)
-		assert_memory_equal(fake_vdcm_vdev(a, names[i]), fake_vdcm_vdev(b, names[i]),
-				    sizeof(struct siov_vdev_conf));
-	assert_true(fake_vdcm_vdev(b, "vm2")->allow_overlap);
-	assert_int_equal(fake_vdcm_vdev(b, "vm1")->queues, 4);
+		vm[i] = *probe_vdev(a, names[i]);
+	/* The next siovd serves the same sockets: the old one goes first. */
 	siov_vdcm_destroy(a);
+	vnew(&b);
+	assert_int_equal(siov_state_load(b, g_dir, &err), 0);
+	assert_int_equal(probe_backends(b), 2);
+	assert_int_equal(probe_vdevs(b), 2);
+	assert_null(probe_backend(b, "gone"));
+	assert_memory_equal(&ram0, probe_backend(b, "ram0"), sizeof(ram0));
+	assert_memory_equal(&file0, probe_backend(b, "file0"), sizeof(file0));
+	for (int i = 0; i < 2; i++)
+		assert_memory_equal(&vm[i], probe_vdev(b, names[i]), sizeof(vm[i]));
+	assert_true(probe_vdev(b, "vm2")->allow_overlap);
+	assert_int_equal(probe_vdev(b, "vm1")->queues, 4);
 	siov_vdcm_destroy(b);
 }
 
@@ -137,20 +174,18 @@ static void test_networks(void **state)
 	struct json_object *list;
 	char *text;
 
-	assert_int_equal(siov_vdcm_create(NULL, &a), 0);
-	assert_int_equal(siov_vdcm_create(NULL, &b), 0);
+	vnew(&a);
+	vnew(&b);
 	opts.vdcm = a;
 	assert_int_equal(siov_rpc_server_create(&opts, &srv), 0);
 	rpc_expect_true(srv, REQ("network_create", "{\"name\":\"t1\"}"));
 	rpc_expect_true(srv, REQ("network_create", "{\"name\":\"t2\",\"mtu\":9000}"));
 	rpc_expect_true(srv, REQ("network_create", "{\"name\":\"gone\"}"));
 	rpc_expect_error(srv, REQ("network_create", "{\"name\":\"t1\"}"), -EEXIST, "exists");
-	rpc_expect_error(srv, REQ("network_create", "{\"name\":\"t3\",\"mtu\":67}"), -32602,
-			 "mtu");
+	rpc_expect_error(srv, REQ("network_create", "{\"name\":\"t3\",\"mtu\":67}"), -32602, "mtu");
 	rpc_expect_error(srv, REQ("network_create", "{\"name\":\"t3\",\"uplink\":\"eth0\"}"),
 			 -32602, "tap:");
-	rpc_expect_error(srv,
-			 REQ("network_create", "{\"name\":\"t3\",\"uplink\":\"tap:a/b\"}"),
+	rpc_expect_error(srv, REQ("network_create", "{\"name\":\"t3\",\"uplink\":\"tap:a/b\"}"),
 			 -32602, "uplink");
 	rpc_expect_error(srv, REQ("network_create", "{\"name\":\"t3\",\"vlan\":3}"), -32602,
 			 "vlan");
@@ -191,7 +226,7 @@ static void test_save_over_leftovers(void **state)
 	assert_int_equal(write(fd, "garbage garbage garbage", 23), 23);
 	close(fd);
 	write_state("{\"version\":1}");
-	assert_int_equal(siov_vdcm_create(NULL, &v), 0);
+	vnew(&v);
 	assert_int_equal(siov_state_save(v, g_dir, &err), 0);
 	assert_int_equal(dir_entries(), 1);
 	assert_int_equal(siov_state_load(v, g_dir, &err), 0);
@@ -203,9 +238,9 @@ static void test_missing_file(void **state)
 	struct siov_vdcm *v;
 	struct siov_err err = {0};
 
-	assert_int_equal(siov_vdcm_create(NULL, &v), 0);
+	vnew(&v);
 	assert_int_equal(siov_state_load(v, g_dir, &err), 0);
-	assert_int_equal(fake_vdcm_backends(v), 0);
+	assert_int_equal(probe_backends(v), 0);
 	siov_vdcm_destroy(v);
 }
 
@@ -216,12 +251,12 @@ static void expect_refused(const char *text, const char *msg)
 	int rc;
 
 	write_state(text);
-	assert_int_equal(siov_vdcm_create(NULL, &v), 0);
+	vnew(&v);
 	rc = siov_state_load(v, g_dir, &err);
 	if (rc != -EINVAL || !strstr(err.msg, msg))
 		fail_msg("'%s': rc %d, message '%s' (expected '%s')", text, rc, err.msg, msg);
-	assert_int_equal(fake_vdcm_backends(v), 0);
-	assert_int_equal(fake_vdcm_vdevs(v), 0);
+	assert_int_equal(probe_backends(v), 0);
+	assert_int_equal(probe_vdevs(v), 0);
 	siov_vdcm_destroy(v);
 }
 
@@ -260,15 +295,19 @@ static void test_failed_entries_counted(void **state)
 {
 	struct siov_vdcm *v;
 	struct siov_err err = {0};
+	char text[512];
 
-	write_state("{\"version\":1,\"backends\":[" B_OK "," B_OK "],\"vdevs\":["
-		    "{\"name\":\"v1\",\"backend\":\"missing\",\"socket\":\"/s1\"},"
-		    "{\"name\":\"v2\",\"backend\":\"b\",\"socket\":\"/s2\"}]}");
-	assert_int_equal(siov_vdcm_create(NULL, &v), 0);
+	snprintf(text, sizeof(text),
+		 "{\"version\":1,\"backends\":[" B_OK "," B_OK "],\"vdevs\":["
+		 "{\"name\":\"v1\",\"backend\":\"missing\",\"socket\":\"%s/s1\"},"
+		 "{\"name\":\"v2\",\"backend\":\"b\",\"socket\":\"%s/s2\"}]}",
+		 g_work, g_work);
+	write_state(text);
+	vnew(&v);
 	assert_int_equal(siov_state_load(v, g_dir, &err), 2);
-	assert_int_equal(fake_vdcm_backends(v), 1);
-	assert_int_equal(fake_vdcm_vdevs(v), 1);
-	assert_non_null(fake_vdcm_vdev(v, "v2"));
+	assert_int_equal(probe_backends(v), 1);
+	assert_int_equal(probe_vdevs(v), 1);
+	assert_non_null(probe_vdev(v, "v2"));
 	siov_vdcm_destroy(v);
 }
 
