@@ -113,11 +113,11 @@ ping -c 2 -W 2 10.9.0.254 >/dev/null 2>&1 && fail "c reached n1's uplink"
 say "c reached nobody"
 EOF
 
-guest_start b 240 b
+guest_start b 420 b
 pid_b=$GUEST_PID
-guest_start a 240 a
+guest_start a 420 a
 pid_a=$GUEST_PID
-guest_start c 240 c
+guest_start c 420 c
 pid_c=$GUEST_PID
 
 GUEST_PID=$pid_c guest_wait c
