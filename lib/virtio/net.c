@@ -37,13 +37,18 @@
 	 F(VIRTIO_NET_F_HOST_ECN) | F(VIRTIO_NET_F_MRG_RXBUF) | F(VIRTIO_NET_F_STATUS) |           \
 	 F(VIRTIO_NET_F_GUEST_ANNOUNCE))
 
-struct net_rxq {
-	pthread_mutex_t lock;
-	struct siov_vq *vq; /* NULL while stopped: frames for it are dropped */
+/* What filling one receive queue needs; allocated while a front end runs it (idle ports stay small). */
+struct net_rx_scratch {
 	struct siov_vq_chain chain;
 	struct siov_net_pkt pkt;
 	struct siov_vq_used_elem used[RX_MAX_BUFS];
 	struct iovec written[RX_MAX_WRITTEN];
+};
+
+struct net_rxq {
+	pthread_mutex_t lock;
+	struct siov_vq *vq; /* NULL while stopped: frames for it are dropped */
+	struct net_rx_scratch *s;
 };
 
 struct net_txq {
@@ -61,7 +66,7 @@ struct siov_net {
 	size_t hdr_len;
 	unsigned rx_offloads;
 	bool mrg;
-	struct net_rxq rxq[SIOV_NET_MAX_PAIRS];
+	struct net_rxq *rxq; /* pairs of them */
 };
 
 /* ---- Control side ---- */
@@ -122,6 +127,8 @@ static int net_queue_start(void *dev, struct siov_vq *vq)
 	if (vq->index / 2 >= n->pairs)
 		return -EINVAL;
 	rq = &n->rxq[vq->index / 2];
+	if (!rq->s && !(rq->s = malloc(sizeof(*rq->s))))
+		return -ENOMEM;
 	/* Nobody reads a receive queue's kicks: frames that find no buffer are dropped, not held. */
 	siov_vq_disable_notify(vq);
 	pthread_mutex_lock(&rq->lock);
@@ -133,12 +140,17 @@ static int net_queue_start(void *dev, struct siov_vq *vq)
 static void net_queue_stop(void *dev, struct siov_vq *vq)
 {
 	struct siov_net *n = dev;
-	struct net_rxq *rq = &n->rxq[vq->index / 2 % SIOV_NET_MAX_PAIRS];
+	struct net_rxq *rq;
 
+	if (vq->index / 2 >= n->pairs)
+		return;
+	rq = &n->rxq[vq->index / 2];
 	pthread_mutex_lock(&rq->lock);
 	if (rq->vq == vq)
 		rq->vq = NULL;
 	pthread_mutex_unlock(&rq->lock);
+	free(rq->s);
+	rq->s = NULL;
 }
 
 static uint64_t net_queue_num(void *dev)
@@ -293,7 +305,7 @@ static int rx_emit(const struct siov_net_pkt *p, void *arg)
 	struct siov_net *n = x->n;
 	struct net_rxq *rq = x->rq;
 	struct siov_vq *vq = rq->vq;
-	struct siov_vq_chain *c = &rq->chain;
+	struct siov_vq_chain *c = &rq->s->chain;
 	struct iov_cursor src = {p->iov, p->iovcnt, 0, 0};
 	struct virtio_net_hdr_mrg_rxbuf h;
 	size_t left = p->len;
@@ -320,15 +332,15 @@ static int rx_emit(const struct siov_net_pkt *p, void *arg)
 		k = copy_from_cursor(&src, c->iov + c->out_num, c->in_num, hdr,
 				     SIOV_MIN(left, c->in_len - hdr));
 		left -= k;
-		rq->used[nbufs - 1] = (struct siov_vq_used_elem){c->head, (uint32_t)(hdr + k)};
-		if ((nw = note_written(rq->written, nw, c, hdr + k)) < 0) {
+		rq->s->used[nbufs - 1] = (struct siov_vq_used_elem){c->head, (uint32_t)(hdr + k)};
+		if ((nw = note_written(rq->s->written, nw, c, hdr + k)) < 0) {
 			rc = -EMSGSIZE;
 			goto undo;
 		}
 	}
 	if (n->mrg && nbufs > 1)
-		put_num_buffers(rq->written, (unsigned)nw, (uint16_t)nbufs);
-	siov_vq_complete_many(vq, rq->used, nbufs, rq->written, (unsigned)nw);
+		put_num_buffers(rq->s->written, (unsigned)nw, (uint16_t)nbufs);
+	siov_vq_complete_many(vq, rq->s->used, nbufs, rq->s->written, (unsigned)nw);
 	return 0;
 
 undo:
@@ -364,7 +376,7 @@ static int net_deliver(struct siov_port *port, const struct siov_net_frame *f, v
 		pthread_mutex_unlock(&x.rq->lock);
 		return -ENOBUFS;
 	}
-	rc = siov_net_frame_emit(f, n->rx_offloads, &x.rq->pkt, rx_emit, &x);
+	rc = siov_net_frame_emit(f, n->rx_offloads, &x.rq->s->pkt, rx_emit, &x);
 	siov_vq_notify(x.rq->vq);
 	pthread_mutex_unlock(&x.rq->lock);
 	return rc;
@@ -477,7 +489,11 @@ int siov_net_create(const struct siov_net_conf *conf, struct siov_net **out, str
 	n->pairs = conf->queue_pairs;
 	n->mtu = siov_network_conf(conf->network)->mtu;
 	n->hdr_len = SIOV_NET_HDR_LEN;
-	for (i = 0; i < SIOV_NET_MAX_PAIRS; i++)
+	if (!(n->rxq = calloc(n->pairs, sizeof(*n->rxq)))) {
+		free(n);
+		return siov_err_set(err, -ENOMEM, "out of memory");
+	}
+	for (i = 0; i < n->pairs; i++)
 		pthread_mutex_init(&n->rxq[i].lock, NULL);
 	snprintf(pc.name, sizeof(pc.name), "%s", conf->name);
 	memcpy(pc.mac, conf->mac, SIOV_ETH_ALEN);
@@ -497,8 +513,11 @@ void siov_net_destroy(struct siov_net *n)
 		return;
 	if (n->port)
 		siov_port_detach(n->port);
-	for (i = 0; i < SIOV_NET_MAX_PAIRS; i++)
+	for (i = 0; i < n->pairs; i++) {
 		pthread_mutex_destroy(&n->rxq[i].lock);
+		free(n->rxq[i].s);
+	}
+	free(n->rxq);
 	free(n);
 }
 
