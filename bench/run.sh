@@ -9,7 +9,8 @@
 # Usage: bench/run.sh [BUILD]
 #   env: BENCH_SECTIONS="null file ..." (default: every section, by name;
 #        bench-quick: null file)  QUICK=1 (about a minute)  OUT=dir
-#        RUNTIME, ROUNDS and per-section variables pass through.
+#        RUNTIME, ROUNDS and per-section variables pass through;
+#        SIOV_GIT names the commit measured (for a tree outside git).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BUILD=$(cd "${1:-build}" && pwd)
@@ -42,7 +43,8 @@ json.dump({"cpu": sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip(
            "qemu_storage_daemon": sh(qsd + " --version | head -1") if qsd else "",
            "fio": sh("fio --version"), "compiler": sh("cc --version | head -1"),
            "liburing": sh("dpkg-query -W -f='${Version}' liburing-dev 2>/dev/null"),
-           "siov_git": sh("git -C %s describe --always --dirty" % sys.argv[2])},
+           "siov_git": os.environ.get("SIOV_GIT") or
+                       sh("git -C %s describe --always --dirty" % sys.argv[2])},
           open(sys.argv[1], "w"), indent=1)
 PY
 }

@@ -12,7 +12,7 @@ root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
 cd "$root"
 
 # Layers, bottom-up.  Equal ranks are siblings: neither may include the other.
-declare -A rank=([util]=0 [mem]=1 [qos]=1 [net]=1 [backend]=2 [virtio]=3 [engine]=4 [vhost]=5 [ctrl]=6)
+declare -A rank=([util]=0 [mem]=1 [qos]=1 [net]=1 [backend]=2 [virtio]=3 [engine]=4 [vhost]=5 [export]=5 [ctrl]=6)
 
 # Header -> owning layer.
 declare -A owner=(
@@ -24,6 +24,7 @@ declare -A owner=(
 	[virtqueue.h]=virtio [device.h]=virtio [virtio_blk.h]=virtio [virtio_net.h]=virtio
 	[engine.h]=engine
 	[vhost_user.h]=vhost
+	[export.h]=export
 	[vdcm.h]=ctrl [rpc.h]=ctrl [state.h]=ctrl
 )
 
@@ -71,6 +72,21 @@ done
 for h in include/siov_internal/*.h; do
 	o=${owner[$(basename "$h")]:-}
 	[ -n "$o" ] && check "$h" "$o"
+done
+
+# Provider headers: the implementation half of an interface is for its own
+# folder only (consumers see backend.h, backends fill in backend_module.h).
+declare -A provider_of=([backend_module.h]=backend)
+for f in lib/*/*.[ch] include/siov_internal/*.h; do
+	while read -r inc; do
+		h=${inc#siov_internal/}
+		p=${provider_of[$h]:-}
+		[ -n "$p" ] || continue
+		case $f in
+		lib/"$p"/*|include/siov_internal/"$h") ;;
+		*) complain "$f includes $inc: only lib/$p/ implements that interface (use ${h%_module.h}.h)" ;;
+		esac
+	done < <(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\(siov_internal\/[^"]*\)".*/\1/p' "$f")
 done
 
 if [ "$bad" = 0 ]; then

@@ -35,6 +35,7 @@ struct bench_opts {
 	unsigned threads;      /* 0: a thread per job; else jobs spread over this many (polling) */
 	bool per_socket;       /* report IOPS per socket as well */
 	unsigned reconnect_ms; /* libsiov reconnect budget, 0 = off */
+	bool dirty_log;	       /* --dirty-log: keep the back end logging (migration cost) */
 };
 
 /*

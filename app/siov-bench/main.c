@@ -33,7 +33,8 @@ static void usage(FILE *f)
 		   "  [--rwmixread PCT] [--bs SIZE] [--iodepth N] [--numjobs N] [--runtime SEC]\n"
 		   "  [--size SIZE] [--verify] [--poll|--irq] [--poll-us US] [--target-pid PID]"
 		   " [--json]\n"
-		   "  [--threads N] [--per-socket] [--reconnect MS]\n");
+		   "  [--threads N] [--per-socket] [--reconnect MS]\n"
+		   "  [--dirty-log]  (keep the back end dirty-logging, as during a migration)\n");
 }
 
 static int parse_size(const char *s, uint64_t *out)
@@ -127,6 +128,9 @@ static int parse_opt(struct bench_opts *o, int c, const char *arg)
 	case 'i':
 		o->irq = true;
 		return 0;
+	case 'L':
+		o->dirty_log = true;
+		return 0;
 	case 'u':
 		o->poll_us = (unsigned)atoi(arg);
 		return 0;
@@ -170,6 +174,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 					   {"per-socket", 0, 0, 'S'},
 					   {"help", 0, 0, 'h'},
 					   {"reconnect", 1, 0, 'R'},
+					   {"dirty-log", 0, 0, 'L'},
 					   {0, 0, 0, 0}};
 	int c;
 
@@ -217,6 +222,8 @@ static int open_device(const struct bench_opts *o, const char *path, struct devi
 	so.queue_size = queue_size_for(o->iodepth);
 	so.poll_us = o->poll_us;
 	so.reconnect_ms = o->reconnect_ms;
+	if (o->dirty_log)
+		so.flags |= SIOV_DEV_F_DIRTY_LOG;
 	rc = siov_dev_open(path, &so, &d->dev);
 	if (rc) {
 		fprintf(stderr, "siov-bench: %s: %s\n", path, strerror(-rc));

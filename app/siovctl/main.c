@@ -31,7 +31,7 @@
 /* Values of these are names or paths: strings even when they look like numbers. */
 static const char *const string_params[] = {"name", "type", "backend", "path", "socket", "uri",
 					    "tls_creds", "pool", "image", "conf", "id", "members", "member",
-					    "network", "uplink", "mac"};
+					    "network", "uplink", "mac", "vdev", "listen", "error_policy"};
 
 static const char usage_text[] =
     "usage: siovctl [-s SOCKET] [-t SECONDS] METHOD [--param value ...]\n"
@@ -64,13 +64,23 @@ static const char usage_text[] =
     "  backend_set_resync_rate --name M --rate BYTES/S\n"
     "  vdev_create     --name N --backend B --socket PATH [--type blk] [--offset O]\n"
     "                  [--size S] [--queues Q] [--readonly] [--allow-overlap]\n"
+    "                  [--error-policy report|hold[:TIMEOUT]]\n"
+    "  vdev_set_error_policy --name N --error-policy report|hold[:TIMEOUT]\n"
+    "  vdev_resume     --name N        (retries the requests an error policy holds)\n"
+    "  vdev_move       --name N --backend B [--offset O] [--rate BYTES/S]\n"
+    "                  (online, like blockdev-mirror; finished after a restart)\n"
     "  vdev_delete     --name N\n"
     "  vdev_list       [--name N]\n"
     "  vdev_stats      [--name N]\n"
     "  network_create  --name N [--mtu M] [--uplink tap:IFNAME]\n"
     "  network_delete  --name N\n"
     "  network_list\n"
+    "  export_create   --vdev V --listen unix:PATH|tcp:ADDR:PORT [--type nbd]\n"
+    "                  [--tls-creds DIR] [--insecure]\n"
+    "  export_delete   --vdev V\n"
+    "  export_list\n"
     "  daemon_info\n"
+    "  engine_stats    (per engine: rounds, sleeps, requests, ring_to_submit_us, ...)\n"
     "\n"
     "Exit status: 0 success, 1 siovd returned an error, 2 the call could not be made.\n"
     "Example:\n"

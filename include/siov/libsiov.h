@@ -46,6 +46,12 @@ struct siov_queue;
 /* Flags of struct siov_dev_opts. */
 #define SIOV_DEV_F_NO_EVENT_IDX (1u << 0) /* do not negotiate VIRTIO_RING_F_EVENT_IDX */
 #define SIOV_DEV_F_READ_ONLY	(1u << 1) /* refuse writes even if the device accepts them */
+/*
+ * Act as a migrating front end: hand the back end a dirty log (LOG_SHMFD) and
+ * keep VHOST_F_LOG_ALL on from siov_dev_start(), so a benchmark can measure
+ * what logging costs the back end.  The log is not renewed after a reconnect.
+ */
+#define SIOV_DEV_F_DIRTY_LOG (1u << 2)
 
 /*
  * Options of siov_dev_open().  Call siov_dev_opts_init() first and change
@@ -54,7 +60,7 @@ struct siov_queue;
  */
 struct siov_dev_opts {
 	size_t size;	     /* sizeof(struct siov_dev_opts), set by init */
-	unsigned num_queues; /* queues to set up; 0 = all the device offers */
+	unsigned num_queues; /* queues to set up; 0 = the device's num_queues (else all it offers) */
 	unsigned queue_size; /* descriptors per queue, power of two, <= 32768 */
 	unsigned timeout_ms; /* connect and per-message reply timeout */
 	unsigned poll_us;    /* siov_wait(): poll this long before sleeping */

@@ -67,6 +67,10 @@ enum siov_vu_request {
 #define VIRTIO_RING_F_EVENT_IDX_BIT	   29
 #define VHOST_USER_F_PROTOCOL_FEATURES_BIT 30
 #define VIRTIO_F_VERSION_1_BIT		   32
+/* The front end is migrating: log every write to its memory (SET_LOG_BASE). */
+#define VHOST_F_LOG_ALL_BIT 26
+/* SET_VRING_ADDR flags: log the used ring at log_guest_addr too. */
+#define VHOST_VRING_F_LOG 0
 
 /* Protocol feature bits (GET/SET_PROTOCOL_FEATURES). */
 #define VHOST_USER_PROTOCOL_F_MQ		   0

@@ -77,6 +77,13 @@ struct siov_vq_ops {
 			struct siov_vq_work *work);
 	/* The queue leaves its runner: free per-queue request memory (nothing in flight). */
 	void (*release)(struct siov_vq *vq);
+	/*
+	 * Optional.  The queue is leaving its runner while the device model holds
+	 * requests it will not complete (an error policy that holds): forget them,
+	 * uncompleted, so that their in-flight records survive and the driver's
+	 * next session resubmits them.  Called on the runner's thread.
+	 */
+	void (*drop_held)(struct siov_vq *vq);
 };
 
 #endif

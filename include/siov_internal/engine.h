@@ -30,6 +30,23 @@ struct siov_engines_opts {
 	unsigned balance_ms;	/* how often to rebalance queues; 0 = never */
 };
 
+/*
+ * Where an engine's time goes, per request (relaxed atomics: the engine adds,
+ * anyone reads).  ring_submit_ns sums, over the requests submitted, the time
+ * from the pop to the io_uring_enter() that handed them to the kernel.
+ */
+struct siov_engine_stats {
+	uint64_t rounds;	 /* loop iterations */
+	uint64_t sleeps;	 /* times it slept in io_uring */
+	uint64_t popped;	 /* requests started */
+	uint64_t submitted;	 /* of those, requests handed to the kernel */
+	uint64_t ring_submit_ns; /* their pop -> submitted, summed */
+	uint64_t cqes;		 /* CQEs reaped (I/O, kicks, commands) */
+	uint64_t enters;	 /* io_uring_enter() calls to submit or wait */
+	uint64_t submits;	 /* io_uring_enter() calls that only submitted */
+	uint64_t submit_ns;	 /* time spent in those */
+};
+
 int siov_engines_create(const struct siov_engines_opts *opts, struct siov_engines **out);
 /* Every queue must have been detached. */
 void siov_engines_destroy(struct siov_engines *engines);
@@ -37,6 +54,9 @@ unsigned siov_engines_count(const struct siov_engines *engines);
 /* The engine serving the fewest queues. */
 struct siov_engine *siov_engines_pick(struct siov_engines *engines);
 unsigned siov_engine_id(const struct siov_engine *engine);
+/* Engine i (< siov_engines_count()), for its stats. */
+struct siov_engine *siov_engines_get(struct siov_engines *engines, unsigned i);
+void siov_engine_get_stats(const struct siov_engine *engine, struct siov_engine_stats *out);
 
 /* vq must be fully set up (rings mapped, fds set).  Returns 0 or -errno. */
 int siov_engine_attach(struct siov_engine *engine, struct siov_vq *vq);

@@ -17,6 +17,7 @@
 #include "siov_internal/qos.h"
 #include "siov_internal/switch.h"
 #include "siov_internal/util.h"
+#include "siov_internal/virtio_blk.h"
 
 struct siov_loop;
 struct siov_vdcm;
@@ -48,12 +49,17 @@ struct siov_vdev_conf {
 	bool allow_spoof; /* net: may send from other MACs than its own */
 	uint64_t offset; /* bytes into the backend; multiple of 512 */
 	uint64_t size;	 /* bytes; 0 = up to the end of the backend */
-	uint16_t queues; /* 1..SIOV_VDEV_MAX_QUEUES; 0 = 1; net: queue pairs, 1..32 */
+	uint16_t queues; /* 1..SIOV_VDEV_MAX_QUEUES; 0 = offer SIOV_VU_MAX_QUEUES (QEMU's default); net: queue pairs, 1..32 (0 = 1) */
 	bool readonly;
 	bool allow_overlap; /* let this window overlap other VDEVs' windows */
 	char socket[SIOV_SOCKET_PATH_MAX];
 	char group[SIOV_NAME_MAX];  /* QoS group sharing limits; "" = none; fixed at creation */
 	struct siov_qos_params qos; /* the VDEV's own limits, reservation and weight */
+	enum siov_error_policy error_policy; /* what a backend error does (virtio_blk.h) */
+	uint32_t hold_timeout_ms;	     /* hold: 0 = until vdev_resume */
+	/* A vdev_move under way: its data goes to this backend at this offset. */
+	char move_backend[SIOV_NAME_MAX];
+	uint64_t move_offset;
 };
 #define SIOV_VDEV_MAX_QUEUES 64
 
@@ -91,6 +97,31 @@ int siov_vdcm_vdev_delete(struct siov_vdcm *vdcm, const char *name, struct siov_
 /* Takes effect for the VDEV's next request; running queues are not stopped. */
 int siov_vdcm_vdev_set_qos(struct siov_vdcm *vdcm, const char *name,
 			   const struct siov_qos_params *qos, struct siov_err *err);
+
+/* Takes effect at the queues' next pass; report fails what is held now. */
+int siov_vdcm_vdev_set_error_policy(struct siov_vdcm *vdcm, const char *name,
+				    enum siov_error_policy p, uint32_t timeout_ms,
+				    struct siov_err *err);
+/*
+ * Moves a VDEV's data to [offset, offset+size) of another backend while its
+ * driver keeps running (QEMU's blockdev-mirror): the VDEV is switched onto a
+ * mirror of its window and the new one, the new one is resynced, and then the
+ * VDEV is switched onto it alone.  The move is in the VDEV's conf (saved), so
+ * siovd finishes it after a restart.  -EBUSY while requests are held.  rate:
+ * the copy's limit in bytes/s (0 = the mirror default; after a restart the
+ * copy goes on at the default).
+ */
+int siov_vdcm_vdev_move(struct siov_vdcm *vdcm, const char *name, const char *backend,
+			uint64_t offset, uint64_t rate, struct siov_err *err);
+/*
+ * Called (control thread) when the VDCM changed the configuration by itself
+ * (a move finished): the caller saves the state.  Returns -errno if it failed.
+ */
+typedef int (*siov_vdcm_changed_cb)(void *arg);
+void siov_vdcm_set_changed_cb(struct siov_vdcm *vdcm, siov_vdcm_changed_cb cb, void *arg);
+
+/* Retries the requests the VDEV holds (error policy hold). */
+int siov_vdcm_vdev_resume(struct siov_vdcm *vdcm, const char *name, struct siov_err *err);
 
 int siov_vdcm_group_create(struct siov_vdcm *vdcm, const struct siov_group_conf *conf,
 			   struct siov_err *err);
@@ -136,9 +167,15 @@ struct siov_vdev_info {
 	bool connected;
 	uint64_t features;    /* negotiated virtio features */
 	uint64_t connections; /* front ends accepted so far */
-	unsigned nqueues;
+	bool logging;	      /* the front end is migrating the VM (dirty log on) */
+	unsigned max_queues;  /* what the VDEV offers */
+	unsigned nqueues;     /* queues the front end has used */
 	const struct siov_queue_stats *queues;
 	struct siov_qos_stats qos; /* conf->qos holds the parameters in force */
+	struct siov_blk_hold_stats hold;
+	uint64_t now_ns; /* the clock hold.since_ns is on */
+	/* A move under way (conf->move_backend set): bytes copied of how many. */
+	uint64_t move_done, move_total;
 	bool is_net;
 	struct siov_port_stats port; /* net: what the switch counted for the port */
 };
@@ -190,5 +227,21 @@ void siov_vdcm_group_foreach(struct siov_vdcm *vdcm, siov_group_info_cb cb, void
 /* -ENOENT if there is no such VDEV. */
 int siov_vdcm_vdev_get(struct siov_vdcm *vdcm, const char *name, siov_vdev_info_cb cb, void *arg);
 void siov_vdcm_daemon_info(struct siov_vdcm *vdcm, struct siov_daemon_info *info);
+struct siov_engine_stats;
+/* Engine i's counters; -ENOENT past the last engine. */
+int siov_vdcm_engine_stats(struct siov_vdcm *vdcm, unsigned i, struct siov_engine_stats *out);
+
+/*
+ * NBD exports (lib/export): a VDEV's window served over NBD, at most one
+ * export per VDEV, named after it.  An exported VDEV cannot be deleted.
+ */
+struct siov_export_conf;
+struct siov_export_stats;
+int siov_vdcm_export_create(struct siov_vdcm *vdcm, const struct siov_export_conf *conf,
+			    struct siov_err *err);
+int siov_vdcm_export_delete(struct siov_vdcm *vdcm, const char *vdev, struct siov_err *err);
+typedef void (*siov_export_info_cb)(const struct siov_export_conf *conf,
+				    const struct siov_export_stats *stats, void *arg);
+void siov_vdcm_export_foreach(struct siov_vdcm *vdcm, siov_export_info_cb cb, void *arg);
 
 #endif

@@ -22,12 +22,15 @@ struct siov_vq;
 struct siov_qos;
 struct siov_vu_server;
 
+/* Most queues one VDEV offers: vring messages carry the index in 8 bits. */
+#define SIOV_VU_MAX_QUEUES 256
+
 struct siov_vu_server_opts {
 	struct siov_loop *loop;
 	struct siov_engines *engines;
 	const char *name; /* the VDEV's name, for logs */
 	const char *socket_path;
-	unsigned queues; /* what GET_QUEUE_NUM reports */
+	unsigned queues; /* what GET_QUEUE_NUM reports: 1..SIOV_VU_MAX_QUEUES */
 	const struct siov_dev_ops *dev_ops;
 	void *dev;
 	struct siov_qos *qos; /* the VDEV's QoS (limits, reservation, weight); may be NULL */
@@ -55,7 +58,12 @@ const char *siov_vu_server_broken_reason(const struct siov_vu_server *srv);
 bool siov_vu_server_connected(const struct siov_vu_server *srv);
 uint64_t siov_vu_server_features(const struct siov_vu_server *srv);
 uint64_t siov_vu_server_connections(const struct siov_vu_server *srv);
+/* Queues offered; queues the front end has used (1 + the highest index named, 0 if none). */
 unsigned siov_vu_server_nqueues(const struct siov_vu_server *srv);
+unsigned siov_vu_server_queues_used(const struct siov_vu_server *srv);
+/* A queue the front end has used, else NULL. */
 const struct siov_vq *siov_vu_server_queue(const struct siov_vu_server *srv, unsigned i);
+/* True while the front end has dirty logging on (it is migrating the VM). */
+bool siov_vu_server_logging(const struct siov_vu_server *srv);
 
 #endif

@@ -19,6 +19,7 @@
 #include <sys/uio.h>
 
 #include "siov/vhost_user.h"
+#include "siov_internal/dirty_log.h"
 #include "siov_internal/memtable.h"
 
 struct siov_vq;
@@ -90,6 +91,11 @@ struct siov_vq {
 	unsigned resubmit_num, resubmit_pos;
 	const char *dev_name;
 	struct siov_qos *qos;	   /* may be NULL: no limits, default weight */
+	/* Live migration: the dirty log while the front end logs (VHOST_F_LOG_ALL), else NULL. */
+	struct siov_dirty_log *log;
+	bool log_used;	       /* VHOST_VRING_F_LOG: log the used ring too */
+	uint64_t log_used_gpa; /* guest-physical address of the used ring */
+	int log_fd;	       /* SET_LOG_FD eventfd (not owned), signalled with the call, or -1 */
 	struct siov_vq_runner run; /* siov_vq_bind() */
 
 	/* --- ring state: written only by the thread that runs the queue --- */
@@ -100,6 +106,8 @@ struct siov_vq {
 	uint16_t signalled_used;
 	bool signalled_used_valid;
 	uint64_t inflight_counter;
+	/* The device model has work of its own (held requests to look at): run me. */
+	bool dev_wants_run;
 
 	struct siov_vq_stats stats;
 	int broken; /* read with relaxed atomics */
@@ -127,10 +135,13 @@ void siov_vq_prefetch(const struct siov_vq *vq, unsigned n);
  * and then the used index (release), clears the in-flight record, and puts
  * the queue on its runner's used list.
  *
- * DIRTY-LOG HOOK: live migration (LOG_SHMFD) marks here, before the used index
- * is published, every page of written[] and of the used element and index it
- * writes.  Nothing else in siovd writes front-end memory on completion, so
- * every device model (blk, net) is logged by construction.
+ * Dirty log: while vq->log is set (live migration, LOG_SHMFD) every page of
+ * written[] and of the used element is marked before the used index is
+ * published, and the index's page right after it is stored (a mark made before
+ * the store could be consumed by the front end's sync before the write lands).
+ * A write the log cannot record breaks the queue instead.  Nothing else in
+ * siovd writes front-end memory on completion, so every device model (blk,
+ * net) is logged by construction.
  */
 void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *written, unsigned n,
 		      uint32_t len);
@@ -148,6 +159,8 @@ void siov_vq_complete_many(struct siov_vq *vq, const struct siov_vq_used_elem *e
 			   unsigned nelems, const struct iovec *written, unsigned n);
 /* Gives the last n popped chains back to the ring (nothing was written to them, no INFLIGHT). */
 void siov_vq_unpop(struct siov_vq *vq, unsigned n);
+/* True if the dirty log (if any) covers the memory table and the used ring (checked at start). */
+bool siov_vq_log_ok(const struct siov_vq *vq);
 /* The time of the runner's round (ns), or the clock if no runner lends one. */
 uint64_t siov_vq_now(const struct siov_vq *vq);
 /* Lends the queue to a runner (control thread, queue stopped). */

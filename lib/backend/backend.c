@@ -20,6 +20,7 @@ static const struct siov_backend_ops *const backend_ops[] = {
     [SIOV_BACKEND_RAM] = &siov__backend_ram_ops,
     [SIOV_BACKEND_FILE] = &siov__backend_file_ops,
     [SIOV_BACKEND_NBD] = &siov__backend_nbd_ops,
+    [SIOV_BACKEND_RBD] = &siov__backend_rbd_ops,
     [SIOV_BACKEND_MIRROR] = &siov__backend_mirror_ops,
 };
 

@@ -104,6 +104,7 @@ struct nbd_be {
 	uint64_t retry_at, backoff, hold_until, lost_at;
 	unsigned long reconnects;
 	char why[192]; /* the last libnbd error on this connection */
+	bool kicked;   /* the eventfd said the engines queued requests */
 };
 
 /* ---- Lists ---- */
@@ -367,6 +368,9 @@ static void req_finish(struct nbd_be *be, struct nbd_req *r, int res)
 
 static int issue_flush(struct nbd_be *be, struct nbd_req *r)
 {
+	/* A server that offers no flush has no write cache to flush: done. */
+	if (!be->info.can_flush)
+		return 0;
 	return issue_one(be, r, NULL, 0, 0) < 0 ? nbd_code() : 0;
 }
 
@@ -472,9 +476,9 @@ static void conn_lost(struct nbd_be *be, uint64_t now, const char *why)
 
 static bool info_same(const struct nbd_be *be, const struct nbd_info *i, char *why, size_t len)
 {
-	if (i->size != be->info.size)
-		snprintf(why, len, "it now offers %llu bytes, not %llu",
-			 (unsigned long long)i->size, (unsigned long long)be->info.size);
+	if (i->size < be->bd->size)
+		snprintf(why, len, "it now offers %llu bytes, fewer than the backend's %llu",
+			 (unsigned long long)i->size, (unsigned long long)be->bd->size);
 	else if (i->ro && !be->bd->conf.readonly)
 		snprintf(why, len, "it is now read-only");
 	else
@@ -596,10 +600,18 @@ static void reap_posts(struct nbd_be *be)
 
 /* ---- The worker ---- */
 
+/*
+ * Takes the engines' requests.  Only after a kick: an engine kicks whenever
+ * it finds the list empty, and the kick is consumed before the list is
+ * taken, so a request is never left behind without a kick to announce it.
+ */
 static void take_incoming(struct nbd_be *be)
 {
 	eventfd_t v;
 
+	if (!be->kicked)
+		return;
+	be->kicked = false;
 	(void)eventfd_read(be->efd, &v);
 	pthread_mutex_lock(&be->lock);
 	list_append_all(&be->pending, &be->incoming);
@@ -639,7 +651,11 @@ static void wait_events(struct nbd_be *be, uint64_t now)
 			      (dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0);
 		n = 3;
 	}
-	if (poll(p, (nfds_t)n, wait_ms(be, now)) <= 0 || n < 3)
+	if (poll(p, (nfds_t)n, wait_ms(be, now)) <= 0)
+		return;
+	if (p[0].revents & POLLIN)
+		be->kicked = true;
+	if (n < 3)
 		return;
 	if ((p[2].revents & (POLLIN | POLLHUP | POLLERR)) && nbd_aio_notify_read(be->h) < 0)
 		note_error(be);
@@ -700,11 +716,6 @@ static int nbd_submit(struct siov_backend *bd, struct siov_io_ctx *ctx, struct s
 	struct nbd_req *r;
 	bool kick;
 
-	if (io->op == SIOV_IO_FLUSH && !be->info.can_flush) {
-		/* Nothing to flush: the server has no write cache it tells us of. */
-		siov_io_complete_later(ctx, io, 0);
-		return 0;
-	}
 	pthread_mutex_lock(&be->lock);
 	r = req_get(be);
 	if (!r) {
@@ -745,6 +756,31 @@ static int check_info(struct siov_backend *bd, const struct nbd_info *i, struct 
 				    "bytes)",
 				    c->name, (unsigned long long)c->size,
 				    (unsigned long long)i->size);
+	return 0;
+}
+
+/* Errors that say the server is away now, not that the configuration is wrong. */
+static bool unreachable(int rc)
+{
+	return rc == -ECONNREFUSED || rc == -ENOENT || rc == -ETIMEDOUT || rc == -EHOSTUNREACH ||
+	       rc == -ENETUNREACH || rc == -ECONNRESET;
+}
+
+/*
+ * The server is away at open, but the size is known (given, or saved from an
+ * earlier connection): start disconnected and let the worker find it.  What
+ * the server can do is unknown until then: no trim or write-zeroes are
+ * offered to the VDEVs created meanwhile.
+ */
+static int start_disconnected(struct siov_backend *bd, struct nbd_be *be, const char *why)
+{
+	SIOV_WARN("backend '%s': NBD server %s is unreachable (%s); starting disconnected with "
+		  "%llu bytes and reconnecting in the background",
+		  bd->conf.name, bd->conf.uri, why, (unsigned long long)bd->conf.size);
+	be->h = NULL;
+	be->info = (struct nbd_info){.size = bd->conf.size, .block_min = 512,
+				     .piece_max = NBD_PIECE_MAX, .can_flush = true};
+	be->lost_at = siov_now_ns();
 	return 0;
 }
 
@@ -807,23 +843,27 @@ static int nbd_be_open(struct siov_backend *bd, struct siov_err *err)
 		return siov_err_set(err, -ENOMEM, "backend '%s': out of memory", c->name);
 	be->bd = bd;
 	be->efd = -1;
+	be->kicked = true;
 	pthread_mutex_init(&be->lock, NULL);
 	be->timeout_ns = (c->timeout_ms ? c->timeout_ms : SIOV_BACKEND_TIMEOUT_MS_DEFAULT) * MS;
 	be->settle_ns = (uint64_t)c->settle_ms * MS;
 	rc = nbd_dial(be, &be->h, why, sizeof(why));
-	if (rc < 0) {
+	if (rc < 0 && c->size && unreachable(rc)) {
+		rc = start_disconnected(bd, be, why);
+	} else if (rc < 0) {
 		siov_err_set(err, rc, "backend '%s': cannot connect to NBD server %s: %s", c->name,
 			     c->uri, why);
 		goto err;
-	}
-	if ((rc = info_read(be->h, &be->info)) < 0) {
+	} else if ((rc = info_read(be->h, &be->info)) < 0) {
 		siov_err_set(err, rc, "backend '%s': NBD server %s: %s", c->name, c->uri,
 			     nbd_msg());
 		goto err;
-	}
-	if ((rc = check_info(bd, &be->info, err)) < 0)
+	} else if ((rc = check_info(bd, &be->info, err)) < 0) {
 		goto err;
+	}
 	bd->size = c->size ? c->size : be->info.size;
+	/* Saved in the state: a restart while the server is away can still start. */
+	bd->conf.size = bd->size;
 	bd->block_size = be->info.block_min > 512 ? 4096 : 512;
 	bd->can_discard = be->info.can_trim;
 	bd->can_write_zeroes = be->info.can_zero;

@@ -641,6 +641,18 @@ static int rpc_listen(struct siov_rpc_server *srv, const char *path)
 			     &srv->listen_watch);
 }
 
+/* The VDCM changed the configuration by itself (a move finished): save it. */
+static int vdcm_changed(void *arg)
+{
+	struct siov_rpc_server *srv = arg;
+	struct siov_err err = {0};
+	int rc = siov_rpc_persist(srv, &err);
+
+	if (rc < 0)
+		SIOV_ERR("rpc: cannot save the state: %s", err.msg);
+	return rc;
+}
+
 int siov_rpc_server_create(const struct siov_rpc_server_opts *opts, struct siov_rpc_server **out)
 {
 	struct siov_rpc_server *srv;
@@ -667,6 +679,8 @@ int siov_rpc_server_create(const struct siov_rpc_server_opts *opts, struct siov_
 		if (rc < 0)
 			goto err;
 	}
+	if (srv->vdcm)
+		siov_vdcm_set_changed_cb(srv->vdcm, vdcm_changed, srv);
 	*out = srv;
 	return 0;
 
@@ -679,6 +693,8 @@ void siov_rpc_server_destroy(struct siov_rpc_server *srv)
 {
 	if (!srv)
 		return;
+	if (srv->vdcm)
+		siov_vdcm_set_changed_cb(srv->vdcm, NULL, NULL);
 	while (srv->conns)
 		conn_close(srv->conns);
 	siov_loop_del(srv->listen_watch);

@@ -14,6 +14,7 @@
 
 #include <json-c/json.h>
 
+#include "siov_internal/export.h"
 #include "siov_internal/rpc.h"
 #include "siov_internal/util.h"
 #include "siov_internal/vdcm.h"
@@ -108,6 +109,13 @@ int siov_param_uint(const struct siov_param *p, struct json_object *v, void *fie
 int siov_param_bytes(const struct siov_param *p, struct json_object *v, void *field,
 		     struct siov_err *err);
 
+/* vdev error policies: "report", "hold", "hold:30s" (-EINVAL / -ERANGE otherwise). */
+int siov_error_policy_parse(const char *s, enum siov_error_policy *p, uint32_t *timeout_ms);
+void siov_error_policy_format(enum siov_error_policy p, uint32_t timeout_ms, char *buf, size_t n);
+/* Field parser: field is a struct siov_vdev_conf's error_policy (hold_timeout_ms is set too). */
+int siov_param_error_policy(const struct siov_param *p, struct json_object *v, void *field,
+			    struct siov_err *err);
+
 /*
  * Fills out from the members of params (an object, or NULL for none) as
  * described by the table.  Unknown members, missing required ones and values
@@ -127,6 +135,9 @@ int siov_vdev_conf_from_json(struct json_object *params, struct siov_vdev_conf *
 			     struct siov_err *err);
 /* The inverse: objects that siov_*_conf_from_json() read back unchanged.  NULL: no memory. */
 struct json_object *siov_backend_conf_to_json(const struct siov_backend_conf *conf);
+int siov_export_conf_from_json(struct json_object *params, struct siov_export_conf *conf,
+			       struct siov_err *err);
+struct json_object *siov_export_conf_to_json(const struct siov_export_conf *conf);
 /* Adds an nbd or rbd backend's own parameters (uri, pool, ...) to o; nothing for others. */
 void siov_backend_remote_conf_to_json(struct json_object *o, const struct siov_backend_conf *conf);
 struct json_object *siov_vdev_conf_to_json(const struct siov_vdev_conf *conf);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "siov_internal/engine.h"
 #include "siov_internal/log.h"
 #include "siov_internal/mirror.h"
 #include "siov_internal/state.h"
@@ -399,9 +400,12 @@ static void vdev_to_json(const struct siov_vdev_info *info, void *arg)
 		json_object_object_add(o, "backend", json_object_new_string(conf->backend));
 		json_object_object_add(o, "offset", json_object_new_uint64(conf->offset));
 		json_object_object_add(o, "size", json_object_new_uint64(info->size));
+		json_object_object_add(o, "queues", json_object_new_int64(info->max_queues));
 		json_object_object_add(o, "readonly", json_object_new_boolean(conf->readonly));
 	}
-	json_object_object_add(o, "queues", json_object_new_int64(conf->queues ? conf->queues : 1));
+	if (conf->type == SIOV_VDEV_NET)
+		json_object_object_add(o, "queues",
+				       json_object_new_int64(conf->queues ? conf->queues : 1));
 	json_object_object_add(o, "socket", json_object_new_string(conf->socket));
 	json_object_object_add(o, "state", json_object_new_string(info->state ? info->state : ""));
 	json_object_object_add(o, "connected", json_object_new_boolean(info->connected));
@@ -495,6 +499,33 @@ static struct json_object *port_to_json(const struct siov_port_stats *s)
 	return o;
 }
 
+/* The error policy and what it holds: held requests with the reason, the episodes. */
+static struct json_object *hold_to_json(const struct siov_vdev_info *info)
+{
+	const struct siov_blk_hold_stats *h = &info->hold;
+	struct json_object *o = json_object_new_object();
+	char pol[32];
+
+	if (!o)
+		return NULL;
+	siov_error_policy_format(info->conf->error_policy, info->conf->hold_timeout_ms, pol,
+				 sizeof(pol));
+	json_object_object_add(o, "policy", json_object_new_string(pol));
+	json_object_object_add(o, "held", json_object_new_uint64(h->held));
+	json_object_object_add(o, "held_total", json_object_new_uint64(h->held_total));
+	json_object_object_add(o, "hold_events", json_object_new_uint64(h->hold_events));
+	json_object_object_add(o, "timed_out", json_object_new_uint64(h->timed_out));
+	json_object_object_add(o, "reason",
+			       h->last_error ? json_object_new_string(strerror(-h->last_error))
+					     : NULL);
+	json_object_object_add(
+	    o, "held_for_s",
+	    json_object_new_double(h->since_ns && info->now_ns > h->since_ns
+				       ? (double)(info->now_ns - h->since_ns) / 1e9
+				       : 0.0));
+	return o;
+}
+
 static void vdev_stats_to_json(const struct siov_vdev_info *info, void *arg)
 {
 	struct siov_queue_stats sum = {0};
@@ -522,6 +553,7 @@ static void vdev_stats_to_json(const struct siov_vdev_info *info, void *arg)
 						   : NULL);
 	json_object_object_add(o, "connected", json_object_new_boolean(info->connected));
 	json_object_object_add(o, "connections", json_object_new_uint64(info->connections));
+	json_object_object_add(o, "dirty_logging", json_object_new_boolean(info->logging));
 	json_object_object_add(o, "requests", json_object_new_uint64(sum.requests));
 	json_object_object_add(o, "bytes_read", json_object_new_uint64(sum.bytes_read));
 	json_object_object_add(o, "bytes_written", json_object_new_uint64(sum.bytes_written));
@@ -534,6 +566,16 @@ static void vdev_stats_to_json(const struct siov_vdev_info *info, void *arg)
 			       qos_to_json(info->conf->group, &info->conf->qos, &info->qos));
 	if (info->is_net)
 		json_object_object_add(o, "net", port_to_json(&info->port));
+	json_object_object_add(o, "error_policy", hold_to_json(info));
+	if (info->conf->move_backend[0]) {
+		struct json_object *m = json_object_new_object();
+
+		json_object_object_add(m, "to", json_object_new_string(info->conf->move_backend));
+		json_object_object_add(m, "offset", json_object_new_uint64(info->conf->move_offset));
+		json_object_object_add(m, "done_bytes", json_object_new_uint64(info->move_done));
+		json_object_object_add(m, "total_bytes", json_object_new_uint64(info->move_total));
+		json_object_object_add(o, "move", m);
+	}
 	json_object_object_add(o, "queues", qs);
 	json_object_array_add(arg, o);
 }
@@ -696,6 +738,76 @@ static int set_qos(struct siov_rpc_server *srv, bool is_group, struct json_objec
 	return ok_true(result);
 }
 
+static int m_vdev_set_error_policy(struct siov_rpc_server *srv, struct json_object *params,
+				   struct json_object **result, struct siov_err *err)
+{
+	struct siov_vdev_conf c = {0};
+	const struct siov_param table[] = {
+	    {"name", true, siov_param_name, offsetof(struct siov_vdev_conf, name), SIOV_NAME_MAX, 0,
+	     0},
+	    {"error_policy", true, siov_param_error_policy,
+	     offsetof(struct siov_vdev_conf, error_policy), sizeof(c.error_policy), 0, 0},
+	};
+	char pol[32];
+	int rc;
+
+	if (siov_params_parse(params, table, SIOV_ARRAY_SIZE(table), &c, NULL, err))
+		return invalid_params(err);
+	rc = siov_vdcm_vdev_set_error_policy(srv->vdcm, c.name, c.error_policy, c.hold_timeout_ms,
+					     err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	siov_error_policy_format(c.error_policy, c.hold_timeout_ms, pol, sizeof(pol));
+	SIOV_INFO("rpc: VDEV '%s': error policy %s", c.name, pol);
+	rc = siov_rpc_persist(srv, err);
+	if (rc < 0)
+		return save_failed(rc, err, "VDEV", c.name, "changed, but");
+	return ok_true(result);
+}
+
+static int m_vdev_move(struct siov_rpc_server *srv, struct json_object *params,
+		       struct json_object **result, struct siov_err *err)
+{
+	struct siov_vdev_conf c = {0};
+	const struct siov_param table[] = {
+	    {"name", true, siov_param_name, offsetof(struct siov_vdev_conf, name), SIOV_NAME_MAX, 0,
+	     0},
+	    {"backend", true, siov_param_name, offsetof(struct siov_vdev_conf, backend),
+	     SIOV_NAME_MAX, 0, 0},
+	    {"offset", false, siov_param_bytes, offsetof(struct siov_vdev_conf, offset),
+	     sizeof(c.offset), 0, 0},
+	    /* The copy's rate limit; borrowed field: vdev_move has no size of its own. */
+	    {"rate", false, siov_param_bytes, offsetof(struct siov_vdev_conf, size), sizeof(c.size),
+	     0, 0},
+	};
+	int rc;
+
+	if (siov_params_parse(params, table, SIOV_ARRAY_SIZE(table), &c, NULL, err))
+		return invalid_params(err);
+	rc = siov_vdcm_vdev_move(srv->vdcm, c.name, c.backend, c.offset, c.size, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	SIOV_INFO("rpc: VDEV '%s': moving to '%s'", c.name, c.backend);
+	rc = siov_rpc_persist(srv, err);
+	if (rc < 0)
+		return save_failed(rc, err, "VDEV", c.name, "is moving, but");
+	return ok_true(result);
+}
+
+static int m_vdev_resume(struct siov_rpc_server *srv, struct json_object *params,
+			 struct json_object **result, struct siov_err *err)
+{
+	char name[SIOV_NAME_MAX];
+	int rc = parse_name(params, true, name, err);
+
+	if (rc)
+		return rc;
+	rc = siov_vdcm_vdev_resume(srv->vdcm, name, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	return ok_true(result);
+}
+
 static int m_vdev_set_qos(struct siov_rpc_server *srv, struct json_object *params,
 			  struct json_object **result, struct siov_err *err)
 {
@@ -803,6 +915,45 @@ static int m_network_list(struct siov_rpc_server *srv, struct json_object *param
 
 /* ---- The daemon ---- */
 
+/* Where each engine's time goes: the per-request means a profile would start from. */
+static struct json_object *engine_stats_json(struct siov_vdcm *vdcm)
+{
+	struct json_object *a = json_object_new_array();
+	struct siov_engine_stats st;
+	unsigned i;
+
+	for (i = 0; a && siov_vdcm_engine_stats(vdcm, i, &st) == 0; i++) {
+		struct json_object *o = json_object_new_object();
+		if (!o)
+			break;
+		json_object_object_add(o, "engine", json_object_new_int64(i));
+		json_object_object_add(o, "rounds", json_object_new_uint64(st.rounds));
+		json_object_object_add(o, "sleeps", json_object_new_uint64(st.sleeps));
+		json_object_object_add(o, "requests", json_object_new_uint64(st.popped));
+		json_object_object_add(o, "cqes", json_object_new_uint64(st.cqes));
+		json_object_object_add(o, "enters", json_object_new_uint64(st.enters));
+		json_object_object_add(
+		    o, "submit_call_us",
+		    json_object_new_double(latency_us(st.submit_ns, st.submits)));
+		json_object_object_add(
+		    o, "ring_to_submit_us",
+		    json_object_new_double(latency_us(st.ring_submit_ns, st.submitted)));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+static int m_engine_stats(struct siov_rpc_server *srv, struct json_object *params,
+			  struct json_object **result, struct siov_err *err)
+{
+	int rc = parse_nothing(params, err);
+
+	if (rc)
+		return rc;
+	*result = engine_stats_json(srv->vdcm);
+	return *result ? 0 : siov_err_set(err, -ENOMEM, "out of memory");
+}
+
 static int m_daemon_info(struct siov_rpc_server *srv, struct json_object *params,
 			 struct json_object **result, struct siov_err *err)
 {
@@ -829,6 +980,76 @@ static int m_daemon_info(struct siov_rpc_server *srv, struct json_object *params
 	return 0;
 }
 
+/* ---- NBD exports ---- */
+
+static int export_undo(struct siov_vdcm *vdcm, const char *vdev, struct siov_err *err)
+{
+	return siov_vdcm_export_delete(vdcm, vdev, err);
+}
+
+static int m_export_create(struct siov_rpc_server *srv, struct json_object *params,
+			   struct json_object **result, struct siov_err *err)
+{
+	struct siov_export_conf conf;
+	int rc;
+
+	if (siov_export_conf_from_json(params, &conf, err))
+		return invalid_params(err);
+	rc = siov_vdcm_export_create(srv->vdcm, &conf, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	return created(srv, "export", conf.vdev, export_undo, result, err);
+}
+
+static int m_export_delete(struct siov_rpc_server *srv, struct json_object *params,
+			   struct json_object **result, struct siov_err *err)
+{
+	const struct siov_param table[] = {{"vdev", true, siov_param_name, 0, SIOV_NAME_MAX, 0, 0}};
+	char vdev[SIOV_NAME_MAX];
+	int rc;
+
+	if (siov_params_parse(params, table, SIOV_ARRAY_SIZE(table), vdev, NULL, err))
+		return invalid_params(err);
+	rc = siov_vdcm_export_delete(srv->vdcm, vdev, err);
+	if (rc < 0)
+		return vdcm_failed(rc, err);
+	rc = siov_rpc_persist(srv, err);
+	if (rc < 0)
+		return save_failed(rc, err, "export", vdev, "deleted, but");
+	return ok_true(result);
+}
+
+static void export_to_json(const struct siov_export_conf *conf, const struct siov_export_stats *st,
+			   void *arg)
+{
+	struct json_object *o = siov_export_conf_to_json(conf);
+
+	if (!o)
+		return;
+	json_object_object_add(o, "connections", json_object_new_uint64(st->connections));
+	json_object_object_add(o, "open", json_object_new_uint64(st->open));
+	json_object_object_add(o, "requests", json_object_new_uint64(st->requests));
+	json_object_object_add(o, "errors", json_object_new_uint64(st->errors));
+	json_object_object_add(o, "bytes_read", json_object_new_uint64(st->bytes_read));
+	json_object_object_add(o, "bytes_written", json_object_new_uint64(st->bytes_written));
+	json_object_object_add(o, "protocol_errors", json_object_new_uint64(st->protocol_errors));
+	json_object_array_add(arg, o);
+}
+
+static int m_export_list(struct siov_rpc_server *srv, struct json_object *params,
+			 struct json_object **result, struct siov_err *err)
+{
+	int rc = parse_nothing(params, err);
+
+	if (rc)
+		return rc;
+	*result = json_object_new_array();
+	if (!*result)
+		return siov_err_set(err, -ENOMEM, "out of memory");
+	siov_vdcm_export_foreach(srv->vdcm, export_to_json, *result);
+	return 0;
+}
+
 static const struct siov_rpc_method methods[] = {
     {"backend_create", m_backend_create}, {"backend_delete", m_backend_delete},
     {"backend_list", m_backend_list},	  {"vdev_create", m_vdev_create},
@@ -836,12 +1057,18 @@ static const struct siov_rpc_method methods[] = {
     {"backend_remove_member", m_backend_remove_member},
     {"backend_fail_member", m_backend_fail_member},
     {"backend_set_resync_rate", m_backend_set_resync_rate},
+    {"vdev_set_error_policy", m_vdev_set_error_policy},
+    {"vdev_resume", m_vdev_resume},
+    {"vdev_move", m_vdev_move},
     {"vdev_delete", m_vdev_delete},	  {"vdev_list", m_vdev_list},
     {"vdev_stats", m_vdev_stats},	  {"vdev_set_qos", m_vdev_set_qos},
     {"group_create", m_group_create},	  {"group_set_qos", m_group_set_qos},
     {"group_delete", m_group_delete},	  {"group_list", m_group_list},
     {"network_create", m_network_create}, {"network_delete", m_network_delete},
     {"network_list", m_network_list},	  {"daemon_info", m_daemon_info},
+    {"engine_stats", m_engine_stats},
+    {"export_create", m_export_create},  {"export_delete", m_export_delete},
+    {"export_list", m_export_list},
 };
 
 const struct siov_rpc_method *siov_rpc_method_find(const char *name)

@@ -9,6 +9,8 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -477,6 +479,49 @@ struct json_object *siov_backend_conf_to_json(const struct siov_backend_conf *co
 	return o;
 }
 
+/* ---- Exports ---- */
+
+#define ECONF(f) offsetof(struct siov_export_conf, f), sizeof(((struct siov_export_conf *)0)->f)
+static const struct siov_param export_params[] = {
+    {"vdev", true, siov_param_name, ECONF(vdev), 0, 0},
+    {"type", false, param_text, ECONF(type), 0, 0},
+    {"listen", true, param_text, ECONF(listen), 0, 0},
+    {"tls_creds", false, siov_param_abs_path, ECONF(tls_creds), 0, 0},
+    {"insecure", false, siov_param_bool, ECONF(insecure), 0, 0},
+};
+
+int siov_export_conf_from_json(struct json_object *params, struct siov_export_conf *conf,
+			       struct siov_err *err)
+{
+	int rc;
+
+	memset(conf, 0, sizeof(*conf));
+	rc = siov_params_parse(params, export_params, SIOV_ARRAY_SIZE(export_params), conf, NULL,
+			       err);
+	if (rc)
+		return rc;
+	if (!conf->type[0])
+		strcpy(conf->type, "nbd");
+	if (strcmp(conf->type, "nbd") != 0)
+		return siov_err_set(err, -EINVAL, "parameter 'type' must be \"nbd\"");
+	return 0;
+}
+
+struct json_object *siov_export_conf_to_json(const struct siov_export_conf *conf)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "vdev", json_object_new_string(conf->vdev));
+	json_object_object_add(o, "type", json_object_new_string(conf->type));
+	json_object_object_add(o, "listen", json_object_new_string(conf->listen));
+	add_str(o, "tls_creds", conf->tls_creds);
+	if (conf->insecure)
+		json_object_object_add(o, "insecure", json_object_new_boolean(true));
+	return o;
+}
+
 static void qos_params_to_json(struct json_object *o, const struct siov_qos_params *q);
 
 /* ---- VDEVs ---- */
@@ -529,6 +574,76 @@ static int param_mac(const struct siov_param *p, struct json_object *v, void *fi
 	return 0;
 }
 
+/*
+ * "report", "hold" or "hold:T": T in seconds, or with a unit (500ms, 30s, 5m).
+ * conf points at error_policy; hold_timeout_ms follows it in struct siov_vdev_conf.
+ */
+int siov_error_policy_parse(const char *s, enum siov_error_policy *p, uint32_t *timeout_ms)
+{
+	unsigned long long v;
+	char *end;
+
+	*timeout_ms = 0;
+	if (!strcmp(s, "report")) {
+		*p = SIOV_ERROR_REPORT;
+		return 0;
+	}
+	if (strncmp(s, "hold", 4) || (s[4] && s[4] != ':'))
+		return -EINVAL;
+	*p = SIOV_ERROR_HOLD;
+	if (!s[4])
+		return 0;
+	if (!isdigit((unsigned char)s[5]))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s + 5, &end, 10);
+	if (errno || v > 86400ull * 1000)
+		return -ERANGE;
+	if (!strcmp(end, "ms"))
+		;
+	else if (!*end || !strcmp(end, "s"))
+		v *= 1000;
+	else if (!strcmp(end, "m"))
+		v *= 60000;
+	else
+		return -EINVAL;
+	if (v > 86400ull * 1000)
+		return -ERANGE;
+	*timeout_ms = (uint32_t)v;
+	return 0;
+}
+
+void siov_error_policy_format(enum siov_error_policy p, uint32_t timeout_ms, char *buf, size_t n)
+{
+	if (p == SIOV_ERROR_REPORT)
+		snprintf(buf, n, "report");
+	else if (!timeout_ms)
+		snprintf(buf, n, "hold");
+	else if (timeout_ms % 1000)
+		snprintf(buf, n, "hold:%ums", timeout_ms);
+	else
+		snprintf(buf, n, "hold:%us", timeout_ms / 1000);
+}
+
+int siov_param_error_policy(const struct siov_param *p, struct json_object *v, void *field,
+			    struct siov_err *err)
+{
+	struct siov_vdev_conf *c =
+	    (void *)((char *)field - offsetof(struct siov_vdev_conf, error_policy));
+	const char *s;
+	size_t len;
+	int rc = param_string(p, v, &s, &len, err);
+
+	if (rc)
+		return rc;
+	if (siov_error_policy_parse(s, &c->error_policy, &c->hold_timeout_ms))
+		return param_fail(p,
+				  "must be \"report\", \"hold\" or \"hold:TIMEOUT\" (seconds, "
+				  "or with ms, s or m; at most a day)",
+				  err);
+	return 0;
+}
+
 #define VCONF(f) offsetof(struct siov_vdev_conf, f), sizeof(((struct siov_vdev_conf *)0)->f)
 /* QoS parameters, the same in vdev_create, vdev_set_qos and the group methods. */
 #define QOS_PARAMS(CONF)                                                                           \
@@ -551,6 +666,10 @@ static const struct siov_param vdev_params[] = {
     {"allow_overlap", false, siov_param_bool, VCONF(allow_overlap), 0, 0},
     {"socket", true, siov_param_abs_path, VCONF(socket), 0, 0},
     {"group", false, siov_param_name, VCONF(group), 0, 0},
+    {"error_policy", false, siov_param_error_policy, VCONF(error_policy), 0, 0},
+    /* A vdev_move under way, as the state file records it. */
+    {"move_backend", false, siov_param_name, VCONF(move_backend), 0, 0},
+    {"move_offset", false, siov_param_bytes, VCONF(move_offset), 0, 0},
     QOS_PARAMS(VCONF),
     /* net: a port on a network; its limits count packets (pps_* are iops_* by their name for NICs) */
     {"network", false, siov_param_name, VCONF(network), 0, 0},
@@ -605,7 +724,6 @@ int siov_vdev_conf_from_json(struct json_object *params, struct siov_vdev_conf *
 
 	memset(conf, 0, sizeof(*conf));
 	conf->type = SIOV_VDEV_BLK;
-	conf->queues = 1;
 	rc = siov_params_parse(params, vdev_params, SIOV_ARRAY_SIZE(vdev_params), conf, &seen, err);
 	if (rc)
 		return rc;
@@ -656,12 +774,24 @@ struct json_object *siov_vdev_conf_to_json(const struct siov_vdev_conf *conf)
 	json_object_object_add(o, "backend", json_object_new_string(conf->backend));
 	json_object_object_add(o, "offset", json_object_new_uint64(conf->offset));
 	json_object_object_add(o, "size", json_object_new_uint64(conf->size));
-	json_object_object_add(o, "queues", json_object_new_int(conf->queues ? conf->queues : 1));
+	/* Left out when unset: the VDEV then offers as many queues as the front end starts. */
+	if (conf->queues)
+		json_object_object_add(o, "queues", json_object_new_int(conf->queues));
 	json_object_object_add(o, "readonly", json_object_new_boolean(conf->readonly));
 	json_object_object_add(o, "allow_overlap", json_object_new_boolean(conf->allow_overlap));
 	json_object_object_add(o, "socket", json_object_new_string(conf->socket));
 	if (conf->group[0])
 		json_object_object_add(o, "group", json_object_new_string(conf->group));
+	if (conf->error_policy != SIOV_ERROR_REPORT) {
+		char pol[32];
+
+		siov_error_policy_format(conf->error_policy, conf->hold_timeout_ms, pol, sizeof(pol));
+		json_object_object_add(o, "error_policy", json_object_new_string(pol));
+	}
+	if (conf->move_backend[0]) {
+		json_object_object_add(o, "move_backend", json_object_new_string(conf->move_backend));
+		json_object_object_add(o, "move_offset", json_object_new_uint64(conf->move_offset));
+	}
 	qos_params_to_json(o, &conf->qos);
 	return o;
 }

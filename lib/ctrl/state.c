@@ -62,6 +62,13 @@ static void gather_group(const struct siov_group_info *info, void *arg)
 	gather_add(arg, siov_group_conf_to_json(info->conf));
 }
 
+static void gather_export(const struct siov_export_conf *conf, const struct siov_export_stats *st,
+			  void *arg)
+{
+	(void)st;
+	gather_add(arg, siov_export_conf_to_json(conf));
+}
+
 static void gather_network(const struct siov_network_info *info, void *arg)
 {
 	gather_add(arg, siov_network_conf_to_json(info->conf));
@@ -78,25 +85,28 @@ static void add_optional(struct json_object *root, const char *key, struct json_
 
 static struct json_object *state_to_json(struct siov_vdcm *vdcm)
 {
+	struct gather x = {json_object_new_array(), false};
 	struct gather b = {json_object_new_array(), false};
 	struct gather g = {json_object_new_array(), false};
 	struct gather v = {json_object_new_array(), false};
 	struct gather n = {json_object_new_array(), false};
 	struct json_object *root = json_object_new_object();
 
-	if (!b.arr || !g.arr || !v.arr || !n.arr || !root)
+	if (!b.arr || !g.arr || !v.arr || !n.arr || !x.arr || !root)
 		goto err;
 	siov_vdcm_backend_foreach(vdcm, gather_backend, &b);
 	siov_vdcm_group_foreach(vdcm, gather_group, &g);
 	siov_vdcm_network_foreach(vdcm, gather_network, &n);
 	siov_vdcm_vdev_foreach(vdcm, gather_vdev, &v);
-	if (b.failed || g.failed || v.failed || n.failed)
+	siov_vdcm_export_foreach(vdcm, gather_export, &x);
+	if (b.failed || g.failed || v.failed || n.failed || x.failed)
 		goto err;
 	json_object_object_add(root, "version", json_object_new_int(STATE_VERSION));
 	json_object_object_add(root, "backends", b.arr);
 	add_optional(root, "groups", g.arr);
 	add_optional(root, "networks", n.arr);
 	json_object_object_add(root, "vdevs", v.arr);
+	add_optional(root, "exports", x.arr);
 	return root;
 
 err:
@@ -104,6 +114,7 @@ err:
 	json_object_put(g.arr);
 	json_object_put(n.arr);
 	json_object_put(v.arr);
+	json_object_put(x.arr);
 	json_object_put(root);
 	return NULL;
 }
@@ -274,6 +285,8 @@ struct state_confs {
 	size_t nnetworks;
 	struct siov_vdev_conf *vdevs;
 	size_t nvdevs;
+	struct siov_export_conf *exports;
+	size_t nexports;
 };
 
 static int get_array(const char *path, struct json_object *root, const char *key,
@@ -295,7 +308,7 @@ static int check_root(const char *path, struct json_object *root, struct siov_er
 	{
 		(void)val;
 		if (strcmp(key, "version") && strcmp(key, "backends") && strcmp(key, "groups") &&
-		    strcmp(key, "networks") && strcmp(key, "vdevs"))
+		    strcmp(key, "networks") && strcmp(key, "vdevs") && strcmp(key, "exports"))
 			return siov_err_set(err, -EINVAL, "%s: unknown member '%.64s'", path, key);
 	}
 	if (!json_object_object_get_ex(root, "version", &ver) ||
@@ -375,10 +388,28 @@ static int parse_vdevs(const char *path, struct json_object *arr, struct state_c
 	return 0;
 }
 
+static int parse_exports(const char *path, struct json_object *arr, struct state_confs *c,
+			 struct siov_err *err)
+{
+	size_t n = arr ? json_object_array_length(arr) : 0;
+	struct siov_err e = {0};
+
+	c->exports = calloc(n ? n : 1, sizeof(*c->exports));
+	if (!c->exports)
+		return siov_err_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		if (siov_export_conf_from_json(json_object_array_get_idx(arr, i), &c->exports[i],
+					       &e))
+			return siov_err_set(err, -EINVAL, "%s: exports[%zu]: %s", path, i, e.msg);
+	}
+	c->nexports = n;
+	return 0;
+}
+
 static int parse_state(const char *path, struct json_object *root, struct state_confs *c,
 		       struct siov_err *err)
 {
-	struct json_object *barr, *garr, *narr, *varr;
+	struct json_object *barr, *garr, *narr, *varr, *xarr;
 	int rc;
 
 	if ((rc = check_root(path, root, err)) < 0 ||
@@ -386,11 +417,12 @@ static int parse_state(const char *path, struct json_object *root, struct state_
 	    (rc = get_array(path, root, "groups", &garr, err)) < 0 ||
 	    (rc = get_array(path, root, "networks", &narr, err)) < 0 ||
 	    (rc = get_array(path, root, "vdevs", &varr, err)) < 0 ||
+	    (rc = get_array(path, root, "exports", &xarr, err)) < 0 ||
 	    (rc = parse_backends(path, barr, c, err)) < 0 ||
 	    (rc = parse_groups(path, garr, c, err)) < 0 ||
-	    (rc = parse_networks(path, narr, c, err)) < 0)
+	    (rc = parse_networks(path, narr, c, err)) < 0 || (rc = parse_vdevs(path, varr, c, err)) < 0)
 		return rc;
-	return parse_vdevs(path, varr, c, err);
+	return parse_exports(path, xarr, c, err);
 }
 
 /* Backends, groups and networks first: VDEVs are windows on, members of, or ports on them. */
@@ -434,8 +466,17 @@ static int recreate(struct siov_vdcm *vdcm, const struct state_confs *c)
 			failed++;
 		}
 	}
-	SIOV_INFO("state: restored %zu backends, %zu groups, %zu networks and %zu VDEVs (%d failed)",
-		  c->nbackends, c->ngroups, c->nnetworks, c->nvdevs, failed);
+	for (size_t i = 0; i < c->nexports; i++) {
+		e = (struct siov_err){0};
+		if (siov_vdcm_export_create(vdcm, &c->exports[i], &e) < 0) {
+			SIOV_ERR("state: export of '%s' not restored: %s", c->exports[i].vdev,
+				 e.msg);
+			failed++;
+		}
+	}
+	SIOV_INFO("state: restored %zu backends, %zu groups, %zu networks, %zu VDEVs and %zu "
+		  "exports (%d failed)",
+		  c->nbackends, c->ngroups, c->nnetworks, c->nvdevs, c->nexports, failed);
 	return failed;
 }
 
@@ -465,5 +506,6 @@ int siov_state_load(struct siov_vdcm *vdcm, const char *dir, struct siov_err *er
 	free(confs.groups);
 	free(confs.networks);
 	free(confs.vdevs);
+	free(confs.exports);
 	return rc;
 }

@@ -15,10 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "siov_internal/engine.h"
+#include "siov_internal/export.h"
 #include "siov_internal/log.h"
+#include "siov_internal/loop.h"
 #include "siov_internal/mirror.h"
 #include "siov_internal/vdcm.h"
 #include "siov_internal/vhost_user.h"
@@ -157,6 +161,18 @@ struct vdcm_vdev {
 	struct hlink by_name, by_socket;
 	struct vdcm_vdev *prev, *next; /* creation order */
 	struct vdcm_vdev *shared_next; /* be->shared */
+	/* vdev_move: the temporary mirror, the target and the window held on it. */
+	struct siov_backend *move_bd;
+	struct vdcm_backend *move_be;
+	struct window move_win;
+	unsigned exports;	       /* NBD exports serving it: it cannot be deleted */
+};
+
+/* A VDEV served over NBD (lib/export). */
+struct vdcm_export {
+	struct siov_export *ex;
+	struct vdcm_vdev *d;
+	struct vdcm_export *next;
 };
 
 struct siov_vdcm {
@@ -165,10 +181,16 @@ struct siov_vdcm {
 	struct vdcm_backend *backends, **backends_tail;
 	struct vdcm_group *groups, *groups_tail;
 	struct vdcm_vdev *vdevs, *vdevs_tail;
+	struct vdcm_export *exports;
 	struct htab backend_names, group_names, vdev_names, vdev_sockets;
 	unsigned nbackends, ngroups, nvdevs;
 	uint64_t start_ns;
 	char *state_dir;    /* mirrors keep their bitmaps here; NULL = in memory */
+	int move_timer;	    /* timerfd ticking while VDEVs move, or -1 */
+	struct siov_watch *move_watch;
+	unsigned nmoves;
+	siov_vdcm_changed_cb changed_cb;
+	void *changed_arg;
 	char **socket_dirs; /* resolved at start; NULL = anywhere */
 	unsigned nsocket_dirs;
 	unsigned socket_mode;
@@ -260,6 +282,7 @@ int siov_vdcm_create(const struct siov_vdcm_opts *opts, struct siov_vdcm **out)
 	v->socket_uid = opts->socket_uid;
 	v->socket_gid = opts->socket_gid;
 	v->state_dir = opts->state_dir ? strdup(opts->state_dir) : NULL;
+	v->move_timer = -1;
 	rc = socket_dirs_init(v, opts->socket_dirs);
 	if (!rc)
 		rc = vdcm_nets_create(opts->loop, &v->nets);
@@ -846,6 +869,8 @@ static void vdev_free(struct vdcm_vdev *d)
 	siov_vu_server_destroy(d->srv);
 	siov_net_destroy(d->net);
 	siov_blk_destroy(d->blk);
+	/* After the queues stopped: nothing is in flight on the move's mirror. */
+	siov_backend_close(d->move_bd);
 	if (d->qos)
 		siov_qos_destroy(d->qos);
 	free(d);
@@ -859,7 +884,9 @@ static int vdev_build_blk(struct vdcm_vdev *d, struct siov_vu_server_opts *so,
 				   .offset = d->conf.offset,
 				   .size = d->size,
 				   .readonly = d->conf.readonly,
-				   .queues = d->conf.queues};
+				   .queues = d->conf.queues ? d->conf.queues : 1,
+				   .error_policy = d->conf.error_policy,
+				   .hold_timeout_ms = d->conf.hold_timeout_ms};
 	int rc = siov_blk_create(&bc, &d->blk);
 
 	if (rc)
@@ -867,7 +894,8 @@ static int vdev_build_blk(struct vdcm_vdev *d, struct siov_vu_server_opts *so,
 				    strerror(-rc));
 	so->dev_ops = &siov_blk_dev_ops;
 	so->dev = d->blk;
-	so->queues = d->conf.queues;
+	/* Left unset, offer what the protocol allows: QEMU starts one queue per vCPU. */
+	so->queues = d->conf.queues ? d->conf.queues : SIOV_VU_MAX_QUEUES;
 	return 0;
 }
 
@@ -878,7 +906,7 @@ static int vdev_build_net(struct vdcm_vdev *d, struct siov_vu_server_opts *so,
 	struct siov_net_conf nc = {.name = d->conf.name,
 				   .network = d->network,
 				   .allow_spoof = d->conf.allow_spoof,
-				   .queue_pairs = d->conf.queues};
+				   .queue_pairs = d->conf.queues ? d->conf.queues : 1};
 	int rc;
 
 	memcpy(nc.mac, d->conf.mac, sizeof(nc.mac));
@@ -886,7 +914,7 @@ static int vdev_build_net(struct vdcm_vdev *d, struct siov_vu_server_opts *so,
 		return rc;
 	so->dev_ops = &siov_net_dev_ops;
 	so->dev = d->net;
-	so->queues = 2u * d->conf.queues;
+	so->queues = 2u * nc.queue_pairs;
 	return 0;
 }
 
@@ -938,6 +966,8 @@ err_name:
 	return -ENOMEM;
 }
 
+static void move_forget(struct siov_vdcm *v, struct vdcm_vdev *d);
+
 static void vdev_unlink(struct siov_vdcm *v, struct vdcm_vdev *d)
 {
 	*(d->prev ? &d->prev->next : &v->vdevs) = d->next;
@@ -951,6 +981,260 @@ static void vdev_unlink(struct siov_vdcm *v, struct vdcm_vdev *d)
 		d->be->nvdevs--;
 	if (d->group)
 		d->group->nvdevs--;
+	if (d->move_be)
+		move_forget(v, d);
+}
+
+/* ---- vdev_move ---- */
+
+static int move_bitmap(const struct siov_vdcm *v, const char *vdev, char *buf, size_t n)
+{
+	if (!v->state_dir)
+		return 0;
+	if ((size_t)snprintf(buf, n, "%s/move-%s.bitmap", v->state_dir, vdev) >= n)
+		return -ENAMETOOLONG;
+	return 1;
+}
+
+static void move_unlink_bitmap(struct siov_vdcm *v, const char *vdev)
+{
+	char path[4200];
+
+	if (move_bitmap(v, vdev, path, sizeof(path)) > 0 && unlink(path) < 0 && errno != ENOENT)
+		SIOV_WARN("vdev %s: cannot remove %s: %s", vdev, path, strerror(errno));
+}
+
+/* Lets go of the target's window and count; the mirror is closed with the VDEV. */
+static void move_forget(struct siov_vdcm *v, struct vdcm_vdev *d)
+{
+	tdelete(&d->move_win, &d->move_be->windows, window_cmp);
+	d->move_be->nvdevs--;
+	d->move_be = NULL;
+	v->nmoves--;
+	/* A move abandoned with its VDEV: its bitmap means nothing any more. */
+	move_unlink_bitmap(v, d->conf.name);
+}
+
+static void move_tick(struct siov_watch *w, uint32_t events, void *arg);
+
+static int move_timer_arm(struct siov_vdcm *v)
+{
+	struct itimerspec its = {.it_interval = {0, 200000000}, .it_value = {0, 200000000}};
+	int rc;
+
+	if (v->move_timer < 0) {
+		v->move_timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+		if (v->move_timer < 0)
+			return -errno;
+		rc = siov_loop_add(v->loop, v->move_timer, EPOLLIN, move_tick, v, &v->move_watch);
+		if (rc) {
+			close(v->move_timer);
+			v->move_timer = -1;
+			return rc;
+		}
+	}
+	return timerfd_settime(v->move_timer, 0, &its, NULL) < 0 ? -errno : 0;
+}
+
+/* The target window: in range, and clear of the target's other VDEVs. */
+static int move_check(struct siov_vdcm *v, struct vdcm_vdev *d, struct vdcm_backend *t,
+		      uint64_t offset, struct siov_err *err)
+{
+	struct siov_vdev_conf c = d->conf;
+	uint64_t size;
+	int rc;
+
+	if (d->move_be)
+		return siov_err_set(err, -EBUSY, "VDEV '%s' is already moving to '%s'",
+				    d->conf.name, d->conf.move_backend);
+	if (d->conf.allow_overlap)
+		return siov_err_set(err, -EINVAL, "VDEV '%s' shares its window (allow_overlap): "
+				    "it cannot move", d->conf.name);
+	if (t->mirror)
+		return siov_err_set(err, -EBUSY, "backend '%s' is a member of a mirror",
+				    siov_backend_conf(t->bd)->name);
+	if (t == d->be && offset == d->conf.offset)
+		return siov_err_set(err, -EINVAL, "VDEV '%s' is there already", d->conf.name);
+	c.offset = offset;
+	c.size = d->size;
+	snprintf(c.backend, sizeof(c.backend), "%s", siov_backend_conf(t->bd)->name);
+	rc = vdev_check_window(&c, t, &size, err);
+	return rc;
+}
+
+/* Opens the move's mirror: the VDEV's window (in sync) and the target (to copy). */
+static int move_open(struct siov_vdcm *v, struct vdcm_vdev *d, struct vdcm_backend *t,
+		     uint64_t offset, bool resume, struct siov_err *err)
+{
+	struct siov_mirror_member mm[2] = {{.bd = d->be->bd, .offset = d->conf.offset},
+					   {.bd = t->bd, .offset = offset}};
+	struct siov_mirror_opts mo = {.size = d->size};
+	struct siov_backend_conf mc = {.type = SIOV_BACKEND_MIRROR};
+	char path[4200];
+	int rc = move_bitmap(v, d->conf.name, path, sizeof(path));
+
+	if (rc < 0)
+		return siov_err_set(err, rc, "vdev '%s': state dir path too long", d->conf.name);
+	mo.bitmap_path = rc ? path : NULL;
+	/* A new move starts from nothing, whatever an old one left. */
+	if (!resume)
+		move_unlink_bitmap(v, d->conf.name);
+	snprintf(mc.name, sizeof(mc.name), "move.%.50s", d->conf.name);
+	return siov_mirror_open(&mc, mm, 2, &mo, &d->move_bd, err);
+}
+
+/* Switches the VDEV's queues onto bd at offset; -EBUSY if they do not drain. */
+static int vdev_switch(struct vdcm_vdev *d, struct siov_backend *bd, uint64_t offset)
+{
+	int rc = siov_blk_pause(d->blk, 5000);
+
+	if (rc)
+		return rc;
+	siov_blk_switch(d->blk, bd, offset);
+	siov_blk_unpause(d->blk);
+	return 0;
+}
+
+static int move_begin(struct siov_vdcm *v, struct vdcm_vdev *d, const char *backend,
+		      uint64_t offset, bool resume, struct siov_err *err)
+{
+	struct vdcm_backend *t = backend_find(v, backend);
+	int rc;
+
+	if (!t)
+		return siov_err_set(err, -ENOENT, "no backend named '%s'", backend);
+	rc = move_check(v, d, t, offset, err);
+	if (rc)
+		return rc;
+	rc = move_open(v, d, t, offset, resume, err);
+	if (rc)
+		return rc;
+	d->move_win = (struct window){offset, offset + d->size};
+	if (!tsearch(&d->move_win, &t->windows, window_cmp)) {
+		rc = siov_err_set(err, -ENOMEM, "out of memory");
+		goto err_close;
+	}
+	rc = move_timer_arm(v);
+	if (rc == 0)
+		rc = vdev_switch(d, d->move_bd, 0);
+	if (rc) {
+		siov_err_set(err, rc, "VDEV '%s': cannot switch it onto the move's mirror: %s",
+			     d->conf.name, rc == -EBUSY ? "requests did not drain (held?)" : strerror(-rc));
+		goto err_window;
+	}
+	d->move_be = t;
+	t->nvdevs++;
+	v->nmoves++;
+	snprintf(d->conf.move_backend, sizeof(d->conf.move_backend), "%s", backend);
+	d->conf.move_offset = offset;
+	SIOV_INFO("vdev %s: %s to %s [%llu, +%llu)", d->conf.name, resume ? "still moving" : "moving",
+		  backend, (unsigned long long)offset, (unsigned long long)d->size);
+	return 0;
+
+err_window:
+	tdelete(&d->move_win, &t->windows, window_cmp);
+err_close:
+	siov_backend_close(d->move_bd);
+	d->move_bd = NULL;
+	return rc;
+}
+
+int siov_vdcm_vdev_move(struct siov_vdcm *v, const char *name, const char *backend,
+			uint64_t offset, uint64_t rate, struct siov_err *err)
+{
+	struct vdcm_vdev *d = vdev_find(v, name);
+	int rc;
+
+	if (!d)
+		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
+	rc = move_begin(v, d, backend, offset, false, err);
+	if (rc == 0 && rate)
+		siov_mirror_set_resync_rate(d->move_bd, rate);
+	return rc;
+}
+
+void siov_vdcm_set_changed_cb(struct siov_vdcm *v, siov_vdcm_changed_cb cb, void *arg)
+{
+	v->changed_cb = cb;
+	v->changed_arg = arg;
+}
+
+/* True once the target member of the move's mirror is in sync. */
+static bool move_synced(struct vdcm_vdev *d, uint64_t *done, uint64_t *total)
+{
+	struct siov_mirror_info mi;
+	const char *target = siov_backend_conf(d->move_be->bd)->name;
+	unsigned i;
+
+	siov_mirror_get_info(d->move_bd, &mi);
+	*done = *total = 0;
+	for (i = 0; i < mi.nmembers; i++) {
+		if (strcmp(mi.members[i].name, target) || mi.members[i].offset != d->conf.move_offset)
+			continue;
+		*done = mi.members[i].resync_done;
+		*total = mi.members[i].resync_total;
+		return mi.members[i].state == SIOV_MEMBER_IN_SYNC;
+	}
+	return false;
+}
+
+/*
+ * The move's last step.  The old window is failed in the mirror first (its
+ * bitmap file says so), so that a restart from here on reads the target only;
+ * then the VDEV goes onto the target alone, the conf follows and is saved, and
+ * only then the mirror and its bitmap go.
+ */
+static void move_finish(struct siov_vdcm *v, struct vdcm_vdev *d)
+{
+	struct vdcm_backend *t = d->move_be, *src = d->be;
+	struct siov_err e = {0};
+	uint64_t offset = d->conf.move_offset;
+	bool saved;
+
+	if (siov_mirror_fail_member(d->move_bd, siov_backend_conf(src->bd)->name, "moved away",
+				    &e) && e.code != -EBUSY)
+		SIOV_WARN("vdev %s: move: %s", d->conf.name, e.msg);
+	if (vdev_switch(d, t->bd, offset))
+		return; /* requests held or stuck: the next tick tries again */
+	tdelete(&d->win, &src->windows, window_cmp);
+	tdelete(&d->move_win, &t->windows, window_cmp);
+	d->win = d->move_win;
+	tsearch(&d->win, &t->windows, window_cmp);
+	d->be = t;
+	src->nvdevs--;
+	d->move_be = NULL;
+	v->nmoves--;
+	snprintf(d->conf.backend, sizeof(d->conf.backend), "%s", siov_backend_conf(t->bd)->name);
+	d->conf.offset = offset;
+	d->conf.move_backend[0] = '\0';
+	d->conf.move_offset = 0;
+	saved = !v->changed_cb || v->changed_cb(v->changed_arg) == 0;
+	siov_backend_close(d->move_bd);
+	d->move_bd = NULL;
+	/* Unsaved, the state still says "moving": the bitmap must stay for the restart. */
+	if (saved)
+		move_unlink_bitmap(v, d->conf.name);
+	SIOV_INFO("vdev %s: moved to %s [%llu, +%llu)%s", d->conf.name, d->conf.backend,
+		  (unsigned long long)offset, (unsigned long long)d->size,
+		  saved ? "" : " (the state could not be saved)");
+}
+
+static void move_tick(struct siov_watch *w, uint32_t events, void *arg)
+{
+	struct siov_vdcm *v = arg;
+	struct itimerspec off = {0};
+	uint64_t n, done, total;
+	struct vdcm_vdev *d, *next;
+
+	if (read(v->move_timer, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		SIOV_DEBUG("move timer: %s", strerror(errno));
+	for (d = v->vdevs; d; d = next) {
+		next = d->next;
+		if (d->move_be && move_synced(d, &done, &total))
+			move_finish(v, d);
+	}
+	if (!v->nmoves)
+		timerfd_settime(v->move_timer, 0, &off, NULL);
 }
 
 /* A net VDEV without a MAC gets a locally administered one derived from its name. */
@@ -1019,8 +1303,6 @@ int siov_vdcm_vdev_create(struct siov_vdcm *v, const struct siov_vdev_conf *conf
 	if (!d)
 		return siov_err_set(err, -ENOMEM, "out of memory");
 	d->conf = *conf;
-	if (!d->conf.queues)
-		d->conf.queues = 1;
 	rc = vdev_resolve(v, d, err);
 	if (rc)
 		goto err_free;
@@ -1031,6 +1313,15 @@ int siov_vdcm_vdev_create(struct siov_vdcm *v, const struct siov_vdev_conf *conf
 	if (rc) {
 		siov_err_set(err, rc, "out of memory");
 		goto err_free;
+	}
+	if (d->conf.move_backend[0]) {
+		/* Restored mid-move: never serve the old window alone, it may be behind. */
+		d->conf.move_backend[0] = '\0';
+		rc = move_begin(v, d, conf->move_backend, conf->move_offset, true, err);
+		if (rc) {
+			vdev_unlink(v, d);
+			goto err_free;
+		}
 	}
 	if (d->net) {
 		const uint8_t *m = d->conf.mac;
@@ -1059,6 +1350,9 @@ int siov_vdcm_vdev_delete(struct siov_vdcm *v, const char *name, struct siov_err
 
 	if (!d)
 		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
+	if (d->exports)
+		return siov_err_set(err, -EBUSY, "VDEV '%s' is exported over NBD (export_delete first)",
+				    name);
 	vdev_unlink(v, d);
 	SIOV_INFO("vdev %s deleted", name);
 	/* The server stops the queues before the QoS they point to goes. */
@@ -1084,10 +1378,38 @@ int siov_vdcm_vdev_set_qos(struct siov_vdcm *v, const char *name, const struct s
 	return 0;
 }
 
+int siov_vdcm_vdev_set_error_policy(struct siov_vdcm *v, const char *name,
+				    enum siov_error_policy p, uint32_t timeout_ms, struct siov_err *err)
+{
+	struct vdcm_vdev *d = vdev_find(v, name);
+
+	if (!d)
+		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
+	siov_blk_set_error_policy(d->blk, p, timeout_ms);
+	d->conf.error_policy = p;
+	d->conf.hold_timeout_ms = timeout_ms;
+	return 0;
+}
+
+int siov_vdcm_vdev_resume(struct siov_vdcm *v, const char *name, struct siov_err *err)
+{
+	struct vdcm_vdev *d = vdev_find(v, name);
+	struct siov_blk_hold_stats h;
+
+	if (!d)
+		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
+	siov_blk_hold_stats(d->blk, &h);
+	SIOV_INFO("vdev %s: resumed (%llu request(s) held)", name, (unsigned long long)h.held);
+	siov_blk_resume(d->blk);
+	return 0;
+}
+
 void siov_vdcm_destroy(struct siov_vdcm *v)
 {
 	if (!v)
 		return;
+	while (v->exports)
+		siov_vdcm_export_delete(v, v->exports->d->conf.name, NULL);
 	while (v->vdevs)
 		siov_vdcm_vdev_delete(v, v->vdevs->conf.name, NULL);
 	while (v->groups)
@@ -1097,6 +1419,10 @@ void siov_vdcm_destroy(struct siov_vdcm *v)
 	vdcm_nets_destroy(v->nets);
 	siov_engines_destroy(v->engines);
 	socket_dirs_fini(v);
+	if (v->move_watch)
+		siov_loop_del(v->move_watch);
+	if (v->move_timer >= 0)
+		close(v->move_timer);
 	free(v->state_dir);
 	free(v->backend_names.b);
 	free(v->group_names.b);
@@ -1124,6 +1450,8 @@ static void queue_stats(const struct siov_vq *vq, struct siov_queue_stats *s)
 	const struct siov_vq_stats *t = &vq->stats;
 
 	memset(s, 0, sizeof(*s));
+	if (!vq)
+		return; /* a queue the front end never named */
 	s->index = vq->index;
 	s->engine = siov_engine_of(vq);
 	s->state = __atomic_load_n(&vq->broken, __ATOMIC_ACQUIRE) ? "broken"
@@ -1148,22 +1476,31 @@ static void vdev_report(struct vdcm_vdev *d, siov_vdev_info_cb cb, void *arg)
 {
 	struct siov_queue_stats qs[SIOV_VDEV_MAX_QUEUES];
 	struct siov_vdev_info info = {.conf = &d->conf, .size = d->size, .queues = qs};
-	unsigned i, n = siov_vu_server_nqueues(d->srv);
+	unsigned i, n = siov_vu_server_queues_used(d->srv);
 	struct siov_qos_params p;
 
-	for (i = 0; i < n && i < SIOV_VDEV_MAX_QUEUES; i++)
+	for (i = 0; i < n && i < SIOV_VDEV_MAX_QUEUES; i++) {
 		queue_stats(siov_vu_server_queue(d->srv, i), &qs[i]);
+		qs[i].index = i;
+	}
 	info.nqueues = i;
 	info.state = siov_vu_server_state(d->srv);
 	info.broken_reason = siov_vu_server_broken_reason(d->srv);
 	info.connected = siov_vu_server_connected(d->srv);
 	info.features = siov_vu_server_features(d->srv);
 	info.connections = siov_vu_server_connections(d->srv);
+	info.logging = siov_vu_server_logging(d->srv);
+	info.max_queues = siov_vu_server_nqueues(d->srv);
 	siov_qos_get(d->qos, &p, &info.qos);
 	if (d->net) {
 		info.is_net = true;
 		siov_port_get_stats(siov_net_port(d->net), &info.port);
+	} else {
+		siov_blk_hold_stats(d->blk, &info.hold);
 	}
+	info.now_ns = siov_now_ns();
+	if (d->move_be)
+		move_synced(d, &info.move_done, &info.move_total);
 	cb(&info, arg);
 }
 
@@ -1208,6 +1545,16 @@ int siov_vdcm_vdev_get(struct siov_vdcm *v, const char *name, siov_vdev_info_cb 
 	return 0;
 }
 
+int siov_vdcm_engine_stats(struct siov_vdcm *v, unsigned i, struct siov_engine_stats *out)
+{
+	struct siov_engine *e = siov_engines_get(v->engines, i);
+
+	if (!e)
+		return -ENOENT;
+	siov_engine_get_stats(e, out);
+	return 0;
+}
+
 void siov_vdcm_daemon_info(struct siov_vdcm *v, struct siov_daemon_info *info)
 {
 	info->version = SIOV_VERSION;
@@ -1222,4 +1569,75 @@ void siov_vdcm_daemon_info(struct siov_vdcm *v, struct siov_daemon_info *info)
 struct vdcm_nets *vdcm_nets_of(struct siov_vdcm *v)
 {
 	return v->nets;
+}
+
+/* ---- Exports ---- */
+
+static struct vdcm_export **export_find(struct siov_vdcm *v, const char *vdev)
+{
+	struct vdcm_export **pp;
+
+	for (pp = &v->exports; *pp; pp = &(*pp)->next)
+		if (strcmp((*pp)->d->conf.name, vdev) == 0)
+			return pp;
+	return NULL;
+}
+
+int siov_vdcm_export_create(struct siov_vdcm *v, const struct siov_export_conf *conf,
+			    struct siov_err *err)
+{
+	struct vdcm_vdev *d = vdev_find(v, conf->vdev);
+	struct siov_export_window win;
+	struct vdcm_export *e;
+	int rc;
+
+	if (!d)
+		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", conf->vdev);
+	if (export_find(v, conf->vdev))
+		return siov_err_set(err, -EEXIST, "VDEV '%s' is already exported", conf->vdev);
+	/* Exactly the window a VM on this VDEV sees. */
+	win.bd = d->be->bd;
+	win.offset = d->conf.offset;
+	win.size = d->size;
+	win.readonly = d->conf.readonly || siov_backend_conf(d->be->bd)->readonly;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return siov_err_set(err, -ENOMEM, "out of memory");
+	rc = siov_export_open(conf, &win, &e->ex, err);
+	if (rc < 0) {
+		free(e);
+		return rc;
+	}
+	e->d = d;
+	d->exports++;
+	e->next = v->exports;
+	v->exports = e;
+	return 0;
+}
+
+int siov_vdcm_export_delete(struct siov_vdcm *v, const char *vdev, struct siov_err *err)
+{
+	struct vdcm_export **pp = export_find(v, vdev), *e;
+
+	if (!pp)
+		return siov_err_set(err, -ENOENT, "VDEV '%s' is not exported", vdev);
+	e = *pp;
+	*pp = e->next;
+	siov_export_close(e->ex);
+	e->d->exports--;
+	SIOV_INFO("export '%s' deleted", vdev);
+	free(e);
+	return 0;
+}
+
+void siov_vdcm_export_foreach(struct siov_vdcm *v, siov_export_info_cb cb, void *arg)
+{
+	struct vdcm_export *e;
+
+	for (e = v->exports; e; e = e->next) {
+		struct siov_export_stats st;
+
+		siov_export_get_stats(e->ex, &st);
+		cb(siov_export_conf(e->ex), &st, arg);
+	}
 }

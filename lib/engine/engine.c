@@ -2,11 +2,14 @@
  * Engine threads.  One loop per thread:
  *   1. poll the active queues (those kicked recently): the device model pops
  *      and submits requests;
- *   2. run deferred completions, submit the batch of SQEs, reap CQEs (backend
- *      I/O, kicks, commands from the control thread);
+ *   2. run deferred completions, submit the batch of SQEs in one call, fetch
+ *      the completions the kernel holds for us (DEFER_TASKRUN), reap CQEs
+ *      (backend I/O, kicks, commands from the control thread);
  *   3. notify drivers whose used rings advanced, once per queue per round;
- *   4. if nothing happened and no queue is within its grace period, sleep in
- *      io_uring until a kick, a completion or a command arrives.
+ *   4. if nothing happened and no queue is within its grace period (queues
+ *      waiting for the backend count as busy through it), turn kicks on for
+ *      the queues still polled and sleep in io_uring until a kick, a
+ *      completion or a command arrives.  docs/performance.md says why.
  * Kicks are eventfd reads kept outstanding on the ring, so a busy queue costs
  * no syscall per request and an idle one costs nothing at all.
  */
@@ -18,6 +21,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 #include <liburing.h>
@@ -44,6 +48,17 @@
 #define UD_KICK	  1ull
 #define UD_CMD	  2ull
 #define UD_IGNORE 3ull
+
+/*
+ * The ring's setup (docs/performance.md says why): one thread submits and
+ * reaps (SINGLE_ISSUER), and the kernel runs completion work only when that
+ * thread asks for it (DEFER_TASKRUN), so a polling engine is never
+ * interrupted per completion and a sleeping one is woken once per wait.
+ * R_DISABLED: the ring's single issuer is the engine thread, which enables it.
+ */
+#define ENGINE_RING_FLAGS                                                                          \
+	(IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |           \
+	 IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_R_DISABLED)
 
 enum cmd_op { CMD_ATTACH, CMD_DETACH, CMD_STOP };
 
@@ -101,7 +116,9 @@ struct siov_engine {
 	/* The control thread's own list of this engine's queues, for the balancer. */
 	struct siov_engine_queue **ctl_qs;
 	unsigned ctl_n, ctl_cap;
-	uint64_t now; /* refreshed each round; queues read it through siov_vq_now() */
+	uint64_t now;  /* refreshed each round; queues read it through siov_vq_now() */
+	bool deferred; /* the ring has DEFER_TASKRUN (older kernels: plain) */
+	struct siov_engine_stats stats;
 };
 
 struct siov_engines {
@@ -158,6 +175,8 @@ static void check_faults(struct siov_engine *e)
 		if (q->vq->mem && siov_memtable_owns(q->vq->mem, t_fault_addr))
 			siov_vq_break(q->vq,
 				      "front-end memory vanished (region shrunk or unmapped)");
+		else if (q->vq->log && siov_dirty_log_owns(q->vq->log, t_fault_addr))
+			siov_vq_break(q->vq, "the dirty log vanished (its memory shrunk or unmapped)");
 }
 
 static struct io_uring_sqe *engine_sqe(struct siov_engine *e)
@@ -328,11 +347,14 @@ static unsigned poll_one(struct siov_engine *e, struct siov_engine_queue *q, uin
 		e->busy = true;
 	} else if (SIOV_STAT_GET(vq->stats.inflight)) {
 		/*
-		 * Waiting for the backend: stay active with kicks off, but let the
-		 * engine sleep; each completion wakes it, and the driver's refill is
-		 * found then (completions restart the grace period).  Spinning here
-		 * instead would keep io_uring's completion task_work from running.
+		 * Waiting for the backend: keep polling through the grace period
+		 * (each completion restarts it), so the driver's refill and the
+		 * next completion are seen at once, not after a wake-up.  After
+		 * it the engine may sleep; arm_active_kicks() then lets the
+		 * driver's next request wake it.
 		 */
+		if (now - q->last_work_ns <= e->poll_ns)
+			e->busy = true;
 	} else if (++q->idle_rounds > ENGINE_IDLE_ROUNDS && now > q->last_work_ns &&
 		   now - q->last_work_ns > e->poll_ns) {
 		/* Re-arm kicks, then look once more: the driver may have raced us. */
@@ -413,6 +435,9 @@ static bool try_finish_detach(struct siov_engine *e, struct siov_engine_queue *q
 {
 	struct siov_vq *vq = q->vq;
 
+	/* Requests the device model holds would never drain: it lets them go. */
+	if (!q->kick_armed && vq->ops->drop_held)
+		vq->ops->drop_held(vq);
 	if (q->kick_armed || SIOV_STAT_GET(vq->stats.inflight))
 		return false;
 	/* Our last completions may still be on the used list: notify and take them off. */
@@ -548,6 +573,7 @@ static unsigned reap(struct siov_engine *e, struct engine_cmd **waiting, uint64_
 		}
 	}
 	io_uring_cq_advance(&e->ring, n);
+	SIOV_STAT_ADD(e->stats.cqes, n);
 	return n;
 }
 
@@ -557,10 +583,15 @@ static void submit(struct siov_engine *e, bool wait)
 
 	if (wait)
 		rc = io_uring_submit_and_wait(&e->ring, 1);
-	else if (e->ioctx.unsubmitted)
+	else if (e->ioctx.unsubmitted) {
+		uint64_t t0 = siov_now_ns();
 		rc = io_uring_submit(&e->ring);
-	else
+		SIOV_STAT_ADD(e->stats.submit_ns, siov_now_ns() - t0);
+		SIOV_STAT_ADD(e->stats.submits, 1);
+	} else {
 		return;
+	}
+	SIOV_STAT_ADD(e->stats.enters, 1);
 	if (rc >= 0 || rc == -EINTR || rc == -EAGAIN || rc == -EBUSY)
 		e->ioctx.unsubmitted = 0;
 	if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
@@ -575,6 +606,7 @@ static void submit_and_sleep(struct siov_engine *e)
 	uint64_t now, wait;
 	int rc;
 
+	SIOV_STAT_ADD(e->stats.sleeps, 1);
 	if (!e->next_wake) {
 		submit(e, true);
 		return;
@@ -590,6 +622,58 @@ static void submit_and_sleep(struct siov_engine *e)
 		e->ioctx.unsubmitted = 0;
 }
 
+/*
+ * Before sleeping: queues still on the active list (waiting for the backend)
+ * have kicks off; turn them on so a new request wakes the engine instead of
+ * waiting for an unrelated completion.  True if a request came meanwhile.
+ */
+static bool arm_active_kicks(struct siov_engine *e)
+{
+	struct siov_engine_queue *q;
+	bool work = false;
+
+	for (q = e->active; q; q = q->next_active)
+		if (!q->vq->notify_enabled)
+			work |= siov_vq_enable_notify(q->vq);
+	return work;
+}
+
+static void disarm_active_kicks(struct siov_engine *e)
+{
+	struct siov_engine_queue *q;
+
+	for (q = e->active; q; q = q->next_active)
+		if (q->vq->notify_enabled)
+			siov_vq_disable_notify(q->vq);
+}
+
+/*
+ * On the engine thread, before its first submit: become the ring's single
+ * issuer, and register the ring fd (each io_uring_enter() then skips the fd
+ * table lookup; a registered ring fd belongs to the thread that registers it).
+ */
+static void engine_setup_ring(struct siov_engine *e)
+{
+	int rc;
+
+	/* liburing 2.3 declares io_uring_enable_rings() but does not export it. */
+	if (e->deferred && syscall(__NR_io_uring_register, e->ring.ring_fd,
+				   IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+		SIOV_ERR("engine %u: cannot enable its io_uring: %s", e->id, strerror(errno));
+	rc = io_uring_register_ring_fd(&e->ring);
+	if (rc < 0)
+		SIOV_DEBUG("engine %u: no registered ring fd: %s", e->id, strerror(-rc));
+}
+
+/* DEFER_TASKRUN: completions are posted when we ask; the kernel flags that there are some. */
+static void get_events(struct siov_engine *e)
+{
+	if (e->deferred && (IO_URING_READ_ONCE(*e->ring.sq.kflags) & IORING_SQ_TASKRUN)) {
+		io_uring_get_events(&e->ring);
+		SIOV_STAT_ADD(e->stats.enters, 1);
+	}
+}
+
 static void *engine_main(void *arg)
 {
 	struct siov_engine *e = arg;
@@ -597,6 +681,7 @@ static void *engine_main(void *arg)
 
 	unsigned idle = 0, work = 1;
 
+	engine_setup_ring(e);
 	arm_cmd(e);
 	while (!e->stopping || waiting) {
 		uint64_t now;
@@ -611,9 +696,20 @@ static void *engine_main(void *arg)
 		if (work)
 			idle = 0;
 		now = e->now;
+		SIOV_STAT_ADD(e->stats.rounds, 1);
 		work = poll_active(e, now);
+		SIOV_STAT_ADD(e->stats.popped, work);
+		if (work && e->ioctx.unsubmitted) {
+			/* Only backends with real I/O submit: time from the pop to the kernel. */
+			uint64_t t0 = e->now;
+
+			submit(e, false);
+			SIOV_STAT_ADD(e->stats.ring_submit_ns, work * (siov_now_ns() - t0));
+			SIOV_STAT_ADD(e->stats.submitted, work);
+		}
 		work += siov_io_ctx_run_deferred(&e->ioctx);
 		submit(e, false);
+		get_events(e);
 		if (io_uring_cq_ready(&e->ring))
 			e->now = siov_now_ns();
 		work += reap(e, &waiting, now);
@@ -624,7 +720,9 @@ static void *engine_main(void *arg)
 			check_detaches(e, &waiting);
 		if (work || e->busy)
 			continue;
-		submit_and_sleep(e);
+		if (!arm_active_kicks(e))
+			submit_and_sleep(e);
+		disarm_active_kicks(e);
 	}
 	return NULL;
 }
@@ -896,7 +994,7 @@ uint64_t siov_engines_moves(const struct siov_engines *es)
 
 static int engine_init(struct siov_engine *e, unsigned id, uint64_t poll_ns)
 {
-	struct io_uring_params p = {.flags = IORING_SETUP_CQSIZE, .cq_entries = ENGINE_CQ_ENTRIES};
+	struct io_uring_params p = {.flags = ENGINE_RING_FLAGS, .cq_entries = ENGINE_CQ_ENTRIES};
 	int rc;
 
 	e->id = id;
@@ -907,8 +1005,16 @@ static int engine_init(struct siov_engine *e, unsigned id, uint64_t poll_ns)
 	if (e->cmd_efd < 0)
 		return -errno;
 	rc = io_uring_queue_init_params(ENGINE_RING_ENTRIES, &e->ring, &p);
+	if (rc == -EINVAL) {
+		/* A kernel before 6.1 has no DEFER_TASKRUN: a plain ring works, a little slower. */
+		SIOV_INFO("engine %u: io_uring without DEFER_TASKRUN (kernel too old)", id);
+		p = (struct io_uring_params){.flags = IORING_SETUP_CQSIZE,
+					     .cq_entries = ENGINE_CQ_ENTRIES};
+		rc = io_uring_queue_init_params(ENGINE_RING_ENTRIES, &e->ring, &p);
+	}
 	if (rc < 0)
 		goto err_ring;
+	e->deferred = p.flags & IORING_SETUP_DEFER_TASKRUN;
 	siov_io_ctx_init(&e->ioctx, &e->ring);
 	rc = -pthread_create(&e->thread, NULL, engine_main, e);
 	if (rc)
@@ -1017,4 +1123,22 @@ struct siov_engine *siov_engines_pick(struct siov_engines *es)
 unsigned siov_engine_id(const struct siov_engine *e)
 {
 	return e->id;
+}
+
+struct siov_engine *siov_engines_get(struct siov_engines *es, unsigned i)
+{
+	return i < es->count ? &es->engines[i] : NULL;
+}
+
+void siov_engine_get_stats(const struct siov_engine *e, struct siov_engine_stats *out)
+{
+	out->rounds = SIOV_STAT_GET(e->stats.rounds);
+	out->sleeps = SIOV_STAT_GET(e->stats.sleeps);
+	out->popped = SIOV_STAT_GET(e->stats.popped);
+	out->ring_submit_ns = SIOV_STAT_GET(e->stats.ring_submit_ns);
+	out->submitted = SIOV_STAT_GET(e->stats.submitted);
+	out->cqes = SIOV_STAT_GET(e->stats.cqes);
+	out->enters = SIOV_STAT_GET(e->stats.enters);
+	out->submits = SIOV_STAT_GET(e->stats.submits);
+	out->submit_ns = SIOV_STAT_GET(e->stats.submit_ns);
 }

@@ -26,7 +26,7 @@
 
 #define WANTED_PROTOCOL_FEATURES                                                                   \
 	((1ull << VHOST_USER_PROTOCOL_F_MQ) | (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |          \
-	 (1ull << VHOST_USER_PROTOCOL_F_CONFIG))
+	 (1ull << VHOST_USER_PROTOCOL_F_CONFIG) | (1ull << VHOST_USER_PROTOCOL_F_LOG_SHMFD))
 
 #define PAGE 4096u
 
@@ -77,6 +77,7 @@ static struct siov_dev *dev_new(const char *path, const struct siov_dev_opts *o)
 	dev->timeout_ms = o->timeout_ms ? o->timeout_ms : 5000;
 	dev->poll_us = o->poll_us;
 	dev->flags = o->flags;
+	dev->log_fd = -1;
 	dev->want_queues = o->num_queues;
 	dev->reconnect_ms = opt_reconnect_ms(o);
 	pthread_mutex_init(&dev->lock, NULL);
@@ -143,6 +144,7 @@ static void apply_config(struct siov_dev *dev, const struct virtio_blk_config *c
 	in->write_zeroes = has(f, VIRTIO_BLK_F_WRITE_ZEROES);
 	in->max_discard_sectors = in->discard ? c->max_discard_sectors : 0;
 	in->max_write_zeroes_sectors = in->write_zeroes ? c->max_write_zeroes_sectors : 0;
+	dev->cfg_queues = has(f, VIRTIO_BLK_F_MQ) ? c->num_queues : 0;
 	if (in->seg_max > SIOV__SEGS_MAX)
 		in->seg_max = SIOV__SEGS_MAX;
 }
@@ -205,6 +207,9 @@ int siov__negotiate(struct siov_dev *dev, unsigned num_queues)
 	rc = read_config(dev);
 	if (rc)
 		return rc;
+	/* A siovd VDEV left at its default offers 256 queues but says 1 here. */
+	if (!num_queues && dev->cfg_queues && dev->cfg_queues < dev->nqueues)
+		dev->nqueues = dev->cfg_queues;
 	return siov__vu_set_u64(dev, VHOST_USER_SET_FEATURES, dev->features);
 }
 
@@ -278,6 +283,8 @@ void siov_dev_close(struct siov_dev *dev)
 	}
 	for (i = 0; i < dev->nregions; i++)
 		region_fini(&dev->region[i]);
+	if (dev->log_fd >= 0)
+		close(dev->log_fd);
 	dev_free(dev);
 }
 
@@ -429,12 +436,45 @@ static int send_vring_fd(struct siov_dev *dev, uint32_t request, unsigned index,
 	return siov__vu_call(dev, request, &v, sizeof(v), &fd, 1, NULL);
 }
 
+/*
+ * SIOV_DEV_F_DIRTY_LOG: a sparse memfd log covering every region (guest
+ * addresses are ours, so it spans up to the highest one), then LOG_ALL, as
+ * QEMU does when a migration starts.
+ */
+static int start_dirty_log(struct siov_dev *dev)
+{
+	uint64_t end = 0, f = dev->features | (1ull << VHOST_F_LOG_ALL_BIT);
+	struct siov_vu_log l = {0};
+	struct siov_vu_msg reply;
+	unsigned i;
+	int rc;
+
+	if (!has(dev->protocol_features, VHOST_USER_PROTOCOL_F_LOG_SHMFD))
+		return -EOPNOTSUPP;
+	for (i = 0; i < dev->nregions; i++)
+		if ((uint64_t)(uintptr_t)dev->region[i].addr + dev->region[i].len > end)
+			end = (uint64_t)(uintptr_t)dev->region[i].addr + dev->region[i].len;
+	l.mmap_size = (end / PAGE / 8 + 8) & ~7ull;
+	dev->log_fd = memfd_create("siov-dirty-log", MFD_CLOEXEC);
+	if (dev->log_fd < 0)
+		return -errno;
+	if (ftruncate(dev->log_fd, (off_t)l.mmap_size) < 0)
+		return -errno;
+	rc = siov__vu_call(dev, VHOST_USER_SET_LOG_BASE, &l, sizeof(l), &dev->log_fd, 1, &reply);
+	if (rc)
+		return rc;
+	return siov__vu_set_u64(dev, VHOST_USER_SET_FEATURES, f);
+}
+
 int siov__start_queue(struct siov_dev *dev, struct siov_queue *q)
 {
+	bool log = dev->log_fd >= 0;
 	struct siov_vu_vring_addr a = {.index = q->index,
+				       .flags = log ? 1u << VHOST_VRING_F_LOG : 0,
 				       .desc_user_addr = (uintptr_t)q->desc,
 				       .used_user_addr = (uintptr_t)q->used,
-				       .avail_user_addr = (uintptr_t)q->avail};
+				       .avail_user_addr = (uintptr_t)q->avail,
+				       .log_guest_addr = log ? (uintptr_t)q->used : 0};
 	int rc;
 
 	rc = send_state(dev, VHOST_USER_SET_VRING_NUM, q->index, q->num);
@@ -493,6 +533,8 @@ int siov_dev_start(struct siov_dev *dev)
 	if (rc)
 		return rc;
 	rc = siov__send_mem_table(dev);
+	if (!rc && (dev->flags & SIOV_DEV_F_DIRTY_LOG))
+		rc = start_dirty_log(dev);
 	for (i = 0; !rc && i < dev->nqueues; i++)
 		rc = siov__start_queue(dev, &dev->queue[i]);
 	if (rc)

@@ -109,6 +109,8 @@ struct siov_dev {
 	atomic_int dead; /* 0, or -ENOTCONN once the socket hung up */
 	struct siov_queue *queue;
 	unsigned nqueues;
+	unsigned cfg_queues; /* num_queues of the config space (VIRTIO_BLK_F_MQ), 0 if none */
+	int log_fd;	     /* SIOV_DEV_F_DIRTY_LOG: the log's memfd, else -1 */
 	/* Reconnect (siov_dev_opts.reconnect_ms); the fields below @lock are its. */
 	char *path;
 	unsigned want_queues; /* siov_dev_opts.num_queues */

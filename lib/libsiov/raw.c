@@ -20,6 +20,7 @@ int siov_raw_connect(const char *path, unsigned timeout_ms, struct siov_dev **ou
 	if (!dev)
 		return -ENOMEM;
 	dev->timeout_ms = timeout_ms ? timeout_ms : 5000;
+	dev->log_fd = -1;
 	pthread_mutex_init(&dev->lock, NULL);
 	rc = siov__connect(path, dev->timeout_ms, &dev->sock);
 	if (rc) {

@@ -6,6 +6,14 @@
  * the reservation is one more bucket, filled at iops_min, that the engine
  * drains first.  Buckets are shared by a VDEV's queues on several engines, so
  * each siov_qos has a small spinlock; the critical sections are a few adds.
+ *
+ * A group's budget is shared by weight among its active members, whichever
+ * engines serve them: each member has share buckets refilled at its weight's
+ * part of the group's rates.  While the group bucket is contended (below half
+ * full) a member past its share waits even if the group would admit it; so a
+ * member alone on a quiet engine, which asks more often than members sharing
+ * a busy one, cannot take the others' part.  When the group bucket fills up
+ * (the others do not use their part) anyone may borrow: nothing is wasted.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -20,12 +28,24 @@ struct bucket {
 	uint64_t last;
 };
 
+/* A member counts as active if it asked for admission this recently. */
+#define GROUP_ACTIVE_NS 20000000ull
+/* How often a group recomputes its members' active weight. */
+#define GROUP_RECOUNT_NS 1000000ull
+
 struct siov_qos {
 	int lock;
 	struct siov_qos_params p;
 	struct bucket iops, bps, resv;
 	struct siov_qos *group;
 	struct siov_qos_stats stats;
+	/* As a group member: its part of the group's rates, and when it last asked. */
+	struct bucket share_iops, share_bps;
+	uint64_t last_ask;
+	struct siov_qos *next_member;
+	/* As a group: its members (under the group's lock), their active weight. */
+	struct siov_qos *members;
+	uint64_t active_weight, weight_at;
 };
 
 static void lock(struct siov_qos *q)
@@ -101,12 +121,32 @@ int siov_qos_create(const struct siov_qos_params *p, struct siov_qos *group, str
 	q->iops.tokens = q->iops.depth;
 	q->bps.tokens = q->bps.depth;
 	q->group = group;
+	if (group) {
+		lock(group);
+		q->next_member = group->members;
+		group->members = q;
+		unlock(group);
+	}
 	*out = q;
 	return 0;
 }
 
 void siov_qos_destroy(struct siov_qos *q)
 {
+	struct siov_qos **pp;
+
+	if (!q)
+		return;
+	if (q->group) {
+		lock(q->group);
+		for (pp = &q->group->members; *pp; pp = &(*pp)->next_member) {
+			if (*pp == q) {
+				*pp = q->next_member;
+				break;
+			}
+		}
+		unlock(q->group);
+	}
 	free(q);
 }
 
@@ -174,6 +214,61 @@ bool siov_qos_limited(const struct siov_qos *q)
 	       (q->group && (q->group->p.iops_limit || q->group->p.bps_limit));
 }
 
+/* Sum of the weights of g's members that asked lately; caller holds g's lock. */
+static uint64_t group_active_weight(struct siov_qos *g, uint64_t now)
+{
+	struct siov_qos *m;
+	uint64_t w = 0;
+
+	if (g->weight_at && now - g->weight_at < GROUP_RECOUNT_NS)
+		return g->active_weight;
+	for (m = g->members; m; m = m->next_member)
+		if (now - __atomic_load_n(&m->last_ask, __ATOMIC_RELAXED) < GROUP_ACTIVE_NS)
+			w += m->p.weight;
+	g->active_weight = w;
+	g->weight_at = now;
+	return w;
+}
+
+/* Refills a share bucket at part of the group bucket's rate (depth likewise, at least min). */
+static void share_refill(struct bucket *s, const struct bucket *gb, double part, double min,
+			 uint64_t now)
+{
+	s->rate = gb->rate * part;
+	s->depth = gb->depth * part > min ? gb->depth * part : min;
+	if (s->last == 0)
+		s->tokens = s->depth;
+	refill(s, now);
+}
+
+/*
+ * Ns until q's part of its group's budget admits a request (0: now).  A
+ * member past its part waits only while the group bucket is contended.
+ * Caller holds q's and g's locks.
+ */
+static uint64_t share_wait(struct siov_qos *q, struct siov_qos *g, uint64_t now)
+{
+	uint64_t w = group_active_weight(g, now), a = 0, b = 0;
+	double part = w > q->p.weight ? (double)q->p.weight / (double)w : 1.0;
+
+	if (part >= 1.0) {
+		/* Alone (or the only one asking): no part to keep, and no debt to build. */
+		q->share_iops.rate = q->share_bps.rate = 0;
+		return 0;
+	}
+	if (g->iops.rate != 0) {
+		share_refill(&q->share_iops, &g->iops, part, 1, now);
+		if (q->share_iops.tokens < 0 && g->iops.tokens < g->iops.depth / 2)
+			a = (uint64_t)(-q->share_iops.tokens / q->share_iops.rate) + 1;
+	}
+	if (g->bps.rate != 0) {
+		share_refill(&q->share_bps, &g->bps, part, 1u << 20, now);
+		if (q->share_bps.tokens < 0 && g->bps.tokens < g->bps.depth / 2)
+			b = (uint64_t)(-q->share_bps.tokens / q->share_bps.rate) + 1;
+	}
+	return a > b ? a : b;
+}
+
 bool siov_qos_admit(struct siov_qos *q, uint64_t now, uint64_t bytes, uint64_t *retry_ns)
 {
 	struct siov_qos *g = q->group;
@@ -182,11 +277,16 @@ bool siov_qos_admit(struct siov_qos *q, uint64_t now, uint64_t bytes, uint64_t *
 	lock(q);
 	wait = limits_wait(q, now);
 	if (!wait && g) {
+		__atomic_store_n(&q->last_ask, now, __ATOMIC_RELAXED);
 		lock(g);
 		wait = limits_wait(g, now);
+		if (!wait)
+			wait = share_wait(q, g, now);
 		if (!wait) {
 			bucket_charge(&g->iops, 1);
 			bucket_charge(&g->bps, (double)bytes);
+			bucket_charge(&q->share_iops, 1);
+			bucket_charge(&q->share_bps, (double)bytes);
 			stat_add(&g->stats.admitted, 1);
 			stat_add(&g->stats.admitted_bytes, bytes);
 		}

@@ -20,6 +20,7 @@
 
 #include "siov/vhost_user.h"
 #include "siov_internal/device.h"
+#include "siov_internal/dirty_log.h"
 #include "siov_internal/engine.h"
 #include "siov_internal/log.h"
 #include "siov_internal/loop.h"
@@ -29,13 +30,15 @@
 
 #define VU_RING_FEATURES                                                                           \
 	((1ull << VIRTIO_F_VERSION_1_BIT) | (1ull << VIRTIO_RING_F_INDIRECT_DESC_BIT) |            \
-	 (1ull << VIRTIO_RING_F_EVENT_IDX_BIT) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES_BIT))
+	 (1ull << VIRTIO_RING_F_EVENT_IDX_BIT) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES_BIT) |     \
+	 (1ull << VHOST_F_LOG_ALL_BIT))
 
 #define VU_PROTOCOL_FEATURES                                                                       \
 	((1ull << VHOST_USER_PROTOCOL_F_MQ) | (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |          \
 	 (1ull << VHOST_USER_PROTOCOL_F_CONFIG) | (1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) | \
 	 (1ull << VHOST_USER_PROTOCOL_F_RESET_DEVICE) |                                            \
-	 (1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS))
+	 (1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |                                     \
+	 (1ull << VHOST_USER_PROTOCOL_F_LOG_SHMFD))
 
 struct vu_queue {
 	struct siov_vq vq;
@@ -74,13 +77,18 @@ struct siov_vu_server {
 	size_t inflight_size;
 	uint16_t inflight_nqueues, inflight_qsize;
 	int dev_broken;
+	/* Live migration: the front end's dirty log (SET_LOG_BASE) and its eventfd. */
+	struct siov_dirty_log *log;
+	int log_fd;
 
 	/* Receive state of the message being assembled. */
 	struct vu_msg_in rx;
 	size_t rx_len;
 
+	/* Queues are allocated when the front end first names one: a VDEV may
+	 * offer many (QEMU's default is one per vCPU) and costs only what is used. */
 	unsigned nqueues;
-	struct vu_queue *queues;
+	struct vu_queue **queues;
 };
 
 /* ---- small helpers ---- */
@@ -108,8 +116,12 @@ static bool vq_running(const struct vu_queue *q)
 static uint64_t protocol_features(const struct siov_vu_server *srv)
 {
 	uint64_t dev = srv->ops->protocol_features;
+	/* Requests only a device knows (SEND_RARP, NET_SET_MTU) go to its message handler. */
+	uint64_t all = VU_PROTOCOL_FEATURES | (srv->ops->message ? (1ull << VHOST_USER_PROTOCOL_F_RARP) |
+								      (1ull << VHOST_USER_PROTOCOL_F_NET_MTU)
+								: 0);
 
-	return dev ? VU_PROTOCOL_FEATURES & dev : VU_PROTOCOL_FEATURES;
+	return dev ? all & dev : VU_PROTOCOL_FEATURES;
 }
 
 static bool vq_enabled(const struct siov_vu_server *srv, const struct vu_queue *q)
@@ -123,9 +135,14 @@ static bool any_running(const struct siov_vu_server *srv)
 	unsigned i;
 
 	for (i = 0; i < srv->nqueues; i++)
-		if (vq_running(&srv->queues[i]))
+		if (srv->queues[i] && vq_running(srv->queues[i]))
 			return true;
 	return false;
+}
+
+static bool logging(const struct siov_vu_server *srv)
+{
+	return srv->features & (1ull << VHOST_F_LOG_ALL_BIT);
 }
 
 /* ---- queue lifecycle ---- */
@@ -213,6 +230,26 @@ static void vq_attach_inflight(struct siov_vu_server *srv, struct vu_queue *q)
 	vq_recover_inflight(srv, q);
 }
 
+/* While the front end logs, the queue logs too; a log that cannot cover it breaks it. */
+static int vq_attach_log(struct siov_vu_server *srv, struct vu_queue *q)
+{
+	struct siov_vq *vq = &q->vq;
+
+	vq->log = logging(srv) ? srv->log : NULL;
+	vq->log_fd = srv->log_fd;
+	if (logging(srv) && !srv->log) {
+		siov_vq_break(vq, "dirty logging is on but there is no log (SET_LOG_BASE)");
+		return -EINVAL;
+	}
+	if (!siov_vq_log_ok(vq)) {
+		siov_vq_break(vq, "the dirty log (%llu bytes of guest memory) does not cover the "
+				  "memory table and the used ring",
+			      (unsigned long long)siov_dirty_log_span(srv->log));
+		return -ERANGE;
+	}
+	return 0;
+}
+
 static void vq_try_start(struct siov_vu_server *srv, struct vu_queue *q)
 {
 	struct siov_vq *vq = &q->vq;
@@ -239,11 +276,15 @@ static void vq_try_start(struct siov_vu_server *srv, struct vu_queue *q)
 		siov_vq_break(vq, "ring addresses are misaligned or outside the memory table");
 		return;
 	}
+	if (vq_attach_log(srv, q))
+		return;
 	vq->used_idx = __atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE);
 	free(vq->resubmit);
 	vq->resubmit = NULL;
 	vq->resubmit_num = vq->resubmit_pos = 0;
 	vq_attach_inflight(srv, q);
+	SIOV_DEBUG("vdev %s queue %u starts at avail %u, used %u%s", srv->name, vq->index,
+		   vq->last_avail_idx, vq->used_idx, vq->log ? ", logging" : "");
 	rc = vq_run(srv, q);
 	if (rc)
 		SIOV_ERR("vdev %s queue %u: cannot start: %s", srv->name, vq->index, strerror(-rc));
@@ -255,8 +296,8 @@ static void vq_pause_all(struct siov_vu_server *srv)
 	unsigned i;
 
 	for (i = 0; i < srv->nqueues; i++) {
-		struct vu_queue *q = &srv->queues[i];
-		if (vq_running(q)) {
+		struct vu_queue *q = srv->queues[i];
+		if (q && vq_running(q)) {
 			vq_stop(q);
 			q->paused = true;
 		}
@@ -274,8 +315,8 @@ static void vq_resume_all(struct siov_vu_server *srv)
 	if (srv->mem.nregions == 0)
 		return;
 	for (i = 0; i < srv->nqueues; i++) {
-		struct vu_queue *q = &srv->queues[i];
-		if (q->paused) {
+		struct vu_queue *q = srv->queues[i];
+		if (q && q->paused) {
 			q->paused = false;
 			vq_try_start(srv, q);
 		}
@@ -299,6 +340,23 @@ static void vq_reset(struct vu_queue *q, unsigned index)
 	q->paused = false;
 }
 
+static void log_unmap(struct siov_vu_server *srv)
+{
+	siov_dirty_log_destroy(srv->log);
+	srv->log = NULL;
+	close_fd(&srv->log_fd);
+}
+
+/* Resets every queue the front end has used. */
+static void reset_queues(struct siov_vu_server *srv)
+{
+	unsigned i;
+
+	for (i = 0; i < srv->nqueues; i++)
+		if (srv->queues[i])
+			vq_reset(srv->queues[i], i);
+}
+
 static void inflight_unmap(struct siov_vu_server *srv)
 {
 	if (srv->inflight_base)
@@ -310,12 +368,10 @@ static void inflight_unmap(struct siov_vu_server *srv)
 /* Back to the state of a new connection: no queues, no memory, no features. */
 static void session_reset(struct siov_vu_server *srv)
 {
-	unsigned i;
-
-	for (i = 0; i < srv->nqueues; i++)
-		vq_reset(&srv->queues[i], i);
+	reset_queues(srv);
 	siov_memtable_clear(&srv->mem);
 	inflight_unmap(srv);
+	log_unmap(srv);
 	srv->features = 0;
 	srv->protocol_features = 0;
 	srv->features_set = false;
@@ -373,9 +429,22 @@ static int need_size(const struct siov_vu_msg *m, uint32_t size)
 	return m->hdr.size < size ? -EPROTO : 0;
 }
 
+/* The queue a message names, allocated on first use; NULL if out of range (or no memory). */
 static struct vu_queue *queue_of(struct siov_vu_server *srv, uint32_t index)
 {
-	return index < srv->nqueues ? &srv->queues[index] : NULL;
+	struct vu_queue *q;
+
+	if (index >= srv->nqueues)
+		return NULL;
+	if (srv->queues[index])
+		return srv->queues[index];
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return NULL;
+	siov_vq_init(&q->vq, index);
+	q->srv = srv;
+	srv->queues[index] = q;
+	return q;
 }
 
 static int h_set_features(struct siov_vu_server *srv, struct vu_msg_in *in)
@@ -388,10 +457,19 @@ static int h_set_features(struct siov_vu_server *srv, struct vu_msg_in *in)
 			  (unsigned long long)(f & ~offered));
 		return -EINVAL;
 	}
+	/* Logging switches on or off for running queues too: restart them with it. */
+	vq_pause_all(srv);
+	if (!(f & (1ull << VHOST_F_LOG_ALL_BIT)) && logging(srv)) {
+		SIOV_INFO("vdev %s: dirty logging off", srv->name);
+		log_unmap(srv); /* migration over or cancelled: QEMU frees the log */
+	} else if ((f & (1ull << VHOST_F_LOG_ALL_BIT)) && !logging(srv)) {
+		SIOV_INFO("vdev %s: dirty logging on", srv->name);
+	}
 	srv->features = f;
 	srv->features_set = true;
 	if (srv->ops->set_features)
 		srv->ops->set_features(srv->dev, f);
+	vq_resume_all(srv);
 	return 0;
 }
 
@@ -507,6 +585,8 @@ static int h_vring_addr(struct siov_vu_server *srv, struct vu_msg_in *in)
 	q->vq.desc_uva = a->desc_user_addr;
 	q->vq.avail_uva = a->avail_user_addr;
 	q->vq.used_uva = a->used_user_addr;
+	q->vq.log_used = a->flags & (1u << VHOST_VRING_F_LOG);
+	q->vq.log_used_gpa = a->log_guest_addr;
 	q->vq.addr_set = true;
 	if (was_running)
 		vq_try_start(srv, q);
@@ -540,6 +620,9 @@ static int h_get_vring_base(struct siov_vu_server *srv, struct vu_msg_in *in)
 	q->kicked = false;
 	close_fd(&q->vq.kick_fd);
 	s.num = q->vq.last_avail_idx;
+	SIOV_DEBUG("vdev %s queue %u stopped at avail %u, used %u (%llu pages logged)", srv->name,
+		   q->vq.index, q->vq.last_avail_idx, q->vq.used_idx,
+		   srv->log ? (unsigned long long)siov_dirty_log_marks(srv->log) : 0ull);
 	return reply(srv, &in->m, &s, sizeof(s), -1) ? -EPIPE : 1;
 }
 
@@ -701,12 +784,52 @@ static int h_set_inflight(struct siov_vu_server *srv, struct vu_msg_in *in)
 	return 0;
 }
 
+/*
+ * SET_LOG_BASE: the front end starts (or resizes) the dirty log.  QEMU waits
+ * for an answer whatever REPLY_ACK says, so one always goes back; a log we
+ * cannot use is answered too, and breaks the queues when logging starts.
+ */
+static int h_set_log_base(struct siov_vu_server *srv, struct vu_msg_in *in)
+{
+	const struct siov_vu_log *l = &in->m.payload.log;
+	struct siov_dirty_log *log = NULL;
+	uint64_t status = 0;
+	int rc;
+
+	if (need_size(&in->m, sizeof(*l)) || in->nfds != 1)
+		return -EPROTO;
+	rc = siov_dirty_log_create(in->fds[0], l->mmap_size, l->mmap_offset, &log);
+	if (rc) {
+		SIOV_WARN("vdev %s: dirty log of %llu bytes at offset %llu refused: %s", srv->name,
+			  (unsigned long long)l->mmap_size, (unsigned long long)l->mmap_offset,
+			  strerror(-rc));
+		status = 1;
+	}
+	/* Running queues write into the old log: take them off their engines first. */
+	vq_pause_all(srv);
+	siov_dirty_log_destroy(srv->log);
+	srv->log = log;
+	vq_resume_all(srv);
+	return reply_u64(srv, &in->m, status) ? -EPIPE : 1;
+}
+
+/* SET_LOG_FD: an eventfd to signal after the log changed (kept, signalled per round). */
+static int h_set_log_fd(struct siov_vu_server *srv, struct vu_msg_in *in)
+{
+	if (in->nfds != 1)
+		return -EPROTO;
+	vq_pause_all(srv);
+	close_fd(&srv->log_fd);
+	srv->log_fd = in->fds[0];
+	in->fds[0] = -1;
+	vq_resume_all(srv);
+	return 0;
+}
+
 static int h_reset(struct siov_vu_server *srv, struct vu_msg_in *in)
 {
-	unsigned i;
-
-	for (i = 0; i < srv->nqueues; i++)
-		vq_reset(&srv->queues[i], i);
+	reset_queues(srv);
+	log_unmap(srv);
 	srv->features = 0;
 	srv->features_set = false;
 	srv->dev_broken = 0;
@@ -785,6 +908,10 @@ static int dispatch(struct siov_vu_server *srv, struct vu_msg_in *in)
 		return h_get_inflight(srv, in);
 	case VHOST_USER_SET_INFLIGHT_FD:
 		return h_set_inflight(srv, in);
+	case VHOST_USER_SET_LOG_BASE:
+		return h_set_log_base(srv, in);
+	case VHOST_USER_SET_LOG_FD:
+		return h_set_log_fd(srv, in);
 	default:
 		return h_device_message(srv, in);
 	}
@@ -816,11 +943,18 @@ static void conn_close(struct siov_vu_server *srv, const char *why)
 static int handle_msg(struct siov_vu_server *srv)
 {
 	struct vu_msg_in *in = &srv->rx;
-	bool want_ack = (in->m.hdr.flags & VHOST_USER_NEED_REPLY) &&
-			(srv->protocol_features & (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK));
+	/*
+	 * NEED_REPLY is answered even if this connection never negotiated
+	 * REPLY_ACK (libvhost-user does the same): a QEMU waiting for an incoming
+	 * migration does not renegotiate after the back end restarted, and waits
+	 * for the ack it was promised on the previous connection.
+	 */
+	bool want_ack = in->m.hdr.flags & VHOST_USER_NEED_REPLY;
 	unsigned i;
 	int rc;
 
+	SIOV_DEBUG("vdev %s: vhost-user request %u, %u bytes, %u fd(s)", srv->name,
+		   in->m.hdr.request, in->m.hdr.size, in->nfds);
 	rc = dispatch(srv, in);
 	for (i = 0; i < in->nfds; i++)
 		close_fd(&in->fds[i]);
@@ -1044,11 +1178,10 @@ int siov_vu_server_create(const struct siov_vu_server_opts *o, struct siov_vu_se
 			  struct siov_err *err)
 {
 	struct siov_vu_server *srv;
-	unsigned i;
 	int rc;
 
-	if (o->queues == 0 || o->queues > 64)
-		return siov_err_set(err, -EINVAL, "queues must be 1..64");
+	if (o->queues == 0 || o->queues > SIOV_VU_MAX_QUEUES)
+		return siov_err_set(err, -EINVAL, "queues must be 1..%d", SIOV_VU_MAX_QUEUES);
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
 		return siov_err_set(err, -ENOMEM, "out of memory");
@@ -1066,11 +1199,8 @@ int siov_vu_server_create(const struct siov_vu_server_opts *o, struct siov_vu_se
 	srv->qos = o->qos;
 	srv->nqueues = o->queues;
 	srv->conn_fd = -1;
+	srv->log_fd = -1;
 	siov_memtable_init(&srv->mem);
-	for (i = 0; i < srv->nqueues; i++) {
-		siov_vq_init(&srv->queues[i].vq, i);
-		srv->queues[i].srv = srv;
-	}
 	rc = socket_listen(o->socket_path, o, err);
 	if (rc < 0)
 		goto err_queues;
@@ -1096,6 +1226,8 @@ err_free:
 
 void siov_vu_server_destroy(struct siov_vu_server *srv)
 {
+	unsigned i;
+
 	if (!srv)
 		return;
 	if (srv->conn_fd >= 0)
@@ -1104,6 +1236,8 @@ void siov_vu_server_destroy(struct siov_vu_server *srv)
 	siov_loop_del(srv->listen_w);
 	close(srv->listen_fd);
 	unlink(srv->path);
+	for (i = 0; i < srv->nqueues; i++)
+		free(srv->queues[i]);
 	free(srv->queues);
 	free(srv);
 }
@@ -1124,8 +1258,8 @@ const char *siov_vu_server_broken_reason(const struct siov_vu_server *srv)
 	if (!__atomic_load_n(&srv->dev_broken, __ATOMIC_ACQUIRE))
 		return NULL;
 	for (i = 0; i < srv->nqueues; i++)
-		if (__atomic_load_n(&srv->queues[i].vq.broken, __ATOMIC_ACQUIRE))
-			return srv->queues[i].vq.broken_reason;
+		if (srv->queues[i] && __atomic_load_n(&srv->queues[i]->vq.broken, __ATOMIC_ACQUIRE))
+			return srv->queues[i]->vq.broken_reason;
 	return "broken";
 }
 
@@ -1149,7 +1283,22 @@ unsigned siov_vu_server_nqueues(const struct siov_vu_server *srv)
 	return srv->nqueues;
 }
 
+unsigned siov_vu_server_queues_used(const struct siov_vu_server *srv)
+{
+	unsigned i, n = 0;
+
+	for (i = 0; i < srv->nqueues; i++)
+		if (srv->queues[i])
+			n = i + 1;
+	return n;
+}
+
 const struct siov_vq *siov_vu_server_queue(const struct siov_vu_server *srv, unsigned i)
 {
-	return i < srv->nqueues ? &srv->queues[i].vq : NULL;
+	return i < srv->nqueues && srv->queues[i] ? &srv->queues[i]->vq : NULL;
+}
+
+bool siov_vu_server_logging(const struct siov_vu_server *srv)
+{
+	return logging(srv) && srv->log;
 }

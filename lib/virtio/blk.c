@@ -14,12 +14,15 @@
  */
 #include <errno.h>
 #include <linux/virtio_blk.h>
+#include <stdatomic.h>
 #include <linux/virtio_config.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "siov_internal/backend.h"
+#include "siov_internal/log.h"
 #include "siov_internal/qos.h"
 #include "siov_internal/virtio_blk.h"
 #include "siov_internal/virtqueue.h"
@@ -29,14 +32,27 @@
 #define BLK_MAX_DISCARD (1u << 22) /* sectors: 2 GiB per request */
 #define BLK_HDR_LEN	16u
 #define BLK_BATCH	32u /* requests popped before any is started */
+#define HOLD_RETRY_NS	1000000000ull /* held requests are retried this often by themselves */
+#define HOLD_CHECK_NS	50000000ull   /* a holding queue looks at resume and timeout this often */
 
 struct siov_blk {
 	char name[SIOV_NAME_MAX];
-	struct siov_backend *bd;
-	uint64_t offset, size;
+	struct siov_backend *_Atomic bd;
+	_Atomic uint64_t offset;
+	uint64_t size;
 	bool readonly;
 	uint16_t queues;
 	uint8_t wce;
+	/* Error policy: written by the control thread, read by the queues. */
+	_Atomic int policy;
+	_Atomic uint32_t hold_timeout_ms;
+	_Atomic uint64_t resume_gen;
+	_Atomic uint64_t held, held_total, hold_events, timed_out, since_ns;
+	_Atomic int last_error;
+	/* Pausing (siov_blk_pause): queues inside process() and requests in flight. */
+	atomic_bool paused;
+	_Atomic unsigned in_process;
+	_Atomic uint64_t inflight;
 };
 
 struct blk_req {
@@ -48,13 +64,19 @@ struct blk_req {
 	size_t st_len;	  /* length of the last of them before the status byte came off */
 	uint32_t type;
 	uint64_t start_ns;
-	struct blk_req *next_free;
+	uint64_t seq; /* order of arrival in its queue: held requests retry in it */
+	struct blk_req *next_free, *next_held;
 	struct siov_vq_chain chain;
 };
 
 struct blk_queue {
 	struct blk_req *free;
 	unsigned allocated;
+	uint64_t seq;
+	/* Error policy HOLD: held requests by seq, and the ones sent again. */
+	struct blk_req *held;
+	unsigned retrying;
+	uint64_t held_since, next_retry, resume_seen;
 };
 
 int siov_blk_create(const struct siov_blk_conf *conf, struct siov_blk **out)
@@ -74,6 +96,8 @@ int siov_blk_create(const struct siov_blk_conf *conf, struct siov_blk **out)
 	blk->readonly = conf->readonly || siov_backend_conf(conf->backend)->readonly;
 	blk->queues = conf->queues;
 	blk->wce = 1;
+	atomic_store(&blk->policy, conf->error_policy);
+	atomic_store(&blk->hold_timeout_ms, conf->hold_timeout_ms);
 	*out = blk;
 	return 0;
 }
@@ -81,6 +105,56 @@ int siov_blk_create(const struct siov_blk_conf *conf, struct siov_blk **out)
 void siov_blk_destroy(struct siov_blk *blk)
 {
 	free(blk);
+}
+
+void siov_blk_set_error_policy(struct siov_blk *blk, enum siov_error_policy p, uint32_t timeout_ms)
+{
+	atomic_store(&blk->hold_timeout_ms, timeout_ms);
+	atomic_store(&blk->policy, p);
+	/* A queue that holds looks again at once. */
+	atomic_fetch_add(&blk->resume_gen, 1);
+}
+
+int siov_blk_pause(struct siov_blk *blk, unsigned timeout_ms)
+{
+	unsigned waited = 0;
+
+	atomic_store(&blk->paused, true);
+	/* Dekker with blk_process(): it raises in_process, then reads paused. */
+	while (atomic_load(&blk->in_process) || atomic_load(&blk->inflight)) {
+		if (waited++ >= timeout_ms) {
+			atomic_store(&blk->paused, false);
+			return -EBUSY;
+		}
+		usleep(1000);
+	}
+	return 0;
+}
+
+void siov_blk_switch(struct siov_blk *blk, struct siov_backend *bd, uint64_t offset)
+{
+	atomic_store(&blk->offset, offset);
+	atomic_store(&blk->bd, bd);
+}
+
+void siov_blk_unpause(struct siov_blk *blk)
+{
+	atomic_store(&blk->paused, false);
+}
+
+void siov_blk_resume(struct siov_blk *blk)
+{
+	atomic_fetch_add(&blk->resume_gen, 1);
+}
+
+void siov_blk_hold_stats(const struct siov_blk *blk, struct siov_blk_hold_stats *out)
+{
+	out->held = atomic_load(&blk->held);
+	out->held_total = atomic_load(&blk->held_total);
+	out->hold_events = atomic_load(&blk->hold_events);
+	out->timed_out = atomic_load(&blk->timed_out);
+	out->last_error = atomic_load(&blk->last_error);
+	out->since_ns = out->held ? atomic_load(&blk->since_ns) : 0;
 }
 
 static uint64_t blk_features(void *dev)
@@ -246,17 +320,189 @@ static void req_finish(struct blk_req *r, uint8_t status)
 	else
 		SIOV_STAT_ADD(s->errors, 1);
 	SIOV_STAT_ADD(s->inflight, -1);
+	atomic_fetch_sub_explicit(&((struct siov_blk *)vq->dev)->inflight, 1, memory_order_release);
 	req_put(vq, r);
+}
+
+/* Errors a backend recovers from: room made, a server back, a path restored. */
+static bool holdable(int res)
+{
+	switch (res) {
+	case -ENOSPC:
+	case -EDQUOT:
+	case -EIO:
+	case -ENOTCONN:
+	case -ECONNRESET:
+	case -ECONNREFUSED:
+	case -ESHUTDOWN:
+	case -EPIPE:
+	case -ETIMEDOUT:
+	case -EHOSTUNREACH:
+		return true;
+	}
+	return false;
+}
+
+/* Keeps r, in arrival order, to be sent again later (error policy HOLD). */
+static void hold(struct blk_req *r, int res)
+{
+	struct siov_vq *vq = r->vq;
+	struct blk_queue *q = vq->dev_queue;
+	struct siov_blk *blk = vq->dev;
+	struct blk_req **pp = &q->held;
+	uint64_t now = siov_vq_now(vq);
+
+	while (*pp && (*pp)->seq < r->seq)
+		pp = &(*pp)->next_held;
+	r->next_held = *pp;
+	*pp = r;
+	atomic_store(&blk->last_error, res);
+	atomic_fetch_add(&blk->held_total, 1);
+	atomic_fetch_add(&blk->held, 1);
+	if (!q->held_since) {
+		/* An episode starts (retries that fail again are part of it). */
+		uint64_t zero = 0;
+
+		q->held_since = now; /* the timeout runs from here */
+		atomic_compare_exchange_strong(&blk->since_ns, &zero, now);
+		atomic_fetch_add(&blk->hold_events, 1);
+		SIOV_WARN("vdev %s: queue %u: backend error (%s): holding requests (error policy "
+			  "hold); vdev_resume retries them",
+			  blk->name, vq->index, strerror(-res));
+	}
+	q->next_retry = now + HOLD_RETRY_NS;
+	/* Completions come outside process(): ask the runner for a pass. */
+	vq->dev_wants_run = true;
 }
 
 static void req_io_done(struct siov_io *io, int res)
 {
 	struct blk_req *r = (struct blk_req *)io;
+	struct blk_queue *q = r->vq->dev_queue;
+	struct siov_blk *blk = r->vq->dev;
 	bool ok = res >= 0 && (io->op > SIOV_IO_WRITE || (uint64_t)res == io->len);
 
+	if (r->next_held == r) {
+		/* This was a retry of a held request. */
+		r->next_held = NULL;
+		q->retrying--;
+	}
+	if (!ok && res >= 0)
+		res = -EIO; /* short transfer */
+	if (!ok && atomic_load(&blk->policy) == SIOV_ERROR_HOLD && holdable(res)) {
+		hold(r, res);
+		return;
+	}
 	if (ok && io->op == SIOV_IO_READ)
 		r->written = (uint32_t)io->len;
 	req_finish(r, ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR);
+}
+
+static void held_take(struct siov_blk *blk, struct blk_queue *q, struct blk_req *r)
+{
+	q->held = r->next_held;
+	r->next_held = NULL;
+	atomic_fetch_sub(&blk->held, 1);
+}
+
+/* The queue's episode is over; the VDEV's too once no queue holds anything. */
+static void episode_end(struct siov_blk *blk, struct blk_queue *q)
+{
+	q->held_since = 0;
+	if (!atomic_load(&blk->held))
+		atomic_store(&blk->since_ns, 0);
+}
+
+/* Fails every held request (the policy became REPORT, or they waited too long). */
+static void held_fail(struct siov_blk *blk, struct blk_queue *q, bool timeout)
+{
+	while (q->held) {
+		struct blk_req *r = q->held;
+
+		held_take(blk, q, r);
+		if (timeout)
+			atomic_fetch_add(&blk->timed_out, 1);
+		req_finish(r, VIRTIO_BLK_S_IOERR);
+	}
+	episode_end(blk, q);
+	SIOV_WARN("vdev %s: held requests failed (%s)", blk->name,
+		  timeout ? "held longer than the timeout" : "error policy report");
+}
+
+/* Sends the held requests again, oldest first; one refused at submit stays held. */
+static void held_retry(struct siov_blk *blk, struct blk_queue *q, struct siov_io_ctx *ctx)
+{
+	struct blk_req *keep = NULL, **tail = &keep;
+
+	while (q->held) {
+		struct blk_req *r = q->held;
+
+		held_take(blk, q, r);
+		/* Marks it a retry (req_io_done sees it); no list uses the link now. */
+		r->next_held = r;
+		if (siov_backend_submit(blk->bd, ctx, &r->io) == 0) {
+			q->retrying++;
+			continue;
+		}
+		r->next_held = NULL;
+		atomic_fetch_add(&blk->held, 1);
+		*tail = r;
+		tail = &r->next_held;
+	}
+	q->held = keep;
+}
+
+/*
+ * A queue with held requests takes no new ones: it retries them when resumed
+ * or every HOLD_RETRY_NS, fails them after the timeout, and otherwise asks to
+ * be looked at again soon.  Returns true while the queue must not pop.
+ */
+static bool hold_pass(struct siov_vq *vq, struct siov_io_ctx *ctx, struct siov_vq_work *work)
+{
+	struct blk_queue *q = vq->dev_queue;
+	struct siov_blk *blk = vq->dev;
+	uint64_t now, gen, tmo;
+
+	vq->dev_wants_run = false;
+	if (!q)
+		return false;
+	if (!q->held && !q->retrying) {
+		if (q->held_since) {
+			episode_end(blk, q); /* every held request went through */
+			SIOV_INFO("vdev %s: queue %u: the held requests went through", blk->name,
+				  vq->index);
+		}
+		return false;
+	}
+	now = siov_vq_now(vq);
+	gen = atomic_load(&blk->resume_gen);
+	tmo = (uint64_t)atomic_load(&blk->hold_timeout_ms) * 1000000ull;
+	if (q->held && (atomic_load(&blk->policy) == SIOV_ERROR_REPORT ||
+			(tmo && now - q->held_since > tmo)))
+		held_fail(blk, q, atomic_load(&blk->policy) == SIOV_ERROR_HOLD);
+	else if (q->held && (gen != q->resume_seen || now >= q->next_retry))
+		held_retry(blk, q, ctx);
+	q->resume_seen = gen;
+	q->next_retry = SIOV_MAX(q->next_retry, now + HOLD_CHECK_NS);
+	if (!q->held && !q->retrying)
+		return false;
+	work->throttle_until = now + HOLD_CHECK_NS;
+	return true;
+}
+
+static void blk_drop_held(struct siov_vq *vq)
+{
+	struct blk_queue *q = vq->dev_queue;
+	struct siov_blk *blk = vq->dev;
+
+	while (q && q->held) {
+		struct blk_req *r = q->held;
+
+		held_take(blk, q, r);
+		SIOV_STAT_ADD(vq->stats.inflight, -1);
+		atomic_fetch_sub(&blk->inflight, 1);
+		req_put(vq, r);
+	}
 }
 
 /* Copies len bytes starting skip bytes into the iovecs; returns bytes copied. */
@@ -501,13 +747,34 @@ static bool pop_one(struct siov_vq *vq, struct blk_req *r, struct siov_vq_work *
  * requests.  The cache misses on the driver's descriptors, headers and status
  * bytes of a batch then overlap instead of queueing one behind the other.
  */
+static void blk_run(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned budget,
+		    struct siov_vq_work *work);
+
 static void blk_process(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned budget,
 			struct siov_vq_work *work)
+{
+	struct siov_blk *blk = vq->dev;
+
+	atomic_fetch_add(&blk->in_process, 1);
+	if (atomic_load(&blk->paused)) {
+		/* A backend switch is under way: come back in a millisecond. */
+		work->throttle_until = siov_vq_now(vq) + 1000000;
+		atomic_fetch_sub(&blk->in_process, 1);
+		return;
+	}
+	blk_run(vq, ctx, budget, work);
+	atomic_fetch_sub(&blk->in_process, 1);
+}
+
+static void blk_run(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned budget,
+		    struct siov_vq_work *work)
 {
 	struct blk_req *batch[BLK_BATCH];
 	struct siov_blk *blk = vq->dev;
 	unsigned n = 0, i;
 
+	if (hold_pass(vq, ctx, work))
+		return;
 	budget = SIOV_MIN(budget, BLK_BATCH);
 	siov_vq_prefetch(vq, budget);
 	while (n < budget) {
@@ -520,6 +787,8 @@ static void blk_process(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned bu
 		}
 		batch[n++] = r;
 	}
+	if (n)
+		atomic_fetch_add_explicit(&blk->inflight, n, memory_order_relaxed);
 	for (i = 0; i < n; i++) {
 		struct blk_req *r = batch[i];
 		uint8_t st;
@@ -527,6 +796,8 @@ static void blk_process(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned bu
 		r->vq = vq;
 		r->written = 0;
 		r->start_ns = siov_vq_now(vq);
+		r->seq = ((struct blk_queue *)vq->dev_queue)->seq++;
+		r->next_held = NULL;
 		r->io.cb = req_io_done;
 		SIOV_STAT_ADD(vq->stats.inflight, 1);
 		st = start_req(blk, r, ctx);
@@ -539,6 +810,7 @@ static void blk_process(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned bu
 static const struct siov_vq_ops blk_vq_ops = {
     .process = blk_process,
     .release = blk_release,
+    .drop_held = blk_drop_held,
 };
 
 const struct siov_dev_ops siov_blk_dev_ops = {

@@ -462,11 +462,12 @@ const struct siov_dev_ops siov_net_dev_ops = {
     .queue_start = net_queue_start,
     .queue_stop = net_queue_stop,
     .queue_num = net_queue_num,
-    /* No INFLIGHT_SHMFD or CONFIG: QEMU's net model uses neither; RARP and MTU it does. */
+    /* No INFLIGHT_SHMFD or CONFIG: QEMU's net model uses neither; RARP, MTU and the log it does. */
     .protocol_features = (1ull << VHOST_USER_PROTOCOL_F_MQ) |
 			 (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |
 			 (1ull << VHOST_USER_PROTOCOL_F_RESET_DEVICE) |
 			 (1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
+			 (1ull << VHOST_USER_PROTOCOL_F_LOG_SHMFD) |
 			 (1ull << VHOST_USER_PROTOCOL_F_RARP) | (1ull << VHOST_USER_PROTOCOL_F_NET_MTU),
     .message = net_message,
 };

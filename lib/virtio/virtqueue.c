@@ -7,6 +7,7 @@
  * its VDEV; it never crashes siovd.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,9 @@
 #include "siov_internal/log.h"
 #include "siov_internal/util.h"
 #include "siov_internal/virtqueue.h"
+
+/* Dirty logging is off except while a front end migrates. */
+#define unlikely_log(vq) __builtin_expect((vq)->log != NULL, 0)
 
 /* Longest indirect table we accept (descriptors). */
 #define SIOV_VQ_MAX_INDIRECT 1024
@@ -27,6 +31,7 @@ void siov_vq_init(struct siov_vq *vq, unsigned index)
 	vq->kick_fd = -1;
 	vq->call_fd = -1;
 	vq->err_fd = -1;
+	vq->log_fd = -1;
 }
 
 int siov_vq_map_rings(struct siov_vq *vq)
@@ -303,20 +308,48 @@ static void mark_used(struct siov_vq *vq)
 	l->head = vq;
 }
 
+/* Marks the pages of used-ring bytes [off, off+len) when the front end asked for it. */
+static int log_used(struct siov_vq *vq, uint64_t off, uint64_t len)
+{
+	if (!vq->log_used)
+		return 0;
+	return siov_dirty_log_mark(vq->log, vq->log_used_gpa + off, len);
+}
+
+/* Marks the device's writes and the used element; -errno (queue broken) if the log cannot. */
+static int log_completion(struct siov_vq *vq, const struct iovec *written, unsigned n,
+			  uint64_t elem_off)
+{
+	/* A superset of the written bytes is safe: mark the buffers whole. */
+	if (siov_dirty_log_mark_iov(vq->log, vq->mem, written, n, UINT64_MAX)) {
+		siov_vq_break(vq, "a buffer the device wrote is outside the dirty log");
+		return -ERANGE;
+	}
+	if (log_used(vq, elem_off, sizeof(struct vring_used_elem))) {
+		siov_vq_break(vq, "used ring 0x%llx is outside the dirty log",
+			      (unsigned long long)vq->log_used_gpa);
+		return -ERANGE;
+	}
+	return 0;
+}
+
 void siov_vq_complete_many(struct siov_vq *vq, const struct siov_vq_used_elem *elems,
 			   unsigned nelems, const struct iovec *written, unsigned n)
 {
 	struct siov_vu_inflight_queue *q = vq->inflight;
 	unsigned i;
 
-	/* written[0..n) is where the dirty log (migration) marks the device's writes. */
-	(void)written;
-	(void)n;
 	for (i = 0; i < nelems; i++) {
-		struct vring_used_elem *e = &vq->used->ring[(uint16_t)(vq->used_idx + i) % vq->num];
+		uint16_t slot = (uint16_t)(vq->used_idx + i) % vq->num;
+		struct vring_used_elem *e = &vq->used->ring[slot];
 
 		e->id = elems[i].head;
 		e->len = elems[i].len;
+		/* Off: one branch.  On: data and elements marked before the index publishes them. */
+		if (unlikely_log(vq) &&
+		    log_completion(vq, written, i ? 0 : n,
+				   offsetof(struct vring_used, ring) + (uint64_t)slot * sizeof(*e)))
+			return;
 	}
 	vq->used_idx = (uint16_t)(vq->used_idx + nelems);
 	/* Lets a successor tell, after a crash right here, which record is stale. */
@@ -324,6 +357,8 @@ void siov_vq_complete_many(struct siov_vq *vq, const struct siov_vq_used_elem *e
 		q->last_batch_head = elems[nelems - 1].head;
 	/* The driver must see the elements before the index that covers them. */
 	__atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
+	if (unlikely_log(vq))
+		log_used(vq, offsetof(struct vring_used, idx), sizeof(uint16_t));
 	for (i = 0; q && i < nelems; i++) {
 		if (elems[i].head < vq->num)
 			q->desc[elems[i].head].inflight = 0;
@@ -343,6 +378,18 @@ void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *wri
 void siov_vq_unpop(struct siov_vq *vq, unsigned n)
 {
 	vq->last_avail_idx = (uint16_t)(vq->last_avail_idx - n);
+}
+
+bool siov_vq_log_ok(const struct siov_vq *vq)
+{
+	uint64_t used_len = offsetof(struct vring_used, ring) +
+			    (uint64_t)vq->num * sizeof(struct vring_used_elem) + sizeof(uint16_t);
+
+	if (!vq->log)
+		return true;
+	if (!siov_dirty_log_covers_table(vq->log, vq->mem))
+		return false;
+	return !vq->log_used || siov_dirty_log_covers(vq->log, vq->log_used_gpa, used_len);
 }
 
 struct siov_vq *siov_vq_used_list_pop(struct siov_vq_used_list *l)
@@ -400,21 +447,35 @@ void siov_vq_notify(struct siov_vq *vq)
 	}
 	if (need && vq->call_fd >= 0)
 		eventfd_write(vq->call_fd, 1);
+	if (unlikely_log(vq) && vq->log_fd >= 0)
+		eventfd_write(vq->log_fd, 1);
 }
 
 bool siov_vq_has_work(const struct siov_vq *vq)
 {
 	return __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE) != vq->last_avail_idx ||
-	       vq->resubmit_pos < vq->resubmit_num;
+	       vq->resubmit_pos < vq->resubmit_num || vq->dev_wants_run;
+}
+
+/* The flags and avail_event words are front-end memory as well. */
+static void log_suppression(struct siov_vq *vq, uint64_t off)
+{
+	if (unlikely_log(vq) && log_used(vq, off, sizeof(uint16_t)))
+		siov_vq_break(vq, "used ring 0x%llx is outside the dirty log",
+			      (unsigned long long)vq->log_used_gpa);
 }
 
 bool siov_vq_enable_notify(struct siov_vq *vq)
 {
-	if (vq->event_idx)
+	if (vq->event_idx) {
 		__atomic_store_n(&vring_avail_event(vq), vq->last_avail_idx, __ATOMIC_RELAXED);
-	else
+		log_suppression(vq, offsetof(struct vring_used, ring) +
+					(uint64_t)vq->num * sizeof(struct vring_used_elem));
+	} else {
 		__atomic_and_fetch(&vq->used->flags, (uint16_t)~VRING_USED_F_NO_NOTIFY,
 				   __ATOMIC_RELAXED);
+		log_suppression(vq, offsetof(struct vring_used, flags));
+	}
 	vq->notify_enabled = true;
 	/* Publish the request for kicks before looking at the ring once more. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -425,7 +486,9 @@ void siov_vq_disable_notify(struct siov_vq *vq)
 {
 	vq->notify_enabled = false;
 	/* With EVENT_IDX a stale avail_event already keeps the driver quiet. */
-	if (!vq->event_idx)
+	if (!vq->event_idx) {
 		__atomic_or_fetch(&vq->used->flags, (uint16_t)VRING_USED_F_NO_NOTIFY,
 				  __ATOMIC_RELAXED);
+		log_suppression(vq, offsetof(struct vring_used, flags));
+	}
 }

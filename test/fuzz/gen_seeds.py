@@ -191,7 +191,40 @@ def rpc_seeds():
     save("fuzz_rpc", "seed-parse-error", '{"jsonrpc":"2.0","id":1,"method":"vdev_list"')
 
 
+# ---- fuzz_nbd ----
+IHAVEOPT = 0x49484156454F5054
+REQ_MAGIC = 0x25609513
+
+
+def nbd_opt(opt, data=b""):
+    return struct.pack(">QII", IHAVEOPT, opt, len(data)) + data
+
+
+def nbd_go(name=b"vd0", opt=7):
+    return nbd_opt(opt, struct.pack(">I", len(name)) + name + struct.pack(">HH", 1, 3))
+
+
+def nbd_req(cmd, cookie, off, length, flags=0, payload=b""):
+    return struct.pack(">IHHQQI", REQ_MAGIC, flags, cmd, cookie, off, length) + payload
+
+
+def nbd_seeds():
+    cflags = struct.pack(">I", 3)
+    io = (nbd_req(1, 1, 4096, 512, payload=b"\x5a" * 512) + nbd_req(0, 2, 4096, 512) +
+          nbd_req(3, 3, 0, 0) + nbd_req(4, 4, 0, 8192) + nbd_req(6, 5, 8192, 4096, flags=2) +
+          nbd_req(0, 6, (1 << 20) - 512, 1024) + nbd_req(2, 7, 0, 0))
+    save("fuzz_nbd", "seed-go-structured", bytes([0x0c]) + cflags + nbd_opt(8) + nbd_go() + io)
+    save("fuzz_nbd", "seed-go-simple-pieces", bytes([0x2c]) + cflags + nbd_go(b"") + io)
+    save("fuzz_nbd", "seed-export-name", bytes([0x10]) + cflags + nbd_opt(1, b"vd0") + io)
+    save("fuzz_nbd", "seed-tls", bytes([0x0d]) + cflags + nbd_opt(7, b"") + nbd_opt(5) +
+         nbd_opt(3) + nbd_go(opt=6) + nbd_go() + io)
+    save("fuzz_nbd", "seed-readonly", bytes([0x02]) + cflags + nbd_go() + io)
+    save("fuzz_nbd", "seed-bad-magic", bytes([0x00]) + cflags + nbd_go() +
+         struct.pack(">IHHQQI", 0xdeadbeef, 0, 0, 1, 0, 512))
+
+
 if __name__ == "__main__":
+    nbd_seeds()
     chain_seeds()
     blk_seeds()
     vhost_seeds()

@@ -32,6 +32,7 @@ T0=$(date +%s.%N)
 
 WORK=
 PIDS=()          # every background process this test started
+CLEANUP_HOOKS=() # commands cleanup runs after the processes are gone (umount ...)
 BE_PID=
 KIT=
 RPC=
@@ -115,6 +116,9 @@ cleanup() {
 	if [ $rc != 0 ] && [ $rc != 77 ] && [ -n "$WORK" ] && [ -d "$WORK" ]; then
 		dump_logs
 	fi
+	for pid in "${CLEANUP_HOOKS[@]}"; do
+		eval "$pid" || true
+	done
 	if [ -n "$WORK" ] && [ -d "$WORK" ]; then
 		if [ "${SIOV_GUEST_KEEP:-0}" = 1 ]; then
 			echo "kept work dir $WORK" >&2

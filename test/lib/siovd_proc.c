@@ -279,14 +279,15 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 	return remove(path);
 }
 
-void siovd_proc_cleanup(struct siovd_proc *p)
+int siovd_proc_cleanup(struct siovd_proc *p)
 {
 	const char *keep = getenv("SIOV_TEST_KEEP");
+	int rc = 0;
 
-	if (p->pid > 0 && siovd_proc_stop(p, SIOVD_PROC_STOP_MS))
-		p->failed = true;
+	if (p->pid > 0)
+		rc = siovd_proc_stop(p, SIOVD_PROC_STOP_MS);
 	if (!p->dir[0])
-		return;
+		return rc;
 	if (p->failed)
 		siovd_proc_dump_log(p, 50);
 	if (p->failed || (keep && strcmp(keep, "0") != 0))
@@ -294,6 +295,7 @@ void siovd_proc_cleanup(struct siovd_proc *p)
 	else
 		nftw(p->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
 	p->dir[0] = '\0';
+	return rc;
 }
 
 int siovd_proc_log_count(const struct siovd_proc *p, const char *needle)

@@ -63,8 +63,12 @@ bool siovd_proc_alive(struct siovd_proc *p);
 int siovd_proc_stop(struct siovd_proc *p, int timeout_ms);
 /* SIGKILL at once, as a crash would. */
 void siovd_proc_kill(struct siovd_proc *p);
-/* Stops the daemon if it still runs, then removes or keeps the directory. */
-void siovd_proc_cleanup(struct siovd_proc *p);
+/*
+ * Stops the daemon if it still runs, then removes the directory, or keeps it
+ * (and prints the log) when p->failed or the stop was not clean.  Returns
+ * that stop's result (0 if siovd had already ended or stopped).
+ */
+int siovd_proc_cleanup(struct siovd_proc *p);
 
 /* Lines of siovd.log containing @needle. */
 int siovd_proc_log_count(const struct siovd_proc *p, const char *needle);

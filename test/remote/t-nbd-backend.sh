@@ -11,7 +11,8 @@
 #  3. a server that stays away: requests fail with EIO after timeout_ms (and
 #     siovd says why), siovd stays up, and when the server is back the same
 #     VDEV works again;
-#  4. the backend (URI, timeout, settle) survives a siovd restart.
+#  4. the backend (URI, timeout, settle) survives a siovd restart, even one
+#     while its server is away (it starts disconnected with the saved size).
 # Usage: t-nbd-backend.sh SIOVD SIOVCTL SIOV_BENCH
 . "$(dirname "$0")/lib.sh"
 command -v nbdkit >/dev/null || skip "nbdkit not installed"
@@ -91,9 +92,19 @@ wait_for_path "$WORK/u2.sock" 10 "${NBDKIT_PID[u3]}"
 bench_start "$WORK/bench-3b.out" --socket "$WORK/v1.sock" --rw randrw --bs 4k --iodepth 8 --runtime 2 --verify
 bench_wait "$WORK/bench-3b.out"
 
-# ---- 4. persisted ---------------------------------------------------------------
+# ---- 4. persisted, and a restart while one server is away ---------------------
 siovd_stop a
+nbdkit_kill9 u3
+rm -f "$WORK/u2.sock"
 siovd_start a
+grep -q "backend 'n1': NBD server .* is unreachable .*starting disconnected" "$WORK/siovd-a.log" ||
+	die "n1 was not restored disconnected while its server was away"
+ctl a vdev_list | jq -e '[.[]? // . | .name] | index("v1") != null' >/dev/null || die "v1 was not restored"
+nbdkit_start u4 -U "$WORK/u2.sock" file "$WORK/disk2.img"
+wait_for_path "$WORK/u2.sock" 10 "${NBDKIT_PID[u4]}"
+bench_start "$WORK/bench-4b.out" --socket "$WORK/v1.sock" --rw randrw --bs 4k --iodepth 8 --runtime 2 --verify
+bench_wait "$WORK/bench-4b.out"
+log "n1 came back disconnected after the restart and found its server when it returned"
 conf=$(ctl a backend_list | jq -c '[if type == "array" then .[] else . end | select(.name == "n0")][0]')
 echo "$conf" | jq -e --arg u "$URI" '.type == "nbd" and .uri == $u and .settle_ms == 1500 and .timeout_ms == 20000' >/dev/null ||
 	die "backend n0 after the restart: $conf"

@@ -3,7 +3,9 @@
  * gets 2000 +-10% over 3 s while an unlimited neighbour on the same backend
  * runs flat out; a bandwidth cap holds large requests to their bytes per
  * second; vdev_set_qos changes the rate of a running VDEV; a group's limit
- * caps its VDEVs together; and the counters in vdev_stats say it was throttled.
+ * caps its VDEVs together and is shared evenly by three of them spread over
+ * two engines (one alone on its engine, issue 13); and the counters in
+ * vdev_stats say it was throttled.
  *
  *   test_qos SIOVD
  */
@@ -154,19 +156,32 @@ static void phase_runtime_change(struct client *lim)
 	      iops);
 }
 
-/* Two VDEVs in a group capped at 1000 IOPS share it. */
-static void phase_group(struct client *g1, struct client *g2)
+/*
+ * Three VDEVs in a group capped at 1000 IOPS share it: together the cap, each
+ * about a third, though g2 has an engine to itself and g1 and g3 share the
+ * other (engines take new queues by fewest queues: lim g1 g3 | nb g2).
+ */
+static void phase_group(struct client *g[3])
 {
-	struct drive a = {g1, 4096, 32, 3.0, 0, 0, 0}, b = {g2, 4096, 32, 3.0, 0, 0, 0};
-	pthread_t t;
-	double sum;
+	struct drive d[3];
+	pthread_t t[2];
+	double sum = 0, x[3];
 
-	pthread_create(&t, NULL, drive, &b);
-	drive(&a);
-	pthread_join(t, NULL);
-	sum = (double)(a.ios + b.ios) / 3.0;
-	check(&S, within(sum, 1000, 0.10), "group iops_limit=1000: %.0f + %.0f = %.0f IOPS",
-	      a.ios / 3.0, b.ios / 3.0, sum);
+	for (int i = 0; i < 3; i++)
+		d[i] = (struct drive){g[i], 4096, 32, 3.0, 0, 0, 0};
+	pthread_create(&t[0], NULL, drive, &d[1]);
+	pthread_create(&t[1], NULL, drive, &d[2]);
+	drive(&d[0]);
+	pthread_join(t[0], NULL);
+	pthread_join(t[1], NULL);
+	for (int i = 0; i < 3; i++)
+		sum += x[i] = (double)d[i].ios / 3.0;
+	check(&S, within(sum, 1000, 0.10), "group iops_limit=1000: %.0f + %.0f + %.0f = %.0f IOPS",
+	      x[0], x[1], x[2], sum);
+	for (int i = 0; i < 3; i++)
+		check(&S, within(x[i], 1000.0 / 3, 0.25),
+		      "group member g%d gets its third of the group (333 +-25%%): %.0f IOPS", i + 1,
+		      x[i]);
 }
 
 static void check_stats(void)
@@ -184,10 +199,10 @@ static void check_stats(void)
 	json_object_put(res);
 }
 
-static int setup(struct client c[4])
+static int setup(struct client c[5])
 {
 	struct json_object *p = json_object_new_object(), *res;
-	const char *names[] = {"lim", "nb", "g1", "g2"};
+	const char *names[] = {"lim", "nb", "g1", "g2", "g3"};
 
 	json_object_object_add(p, "name", json_object_new_string("nul"));
 	json_object_object_add(p, "type", json_object_new_string("null"));
@@ -199,9 +214,10 @@ static int setup(struct client c[4])
 	json_object_object_add(p, "iops_limit", json_object_new_uint64(1000));
 	json_object_put(sd_call(&S, "group_create", p));
 	if (!res || vdev_create("lim", 0, NULL, 2000) || vdev_create("nb", 1, NULL, 0) ||
-	    vdev_create("g1", 2, "tenant", 0) || vdev_create("g2", 3, "tenant", 0))
+	    vdev_create("g1", 2, "tenant", 0) || vdev_create("g2", 3, "tenant", 0) ||
+	    vdev_create("g3", 4, "tenant", 0))
 		return -EIO;
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 5; i++) {
 		int rc = open_client(&c[i], names[i]);
 		if (rc) {
 			printf("client %s: %s\n", names[i], strerror(-rc));
@@ -214,7 +230,7 @@ static int setup(struct client c[4])
 int main(int argc, char **argv)
 {
 	const char *extra[] = {"--engines", "2", NULL};
-	struct client c[4] = {0};
+	struct client c[5] = {0};
 	int rc;
 
 	if (argc < 2) {
@@ -224,15 +240,16 @@ int main(int argc, char **argv)
 	rc = sd_start(&S, argv[1], extra);
 	if (!rc)
 		rc = setup(c);
-	check(&S, rc == 0, "siovd, a null backend, a group and 4 VDEVs with clients");
+	check(&S, rc == 0, "siovd, a null backend, a group and 5 VDEVs with clients");
 	if (!rc) {
 		phase_iops(&c[0], &c[1]);
 		check_stats();
 		phase_bps(&c[0]);
 		phase_runtime_change(&c[0]);
-		phase_group(&c[2], &c[3]);
+		struct client *g[3] = {&c[2], &c[3], &c[4]};
+		phase_group(g);
 	}
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 5; i++)
 		client_close(&c[i]);
 	check(&S, sd_stop(&S) == 0, "siovd stopped cleanly");
 	printf("%s: %d failed check(s)\n", S.failed ? "FAIL" : "PASS", S.failed);

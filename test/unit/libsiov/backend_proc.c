@@ -221,7 +221,7 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 	return remove(path);
 }
 
-void backend_stop(struct backend_proc *b)
+int backend_stop(struct backend_proc *b)
 {
 	int i;
 
@@ -229,8 +229,7 @@ void backend_stop(struct backend_proc *b)
 		dump_log(b);
 	if (b->kind && b->kind->siovd) {
 		/* SIGTERM, SIGKILL after a timeout, exit status and sanitizer reports. */
-		siovd_proc_cleanup(&b->sd);
-		return;
+		return siovd_proc_cleanup(&b->sd);
 	}
 	if (b->pid > 0) {
 		kill(b->pid, SIGTERM);
@@ -240,4 +239,5 @@ void backend_stop(struct backend_proc *b)
 	}
 	if (b->dir[0])
 		nftw(b->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	return 0;
 }

@@ -49,7 +49,10 @@ void backend_kill(struct backend_proc *b);
  */
 int backend_restart(struct backend_proc *b);
 
-/* Stops the back end if it still runs and removes its files. */
-void backend_stop(struct backend_proc *b);
+/*
+ * Stops the back end if it still runs and removes its files.  For siovd:
+ * -errno when it did not exit cleanly (status 0, no sanitizer report).
+ */
+int backend_stop(struct backend_proc *b);
 
 #endif

@@ -101,6 +101,41 @@ static void group_limit_is_shared(void **state)
 	siov_qos_destroy(g);
 }
 
+/*
+ * Three equal members of a group limited to 6000/s, one of them asking four
+ * times as often as the others (alone on a quiet engine, the others sharing a
+ * busy one): each still gets about a third.  Then the frequent one alone: it
+ * may have the whole budget.
+ */
+static void group_share_holds_across_engines(void **state)
+{
+	struct siov_qos_params gp = {.iops_limit = 6000}, vp = {0};
+	struct siov_qos *g, *m[3];
+	uint64_t t, n[3] = {0}, solo = 0, retry;
+	unsigned i;
+
+	assert_int_equal(siov_qos_create(&gp, NULL, &g), 0);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(siov_qos_create(&vp, g, &m[i]), 0);
+	for (t = SEC; t < 11 * SEC; t += 20000) {
+		/* Time only moves forward, as on a real clock. */
+		n[0] += siov_qos_admit(m[0], t, 4096, &retry);
+		n[1] += siov_qos_admit(m[1], t + 1000, 4096, &retry);
+		n[2] += siov_qos_admit(m[2], t + 2000, 4096, &retry);
+		for (i = 1; i < 4; i++)
+			n[0] += siov_qos_admit(m[0], t + i * 5000, 4096, &retry);
+	}
+	assert_in_range(n[0] + n[1] + n[2], 60000, 60000 + 601);
+	for (i = 0; i < 3; i++)
+		assert_in_range(n[i], 18000, 22000);
+	for (t = 12 * SEC; t < 22 * SEC; t += 5000)
+		solo += siov_qos_admit(m[0], t, 4096, &retry);
+	assert_in_range(solo, 59000, 60000 + 601);
+	for (i = 0; i < 3; i++)
+		siov_qos_destroy(m[i]);
+	siov_qos_destroy(g);
+}
+
 static void set_changes_rate_at_run_time(void **state)
 {
 	struct siov_qos_params p = {.iops_limit = 1000};
@@ -164,6 +199,7 @@ int main(void)
 	    cmocka_unit_test(bps_limit_counts_bytes_not_requests),
 	    cmocka_unit_test(iops_limit_catches_tiny_requests),
 	    cmocka_unit_test(group_limit_is_shared),
+	    cmocka_unit_test(group_share_holds_across_engines),
 	    cmocka_unit_test(set_changes_rate_at_run_time),
 	    cmocka_unit_test(reservation_credit_accrues_at_iops_min),
 	    cmocka_unit_test(params_are_checked),

@@ -8,6 +8,7 @@
 
 #include "fake_vdcm.h"
 #include "../../../lib/ctrl/vdcm_net.h"
+#include "siov_internal/engine.h"
 #include "siov_internal/mirror.h"
 
 #define FAKE_MAX 64
@@ -268,6 +269,7 @@ static void vdev_info(struct fake_vdev *d, siov_vdev_info_cb cb, void *arg)
 	    .size = d->size,
 	    .state = "listening",
 	    .nqueues = d->conf.queues ? d->conf.queues : 1,
+	    .max_queues = d->conf.queues ? d->conf.queues : 256,
 	    .queues = d->q,
 	    .qos = {.admitted = 10, .admitted_bytes = 40960, .throttled = 3},
 	};
@@ -396,6 +398,16 @@ void fake_vdcm_fail_backend_create(struct siov_vdcm *v, int rc)
 	v->fail_backend_create = rc;
 }
 
+int siov_vdcm_engine_stats(struct siov_vdcm *v, unsigned i, struct siov_engine_stats *out)
+{
+	(void)v;
+	if (i >= 2)
+		return -ENOENT;
+	*out = (struct siov_engine_stats){
+	    .rounds = 10, .popped = 4, .submitted = 4, .ring_submit_ns = 8000};
+	return 0;
+}
+
 /* Mirrors are tested against the real VDCM (test/unit/backend, test/guest). */
 int siov_vdcm_mirror_add_member(struct siov_vdcm *v, const char *name, const char *member,
 				bool full, struct siov_err *err)
@@ -430,4 +442,47 @@ int siov_vdcm_backend_stats(struct siov_vdcm *v, const char *name, siov_backend_
 const char *siov_member_state_name(enum siov_member_state s)
 {
 	return "unknown";
+}
+
+/* Exports are served by lib/export, not faked: the methods' parameters are what is tested here. */
+int siov_vdcm_export_create(struct siov_vdcm *v, const struct siov_export_conf *conf,
+			    struct siov_err *err)
+{
+	return siov_err_set(err, -ENOTSUP, "exports are not faked");
+}
+
+int siov_vdcm_export_delete(struct siov_vdcm *v, const char *vdev, struct siov_err *err)
+{
+	return siov_err_set(err, -ENOENT, "VDEV '%s' is not exported", vdev);
+}
+
+void siov_vdcm_export_foreach(struct siov_vdcm *v, siov_export_info_cb cb, void *arg)
+{
+}
+
+int siov_vdcm_vdev_set_error_policy(struct siov_vdcm *v, const char *name,
+				    enum siov_error_policy p, uint32_t timeout_ms, struct siov_err *err)
+{
+	int i = vdev_idx(v, name);
+
+	if (i < 0)
+		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
+	v->vdevs[i].conf.error_policy = p;
+	v->vdevs[i].conf.hold_timeout_ms = timeout_ms;
+	return 0;
+}
+
+int siov_vdcm_vdev_resume(struct siov_vdcm *v, const char *name, struct siov_err *err)
+{
+	return vdev_idx(v, name) < 0 ? siov_err_set(err, -ENOENT, "no VDEV named '%s'", name) : 0;
+}
+
+int siov_vdcm_vdev_move(struct siov_vdcm *v, const char *name, const char *backend,
+			uint64_t offset, uint64_t rate, struct siov_err *err)
+{
+	return siov_err_set(err, -ENOTSUP, "the fake VDCM moves nothing");
+}
+
+void siov_vdcm_set_changed_cb(struct siov_vdcm *v, siov_vdcm_changed_cb cb, void *arg)
+{
 }

@@ -457,7 +457,8 @@ static void t_protocol_features(void **state)
 			(1ull << VHOST_USER_PROTOCOL_F_CONFIG) |
 			(1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) |
 			(1ull << VHOST_USER_PROTOCOL_F_RESET_DEVICE) |
-			(1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+			(1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
+			(1ull << VHOST_USER_PROTOCOL_F_LOG_SHMFD);
 	uint64_t all = ~0ull;
 
 	assert_int_equal(get_u64(f, VHOST_USER_GET_PROTOCOL_FEATURES), want);
@@ -473,10 +474,14 @@ static void t_reply_ack(void **state)
 	struct fx *f = *state;
 	uint64_t none = 0, ack = 1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK;
 
-	/* Without REPLY_ACK negotiated, NEED_REPLY gets no answer. */
-	assert_int_equal(call_ack(f, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0), NO_REPLY);
+	/*
+	 * NEED_REPLY is answered even without REPLY_ACK negotiated: a QEMU waiting
+	 * for an incoming migration does not renegotiate after siovd restarted
+	 * and waits for the ack (libvhost-user answers too).
+	 */
+	assert_int_equal(call_ack(f, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0), 0);
 	msg_send(f, VHOST_USER_SET_PROTOCOL_FEATURES, VHOST_USER_VERSION, &none, 8, NULL, 0);
-	assert_int_equal(call_ack(f, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0), NO_REPLY);
+	assert_int_equal(call_ack(f, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0), 0);
 	msg_send(f, VHOST_USER_SET_PROTOCOL_FEATURES, VHOST_USER_VERSION, &ack, 8, NULL, 0);
 	assert_int_equal(call_ack(f, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0), 0);
 	/* An unknown request is refused, not fatal. */
@@ -700,6 +705,32 @@ static void t_vring_fds(void **state)
 	assert_dropped(f);
 }
 
+/* QEMU swaps the call fd under a running ring (MSI-X changes): the new one is used. */
+static void t_vring_call_swap(void **state)
+{
+	struct fx *f = *state;
+	int fresh = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	eventfd_t v;
+
+	assert_true(fresh >= 0);
+	start_queue0(f);
+	assert_int_equal(vring_fd(f, VHOST_USER_SET_VRING_CALL, 0, fresh), 0);
+	assert_string_equal(siov_vu_server_state(f->srv), "running");
+	assert_int_equal(blk_io(f, VIRTIO_BLK_T_IN, 0, 512), VIRTIO_BLK_S_OK);
+	assert_int_equal(eventfd_read(f->call, &v), -1); /* the old fd: never signalled */
+	{
+		int keep = f->call;
+		f->call = fresh;
+		assert_true(call_signalled(f));
+		f->call = keep;
+	}
+	/* NOFD: no interrupts at all, and the ring goes on. */
+	assert_int_equal(vring_fd(f, VHOST_USER_SET_VRING_CALL, 0, -1), 0);
+	assert_int_equal(blk_io(f, VIRTIO_BLK_T_IN, 0, 512), VIRTIO_BLK_S_OK);
+	assert_int_equal(eventfd_read(fresh, &v), -1);
+	close(fresh);
+}
+
 static void t_vring_nofd_with_fd(void **state)
 {
 	struct fx *f = *state;
@@ -880,29 +911,97 @@ static void t_split_message(void **state)
 	assert_int_equal(r.payload.u64, NQUEUES);
 }
 
+/* A new front end on a fresh socketpair, after the server dropped the last one. */
+static void reconnect(struct fx *f)
+{
+	int sv[2];
+
+	if (f->fe >= 0)
+		close(f->fe);
+	pump(f);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
+	assert_int_equal(siov_vu_server_adopt(f->srv, sv[0]), 0);
+	f->fe = sv[1];
+}
+
 /* A front end that hangs up mid-message leaves a listening VDEV behind. */
 static void t_truncated_then_hangup(void **state)
 {
 	struct fx *f = *state;
 	struct siov_vu_hdr h = {
 	    .request = VHOST_USER_SET_FEATURES, .flags = VHOST_USER_VERSION, .size = 8};
-	int sv[2];
 
 	start_queue0(f);
 	send_fds(f, &h, sizeof(h), NULL, 0);
 	pump(f);
 	assert_true(connected(f));
 	close(f->fe);
+	f->fe = -1;
 	pump(f);
 	assert_false(connected(f));
 	assert_string_equal(siov_vu_server_state(f->srv), "listening");
 	/* And takes the next front end. */
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	assert_int_equal(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
-	assert_int_equal(siov_vu_server_adopt(f->srv, sv[0]), 0);
-	f->fe = sv[1];
+	reconnect(f);
 	assert_int_equal(siov_vu_server_connections(f->srv), 2);
 	assert_int_equal(get_u64(f, VHOST_USER_GET_QUEUE_NUM), NQUEUES);
+}
+
+/*
+ * Every message with a payload, one byte short of its minimum: dropped.  At
+ * exactly the minimum (zeros, the fds it needs): kept, whether the request
+ * itself is refused or not.  Drains any reply and fd the server sends.
+ */
+static void t_payload_sizes(void **state)
+{
+	static const struct {
+		uint32_t req, min;
+		bool fd;
+	} m[] = {
+	    {VHOST_USER_SET_FEATURES, 8, false},
+	    {VHOST_USER_SET_PROTOCOL_FEATURES, 8, false},
+	    {VHOST_USER_SET_MEM_TABLE, 8, false},
+	    {VHOST_USER_ADD_MEM_REG, sizeof(struct siov_vu_mem_reg), true},
+	    {VHOST_USER_REM_MEM_REG, sizeof(struct siov_vu_mem_reg), false},
+	    {VHOST_USER_SET_VRING_NUM, sizeof(struct siov_vu_vring_state), false},
+	    {VHOST_USER_SET_VRING_ADDR, sizeof(struct siov_vu_vring_addr), false},
+	    {VHOST_USER_SET_VRING_BASE, sizeof(struct siov_vu_vring_state), false},
+	    {VHOST_USER_GET_VRING_BASE, sizeof(struct siov_vu_vring_state), false},
+	    {VHOST_USER_SET_VRING_KICK, 8, true},
+	    {VHOST_USER_SET_VRING_CALL, 8, true},
+	    {VHOST_USER_SET_VRING_ERR, 8, true},
+	    {VHOST_USER_SET_VRING_ENABLE, sizeof(struct siov_vu_vring_state), false},
+	    {VHOST_USER_GET_CONFIG, SIOV_VU_CONFIG_HDR, false},
+	    {VHOST_USER_SET_CONFIG, SIOV_VU_CONFIG_HDR, false},
+	    {VHOST_USER_GET_INFLIGHT_FD, sizeof(struct siov_vu_inflight), false},
+	    {VHOST_USER_SET_INFLIGHT_FD, sizeof(struct siov_vu_inflight), true},
+	};
+	struct fx *f = *state;
+	uint8_t zeros[sizeof(union siov_vu_payload)] = {0};
+	struct siov_vu_msg r;
+	unsigned i;
+	int fd;
+
+	for (i = 0; i < SIOV_ARRAY_SIZE(m); i++) {
+		int mfd =
+		    m[i].req == VHOST_USER_SET_INFLIGHT_FD || m[i].req == VHOST_USER_ADD_MEM_REG
+			? f->memfd
+			: f->call;
+
+		msg_send(f, m[i].req, VHOST_USER_VERSION, zeros, m[i].min - 1, &mfd, m[i].fd);
+		if (connected(f))
+			fail_msg("request %u with %u bytes (minimum %u) was not refused", m[i].req,
+				 m[i].min - 1, m[i].min);
+		assert_dropped(f);
+		reconnect(f);
+		msg_send(f, m[i].req, VHOST_USER_VERSION, zeros, m[i].min, &mfd, m[i].fd);
+		if (!connected(f))
+			fail_msg("request %u with its minimum %u bytes dropped the connection",
+				 m[i].req, m[i].min);
+		while (msg_recv(f, &r, &fd) > 0)
+			if (fd >= 0)
+				close(fd);
+	}
 }
 
 static void t_second_front_end(void **state)
@@ -914,6 +1013,116 @@ static void t_second_front_end(void **state)
 	assert_int_equal(siov_vu_server_adopt(f->srv, sv[0]), -EBUSY);
 	close(sv[1]);
 	assert_int_equal(get_u64(f, VHOST_USER_GET_QUEUE_NUM), NQUEUES);
+}
+
+
+/* ---- live migration: the dirty log ---- */
+
+#define LOG_BYTES ((MEM_GPA + MEM_SIZE) / 4096 / 8)
+
+/* SET_LOG_BASE with a log of size bytes in fd; returns the u64 the server answered. */
+static uint64_t log_base(struct fx *f, int fd, uint64_t size)
+{
+	struct siov_vu_log l = {.mmap_size = size, .mmap_offset = 0};
+	struct siov_vu_msg r;
+
+	/* No NEED_REPLY: QEMU waits for this answer whatever REPLY_ACK says. */
+	msg_send(f, VHOST_USER_SET_LOG_BASE, VHOST_USER_VERSION, &l, sizeof(l), &fd, 1);
+	assert_int_equal(msg_recv(f, &r, NULL), sizeof(r.hdr) + 8);
+	assert_int_equal(r.hdr.request, VHOST_USER_SET_LOG_BASE);
+	assert_int_equal(r.hdr.flags, VHOST_USER_VERSION | VHOST_USER_REPLY_MASK);
+	return r.payload.u64;
+}
+
+static int64_t set_logging(struct fx *f, bool on)
+{
+	uint64_t feat = (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES_BIT) |
+			(on ? 1ull << VHOST_F_LOG_ALL_BIT : 0);
+
+	return call_ack(f, VHOST_USER_SET_FEATURES, &feat, 8, NULL, 0);
+}
+
+static int64_t vring_addr_log(struct fx *f, uint32_t flags)
+{
+	struct siov_vu_vring_addr a = {.index = 0,
+				       .flags = flags,
+				       .desc_user_addr = uva(f, DESC_OFF),
+				       .avail_user_addr = uva(f, AVAIL_OFF),
+				       .used_user_addr = uva(f, USED_OFF),
+				       .log_guest_addr = gpa(USED_OFF)};
+
+	return call_ack(f, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0);
+}
+
+static bool page_marked(const uint8_t *log, uint64_t addr)
+{
+	return log[addr / 4096 / 8] & (1u << (addr / 4096 % 8));
+}
+
+static void t_dirty_log(void **state)
+{
+	struct fx *f = *state;
+	int lfd = memfd_create("log", MFD_CLOEXEC);
+	struct siov_vu_vring_state st = {.index = 0};
+	struct siov_vu_msg r;
+	uint8_t *log;
+
+	assert_true(lfd >= 0 && ftruncate(lfd, LOG_BYTES) == 0);
+	log = mmap(NULL, LOG_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, lfd, 0);
+	assert_true(log != MAP_FAILED);
+	assert_true(get_u64(f, VHOST_USER_GET_FEATURES) & (1ull << VHOST_F_LOG_ALL_BIT));
+	start_queue0(f);
+	/* QEMU's order: the log, then LOG_ALL, then the rings with VHOST_VRING_F_LOG. */
+	assert_int_equal(log_base(f, lfd, LOG_BYTES), 0);
+	assert_int_equal(set_logging(f, true), 0);
+	assert_int_equal(vring_addr_log(f, 1u << VHOST_VRING_F_LOG), 0);
+	assert_true(siov_vu_server_logging(f->srv));
+	assert_int_equal(blk_io(f, VIRTIO_BLK_T_IN, 8, 4096), VIRTIO_BLK_S_OK);
+	assert_true(page_marked(log, gpa(DATA_OFF)));
+	assert_true(page_marked(log, gpa(STATUS_OFF)));
+	assert_true(page_marked(log, gpa(USED_OFF)));
+	assert_false(page_marked(log, gpa(HDR_OFF))); /* only read */
+	assert_false(page_marked(log, gpa(DESC_OFF)));
+	/* Stopping the ring answers once every popped request is done and logged. */
+	memset(log, 0, LOG_BYTES);
+	assert_int_equal(blk_io(f, VIRTIO_BLK_T_IN, 8, 512), VIRTIO_BLK_S_OK);
+	msg_send(f, VHOST_USER_GET_VRING_BASE, VHOST_USER_VERSION, &st, sizeof(st), NULL, 0);
+	assert_int_equal(msg_recv(f, &r, NULL), sizeof(r.hdr) + sizeof(st));
+	assert_int_equal(r.payload.state.num, 2);
+	assert_true(page_marked(log, gpa(DATA_OFF)));
+	assert_true(page_marked(log, gpa(USED_OFF)));
+	/* Migration over or cancelled: LOG_ALL off, the log let go. */
+	assert_int_equal(set_logging(f, false), 0);
+	assert_false(siov_vu_server_logging(f->srv));
+	munmap(log, LOG_BYTES);
+	close(lfd);
+}
+
+/* A log the server cannot use is answered, and breaks the VDEV when logging starts. */
+static void t_dirty_log_hostile(void **state)
+{
+	struct fx *f = *state;
+	int lfd = memfd_create("log", MFD_CLOEXEC);
+	struct siov_vu_log l = {.mmap_size = 64};
+
+	assert_true(lfd >= 0 && ftruncate(lfd, LOG_BYTES) == 0);
+	start_queue0(f);
+	assert_int_equal(log_base(f, lfd, LOG_BYTES * 2), 1); /* larger than its fd */
+	assert_int_equal(log_base(f, lfd, 0), 1);
+	assert_int_equal(set_logging(f, true), 0);
+	assert_string_equal(siov_vu_server_state(f->srv), "broken");
+	assert_non_null(strstr(siov_vu_server_broken_reason(f->srv), "no log"));
+	/* Too small for the memory table: broken again on the next start. */
+	assert_int_equal(set_logging(f, false), 0);
+	assert_int_equal(log_base(f, lfd, LOG_BYTES / 2), 0);
+	assert_int_equal(set_logging(f, true), 0);
+	assert_int_equal(vring_state(f, VHOST_USER_SET_VRING_ENABLE, 0, 1), 0);
+	assert_string_equal(siov_vu_server_state(f->srv), "broken");
+	assert_non_null(strstr(siov_vu_server_broken_reason(f->srv), "does not cover"));
+	/* Without its fd the message is malformed: the session ends, siovd lives on. */
+	msg_send(f, VHOST_USER_SET_LOG_BASE, VHOST_USER_VERSION, &l, sizeof(l), NULL, 0);
+	assert_dropped(f);
+	close(lfd);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
@@ -934,6 +1143,7 @@ int main(void)
 	    T(t_vring_addr_bad),
 	    T(t_vring_data_and_base),
 	    T(t_vring_fds),
+	    T(t_vring_call_swap),
 	    T(t_vring_nofd_with_fd),
 	    T(t_vring_enable),
 	    T(t_config),
@@ -942,9 +1152,12 @@ int main(void)
 	    T(t_bad_version),
 	    T(t_oversized),
 	    T(t_too_many_fds),
+	    T(t_payload_sizes),
 	    T(t_split_message),
 	    T(t_truncated_then_hangup),
 	    T(t_second_front_end),
+	    T(t_dirty_log),
+	    T(t_dirty_log_hostile),
 	};
 
 	siov_log_set_level(getenv("SIOV_TEST_VERBOSE") ? SIOV_LOG_DEBUG : SIOV_LOG_ERR);

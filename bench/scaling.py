@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Section "scaling" (bench/sections/scaling.sh): how siovd's efficiency holds
+as engines and active VDEVs are added, null backend, 4 KiB randread.
+
+engines: 4 busy VDEVs (QD 16 each) on one engine and on two, siovd on CPU 0
+         and siov-bench on CPU 1 both times (on a 2-CPU machine the load needs
+         the other CPU: a second engine there would fight the client for it,
+         and the figure would measure that fight).  Figure: aggregate IOPS per
+         target CPU-second, two engines against one (issue 13: within 10 %,
+         ratio >= 0.9); on a machine with more CPUs set ENGINE_CPUS="0,2".
+many:    64 and 1,000 active VDEVs on one siovd engine against
+         qemu-storage-daemon serving as many vhost-user-blk exports (one
+         null-co node each, its main loop on CPU 0); one siov-bench thread on
+         CPU 1 drives them all (QD 2 each at 64, QD 1 at 1,000).  Figures:
+         IOPS per target CPU-second and aggregate IOPS.
+
+Rounds alternate the sides.  Usage: scaling.py BUILD DIR
+env: RUNTIME (5; QUICK=1: 2), ROUNDS (3; QUICK=1: 1), SCALING_NS="64 1000"
+"""
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from figures import Section  # noqa: E402
+from siov_scale import Siovd, bench, run_bench  # noqa: E402
+
+QUICK = os.environ.get("QUICK", "0") == "1"
+RUNTIME = float(os.environ.get("RUNTIME", "2" if QUICK else "5"))
+ROUNDS = int(os.environ.get("ROUNDS", "1" if QUICK else "3"))
+NS = [int(x) for x in os.environ.get("SCALING_NS", "64" if QUICK else "64 1000").split()]
+TCPU, LCPU = os.environ.get("TCPU", "0"), os.environ.get("LCPU", "1")
+ENGINE_CPUS = os.environ.get("ENGINE_CPUS", TCPU)  # where the two-engine siovd runs
+
+
+def wait_socks(paths, proc, timeout=60):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if all(os.path.exists(p) for p in paths):
+            return
+        if proc.poll() is not None:
+            raise RuntimeError("target exited while starting")
+        time.sleep(0.05)
+    raise RuntimeError("target sockets did not appear")
+
+
+def siovd_run(build, n, qd, engines, cpus, win=1 << 26):
+    d = Siovd(build, engines=engines, cpus=cpus)
+    try:
+        d.call("backend_create", name="nul", type="null", size=n * win)
+        plist = [dict(name=f"v{i:05d}", backend="nul", offset=i * win, size=win,
+                      socket=os.path.join(d.dir, f"v{i:05d}.sock")) for i in range(n)]
+        d.batch("vdev_create", plist)
+        socks = [p["socket"] for p in plist]
+        wait_socks(socks, d.p)
+        cmd = bench(build, socks, RUNTIME, iodepth=qd, threads=1, cpus=LCPU,
+                    extra=["--target-pid", str(d.p.pid)])
+        return run_bench(cmd)
+    finally:
+        d.stop()
+
+
+def qsd_run(build, n, qd):
+    qsd = shutil.which("qemu-storage-daemon")
+    tmp = tempfile.mkdtemp(prefix="siov-qsd-", dir="/tmp")
+    args = ["taskset", "-c", TCPU, qsd]
+    socks = []
+    for i in range(n):
+        s = os.path.join(tmp, f"e{i}.sock")
+        socks.append(s)
+        args += ["--blockdev", f"driver=null-co,node-name=d{i},size=67108864,read-zeroes=off",
+                 "--export", f"type=vhost-user-blk,id=e{i},node-name=d{i},addr.type=unix,"
+                 f"addr.path={s},writable=on,num-queues=1"]
+    log = open(os.path.join(tmp, "qsd.log"), "w")
+    p = subprocess.Popen(args, stdout=log, stderr=log)
+    try:
+        wait_socks(socks, p)
+        cmd = bench(build, socks, RUNTIME, iodepth=qd, threads=1, cpus=LCPU,
+                    extra=["--target-pid", str(p.pid)])
+        return run_bench(cmd)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def safe(what, fn, *a):
+    try:
+        return fn(*a)
+    except Exception as ex:  # a failed run is a failed round, not a failed section
+        print(f"scaling: {what}: {ex}", file=sys.stderr, flush=True)
+        return None
+
+
+def per_cpu(r):
+    return r.get("iops_per_target_cpu_s") if r else None
+
+
+def main():
+    build, out = sys.argv[1], sys.argv[2]
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 1,000 sockets in siov-bench
+    sec = Section(out, name="scaling", title="Scaling: engines and active VDEVs",
+                  setup=f"Null backend, 4 KiB randread, one siov-bench thread on CPU {LCPU}, "
+                  f"{RUNTIME:g} s per run, {ROUNDS} rounds alternating the sides.")
+    have_qsd = shutil.which("qemu-storage-daemon") is not None
+    for rnd in range(ROUNDS):
+        for side, engines, cpus in (("1 engine", 1, TCPU), ("2 engines", 2, ENGINE_CPUS)):
+            r = safe(side, siovd_run, build, 4, 16, engines, cpus)
+            sec.add("scaling.engines.iops_per_cpu_s", side, per_cpu(r),
+                    label="4 VDEVs at QD 16: IOPS per target CPU-second", unit="IOPS/CPU-s")
+            sec.add("scaling.engines.iops", side, r and r["iops"],
+                    label="4 VDEVs at QD 16: IOPS", unit="IOPS")
+            print(f"scaling: round {rnd + 1} {side}: {r and r['iops']:.0f} IOPS" if r else
+                  f"scaling: round {rnd + 1} {side}: failed", file=sys.stderr, flush=True)
+        for n in NS:
+            qd = 2 if n <= 64 else 1
+            sides = [("siovd", lambda: siovd_run(build, n, qd, 1, TCPU))]
+            if have_qsd:
+                sides.append(("qsd", lambda: qsd_run(build, n, qd)))
+            for side, fn in sides:
+                r = safe(f"{n} VDEVs {side}", fn)
+                sec.add(f"scaling.vdevs{n}.iops_per_cpu_s", side, per_cpu(r),
+                        label=f"{n} active VDEVs (exports), QD {qd} each: IOPS per target "
+                        "CPU-second", unit="IOPS/CPU-s")
+                sec.add(f"scaling.vdevs{n}.iops", side, r and r["iops"],
+                        label=f"{n} active VDEVs (exports), QD {qd} each: IOPS", unit="IOPS")
+                print(f"scaling: round {rnd + 1} {n} VDEVs {side}: "
+                      f"{r['iops']:.0f} IOPS" if r else f"scaling: {n} {side} failed",
+                      file=sys.stderr, flush=True)
+    sec.ratio("scaling.engines.iops_per_cpu_s", "2 engines", "1 engine", target=0.9)
+    sec.ratio("scaling.engines.iops", "2 engines", "1 engine")
+    for n in NS:
+        if have_qsd:
+            sec.ratio(f"scaling.vdevs{n}.iops_per_cpu_s", "siovd", "qsd")
+            sec.ratio(f"scaling.vdevs{n}.iops", "siovd", "qsd")
+    if not have_qsd:
+        sec.note("qemu-storage-daemon is not installed: siovd only.")
+    sec.write()
+
+
+if __name__ == "__main__":
+    main()
