@@ -91,7 +91,7 @@ jget() {
 
 # run_target SIDE BACKEND OUT siov-bench-args...: starts SIDE (siovd|qsd) on
 # BACKEND, runs siov-bench from CPU $LCPU for $RUNTIME s, leaves its JSON in
-# OUT (empty on failure) and stops the target.
+# OUT (empty on failure; siovd's engine_stats in OUT.engine) and stops the target.
 run_target() {
 	local side=$1 be=$2 out=$3
 	shift 3
@@ -105,6 +105,10 @@ run_target() {
 	taskset -c "$LCPU" "$BENCH" --socket "$WORK/vu.sock" --runtime "$RUNTIME" \
 		--target-pid "$TPID" --json "$@" >"$out.tmp" && head -1 "$out.tmp" >"$out"
 	rm -f "$out.tmp"
+	# siovd's own per-request counters (docs/performance.md), next to the run's JSON.
+	if [ "$side" = siovd ]; then
+		"$SIOVCTL" -s "$WORK/rpc.sock" engine_stats >"$out.engine" 2>/dev/null || : >"$out.engine"
+	fi
 	stop_target
 	[ -s "$out" ]
 }

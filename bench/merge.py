@@ -115,10 +115,12 @@ def section_md(s):
 
 
 def machine_md(m):
-    return ("Machine: %s, %s CPUs, kernel %s, %s GiB, %s. Versions: %s; fio %s; %s." % (
-        m.get("cpu", "?"), m.get("cpus", "?"), m.get("kernel", "?"), m.get("mem_gib", "?"),
-        m.get("virtualized") or "bare metal", m.get("qemu_storage_daemon") or "no qsd",
-        m.get("fio", "?"), m.get("compiler", "?")))
+    return ("Machine: %s, %s CPUs, kernel %s, %s GiB, %s; load average at the start %s. "
+            "Versions: %s; fio %s; %s; liburing %s." % (
+                m.get("cpu", "?"), m.get("cpus", "?"), m.get("kernel", "?"), m.get("mem_gib", "?"),
+                m.get("virtualized") or "bare metal", m.get("loadavg_at_start", "?"),
+                m.get("qemu_storage_daemon") or "no qsd", m.get("fio", "?"),
+                m.get("compiler", "?"), m.get("liburing", "?")))
 
 
 def main():

@@ -299,7 +299,50 @@ def qos(build, out):
         r["limits"] = limits(build, d, win, runtime)
     finally:
         d.stop()
+    r["file_noisy"] = file_noisy(build, runtime)
     write(out, "qos", r, qos_md(r))
+
+
+def file_noisy(build, runtime):
+    """Issue 13's reservations when the disk is the bottleneck: 8 VDEVs reserving
+    QOS_FILE_RESV IOPS (QD 8, clients waiting on interrupts) beside one QD 128
+    neighbour, windows of one O_DIRECT file; QOS_ROUNDS rounds (worst victim)."""
+    rounds = int(os.environ.get("QOS_ROUNDS", "3"))
+    resv = int(os.environ.get("QOS_FILE_RESV", "3000"))
+    n, win = 8, 64 << 20
+    res = {"reserved_vdevs": n, "iops_min": resv, "rounds": []}
+    fdir = os.environ.get("FILE_DIR", "/var/tmp")
+    fd, path = tempfile.mkstemp(prefix="siov-qos-", dir=fdir)
+    os.close(fd)
+    try:
+        subprocess.run(["dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={(n + 1) * 64}",
+                        "oflag=direct", "status=none"], check=True)
+        for _ in range(rounds):
+            d = Siovd(build, engines=1, cpus="0")
+            try:
+                d.call("backend_create", name="disk", type="file", path=path)
+                plist = vdevs(d, n + 1, "disk", win)
+                for p in plist[1:]:
+                    p["iops_min"] = resv
+                d.batch("vdev_create", plist)
+                socks = [p["socket"] for p in plist]
+                flood = subprocess.Popen(bench(build, socks[:1], runtime + 1, iodepth=128,
+                                               per_socket=False, cpus="1"),
+                                         stdout=subprocess.PIPE, text=True)
+                time.sleep(0.5)
+                small = run_bench(bench(build, socks[1:], runtime, iodepth=8, cpus="1",
+                                        extra=["--irq"]))
+                fl = json.loads(flood.communicate()[0].splitlines()[0])
+                per = sorted(small["per_socket_iops"])
+                res["rounds"].append({"neighbour_iops": fl["iops"], "worst": per[0],
+                                      "median": per[len(per) // 2]})
+                log(f"file noisy: worst {per[0]:.0f}, median {per[len(per) // 2]:.0f}, "
+                    f"neighbour {fl['iops']:.0f}")
+            finally:
+                d.stop()
+    finally:
+        os.unlink(path)
+    return res
 
 
 def noisy(build, d, win, runtime, n=100, resv=1000):
@@ -426,6 +469,19 @@ def qos_figures(r, sec):
         sec.add(f"qos.noisy.{k}.min_share", "siovd", n["min_share_of_reservation"] * 100,
                 label=f"noisy neighbour ({k.replace('_', ' ')}): worst reserved VDEV, "
                       "% of its reservation", unit="%")
+    fn = r["file_noisy"]
+    for rd in fn["rounds"]:
+        what = (f"disk-bound: {fn['reserved_vdevs']} VDEVs reserving {fn['iops_min']} IOPS (QD 8) "
+                "beside a QD 128 neighbour on one O_DIRECT file")
+        sec.add("qos.file_noisy.worst", "worst victim", rd["worst"], label=what + ": worst victim",
+                unit="IOPS")
+        sec.add("qos.file_noisy.worst", "reservation", fn["iops_min"])
+        sec.add("qos.file_noisy.median", "median victim", rd["median"],
+                label=what + ": median victim", unit="IOPS")
+        sec.add("qos.file_noisy.neighbour", "neighbour", rd["neighbour_iops"],
+                label=what + ": the neighbour", unit="IOPS")
+    sec.ratio("qos.file_noisy.worst", "worst victim", "reservation", target=0.95,
+              every_round=True)
     f, w, lim = r["fairness"], r["weights"], r["limits"]
     sec.add("qos.fairness.jain", "siovd", f["jain"],
             label=f"{f['vdevs']} active VDEVs, equal weights: Jain's index", unit="")

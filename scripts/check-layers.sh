@@ -16,7 +16,7 @@ declare -A rank=([util]=0 [mem]=1 [qos]=1 [net]=1 [backend]=2 [virtio]=3 [engine
 
 # Header -> owning layer.
 declare -A owner=(
-	[util.h]=util [log.h]=util [loop.h]=util
+	[util.h]=util [log.h]=util [loop.h]=util [hash.h]=util [iov.h]=util
 	[memtable.h]=mem [dirty_log.h]=mem
 	[qos.h]=qos
 	[net_frame.h]=net [switch.h]=net

@@ -43,12 +43,20 @@ struct siovd_opts {
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: siovd --rpc-socket PATH [--state-dir DIR] [--engines N] [--poll-us US]\n"
-		   "             [--log-level error|warn|info|debug]\n"
+		   "             [--log-level error|warn|info|debug] [--socket-dir DIR]...\n"
+		   "             [--socket-mode MODE] [--socket-owner USER] [--socket-group GROUP]\n"
+		   "             [--rpc-group GROUP]\n"
 		   "  --rpc-socket PATH  JSON-RPC management socket (siovctl -s PATH)\n"
 		   "  --state-dir DIR    where the configuration is persisted and replayed from\n"
 		   "  --engines N        data-plane threads (default: one per CPU)\n"
 		   "  --poll-us US       how long a queue is polled after its last request "
-		   "(default 50)\n");
+		   "(default 50)\n"
+		   "  --log-level L      error, warn, info (default) or debug\n"
+		   "  --socket-dir DIR   VDEV sockets may only be created under DIR (repeatable)\n"
+		   "  --socket-mode MODE VDEV socket permissions, octal (default 0600)\n"
+		   "  --socket-owner U   VDEV socket owner (user name or uid)\n"
+		   "  --socket-group G   VDEV socket group, e.g. kvm for libvirt's QEMU (libvirt-qemu)\n"
+		   "  --rpc-group G      group that may use the RPC socket\n");
 }
 
 static int parse_uint(const char *s, unsigned max, unsigned *out)

@@ -7,7 +7,8 @@
 #  2. A guest migration (test/guest/migrate-once.sh): a TCG guest running fio
 #     crc32c random writes migrates between two instances on one file, siovd
 #     and qemu-storage-daemon alternating: total time and downtime as QEMU
-#     reports them.  Skipped with QUICK=1 or MIGRATE_GUEST=0 (a minute a run).
+#     reports them.  Skipped with QUICK=1 or MIGRATE_GUEST=0 (a minute a run;
+#     MIGRATE_ROUNDS rounds, default 2).
 # Usage: sections/migrate.sh BUILD DIR (see bench/README.md)
 set -euo pipefail
 BUILD=$1 DIR=$2
@@ -46,7 +47,7 @@ if [ "$GUEST" != 1 ]; then
 fi
 command -v qemu-system-x86_64 >/dev/null || { $FIG note "$DIR" "no QEMU: guest migration skipped"; exit 0; }
 cache=$BUILD/test/guest
-for round in $(seq "${MIGRATE_ROUNDS:-$ROUNDS}"); do
+for round in $(seq "${MIGRATE_ROUNDS:-2}"); do
 	for side in siovd qsd; do
 		[ "$side" = qsd ] && [ -z "$QSD" ] && continue
 		out=$DIR/raw/guest-$side-r$round.json

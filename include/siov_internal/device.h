@@ -63,6 +63,8 @@ struct siov_vq_work {
 	unsigned started; /* requests taken from the ring and started */
 	uint64_t
 	    throttle_until; /* QoS: the next request waits until then (ns); 0 = not throttled */
+	/* The device model's own: run the queue again at this time (held requests); 0 = no. */
+	uint64_t wake_at;
 };
 
 /*

@@ -64,9 +64,6 @@ int siov_dirty_log_mark_host(struct siov_dirty_log *log, const struct siov_memta
 int siov_dirty_log_mark_iov(struct siov_dirty_log *log, const struct siov_memtable *mt,
 			    const struct iovec *iov, unsigned n, uint64_t len);
 
-/* Pages marked so far (a page marked twice counts twice): for stats and logs. */
-uint64_t siov_dirty_log_marks(const struct siov_dirty_log *log);
-
 /* Test helper: true if the bit of the page holding gpa is set. */
 bool siov_dirty_log_test(const struct siov_dirty_log *log, uint64_t gpa);
 

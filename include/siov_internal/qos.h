@@ -21,6 +21,19 @@
 
 struct siov_qos;
 
+/*
+ * What the VDEVs of one backend share: while a reserved VDEV there falls
+ * short of its reservation, the unreserved ones keep only a few requests in
+ * flight at the backend, so the reserved one's requests do not queue behind
+ * theirs in the device.  Embedded in the owner of the backend; zero it first.
+ */
+struct siov_qos_domain {
+	uint64_t short_until; /* ns: a reserved VDEV was short until about then */
+};
+
+/* Requests an unreserved VDEV may keep in flight while a reserved one is short. */
+#define SIOV_QOS_SHORT_INFLIGHT 4
+
 #define SIOV_QOS_WEIGHT_DEFAULT 100
 #define SIOV_QOS_WEIGHT_MAX	10000
 
@@ -63,8 +76,14 @@ bool siov_qos_admit(struct siov_qos *qos, uint64_t now, uint64_t bytes, uint64_t
 bool siov_qos_limited(const struct siov_qos *qos);
 /* Requests the reservation covers right now (0 if none). */
 unsigned siov_qos_reserved_credit(struct siov_qos *qos, uint64_t now);
+/* A reserved VDEV with @credit unused and @inflight requests at its backend: short? */
+void siov_qos_note_backlog(struct siov_qos *qos, uint64_t now, unsigned credit, uint64_t inflight);
 void siov_qos_reserved_take(struct siov_qos *qos, unsigned n);
 uint32_t siov_qos_weight(const struct siov_qos *qos);
+/* Control thread, before the VDEV starts: the backend's domain (NULL: none). */
+void siov_qos_set_domain(struct siov_qos *qos, struct siov_qos_domain *dom);
+/* How many requests qos's VDEV may have in flight at its backend now (UINT32_MAX: no bound). */
+uint32_t siov_qos_inflight_cap(const struct siov_qos *qos, uint64_t now);
 void siov_qos_note_wait(struct siov_qos *qos, uint64_t ns);
 
 #endif

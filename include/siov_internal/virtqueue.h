@@ -21,6 +21,7 @@
 #include "siov/vhost_user.h"
 #include "siov_internal/dirty_log.h"
 #include "siov_internal/memtable.h"
+#include "siov_internal/util.h"
 
 struct siov_vq;
 struct siov_qos;
@@ -31,6 +32,8 @@ struct siov_qos;
 #define SIOV_VQ_MAX_SIZE 1024
 
 struct siov_vq_ops; /* the device model's data path: device.h */
+
+enum { SIOV_VQ_POP_NONE, SIOV_VQ_POP_RING, SIOV_VQ_POP_RESUBMIT };
 
 struct siov_vq_stats {
 	uint64_t requests, reads, writes, flushes, discards, write_zeroes, get_ids;
@@ -100,6 +103,7 @@ struct siov_vq {
 
 	/* --- ring state: written only by the thread that runs the queue --- */
 	bool notify_enabled;
+	uint8_t last_pop;  /* where the last chain popped came from, for siov_vq_unpop() */
 	bool used_dirty;   /* used ring advanced since the last notify */
 	bool on_used_list; /* on run.used */
 	struct siov_vq *next_used;
@@ -123,8 +127,12 @@ void siov_vq_sort_resubmit(struct siov_vq *vq);
 /* 1: a chain was popped (requests to resubmit come first) into *chain; 0: the ring is empty; <0:
  * the queue broke. */
 int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *chain);
-/* Like siov_vq_pop, but the chain stays in the ring (its in-flight record is set). */
-int siov_vq_peek(struct siov_vq *vq, struct siov_vq_chain *chain);
+/*
+ * Gives back the chain the last siov_vq_pop() returned, which was not started
+ * (a device model that held it for QoS, leaving its runner): the next pop
+ * returns it again.  Only right after that pop; a no-op otherwise.
+ */
+void siov_vq_unpop(struct siov_vq *vq);
 /* Prefetches the descriptors of the next n avail entries (a hint, never faults). */
 void siov_vq_prefetch(const struct siov_vq *vq, unsigned n);
 /*
@@ -157,12 +165,10 @@ struct siov_vq_used_elem {
  */
 void siov_vq_complete_many(struct siov_vq *vq, const struct siov_vq_used_elem *elems,
 			   unsigned nelems, const struct iovec *written, unsigned n);
-/* Gives the last n popped chains back to the ring (nothing was written to them, no INFLIGHT). */
-void siov_vq_unpop(struct siov_vq *vq, unsigned n);
+/* Gives the last n chains popped from the ring back (nothing written to them, no INFLIGHT). */
+void siov_vq_give_back(struct siov_vq *vq, unsigned n);
 /* True if the dirty log (if any) covers the memory table and the used ring (checked at start). */
 bool siov_vq_log_ok(const struct siov_vq *vq);
-/* The time of the runner's round (ns), or the clock if no runner lends one. */
-uint64_t siov_vq_now(const struct siov_vq *vq);
 /* Lends the queue to a runner (control thread, queue stopped). */
 void siov_vq_bind(struct siov_vq *vq, const struct siov_vq_runner *r);
 void siov_vq_unbind(struct siov_vq *vq);
@@ -184,5 +190,12 @@ bool siov_vq_is_broken(const struct siov_vq *vq);
 /* Relaxed-atomic stat helpers: the engine adds, anyone reads. */
 #define SIOV_STAT_ADD(field, v) __atomic_store_n(&(field), (field) + (v), __ATOMIC_RELAXED)
 #define SIOV_STAT_GET(field)	__atomic_load_n(&(field), __ATOMIC_RELAXED)
+
+/* The time of the runner's round (ns), or the clock if no runner lends one.  Inline: per request.
+ */
+static inline uint64_t siov_vq_now(const struct siov_vq *vq)
+{
+	return vq->run.clock ? *vq->run.clock : siov_now_ns();
+}
 
 #endif

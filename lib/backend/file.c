@@ -338,7 +338,7 @@ static void rw_prep(struct io_uring_sqe *sqe, int fd, const struct siov_io *io, 
 static int rw_issue(struct file *f, struct siov_io_ctx *ctx, struct siov_io *io)
 {
 	size_t skip = (size_t)io->bk_res;
-	int i = siov__iov_seek(io->iov, io->iovcnt, &skip);
+	int i = siov_iov_seek(io->iov, io->iovcnt, &skip);
 	uint64_t off = io->offset + (uint64_t)io->bk_res;
 	struct io_uring_sqe *sqe;
 	struct iovec part;
@@ -427,7 +427,7 @@ static void rw_complete(struct siov_backend *bd, struct siov_io_ctx *ctx, struct
 	}
 	if (res == 0 && io->op == SIOV_IO_READ && !f->is_bdev) {
 		/* End of file inside the backend's size: the rest reads as zeros. */
-		siov__iov_zero_from(io->iov, io->iovcnt, (size_t)io->bk_res);
+		siov_iov_zero_from(io->iov, io->iovcnt, (size_t)io->bk_res);
 		io->cb(io, (int)io->len);
 		return;
 	}

@@ -698,7 +698,7 @@ static uint64_t next_wanted(struct mirror *mi, struct member *m)
 		uint64_t w = m->want[c / 64] >> (c % 64);
 
 		if (w)
-			return c + (uint64_t)__builtin_ctzll(w);
+			return SIOV_MIN(c + (uint64_t)__builtin_ctzll(w), mi->nchunks);
 		c = (c / 64 + 1) * 64;
 	}
 	return mi->nchunks;
@@ -769,6 +769,8 @@ static void sweep(struct mirror *mi)
 
 			v &= ~b;
 			c = w * 64 + (uint64_t)__builtin_ctzll(b);
+			if (c >= mi->nchunks)
+				break;
 			if (atomic_load(&mi->present) != atomic_load(&mi->in_sync))
 				return;
 			g = atomic_load(&mi->gen[c]);
@@ -987,6 +989,15 @@ static int members_restore(struct mirror *mi, bool fresh, struct siov_err *err)
 	return 0;
 }
 
+/* Bits past the last chunk mean nothing (a hostile file may set them): clear them. */
+static void bits_clear_tail(struct mirror *mi)
+{
+	unsigned used = (unsigned)(mi->nchunks % 64);
+
+	if (used)
+		atomic_fetch_and(&mi->bits[mi->nwords - 1], (1ull << used) - 1);
+}
+
 static void hdr_init(struct mirror *mi)
 {
 	memset(mi->map, 0, mi->map_len);
@@ -1179,6 +1190,7 @@ static int mirror_start(struct mirror *mi, const struct siov_mirror_member *memb
 	}
 	if (fresh)
 		hdr_init(mi);
+	bits_clear_tail(mi);
 	rc = members_restore(mi, fresh, err);
 	if (rc)
 		return rc;

@@ -89,11 +89,11 @@ static int ram_submit(struct siov_backend *bd, struct siov_io_ctx *ctx, struct s
 
 	switch (io->op) {
 	case SIOV_IO_READ:
-		siov__iov_from_buf(io->iov, io->iovcnt, 0, ram->base + io->offset, io->len);
+		siov_iov_from_buf(io->iov, io->iovcnt, 0, ram->base + io->offset, io->len);
 		res = (int)io->len;
 		break;
 	case SIOV_IO_WRITE:
-		siov__iov_to_buf(io->iov, io->iovcnt, 0, ram->base + io->offset, io->len);
+		siov_iov_to_buf(io->iov, io->iovcnt, 0, ram->base + io->offset, io->len);
 		res = (int)io->len;
 		break;
 	case SIOV_IO_FLUSH:

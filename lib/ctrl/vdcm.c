@@ -21,6 +21,7 @@
 
 #include "siov_internal/engine.h"
 #include "siov_internal/export.h"
+#include "siov_internal/hash.h"
 #include "siov_internal/log.h"
 #include "siov_internal/loop.h"
 #include "siov_internal/mirror.h"
@@ -35,100 +36,14 @@
 #define SIOV_VERSION "0.1.0"
 #endif
 
-/* ---- A small intrusive hash table of strings ---- */
-
-struct hlink {
-	struct hlink *next;
-	const char *key; /* points into the object that embeds the link */
-};
-
-struct htab {
-	struct hlink **b;
-	size_t nb; /* a power of two, or 0 before the first insertion */
-	size_t n;
-};
-
-/* FNV-1a: names are short, and the table does not face chosen collisions at scale. */
-static size_t hash_str(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-	return (size_t)(h ^ (h >> 32));
-}
-
-static struct hlink *htab_find(const struct htab *t, const char *key)
-{
-	struct hlink *l;
-
-	if (!t->nb)
-		return NULL;
-	for (l = t->b[hash_str(key) & (t->nb - 1)]; l; l = l->next)
-		if (!strcmp(l->key, key))
-			return l;
-	return NULL;
-}
-
-/* Doubles the buckets; on failure the table keeps working, only longer chains. */
-static void htab_grow(struct htab *t)
-{
-	size_t nb = t->nb ? t->nb * 2 : 64, i;
-	struct hlink **b = calloc(nb, sizeof(*b)), *l, *next;
-
-	if (!b)
-		return;
-	for (i = 0; i < t->nb; i++) {
-		for (l = t->b[i]; l; l = next) {
-			size_t h = hash_str(l->key) & (nb - 1);
-			next = l->next;
-			l->next = b[h];
-			b[h] = l;
-		}
-	}
-	free(t->b);
-	t->b = b;
-	t->nb = nb;
-}
-
-static int htab_add(struct htab *t, struct hlink *l, const char *key)
-{
-	size_t h;
-
-	if (t->n >= t->nb)
-		htab_grow(t);
-	if (!t->nb)
-		return -ENOMEM;
-	l->key = key;
-	h = hash_str(key) & (t->nb - 1);
-	l->next = t->b[h];
-	t->b[h] = l;
-	t->n++;
-	return 0;
-}
-
-static void htab_del(struct htab *t, struct hlink *l)
-{
-	struct hlink **pp;
-
-	if (!t->nb)
-		return;
-	for (pp = &t->b[hash_str(l->key) & (t->nb - 1)]; *pp; pp = &(*pp)->next) {
-		if (*pp == l) {
-			*pp = l->next;
-			t->n--;
-			return;
-		}
-	}
-}
-
 /* ---- Objects ---- */
 
 struct vdcm_backend {
 	struct siov_backend *bd;
+	struct siov_qos_domain qos_dom; /* shared by its VDEVs' QoS */
 	unsigned nvdevs;
 	struct vdcm_backend *mirror; /* the mirror this backend is a member of, or NULL */
-	struct hlink by_name;
+	struct siov_hlink by_name;
 	void *windows;		  /* tsearch tree of exclusive windows: pairwise disjoint */
 	struct vdcm_vdev *shared; /* VDEVs created with allow_overlap (few, walked) */
 	struct vdcm_backend *next;
@@ -138,7 +53,7 @@ struct vdcm_group {
 	struct siov_group_conf conf;
 	struct siov_qos *qos;
 	unsigned nvdevs;
-	struct hlink by_name;
+	struct siov_hlink by_name;
 	struct vdcm_group *prev, *next;
 };
 
@@ -158,7 +73,7 @@ struct vdcm_vdev {
 	struct siov_network *network;
 	struct siov_qos *qos;
 	struct siov_vu_server *srv;
-	struct hlink by_name, by_socket;
+	struct siov_hlink by_name, by_socket;
 	struct vdcm_vdev *prev, *next; /* creation order */
 	struct vdcm_vdev *shared_next; /* be->shared */
 	/* vdev_move: the temporary mirror, the target and the window held on it. */
@@ -182,7 +97,7 @@ struct siov_vdcm {
 	struct vdcm_group *groups, *groups_tail;
 	struct vdcm_vdev *vdevs, *vdevs_tail;
 	struct vdcm_export *exports;
-	struct htab backend_names, group_names, vdev_names, vdev_sockets;
+	struct siov_htab backend_names, group_names, vdev_names, vdev_sockets;
 	unsigned nbackends, ngroups, nvdevs;
 	uint64_t start_ns;
 	char *state_dir;    /* mirrors keep their bitmaps here; NULL = in memory */
@@ -296,7 +211,7 @@ int siov_vdcm_create(const struct siov_vdcm_opts *opts, struct siov_vdcm **out)
 
 #define FIND(tab, type, member, name)                                                              \
 	({                                                                                         \
-		struct hlink *l_ = htab_find(tab, name);                                           \
+		struct siov_hlink *l_ = siov_htab_find(tab, name);                                 \
 		l_ ? SIOV_CONTAINER_OF(l_, type, member) : NULL;                                   \
 	})
 
@@ -320,7 +235,7 @@ static struct vdcm_vdev *vdev_find(struct siov_vdcm *v, const char *name)
 /* Enters b in the list and the name index. */
 static int backend_link(struct siov_vdcm *v, struct vdcm_backend *b, struct siov_err *err)
 {
-	if (htab_add(&v->backend_names, &b->by_name, siov_backend_conf(b->bd)->name))
+	if (siov_htab_add(&v->backend_names, &b->by_name, siov_backend_conf(b->bd)->name))
 		return siov_err_set(err, -ENOMEM, "out of memory");
 	*v->backends_tail = b;
 	v->backends_tail = &b->next;
@@ -338,7 +253,7 @@ static void backend_unlink(struct siov_vdcm *v, struct vdcm_backend *b)
 	*pp = b->next;
 	if (v->backends_tail == &b->next)
 		v->backends_tail = pp;
-	htab_del(&v->backend_names, &b->by_name);
+	siov_htab_del(&v->backend_names, &b->by_name);
 	v->nbackends--;
 }
 
@@ -368,9 +283,8 @@ static int member_usable(struct siov_vdcm *v, const char *mirror, const char *na
 		return siov_err_set(err, -EBUSY, "mirror '%s': '%s' is already a member of '%s'",
 				    mirror, name, siov_backend_conf(b->mirror->bd)->name);
 	if (b->nvdevs)
-		return siov_err_set(err, -EBUSY,
-				    "mirror '%s': '%s' is used by %u VDEV(s) directly", mirror,
-				    name, b->nvdevs);
+		return siov_err_set(err, -EBUSY, "mirror '%s': '%s' is used by %u VDEV(s) directly",
+				    mirror, name, b->nvdevs);
 	*out = b;
 	return 0;
 }
@@ -752,7 +666,7 @@ int siov_vdcm_group_create(struct siov_vdcm *v, const struct siov_group_conf *co
 			     strerror(-rc));
 		goto err_free;
 	}
-	rc = htab_add(&v->group_names, &g->by_name, g->conf.name);
+	rc = siov_htab_add(&v->group_names, &g->by_name, g->conf.name);
 	if (rc) {
 		siov_err_set(err, rc, "out of memory");
 		goto err_qos;
@@ -799,7 +713,7 @@ int siov_vdcm_group_delete(struct siov_vdcm *v, const char *name, struct siov_er
 		return siov_err_set(err, -EBUSY, "group '%s' has %u VDEV(s)", name, g->nvdevs);
 	*(g->prev ? &g->prev->next : &v->groups) = g->next;
 	*(g->next ? &g->next->prev : &v->groups_tail) = g->prev;
-	htab_del(&v->group_names, &g->by_name);
+	siov_htab_del(&v->group_names, &g->by_name);
 	v->ngroups--;
 	SIOV_INFO("group %s deleted", name);
 	siov_qos_destroy(g->qos);
@@ -823,7 +737,7 @@ void siov_vdcm_group_foreach(struct siov_vdcm *v, siov_group_info_cb cb, void *a
 
 static int vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *c, struct siov_err *err)
 {
-	struct hlink *l;
+	struct siov_hlink *l;
 
 	if (!siov_name_valid(c->name))
 		return siov_err_set(err, -EINVAL,
@@ -855,7 +769,7 @@ static int vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *c, struc
 		    err, -EACCES,
 		    "socket %s is outside the directories siovd was allowed (--socket-dir)",
 		    c->socket);
-	l = htab_find(&v->vdev_sockets, c->socket);
+	l = siov_htab_find(&v->vdev_sockets, c->socket);
 	if (l)
 		return siov_err_set(err, -EADDRINUSE, "socket %s is in use by VDEV '%s'", c->socket,
 				    SIOV_CONTAINER_OF(l, struct vdcm_vdev, by_socket)->conf.name);
@@ -931,6 +845,7 @@ static int vdev_build(struct siov_vdcm *v, struct vdcm_vdev *d, struct siov_err 
 	rc = siov_qos_create(&d->conf.qos, d->group ? d->group->qos : NULL, &d->qos);
 	if (rc)
 		return siov_err_set(err, rc, "cannot create the VDEV's QoS: %s", strerror(-rc));
+	siov_qos_set_domain(d->qos, &d->be->qos_dom);
 	so.name = d->conf.name;
 	so.socket_path = d->conf.socket;
 	so.qos = d->qos;
@@ -943,9 +858,9 @@ static int vdev_build(struct siov_vdcm *v, struct vdcm_vdev *d, struct siov_err 
 /* Enters d in the indexes; on failure nothing is left entered. */
 static int vdev_link(struct siov_vdcm *v, struct vdcm_vdev *d)
 {
-	if (htab_add(&v->vdev_names, &d->by_name, d->conf.name))
+	if (siov_htab_add(&v->vdev_names, &d->by_name, d->conf.name))
 		return -ENOMEM;
-	if (htab_add(&v->vdev_sockets, &d->by_socket, d->conf.socket))
+	if (siov_htab_add(&v->vdev_sockets, &d->by_socket, d->conf.socket))
 		goto err_name;
 	if (d->be && window_insert(d))
 		goto err_socket;
@@ -960,9 +875,9 @@ static int vdev_link(struct siov_vdcm *v, struct vdcm_vdev *d)
 	return 0;
 
 err_socket:
-	htab_del(&v->vdev_sockets, &d->by_socket);
+	siov_htab_del(&v->vdev_sockets, &d->by_socket);
 err_name:
-	htab_del(&v->vdev_names, &d->by_name);
+	siov_htab_del(&v->vdev_names, &d->by_name);
 	return -ENOMEM;
 }
 
@@ -974,8 +889,8 @@ static void vdev_unlink(struct siov_vdcm *v, struct vdcm_vdev *d)
 	*(d->next ? &d->next->prev : &v->vdevs_tail) = d->prev;
 	if (d->be)
 		window_remove(d);
-	htab_del(&v->vdev_sockets, &d->by_socket);
-	htab_del(&v->vdev_names, &d->by_name);
+	siov_htab_del(&v->vdev_sockets, &d->by_socket);
+	siov_htab_del(&v->vdev_names, &d->by_name);
 	v->nvdevs--;
 	if (d->be)
 		d->be->nvdevs--;
@@ -1050,6 +965,10 @@ static int move_check(struct siov_vdcm *v, struct vdcm_vdev *d, struct vdcm_back
 	if (d->conf.allow_overlap)
 		return siov_err_set(err, -EINVAL, "VDEV '%s' shares its window (allow_overlap): "
 				    "it cannot move", d->conf.name);
+	/* An NBD export reads the window directly and would not follow the switch. */
+	if (d->exports)
+		return siov_err_set(err, -EBUSY, "VDEV '%s' is exported over NBD: delete the export "
+				    "to move it", d->conf.name);
 	if (t->mirror)
 		return siov_err_set(err, -EBUSY, "backend '%s' is a member of a mirror",
 				    siov_backend_conf(t->bd)->name);
@@ -1086,8 +1005,14 @@ static int move_open(struct siov_vdcm *v, struct vdcm_vdev *d, struct vdcm_backe
 /* Switches the VDEV's queues onto bd at offset; -EBUSY if they do not drain. */
 static int vdev_switch(struct vdcm_vdev *d, struct siov_backend *bd, uint64_t offset)
 {
-	int rc = siov_blk_pause(d->blk, 5000);
+	struct siov_blk_hold_stats h;
+	int rc;
 
+	/* Held requests never drain: do not stall the control thread waiting for them. */
+	siov_blk_hold_stats(d->blk, &h);
+	if (h.held)
+		return -EBUSY;
+	rc = siov_blk_pause(d->blk, 5000);
 	if (rc)
 		return rc;
 	siov_blk_switch(d->blk, bd, offset);
@@ -1351,8 +1276,8 @@ int siov_vdcm_vdev_delete(struct siov_vdcm *v, const char *name, struct siov_err
 	if (!d)
 		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
 	if (d->exports)
-		return siov_err_set(err, -EBUSY, "VDEV '%s' is exported over NBD (export_delete first)",
-				    name);
+		return siov_err_set(err, -EBUSY,
+				    "VDEV '%s' is exported over NBD (export_delete first)", name);
 	vdev_unlink(v, d);
 	SIOV_INFO("vdev %s deleted", name);
 	/* The server stops the queues before the QoS they point to goes. */
@@ -1424,10 +1349,10 @@ void siov_vdcm_destroy(struct siov_vdcm *v)
 	if (v->move_timer >= 0)
 		close(v->move_timer);
 	free(v->state_dir);
-	free(v->backend_names.b);
-	free(v->group_names.b);
-	free(v->vdev_names.b);
-	free(v->vdev_sockets.b);
+	siov_htab_fini(&v->backend_names);
+	siov_htab_fini(&v->group_names);
+	siov_htab_fini(&v->vdev_names);
+	siov_htab_fini(&v->vdev_sockets);
 	free(v);
 }
 
@@ -1447,11 +1372,15 @@ void siov_vdcm_backend_foreach(struct siov_vdcm *v, siov_backend_info_cb cb, voi
 
 static void queue_stats(const struct siov_vq *vq, struct siov_queue_stats *s)
 {
-	const struct siov_vq_stats *t = &vq->stats;
+	const struct siov_vq_stats *t;
 
 	memset(s, 0, sizeof(*s));
+	s->engine = -1;
+	s->state = "stopped";
 	if (!vq)
 		return; /* a queue the front end never named */
+	/* Taken only now: &vq->stats of a NULL vq is undefined (UBSan stops siovd). */
+	t = &vq->stats;
 	s->index = vq->index;
 	s->engine = siov_engine_of(vq);
 	s->state = __atomic_load_n(&vq->broken, __ATOMIC_ACQUIRE) ? "broken"
@@ -1476,6 +1405,7 @@ static void vdev_report(struct vdcm_vdev *d, siov_vdev_info_cb cb, void *arg)
 {
 	struct siov_queue_stats qs[SIOV_VDEV_MAX_QUEUES];
 	struct siov_vdev_info info = {.conf = &d->conf, .size = d->size, .queues = qs};
+	/* The queues a front end has named: the others cost nothing and have no stats. */
 	unsigned i, n = siov_vu_server_queues_used(d->srv);
 	struct siov_qos_params p;
 
@@ -1595,6 +1525,10 @@ int siov_vdcm_export_create(struct siov_vdcm *v, const struct siov_export_conf *
 		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", conf->vdev);
 	if (export_find(v, conf->vdev))
 		return siov_err_set(err, -EEXIST, "VDEV '%s' is already exported", conf->vdev);
+	/* The export reads the window directly: it would miss the move's switch. */
+	if (d->move_be)
+		return siov_err_set(err, -EBUSY, "VDEV '%s' is moving; export it once it has moved",
+				    conf->vdev);
 	/* Exactly the window a VM on this VDEV sees. */
 	win.bd = d->be->bd;
 	win.offset = d->conf.offset;

@@ -23,6 +23,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 #include <liburing.h>
 
@@ -43,6 +44,8 @@
  * left the active list between two of its requests would cost a kick each.
  */
 #define ENGINE_IDLE_ROUNDS 4
+/* Longest sleep while an SQE the engine needs was refused (command read, cancel, kick). */
+#define ENGINE_RETRY_NS 1000000ull
 
 /* io_uring user_data tags (low 3 bits); 0 is a backend struct siov_io. */
 #define UD_KICK	  1ull
@@ -86,10 +89,12 @@ struct siov_engine_queue {
 	bool kick_armed;
 	bool detaching;
 	bool retry;	      /* QoS held the queue back: process it when the wait ends */
+	bool cancel_owed;     /* detaching, and the kick read's cancel found no SQE yet */
 	unsigned idle_rounds; /* engine rounds since the last request */
 	uint64_t last_work_ns;
 	uint64_t kick_buf;
 	uint64_t throttle_until; /* QoS: do not pop before this time (ns) */
+	bool qos_wait;		 /* throttle_until is a QoS wait (not a device model's own) */
 	double deficit;		 /* QoS: deficit round robin credit, in requests */
 	uint64_t bal_requests;	 /* control thread: requests at the balancer's last look */
 };
@@ -104,8 +109,11 @@ struct siov_engine {
 	uint64_t cmd_buf;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct engine_cmd *cmds;
-	unsigned nqueues; /* read by the control thread under lock */
+	struct engine_cmd *cmds;    /* posted, not yet taken: written under lock, peeked without */
+	struct engine_cmd *waiting; /* detaches taken, waiting for their queue to drain */
+	bool cmd_armed;		    /* a read of cmd_efd is outstanding on the ring */
+	bool owed;		    /* an SQE was refused: retry soon, never sleep unbounded */
+	unsigned nqueues;	    /* read by the control thread under lock */
 	struct siov_engine_queue *queues;
 	struct siov_engine_queue *active;
 	struct siov_vq_used_list used; /* queues whose used rings advanced this round */
@@ -176,7 +184,8 @@ static void check_faults(struct siov_engine *e)
 			siov_vq_break(q->vq,
 				      "front-end memory vanished (region shrunk or unmapped)");
 		else if (q->vq->log && siov_dirty_log_owns(q->vq->log, t_fault_addr))
-			siov_vq_break(q->vq, "the dirty log vanished (its memory shrunk or unmapped)");
+			siov_vq_break(q->vq,
+				      "the dirty log vanished (its memory shrunk or unmapped)");
 }
 
 static struct io_uring_sqe *engine_sqe(struct siov_engine *e)
@@ -184,16 +193,25 @@ static struct io_uring_sqe *engine_sqe(struct siov_engine *e)
 	return siov_io_ctx_get_sqe(&e->ioctx);
 }
 
+/*
+ * Keeps a read of the command eventfd outstanding.  Without an SQE the engine
+ * still hears commands: it peeks at its command list every round, and it
+ * never sleeps longer than ENGINE_RETRY_NS while the read is missing.
+ */
 static void arm_cmd(struct siov_engine *e)
 {
-	struct io_uring_sqe *sqe = engine_sqe(e);
+	struct io_uring_sqe *sqe;
 
+	if (e->cmd_armed)
+		return;
+	sqe = engine_sqe(e);
 	if (!sqe) {
-		SIOV_ERR("engine %u: no SQE for the command eventfd", e->id);
+		e->owed = true;
 		return;
 	}
 	io_uring_prep_read(sqe, e->cmd_efd, &e->cmd_buf, sizeof(e->cmd_buf), 0);
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)e | UD_CMD);
+	e->cmd_armed = true;
 }
 
 static struct siov_engine_queue *queue_of(const struct siov_vq *vq)
@@ -209,7 +227,8 @@ static void arm_kick(struct siov_engine *e, struct siov_engine_queue *q)
 		return;
 	sqe = engine_sqe(e);
 	if (!sqe) {
-		SIOV_ERR("engine %u: no SQE to arm queue %u's kick", e->id, q->vq->index);
+		/* The queue stays polled until its kick is armed (poll_one). */
+		e->owed = true;
 		return;
 	}
 	io_uring_prep_read(sqe, q->vq->kick_fd, &q->kick_buf, sizeof(q->kick_buf), 0);
@@ -254,10 +273,23 @@ static void flush_notify(struct siov_engine *e)
  * time is shared by weight; the reservation's credit comes on top, so
  * reservations are served whatever the weights say.
  */
+/* A reserved VDEV on the same backend is short: keep within the in-flight bound. */
+static unsigned inflight_room(struct siov_engine_queue *q, uint64_t now, unsigned budget)
+{
+	uint32_t cap = siov_qos_inflight_cap(q->vq->qos, now);
+	uint64_t inflight;
+
+	if (cap == UINT32_MAX)
+		return budget;
+	inflight = SIOV_STAT_GET(q->vq->stats.inflight);
+	return inflight >= cap ? 0 : SIOV_MIN(budget, (unsigned)(cap - inflight));
+}
+
 static unsigned queue_budget(struct siov_engine *e, struct siov_engine_queue *q, uint64_t now,
 			     unsigned *reserved)
 {
 	struct siov_qos *qos = q->vq->qos;
+	unsigned credit;
 	uint32_t w;
 	double quantum;
 
@@ -272,8 +304,11 @@ static unsigned queue_budget(struct siov_engine *e, struct siov_engine_queue *q,
 	q->deficit += quantum;
 	if (q->deficit > ENGINE_BUDGET * 2)
 		q->deficit = ENGINE_BUDGET * 2;
-	*reserved = SIOV_MIN(siov_qos_reserved_credit(qos, now), ENGINE_BUDGET);
-	return SIOV_MIN((unsigned)q->deficit + *reserved, ENGINE_BUDGET * 2);
+	credit = siov_qos_reserved_credit(qos, now);
+	if (credit)
+		siov_qos_note_backlog(qos, now, credit, SIOV_STAT_GET(q->vq->stats.inflight));
+	*reserved = SIOV_MIN(credit, ENGINE_BUDGET);
+	return inflight_room(q, now, SIOV_MIN((unsigned)q->deficit + *reserved, ENGINE_BUDGET * 2));
 }
 
 static void queue_charge(struct siov_engine_queue *q, unsigned budget, unsigned reserved,
@@ -297,10 +332,16 @@ static unsigned queue_run(struct siov_engine *e, struct siov_engine_queue *q, ui
 	unsigned budget, reserved;
 
 	budget = queue_budget(e, q, now, &reserved);
-	if (budget)
+	if (budget) {
 		q->vq->ops->process(q->vq, &e->ioctx, budget, &work);
-	q->throttle_until = work.throttle_until;
-	q->retry = work.throttle_until != 0;
+		/*
+		 * A throttled device model holds a request: run it when the wait ends.
+		 * A device model's own deadline (held requests) waits like QoS, uncounted.
+		 */
+		q->qos_wait = work.throttle_until != 0;
+		q->throttle_until = work.throttle_until ? work.throttle_until : work.wake_at;
+		q->retry = q->throttle_until != 0;
+	}
 	queue_charge(q, budget, reserved, work.started);
 	return work.started;
 }
@@ -315,10 +356,19 @@ static bool queue_throttled(struct siov_engine *e, struct siov_engine_queue *q, 
 		return true;
 	}
 	if (q->throttle_until) {
-		siov_qos_note_wait(q->vq->qos, now > q->last_work_ns ? now - q->last_work_ns : 0);
+		if (q->qos_wait && q->vq->qos)
+			siov_qos_note_wait(q->vq->qos,
+					   now > q->last_work_ns ? now - q->last_work_ns : 0);
 		q->throttle_until = 0;
 	}
 	return false;
+}
+
+/* A queue may stop polling only with its kick read outstanding: else it would never wake. */
+static bool kick_ready(struct siov_engine *e, struct siov_engine_queue *q)
+{
+	arm_kick(e, q);
+	return q->kick_armed || q->vq->kick_fd < 0;
 }
 
 /* Runs one active queue; returns requests started, or sets *keep = false to drop it. */
@@ -356,7 +406,7 @@ static unsigned poll_one(struct siov_engine *e, struct siov_engine_queue *q, uin
 		if (now - q->last_work_ns <= e->poll_ns)
 			e->busy = true;
 	} else if (++q->idle_rounds > ENGINE_IDLE_ROUNDS && now > q->last_work_ns &&
-		   now - q->last_work_ns > e->poll_ns) {
+		   now - q->last_work_ns > e->poll_ns && kick_ready(e, q)) {
 		/* Re-arm kicks, then look once more: the driver may have raced us. */
 		*keep = siov_vq_enable_notify(vq);
 		if (*keep) {
@@ -461,30 +511,40 @@ static void cmd_attach(struct siov_engine *e, struct siov_engine_queue *q, uint6
 	activate(e, q, now);
 }
 
-static void cmd_detach(struct siov_engine *e, struct siov_engine_queue *q)
+/* Cancels q's kick read; without an SQE, owes it and tries again next round. */
+static void cancel_kick(struct siov_engine *e, struct siov_engine_queue *q)
 {
 	struct io_uring_sqe *sqe;
 
-	q->detaching = true;
+	q->cancel_owed = false;
 	if (!q->kick_armed)
 		return;
 	sqe = engine_sqe(e);
-	if (!sqe)
+	if (!sqe) {
+		q->cancel_owed = true;
+		e->owed = true;
 		return;
+	}
 	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)q | UD_KICK, 0);
 	io_uring_sqe_set_data64(sqe, UD_IGNORE);
 }
 
-static void run_cmds(struct siov_engine *e, struct engine_cmd **waiting, uint64_t now)
+static void cmd_detach(struct siov_engine *e, struct siov_engine_queue *q)
+{
+	q->detaching = true;
+	cancel_kick(e, q);
+}
+
+static void run_cmds(struct siov_engine *e, uint64_t now)
 {
 	struct engine_cmd *list, *c, *rev = NULL;
 
 	pthread_mutex_lock(&e->lock);
 	list = e->cmds;
-	e->cmds = NULL;
+	__atomic_store_n(&e->cmds, NULL, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&e->lock);
 	/* Commands were pushed LIFO; run them in arrival order.  Detaches wait
-	 * on *waiting until their queue is drained. */
+	 * on e->waiting until their queue is drained. */
 	while (list) {
 		c = list;
 		list = c->next;
@@ -501,8 +561,8 @@ static void run_cmds(struct siov_engine *e, struct engine_cmd **waiting, uint64_
 			break;
 		case CMD_DETACH:
 			cmd_detach(e, c->q);
-			c->next = *waiting;
-			*waiting = c;
+			c->next = e->waiting;
+			e->waiting = c;
 			break;
 		case CMD_STOP:
 			e->stopping = true;
@@ -512,12 +572,14 @@ static void run_cmds(struct siov_engine *e, struct engine_cmd **waiting, uint64_
 	}
 }
 
-static void check_detaches(struct siov_engine *e, struct engine_cmd **waiting)
+static void check_detaches(struct siov_engine *e)
 {
-	struct engine_cmd **pp = waiting;
+	struct engine_cmd **pp = &e->waiting;
 
 	while (*pp) {
 		struct engine_cmd *c = *pp;
+		if (c->q->cancel_owed)
+			cancel_kick(e, c->q);
 		if (try_finish_detach(e, c->q)) {
 			*pp = c->next;
 			cmd_done(e, c);
@@ -546,7 +608,7 @@ static void handle_kick(struct siov_engine *e, struct siov_engine_queue *q, int 
 		activate(e, q, now);
 }
 
-static unsigned reap(struct siov_engine *e, struct engine_cmd **waiting, uint64_t now)
+static unsigned reap(struct siov_engine *e, uint64_t now)
 {
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
@@ -565,8 +627,9 @@ static unsigned reap(struct siov_engine *e, struct engine_cmd **waiting, uint64_
 			handle_kick(e, p, cqe->res, now);
 			break;
 		case UD_CMD:
+			e->cmd_armed = false;
 			arm_cmd(e);
-			run_cmds(e, waiting, now);
+			run_cmds(e, now);
 			break;
 		default:
 			break;
@@ -598,28 +661,48 @@ static void submit(struct siov_engine *e, bool wait)
 		SIOV_ERR("engine %u: io_uring submit: %s", e->id, strerror(-rc));
 }
 
-/* Sleeps until a CQE arrives or, if a queue is throttled, until its bucket refills. */
+/*
+ * Sleeps until a CQE arrives or, if a queue is throttled, until its bucket
+ * refills; no longer than ENGINE_RETRY_NS while the engine owes an SQE.
+ */
 static void submit_and_sleep(struct siov_engine *e)
 {
 	struct __kernel_timespec ts;
 	struct io_uring_cqe *cqe;
-	uint64_t now, wait;
+	uint64_t now, wake = e->next_wake, wait;
 	int rc;
 
 	SIOV_STAT_ADD(e->stats.sleeps, 1);
-	if (!e->next_wake) {
+	if (!wake && !e->owed) {
 		submit(e, true);
 		return;
 	}
 	now = siov_now_ns();
-	if (e->next_wake <= now)
+	if (e->owed && (!wake || wake > now + ENGINE_RETRY_NS))
+		wake = now + ENGINE_RETRY_NS;
+	e->owed = false;
+	if (wake <= now)
 		return;
-	wait = e->next_wake - now;
+	wait = wake - now;
 	ts.tv_sec = (long long)(wait / 1000000000ull);
 	ts.tv_nsec = (long long)(wait % 1000000000ull);
 	rc = io_uring_submit_and_wait_timeout(&e->ring, &cqe, 1, &ts, NULL);
 	if (rc >= 0 || rc == -ETIME || rc == -EINTR)
 		e->ioctx.unsubmitted = 0;
+}
+
+/*
+ * Without a command read on the ring (no SQE for it), the engine looks at its
+ * command list itself every round.  With one, a command runs only when its
+ * wake-up arrives, so a caller whose wake-up failed can take it back.
+ */
+static void take_cmds(struct siov_engine *e, uint64_t now)
+{
+	if (e->cmd_armed)
+		return;
+	arm_cmd(e);
+	if (__atomic_load_n(&e->cmds, __ATOMIC_RELAXED))
+		run_cmds(e, now);
 }
 
 /*
@@ -677,13 +760,11 @@ static void get_events(struct siov_engine *e)
 static void *engine_main(void *arg)
 {
 	struct siov_engine *e = arg;
-	struct engine_cmd *waiting = NULL;
-
 	unsigned idle = 0, work = 1;
 
 	engine_setup_ring(e);
 	arm_cmd(e);
-	while (!e->stopping || waiting) {
+	while (!e->stopping || e->waiting) {
 		uint64_t now;
 
 		/*
@@ -712,12 +793,13 @@ static void *engine_main(void *arg)
 		get_events(e);
 		if (io_uring_cq_ready(&e->ring))
 			e->now = siov_now_ns();
-		work += reap(e, &waiting, now);
+		work += reap(e, now);
+		take_cmds(e, now);
 		work += siov_io_ctx_run_deferred(&e->ioctx);
 		flush_notify(e);
 		check_faults(e);
-		if (waiting)
-			check_detaches(e, &waiting);
+		if (e->waiting)
+			check_detaches(e);
 		if (work || e->busy)
 			continue;
 		if (!arm_active_kicks(e))
@@ -734,11 +816,29 @@ static bool cmd_withdraw(struct siov_engine *e, struct engine_cmd *c)
 
 	for (pp = &e->cmds; *pp; pp = &(*pp)->next) {
 		if (*pp == c) {
-			*pp = c->next;
+			__atomic_store_n(pp, c->next, __ATOMIC_RELAXED);
 			return true;
 		}
 	}
 	return false;
+}
+
+static void cmd_push(struct siov_engine *e, struct engine_cmd *c)
+{
+	pthread_mutex_lock(&e->lock);
+	c->done = false;
+	c->next = e->cmds;
+	__atomic_store_n(&e->cmds, c, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&e->lock);
+}
+
+static int engine_wake(struct siov_engine *e)
+{
+	while (eventfd_write(e->cmd_efd, 1) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	return 0;
 }
 
 /*
@@ -751,17 +851,8 @@ static int engine_post(struct siov_engine *e, struct engine_cmd *c)
 {
 	int rc = 0;
 
-	pthread_mutex_lock(&e->lock);
-	c->done = false;
-	c->next = e->cmds;
-	e->cmds = c;
-	pthread_mutex_unlock(&e->lock);
-	while (eventfd_write(e->cmd_efd, 1) < 0) {
-		if (errno == EINTR)
-			continue;
-		rc = -errno;
-		break;
-	}
+	cmd_push(e, c);
+	rc = engine_wake(e);
 	pthread_mutex_lock(&e->lock);
 	if (rc && cmd_withdraw(e, c)) {
 		pthread_mutex_unlock(&e->lock);
@@ -771,6 +862,34 @@ static int engine_post(struct siov_engine *e, struct engine_cmd *c)
 		pthread_cond_wait(&e->cond, &e->lock);
 	pthread_mutex_unlock(&e->lock);
 	return 0;
+}
+
+static bool cmd_is_done(struct siov_engine *e, struct engine_cmd *c)
+{
+	bool done;
+
+	pthread_mutex_lock(&e->lock);
+	done = c->done;
+	pthread_mutex_unlock(&e->lock);
+	return done;
+}
+
+/*
+ * The same for a command that must not fail (detach, stop): while its wake-up
+ * fails, try again every millisecond; once one is sent, the engine hears it
+ * (its command read is armed, or it looks at its list every round).
+ */
+static void engine_post_sure(struct siov_engine *e, struct engine_cmd *c)
+{
+	const struct timespec ms = {.tv_nsec = 1000000};
+
+	cmd_push(e, c);
+	while (engine_wake(e) && !cmd_is_done(e, c))
+		nanosleep(&ms, NULL);
+	pthread_mutex_lock(&e->lock);
+	while (!c->done)
+		pthread_cond_wait(&e->cond, &e->lock);
+	pthread_mutex_unlock(&e->lock);
 }
 
 static int ctl_add(struct siov_engine *e, struct siov_engine_queue *q)
@@ -866,7 +985,7 @@ void siov_engine_detach(struct siov_vq *vq)
 	if (!q)
 		return;
 	e = q->engine;
-	engine_post(e, &c);
+	engine_post_sure(e, &c);
 	ctl_remove(e, q);
 	queue_free(q);
 }
@@ -895,6 +1014,34 @@ static uint64_t engine_load(struct siov_engine *e, uint64_t *qload)
 		q->bal_requests = now;
 	}
 	return sum;
+}
+
+/*
+ * Moves vq from engine 'from' to 'to'.  If 'to' refuses it, vq goes back to
+ * 'from'; if that fails too, the queue is broken with the reason (vdev_stats
+ * shows it, the front end's error fd hears it) rather than left on no engine.
+ */
+static int queue_move(struct siov_vq *vq, struct siov_engine *from, struct siov_engine *to)
+{
+	const char *name = vq->dev_name ? vq->dev_name : "?";
+	int rc, back;
+
+	siov_engine_detach(vq);
+	rc = siov_engine_attach(to, vq);
+	if (!rc) {
+		SIOV_INFO("engines: moved vdev %s queue %u from engine %u to %u", name, vq->index,
+			  from->id, to->id);
+		return 0;
+	}
+	back = siov_engine_attach(from, vq);
+	if (!back) {
+		SIOV_WARN("engines: vdev %s queue %u stays on engine %u: engine %u refused it: %s",
+			  name, vq->index, from->id, to->id, strerror(-rc));
+		return rc;
+	}
+	siov_vq_break(vq, "no engine took the queue back after a move (%s, then %s)", strerror(-rc),
+		      strerror(-back));
+	return back;
 }
 
 /*
@@ -946,14 +1093,10 @@ int siov_engines_rebalance(struct siov_engines *es)
 		}
 	}
 	if (found) {
-		struct siov_vq *vq = es->engines[hot].ctl_qs[best]->vq;
-		siov_engine_detach(vq);
-		rc = siov_engine_attach(&es->engines[cold], vq);
+		rc = queue_move(es->engines[hot].ctl_qs[best]->vq, &es->engines[hot],
+				&es->engines[cold]);
 		es->moves++;
 		es->cooldown = 2;
-		SIOV_INFO("engines: moved vdev %s queue %u from engine %u to %u (%s)",
-			  vq->dev_name ? vq->dev_name : "?", vq->index, hot, cold,
-			  rc ? strerror(-rc) : "ok");
 	}
 out:
 	for (i = 0; i < es->count; i++)
@@ -1032,7 +1175,7 @@ static void engine_fini(struct siov_engine *e)
 {
 	struct engine_cmd c = {.op = CMD_STOP};
 
-	engine_post(e, &c);
+	engine_post_sure(e, &c);
 	pthread_join(e->thread, NULL);
 	io_uring_queue_exit(&e->ring);
 	close(e->cmd_efd);

@@ -19,7 +19,6 @@ struct siov_dirty_log {
 	uint64_t bytes; /* of bitmap */
 	void *map_base;
 	size_t map_len;
-	uint64_t marks; /* pages marked (relaxed atomic; a page written twice counts twice) */
 };
 
 int siov_dirty_log_create(int fd, uint64_t mmap_size, uint64_t mmap_offset,
@@ -115,8 +114,6 @@ int siov_dirty_log_mark(struct siov_dirty_log *log, uint64_t gpa, uint64_t len)
 	for (page = gpa >> SIOV_DIRTY_PAGE_SHIFT; page <= last; page++)
 		__atomic_fetch_or(&log->bits[page / 8], (uint8_t)(1u << (page % 8)),
 				  __ATOMIC_RELAXED);
-	__atomic_fetch_add(&log->marks, last - (gpa >> SIOV_DIRTY_PAGE_SHIFT) + 1,
-			   __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -162,11 +159,6 @@ int siov_dirty_log_mark_iov(struct siov_dirty_log *log, const struct siov_memtab
 		len -= l;
 	}
 	return 0;
-}
-
-uint64_t siov_dirty_log_marks(const struct siov_dirty_log *log)
-{
-	return __atomic_load_n(&log->marks, __ATOMIC_RELAXED);
 }
 
 bool siov_dirty_log_test(const struct siov_dirty_log *log, uint64_t gpa)

@@ -9,11 +9,18 @@
  *
  * A group's budget is shared by weight among its active members, whichever
  * engines serve them: each member has share buckets refilled at its weight's
- * part of the group's rates.  While the group bucket is contended (below half
+ * part of the group's rates.  While the group bucket is contended (below 90 %
  * full) a member past its share waits even if the group would admit it; so a
  * member alone on a quiet engine, which asks more often than members sharing
  * a busy one, cannot take the others' part.  When the group bucket fills up
  * (the others do not use their part) anyone may borrow: nothing is wasted.
+ *
+ * When the backend, not the engine, is the bottleneck, credit alone cannot
+ * serve a reservation: the unreserved VDEVs' requests fill the device queue
+ * and the reserved one's wait behind them.  So a reserved VDEV whose credit
+ * piles up while it has requests at the backend marks its domain short, and for a while after that
+ * the unreserved VDEVs there keep at most SIOV_QOS_SHORT_INFLIGHT requests in flight.  Nobody
+ * short, no bound: no capacity is held back.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -30,6 +37,12 @@ struct bucket {
 
 /* A member counts as active if it asked for admission this recently. */
 #define GROUP_ACTIVE_NS 20000000ull
+/*
+ * A member past its part may borrow only from a group bucket this full: the
+ * others left that much unused for a while.  Lower, and a member that asks
+ * more often than the others (alone on its engine) borrows the others' part.
+ */
+#define BORROW_FILL 0.9
 /* How often a group recomputes its members' active weight. */
 #define GROUP_RECOUNT_NS 1000000ull
 
@@ -43,6 +56,7 @@ struct siov_qos {
 	struct bucket share_iops, share_bps;
 	uint64_t last_ask;
 	struct siov_qos *next_member;
+	struct siov_qos_domain *dom; /* the backend's, or NULL */
 	/* As a group: its members (under the group's lock), their active weight. */
 	struct siov_qos *members;
 	uint64_t active_weight, weight_at;
@@ -220,10 +234,11 @@ static uint64_t group_active_weight(struct siov_qos *g, uint64_t now)
 	struct siov_qos *m;
 	uint64_t w = 0;
 
-	if (g->weight_at && now - g->weight_at < GROUP_RECOUNT_NS)
+	/* Engines' clocks differ by up to a round: a stamp may lie a little ahead of now. */
+	if (g->weight_at && g->weight_at + GROUP_RECOUNT_NS > now)
 		return g->active_weight;
 	for (m = g->members; m; m = m->next_member)
-		if (now - __atomic_load_n(&m->last_ask, __ATOMIC_RELAXED) < GROUP_ACTIVE_NS)
+		if (__atomic_load_n(&m->last_ask, __ATOMIC_RELAXED) + GROUP_ACTIVE_NS > now)
 			w += m->p.weight;
 	g->active_weight = w;
 	g->weight_at = now;
@@ -258,12 +273,12 @@ static uint64_t share_wait(struct siov_qos *q, struct siov_qos *g, uint64_t now)
 	}
 	if (g->iops.rate != 0) {
 		share_refill(&q->share_iops, &g->iops, part, 1, now);
-		if (q->share_iops.tokens < 0 && g->iops.tokens < g->iops.depth / 2)
+		if (q->share_iops.tokens < 0 && g->iops.tokens < g->iops.depth * BORROW_FILL)
 			a = (uint64_t)(-q->share_iops.tokens / q->share_iops.rate) + 1;
 	}
 	if (g->bps.rate != 0) {
 		share_refill(&q->share_bps, &g->bps, part, 1u << 20, now);
-		if (q->share_bps.tokens < 0 && g->bps.tokens < g->bps.depth / 2)
+		if (q->share_bps.tokens < 0 && g->bps.tokens < g->bps.depth * BORROW_FILL)
 			b = (uint64_t)(-q->share_bps.tokens / q->share_bps.rate) + 1;
 	}
 	return a > b ? a : b;
@@ -305,6 +320,10 @@ bool siov_qos_admit(struct siov_qos *q, uint64_t now, uint64_t bytes, uint64_t *
 	return wait == 0;
 }
 
+/* A reservation is short when 2 ms of it are unused: the VDEV wanted more than it got. */
+#define SHORT_NS      2000000ull
+#define SHORT_HOLD_NS 20000000ull
+
 unsigned siov_qos_reserved_credit(struct siov_qos *q, uint64_t now)
 {
 	double t;
@@ -316,6 +335,30 @@ unsigned siov_qos_reserved_credit(struct siov_qos *q, uint64_t now)
 	t = q->resv.tokens;
 	unlock(q);
 	return t >= 1 ? (unsigned)t : 0;
+}
+
+void siov_qos_note_backlog(struct siov_qos *q, uint64_t now, unsigned credit, uint64_t inflight)
+{
+	/*
+	 * Short: credit piled up while requests wait at the backend.  A VDEV
+	 * that asks for less than its reservation piles up credit too, but
+	 * with nothing of it in flight: that is no reason to hold others back.
+	 */
+	if (q->dom && inflight && credit >= 2 && credit >= (double)q->p.iops_min * SHORT_NS / 1e9)
+		__atomic_store_n(&q->dom->short_until, now + SHORT_HOLD_NS, __ATOMIC_RELAXED);
+}
+
+void siov_qos_set_domain(struct siov_qos *q, struct siov_qos_domain *dom)
+{
+	q->dom = dom;
+}
+
+uint32_t siov_qos_inflight_cap(const struct siov_qos *q, uint64_t now)
+{
+	if (!q->dom || q->p.iops_min ||
+	    now >= __atomic_load_n(&q->dom->short_until, __ATOMIC_RELAXED))
+		return UINT32_MAX;
+	return SIOV_QOS_SHORT_INFLIGHT;
 }
 
 void siov_qos_reserved_take(struct siov_qos *q, unsigned n)

@@ -620,9 +620,8 @@ static int h_get_vring_base(struct siov_vu_server *srv, struct vu_msg_in *in)
 	q->kicked = false;
 	close_fd(&q->vq.kick_fd);
 	s.num = q->vq.last_avail_idx;
-	SIOV_DEBUG("vdev %s queue %u stopped at avail %u, used %u (%llu pages logged)", srv->name,
-		   q->vq.index, q->vq.last_avail_idx, q->vq.used_idx,
-		   srv->log ? (unsigned long long)siov_dirty_log_marks(srv->log) : 0ull);
+	SIOV_DEBUG("vdev %s queue %u stopped at avail %u, used %u", srv->name, q->vq.index,
+		   q->vq.last_avail_idx, q->vq.used_idx);
 	return reply(srv, &in->m, &s, sizeof(s), -1) ? -EPIPE : 1;
 }
 

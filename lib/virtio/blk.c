@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "siov_internal/backend.h"
+#include "siov_internal/iov.h"
 #include "siov_internal/log.h"
 #include "siov_internal/qos.h"
 #include "siov_internal/virtio_blk.h"
@@ -71,6 +72,8 @@ struct blk_req {
 
 struct blk_queue {
 	struct blk_req *free;
+	/* Popped and priced, but QoS said wait: started first next time. */
+	struct blk_req *throttled;
 	unsigned allocated;
 	uint64_t seq;
 	/* Error policy HOLD: held requests by seq, and the ones sent again. */
@@ -262,6 +265,12 @@ static void blk_release(struct siov_vq *vq)
 
 	if (!q)
 		return;
+	/* A throttled request was never started: give it back to the ring for the next owner. */
+	if (q->throttled) {
+		siov_vq_unpop(vq);
+		req_put(vq, q->throttled);
+		q->throttled = NULL;
+	}
 	while (q->free) {
 		struct blk_req *r = q->free;
 		q->free = r->next_free;
@@ -486,7 +495,7 @@ static bool hold_pass(struct siov_vq *vq, struct siov_io_ctx *ctx, struct siov_v
 	q->next_retry = SIOV_MAX(q->next_retry, now + HOLD_CHECK_NS);
 	if (!q->held && !q->retrying)
 		return false;
-	work->throttle_until = now + HOLD_CHECK_NS;
+	work->wake_at = now + HOLD_CHECK_NS;
 	return true;
 }
 
@@ -503,55 +512,6 @@ static void blk_drop_held(struct siov_vq *vq)
 		atomic_fetch_sub(&blk->inflight, 1);
 		req_put(vq, r);
 	}
-}
-
-/* Copies len bytes starting skip bytes into the iovecs; returns bytes copied. */
-static size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void *buf, size_t len)
-{
-	size_t done = 0;
-	unsigned i;
-
-	for (i = 0; i < n && done < len; i++) {
-		size_t l = iov[i].iov_len;
-		if (skip >= l) {
-			skip -= l;
-			continue;
-		}
-		l = SIOV_MIN(l - skip, len - done);
-		memcpy((uint8_t *)buf + done, (uint8_t *)iov[i].iov_base + skip, l);
-		done += l;
-		skip = 0;
-	}
-	return done;
-}
-
-static size_t buf_to_iov(struct iovec *iov, unsigned n, const void *buf, size_t len)
-{
-	size_t done = 0;
-	unsigned i;
-
-	for (i = 0; i < n && done < len; i++) {
-		size_t l = SIOV_MIN(iov[i].iov_len, len - done);
-		memcpy(iov[i].iov_base, (const uint8_t *)buf + done, l);
-		done += l;
-	}
-	return done;
-}
-
-/* Drops the first skip bytes of an iovec array in place; returns the new count. */
-static unsigned iov_skip_front(struct iovec *iov, unsigned n, size_t skip, struct iovec **first)
-{
-	while (n && skip >= iov->iov_len) {
-		skip -= iov->iov_len;
-		iov++;
-		n--;
-	}
-	if (n) {
-		iov->iov_base = (uint8_t *)iov->iov_base + skip;
-		iov->iov_len -= skip;
-	}
-	*first = iov;
-	return n;
 }
 
 /*
@@ -596,7 +556,6 @@ static uint8_t start_rw(struct siov_blk *blk, struct blk_req *r, uint64_t sector
 {
 	struct siov_vq_chain *c = &r->chain;
 	struct iovec *first;
-	unsigned n;
 
 	/* A read's data must be device-writable and a write's device-readable. */
 	if (r->type == VIRTIO_BLK_T_IN ? c->out_len != BLK_HDR_LEN : c->in_len != 0)
@@ -609,11 +568,10 @@ static uint8_t start_rw(struct siov_blk *blk, struct blk_req *r, uint64_t sector
 	} else {
 		if (blk->readonly)
 			return VIRTIO_BLK_S_IOERR;
-		n = iov_skip_front(c->iov, c->out_num, BLK_HDR_LEN, &first);
 		r->io.op = SIOV_IO_WRITE;
 		r->io.len = c->out_len - BLK_HDR_LEN;
+		r->io.iovcnt = siov_iov_skip_front(c->iov, (int)c->out_num, BLK_HDR_LEN, &first);
 		r->io.iov = first;
-		r->io.iovcnt = (int)n;
 	}
 	if (r->io.len % BLK_SECTOR || !range_ok(blk, sector, r->io.len))
 		return VIRTIO_BLK_S_IOERR;
@@ -636,7 +594,7 @@ static uint8_t start_discard(struct siov_blk *blk, struct blk_req *r, struct sio
 	/* We advertise one segment per request. */
 	if (c->out_len - BLK_HDR_LEN != sizeof(seg))
 		return VIRTIO_BLK_S_UNSUPP;
-	iov_to_buf(c->iov, c->out_num, BLK_HDR_LEN, &seg, sizeof(seg));
+	siov_iov_to_buf(c->iov, (int)c->out_num, BLK_HDR_LEN, &seg, sizeof(seg));
 	if (!wz && (seg.flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))
 		return VIRTIO_BLK_S_UNSUPP;
 	if (seg.flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)
@@ -660,9 +618,18 @@ static uint8_t start_get_id(struct siov_blk *blk, struct blk_req *r)
 	char id[VIRTIO_BLK_ID_BYTES] = {0};
 
 	memcpy(id, blk->name, SIOV_MIN(strlen(blk->name), sizeof(id)));
-	r->written = (uint32_t)buf_to_iov(&c->iov[c->out_num], c->in_num, id,
-					  SIOV_MIN(sizeof(id), c->in_len));
+	r->written = (uint32_t)siov_iov_from_buf(&c->iov[c->out_num], (int)c->in_num, 0, id,
+						 SIOV_MIN(sizeof(id), c->in_len));
 	return VIRTIO_BLK_S_OK;
+}
+
+/* The request header (pop_one checked out_len): nearly always one buffer, copied inline. */
+static void read_hdr(const struct siov_vq_chain *c, struct virtio_blk_outhdr *hdr)
+{
+	if (c->iov[0].iov_len >= sizeof(*hdr))
+		memcpy(hdr, c->iov[0].iov_base, sizeof(*hdr));
+	else
+		siov_iov_to_buf(c->iov, (int)c->out_num, 0, hdr, sizeof(*hdr));
 }
 
 /* Returns a status to complete with now, or 0xff when the backend took the request. */
@@ -670,7 +637,7 @@ static uint8_t start_req(struct siov_blk *blk, struct blk_req *r, struct siov_io
 {
 	struct virtio_blk_outhdr hdr;
 
-	iov_to_buf(r->chain.iov, r->chain.out_num, 0, &hdr, sizeof(hdr));
+	read_hdr(&r->chain, &hdr);
 	r->type = hdr.type;
 	r->io.len = 0;
 	switch (hdr.type) {
@@ -693,23 +660,24 @@ static uint8_t start_req(struct siov_blk *blk, struct blk_req *r, struct siov_io
 	}
 }
 
-/* Bytes a request moves, for bandwidth limits (flush, discard... move none). */
-static uint64_t chain_bytes(const struct siov_vq_chain *c)
+/* Bytes a popped request moves (status byte taken off), for bandwidth limits. */
+static uint64_t req_bytes(const struct blk_req *r)
 {
+	const struct siov_vq_chain *c = &r->chain;
 	struct virtio_blk_outhdr hdr;
 
-	if (c->out_len < BLK_HDR_LEN ||
-	    iov_to_buf(c->iov, c->out_num, 0, &hdr, sizeof(hdr)) != sizeof(hdr))
-		return 0;
+	read_hdr(c, &hdr);
 	if (hdr.type == VIRTIO_BLK_T_IN)
-		return c->in_len ? c->in_len - 1 : 0;
+		return c->in_len;
 	return hdr.type == VIRTIO_BLK_T_OUT ? c->out_len - BLK_HDR_LEN : 0;
 }
 
 /*
- * With a limit on the VDEV or its group, a request is priced before it leaves
- * the ring: one that must wait stays there (the queue is throttled until the
- * bucket refills), so nothing is ever held half-consumed.
+ * With a limit on the VDEV or its group, a request is priced once, right
+ * after it is popped.  One that must wait is kept by the queue (never started,
+ * never walked again) and comes first on the next call, when the runner's QoS
+ * deadline has passed; if the queue leaves its runner meanwhile, blk_release()
+ * gives it back to the ring.
  */
 static bool qos_admit(struct siov_vq *vq, struct blk_req *r, struct siov_vq_work *work)
 {
@@ -717,19 +685,15 @@ static bool qos_admit(struct siov_vq *vq, struct blk_req *r, struct siov_vq_work
 
 	if (!vq->qos || !siov_qos_limited(vq->qos))
 		return true;
-	if (siov_vq_peek(vq, &r->chain) <= 0)
-		return true; /* empty or broken: the pop below says which */
-	if (siov_qos_admit(vq->qos, siov_vq_now(vq), chain_bytes(&r->chain), &retry))
+	if (siov_qos_admit(vq->qos, siov_vq_now(vq), req_bytes(r), &retry))
 		return true;
 	work->throttle_until = retry;
 	return false;
 }
 
-/* Pops one request into r; false if the ring is empty, the queue broke or QoS says wait. */
-static bool pop_one(struct siov_vq *vq, struct blk_req *r, struct siov_vq_work *work)
+/* Pops and validates one request into r; false if the ring is empty or the queue broke. */
+static bool pop_one(struct siov_vq *vq, struct blk_req *r)
 {
-	if (!qos_admit(vq, r, work))
-		return false;
 	if (siov_vq_pop(vq, &r->chain) <= 0)
 		return false;
 	if (r->chain.out_len < BLK_HDR_LEN || !(r->status = take_status(r))) {
@@ -740,6 +704,30 @@ static bool pop_one(struct siov_vq *vq, struct blk_req *r, struct siov_vq_work *
 	__builtin_prefetch(r->chain.iov[0].iov_base);
 	__builtin_prefetch(r->status, 1);
 	return true;
+}
+
+/* The next request to start, the throttled one first; NULL if none (empty, broken, QoS waits). */
+static struct blk_req *next_req(struct siov_vq *vq, struct siov_vq_work *work)
+{
+	struct blk_queue *q = vq->dev_queue;
+	struct blk_req *r = q ? q->throttled : NULL;
+
+	if (r) {
+		q->throttled = NULL;
+	} else {
+		r = req_get(vq);
+		if (!r)
+			return NULL;
+		q = vq->dev_queue;
+		if (!pop_one(vq, r)) {
+			req_put(vq, r);
+			return NULL;
+		}
+	}
+	if (qos_admit(vq, r, work))
+		return r;
+	q->throttled = r;
+	return NULL;
 }
 
 /*
@@ -758,7 +746,7 @@ static void blk_process(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned bu
 	atomic_fetch_add(&blk->in_process, 1);
 	if (atomic_load(&blk->paused)) {
 		/* A backend switch is under way: come back in a millisecond. */
-		work->throttle_until = siov_vq_now(vq) + 1000000;
+		work->wake_at = siov_vq_now(vq) + 1000000;
 		atomic_fetch_sub(&blk->in_process, 1);
 		return;
 	}
@@ -778,13 +766,9 @@ static void blk_run(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned budget
 	budget = SIOV_MIN(budget, BLK_BATCH);
 	siov_vq_prefetch(vq, budget);
 	while (n < budget) {
-		struct blk_req *r = req_get(vq);
+		struct blk_req *r = next_req(vq, work);
 		if (!r)
 			break;
-		if (!pop_one(vq, r, work)) {
-			req_put(vq, r);
-			break;
-		}
 		batch[n++] = r;
 	}
 	if (n)

@@ -53,6 +53,7 @@ struct net_rxq {
 
 struct net_txq {
 	struct siov_vq_chain chain;
+	bool held; /* chain was popped but QoS made it wait: it goes first next time */
 };
 
 struct siov_net {
@@ -344,7 +345,7 @@ static int rx_emit(const struct siov_net_pkt *p, void *arg)
 	return 0;
 
 undo:
-	siov_vq_unpop(vq, nbufs);
+	siov_vq_give_back(vq, nbufs);
 	return rc;
 }
 
@@ -395,23 +396,33 @@ static struct net_txq *txq_of(struct siov_vq *vq)
 
 static void net_release(struct siov_vq *vq)
 {
-	free(vq->dev_queue);
+	struct net_txq *t = vq->dev_queue;
+
+	/* A frame QoS held was never sent: give it back to the ring for the next owner. */
+	if (t && t->held)
+		siov_vq_unpop(vq);
+	free(t);
 	vq->dev_queue = NULL;
 }
 
-/* With a limit, a frame is priced before it leaves the ring: one that must wait stays there. */
-static bool tx_admit(struct siov_vq *vq, struct siov_vq_chain *c, size_t hdr_len,
-		     struct siov_vq_work *work)
+/*
+ * The next frame to send into t->chain, the held one first; false if none (the
+ * ring is empty or broken) or QoS says wait: then the frame is held, not lost.
+ */
+static bool tx_next(struct siov_vq *vq, struct net_txq *t, size_t hdr_len,
+		    struct siov_vq_work *work)
 {
+	struct siov_vq_chain *c = &t->chain;
 	uint64_t retry;
 
-	if (!vq->qos || !siov_qos_limited(vq->qos))
+	if (!t->held && siov_vq_pop(vq, c) <= 0)
+		return false;
+	t->held = false;
+	if (!vq->qos || !siov_qos_limited(vq->qos) ||
+	    siov_qos_admit(vq->qos, siov_vq_now(vq), c->out_len > hdr_len ? c->out_len - hdr_len : 0,
+			   &retry))
 		return true;
-	if (siov_vq_peek(vq, c) <= 0)
-		return true;
-	if (siov_qos_admit(vq->qos, siov_vq_now(vq),
-			   c->out_len > hdr_len ? c->out_len - hdr_len : 0, &retry))
-		return true;
+	t->held = true;
 	work->throttle_until = retry;
 	return false;
 }
@@ -431,7 +442,7 @@ static void net_tx_process(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned
 		struct siov_vq_chain *c = &t->chain;
 		struct siov_net_frame f;
 
-		if (!tx_admit(vq, c, n->hdr_len, work) || siov_vq_pop(vq, c) <= 0)
+		if (!tx_next(vq, t, n->hdr_len, work))
 			break;
 		if (c->in_num) {
 			siov_vq_break(vq, "head %u: transmit chain with device-writable buffers",

@@ -224,6 +224,7 @@ void siov_vq_sort_resubmit(struct siov_vq *vq)
 
 static int pop_resubmit(struct siov_vq *vq, struct siov_vq_chain *c)
 {
+	vq->last_pop = SIOV_VQ_POP_RESUBMIT;
 	c->head = vq->resubmit[vq->resubmit_pos++];
 	c->out_num = c->in_num = 0;
 	c->out_len = c->in_len = 0;
@@ -233,28 +234,21 @@ static int pop_resubmit(struct siov_vq *vq, struct siov_vq_chain *c)
 	return 1;
 }
 
-/* The next chain, validated, without consuming it (to price it for QoS). */
-int siov_vq_peek(struct siov_vq *vq, struct siov_vq_chain *c)
+void siov_vq_unpop(struct siov_vq *vq)
 {
-	uint16_t avail_idx = vq->last_avail_idx;
-	unsigned pos = vq->resubmit_pos;
-	int rc;
-
-	rc = siov_vq_pop(vq, c);
-	if (rc <= 0)
-		return rc;
-	/* Undo the consumption; the record stays set and the next pop sets it again. */
-	if (pos != vq->resubmit_pos)
-		vq->resubmit_pos = pos;
-	else
-		vq->last_avail_idx = avail_idx;
-	return 1;
+	/* The in-flight record stays set; the next pop sets it again. */
+	if (vq->last_pop == SIOV_VQ_POP_RESUBMIT)
+		vq->resubmit_pos--;
+	else if (vq->last_pop == SIOV_VQ_POP_RING)
+		vq->last_avail_idx--;
+	vq->last_pop = SIOV_VQ_POP_NONE;
 }
 
 int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *c)
 {
 	uint16_t avail_idx, head;
 
+	vq->last_pop = SIOV_VQ_POP_NONE;
 	if (siov_vq_is_broken(vq))
 		return -EIO;
 	if (vq->resubmit_pos < vq->resubmit_num)
@@ -274,6 +268,7 @@ int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *c)
 		return -EINVAL;
 	}
 	vq->last_avail_idx++;
+	vq->last_pop = SIOV_VQ_POP_RING;
 	c->head = head;
 	c->out_num = c->in_num = 0;
 	c->out_len = c->in_len = 0;
@@ -375,9 +370,10 @@ void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *wri
 	siov_vq_complete_many(vq, &e, 1, written, n);
 }
 
-void siov_vq_unpop(struct siov_vq *vq, unsigned n)
+void siov_vq_give_back(struct siov_vq *vq, unsigned n)
 {
 	vq->last_avail_idx = (uint16_t)(vq->last_avail_idx - n);
+	vq->last_pop = SIOV_VQ_POP_NONE;
 }
 
 bool siov_vq_log_ok(const struct siov_vq *vq)
@@ -416,11 +412,6 @@ void siov_vq_unbind(struct siov_vq *vq)
 	memset(&vq->run, 0, sizeof(vq->run));
 	vq->on_used_list = false;
 	vq->next_used = NULL;
-}
-
-uint64_t siov_vq_now(const struct siov_vq *vq)
-{
-	return vq->run.clock ? *vq->run.clock : siov_now_ns();
 }
 
 void siov_vq_notify(struct siov_vq *vq)

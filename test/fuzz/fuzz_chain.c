@@ -1,6 +1,6 @@
 /*
  * fuzz_chain: the split-ring chain walker and address translation
- * (lib/virtio/virtqueue.c over lib/vhost/memtable.c).  Each input builds a
+ * (lib/virtio/virtqueue.c over lib/mem/memtable.c).  Each input builds a
  * memory table (the default three regions of one memfd, or three regions
  * described by the input), a ring in that memory (descriptor table, avail
  * ring, indirect tables and buffers, all input bytes), optionally a list of

@@ -153,6 +153,17 @@ def vhost_seeds():
          + msg(38, struct.pack("<Q", 0) + struct.pack("<QQQQ", 0x100000, 4096, UVA + 0x100000, 0))
          + msg(25, struct.pack("<III", 32, 1, 0) + b"\x00", flags=NEED_REPLY)
          + msg(34) + msg(11, struct.pack("<II", 1, 0)))
+    # Live migration: a 4 KiB log (covers the 256 KiB guest), LOG_ALL, the used
+    # ring logged, a request under logging, the ring stopped, logging off.
+    log_all = feats | (1 << 26)
+    save("fuzz_vhost_msg", "seed-dirty-log",
+         hello + msg(16, struct.pack("<Q", proto | (1 << 1))) + memtab + ring + vring_setup(0, 0x1000)
+         + msg(6, struct.pack("<QQ", 4096, 0), [FD_SMALL]) + msg(7, b"", [FD_EV1])
+         + msg(2, struct.pack("<Q", log_all), flags=NEED_REPLY)
+         + msg(9, struct.pack("<IIQQQQ", 0, 1, UVA + 0x1000, UVA + 0x1200, UVA + 0x1100, 0x1200),
+               flags=NEED_REPLY)
+         + act(0) + act(2) + act(2) + msg(11, struct.pack("<II", 0, 0))
+         + msg(2, struct.pack("<Q", feats), flags=NEED_REPLY))
     # Bytes as they come: a header split over two writes, then too many fds.
     raw = struct.pack("<III", 1, 1, 0)
     save("fuzz_vhost_msg", "seed-raw-split",

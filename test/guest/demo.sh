@@ -5,11 +5,16 @@
 # of their own through libsiov (siov-bench, verified random reads and writes)
 # at the same time.  Then a table shows each VDEV's IOPS, mean latency and
 # verification, and the total: dozens of devices sharing one backend.
+# While the guest's fio runs, the guest is live-migrated to a second siovd
+# serving the same four windows of the same file (two hosts sharing storage);
+# its workload finishes there, and the summary gives the migration's total
+# time and downtime beside the verification.
 # Everything lives in a temporary directory that is removed on exit.
 # Usage: test/guest/demo.sh BUILD_DIR
 #   SIOV_DEMO_CLIENTS=N          client processes, one VDEV each (default 64, 0 = none)
 #   SIOV_DEMO_CLIENT_SECONDS=S   how long each client runs (default 5)
-#   (SIOV_GUEST_BACKEND=qsd runs the same demo on qemu-storage-daemon)
+#   SIOV_DEMO_MIGRATE=0          no live migration (default 1 on siovd)
+#   (SIOV_GUEST_BACKEND=qsd runs the same demo on qemu-storage-daemon, without migration)
 build=${1:?usage: demo.sh BUILD_DIR}
 build=$(cd "$build" && pwd)
 SIOVD=$build/app/siovd/siovd
@@ -18,6 +23,9 @@ SIOVBENCH=$build/app/siov-bench/siov-bench
 SIOV_GUEST_CACHE=$build/test/guest
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/net-lib.sh"
+. "$(dirname "$0")/migrate-lib.sh"
+MIGRATE=${SIOV_DEMO_MIGRATE:-1}
+[ "$BACKEND" = siovd ] || MIGRATE=0
 NCLIENTS=${SIOV_DEMO_CLIENTS:-64}
 CLIENT_SECS=${SIOV_DEMO_CLIENT_SECONDS:-5}
 mkdir -p "$SIOV_GUEST_CACHE"
@@ -90,11 +98,28 @@ done
 	echo "VDEV ${CLIENTS[0]}..${CLIENTS[$((NCLIENTS - 1))]}: $NCLIENTS windows of $((CW / MiB)) MiB from $((CBASE / MiB)) MiB of b0, 1 queue each, one libsiov client process per VDEV"
 be_ready
 [ "$BACKEND" = siovd ] && echo "siovd: $(ctl daemon_info | jq -c . 2>/dev/null || true)"
+if [ "$MIGRATE" = 1 ]; then
+	# The second "host": another siovd with the same four windows of the same file.
+	side_start B
+	RPC=${SIDE_RPC[B]}
+	ctl backend_create --name b0 --type file --path "$disk" >/dev/null || die "backend_create on B failed"
+	for i in 0 1 2 3; do
+		VDEV_SOCK[B/${NAMES[$i]}]=$WORK/side-B/${NAMES[$i]}.sock
+		VDEV_QUEUES[B/${NAMES[$i]}]=2
+		ctl vdev_create --name "${NAMES[$i]}" --type blk --backend b0 --offset $((i * 256 * MiB)) \
+			--size $W --socket "${VDEV_SOCK[B/${NAMES[$i]}]}" >/dev/null || die "vdev_create on B failed"
+	done
+	RPC=$WORK/rpc.sock
+	echo "second siovd (pid ${SIDE_PID[B]}): the same 4 windows of b0, for the live migration"
+fi
 
-guest_script demo <<'G'
+# Long enough for the migration to happen under it.
+guest_script demo RUNTIME=$([ "$MIGRATE" = 1 ] && echo 20 || echo 6) <<'G'
 wait_disks 4
 cat > /tmp/demo.fio <<JOB
 [global]
+time_based
+runtime=$RUNTIME
 ioengine=libaio
 iodepth=8
 direct=1
@@ -163,17 +188,39 @@ finish_guest() {
 	while kill -0 "$GUEST_PID" 2>/dev/null; do sleep 0.2; done
 	wait "$GUEST_PID" || rc=$?
 	forget_pid "$GUEST_PID"
-	rm -f "$WORK/demo.qemu.pid"
-	grep -q '^SIOV-TEST-PASS' "$WORK/demo.console" && return 0
-	echo "guest: $(grep -m1 '^SIOV-TEST-FAIL' "$WORK/demo.console" | tr -d '\r' || echo "no result (QEMU status $rc)")" >&2
+	rm -f "$WORK/$CONSOLE.qemu.pid"
+	grep -q '^SIOV-TEST-PASS' "$WORK/$CONSOLE.console" && return 0
+	echo "guest: $(grep -m1 '^SIOV-TEST-FAIL' "$WORK/$CONSOLE.console" | tr -d '\r' || echo "no result (QEMU status $rc)")" >&2
 	return 1
 }
 
 echo "booting a Linux guest (QEMU TCG, 2 vCPUs) on the four guest VDEVs ..."
 t0=$(date +%s.%N)
 cpu0=$(cpu_s "$BE_PID")
-guest_start demo 240 "${NAMES[@]}"
+CONSOLE=demo
+[ "$MIGRATE" = 1 ] && ACCEL=$(mig_accel) # see migrate-lib.sh
+GUEST_QMP=$MIGRATE guest_start demo 240 "${NAMES[@]}"
 guest_wait_marker demo "running fio" 120
+mig="not migrated"
+if [ "$MIGRATE" = 1 ]; then
+	# The destination: the same QEMU command line on B's sockets, plus -incoming.
+	cp "$WORK/demo.guest.sh" "$WORK/demo-b.guest.sh"
+	src_pid=$GUEST_PID
+	GUEST_QMP=1 GUEST_INCOMING=1 guest_start demo-b 240 "${NAMES[@]/#/B/}"
+	wait_for_path "$WORK/demo-b.mig" 20 "$GUEST_PID"
+	echo "live-migrating the guest from siovd A to siovd B while its fio runs ..."
+	vm_migrate demo demo-b
+	mig="siovd A -> siovd B: total ${MIG_TOTAL_MS} ms, downtime ${MIG_DOWNTIME_MS} ms ($MIG_STATUS)"
+	echo "migration $mig"
+	qmp demo quit >/dev/null 2>&1 || true
+	timeout 20 tail --pid="$src_pid" -f /dev/null || kill -9 "$src_pid" 2>/dev/null || true
+	wait "$src_pid" 2>/dev/null || true
+	forget_pid "$src_pid"
+	rm -f "$WORK/demo.qemu.pid"
+	CONSOLE=demo-b
+fi
+# The clients start once the guest is on B: 64 more processes on two cores
+# during the copy would only stretch it.
 if [ "$NCLIENTS" != 0 ]; then
 	echo "guest fio running; starting $NCLIENTS siov-bench clients for $CLIENT_SECS s ..."
 	start_clients
@@ -200,7 +247,7 @@ be_lat() {
 }
 for i in 0 1 2 3; do
 	v=${NAMES[$i]} d=vd$(printf "\\x$(printf %x $((97 + i)))")
-	line=$(tr -d '\r' <"$WORK/demo.console" | grep "^SIOV-DEMO $d " || true)
+	line=$(cat "$WORK"/demo*.console | tr -d '\r' | grep "^SIOV-DEMO $d " || true)
 	err=x rkb=0 rlat=0 wkb=0 wiops=0 wlat=0
 	[ -z "$line" ] || read -r _ _ err rkb rlat wkb wiops wlat <<<"$line"
 	verdict="FAILED"
@@ -238,7 +285,11 @@ have_stats && echo "       siovd used $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { p
 echo "(IOPS and lat us: as measured by fio in the guest / siov-bench in each client;" \
 	"siovd us: vdev_stats, ring to completion)"
 echo
+guest_verdict=$([ $grc = 0 ] && echo "fio crc32c verification OK" || echo "verification FAILED")
+echo "live migration: $mig; guest: $guest_verdict"
+echo
 [ $bad = 0 ] || die "$bad VDEV(s) failed verification or produced no result; see above"
+[ "$MIGRATE" = 0 ] || side_stop B
 [ "$BACKEND" = siovd ] && demo_network
 be_stop
 echo "demo: PASS: $((4 + NCLIENTS)) VDEVs on one backend, all data verified. Cleaning up."

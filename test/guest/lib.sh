@@ -335,7 +335,9 @@ guest_script() {
 
 # guest_start NAME SECONDS VDEV...: boots a guest in the background on the
 # sockets of the VDEVs (vda, vdb, ... in that order) with $WORK/NAME.guest.sh.
-# GUEST_RECONNECT=1 makes QEMU reconnect to a back end that went away.
+# GUEST_RECONNECT=1 makes QEMU reconnect to a back end that went away;
+# GUEST_QMP=1 adds a QMP socket ($WORK/NAME.qmp), GUEST_INCOMING=1 makes it
+# the destination of a live migration (-incoming unix:$WORK/NAME.mig).
 guest_start() {
 	local name=$1 secs=$2 i=0 v
 	shift 2
@@ -346,6 +348,8 @@ guest_start() {
 		-fw_cfg "name=opt/test,file=$WORK/$name.guest.sh"
 		-display none -nodefaults -no-user-config -monitor none -serial "file:$WORK/$name.console"
 		-no-reboot -net none -pidfile "$WORK/$name.qemu.pid")
+	[ -z "${GUEST_QMP:-}" ] || args+=(-qmp "unix:$WORK/$name.qmp,server=on,wait=off")
+	[ -z "${GUEST_INCOMING:-}" ] || args+=(-incoming "unix:$WORK/$name.mig")
 	# qemu-storage-daemon 7.2 offers CONFIG_WCE with wce=0 in its config, so
 	# the guest would run write-through and never flush; without CONFIG_WCE
 	# the guest goes by VIRTIO_BLK_F_FLUSH. siovd gets QEMU's defaults.

@@ -1,18 +1,23 @@
 #!/bin/bash
-# A guest runs fio verify on a VDEV whose backend is a mirror of two files,
-# while the host does to the mirror what an operator does to a RAID 1:
-#   - a member fails mid-run: the guest sees no error, the member is marked
-#     failed with its reason;
-#   - it is re-added: the bitmap resync copies only the chunks written while it
-#     was out (asserted by the counters);
+# A guest runs fio verify on a VDEV whose backend is a mirror of a local file
+# (a) and an NBD member (b: nbdkit, file plugin behind its error filter),
+# while the host does to the mirror what a RAID 1 lives through:
+#   - b starts failing mid-run (nbdkit's error filter): the guest sees no
+#     error, b is marked failed with the reason;
+#   - b is re-added once it is healthy: the bitmap resync copies only the
+#     chunks written while it was out (asserted by the counters);
+#   - b's nbdkit is killed (SIGKILL): b fails once its requests time out, the
+#     guest sees no error; nbdkit comes back on the same file, the NBD backend
+#     reconnects, b is re-added and resynced from the bitmap again;
 #   - a third file replaces the first online: it is added (full resync), siovd
 #     is killed with SIGKILL in the middle of that resync and restarted, the
 #     resync goes on from where it was (not from zero), and the first member is
 #     removed;
 # then fio's crc32c verification passes, vdev_stats shows no error, and the
-# two remaining members are compared byte for byte on the host.
+# two remaining members (nbdkit's file and c) are compared byte for byte.
 . "$(dirname "$0")/lib.sh"
 [ "${SIOV_GUEST_BACKEND:-siovd}" = siovd ] || skip "the mirror is siovd's"
+command -v nbdkit >/dev/null || skip "nbdkit not installed"
 setup "$@"
 
 SIZE=$((64 * MiB))
@@ -34,11 +39,21 @@ guest_ok() {
 	fi
 }
 
+NBDKIT_PID=
+nbd_start() { # nbdkit serving b.img on a Unix socket, failing while $WORK/b.err exists
+	nbdkit -f -U "$WORK/b.nbd" --filter=error file "$WORK/b.img" \
+		error-rate=1 error-file="$WORK/b.err" >>"$WORK/nbdkit.log" 2>&1 &
+	NBDKIT_PID=$!
+	PIDS+=("$NBDKIT_PID")
+	wait_for_path "$WORK/b.nbd" 10 "$NBDKIT_PID"
+}
+truncate -s $SIZE "$WORK/b.img"
+nbd_start
 be_start
-for f in a b; do
-	ctl backend_create --name $f --type file --path "$WORK/$f.img" --size $SIZE >/dev/null ||
-		die "backend_create $f failed"
-done
+ctl backend_create --name a --type file --path "$WORK/a.img" --size $SIZE >/dev/null ||
+	die "backend_create a failed"
+ctl backend_create --name b --type nbd --uri "nbd+unix:///?socket=$WORK/b.nbd" --timeout-ms 2000 \
+	--settle-ms 200 >/dev/null || die "backend_create b (nbd) failed"
 ctl backend_create --name m --type mirror --members a,b --resync-rate 1G >/dev/null ||
 	die "backend_create mirror failed"
 wait_state b in_sync 30
@@ -67,28 +82,46 @@ until [ "$(vstat v0 .requests)" -gt 300 ]; do
 	sleep 0.1
 done
 
-# 1. A member fails under load; writes go on to the other.
-ctl backend_fail_member --name m --member b >/dev/null || die "backend_fail_member failed"
-[ "$(member b .state)" = failed ] || die "b is not failed: $(mstat .mirror)"
-[ -n "$(member b .reason)" ] || die "b failed without a reason"
+# 1. The NBD member starts failing under load; writes go on to a.
 w0=$(member a .writes)
-sleep 3
+touch "$WORK/b.err"
+wait_state b failed 20
+[ -n "$(member b .reason)" ] || die "b failed without a reason"
+sleep 2
 guest_ok
 [ "$(member a .writes)" -gt $((w0 + 100)) ] || die "writes did not go on with one member: $(mstat .mirror)"
 log "b failed ($(member b .reason)); $(($(member a .writes) - w0)) writes went on to a alone"
 
-# 2. It comes back: only what was written meanwhile is copied.
-dirty=$(mstat .mirror.dirty_chunks)
-chunk=$(mstat .mirror.chunk_size)
-before=$(member b .resync_bytes)
-ctl backend_add_member --name m --member b >/dev/null || die "re-adding b failed"
-wait_state b in_sync 60
-copied=$(($(member b .resync_bytes) - before))
-[ "$dirty" -gt 0 ] || die "no chunk was marked dirty while b was out"
-[ $copied -lt $((SIZE / 2)) ] || die "the bitmap resync copied $copied bytes of $SIZE: not just what changed"
-[ $copied -ge $((dirty * chunk)) ] || die "the bitmap resync copied $copied bytes, less than the $dirty dirty chunks"
-log "b re-added: the bitmap resync copied $copied bytes ($dirty dirty chunks of $chunk, while fio kept writing)"
+# readd: b is healthy again; only what was written meanwhile is copied.
+readd() {
+	local dirty chunk before copied
+	dirty=$(mstat .mirror.dirty_chunks)
+	chunk=$(mstat .mirror.chunk_size)
+	before=$(member b .resync_bytes)
+	ctl backend_add_member --name m --member b >/dev/null || die "re-adding b failed"
+	wait_state b in_sync 60
+	copied=$(($(member b .resync_bytes) - before))
+	[ "$dirty" -gt 0 ] || die "no chunk was marked dirty while b was out"
+	[ $copied -lt $((SIZE / 2)) ] || die "the bitmap resync copied $copied bytes of $SIZE: not just what changed"
+	[ $copied -ge $((dirty * chunk)) ] || die "the bitmap resync copied $copied bytes, less than the $dirty dirty chunks"
+	log "b re-added: the bitmap resync copied $copied bytes ($dirty dirty chunks of $chunk, while fio kept writing)"
+	guest_ok
+}
+rm -f "$WORK/b.err"
+readd
+
+# 2. b's server dies; b fails once its requests time out, and comes back.
+kill -9 "$NBDKIT_PID"
+wait "$NBDKIT_PID" 2>/dev/null || true
+forget_pid "$NBDKIT_PID"
+log "nbdkit SIGKILLed"
+wait_state b failed 30
 guest_ok
+log "b failed ($(member b .reason)); the guest saw no error"
+rm -f "$WORK/b.nbd"
+nbd_start
+sleep 1 # the NBD backend reconnects by itself (backoff)
+readd
 
 # 3. Online replacement of a by c, with a SIGKILL in the middle of c's resync.
 ctl backend_create --name c --type file --path "$WORK/c.img" --size $SIZE >/dev/null || die "backend_create c failed"

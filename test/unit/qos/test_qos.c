@@ -13,7 +13,8 @@
 
 #include "siov_internal/qos.h"
 
-#define SEC 1000000000ull
+#define SEC  1000000000ull
+#define MSEC 1000000ull
 
 /* Admits as many requests of @bytes as the buckets allow over [t0, t0+span). */
 static uint64_t run(struct siov_qos *q, uint64_t t0, uint64_t span, uint64_t bytes)
@@ -136,6 +137,41 @@ static void group_share_holds_across_engines(void **state)
 	siov_qos_destroy(g);
 }
 
+/*
+ * A reserved VDEV whose credit piles up (it cannot start requests as fast as
+ * it is owed them) bounds what the unreserved VDEVs of its backend keep in
+ * flight, for a while; a reserved VDEV that keeps up bounds nobody.
+ */
+static void short_reservation_bounds_unreserved(void **state)
+{
+	struct siov_qos_params rp = {.iops_min = 3000}, up = {0};
+	struct siov_qos_domain dom = {0};
+	struct siov_qos *r, *u;
+	uint64_t t;
+
+	assert_int_equal(siov_qos_create(&rp, NULL, &r), 0);
+	assert_int_equal(siov_qos_create(&up, NULL, &u), 0);
+	siov_qos_set_domain(r, &dom);
+	siov_qos_set_domain(u, &dom);
+	/* Keeping up: every ms it takes the 3 requests it is owed. */
+	for (t = SEC; t < SEC + 50 * MSEC; t += MSEC)
+		siov_qos_reserved_take(r, siov_qos_reserved_credit(r, t));
+	assert_int_equal(siov_qos_inflight_cap(u, t), UINT32_MAX);
+	/* Asking for less than its reservation, nothing in flight: not short. */
+	t += 10 * MSEC;
+	siov_qos_note_backlog(r, t, siov_qos_reserved_credit(r, t), 0);
+	assert_int_equal(siov_qos_inflight_cap(u, t), UINT32_MAX);
+	/* Falling behind: 10 ms owed and not taken, 8 requests waiting at the backend. */
+	assert_true(siov_qos_reserved_credit(r, t) >= 6);
+	siov_qos_note_backlog(r, t, siov_qos_reserved_credit(r, t), 8);
+	assert_int_equal(siov_qos_inflight_cap(u, t), SIOV_QOS_SHORT_INFLIGHT);
+	assert_int_equal(siov_qos_inflight_cap(r, t), UINT32_MAX);
+	/* The bound lapses once nobody is short any more. */
+	assert_int_equal(siov_qos_inflight_cap(u, t + 100 * MSEC), UINT32_MAX);
+	siov_qos_destroy(r);
+	siov_qos_destroy(u);
+}
+
 static void set_changes_rate_at_run_time(void **state)
 {
 	struct siov_qos_params p = {.iops_limit = 1000};
@@ -200,6 +236,7 @@ int main(void)
 	    cmocka_unit_test(iops_limit_catches_tiny_requests),
 	    cmocka_unit_test(group_limit_is_shared),
 	    cmocka_unit_test(group_share_holds_across_engines),
+	    cmocka_unit_test(short_reservation_bounds_unreserved),
 	    cmocka_unit_test(set_changes_rate_at_run_time),
 	    cmocka_unit_test(reservation_credit_accrues_at_iops_min),
 	    cmocka_unit_test(params_are_checked),

@@ -1125,6 +1125,37 @@ static void t_dirty_log_hostile(void **state)
 	close(lfd);
 }
 
+/* A log whose memory the front end takes away under a running ring breaks that VDEV only. */
+static void t_dirty_log_shrunk(void **state)
+{
+	struct fx *f = *state;
+	int lfd = memfd_create("log", MFD_CLOEXEC);
+	int rc;
+
+	assert_true(lfd >= 0 && ftruncate(lfd, LOG_BYTES) == 0);
+	start_queue0(f);
+	assert_int_equal(log_base(f, lfd, LOG_BYTES), 0);
+	assert_int_equal(set_logging(f, true), 0);
+	assert_int_equal(vring_addr_log(f, 1u << VHOST_VRING_F_LOG), 0);
+	assert_int_equal(blk_io(f, VIRTIO_BLK_T_IN, 8, 512), VIRTIO_BLK_S_OK);
+	/* cmocka puts its own SIGBUS handler around each test: creating engines puts siovd's back. */
+	{
+		struct siov_engines_opts eo = {.count = 1};
+		struct siov_engines *e;
+		assert_int_equal(siov_engines_create(&eo, &e), 0);
+		siov_engines_destroy(e);
+	}
+	assert_int_equal(ftruncate(lfd, 0), 0); /* the log's pages are gone: SIGBUS on touch */
+	rc = blk_io(f, VIRTIO_BLK_T_IN, 8, 512);
+	/* The request that faulted may still complete; the next one finds the queue broken. */
+	if (rc != -EPIPE)
+		rc = blk_io(f, VIRTIO_BLK_T_IN, 8, 512);
+	assert_int_equal(rc, -EPIPE);
+	assert_non_null(strstr(siov_vu_server_broken_reason(f->srv), "dirty log vanished"));
+	assert_true(connected(f));
+	close(lfd);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
 int main(void)
@@ -1158,6 +1189,7 @@ int main(void)
 	    T(t_second_front_end),
 	    T(t_dirty_log),
 	    T(t_dirty_log_hostile),
+	    T(t_dirty_log_shrunk),
 	};
 
 	siov_log_set_level(getenv("SIOV_TEST_VERBOSE") ? SIOV_LOG_DEBUG : SIOV_LOG_ERR);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -118,6 +119,27 @@ int tq_init(struct tq *q, struct guest *g, uint64_t ring_gpa, uint16_t num)
 	q->vq.mem = &g->mt;
 	q->vq.dev_name = "test";
 	return siov_vq_map_rings(&q->vq);
+}
+
+int tq_wire(struct tq *q, const struct siov_vq_ops *ops, void *dev)
+{
+	q->kick_fd = eventfd(0, EFD_CLOEXEC);
+	q->call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	q->err_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	q->vq.kick_fd = q->kick_fd;
+	q->vq.call_fd = q->call_fd;
+	q->vq.err_fd = q->err_fd;
+	q->vq.ops = ops;
+	q->vq.dev = dev;
+	q->vq.enabled = true;
+	return q->kick_fd < 0 || q->call_fd < 0 || q->err_fd < 0 ? -1 : 0;
+}
+
+void tq_unwire(struct tq *q)
+{
+	close(q->kick_fd);
+	close(q->call_fd);
+	close(q->err_fd);
 }
 
 void tq_desc(struct tq *q, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)

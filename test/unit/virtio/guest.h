@@ -49,11 +49,19 @@ struct tq {
 	struct vring_desc *desc; /* the driver's view of the rings */
 	struct vring_avail *avail;
 	struct vring_used *used;
-	uint16_t avail_idx; /* next avail index the driver will publish */
+	uint16_t avail_idx;	      /* next avail index the driver will publish */
+	int kick_fd, call_fd, err_fd; /* tq_wire() */
 };
 
 /* Lays out desc/avail/used at ring_gpa (in R2) and maps them into tq->vq. */
 int tq_init(struct tq *q, struct guest *g, uint64_t ring_gpa, uint16_t num);
+/*
+ * What the vhost-user slow path would give the queue before an engine runs
+ * it: kick (blocking: engines read it through io_uring), call and error
+ * eventfds, and a device model.  tq_unwire() closes the fds.
+ */
+int tq_wire(struct tq *q, const struct siov_vq_ops *ops, void *dev);
+void tq_unwire(struct tq *q);
 void tq_desc(struct tq *q, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next);
 /* Puts head on the avail ring and publishes it with a release store. */
 void tq_publish(struct tq *q, uint16_t head);

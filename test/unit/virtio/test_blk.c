@@ -26,6 +26,7 @@
 
 #include "guest.h"
 #include "siov_internal/backend.h"
+#include "siov_internal/backend_module.h" /* the full disk below is a provider */
 #include "siov_internal/engine.h"
 #include "siov_internal/virtio_blk.h"
 
@@ -55,9 +56,10 @@ struct fx {
 	unsigned nq;
 	struct siov_blk *blk[2];
 	struct tq q[2];
-	int kick_fd[2], call_fd[2], err_fd[2];
 	uint32_t used_len; /* of the last request run_req() completed */
 	char dir[256], path[300];
+	enum siov_error_policy policy; /* for add_queue */
+	uint32_t hold_timeout_ms;
 };
 
 static uint64_t now_ns(void)
@@ -78,24 +80,17 @@ static int add_queue(struct fx *fx, uint64_t off, uint64_t size, bool readonly)
 				     .offset = off,
 				     .size = size,
 				     .readonly = readonly,
-				     .queues = 1};
+				     .queues = 1,
+				     .error_policy = fx->policy,
+				     .hold_timeout_ms = fx->hold_timeout_ms};
 	unsigned i = fx->nq;
 	struct siov_vq *vq = &fx->q[i].vq;
 
 	if (siov_blk_create(&conf, &fx->blk[i]))
 		return -1;
-	if (tq_init(&fx->q[i], &fx->g, GPA_R2 + i * 0x1000, QNUM))
+	if (tq_init(&fx->q[i], &fx->g, GPA_R2 + i * 0x1000, QNUM) ||
+	    tq_wire(&fx->q[i], siov_blk_dev_ops.vq_ops, fx->blk[i]))
 		return -1;
-	/* The kick fd stays blocking: the engine reads it through io_uring. */
-	fx->kick_fd[i] = eventfd(0, EFD_CLOEXEC);
-	fx->call_fd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	fx->err_fd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	vq->kick_fd = fx->kick_fd[i];
-	vq->call_fd = fx->call_fd[i];
-	vq->err_fd = fx->err_fd[i];
-	vq->ops = siov_blk_dev_ops.vq_ops;
-	vq->dev = fx->blk[i];
-	vq->enabled = true;
 	fx->nq++;
 	return siov_engine_attach(siov_engines_pick(fx->engines), vq);
 }
@@ -186,9 +181,7 @@ static int teardown(void **state)
 	for (i = 0; i < fx->nq; i++) {
 		siov_engine_detach(&fx->q[i].vq);
 		siov_blk_destroy(fx->blk[i]);
-		close(fx->kick_fd[i]);
-		close(fx->call_fd[i]);
-		close(fx->err_fd[i]);
+		tq_unwire(&fx->q[i]);
 	}
 	siov_engines_destroy(fx->engines);
 	siov_backend_close(fx->bd);
@@ -219,7 +212,7 @@ static bool wait_used(struct tq *q, uint16_t idx)
 static void kick(struct fx *fx, unsigned qi)
 {
 	tq_publish(&fx->q[qi], 0);
-	assert_int_equal(eventfd_write(fx->kick_fd[qi], 1), 0);
+	assert_int_equal(eventfd_write(fx->q[qi].kick_fd, 1), 0);
 }
 
 /*
@@ -502,7 +495,7 @@ static void blk_request_without_status_breaks_queue(void **state)
 		usleep(100);
 	assert_true(siov_vq_is_broken(&q->vq));
 	assert_non_null(strstr(q->vq.broken_reason, "status"));
-	assert_int_equal(eventfd_read(fx->err_fd[0], &v), 0);
+	assert_int_equal(eventfd_read(fx->q[0].err_fd, &v), 0);
 	/* A good request after it is never served, and the used ring stays as it was. */
 	tq_desc(q, 0, HDR_GPA, sizeof(struct virtio_blk_outhdr), VRING_DESC_F_NEXT, 2);
 	tq_desc(q, 2, STATUS_GPA, 1, VRING_DESC_F_WRITE, 0);
@@ -583,6 +576,172 @@ static void blk_ram_discard_and_write_zeroes_read_zeros(void **state)
 	discard_and_zero(*state);
 }
 
+/* ---- error policy: a disk that is full until the test makes room ---- */
+
+struct full_disk {
+	struct siov_backend *inner;
+	volatile bool full;
+	volatile unsigned refused;
+};
+
+static int full_open(struct siov_backend *bd, struct siov_err *err)
+{
+	return 0;
+}
+
+static void full_close(struct siov_backend *bd)
+{
+	struct full_disk *f = bd->priv;
+
+	siov_backend_close(f->inner);
+	free(f);
+}
+
+static int full_submit(struct siov_backend *bd, struct siov_io_ctx *ctx, struct siov_io *io)
+{
+	struct full_disk *f = bd->priv;
+
+	if (f->full && io->op == SIOV_IO_WRITE) {
+		f->refused++;
+		siov_io_complete_later(ctx, io, -ENOSPC);
+		return 0;
+	}
+	return siov_backend_submit(f->inner, ctx, io);
+}
+
+static const struct siov_backend_ops full_ops = {
+    .type_name = "full",
+    .open = full_open,
+    .close = full_close,
+    .submit = full_submit,
+};
+
+static int setup_hold_common(void **state, enum siov_error_policy p, uint32_t timeout_ms)
+{
+	struct siov_backend_conf bc = {.name = "ram0", .type = SIOV_BACKEND_RAM, .size = DISK_SIZE};
+	struct siov_err err;
+	struct full_disk *f = calloc(1, sizeof(*f));
+	struct siov_backend *bd = calloc(1, sizeof(*bd));
+	struct fx *fx = fx_new();
+
+	*state = fx;
+	if (!fx || !f || !bd || siov_backend_open(&bc, &f->inner, &err))
+		return -1;
+	snprintf(bd->conf.name, sizeof(bd->conf.name), "full");
+	bd->ops = &full_ops;
+	bd->size = DISK_SIZE;
+	bd->block_size = 512;
+	bd->priv = f;
+	f->full = true;
+	fx->bd = bd;
+	fx->policy = p;
+	fx->hold_timeout_ms = timeout_ms;
+	return add_queue(fx, WIN_OFF, WIN_SIZE, false);
+}
+
+static int setup_hold(void **state)
+{
+	return setup_hold_common(state, SIOV_ERROR_HOLD, 0);
+}
+
+static int setup_hold_timeout(void **state)
+{
+	return setup_hold_common(state, SIOV_ERROR_HOLD, 300);
+}
+
+static int setup_report(void **state)
+{
+	return setup_hold_common(state, SIOV_ERROR_REPORT, 0);
+}
+
+static struct full_disk *full_of(struct fx *fx)
+{
+	return fx->bd->priv;
+}
+
+/* Starts a write of one sector at sector 3 without waiting for it. */
+static uint16_t start_write(struct fx *fx)
+{
+	struct tq *q = &fx->q[0];
+	struct virtio_blk_outhdr *h = guest_ptr(&fx->g, HDR_GPA);
+	uint16_t idx = tq_used_idx(q);
+
+	fill_pattern(fx, DATA_GPA, 512, 21);
+	*h = (struct virtio_blk_outhdr){.type = VIRTIO_BLK_T_OUT, .sector = 3};
+	*(uint8_t *)guest_ptr(&fx->g, STATUS_GPA) = STATUS_NONE;
+	tq_desc(q, 0, HDR_GPA, sizeof(*h), VRING_DESC_F_NEXT, 1);
+	tq_desc(q, 1, DATA_GPA, 512, VRING_DESC_F_NEXT, 2);
+	tq_desc(q, 2, STATUS_GPA, 1, VRING_DESC_F_WRITE, 0);
+	kick(fx, 0);
+	return idx;
+}
+
+/* A held write is not completed, is counted, and goes through on resume. */
+static void blk_hold_keeps_write_until_resumed(void **state)
+{
+	struct fx *fx = *state;
+	struct siov_blk_hold_stats h;
+	uint16_t idx = start_write(fx);
+	uint8_t want[512];
+	int i;
+
+	for (i = 0; i < 100 && !full_of(fx)->refused; i++)
+		usleep(1000);
+	assert_true(full_of(fx)->refused > 0);
+	usleep(200000);
+	assert_int_equal(tq_used_idx(&fx->q[0]), idx); /* not completed */
+	siov_blk_hold_stats(fx->blk[0], &h);
+	assert_int_equal(h.held, 1);
+	assert_int_equal(h.last_error, -ENOSPC);
+	assert_int_equal(h.hold_events, 1);
+	assert_true(h.since_ns > 0);
+	memcpy(want, guest_ptr(&fx->g, DATA_GPA), sizeof(want));
+	full_of(fx)->full = false;
+	siov_blk_resume(fx->blk[0]);
+	assert_true(wait_used(&fx->q[0], idx + 1));
+	assert_int_equal(*(uint8_t *)guest_ptr(&fx->g, STATUS_GPA), VIRTIO_BLK_S_OK);
+	siov_blk_hold_stats(fx->blk[0], &h);
+	assert_int_equal(h.held, 0);
+	/* The bytes landed: read them back through the device. */
+	memset(guest_ptr(&fx->g, DATA_GPA), 0, 512);
+	assert_int_equal(blk_read(fx, 0, 3, DATA_GPA, 512), VIRTIO_BLK_S_OK);
+	assert_memory_equal(guest_ptr(&fx->g, DATA_GPA), want, sizeof(want));
+}
+
+/* Past the timeout a held write fails as with report, and is counted so. */
+static void blk_hold_times_out(void **state)
+{
+	struct fx *fx = *state;
+	struct siov_blk_hold_stats h;
+	uint16_t idx = start_write(fx);
+
+	assert_true(wait_used(&fx->q[0], idx + 1));
+	assert_int_equal(*(uint8_t *)guest_ptr(&fx->g, STATUS_GPA), VIRTIO_BLK_S_IOERR);
+	siov_blk_hold_stats(fx->blk[0], &h);
+	assert_int_equal(h.held, 0);
+	assert_int_equal(h.timed_out, 1);
+}
+
+/* report: the error reaches the driver at once; switching to report fails what is held. */
+static void blk_report_fails_at_once(void **state)
+{
+	struct fx *fx = *state;
+	struct siov_blk_hold_stats h;
+	uint16_t idx = start_write(fx);
+
+	assert_true(wait_used(&fx->q[0], idx + 1));
+	assert_int_equal(*(uint8_t *)guest_ptr(&fx->g, STATUS_GPA), VIRTIO_BLK_S_IOERR);
+	siov_blk_hold_stats(fx->blk[0], &h);
+	assert_int_equal(h.held_total, 0);
+	siov_blk_set_error_policy(fx->blk[0], SIOV_ERROR_HOLD, 0);
+	idx = start_write(fx);
+	usleep(200000);
+	assert_int_equal(tq_used_idx(&fx->q[0]), idx);
+	siov_blk_set_error_policy(fx->blk[0], SIOV_ERROR_REPORT, 0);
+	assert_true(wait_used(&fx->q[0], idx + 1));
+	assert_int_equal(*(uint8_t *)guest_ptr(&fx->g, STATUS_GPA), VIRTIO_BLK_S_IOERR);
+}
+
 #define F(f)  cmocka_unit_test_setup_teardown(f, setup_file, teardown)
 #define RO(f) cmocka_unit_test_setup_teardown(f, setup_file_ro, teardown)
 #define R(f)  cmocka_unit_test_setup_teardown(f, setup_ram, teardown)
@@ -608,6 +767,10 @@ int main(void)
 	    F(blk_set_config_toggles_wce),
 	    R(blk_ram_window_maps_to_backend_offset),
 	    R(blk_ram_discard_and_write_zeroes_read_zeros),
+	    cmocka_unit_test_setup_teardown(blk_hold_keeps_write_until_resumed, setup_hold,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(blk_hold_times_out, setup_hold_timeout, teardown),
+	    cmocka_unit_test_setup_teardown(blk_report_fails_at_once, setup_report, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,5 @@
 /*
- * Unit tests for the memory table (lib/vhost/memtable.c) and the split
+ * Unit tests for the memory table (lib/mem/memtable.c) and the split
  * virtqueue (lib/virtio/virtqueue.c), on rings built in a memfd the way a
  * driver would build them (guest.c).  The chain walker's input is hostile: for
  * every malformed chain the tests check what the control plane and the driver
