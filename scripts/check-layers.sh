@@ -21,7 +21,7 @@ declare -A owner=(
 	[qos.h]=qos
 	[net_frame.h]=net [switch.h]=net
 	[backend.h]=backend [backend_module.h]=backend [mirror.h]=backend
-	[virtqueue.h]=virtio [device.h]=virtio [virtio_blk.h]=virtio
+	[virtqueue.h]=virtio [device.h]=virtio [virtio_blk.h]=virtio [virtio_net.h]=virtio
 	[engine.h]=engine
 	[vhost_user.h]=vhost
 	[export.h]=export

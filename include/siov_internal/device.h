@@ -38,6 +38,24 @@ struct siov_dev_ops {
 	/* The negotiated features, before the queues start. */
 	void (*set_features)(void *dev, uint64_t features);
 	const struct siov_vq_ops *vq_ops;
+
+	/* ---- optional: what a device other than blk needs of the transport ---- */
+	/*
+	 * Queues the device runs itself instead of an engine (net receive queues:
+	 * senders fill them, under the device's lock); NULL: every queue is an
+	 * engine's.  queue_start/queue_stop hand such a queue (mapped, with its
+	 * fds) to the device and take it back (control thread; after stop returns
+	 * nobody touches the ring).
+	 */
+	bool (*self_run)(void *dev, unsigned index);
+	int (*queue_start)(void *dev, struct siov_vq *vq);
+	void (*queue_stop)(void *dev, struct siov_vq *vq);
+	/* What GET_QUEUE_NUM reports (net: queue pairs); NULL: the number of queues. */
+	uint64_t (*queue_num)(void *dev);
+	/* vhost-user protocol features the device can use, of the transport's; 0: all of them. */
+	uint64_t protocol_features;
+	/* A device-specific request (SEND_RARP, NET_SET_MTU): 0 done, -errno refused. */
+	int (*message)(void *dev, uint32_t request, const void *payload, uint32_t size);
 };
 
 /* What one process() call did, for the runner's scheduler. */

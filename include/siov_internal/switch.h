@@ -128,6 +128,8 @@ unsigned siov_port_send(struct siov_port *port, const struct siov_net_frame *f, 
 int siov_port_parse(struct siov_port *port, struct siov_net_frame *f, const struct iovec *iov,
 		    unsigned iovcnt, size_t hdr_len);
 void siov_port_count_drop(struct siov_port *port, bool rx, enum siov_port_drop reason);
+/* What the port's sender may ask of the switch, once negotiated (its transmit path stopped). */
+void siov_port_set_tx_offloads(struct siov_port *port, unsigned offloads);
 void siov_port_get_stats(const struct siov_port *port, struct siov_port_stats *s);
 const struct siov_port_conf *siov_port_conf(const struct siov_port *port);
 struct siov_network *siov_port_network(const struct siov_port *port);

@@ -39,15 +39,19 @@ struct siov_vdcm_opts {
 	const char *state_dir; /* mirrors' bitmaps go here; NULL = kept in memory */
 };
 
-enum siov_vdev_type { SIOV_VDEV_BLK };
+enum siov_vdev_type { SIOV_VDEV_BLK, SIOV_VDEV_NET };
 
 struct siov_vdev_conf {
 	char name[SIOV_NAME_MAX];
 	enum siov_vdev_type type;
-	char backend[SIOV_NAME_MAX];
+	char backend[SIOV_NAME_MAX]; /* blk */
+	char network[SIOV_NAME_MAX]; /* net: the network the port is on */
+	uint8_t mac[6];		     /* net: the port's own MAC (chosen from the name if not given) */
+	bool mac_set;
+	bool allow_spoof; /* net: may send from other MACs than its own */
 	uint64_t offset; /* bytes into the backend; multiple of 512 */
 	uint64_t size;	 /* bytes; 0 = up to the end of the backend */
-	uint16_t queues; /* 1..SIOV_VDEV_MAX_QUEUES; 0 = offer SIOV_VU_MAX_QUEUES (QEMU's default) */
+	uint16_t queues; /* 1..SIOV_VDEV_MAX_QUEUES; 0 = offer SIOV_VU_MAX_QUEUES (QEMU's default); net: queue pairs, 1..32 (0 = 1) */
 	bool readonly;
 	bool allow_overlap; /* let this window overlap other VDEVs' windows */
 	char socket[SIOV_SOCKET_PATH_MAX];
@@ -176,6 +180,8 @@ struct siov_vdev_info {
 	uint64_t now_ns; /* the clock hold.since_ns is on */
 	/* A move under way (conf->move_backend set): bytes copied of how many. */
 	uint64_t move_done, move_total;
+	bool is_net;
+	struct siov_port_stats port; /* net: what the switch counted for the port */
 };
 
 struct siov_group_info {

@@ -170,6 +170,20 @@ void siov_vq_prefetch(const struct siov_vq *vq, unsigned n);
  */
 void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *written, unsigned n,
 		      uint32_t len);
+/* One used element of siov_vq_complete_many(). */
+struct siov_vq_used_elem {
+	uint16_t head;
+	uint32_t len;
+};
+/*
+ * siov_vq_complete for several chains published by one used-index update (the
+ * same path; siov_vq_complete is this with one element): a packet spread over
+ * several receive buffers (MRG_RXBUF) must reach the driver whole.
+ */
+void siov_vq_complete_many(struct siov_vq *vq, const struct siov_vq_used_elem *elems,
+			   unsigned nelems, const struct iovec *written, unsigned n);
+/* Gives the last n chains popped from the ring back (nothing written to them, no INFLIGHT). */
+void siov_vq_give_back(struct siov_vq *vq, unsigned n);
 /* True if the dirty log (if any) covers the memory table and the used ring (checked at start). */
 bool siov_vq_log_ok(const struct siov_vq *vq);
 /* Lends the queue to a runner (control thread, queue stopped). */

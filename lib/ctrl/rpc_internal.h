@@ -174,6 +174,8 @@ void siov_backend_remote_conf_to_json(struct json_object *o, const struct siov_b
 struct json_object *siov_vdev_conf_to_json(const struct siov_vdev_conf *conf);
 
 const char *siov_vdev_type_name(enum siov_vdev_type type);
+/* "52:54:00:12:34:56" into buf (18 bytes). */
+void siov_mac_format(const uint8_t *mac, char *buf, size_t size);
 
 /* network_create's params: name, mtu, uplink ("tap:IFNAME"). */
 int siov_network_conf_from_json(struct json_object *params, struct siov_network_conf *conf,

@@ -451,11 +451,23 @@ static void vdev_to_json(const struct siov_vdev_info *info, void *arg)
 		return;
 	json_object_object_add(o, "name", json_object_new_string(conf->name));
 	json_object_object_add(o, "type", json_object_new_string(siov_vdev_type_name(conf->type)));
-	json_object_object_add(o, "backend", json_object_new_string(conf->backend));
-	json_object_object_add(o, "offset", json_object_new_uint64(conf->offset));
-	json_object_object_add(o, "size", json_object_new_uint64(info->size));
-	json_object_object_add(o, "queues", json_object_new_int64(info->max_queues));
-	json_object_object_add(o, "readonly", json_object_new_boolean(conf->readonly));
+	if (conf->type == SIOV_VDEV_NET) {
+		char mac[18];
+
+		siov_mac_format(conf->mac, mac, sizeof(mac));
+		json_object_object_add(o, "network", json_object_new_string(conf->network));
+		json_object_object_add(o, "mac", json_object_new_string(mac));
+		json_object_object_add(o, "allow_spoof", json_object_new_boolean(conf->allow_spoof));
+	} else {
+		json_object_object_add(o, "backend", json_object_new_string(conf->backend));
+		json_object_object_add(o, "offset", json_object_new_uint64(conf->offset));
+		json_object_object_add(o, "size", json_object_new_uint64(info->size));
+		json_object_object_add(o, "queues", json_object_new_int64(info->max_queues));
+		json_object_object_add(o, "readonly", json_object_new_boolean(conf->readonly));
+	}
+	if (conf->type == SIOV_VDEV_NET)
+		json_object_object_add(o, "queues",
+				       json_object_new_int64(conf->queues ? conf->queues : 1));
 	json_object_object_add(o, "socket", json_object_new_string(conf->socket));
 	json_object_object_add(o, "state", json_object_new_string(info->state ? info->state : ""));
 	json_object_object_add(o, "connected", json_object_new_boolean(info->connected));
@@ -519,6 +531,33 @@ static struct json_object *queue_to_json(const struct siov_queue_stats *q)
 	json_object_object_add(
 	    o, "latency_us_mean",
 	    json_object_new_double(latency_us(q->latency_ns_total, q->requests)));
+	return o;
+}
+
+static struct json_object *drops_to_json(const uint64_t *d)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	for (int r = 0; r < SIOV_DROP_NREASONS; r++)
+		json_object_object_add(o, siov_port_drop_name(r), json_object_new_uint64(d[r]));
+	return o;
+}
+
+/* A net VDEV's port, as the switch counted it. */
+static struct json_object *port_to_json(const struct siov_port_stats *s)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "rx_packets", json_object_new_uint64(s->rx_packets));
+	json_object_object_add(o, "rx_bytes", json_object_new_uint64(s->rx_bytes));
+	json_object_object_add(o, "tx_packets", json_object_new_uint64(s->tx_packets));
+	json_object_object_add(o, "tx_bytes", json_object_new_uint64(s->tx_bytes));
+	json_object_object_add(o, "rx_drops", drops_to_json(s->rx_drops));
+	json_object_object_add(o, "tx_drops", drops_to_json(s->tx_drops));
 	return o;
 }
 
@@ -587,6 +626,8 @@ static void vdev_stats_to_json(const struct siov_vdev_info *info, void *arg)
 	    json_object_new_double(latency_us(sum.latency_ns_total, sum.requests)));
 	json_object_object_add(o, "qos",
 			       qos_to_json(info->conf->group, &info->conf->qos, &info->qos));
+	if (info->is_net)
+		json_object_object_add(o, "net", port_to_json(&info->port));
 	json_object_object_add(o, "error_policy", hold_to_json(info));
 	if (info->conf->move_backend[0]) {
 		struct json_object *m = json_object_new_object();

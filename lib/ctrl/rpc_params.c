@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rpc_internal.h"
@@ -541,7 +543,7 @@ static void qos_params_to_json(struct json_object *o, const struct siov_qos_para
 
 const char *siov_vdev_type_name(enum siov_vdev_type type)
 {
-	return type == SIOV_VDEV_BLK ? "blk" : "unknown";
+	return type == SIOV_VDEV_BLK ? "blk" : type == SIOV_VDEV_NET ? "net" : "unknown";
 }
 
 static int param_vdev_type(const struct siov_param *p, struct json_object *v, void *field,
@@ -553,9 +555,37 @@ static int param_vdev_type(const struct siov_param *p, struct json_object *v, vo
 
 	if (rc)
 		return rc;
-	if (strcmp(s, "blk") != 0)
-		return param_fail(p, "must be \"blk\" (the only VDEV type so far)", err);
-	*(enum siov_vdev_type *)field = SIOV_VDEV_BLK;
+	if (strcmp(s, "blk") == 0)
+		*(enum siov_vdev_type *)field = SIOV_VDEV_BLK;
+	else if (strcmp(s, "net") == 0)
+		*(enum siov_vdev_type *)field = SIOV_VDEV_NET;
+	else
+		return param_fail(p, "must be \"blk\" or \"net\"", err);
+	return 0;
+}
+
+/* "52:54:00:12:34:56": a unicast, non-zero MAC (the switch refuses the rest too). */
+static int param_mac(const struct siov_param *p, struct json_object *v, void *field,
+		     struct siov_err *err)
+{
+	unsigned b[6], i;
+	const char *s;
+	size_t len;
+	int rc = param_string(p, v, &s, &len, err);
+
+	if (rc)
+		return rc;
+	for (i = 0; len == 17 && i < 17; i++)
+		if (i % 3 == 2 ? s[i] != ':' : !isxdigit((unsigned char)s[i]))
+			break;
+	if (len != 17 || i != 17)
+		return param_fail(p, "must be a MAC address like 52:54:00:12:34:56", err);
+	for (i = 0; i < 6; i++)
+		b[i] = (unsigned)strtoul((char[]){s[3 * i], s[3 * i + 1], 0}, NULL, 16);
+	if ((b[0] & 1) || !(b[0] | b[1] | b[2] | b[3] | b[4] | b[5]))
+		return param_fail(p, "must be a unicast, non-zero MAC address", err);
+	for (i = 0; i < 6; i++)
+		((uint8_t *)field)[i] = (uint8_t)b[i];
 	return 0;
 }
 
@@ -648,8 +678,9 @@ int siov_param_error_policy(const struct siov_param *p, struct json_object *v, v
 	}
 static const struct siov_param vdev_params[] = {
     {"name", true, siov_param_name, VCONF(name), 0, 0, "unique name of the VDEV"},
-    {"type", false, param_vdev_type, VCONF(type), 0, 0, "blk (the default)"},
-    {"backend", true, siov_param_name, VCONF(backend), 0, 0, "the backend it is a window of"},
+    {"type", false, param_vdev_type, VCONF(type), 0, 0, "blk (the default) or net"},
+    {"backend", false, siov_param_name, VCONF(backend), 0, 0,
+     "blk: the backend it is a window of (required)"},
     {"offset", false, siov_param_bytes, VCONF(offset), 0, 0,
      "start of the window in the backend, bytes, multiple of 512"},
     {"size", false, siov_param_bytes, VCONF(size), 0, 0,
@@ -671,17 +702,70 @@ static const struct siov_param vdev_params[] = {
     {"move_offset", false, siov_param_bytes, VCONF(move_offset), 0, 0,
      "(state) where the move's window starts there"},
     QOS_PARAMS(VCONF),
+    /* net: a port on a network; its limits count packets (pps_* are iops_* by their name for NICs) */
+    {"network", false, siov_param_name, VCONF(network), 0, 0,
+     "net: the network the port is on (required)"},
+    {"mac", false, param_mac, VCONF(mac), 0, 0,
+     "net: the port's MAC (default: derived from the name)"},
+    {"allow_spoof", false, siov_param_bool, VCONF(allow_spoof), 0, 0,
+     "net: let the port send with any source MAC"},
+    {"pps_limit", false, siov_param_uint, VCONF(qos.iops_limit), 0, INT64_MAX,
+     "net: packets per second (iops_limit by its NIC name)"},
+    {"pps_burst", false, siov_param_uint, VCONF(qos.iops_burst), 0, INT64_MAX,
+     "net: packet burst (iops_burst)"},
+    {"pps_min", false, siov_param_uint, VCONF(qos.iops_min), 0, INT64_MAX,
+     "net: reserved packets per second (iops_min)"},
 };
+
+static unsigned vdev_param_index(const char *name)
+{
+	unsigned i;
+
+	for (i = 0; i < SIOV_ARRAY_SIZE(vdev_params) && strcmp(vdev_params[i].name, name); i++)
+		;
+	return i;
+}
+
+/* Which parameters belong to which type: blk windows a backend, net joins a network. */
+static int vdev_type_check(const struct siov_vdev_conf *c, uint32_t seen, struct siov_err *err)
+{
+	static const char *const blk_only[] = {"backend", "offset", "size", "readonly",
+					       "allow_overlap"};
+	static const char *const net_only[] = {"network", "mac", "allow_spoof"};
+	bool net = c->type == SIOV_VDEV_NET;
+	size_t i, j;
+
+	for (i = 0; i < SIOV_ARRAY_SIZE(vdev_params); i++) {
+		if (!(seen & (1u << i)))
+			continue;
+		for (j = 0; j < SIOV_ARRAY_SIZE(blk_only); j++)
+			if (net && !strcmp(vdev_params[i].name, blk_only[j]))
+				return siov_err_set(err, -EINVAL, "parameter '%s' is for blk VDEVs",
+						    blk_only[j]);
+		for (j = 0; j < SIOV_ARRAY_SIZE(net_only); j++)
+			if (!net && !strcmp(vdev_params[i].name, net_only[j]))
+				return siov_err_set(err, -EINVAL, "parameter '%s' is for net VDEVs",
+						    net_only[j]);
+	}
+	if (net ? !c->network[0] : !c->backend[0])
+		return siov_err_set(err, -EINVAL, "missing required parameter '%s'",
+				    net ? "network" : "backend");
+	return 0;
+}
 
 int siov_vdev_conf_from_json(struct json_object *params, struct siov_vdev_conf *conf,
 			     struct siov_err *err)
 {
+	uint32_t seen = 0;
 	int rc;
 
 	memset(conf, 0, sizeof(*conf));
 	conf->type = SIOV_VDEV_BLK;
-	rc = siov_params_parse(params, vdev_params, SIOV_ARRAY_SIZE(vdev_params), conf, NULL, err);
+	rc = siov_params_parse(params, vdev_params, SIOV_ARRAY_SIZE(vdev_params), conf, &seen, err);
 	if (rc)
+		return rc;
+	conf->mac_set = seen & (1u << vdev_param_index("mac"));
+	if ((rc = vdev_type_check(conf, seen, err)))
 		return rc;
 	/* The guest addresses the window in 512-byte sectors. */
 	if (conf->offset % 512)
@@ -689,6 +773,29 @@ int siov_vdev_conf_from_json(struct json_object *params, struct siov_vdev_conf *
 	if (conf->size % 512)
 		return siov_err_set(err, -EINVAL, "parameter 'size' must be a multiple of 512");
 	return 0;
+}
+
+void siov_mac_format(const uint8_t *m, char *buf, size_t size)
+{
+	snprintf(buf, size, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+}
+
+static struct json_object *net_conf_to_json(struct json_object *o,
+					    const struct siov_vdev_conf *conf)
+{
+	char mac[18];
+
+	siov_mac_format(conf->mac, mac, sizeof(mac));
+	json_object_object_add(o, "network", json_object_new_string(conf->network));
+	if (conf->mac_set)
+		json_object_object_add(o, "mac", json_object_new_string(mac));
+	json_object_object_add(o, "queues", json_object_new_int(conf->queues ? conf->queues : 1));
+	json_object_object_add(o, "allow_spoof", json_object_new_boolean(conf->allow_spoof));
+	json_object_object_add(o, "socket", json_object_new_string(conf->socket));
+	if (conf->group[0])
+		json_object_object_add(o, "group", json_object_new_string(conf->group));
+	qos_params_to_json(o, &conf->qos);
+	return o;
 }
 
 struct json_object *siov_vdev_conf_to_json(const struct siov_vdev_conf *conf)
@@ -699,6 +806,8 @@ struct json_object *siov_vdev_conf_to_json(const struct siov_vdev_conf *conf)
 		return NULL;
 	json_object_object_add(o, "name", json_object_new_string(conf->name));
 	json_object_object_add(o, "type", json_object_new_string(siov_vdev_type_name(conf->type)));
+	if (conf->type == SIOV_VDEV_NET)
+		return net_conf_to_json(o, conf);
 	json_object_object_add(o, "backend", json_object_new_string(conf->backend));
 	json_object_object_add(o, "offset", json_object_new_uint64(conf->offset));
 	json_object_object_add(o, "size", json_object_new_uint64(conf->size));

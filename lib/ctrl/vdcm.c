@@ -28,6 +28,7 @@
 #include "siov_internal/vdcm.h"
 #include "siov_internal/vhost_user.h"
 #include "siov_internal/virtio_blk.h"
+#include "siov_internal/virtio_net.h"
 #include "siov_internal/virtqueue.h"
 #include "vdcm_net.h"
 
@@ -68,6 +69,8 @@ struct vdcm_vdev {
 	struct vdcm_backend *be;
 	struct vdcm_group *group;
 	struct siov_blk *blk;
+	struct siov_net *net; /* a net VDEV: its port on the switch */
+	struct siov_network *network;
 	struct siov_qos *qos;
 	struct siov_vu_server *srv;
 	struct siov_hlink by_name, by_socket;
@@ -742,8 +745,9 @@ static int vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *c, struc
 				    c->name);
 	/* The conf may come from anywhere: no field may run past its end unterminated. */
 	if (strnlen(c->backend, sizeof(c->backend)) == sizeof(c->backend) ||
-	    strnlen(c->group, sizeof(c->group)) == sizeof(c->group))
-		return siov_err_set(err, -EINVAL, "VDEV '%s': backend or group name too long",
+	    strnlen(c->group, sizeof(c->group)) == sizeof(c->group) ||
+	    strnlen(c->network, sizeof(c->network)) == sizeof(c->network))
+		return siov_err_set(err, -EINVAL, "VDEV '%s': backend, network or group name too long",
 				    c->name);
 	if (strnlen(c->socket, sizeof(c->socket)) == sizeof(c->socket))
 		return siov_err_set(err, -ENAMETOOLONG,
@@ -751,10 +755,13 @@ static int vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *c, struc
 				    SIOV_SOCKET_PATH_MAX - 1);
 	if (vdev_find(v, c->name))
 		return siov_err_set(err, -EEXIST, "VDEV '%s' already exists", c->name);
-	if (c->type != SIOV_VDEV_BLK)
+	if (c->type != SIOV_VDEV_BLK && c->type != SIOV_VDEV_NET)
 		return siov_err_set(err, -EINVAL, "unsupported VDEV type");
 	if (c->queues > SIOV_VDEV_MAX_QUEUES)
 		return siov_err_set(err, -EINVAL, "queues must be 1..%d", SIOV_VDEV_MAX_QUEUES);
+	if (c->type == SIOV_VDEV_NET && c->queues > SIOV_NET_MAX_PAIRS)
+		return siov_err_set(err, -EINVAL, "a net VDEV has 1..%d queue pairs",
+				    SIOV_NET_MAX_PAIRS);
 	if (c->socket[0] != '/')
 		return siov_err_set(err, -EINVAL, "socket must be an absolute path");
 	if (strstr(c->socket, "/../") || !socket_dir_allowed(v, c->socket))
@@ -772,7 +779,9 @@ static int vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *c, struc
 /* Frees what vdev_build() made; accepts a half-built VDEV. */
 static void vdev_free(struct vdcm_vdev *d)
 {
+	/* The server stops every queue first: nobody sends from or delivers to the port after. */
 	siov_vu_server_destroy(d->srv);
+	siov_net_destroy(d->net);
 	siov_blk_destroy(d->blk);
 	/* After the queues stopped: nothing is in flight on the move's mirror. */
 	siov_backend_close(d->move_bd);
@@ -781,11 +790,9 @@ static void vdev_free(struct vdcm_vdev *d)
 	free(d);
 }
 
-/* The device model, its QoS and its vhost-user server. */
-static int vdev_build(struct siov_vdcm *v, struct vdcm_vdev *d, struct siov_err *err)
+static int vdev_build_blk(struct vdcm_vdev *d, struct siov_vu_server_opts *so,
+			  struct siov_err *err)
 {
-	struct siov_vu_server_opts so = {
-	    .loop = v->loop, .engines = v->engines, .dev_ops = &siov_blk_dev_ops};
 	struct siov_blk_conf bc = {.name = d->conf.name,
 				   .backend = d->be->bd,
 				   .offset = d->conf.offset,
@@ -794,21 +801,53 @@ static int vdev_build(struct siov_vdcm *v, struct vdcm_vdev *d, struct siov_err 
 				   .queues = d->conf.queues ? d->conf.queues : 1,
 				   .error_policy = d->conf.error_policy,
 				   .hold_timeout_ms = d->conf.hold_timeout_ms};
-	int rc;
+	int rc = siov_blk_create(&bc, &d->blk);
 
-	rc = siov_blk_create(&bc, &d->blk);
 	if (rc)
 		return siov_err_set(err, rc, "cannot create the virtio-blk device: %s",
 				    strerror(-rc));
+	so->dev_ops = &siov_blk_dev_ops;
+	so->dev = d->blk;
+	/* Left unset, offer what the protocol allows: QEMU starts one queue per vCPU. */
+	so->queues = d->conf.queues ? d->conf.queues : SIOV_VU_MAX_QUEUES;
+	return 0;
+}
+
+/* A port on the network; queue 2i receives and 2i+1 sends for pair i. */
+static int vdev_build_net(struct vdcm_vdev *d, struct siov_vu_server_opts *so,
+			  struct siov_err *err)
+{
+	struct siov_net_conf nc = {.name = d->conf.name,
+				   .network = d->network,
+				   .allow_spoof = d->conf.allow_spoof,
+				   .queue_pairs = d->conf.queues ? d->conf.queues : 1};
+	int rc;
+
+	memcpy(nc.mac, d->conf.mac, sizeof(nc.mac));
+	if ((rc = siov_net_create(&nc, &d->net, err)) < 0)
+		return rc;
+	so->dev_ops = &siov_net_dev_ops;
+	so->dev = d->net;
+	so->queues = 2u * nc.queue_pairs;
+	return 0;
+}
+
+/* The device model, its QoS and its vhost-user server. */
+static int vdev_build(struct siov_vdcm *v, struct vdcm_vdev *d, struct siov_err *err)
+{
+	struct siov_vu_server_opts so = {.loop = v->loop, .engines = v->engines};
+	int rc;
+
+	rc = d->conf.type == SIOV_VDEV_NET ? vdev_build_net(d, &so, err)
+					   : vdev_build_blk(d, &so, err);
+	if (rc)
+		return rc;
 	rc = siov_qos_create(&d->conf.qos, d->group ? d->group->qos : NULL, &d->qos);
 	if (rc)
 		return siov_err_set(err, rc, "cannot create the VDEV's QoS: %s", strerror(-rc));
 	siov_qos_set_domain(d->qos, &d->be->qos_dom);
 	so.name = d->conf.name;
 	so.socket_path = d->conf.socket;
-	/* Left unset, offer what the protocol allows: QEMU starts one queue per vCPU. */
-	so.queues = d->conf.queues ? d->conf.queues : SIOV_VU_MAX_QUEUES;
-	so.dev = d->blk;
 	so.qos = d->qos;
 	so.socket_mode = v->socket_mode;
 	so.socket_uid = v->socket_uid;
@@ -823,13 +862,14 @@ static int vdev_link(struct siov_vdcm *v, struct vdcm_vdev *d)
 		return -ENOMEM;
 	if (siov_htab_add(&v->vdev_sockets, &d->by_socket, d->conf.socket))
 		goto err_name;
-	if (window_insert(d))
+	if (d->be && window_insert(d))
 		goto err_socket;
 	d->prev = v->vdevs_tail;
 	*(d->prev ? &d->prev->next : &v->vdevs) = d;
 	v->vdevs_tail = d;
 	v->nvdevs++;
-	d->be->nvdevs++;
+	if (d->be)
+		d->be->nvdevs++;
 	if (d->group)
 		d->group->nvdevs++;
 	return 0;
@@ -847,11 +887,13 @@ static void vdev_unlink(struct siov_vdcm *v, struct vdcm_vdev *d)
 {
 	*(d->prev ? &d->prev->next : &v->vdevs) = d->next;
 	*(d->next ? &d->next->prev : &v->vdevs_tail) = d->prev;
-	window_remove(d);
+	if (d->be)
+		window_remove(d);
 	siov_htab_del(&v->vdev_sockets, &d->by_socket);
 	siov_htab_del(&v->vdev_names, &d->by_name);
 	v->nvdevs--;
-	d->be->nvdevs--;
+	if (d->be)
+		d->be->nvdevs--;
 	if (d->group)
 		d->group->nvdevs--;
 	if (d->move_be)
@@ -1120,11 +1162,42 @@ static void move_tick(struct siov_watch *w, uint32_t events, void *arg)
 		timerfd_settime(v->move_timer, 0, &off, NULL);
 }
 
-/* Resolves the backend and group d->conf names, and checks the window. */
+/* A net VDEV without a MAC gets a locally administered one derived from its name. */
+static void vdev_default_mac(struct siov_vdev_conf *c)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	const char *s;
+
+	if (c->mac_set)
+		return;
+	for (s = c->name; *s; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+	c->mac[0] = 0x52;
+	c->mac[1] = 0x54;
+	c->mac[2] = 0x00;
+	c->mac[3] = (uint8_t)(h >> 16);
+	c->mac[4] = (uint8_t)(h >> 8);
+	c->mac[5] = (uint8_t)h;
+	c->mac_set = true;
+}
+
+/* Resolves the backend (or network) and group d->conf names, and checks the window. */
 static int vdev_resolve(struct siov_vdcm *v, struct vdcm_vdev *d, struct siov_err *err)
 {
 	int rc;
 
+	if (d->conf.group[0]) {
+		d->group = group_find(v, d->conf.group);
+		if (!d->group)
+			return siov_err_set(err, -ENOENT, "no group named '%s'", d->conf.group);
+	}
+	if (d->conf.type == SIOV_VDEV_NET) {
+		d->network = siov_network_find(vdcm_nets_switch(v->nets), d->conf.network);
+		if (!d->network)
+			return siov_err_set(err, -ENOENT, "no network named '%s'", d->conf.network);
+		vdev_default_mac(&d->conf);
+		return 0;
+	}
 	d->be = backend_find(v, d->conf.backend);
 	if (!d->be)
 		return siov_err_set(err, -ENOENT, "no backend named '%s'", d->conf.backend);
@@ -1132,11 +1205,6 @@ static int vdev_resolve(struct siov_vdcm *v, struct vdcm_vdev *d, struct siov_er
 		return siov_err_set(err, -EBUSY,
 				    "backend '%s' is a member of mirror '%s': use the mirror",
 				    d->conf.backend, siov_backend_conf(d->be->mirror->bd)->name);
-	if (d->conf.group[0]) {
-		d->group = group_find(v, d->conf.group);
-		if (!d->group)
-			return siov_err_set(err, -ENOENT, "no group named '%s'", d->conf.group);
-	}
 	rc = vdev_check_window(&d->conf, d->be, &d->size, err);
 	if (rc)
 		return rc;
@@ -1180,9 +1248,20 @@ int siov_vdcm_vdev_create(struct siov_vdcm *v, const struct siov_vdev_conf *conf
 			goto err_free;
 		}
 	}
-	SIOV_INFO("vdev %s: blk on %s [%llu, +%llu), %u queue(s)%s, socket %s", d->conf.name,
-		  d->conf.backend, (unsigned long long)d->conf.offset, (unsigned long long)d->size,
-		  d->conf.queues, d->conf.readonly ? ", read-only" : "", d->conf.socket);
+	if (d->net) {
+		const uint8_t *m = d->conf.mac;
+
+		SIOV_INFO("vdev %s: net on %s, mac %02x:%02x:%02x:%02x:%02x:%02x, %u queue pair(s)%s, "
+			  "socket %s",
+			  d->conf.name, d->conf.network, m[0], m[1], m[2], m[3], m[4], m[5],
+			  d->conf.queues, d->conf.allow_spoof ? ", allow_spoof" : "",
+			  d->conf.socket);
+	} else {
+		SIOV_INFO("vdev %s: blk on %s [%llu, +%llu), %u queue(s)%s, socket %s",
+			  d->conf.name, d->conf.backend, (unsigned long long)d->conf.offset,
+			  (unsigned long long)d->size, d->conf.queues,
+			  d->conf.readonly ? ", read-only" : "", d->conf.socket);
+	}
 	return 0;
 
 err_free:
@@ -1345,7 +1424,12 @@ static void vdev_report(struct vdcm_vdev *d, siov_vdev_info_cb cb, void *arg)
 	info.logging = siov_vu_server_logging(d->srv);
 	info.max_queues = siov_vu_server_nqueues(d->srv);
 	siov_qos_get(d->qos, &p, &info.qos);
-	siov_blk_hold_stats(d->blk, &info.hold);
+	if (d->net) {
+		info.is_net = true;
+		siov_port_get_stats(siov_net_port(d->net), &info.port);
+	} else {
+		siov_blk_hold_stats(d->blk, &info.hold);
+	}
 	info.now_ns = siov_now_ns();
 	if (d->move_be)
 		move_synced(d, &info.move_done, &info.move_total);

@@ -317,6 +317,11 @@ void siov_port_count_drop(struct siov_port *port, bool rx, enum siov_port_drop r
 		STAT_INC((rx ? port->stats.rx_drops : port->stats.tx_drops)[reason], 1);
 }
 
+void siov_port_set_tx_offloads(struct siov_port *port, unsigned offloads)
+{
+	port->conf.tx_offloads = offloads & SIOV_NET_OFF_ALL;
+}
+
 void siov_port_get_stats(const struct siov_port *port, struct siov_port_stats *s)
 {
 	const uint64_t *src = (const uint64_t *)&port->stats;

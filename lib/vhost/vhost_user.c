@@ -44,6 +44,8 @@ struct vu_queue {
 	struct siov_vq vq;
 	bool kicked; /* SET_VRING_KICK seen since the last stop */
 	bool paused; /* taken off its engine for a moment by the slow path */
+	bool self_running; /* handed to the device model itself (dev_ops self_run) */
+	struct siov_vu_server *srv;
 };
 
 struct vu_msg_in {
@@ -109,7 +111,19 @@ static size_t inflight_queue_bytes(uint16_t qsize)
 
 static bool vq_running(const struct vu_queue *q)
 {
-	return siov_engine_of(&q->vq) >= 0;
+	return q->self_running || siov_engine_of(&q->vq) >= 0;
+}
+
+/* The protocol features this device can use. */
+static uint64_t protocol_features(const struct siov_vu_server *srv)
+{
+	uint64_t dev = srv->ops->protocol_features;
+	/* Requests only a device knows (SEND_RARP, NET_SET_MTU) go to its message handler. */
+	uint64_t all = VU_PROTOCOL_FEATURES | (srv->ops->message ? (1ull << VHOST_USER_PROTOCOL_F_RARP) |
+								      (1ull << VHOST_USER_PROTOCOL_F_NET_MTU)
+								: 0);
+
+	return dev ? all & dev : VU_PROTOCOL_FEATURES;
 }
 
 static bool vq_enabled(const struct siov_vu_server *srv, const struct vu_queue *q)
@@ -137,7 +151,25 @@ static bool logging(const struct siov_vu_server *srv)
 
 static void vq_stop(struct vu_queue *q)
 {
+	if (q->self_running) {
+		q->srv->ops->queue_stop(q->srv->dev, &q->vq);
+		q->self_running = false;
+		return;
+	}
 	siov_engine_detach(&q->vq);
+}
+
+/* Hands the queue to the device model itself (net receive queues) or to an engine. */
+static int vq_run(struct siov_vu_server *srv, struct vu_queue *q)
+{
+	int rc;
+
+	if (srv->ops->self_run && srv->ops->self_run(srv->dev, q->vq.index)) {
+		rc = srv->ops->queue_start(srv->dev, &q->vq);
+		q->self_running = rc == 0;
+		return rc;
+	}
+	return siov_engine_attach(siov_engines_pick(srv->engines), &q->vq);
 }
 
 /* Builds the list of requests a previous back end left in flight (INFLIGHT_SHMFD). */
@@ -258,7 +290,7 @@ static void vq_try_start(struct siov_vu_server *srv, struct vu_queue *q)
 	vq_attach_inflight(srv, q);
 	SIOV_DEBUG("vdev %s queue %u starts at avail %u, used %u%s", srv->name, vq->index,
 		   vq->last_avail_idx, vq->used_idx, vq->log ? ", logging" : "");
-	rc = siov_engine_attach(siov_engines_pick(srv->engines), vq);
+	rc = vq_run(srv, q);
 	if (rc)
 		SIOV_VDEV_LOG(&srv->log_rl, srv->name, SIOV_LOG_ERR,
 			      "vdev %s queue %u: cannot start: %s", srv->name, vq->index,
@@ -417,6 +449,7 @@ static struct vu_queue *queue_of(struct siov_vu_server *srv, uint32_t index)
 	if (!q)
 		return NULL;
 	siov_vq_init(&q->vq, index);
+	q->srv = srv;
 	srv->queues[index] = q;
 	return q;
 }
@@ -813,6 +846,21 @@ static int h_reset(struct siov_vu_server *srv, struct vu_msg_in *in)
 }
 
 /* Returns 1 if the handler replied itself, 0 / -errno for an ack, -EPROTO to drop. */
+/* Requests only one device type knows (net: SEND_RARP, NET_SET_MTU); its size is already checked. */
+static int h_device_message(struct siov_vu_server *srv, struct vu_msg_in *in)
+{
+	const struct siov_vu_msg *m = &in->m;
+	int rc = srv->ops->message ? srv->ops->message(srv->dev, m->hdr.request, &m->payload,
+						       m->hdr.size)
+				   : -ENOTSUP;
+
+	if (rc == -ENOTSUP)
+		SIOV_VDEV_LOG(&srv->log_rl, srv->name, SIOV_LOG_WARN,
+			      "vdev %s: unsupported vhost-user request %u", srv->name,
+			      m->hdr.request);
+	return rc;
+}
+
 static int dispatch(struct siov_vu_server *srv, struct vu_msg_in *in)
 {
 	struct siov_vu_msg *m = &in->m;
@@ -825,11 +873,11 @@ static int dispatch(struct siov_vu_server *srv, struct vu_msg_in *in)
 	case VHOST_USER_SET_FEATURES:
 		return need_size(m, 8) ? -EPROTO : h_set_features(srv, in);
 	case VHOST_USER_GET_PROTOCOL_FEATURES:
-		return reply_u64(srv, m, VU_PROTOCOL_FEATURES) ? -EPIPE : 1;
+		return reply_u64(srv, m, protocol_features(srv)) ? -EPIPE : 1;
 	case VHOST_USER_SET_PROTOCOL_FEATURES:
 		if (need_size(m, 8))
 			return -EPROTO;
-		srv->protocol_features = m->payload.u64 & VU_PROTOCOL_FEATURES;
+		srv->protocol_features = m->payload.u64 & protocol_features(srv);
 		return 0;
 	case VHOST_USER_SET_OWNER:
 		return 0;
@@ -837,7 +885,10 @@ static int dispatch(struct siov_vu_server *srv, struct vu_msg_in *in)
 	case VHOST_USER_RESET_DEVICE:
 		return h_reset(srv, in);
 	case VHOST_USER_GET_QUEUE_NUM:
-		return reply_u64(srv, m, srv->nqueues) ? -EPIPE : 1;
+		return reply_u64(srv, m,
+				 srv->ops->queue_num ? srv->ops->queue_num(srv->dev) : srv->nqueues)
+			   ? -EPIPE
+			   : 1;
 	case VHOST_USER_GET_MAX_MEM_SLOTS:
 		return reply_u64(srv, m, VHOST_USER_MAX_MEM_SLOTS) ? -EPIPE : 1;
 	case VHOST_USER_SET_MEM_TABLE:
@@ -873,10 +924,7 @@ static int dispatch(struct siov_vu_server *srv, struct vu_msg_in *in)
 	case VHOST_USER_SET_LOG_FD:
 		return h_set_log_fd(srv, in);
 	default:
-		SIOV_VDEV_LOG(&srv->log_rl, srv->name, SIOV_LOG_WARN,
-			      "vdev %s: unsupported vhost-user request %u", srv->name,
-			      m->hdr.request);
-		return -ENOTSUP;
+		return h_device_message(srv, in);
 	}
 }
 

@@ -329,33 +329,52 @@ static int log_completion(struct siov_vq *vq, const struct iovec *written, unsig
 	return 0;
 }
 
-void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *written, unsigned n,
-		      uint32_t len)
+void siov_vq_complete_many(struct siov_vq *vq, const struct siov_vq_used_elem *elems,
+			   unsigned nelems, const struct iovec *written, unsigned n)
 {
-	uint16_t slot = vq->used_idx % vq->num;
-	struct vring_used_elem *e = &vq->used->ring[slot];
 	struct siov_vu_inflight_queue *q = vq->inflight;
+	unsigned i;
 
-	e->id = head;
-	e->len = len;
-	/* Off: one branch.  On: data and element marked before the index publishes them. */
-	if (unlikely_log(vq) &&
-	    log_completion(vq, written, n,
-			   offsetof(struct vring_used, ring) + (uint64_t)slot * sizeof(*e)))
-		return;
-	vq->used_idx++;
+	for (i = 0; i < nelems; i++) {
+		uint16_t slot = (uint16_t)(vq->used_idx + i) % vq->num;
+		struct vring_used_elem *e = &vq->used->ring[slot];
+
+		e->id = elems[i].head;
+		e->len = elems[i].len;
+		/* Off: one branch.  On: data and elements marked before the index publishes them. */
+		if (unlikely_log(vq) &&
+		    log_completion(vq, written, i ? 0 : n,
+				   offsetof(struct vring_used, ring) + (uint64_t)slot * sizeof(*e)))
+			return;
+	}
+	vq->used_idx = (uint16_t)(vq->used_idx + nelems);
 	/* Lets a successor tell, after a crash right here, which record is stale. */
-	if (q)
-		q->last_batch_head = head;
-	/* The driver must see the element before the index that covers it. */
+	if (q && nelems)
+		q->last_batch_head = elems[nelems - 1].head;
+	/* The driver must see the elements before the index that covers them. */
 	__atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
 	if (unlikely_log(vq))
 		log_used(vq, offsetof(struct vring_used, idx), sizeof(uint16_t));
-	if (q && head < vq->num) {
-		q->desc[head].inflight = 0;
+	for (i = 0; q && i < nelems; i++) {
+		if (elems[i].head < vq->num)
+			q->desc[elems[i].head].inflight = 0;
 		q->used_idx = vq->used_idx;
 	}
 	mark_used(vq);
+}
+
+void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *written, unsigned n,
+		      uint32_t len)
+{
+	struct siov_vq_used_elem e = {head, len};
+
+	siov_vq_complete_many(vq, &e, 1, written, n);
+}
+
+void siov_vq_give_back(struct siov_vq *vq, unsigned n)
+{
+	vq->last_avail_idx = (uint16_t)(vq->last_avail_idx - n);
+	vq->last_pop = SIOV_VQ_POP_NONE;
 }
 
 bool siov_vq_log_ok(const struct siov_vq *vq)

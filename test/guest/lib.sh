@@ -36,7 +36,7 @@ CLEANUP_HOOKS=() # commands cleanup runs after the processes are gone (umount ..
 BE_PID=
 KIT=
 RPC=
-declare -A VDEV_SOCK=() VDEV_QUEUES=()
+declare -A VDEV_SOCK=() VDEV_QUEUES=() VDEV_MAC=()
 QSD_ARGS=()
 
 log() { echo "[$TEST_NAME $(elapsed)s] $*" >&2; }
@@ -238,6 +238,26 @@ be_vdev() {
 	esac
 }
 
+# be_network NAME [ARGS...]: a network of siovd's switch (network_create).
+be_network() {
+	local name=$1
+	shift
+	ctl network_create --name "$name" "$@" >/dev/null || die "network_create $name failed"
+}
+
+# be_nic NAME NETWORK MAC [ARGS...]: a virtio-net VDEV (a port on NETWORK) on
+# $WORK/NAME.sock; guest_start gives it to the guest as a virtio-net NIC.
+be_nic() {
+	local name=$1 net=$2 mac=$3
+	shift 3
+	local sock=$WORK/$name.sock
+	VDEV_SOCK[$name]=$sock
+	VDEV_QUEUES[$name]=1
+	VDEV_MAC[$name]=$mac
+	ctl vdev_create --name "$name" --type net --network "$net" --mac "$mac" --socket "$sock" "$@" \
+		>/dev/null || die "vdev_create $name (net) failed"
+}
+
 # be_ready: every VDEV is listening.
 be_ready() {
 	local s
@@ -336,8 +356,14 @@ guest_start() {
 	local extra=
 	[ "$BACKEND" = qsd ] && extra=,config-wce=off
 	for v in "$@"; do
-		args+=(-chardev "socket,id=c$i,path=${VDEV_SOCK[$v]}${GUEST_RECONNECT:+,reconnect=1}"
-			-device "vhost-user-blk-pci,chardev=c$i,num-queues=${VDEV_QUEUES[$v]},addr=$(printf '0x%x' $((16 + i)))$extra")
+		args+=(-chardev "socket,id=c$i,path=${VDEV_SOCK[$v]}${GUEST_RECONNECT:+,reconnect=1}")
+		if [ -n "${VDEV_MAC[$v]:-}" ]; then
+			# vectors=0: QEMU 7.2 under TCG crashes starting vhost-user net with MSI-X.
+			args+=(-netdev "vhost-user,id=n$i,chardev=c$i"
+				-device "virtio-net-pci,netdev=n$i,mac=${VDEV_MAC[$v]},vectors=0,romfile=,addr=$(printf '0x%x' $((16 + i)))")
+		else
+			args+=(-device "vhost-user-blk-pci,chardev=c$i,num-queues=${VDEV_QUEUES[$v]},addr=$(printf '0x%x' $((16 + i)))$extra")
+		fi
 		i=$((i + 1))
 	done
 	: >"$WORK/$name.console"

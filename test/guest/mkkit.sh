@@ -34,7 +34,7 @@ fio=$(command -v fio || true)
 command -v cpio >/dev/null || skip "cpio not installed"
 command -v gcc >/dev/null || skip "gcc not installed"
 
-modules="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk qemu_fw_cfg"
+modules="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk failover net_failover virtio_net qemu_fw_cfg"
 
 inputs() {
 	echo "kernel $kernel $(stat -c '%s %Y' "$kernel")"

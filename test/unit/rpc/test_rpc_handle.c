@@ -247,8 +247,25 @@ static void test_params_strict(void **state)
 		   "missing parameter 'socket'");
 	BAD_PARAMS("vdev_create",
 		   "{\"name\":\"v\",\"backend\":\"b\",\"socket\":\"/s\","
+		   "\"type\":\"tape\"}",
+		   "parameter 'type' must be \"blk\" or \"net\"");
+	/* A net VDEV joins a network; the window parameters are blk's. */
+	BAD_PARAMS("vdev_create",
+		   "{\"name\":\"v\",\"backend\":\"b\",\"socket\":\"/s\","
 		   "\"type\":\"net\"}",
-		   "parameter 'type' must be \"blk\"");
+		   "parameter 'backend' is for blk VDEVs");
+	BAD_PARAMS("vdev_create", "{\"name\":\"v\",\"socket\":\"/s\",\"type\":\"net\"}",
+		   "missing required parameter 'network'");
+	BAD_PARAMS("vdev_create", "{\"name\":\"v\",\"socket\":\"/s\",\"network\":\"n\"}",
+		   "parameter 'network' is for net VDEVs");
+	BAD_PARAMS("vdev_create",
+		   "{\"name\":\"v\",\"socket\":\"/s\",\"type\":\"net\",\"network\":\"n\","
+		   "\"mac\":\"01:00:00:00:00:01\"}",
+		   "unicast");
+	BAD_PARAMS("vdev_create",
+		   "{\"name\":\"v\",\"socket\":\"/s\",\"type\":\"net\",\"network\":\"n\","
+		   "\"mac\":\" 2:00:00:00:00:01\"}",
+		   "MAC address like");
 	BAD_PARAMS("vdev_create",
 		   "{\"name\":\"v\",\"backend\":\"b\",\"socket\":\"/s\","
 		   "\"queues\":0}",

@@ -1,0 +1,247 @@
+/*
+ * The virtio-net device model on rings in shared memory: two ports a and b on
+ * one network; a's transmit queue is processed directly (no engine: the
+ * model's process() is called as an engine would), b's receive queue is run
+ * by the device itself.  Checked: a frame reaches b's buffer behind a correct
+ * header, a frame spread over MRG_RXBUF buffers is published whole with
+ * num_buffers, a port without receive buffers loses the frame (counted) while
+ * the sender's chain completes, hostile transmit chains (no header, too big,
+ * device-writable) and receive buffers (device-readable) are refused and
+ * counted or break only their own queue.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <linux/virtio_net.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "guest.h"
+#include "siov_internal/virtio_net.h"
+
+#define RING_A (GPA_R2)
+#define RING_B (GPA_R2 + 0x8000)
+#define BUF_A  (GPA_R0)
+#define BUF_B  (GPA_R1)
+#define QNUM   16
+
+static const uint8_t MAC_A[6] = {0x52, 0x54, 0, 0, 0, 0xa};
+static const uint8_t MAC_B[6] = {0x52, 0x54, 0, 0, 0, 0xb};
+
+struct rig {
+	struct guest g;
+	struct siov_switch *sw;
+	struct siov_network *net;
+	struct siov_net *a, *b;
+	struct tq tx;  /* a's transmit queue (index 1) */
+	struct tq rx;  /* b's receive queue (index 0) */
+	int broken_a, broken_b;
+};
+
+static struct rig R;
+
+static int setup(void **state)
+{
+	struct siov_network_conf nc = {.name = "n", .mtu = 9000};
+	struct siov_net_conf c = {.network = NULL, .queue_pairs = 1};
+	uint64_t f = (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_NET_F_MRG_RXBUF);
+	struct siov_err err;
+
+	memset(&R, 0, sizeof(R));
+	assert_int_equal(guest_init(&R.g), 0);
+	assert_int_equal(siov_switch_create(&R.sw), 0);
+	assert_int_equal(siov_network_create(R.sw, &nc, &R.net, &err), 0);
+	c.network = R.net;
+	c.name = "a";
+	memcpy(c.mac, MAC_A, 6);
+	assert_int_equal(siov_net_create(&c, &R.a, &err), 0);
+	c.name = "b";
+	memcpy(c.mac, MAC_B, 6);
+	assert_int_equal(siov_net_create(&c, &R.b, &err), 0);
+	siov_net_dev_ops.set_features(R.a, f);
+	siov_net_dev_ops.set_features(R.b, f);
+	assert_int_equal(tq_init(&R.tx, &R.g, RING_A, QNUM), 0);
+	R.tx.vq.index = 1;
+	R.tx.vq.dev = R.a;
+	R.tx.vq.ops = siov_net_dev_ops.vq_ops;
+	R.tx.vq.dev_broken = &R.broken_a;
+	assert_int_equal(tq_init(&R.rx, &R.g, RING_B, QNUM), 0);
+	R.rx.vq.index = 0;
+	R.rx.vq.dev = R.b;
+	R.rx.vq.dev_broken = &R.broken_b;
+	assert_true(siov_net_dev_ops.self_run(R.b, 0));
+	assert_false(siov_net_dev_ops.self_run(R.b, 1));
+	assert_int_equal(siov_net_dev_ops.queue_start(R.b, &R.rx.vq), 0);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	siov_net_dev_ops.queue_stop(R.b, &R.rx.vq);
+	siov_net_dev_ops.vq_ops->release(&R.tx.vq);
+	siov_net_destroy(R.a);
+	siov_net_destroy(R.b);
+	siov_switch_destroy(R.sw);
+	guest_fini(&R.g);
+	return 0;
+}
+
+/* a sends one chain made of the given buffers (lengths; the bytes are at BUF_A). */
+static void tx(const uint32_t *lens, unsigned n, uint16_t flags_last)
+{
+	struct siov_vq_work w = {0};
+	uint64_t off = 0;
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		tq_desc(&R.tx, (uint16_t)i, BUF_A + off, lens[i],
+			(uint16_t)((i + 1 < n ? VRING_DESC_F_NEXT : 0) | (i + 1 == n ? flags_last : 0)),
+			(uint16_t)(i + 1));
+		off += lens[i];
+	}
+	tq_publish(&R.tx, 0);
+	R.tx.vq.ops->process(&R.tx.vq, NULL, 16, &w);
+}
+
+/* Writes a frame b <- a of len bytes (after a 12-byte zero header) at BUF_A. */
+static void frame(size_t len, const uint8_t *src)
+{
+	uint8_t *p = guest_ptr(&R.g, BUF_A);
+	size_t i;
+
+	memset(p, 0, SIOV_NET_HDR_LEN);
+	memcpy(p + 12, MAC_B, 6);
+	memcpy(p + 18, src, 6);
+	p[24] = 0x08;
+	for (i = 14; i < len; i++)
+		p[12 + i] = (uint8_t)(i * 13);
+}
+
+static void post_rx(uint16_t head, uint64_t gpa, uint32_t len, uint16_t flags)
+{
+	tq_desc(&R.rx, head, gpa, len, flags, 0);
+	tq_publish(&R.rx, head);
+}
+
+static struct siov_port_stats port_stats(struct siov_net *n)
+{
+	struct siov_port_stats s;
+
+	siov_port_get_stats(siov_net_port(n), &s);
+	return s;
+}
+
+static void test_one_frame(void **state)
+{
+	uint32_t len = SIOV_NET_HDR_LEN + 100;
+	struct virtio_net_hdr_mrg_rxbuf h;
+	uint8_t *got = guest_ptr(&R.g, BUF_B);
+
+	frame(100, MAC_A);
+	post_rx(0, BUF_B, 2048, VRING_DESC_F_WRITE);
+	tx(&len, 1, 0);
+	assert_int_equal(tq_used_idx(&R.tx), 1);
+	assert_int_equal(tq_used_idx(&R.rx), 1);
+	assert_int_equal(R.rx.used->ring[0].len, len);
+	memcpy(&h, got, sizeof(h));
+	assert_int_equal(le16toh(h.num_buffers), 1);
+	assert_memory_equal(got + 12, guest_ptr(&R.g, BUF_A + 12), 100);
+	assert_int_equal(port_stats(R.b).rx_packets, 1);
+	assert_int_equal(port_stats(R.a).tx_packets, 1);
+}
+
+static void test_mergeable(void **state)
+{
+	uint32_t len = SIOV_NET_HDR_LEN + 3000;
+	struct virtio_net_hdr_mrg_rxbuf h;
+	uint8_t *b0 = guest_ptr(&R.g, BUF_B), *b1 = guest_ptr(&R.g, BUF_B + 0x2000);
+
+	frame(3000, MAC_A);
+	post_rx(0, BUF_B, 1536, VRING_DESC_F_WRITE);
+	post_rx(1, BUF_B + 0x2000, 1536, VRING_DESC_F_WRITE);
+	post_rx(2, BUF_B + 0x4000, 1536, VRING_DESC_F_WRITE);
+	/* The frame goes in two chunks (a header and a data descriptor). */
+	tx((uint32_t[]){12, 3000}, 2, 0);
+	assert_int_equal(tq_used_idx(&R.rx), 2);
+	assert_int_equal(R.rx.used->ring[0].len, 1536);
+	assert_int_equal(R.rx.used->ring[1].len, len - 1536);
+	memcpy(&h, b0, sizeof(h));
+	assert_int_equal(le16toh(h.num_buffers), 2);
+	assert_memory_equal(b0 + 12, guest_ptr(&R.g, BUF_A + 12), 1536 - 12);
+	assert_memory_equal(b1, guest_ptr(&R.g, BUF_A + 1536), len - 1536);
+}
+
+static void test_no_buffer(void **state)
+{
+	uint32_t len = SIOV_NET_HDR_LEN + 60;
+
+	frame(60, MAC_A);
+	tx(&len, 1, 0);
+	/* The sender's chain completes; the receiver lost the frame, counted against it. */
+	assert_int_equal(tq_used_idx(&R.tx), 1);
+	assert_int_equal(port_stats(R.b).rx_drops[SIOV_DROP_NO_BUFFER], 1);
+	assert_int_equal(port_stats(R.b).rx_packets, 0);
+	/* A buffer too small without room to merge into stays for the next frame. */
+	post_rx(0, BUF_B, 8, VRING_DESC_F_WRITE);
+	tx(&len, 1, 0);
+	assert_int_equal(tq_used_idx(&R.rx), 0);
+	assert_false(siov_vq_is_broken(&R.rx.vq));
+}
+
+static void test_hostile_tx(void **state)
+{
+	uint32_t shorty = 5, big = SIOV_NET_HDR_LEN + 9100, ok = SIOV_NET_HDR_LEN + 60;
+
+	post_rx(0, BUF_B, 2048, VRING_DESC_F_WRITE);
+	/* A chain shorter than the header, then one past the MTU: counted, completed. */
+	frame(60, MAC_A);
+	tx(&shorty, 1, 0);
+	frame(9100, MAC_A);
+	tx(&big, 1, 0);
+	assert_int_equal(tq_used_idx(&R.tx), 2);
+	assert_int_equal(port_stats(R.a).tx_drops[SIOV_DROP_MALFORMED], 1);
+	assert_int_equal(port_stats(R.a).tx_drops[SIOV_DROP_TOO_BIG], 1);
+	/* Sent as b: spoofed. */
+	frame(60, MAC_B);
+	tx(&ok, 1, 0);
+	assert_int_equal(port_stats(R.a).tx_drops[SIOV_DROP_SPOOFED], 1);
+	assert_int_equal(tq_used_idx(&R.rx), 0);
+	assert_false(siov_vq_is_broken(&R.tx.vq));
+	/* A device-writable buffer in a transmit chain is a violation: a's queue breaks. */
+	frame(60, MAC_A);
+	tx(&ok, 1, VRING_DESC_F_WRITE);
+	assert_true(siov_vq_is_broken(&R.tx.vq));
+	assert_false(siov_vq_is_broken(&R.rx.vq));
+}
+
+static void test_hostile_rx(void **state)
+{
+	uint32_t ok = SIOV_NET_HDR_LEN + 60;
+
+	/* b posts a device-readable "receive buffer": b's queue breaks, a carries on. */
+	post_rx(0, BUF_B, 2048, 0);
+	frame(60, MAC_A);
+	tx(&ok, 1, 0);
+	assert_true(siov_vq_is_broken(&R.rx.vq));
+	assert_false(siov_vq_is_broken(&R.tx.vq));
+	assert_int_equal(tq_used_idx(&R.tx), 1);
+	tx(&ok, 1, 0);
+	assert_int_equal(tq_used_idx(&R.tx), 2);
+	assert_int_equal(port_stats(R.b).rx_drops[SIOV_DROP_NO_BUFFER], 2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_one_frame, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mergeable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_no_buffer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hostile_tx, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hostile_rx, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
