@@ -149,8 +149,7 @@ static int delete_named(struct siov_rpc_server *srv, struct json_object *params,
 }
 
 /* A method that takes no params and answers a list: the empty list. */
-static int list_start(struct json_object *params, struct json_object **result,
-		      struct siov_err *err)
+static int list_start(struct json_object *params, struct json_object **result, struct siov_err *err)
 {
 	int rc = parse_nothing(params, err);
 
@@ -164,10 +163,18 @@ static int list_start(struct json_object *params, struct json_object **result,
 
 /* ---- Backends ---- */
 
+static void learned_size(const struct siov_backend_info *info,
+			 const struct siov_mirror_info *mirror, void *arg)
+{
+	*(uint64_t *)arg = info->size;
+}
+
 static int m_backend_create(struct siov_rpc_server *srv, struct json_object *params,
 			    struct json_object **result, struct siov_err *err)
 {
 	struct siov_backend_conf conf;
+	struct siov_err ignored = {0};
+	uint64_t size = 0;
 	int rc;
 
 	if (siov_backend_conf_from_json(params, &conf, err))
@@ -175,6 +182,14 @@ static int m_backend_create(struct siov_rpc_server *srv, struct json_object *par
 	rc = siov_vdcm_backend_create(srv->vdcm, &conf, err);
 	if (rc < 0)
 		return vdcm_failed(rc, err);
+	/*
+	 * An NBD backend learns its size from the server: save that size, so
+	 * that a restart while the server is away starts it disconnected
+	 * instead of dropping it (lib/backend/nbd.c).
+	 */
+	if (conf.type == SIOV_BACKEND_NBD && !conf.size &&
+	    siov_vdcm_backend_stats(srv->vdcm, conf.name, learned_size, &size, &ignored) == 0)
+		conf.size = size;
 	return created(srv, "backend", "backend", conf.name, siov_backend_conf_to_json(&conf),
 		       siov_vdcm_backend_delete, result, err);
 }
@@ -353,20 +368,22 @@ static struct json_object *member_to_json(const struct siov_member_info *m)
 	if (!o)
 		return NULL;
 	json_object_object_add(o, "name", json_object_new_string(m->name));
-	json_object_object_add(o, "state", json_object_new_string(siov_member_state_name(m->state)));
+	json_object_object_add(o, "state",
+			       json_object_new_string(siov_member_state_name(m->state)));
 	if (m->state == SIOV_MEMBER_FAILED)
 		json_object_object_add(o, "reason", json_object_new_string(m->reason));
 	if (m->state == SIOV_MEMBER_RESYNCING) {
 		struct json_object *p = json_object_new_object();
 
-		json_object_object_add(p, "mode", json_object_new_string(m->full ? "full" : "bitmap"));
+		json_object_object_add(p, "mode",
+				       json_object_new_string(m->full ? "full" : "bitmap"));
 		json_object_object_add(p, "done_bytes", json_object_new_uint64(m->resync_done));
 		json_object_object_add(p, "total_bytes", json_object_new_uint64(m->resync_total));
-		json_object_object_add(
-		    p, "percent",
-		    json_object_new_double(m->resync_total ? 100.0 * (double)m->resync_done /
-								 (double)m->resync_total
-							   : 100.0));
+		json_object_object_add(p, "percent",
+				       json_object_new_double(m->resync_total
+								  ? 100.0 * (double)m->resync_done /
+									(double)m->resync_total
+								  : 100.0));
 		json_object_object_add(o, "resync", p);
 	}
 	json_object_object_add(o, "reads", json_object_new_uint64(m->reads));
@@ -577,9 +594,8 @@ static struct json_object *hold_to_json(const struct siov_vdev_info *info)
 	json_object_object_add(o, "held_total", json_object_new_uint64(h->held_total));
 	json_object_object_add(o, "hold_events", json_object_new_uint64(h->hold_events));
 	json_object_object_add(o, "timed_out", json_object_new_uint64(h->timed_out));
-	json_object_object_add(o, "reason",
-			       h->last_error ? json_object_new_string(strerror(-h->last_error))
-					     : NULL);
+	json_object_object_add(
+	    o, "reason", h->last_error ? json_object_new_string(strerror(-h->last_error)) : NULL);
 	json_object_object_add(
 	    o, "held_for_s",
 	    json_object_new_double(h->since_ns && info->now_ns > h->since_ns
@@ -633,7 +649,8 @@ static void vdev_stats_to_json(const struct siov_vdev_info *info, void *arg)
 		struct json_object *m = json_object_new_object();
 
 		json_object_object_add(m, "to", json_object_new_string(info->conf->move_backend));
-		json_object_object_add(m, "offset", json_object_new_uint64(info->conf->move_offset));
+		json_object_object_add(m, "offset",
+				       json_object_new_uint64(info->conf->move_offset));
 		json_object_object_add(m, "done_bytes", json_object_new_uint64(info->move_done));
 		json_object_object_add(m, "total_bytes", json_object_new_uint64(info->move_total));
 		json_object_object_add(o, "move", m);
@@ -782,7 +799,7 @@ static void group_conf_json(const struct siov_group_info *info, void *arg)
 
 /* Journals the whole configuration of a VDEV or group, as it now is. */
 static int record_conf(struct siov_rpc_server *srv, bool is_group, const char *name,
-		      struct siov_err *err)
+		       struct siov_err *err)
 {
 	struct group_conf_lookup l = {name, NULL};
 
@@ -1170,8 +1187,7 @@ static const struct siov_rpc_method methods[] = {
      "bytes per second a mirror resync may use", &rate_table},
     {"vdev_create", m_vdev_create, "add a VDEV: a window of a backend served on a socket",
      &siov_vdev_param_table},
-    {"vdev_delete", m_vdev_delete, "remove a VDEV (its in-flight I/O drains first)",
-     &name_table},
+    {"vdev_delete", m_vdev_delete, "remove a VDEV (its in-flight I/O drains first)", &name_table},
     {"vdev_list", m_vdev_list, "list VDEVs and their configuration", &vdev_query_table},
     {"vdev_stats", m_vdev_stats, "counters of VDEVs and their queues", &vdev_query_table},
     {"vdev_set_error_policy", m_vdev_set_error_policy,
@@ -1179,8 +1195,8 @@ static const struct siov_rpc_method methods[] = {
     {"vdev_resume", m_vdev_resume, "retry the requests a held VDEV keeps", &name_table},
     {"vdev_move", m_vdev_move, "move a VDEV's window to another backend while it runs",
      &move_table},
-    {"vdev_set_qos", m_vdev_set_qos,
-     "change a VDEV's QoS (parameters left out keep their values)", &siov_group_param_table},
+    {"vdev_set_qos", m_vdev_set_qos, "change a VDEV's QoS (parameters left out keep their values)",
+     &siov_group_param_table},
     {"group_create", m_group_create, "add a QoS group whose VDEVs share its limits",
      &siov_group_param_table},
     {"group_set_qos", m_group_set_qos, "change a group's QoS", &siov_group_param_table},
@@ -1191,14 +1207,11 @@ static const struct siov_rpc_method methods[] = {
     {"network_delete", m_network_delete, "remove a network no VDEV is a port of", &name_table},
     {"network_list", m_network_list, "list the networks, their ports and learned MACs", NULL},
     {"daemon_info", m_daemon_info, "version, engines, counts, uptime", NULL},
-    {"engine_stats", m_engine_stats, "each engine's rounds, sleeps, submits and timings",
-     NULL},
-    {"export_create", m_export_create, "serve a VDEV's window over NBD",
-     &siov_export_param_table},
+    {"engine_stats", m_engine_stats, "each engine's rounds, sleeps, submits and timings", NULL},
+    {"export_create", m_export_create, "serve a VDEV's window over NBD", &siov_export_param_table},
     {"export_delete", m_export_delete, "stop serving a VDEV over NBD", &export_vdev_table},
     {"export_list", m_export_list, "the NBD exports and their counters", NULL},
-    {"rpc_get_methods", m_rpc_get_methods, "every method with its parameters (siovctl -h)",
-     NULL},
+    {"rpc_get_methods", m_rpc_get_methods, "every method with its parameters (siovctl -h)", NULL},
 };
 
 static struct json_object *param_to_json(const struct siov_param *p)

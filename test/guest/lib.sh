@@ -146,6 +146,12 @@ dump_logs() {
 		echo "----- $BACKEND log (last 100 lines) -----" >&2
 		tail -n 100 "$WORK/backend.log" >&2
 	fi
+	# siovd instances of test/lib/siovd.sh's multi-instance half (migrate-lib.sh's sides)
+	for f in "$WORK"/*/siovd.log; do
+		[ -f "$f" ] || continue
+		echo "----- siovd log ${f#"$WORK"/} (last 100 lines) -----" >&2
+		tail -n 100 "$f" >&2
+	done
 }
 
 # wait_for_path PATH SECONDS [PID]: polls until PATH exists; fails early if

@@ -4,8 +4,11 @@
 # guest runs in a QEMU on one side; a second QEMU with the same command line
 # and -incoming waits on the other; QMP `migrate` moves the guest across.
 #
-#   side_start X          siovd (or qemu-storage-daemon) instance X, own RPC and state dir
-#   side_stop X           SIGTERM; must exit 0, leave no socket, log no sanitizer report
+#   side_start X          siovd instance X (test/lib/siovd.sh: siovd_inst_start X WORK/side-X),
+#                         or, for qemu-storage-daemon, only its dir
+#   side_stop X           SIGTERM (siovd_inst_stop); must exit 0, leave no socket,
+#                         log no sanitizer report
+#   side_restart X        side_stop, then siovd X again on its state dir
 #   side_use X            later ctl/stats/vstat calls go to X
 #   side_vdev X NAME FILE OFF SIZE   a backend on FILE and a VDEV (default queues) on it
 #   vm_start VM X VDEV [incoming]    a QEMU (2 vCPUs, no num-queues) on X's socket of VDEV
@@ -16,20 +19,24 @@ QMP="$GUEST_SRC/qmp.py"
 declare -A SIDE_PID=() SIDE_RPC=() VM_PID=() VM_SIDE=()
 MIG_TOTAL_MS= MIG_DOWNTIME_MS= MIG_STATUS=
 
+# side_start X: siovd through test/lib/siovd.sh's multi-instance half
+# (instance X in WORK/side-X, log WORK/side-X/siovd.log), ready once it
+# answers daemon_info; after side_stop, again on the same state dir and options.
 side_start() {
 	local x=$1 d=$WORK/side-$1
-	mkdir -p "$d/state"
 	case "$BACKEND" in
 	siovd)
-		"$SIOVD" --rpc-socket "$d/rpc.sock" --state-dir "$d/state" ${SIOV_GUEST_SIOVD_ARGS:-} \
-			> >(sed -u "s/^/[siovd $x] /" >>"$WORK/backend.log") 2>&1 &
-		SIDE_PID[$x]=$!
+		if [ -n "${SIOVD_INST_DIR[$x]:-}" ]; then
+			siovd_inst_restart "$x" || die "siovd $x did not start again and answer daemon_info"
+		else
+			# shellcheck disable=SC2086 # SIOV_GUEST_SIOVD_ARGS is a list of options
+			siovd_inst_start "$x" "$d" ${SIOV_GUEST_SIOVD_ARGS:-} || die "siovd $x did not start and answer daemon_info"
+		fi
+		SIDE_PID[$x]=${SIOVD_INST_PID[$x]}
 		PIDS+=("${SIDE_PID[$x]}")
-		SIDE_RPC[$x]=$d/rpc.sock
-		wait_for_path "$d/rpc.sock" 20 "${SIDE_PID[$x]}"
-		RPC=${SIDE_RPC[$x]} ctl daemon_info >/dev/null || die "siovd $x does not answer"
+		SIDE_RPC[$x]=${SIOVD_INST_RPC[$x]}
 		;;
-	qsd) : ;; # started by side_vdev: qsd takes its exports on the command line
+	qsd) mkdir -p "$d" ;; # started by side_vdev: qsd takes its exports on the command line
 	esac
 }
 
@@ -66,20 +73,23 @@ side_vdev() {
 
 side_stop() {
 	local x=$1 rc=0 pid=${SIDE_PID[$1]} s
+	if [ "$BACKEND" = siovd ]; then
+		siovd_inst_stop "$x" || rc=$?
+		forget_pid "$pid"
+		[ $rc = 0 ] || die "siovd $x did not stop cleanly (see above)"
+		for s in "${!VDEV_SOCK[@]}"; do
+			[ "${s%%/*}" != "$x" ] || [ ! -e "${VDEV_SOCK[$s]}" ] ||
+				die "siovd $x left its socket ${VDEV_SOCK[$s]} behind"
+		done
+		return 0
+	fi
 	kill -TERM "$pid" 2>/dev/null || die "side $x ($BACKEND) was gone before SIGTERM"
 	timeout 20 tail --pid="$pid" -f /dev/null || die "side $x did not exit within 20 s of SIGTERM"
 	wait "$pid" || rc=$?
 	forget_pid "$pid"
-	if grep -Eq 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$WORK/backend.log"; then
-		die "$BACKEND log has a sanitizer report"
-	fi
+	! grep -Eq "$SIOVD_SANITIZER_RE" "$WORK/backend.log" || die "$BACKEND log has a sanitizer report"
 	# qemu-storage-daemon ends with status 0 or by the signal it got.
-	[ $rc = 0 ] || { [ "$BACKEND" = qsd ] && [ $rc = 143 ]; } ||
-		die "side $x exited with status $rc after SIGTERM"
-	for s in "${!VDEV_SOCK[@]}"; do
-		[ "${s%%/*}" != "$x" ] || [ "$BACKEND" != siovd ] || [ ! -e "${VDEV_SOCK[$s]}" ] ||
-			die "siovd $x left its socket ${VDEV_SOCK[$s]} behind"
-	done
+	[ $rc = 0 ] || [ $rc = 143 ] || die "side $x exited with status $rc after SIGTERM"
 }
 
 # side_restart X: siovd X stops and starts again on its state dir.

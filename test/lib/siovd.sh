@@ -16,6 +16,11 @@
 #
 # Needs SIOVD and SIOVCTL (paths of the programs).  Functions return non-zero
 # with a message on stderr instead of exiting, so that the test decides.
+#
+# siovd_start/_stop/... run one siovd per shell.  siovd_inst_start NAME DIR
+# and its siblings (below) run several at once, with the same conventions,
+# their state in associative arrays keyed by NAME (SIOVD_INST_PID[NAME],
+# SIOVD_INST_RPC[NAME], SIOVD_INST_LOG[NAME], ...).
 
 SIOVD_DIR=${SIOVD_DIR:-}
 SIOVD_LOG=${SIOVD_LOG:-}
@@ -89,10 +94,11 @@ siovd_reap() {
 	SIOVD_PID=
 }
 
-# siovd_log_reports: how many sanitizer reports siovd's log holds.
+# siovd_log_reports [LOG]: how many sanitizer reports siovd's log (or LOG) holds.
 siovd_log_reports() {
-	[ -f "$SIOVD_LOG" ] || { echo 0; return 0; }
-	grep -Ec "$SIOVD_SANITIZER_RE" "$SIOVD_LOG" || true
+	local f=${1:-$SIOVD_LOG}
+	[ -f "$f" ] || { echo 0; return 0; }
+	grep -Ec "$SIOVD_SANITIZER_RE" "$f" || true
 }
 
 # siovd_stop [SECONDS]: SIGTERM, SIGKILL after SECONDS; succeeds only when
@@ -148,4 +154,113 @@ siovd_cleanup() {
 		rm -rf "$SIOVD_DIR"
 	fi
 	return $stop
+}
+
+# ---- several instances at once ----------------------------------------------
+#
+# The same conventions, per instance NAME: DIR holds rpc.sock, state/ and
+# siovd.log (or the log the caller put in SIOVD_INST_LOG[NAME] before the
+# first start); the caller makes and removes DIR (a test's work dir).
+
+declare -A SIOVD_INST_DIR=() SIOVD_INST_RPC=() SIOVD_INST_LOG=() SIOVD_INST_PID=()
+declare -A SIOVD_INST_STATUS=() SIOVD_INST_ARGS=()
+
+# siovd_inst_start NAME DIR [ARGS...]: siovd instance NAME on DIR with ARGS,
+# ready once it answers daemon_info; its pid in SIOVD_INST_PID[NAME].
+siovd_inst_start() {
+	local n=$1 d=$2
+	shift 2
+	[ -z "${SIOVD_INST_PID[$n]:-}" ] || { siovd__err "instance $n (pid ${SIOVD_INST_PID[$n]}) still runs"; return 1; }
+	mkdir -p "$d/state" || return 1
+	SIOVD_INST_DIR[$n]=$d
+	SIOVD_INST_RPC[$n]=$d/rpc.sock
+	SIOVD_INST_LOG[$n]=${SIOVD_INST_LOG[$n]:-$d/siovd.log}
+	SIOVD_INST_ARGS[$n]=
+	[ $# = 0 ] || SIOVD_INST_ARGS[$n]=$(printf '%q ' "$@") # printf alone would make one empty argument
+	siovd_inst_restart "$n"
+}
+
+# siovd_inst_restart NAME: starts instance NAME again on the same directory,
+# state and ARGS (after a stop or a kill).
+siovd_inst_restart() {
+	local n=$1 args
+	[ -n "${SIOVD_INST_DIR[$n]:-}" ] || { siovd__err "siovd_inst_restart $n before siovd_inst_start"; return 1; }
+	[ -z "${SIOVD_INST_PID[$n]:-}" ] || { siovd__err "instance $n (pid ${SIOVD_INST_PID[$n]}) still runs"; return 1; }
+	eval "args=(${SIOVD_INST_ARGS[$n]})"
+	"$SIOVD" --rpc-socket "${SIOVD_INST_RPC[$n]}" --state-dir "${SIOVD_INST_DIR[$n]}/state" "${args[@]}" \
+		>>"${SIOVD_INST_LOG[$n]}" 2>&1 &
+	SIOVD_INST_PID[$n]=$!
+	SIOVD_INST_STATUS[$n]=
+	siovd_inst_wait_ready "$n" "$SIOVD_START_TIMEOUT"
+}
+
+# siovd_inst_ctl NAME ARGS...: siovctl on instance NAME's RPC socket.
+siovd_inst_ctl() {
+	local n=$1
+	shift
+	"$SIOVCTL" -s "${SIOVD_INST_RPC[$n]}" "$@"
+}
+
+# siovd_inst_alive NAME: instance NAME runs.
+siovd_inst_alive() { [ -n "${SIOVD_INST_PID[$1]:-}" ] && kill -0 "${SIOVD_INST_PID[$1]}" 2>/dev/null; }
+
+# siovd_inst_wait_ready NAME [SECONDS]: polls daemon_info; fails early if it dies.
+siovd_inst_wait_ready() {
+	local n=$1 t=${2:-$SIOVD_START_TIMEOUT} i=0
+	while ! siovd_inst_ctl "$n" -t 2 daemon_info >/dev/null 2>&1; do
+		if ! siovd_inst_alive "$n"; then
+			siovd__err "instance $n (pid ${SIOVD_INST_PID[$n]}) died before answering daemon_info"
+			siovd_inst_reap "$n"
+			return 1
+		fi
+		i=$((i + 1))
+		[ $i -le $((t * 20)) ] || { siovd__err "instance $n did not answer daemon_info within $t s"; return 1; }
+		sleep 0.05
+	done
+}
+
+# siovd_inst_reap NAME: collects the exit status of an instance that has ended.
+siovd_inst_reap() {
+	local n=$1 st=0
+	[ -n "${SIOVD_INST_PID[$n]:-}" ] || return 0
+	wait "${SIOVD_INST_PID[$n]}" 2>/dev/null || st=$?
+	SIOVD_INST_STATUS[$n]=$st
+	SIOVD_INST_PID[$n]=
+}
+
+# siovd_inst_stop NAME [SECONDS]: SIGTERM, SIGKILL after SECONDS; succeeds
+# only when it exited 0 in time and its log has no sanitizer report.
+siovd_inst_stop() {
+	local n=$1 t=${2:-$SIOVD_STOP_TIMEOUT} i=0 reports
+	siovd_inst_alive "$n" || { siovd__err "instance $n was already gone before SIGTERM"; siovd_inst_reap "$n"; return 1; }
+	kill -TERM "${SIOVD_INST_PID[$n]}"
+	while siovd_inst_alive "$n" && [ $i -lt $((t * 20)) ]; do
+		sleep 0.05
+		i=$((i + 1))
+	done
+	if siovd_inst_alive "$n"; then
+		siovd__err "instance $n did not exit within $t s of SIGTERM; killed"
+		siovd_inst_kill "$n"
+		return 1
+	fi
+	siovd_inst_reap "$n"
+	reports=$(siovd_log_reports "${SIOVD_INST_LOG[$n]}")
+	[ "$reports" = 0 ] || { siovd__err "instance $n's log has $reports sanitizer report(s)"; return 1; }
+	[ "${SIOVD_INST_STATUS[$n]}" = 0 ] ||
+		{ siovd__err "instance $n exited with status ${SIOVD_INST_STATUS[$n]} after SIGTERM"; return 1; }
+}
+
+# siovd_inst_kill NAME: SIGKILL at once, as a crash would.
+siovd_inst_kill() {
+	[ -n "${SIOVD_INST_PID[$1]:-}" ] || return 0
+	kill -KILL "${SIOVD_INST_PID[$1]}" 2>/dev/null || true
+	siovd_inst_reap "$1"
+}
+
+# siovd_inst_kill_all: SIGKILL to every instance still running (an EXIT trap).
+siovd_inst_kill_all() {
+	local n
+	for n in "${!SIOVD_INST_PID[@]}"; do
+		siovd_inst_kill "$n"
+	done
 }

@@ -17,7 +17,7 @@ check() { # description, then a command that must succeed
 not() { ! "$@"; }
 # fresh: forget the previous run's directory so that the next start makes one.
 fresh() { SIOVD_DIR= SIOVD_LOG= SIOVD_OWN_DIR=0; }
-trap 'siovd_kill; for d in "${KEPT[@]}"; do rm -rf "$d"; done' EXIT
+trap 'siovd_kill; siovd_inst_kill_all; for d in "${KEPT[@]}"; do rm -rf "$d"; done' EXIT
 KEPT=()
 
 siovd_start selftest --engines 1 >/dev/null 2>&1
@@ -56,6 +56,30 @@ fresh
 check "a siovd that exits at start is reported, not waited for" not siovd_start selftest --no-such-option
 KEPT+=("$SIOVD_DIR")
 check "its log says why" grep -q -- "no-such-option\|unrecognized\|unknown" "$SIOVD_LOG"
+
+# Several instances at once (siovd_inst_*), in a directory of the test's own.
+multi=$(mktemp -d /tmp/siov-selftest-multi.XXXXXX)
+KEPT+=("$multi")
+check "two instances start" siovd_inst_start A "$multi/A" --engines 1
+check "...side by side" siovd_inst_start B "$multi/B"
+check "each answers on its own socket" test -S "$multi/A/rpc.sock" -a -S "$multi/B/rpc.sock" -a -f "$multi/B/siovd.log"
+check "a second start of a running instance is an error" not siovd_inst_start A "$multi/A"
+check "backend created on A" siovd_inst_ctl A backend_create --name onA --type null --size 4096
+check "B does not see it" bash -c "! $SIOVCTL -s $multi/B/rpc.sock backend_list | grep -q onA"
+pidb=${SIOVD_INST_PID[B]}
+siovd_inst_kill A
+check "SIGKILL of A: A gone" not siovd_inst_alive A
+check "...B untouched" kill -0 "$pidb"
+check "stopping a dead instance is an error" not siovd_inst_stop A
+check "A restarts on its directory" siovd_inst_restart A
+check "...and found its state and options again" bash -c "$SIOVCTL -s $multi/A/rpc.sock backend_list | grep -q onA"
+echo "==1==ERROR: LeakSanitizer: detected memory leaks" >>"${SIOVD_INST_LOG[A]}"
+check "a report in A's log fails A's stop" not siovd_inst_stop A
+check "B: SIGTERM, exit 0, no report" siovd_inst_stop B
+check "B's status is 0" test "${SIOVD_INST_STATUS[B]}" = 0
+SIOVD_INST_LOG[C]=$multi/c.log
+check "an instance that exits at start is reported" not siovd_inst_start C "$multi/C" --no-such-option
+check "...and its own log says why" grep -q -- "no-such-option\|unrecognized\|unknown" "$multi/c.log"
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -1,9 +1,11 @@
 # Host-side helpers of the remote-backend tests (NBD, the siovd gateway, Ceph
 # RBD): a work dir, processes started here and killed by pid at the end, free
-# TCP ports, siovd instances, nbdkit servers, siov-bench runs.
+# TCP ports, siovd instances (test/lib/siovd.sh's multi-instance half),
+# nbdkit servers, siov-bench runs.
 #
 # Usage: . lib.sh; setup SIOVD SIOVCTL SIOV_BENCH
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/siovd.sh"
 
 TEST_NAME=$(basename "$0" .sh)
 T0=$(date +%s.%N)
@@ -88,36 +90,35 @@ wait_port() {
 	done
 }
 
-# siovd_start NAME: siovd instance NAME (rpc socket and state dir under WORK);
-# sets SIOVD_PID[NAME].  Started again on the same state dir, it replays it.
-declare -A SIOVD_PID=()
-siovd_start() {
+# instance_start NAME: siovd instance NAME (test/lib/siovd.sh, in WORK/NAME,
+# log WORK/siovd-NAME.log), ready once it answers daemon_info; its pid in
+# SIOVD_INST_PID[NAME] and PIDS.  Started again after instance_stop, it
+# replays its state dir.
+instance_start() {
 	local n=$1
-	mkdir -p "$WORK/$n.state"
-	rm -f "$WORK/$n.rpc"
-	"$SIOVD" --rpc-socket "$WORK/$n.rpc" --state-dir "$WORK/$n.state" --engines 1 >>"$WORK/siovd-$n.log" 2>&1 &
-	SIOVD_PID[$n]=$!
-	PIDS+=("${SIOVD_PID[$n]}")
-	wait_for_path "$WORK/$n.rpc" 20 "${SIOVD_PID[$n]}"
+	SIOVD_INST_LOG[$n]=$WORK/siovd-$n.log
+	if [ -n "${SIOVD_INST_DIR[$n]:-}" ]; then
+		siovd_inst_restart "$n" || die "siovd $n did not start again and answer daemon_info"
+	else
+		siovd_inst_start "$n" "$WORK/$n" --engines 1 || die "siovd $n did not start and answer daemon_info"
+	fi
+	PIDS+=("${SIOVD_INST_PID[$n]}")
 }
 
-# siovd_stop NAME: SIGTERM, must exit 0.
-siovd_stop() {
-	local pid=${SIOVD_PID[$1]} rc=0
-	kill -TERM "$pid"
-	timeout 20 tail --pid="$pid" -f /dev/null || die "siovd $1 did not stop within 20 s"
-	wait "$pid" || rc=$?
+# instance_stop NAME: SIGTERM (SIGKILL after 20 s); must exit 0 with no
+# sanitizer report in its log.
+instance_stop() {
+	local pid=${SIOVD_INST_PID[$1]} rc=0
+	siovd_inst_stop "$1" || rc=$?
 	forget_pid "$pid"
-	[ $rc = 0 ] || die "siovd $1 exited with $rc after SIGTERM"
-	! grep -Eq 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$WORK/siovd-$1.log" ||
-		die "siovd $1 logged a sanitizer report"
+	[ $rc = 0 ] || die "siovd $1 did not stop cleanly (see above)"
 }
 
 # ctl NAME METHOD ARGS...: siovctl on instance NAME; prints the result.
 ctl() {
 	local n=$1
 	shift
-	timeout 30 "$SIOVCTL" -s "$WORK/$n.rpc" "$@"
+	timeout 30 "$SIOVCTL" -s "${SIOVD_INST_RPC[$n]}" "$@"
 }
 
 # ctl_fails NAME PATTERN METHOD ARGS...: the call must fail with PATTERN in its message.

@@ -16,7 +16,7 @@ command -v nbdkit >/dev/null || skip "nbdkit not installed"
 setup "$@"
 HERE=$(cd "$(dirname "$0")" && pwd)
 MiB=1048576
-siovd_start a
+instance_start a
 ctl a backend_create --name r0 --type ram --size $((16 * MiB)) >/dev/null
 ctl a vdev_create --name h0 --backend r0 --size $((8 * MiB)) --socket "$WORK/h0.vu" >/dev/null
 ctl a vdev_create --name h1 --backend r0 --offset $((8 * MiB)) --size $((4 * MiB)) --readonly \
@@ -26,7 +26,7 @@ ctl a export_create --vdev h1 --listen "unix:$WORK/h1.nbd" >/dev/null
 ctl_fails a "is exported over NBD" vdev_delete --name h0
 python3 "$HERE/nbd_hostile.py" rw "$WORK/h0.nbd" h0 $((8 * MiB)) >&2 || die "hostile client on h0"
 python3 "$HERE/nbd_hostile.py" ro "$WORK/h1.nbd" h1 >&2 || die "read-only export"
-kill -0 "${SIOVD_PID[a]}" || die "siovd died"
+kill -0 "${SIOVD_INST_PID[a]}" || die "siovd died"
 pe=$(ctl a export_list | jq '[.[] | select(.vdev == "h0")][0].protocol_errors')
 [ "$pe" -ge 4 ] || die "export h0 counts $pe protocol errors, expected at least 4"
 log "siovd up; export h0 counts $pe protocol errors"
@@ -53,4 +53,4 @@ ctl a export_delete --vdev s0 >/dev/null
 ctl a export_delete --vdev h0 >/dev/null
 [ ! -e "$WORK/h0.nbd" ] || die "export_delete left its socket file"
 ctl a vdev_delete --name h0 >/dev/null
-siovd_stop a
+instance_stop a

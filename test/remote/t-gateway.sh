@@ -16,14 +16,19 @@ command -v certtool >/dev/null || skip "certtool missing (gnutls-bin)"
 setup "$@"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-actl() { timeout 30 "$SIOVCTL" -s "$WORK/a.rpc" "$@"; }
+actl() { timeout 30 "$SIOVCTL" -s "${SIOVD_INST_RPC[a]}" "$@"; }
 A_PID=
+# a_start: instance A (test/lib/siovd.sh) in WORK/a, its log WORK/a.log,
+# ready once it answers daemon_info; after a kill, again on its state dir.
 a_start() {
-	rm -f "$WORK/a.rpc"
-	"$SIOVD" --rpc-socket "$WORK/a.rpc" --state-dir "$WORK/a.state" --engines 1 >>"$WORK/a.log" 2>&1 &
-	A_PID=$!
+	SIOVD_INST_LOG[a]=$WORK/a.log
+	if [ -n "${SIOVD_INST_DIR[a]:-}" ]; then
+		siovd_inst_restart a || die "instance A did not start again and answer daemon_info"
+	else
+		siovd_inst_start a "$WORK/a" --engines 1 || die "instance A did not start and answer daemon_info"
+	fi
+	A_PID=${SIOVD_INST_PID[a]}
 	PIDS+=("$A_PID")
-	wait_for_path "$WORK/a.rpc" 20 "$A_PID"
 }
 
 "$(dirname "$0")/mkcerts.sh" "$WORK/pki" || die "mkcerts failed"
@@ -31,7 +36,6 @@ disk=$WORK/a-disk.img
 W=$((24 * MiB)) FIO=$((8 * MiB)) FLAG=$((20 * MiB))
 G0_OFF=$((1 * MiB)) G1_OFF=$((1 * MiB + W))
 P0=$(free_port) P1=$(free_port)
-mkdir -p "$WORK/a.state"
 a_start
 actl backend_create --name f0 --type file --path "$disk" --size $((2 * W + 2 * MiB)) >/dev/null
 actl vdev_create --name g0 --backend f0 --offset $G0_OFF --size $W --socket "$WORK/g0.vu.sock" >/dev/null
@@ -106,9 +110,8 @@ until [ "$(vstat v0 .requests)" -gt 200 ] && [ "$(vstat v1 .requests)" -gt 200 ]
 	sleep 0.1
 done
 log "before the kill: v0 $(stats v0 | jq -c '{requests, inflight}'), v1 $(stats v1 | jq -c '{requests, inflight}')"
-kill -9 "$A_PID"
-wait "$A_PID" 2>/dev/null || true
 forget_pid "$A_PID"
+siovd_inst_kill a
 log "instance A SIGKILLed"
 sleep 1
 a_start
@@ -148,9 +151,7 @@ actl export_list | jq -e 'all(.[]; .requests > 0 and .protocol_errors == 0)' >/d
 log "$(grep -c '^SIOV-FIO-OK' "$WORK/g.console") fio rounds verified; A after the restart: $(actl export_list | jq -c '[.[] | {vdev, requests, errors}]')"
 be_alive
 be_stop
-kill -TERM "$A_PID"
-timeout 20 tail --pid="$A_PID" -f /dev/null || die "instance A did not stop"
 rc=0
-wait "$A_PID" || rc=$?
+siovd_inst_stop a || rc=$?
 forget_pid "$A_PID"
-[ $rc = 0 ] || die "instance A exited with $rc"
+[ $rc = 0 ] || die "instance A did not stop cleanly (see above)"

@@ -31,7 +31,7 @@ serve() { # serve NAME LOGFILTER_FILE: nbdkit on PORT over disk.img
 serve s1 "$WORK/reqs-1.txt"
 nbdkit_start ro -U "$WORK/ro.sock" -r file "$WORK/disk2.img"
 wait_for_path "$WORK/ro.sock" 10 "${NBDKIT_PID[ro]}"
-siovd_start a
+instance_start a
 
 # ---- 1. errors a user can act on ---------------------------------------------
 ctl_fails a "cannot connect to NBD server .*No such file" backend_create --name e1 --type nbd \
@@ -83,7 +83,7 @@ errs=$(vstat a v1 .errors)
 [ "$errs" -gt 0 ] || die "with the server gone for 3 s and timeout_ms=1000, v1 counts no error"
 grep -q "backend 'n1': NBD server .* unreachable for 1000 ms: failing" "$WORK/siovd-a.log" ||
 	die "siovd did not say why it failed the requests"
-kill -0 "${SIOVD_PID[a]}" || die "siovd died"
+kill -0 "${SIOVD_INST_PID[a]}" || die "siovd died"
 log "server gone: $errs request(s) failed after 1 s, $(grep -m1 "backend 'n1': NBD server" "$WORK/siovd-a.log" | sed 's/.*error: //')"
 nbdkit_start u3 -U "$WORK/u2.sock" file "$WORK/disk2.img"
 wait_for_path "$WORK/u2.sock" 10 "${NBDKIT_PID[u3]}"
@@ -93,10 +93,10 @@ bench_start "$WORK/bench-3b.out" --socket "$WORK/v1.sock" --rw randrw --bs 4k --
 bench_wait "$WORK/bench-3b.out"
 
 # ---- 4. persisted, and a restart while one server is away ---------------------
-siovd_stop a
+instance_stop a
 nbdkit_kill9 u3
 rm -f "$WORK/u2.sock"
-siovd_start a
+instance_start a
 grep -q "backend 'n1': NBD server .* is unreachable .*starting disconnected" "$WORK/siovd-a.log" ||
 	die "n1 was not restored disconnected while its server was away"
 ctl a vdev_list | jq -e '[.[]? // . | .name] | index("v1") != null' >/dev/null || die "v1 was not restored"
@@ -108,7 +108,7 @@ log "n1 came back disconnected after the restart and found its server when it re
 conf=$(ctl a backend_list | jq -c '[if type == "array" then .[] else . end | select(.name == "n0")][0]')
 echo "$conf" | jq -e --arg u "$URI" '.type == "nbd" and .uri == $u and .settle_ms == 1500 and .timeout_ms == 20000' >/dev/null ||
 	die "backend n0 after the restart: $conf"
-wait_for_path "$WORK/v0.sock" 10 "${SIOVD_PID[a]}"
+wait_for_path "$WORK/v0.sock" 10 "${SIOVD_INST_PID[a]}"
 bench_start "$WORK/bench-4.out" --socket "$WORK/v0.sock" --rw randrw --bs 4k --iodepth 8 --runtime 2 --verify
 bench_wait "$WORK/bench-4.out"
-siovd_stop a
+instance_stop a
