@@ -845,7 +845,9 @@ static int vdev_build(struct siov_vdcm *v, struct vdcm_vdev *d, struct siov_err 
 	rc = siov_qos_create(&d->conf.qos, d->group ? d->group->qos : NULL, &d->qos);
 	if (rc)
 		return siov_err_set(err, rc, "cannot create the VDEV's QoS: %s", strerror(-rc));
-	siov_qos_set_domain(d->qos, &d->be->qos_dom);
+	/* Reservations are kept per backend; a net port has none (no domain). */
+	if (d->be)
+		siov_qos_set_domain(d->qos, &d->be->qos_dom);
 	so.name = d->conf.name;
 	so.socket_path = d->conf.socket;
 	so.qos = d->qos;
