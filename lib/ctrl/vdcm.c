@@ -1074,6 +1074,9 @@ int siov_vdcm_vdev_move(struct siov_vdcm *v, const char *name, const char *backe
 
 	if (!d)
 		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
+	if (!d->be)
+		return siov_err_set(err, -EINVAL, "VDEV '%s' is a network port: it has no data to move",
+				    name);
 	rc = move_begin(v, d, backend, offset, false, err);
 	if (rc == 0 && rate)
 		siov_mirror_set_resync_rate(d->move_bd, rate);
@@ -1527,6 +1530,9 @@ int siov_vdcm_export_create(struct siov_vdcm *v, const struct siov_export_conf *
 
 	if (!d)
 		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", conf->vdev);
+	if (!d->be)
+		return siov_err_set(err, -EINVAL, "VDEV '%s' is a network port, not a disk to export",
+				    conf->vdev);
 	if (export_find(v, conf->vdev))
 		return siov_err_set(err, -EEXIST, "VDEV '%s' is already exported", conf->vdev);
 	/* The export reads the window directly: it would miss the move's switch. */
