@@ -156,26 +156,16 @@ static int parse_opt(struct bench_opts *o, int c, const char *arg)
 
 static int parse_args(int argc, char **argv, struct bench_opts *o)
 {
-	static const struct option lo[] = {{"socket", 1, 0, 's'},
-					   {"rw", 1, 0, 'r'},
-					   {"rwmixread", 1, 0, 'm'},
-					   {"bs", 1, 0, 'b'},
-					   {"iodepth", 1, 0, 'd'},
-					   {"numjobs", 1, 0, 'j'},
-					   {"runtime", 1, 0, 't'},
-					   {"size", 1, 0, 'z'},
-					   {"verify", 0, 0, 'v'},
-					   {"poll", 0, 0, 'p'},
-					   {"irq", 0, 0, 'i'},
-					   {"poll-us", 1, 0, 'u'},
-					   {"target-pid", 1, 0, 'P'},
-					   {"json", 0, 0, 'J'},
-					   {"threads", 1, 0, 'T'},
-					   {"per-socket", 0, 0, 'S'},
-					   {"help", 0, 0, 'h'},
-					   {"reconnect", 1, 0, 'R'},
-					   {"dirty-log", 0, 0, 'L'},
-					   {0, 0, 0, 0}};
+	static const struct option lo[] = {{"socket", 1, 0, 's'},     {"rw", 1, 0, 'r'},
+					   {"rwmixread", 1, 0, 'm'},  {"bs", 1, 0, 'b'},
+					   {"iodepth", 1, 0, 'd'},    {"numjobs", 1, 0, 'j'},
+					   {"runtime", 1, 0, 't'},    {"size", 1, 0, 'z'},
+					   {"verify", 0, 0, 'v'},     {"poll", 0, 0, 'p'},
+					   {"irq", 0, 0, 'i'},	      {"poll-us", 1, 0, 'u'},
+					   {"target-pid", 1, 0, 'P'}, {"json", 0, 0, 'J'},
+					   {"threads", 1, 0, 'T'},    {"per-socket", 0, 0, 'S'},
+					   {"help", 0, 0, 'h'},	      {"reconnect", 1, 0, 'R'},
+					   {"dirty-log", 0, 0, 'L'},  {0, 0, 0, 0}};
 	int c;
 
 	*o = (struct bench_opts){.rw = RW_RANDREAD,

@@ -31,9 +31,10 @@
 #define EXIT_NO_CALL	2
 
 /* Values of these are names or paths: strings even when they look like numbers. */
-static const char *const string_params[] = {"name", "type", "backend", "path", "socket", "uri",
-					    "tls_creds", "pool", "image", "conf", "id", "members", "member",
-					    "network", "uplink", "mac", "vdev", "listen", "error_policy"};
+static const char *const string_params[] = {"name", "type",	 "backend", "path",	   "socket",
+					    "uri",  "tls_creds", "pool",    "image",	   "conf",
+					    "id",   "members",	 "member",  "network",	   "uplink",
+					    "mac",  "vdev",	 "listen",  "error_policy"};
 
 static const char usage_text[] =
     "usage: siovctl [-s SOCKET] [-t SECONDS] METHOD [--param value ...]\n"
@@ -191,7 +192,8 @@ static int connect_to(const char *path, int timeout_s)
 	int fd = siovctl_connect(path, timeout_s, &why);
 
 	if (fd < 0) {
-		fprintf(stderr, "siovctl: cannot connect to %s: %s (is siovd running?)\n", path, why);
+		fprintf(stderr, "siovctl: cannot connect to %s: %s (is siovd running?)\n", path,
+			why);
 		exit(EXIT_NO_CALL);
 	}
 	return fd;
@@ -351,7 +353,8 @@ static int print_help(const char *sock, int timeout)
 				 json_object_get_string(t));
 			for (char *c = flag + 2; *c && *c != ' '; c++)
 				*c = *c == '_' ? '-' : *c;
-			printf("      %-26s %s%s\n", flag, json_object_get_boolean(r) ? "(required) " : "",
+			printf("      %-26s %s%s\n", flag,
+			       json_object_get_boolean(r) ? "(required) " : "",
 			       json_object_get_string(d));
 		}
 	}

@@ -59,8 +59,9 @@ struct siov_queue;
  * breaking callers built against an older header.
  */
 struct siov_dev_opts {
-	size_t size;	     /* sizeof(struct siov_dev_opts), set by init */
-	unsigned num_queues; /* queues to set up; 0 = the device's num_queues (else all it offers) */
+	size_t size; /* sizeof(struct siov_dev_opts), set by init */
+	unsigned
+	    num_queues; /* queues to set up; 0 = the device's num_queues (else all it offers) */
 	unsigned queue_size; /* descriptors per queue, power of two, <= 32768 */
 	unsigned timeout_ms; /* connect and per-message reply timeout */
 	unsigned poll_us;    /* siov_wait(): poll this long before sleeping */

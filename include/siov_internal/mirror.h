@@ -56,11 +56,11 @@ struct siov_member_info {
 	const char *name;
 	uint64_t offset;
 	enum siov_member_state state;
-	const char *reason;	   /* why it failed ("" unless failed) */
-	bool full;		   /* resyncing everything, not just the bitmap */
-	uint64_t resync_done;	   /* bytes copied in this resync */
-	uint64_t resync_total;	   /* bytes this resync has to copy (grows with redirtied chunks) */
-	uint64_t reads, writes;	   /* requests this member served */
+	const char *reason;	/* why it failed ("" unless failed) */
+	bool full;		/* resyncing everything, not just the bitmap */
+	uint64_t resync_done;	/* bytes copied in this resync */
+	uint64_t resync_total;	/* bytes this resync has to copy (grows with redirtied chunks) */
+	uint64_t reads, writes; /* requests this member served */
 	uint64_t read_errors, write_errors;
 	uint64_t resync_bytes; /* bytes ever copied onto this member */
 };

@@ -37,12 +37,12 @@ struct siov_port;
 /* A learned MAC is forgotten after this long without a frame from it (as in Linux bridges). */
 #define SIOV_NET_AGEING_NS (300ull * 1000000000ull)
 /* Learned addresses per network: past this, unknown sources are not learned (flooded to). */
-#define SIOV_NET_FDB_MAX 65536
+#define SIOV_NET_FDB_MAX    65536
 #define SIOV_NET_UPLINK_MAX 24 /* "tap:" + IFNAMSIZ */
 
 struct siov_network_conf {
 	char name[SIOV_NAME_MAX];
-	uint32_t mtu;			      /* bytes of IP datagram; 0 = SIOV_NET_MTU_DEFAULT */
+	uint32_t mtu;			  /* bytes of IP datagram; 0 = SIOV_NET_MTU_DEFAULT */
 	char uplink[SIOV_NET_UPLINK_MAX]; /* "" or "tap:IFNAME" */
 };
 
@@ -76,7 +76,7 @@ struct siov_port_ops {
 struct siov_port_conf {
 	char name[SIOV_NAME_MAX];
 	uint8_t mac[SIOV_ETH_ALEN];
-	bool allow_spoof; /* may send from any unicast MAC (learned, never static) */
+	bool allow_spoof;     /* may send from any unicast MAC (learned, never static) */
 	unsigned tx_offloads; /* SIOV_NET_OFF_*: what the sender may ask of us (HOST_* features) */
 };
 
@@ -94,8 +94,8 @@ const struct siov_network_conf *siov_network_conf(const struct siov_network *net
 
 struct siov_network_info {
 	const struct siov_network_conf *conf;
-	unsigned ports;	 /* attached, the uplink included */
-	unsigned learned; /* MAC addresses in the table */
+	unsigned ports;			/* attached, the uplink included */
+	unsigned learned;		/* MAC addresses in the table */
 	const struct siov_port *uplink; /* NULL without one */
 };
 typedef void (*siov_network_info_cb)(const struct siov_network_info *info, void *arg);

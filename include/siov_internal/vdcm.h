@@ -46,12 +46,13 @@ struct siov_vdev_conf {
 	enum siov_vdev_type type;
 	char backend[SIOV_NAME_MAX]; /* blk */
 	char network[SIOV_NAME_MAX]; /* net: the network the port is on */
-	uint8_t mac[6];		     /* net: the port's own MAC (chosen from the name if not given) */
+	uint8_t mac[6]; /* net: the port's own MAC (chosen from the name if not given) */
 	bool mac_set;
 	bool allow_spoof; /* net: may send from other MACs than its own */
-	uint64_t offset; /* bytes into the backend; multiple of 512 */
-	uint64_t size;	 /* bytes; 0 = up to the end of the backend */
-	uint16_t queues; /* 1..SIOV_VDEV_MAX_QUEUES; 0 = offer SIOV_VU_MAX_QUEUES (QEMU's default); net: queue pairs, 1..32 (0 = 1) */
+	uint64_t offset;  /* bytes into the backend; multiple of 512 */
+	uint64_t size;	  /* bytes; 0 = up to the end of the backend */
+	uint16_t queues;  /* 1..SIOV_VDEV_MAX_QUEUES; 0 = offer SIOV_VU_MAX_QUEUES (QEMU's default);
+			     net: queue pairs, 1..32 (0 = 1) */
 	bool readonly;
 	bool allow_overlap; /* let this window overlap other VDEVs' windows */
 	char socket[SIOV_SOCKET_PATH_MAX];

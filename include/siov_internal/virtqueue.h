@@ -110,7 +110,7 @@ struct siov_vq {
 	uint16_t *resubmit; /* heads a previous back end left in flight, oldest first */
 	unsigned resubmit_num, resubmit_pos;
 	const char *dev_name;
-	struct siov_qos *qos;	   /* may be NULL: no limits, default weight */
+	struct siov_qos *qos; /* may be NULL: no limits, default weight */
 	/* Live migration: the dirty log while the front end logs (VHOST_F_LOG_ALL), else NULL. */
 	struct siov_dirty_log *log;
 	bool log_used;	       /* VHOST_VRING_F_LOG: log the used ring too */

@@ -75,9 +75,9 @@ static int conf_check(const struct siov_backend_conf *conf, struct siov_err *err
 				    "not starting with a dot",
 				    SIOV_NAME_MAX - 1);
 	if (!ops_of(conf->type))
-		return siov_err_set(err, -EINVAL,
-				    "backend '%s': unknown type %d (use null, ram, file, nbd or rbd)",
-				    name, (int)conf->type);
+		return siov_err_set(
+		    err, -EINVAL, "backend '%s': unknown type %d (use null, ram, file, nbd or rbd)",
+		    name, (int)conf->type);
 	if (conf->size % 512 != 0)
 		return siov_err_set(err, -EINVAL,
 				    "backend '%s': size %llu is not a multiple of 512", name,
@@ -93,8 +93,8 @@ static int conf_check(const struct siov_backend_conf *conf, struct siov_err *err
 		return siov_err_set(err, -EINVAL, "backend '%s': an nbd backend needs a uri", name);
 	if (conf->type == SIOV_BACKEND_RBD &&
 	    (!str_ok(conf->pool, sizeof(conf->pool)) || !str_ok(conf->image, sizeof(conf->image))))
-		return siov_err_set(err, -EINVAL, "backend '%s': an rbd backend needs a pool and an image",
-				    name);
+		return siov_err_set(err, -EINVAL,
+				    "backend '%s': an rbd backend needs a pool and an image", name);
 	if (conf->type == SIOV_BACKEND_FILE &&
 	    (conf->path[0] == '\0' ||
 	     strnlen(conf->path, sizeof(conf->path)) == sizeof(conf->path)))

@@ -41,14 +41,14 @@
 #include "siov_internal/mirror.h"
 #include "siov_internal/qos.h"
 
-#define BM_MAGIC	 "SIOVMBM1"
-#define BM_VERSION	 1
-#define BM_HDR_SIZE	 4096
-#define CHUNK_MIN_SHIFT	 16 /* 64 KiB */
-#define CHUNKS_MAX	 (1ull << 20)
-#define REASON_MAX	 128
-#define BUSY_RETRIES	 10000
-#define REMOVE_WAIT_MS	 30000
+#define BM_MAGIC	"SIOVMBM1"
+#define BM_VERSION	1
+#define BM_HDR_SIZE	4096
+#define CHUNK_MIN_SHIFT 16 /* 64 KiB */
+#define CHUNKS_MAX	(1ull << 20)
+#define REASON_MAX	128
+#define BUSY_RETRIES	10000
+#define REMOVE_WAIT_MS	30000
 
 /* One member as the bitmap file records it. */
 struct bm_member {
@@ -75,10 +75,10 @@ struct member {
 	_Atomic int state;
 	char reason[REASON_MAX];
 	bool full;
-	uint64_t cursor;      /* resync thread only */
-	unsigned passes;      /* complete passes of this resync */
-	bool progress;	      /* this pass copied something */
-	uint64_t *want;	      /* chunks this resync still has to copy */
+	uint64_t cursor;	     /* resync thread only */
+	unsigned passes;	     /* complete passes of this resync */
+	bool progress;		     /* this pass copied something */
+	uint64_t *want;		     /* chunks this resync still has to copy */
 	_Atomic uint64_t todo, done; /* chunks */
 	_Atomic uint64_t reads, writes, read_errors, write_errors, resync_bytes;
 };
@@ -419,7 +419,9 @@ static void write_done(struct mreq *r)
 
 	if (r->bad) {
 		io_reason(why, sizeof(why),
-			  p->op == SIOV_IO_FLUSH ? "flush" : p->op == SIOV_IO_WRITE ? "write" : "discard",
+			  p->op == SIOV_IO_FLUSH   ? "flush"
+			  : p->op == SIOV_IO_WRITE ? "write"
+						   : "discard",
 			  r->err);
 		/* The last copy is never dropped; resyncing members always may be. */
 		if (!members_fail(mi, r->bad, r->ok, why))
@@ -962,7 +964,8 @@ static int members_restore(struct mirror *mi, bool fresh, struct siov_err *err)
 	if (!fresh) {
 		/* Take the in-sync members first so the primary is one of them. */
 		for (j = 0; j < SIOV_MIRROR_MAX_MEMBERS; j++) {
-			const struct bm_member *h = mi->m[j] ? hdr_find(mi, mi->m[j]->bd->conf.name) : NULL;
+			const struct bm_member *h =
+			    mi->m[j] ? hdr_find(mi, mi->m[j]->bd->conf.name) : NULL;
 			if (h && h->state == SIOV_MEMBER_IN_SYNC && !primary) {
 				rc = member_restore(mi, j, false, unclean, &primary);
 				if (rc)
@@ -1051,8 +1054,8 @@ static int member_check(const struct mirror *mi, const struct siov_mirror_member
 		return siov_err_set(err, -EROFS, "mirror '%s': member '%s' is read-only", name,
 				    b->conf.name);
 	if (m->offset % 512)
-		return siov_err_set(err, -EINVAL, "mirror '%s': member offset must be a multiple of 512",
-				    name);
+		return siov_err_set(err, -EINVAL,
+				    "mirror '%s': member offset must be a multiple of 512", name);
 	return 0;
 }
 
@@ -1230,10 +1233,12 @@ int siov_mirror_open(const struct siov_backend_conf *conf, const struct siov_mir
 	mi->self = bd;
 	mi->wake_fd = -1;
 	pthread_mutex_init(&mi->lock, NULL);
-	atomic_store(&mi->rate, opts->resync_rate ? opts->resync_rate : SIOV_MIRROR_RESYNC_RATE_DEFAULT);
+	atomic_store(&mi->rate,
+		     opts->resync_rate ? opts->resync_rate : SIOV_MIRROR_RESYNC_RATE_DEFAULT);
 	mirror_settle(bd, members, n, opts->size);
 	if (bd->size == 0) {
-		rc = siov_err_set(err, -EINVAL, "mirror '%s': its members hold no data", conf->name);
+		rc =
+		    siov_err_set(err, -EINVAL, "mirror '%s': its members hold no data", conf->name);
 		goto err_start;
 	}
 	rc = mirror_start(mi, members, n, opts, err);
@@ -1376,9 +1381,9 @@ int siov_mirror_remove_member(struct siov_backend *bd, const char *name, struct 
 	mi = bd->priv;
 	pthread_mutex_lock(&mi->lock);
 	j = slot_of(mi, name);
-	rc = j < 0 ? siov_err_set(err, -ENOENT, "mirror '%s' has no member '%s'", bd->conf.name,
-				  name)
-		   : detach(mi, (unsigned)j, err);
+	rc = j < 0
+		 ? siov_err_set(err, -ENOENT, "mirror '%s' has no member '%s'", bd->conf.name, name)
+		 : detach(mi, (unsigned)j, err);
 	pthread_mutex_unlock(&mi->lock);
 	if (rc)
 		return rc;

@@ -41,24 +41,24 @@
 #include "backend_impl.h"
 #include "siov_internal/log.h"
 
-#define NBD_BACKOFF_MIN_NS   (100ull * 1000000)
-#define NBD_BACKOFF_MAX_NS   (2000ull * 1000000)
-#define NBD_CONNECT_MAX_MS   5000	   /* one connection attempt, handshake included */
-#define NBD_PIECE_MAX	     (32u << 20)   /* bytes per read/write command */
-#define NBD_RANGE_PIECE_MAX  (1ull << 30)  /* bytes per trim/zero command */
-#define NBD_REQS_PER_CHUNK   256
-#define NBD_POLL_MAX_MS	     100
-#define NBD_RING_ENTRIES     256
-#define MS		     1000000ull
+#define NBD_BACKOFF_MIN_NS  (100ull * 1000000)
+#define NBD_BACKOFF_MAX_NS  (2000ull * 1000000)
+#define NBD_CONNECT_MAX_MS  5000	 /* one connection attempt, handshake included */
+#define NBD_PIECE_MAX	    (32u << 20)	 /* bytes per read/write command */
+#define NBD_RANGE_PIECE_MAX (1ull << 30) /* bytes per trim/zero command */
+#define NBD_REQS_PER_CHUNK  256
+#define NBD_POLL_MAX_MS	    100
+#define NBD_RING_ENTRIES    256
+#define MS		    1000000ull
 
 /* One backend I/O while the NBD backend holds it. */
 struct nbd_req {
 	struct siov_io *io;
-	int ring_fd;	      /* the submitting engine's io_uring: where the completion goes */
-	uint64_t deadline;    /* fails with EIO if not answered by then */
-	int left;	      /* commands in flight for it on the current connection */
-	int res;	      /* the first error, or 0 */
-	bool lost;	      /* a command died with the connection: resubmit it all */
+	int ring_fd;	   /* the submitting engine's io_uring: where the completion goes */
+	uint64_t deadline; /* fails with EIO if not answered by then */
+	int left;	   /* commands in flight for it on the current connection */
+	int res;	   /* the first error, or 0 */
+	bool lost;	   /* a command died with the connection: resubmit it all */
 	struct nbd_req *prev, *next;
 };
 
@@ -100,7 +100,7 @@ struct nbd_be {
 	struct nbd_list pending, inflight, done;
 	struct io_uring ring; /* posts completions to the engines' rings */
 	bool ring_ok;
-	unsigned posting;     /* MSG_RING SQEs whose CQE has not come back */
+	unsigned posting; /* MSG_RING SQEs whose CQE has not come back */
 	uint64_t retry_at, backoff, hold_until, lost_at;
 	unsigned long reconnects;
 	char why[192]; /* the last libnbd error on this connection */
@@ -778,8 +778,8 @@ static int start_disconnected(struct siov_backend *bd, struct nbd_be *be, const 
 		  "%llu bytes and reconnecting in the background",
 		  bd->conf.name, bd->conf.uri, why, (unsigned long long)bd->conf.size);
 	be->h = NULL;
-	be->info = (struct nbd_info){.size = bd->conf.size, .block_min = 512,
-				     .piece_max = NBD_PIECE_MAX, .can_flush = true};
+	be->info = (struct nbd_info){
+	    .size = bd->conf.size, .block_min = 512, .piece_max = NBD_PIECE_MAX, .can_flush = true};
 	be->lost_at = siov_now_ns();
 	return 0;
 }

@@ -145,7 +145,8 @@ static int cluster_connect(struct siov_backend *bd, struct rbd_be *be, struct si
 
 	rc = rados_create(&be->cluster, c->ceph_id[0] ? c->ceph_id : NULL);
 	if (rc < 0)
-		return siov_err_set(err, rc, "backend '%s': rados_create: %s", c->name, strerror(-rc));
+		return siov_err_set(err, rc, "backend '%s': rados_create: %s", c->name,
+				    strerror(-rc));
 	rc = rados_conf_read_file(be->cluster, conf);
 	if (rc < 0)
 		return siov_err_set(err, rc, "backend '%s': cannot read Ceph configuration %s: %s",
@@ -217,10 +218,12 @@ static int lock_take(struct siov_backend *bd, struct rbd_be *be, struct siov_err
 	uint64_t features = 0;
 	int rc, tries = 0;
 
-	if (rbd_get_features(be->image, &features) == 0 && !(features & RBD_FEATURE_EXCLUSIVE_LOCK)) {
-		SIOV_WARN("backend '%s': image %s/%s has no exclusive-lock feature: another client "
-			  "could write it at the same time (rbd feature enable %s/%s exclusive-lock)",
-			  c->name, c->pool, c->image, c->pool, c->image);
+	if (rbd_get_features(be->image, &features) == 0 &&
+	    !(features & RBD_FEATURE_EXCLUSIVE_LOCK)) {
+		SIOV_WARN(
+		    "backend '%s': image %s/%s has no exclusive-lock feature: another client "
+		    "could write it at the same time (rbd feature enable %s/%s exclusive-lock)",
+		    c->name, c->pool, c->image, c->pool, c->image);
 		return 0;
 	}
 	previous_owner(bd, be);
@@ -295,7 +298,8 @@ static int rbd_be_open(struct siov_backend *bd, struct siov_err *err)
 	bd->can_write_zeroes = true;
 	bd->priv = be;
 	SIOV_INFO("backend '%s': rbd %s/%s, %llu bytes%s", c->name, c->pool, c->image,
-		  (unsigned long long)bd->size, c->readonly ? ", read-only" : ", exclusive lock held");
+		  (unsigned long long)bd->size,
+		  c->readonly ? ", read-only" : ", exclusive lock held");
 	return 0;
 
 err:

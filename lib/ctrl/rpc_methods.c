@@ -474,7 +474,8 @@ static void vdev_to_json(const struct siov_vdev_info *info, void *arg)
 		siov_mac_format(conf->mac, mac, sizeof(mac));
 		json_object_object_add(o, "network", json_object_new_string(conf->network));
 		json_object_object_add(o, "mac", json_object_new_string(mac));
-		json_object_object_add(o, "allow_spoof", json_object_new_boolean(conf->allow_spoof));
+		json_object_object_add(o, "allow_spoof",
+				       json_object_new_boolean(conf->allow_spoof));
 	} else {
 		json_object_object_add(o, "backend", json_object_new_string(conf->backend));
 		json_object_object_add(o, "offset", json_object_new_uint64(conf->offset));

@@ -247,8 +247,9 @@ static int param_backend_type(const struct siov_param *p, struct json_object *v,
 	if (rc)
 		return rc;
 	if (siov_backend_type_parse(s, field) < 0)
-		return param_fail(p, "must be one of \"null\", \"ram\", \"file\", \"nbd\", \"rbd\", \"mirror\"",
-				  err);
+		return param_fail(
+		    p, "must be one of \"null\", \"ram\", \"file\", \"nbd\", \"rbd\", \"mirror\"",
+		    err);
 	return 0;
 }
 
@@ -314,8 +315,8 @@ static int param_members(const struct siov_param *p, struct json_object *v, void
 
 		if (!json_object_is_type(e, json_type_string))
 			return param_fail(p, "must be a list of backend names", err);
-		rc = member_add(p, c, json_object_get_string(e), (size_t)json_object_get_string_len(e),
-				err);
+		rc = member_add(p, c, json_object_get_string(e),
+				(size_t)json_object_get_string_len(e), err);
 		if (rc)
 			return rc;
 	}
@@ -369,7 +370,7 @@ static const struct siov_param backend_params[] = {
 			"type mirror: bytes per second a resync may use"},
 };
 
-#define BIT(p) (1u << (p))
+#define BIT(p)	  (1u << (p))
 #define BP_COMMON (BIT(BP_NAME) | BIT(BP_TYPE) | BIT(BP_SIZE) | BIT(BP_READONLY))
 /* Which parameters each type takes, and which of them it needs. */
 static const struct {
@@ -381,8 +382,8 @@ static const struct {
     [SIOV_BACKEND_NBD] = {BP_COMMON | BIT(BP_URI) | BIT(BP_TLS_CREDS) | BIT(BP_TIMEOUT_MS) |
 			      BIT(BP_SETTLE_MS),
 			  BIT(BP_URI)},
-    [SIOV_BACKEND_RBD] = {BP_COMMON | BIT(BP_POOL) | BIT(BP_IMAGE) | BIT(BP_CONF) |
-			      BIT(BP_ID) | BIT(BP_TIMEOUT_MS),
+    [SIOV_BACKEND_RBD] = {BP_COMMON | BIT(BP_POOL) | BIT(BP_IMAGE) | BIT(BP_CONF) | BIT(BP_ID) |
+			      BIT(BP_TIMEOUT_MS),
 			  BIT(BP_POOL) | BIT(BP_IMAGE)},
     /* A mirror's size is its members'. */
     [SIOV_BACKEND_MIRROR] = {BIT(BP_NAME) | BIT(BP_TYPE) | BIT(BP_READONLY) | BIT(BP_MEMBERS) |
@@ -662,15 +663,40 @@ int siov_param_error_policy(const struct siov_param *p, struct json_object *v, v
 #define VCONF(f) offsetof(struct siov_vdev_conf, f), sizeof(((struct siov_vdev_conf *)0)->f)
 /* QoS parameters, the same in vdev_create, vdev_set_qos and the group methods. */
 #define QOS_PARAMS(CONF)                                                                           \
-	{"iops_limit", false, siov_param_uint, CONF(qos.iops_limit), 0, INT64_MAX,                 \
+	{"iops_limit",                                                                             \
+	 false,                                                                                    \
+	 siov_param_uint,                                                                          \
+	 CONF(qos.iops_limit),                                                                     \
+	 0,                                                                                        \
+	 INT64_MAX,                                                                                \
 	 "requests per second at most (0: no limit)"},                                             \
-	    {"bps_limit", false, siov_param_bytes, CONF(qos.bps_limit), 0, 0,                      \
+	    {"bps_limit",                                                                          \
+	     false,                                                                                \
+	     siov_param_bytes,                                                                     \
+	     CONF(qos.bps_limit),                                                                  \
+	     0,                                                                                    \
+	     0,                                                                                    \
 	     "bytes per second at most, e.g. 100M (0: no limit)"},                                 \
-	    {"iops_burst", false, siov_param_uint, CONF(qos.iops_burst), 0, INT64_MAX,             \
+	    {"iops_burst",                                                                         \
+	     false,                                                                                \
+	     siov_param_uint,                                                                      \
+	     CONF(qos.iops_burst),                                                                 \
+	     0,                                                                                    \
+	     INT64_MAX,                                                                            \
 	     "requests above the limit a burst may take (0: a tenth of a second's worth)"},        \
-	    {"bps_burst", false, siov_param_bytes, CONF(qos.bps_burst), 0, 0,                      \
+	    {"bps_burst",                                                                          \
+	     false,                                                                                \
+	     siov_param_bytes,                                                                     \
+	     CONF(qos.bps_burst),                                                                  \
+	     0,                                                                                    \
+	     0,                                                                                    \
 	     "bytes above the limit a burst may take"},                                            \
-	    {"iops_min", false, siov_param_uint, CONF(qos.iops_min), 0, INT64_MAX,                 \
+	    {"iops_min",                                                                           \
+	     false,                                                                                \
+	     siov_param_uint,                                                                      \
+	     CONF(qos.iops_min),                                                                   \
+	     0,                                                                                    \
+	     INT64_MAX,                                                                            \
 	     "requests per second reserved, served before weights"},                               \
 	{                                                                                          \
 		"weight", false, siov_param_uint, CONF(qos.weight), 0, SIOV_QOS_WEIGHT_MAX,        \
@@ -702,7 +728,8 @@ static const struct siov_param vdev_params[] = {
     {"move_offset", false, siov_param_bytes, VCONF(move_offset), 0, 0,
      "(state) where the move's window starts there"},
     QOS_PARAMS(VCONF),
-    /* net: a port on a network; its limits count packets (pps_* are iops_* by their name for NICs) */
+    /* net: a port on a network; its limits count packets (pps_* are iops_* by their name for NICs)
+     */
     {"network", false, siov_param_name, VCONF(network), 0, 0,
      "net: the network the port is on (required)"},
     {"mac", false, param_mac, VCONF(mac), 0, 0,
@@ -822,11 +849,13 @@ struct json_object *siov_vdev_conf_to_json(const struct siov_vdev_conf *conf)
 	if (conf->error_policy != SIOV_ERROR_REPORT) {
 		char pol[32];
 
-		siov_error_policy_format(conf->error_policy, conf->hold_timeout_ms, pol, sizeof(pol));
+		siov_error_policy_format(conf->error_policy, conf->hold_timeout_ms, pol,
+					 sizeof(pol));
 		json_object_object_add(o, "error_policy", json_object_new_string(pol));
 	}
 	if (conf->move_backend[0]) {
-		json_object_object_add(o, "move_backend", json_object_new_string(conf->move_backend));
+		json_object_object_add(o, "move_backend",
+				       json_object_new_string(conf->move_backend));
 		json_object_object_add(o, "move_offset", json_object_new_uint64(conf->move_offset));
 	}
 	qos_params_to_json(o, &conf->qos);
@@ -949,7 +978,8 @@ static const struct siov_param network_params[] = {
     {"name", true, siov_param_name, NCONF(name), 0, 0, "unique name of the network (an L2 domain)"},
     {"mtu", false, siov_param_uint, NCONF(mtu), SIOV_NET_MTU_MIN, SIOV_NET_MTU_MAX,
      "largest frame payload on the network"},
-    {"uplink", false, param_uplink, NCONF(uplink), 0, 0, "tap:IFNAME: a TAP device as one more port"},
+    {"uplink", false, param_uplink, NCONF(uplink), 0, 0,
+     "tap:IFNAME: a TAP device as one more port"},
 };
 const struct siov_param_table siov_network_param_table = {network_params,
 							  SIOV_ARRAY_SIZE(network_params)};

@@ -80,7 +80,7 @@ struct vdcm_vdev {
 	struct siov_backend *move_bd;
 	struct vdcm_backend *move_be;
 	struct window move_win;
-	unsigned exports;	       /* NBD exports serving it: it cannot be deleted */
+	unsigned exports; /* NBD exports serving it: it cannot be deleted */
 };
 
 /* A VDEV served over NBD (lib/export). */
@@ -100,8 +100,8 @@ struct siov_vdcm {
 	struct siov_htab backend_names, group_names, vdev_names, vdev_sockets;
 	unsigned nbackends, ngroups, nvdevs;
 	uint64_t start_ns;
-	char *state_dir;    /* mirrors keep their bitmaps here; NULL = in memory */
-	int move_timer;	    /* timerfd ticking while VDEVs move, or -1 */
+	char *state_dir; /* mirrors keep their bitmaps here; NULL = in memory */
+	int move_timer;	 /* timerfd ticking while VDEVs move, or -1 */
 	struct siov_watch *move_watch;
 	unsigned nmoves;
 	siov_vdcm_changed_cb changed_cb;
@@ -747,8 +747,8 @@ static int vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *c, struc
 	if (strnlen(c->backend, sizeof(c->backend)) == sizeof(c->backend) ||
 	    strnlen(c->group, sizeof(c->group)) == sizeof(c->group) ||
 	    strnlen(c->network, sizeof(c->network)) == sizeof(c->network))
-		return siov_err_set(err, -EINVAL, "VDEV '%s': backend, network or group name too long",
-				    c->name);
+		return siov_err_set(err, -EINVAL,
+				    "VDEV '%s': backend, network or group name too long", c->name);
 	if (strnlen(c->socket, sizeof(c->socket)) == sizeof(c->socket))
 		return siov_err_set(err, -ENAMETOOLONG,
 				    "VDEV '%s': socket path is limited to %d bytes", c->name,
@@ -790,8 +790,7 @@ static void vdev_free(struct vdcm_vdev *d)
 	free(d);
 }
 
-static int vdev_build_blk(struct vdcm_vdev *d, struct siov_vu_server_opts *so,
-			  struct siov_err *err)
+static int vdev_build_blk(struct vdcm_vdev *d, struct siov_vu_server_opts *so, struct siov_err *err)
 {
 	struct siov_blk_conf bc = {.name = d->conf.name,
 				   .backend = d->be->bd,
@@ -814,8 +813,7 @@ static int vdev_build_blk(struct vdcm_vdev *d, struct siov_vu_server_opts *so,
 }
 
 /* A port on the network; queue 2i receives and 2i+1 sends for pair i. */
-static int vdev_build_net(struct vdcm_vdev *d, struct siov_vu_server_opts *so,
-			  struct siov_err *err)
+static int vdev_build_net(struct vdcm_vdev *d, struct siov_vu_server_opts *so, struct siov_err *err)
 {
 	struct siov_net_conf nc = {.name = d->conf.name,
 				   .network = d->network,
@@ -965,12 +963,16 @@ static int move_check(struct siov_vdcm *v, struct vdcm_vdev *d, struct vdcm_back
 		return siov_err_set(err, -EBUSY, "VDEV '%s' is already moving to '%s'",
 				    d->conf.name, d->conf.move_backend);
 	if (d->conf.allow_overlap)
-		return siov_err_set(err, -EINVAL, "VDEV '%s' shares its window (allow_overlap): "
-				    "it cannot move", d->conf.name);
+		return siov_err_set(err, -EINVAL,
+				    "VDEV '%s' shares its window (allow_overlap): "
+				    "it cannot move",
+				    d->conf.name);
 	/* An NBD export reads the window directly and would not follow the switch. */
 	if (d->exports)
-		return siov_err_set(err, -EBUSY, "VDEV '%s' is exported over NBD: delete the export "
-				    "to move it", d->conf.name);
+		return siov_err_set(err, -EBUSY,
+				    "VDEV '%s' is exported over NBD: delete the export "
+				    "to move it",
+				    d->conf.name);
 	if (t->mirror)
 		return siov_err_set(err, -EBUSY, "backend '%s' is a member of a mirror",
 				    siov_backend_conf(t->bd)->name);
@@ -1046,7 +1048,8 @@ static int move_begin(struct siov_vdcm *v, struct vdcm_vdev *d, const char *back
 		rc = vdev_switch(d, d->move_bd, 0);
 	if (rc) {
 		siov_err_set(err, rc, "VDEV '%s': cannot switch it onto the move's mirror: %s",
-			     d->conf.name, rc == -EBUSY ? "requests did not drain (held?)" : strerror(-rc));
+			     d->conf.name,
+			     rc == -EBUSY ? "requests did not drain (held?)" : strerror(-rc));
 		goto err_window;
 	}
 	d->move_be = t;
@@ -1054,8 +1057,9 @@ static int move_begin(struct siov_vdcm *v, struct vdcm_vdev *d, const char *back
 	v->nmoves++;
 	snprintf(d->conf.move_backend, sizeof(d->conf.move_backend), "%s", backend);
 	d->conf.move_offset = offset;
-	SIOV_INFO("vdev %s: %s to %s [%llu, +%llu)", d->conf.name, resume ? "still moving" : "moving",
-		  backend, (unsigned long long)offset, (unsigned long long)d->size);
+	SIOV_INFO("vdev %s: %s to %s [%llu, +%llu)", d->conf.name,
+		  resume ? "still moving" : "moving", backend, (unsigned long long)offset,
+		  (unsigned long long)d->size);
 	return 0;
 
 err_window:
@@ -1066,8 +1070,8 @@ err_close:
 	return rc;
 }
 
-int siov_vdcm_vdev_move(struct siov_vdcm *v, const char *name, const char *backend,
-			uint64_t offset, uint64_t rate, struct siov_err *err)
+int siov_vdcm_vdev_move(struct siov_vdcm *v, const char *name, const char *backend, uint64_t offset,
+			uint64_t rate, struct siov_err *err)
 {
 	struct vdcm_vdev *d = vdev_find(v, name);
 	int rc;
@@ -1075,8 +1079,8 @@ int siov_vdcm_vdev_move(struct siov_vdcm *v, const char *name, const char *backe
 	if (!d)
 		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
 	if (!d->be)
-		return siov_err_set(err, -EINVAL, "VDEV '%s' is a network port: it has no data to move",
-				    name);
+		return siov_err_set(err, -EINVAL,
+				    "VDEV '%s' is a network port: it has no data to move", name);
 	rc = move_begin(v, d, backend, offset, false, err);
 	if (rc == 0 && rate)
 		siov_mirror_set_resync_rate(d->move_bd, rate);
@@ -1099,7 +1103,8 @@ static bool move_synced(struct vdcm_vdev *d, uint64_t *done, uint64_t *total)
 	siov_mirror_get_info(d->move_bd, &mi);
 	*done = *total = 0;
 	for (i = 0; i < mi.nmembers; i++) {
-		if (strcmp(mi.members[i].name, target) || mi.members[i].offset != d->conf.move_offset)
+		if (strcmp(mi.members[i].name, target) ||
+		    mi.members[i].offset != d->conf.move_offset)
 			continue;
 		*done = mi.members[i].resync_done;
 		*total = mi.members[i].resync_total;
@@ -1122,7 +1127,8 @@ static void move_finish(struct siov_vdcm *v, struct vdcm_vdev *d)
 	bool saved;
 
 	if (siov_mirror_fail_member(d->move_bd, siov_backend_conf(src->bd)->name, "moved away",
-				    &e) && e.code != -EBUSY)
+				    &e) &&
+	    e.code != -EBUSY)
 		SIOV_WARN("vdev %s: move: %s", d->conf.name, e.msg);
 	if (vdev_switch(d, t->bd, offset))
 		return; /* requests held or stuck: the next tick tries again */
@@ -1256,11 +1262,11 @@ int siov_vdcm_vdev_create(struct siov_vdcm *v, const struct siov_vdev_conf *conf
 	if (d->net) {
 		const uint8_t *m = d->conf.mac;
 
-		SIOV_INFO("vdev %s: net on %s, mac %02x:%02x:%02x:%02x:%02x:%02x, %u queue pair(s)%s, "
-			  "socket %s",
-			  d->conf.name, d->conf.network, m[0], m[1], m[2], m[3], m[4], m[5],
-			  d->conf.queues, d->conf.allow_spoof ? ", allow_spoof" : "",
-			  d->conf.socket);
+		SIOV_INFO(
+		    "vdev %s: net on %s, mac %02x:%02x:%02x:%02x:%02x:%02x, %u queue pair(s)%s, "
+		    "socket %s",
+		    d->conf.name, d->conf.network, m[0], m[1], m[2], m[3], m[4], m[5],
+		    d->conf.queues, d->conf.allow_spoof ? ", allow_spoof" : "", d->conf.socket);
 	} else {
 		SIOV_INFO("vdev %s: blk on %s [%llu, +%llu), %u queue(s)%s, socket %s",
 			  d->conf.name, d->conf.backend, (unsigned long long)d->conf.offset,
@@ -1308,8 +1314,8 @@ int siov_vdcm_vdev_set_qos(struct siov_vdcm *v, const char *name, const struct s
 	return 0;
 }
 
-int siov_vdcm_vdev_set_error_policy(struct siov_vdcm *v, const char *name,
-				    enum siov_error_policy p, uint32_t timeout_ms, struct siov_err *err)
+int siov_vdcm_vdev_set_error_policy(struct siov_vdcm *v, const char *name, enum siov_error_policy p,
+				    uint32_t timeout_ms, struct siov_err *err)
 {
 	struct vdcm_vdev *d = vdev_find(v, name);
 
@@ -1531,8 +1537,8 @@ int siov_vdcm_export_create(struct siov_vdcm *v, const struct siov_export_conf *
 	if (!d)
 		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", conf->vdev);
 	if (!d->be)
-		return siov_err_set(err, -EINVAL, "VDEV '%s' is a network port, not a disk to export",
-				    conf->vdev);
+		return siov_err_set(
+		    err, -EINVAL, "VDEV '%s' is a network port, not a disk to export", conf->vdev);
 	if (export_find(v, conf->vdev))
 		return siov_err_set(err, -EEXIST, "VDEV '%s' is already exported", conf->vdev);
 	/* The export reads the window directly: it would miss the move's switch. */

@@ -17,7 +17,7 @@
 #include "siov_internal/loop.h"
 #include "vdcm_net.h"
 
-#define AGE_PERIOD_S 30
+#define AGE_PERIOD_S  30
 #define UPLINK_BUDGET 64
 
 struct uplink_watch {

@@ -44,10 +44,10 @@ struct exp_conn {
 	struct siov_nbd_conn *proto;
 	gnutls_session_t tls;
 	bool handshaking, tls_active;
-	size_t tls_last;    /* bytes passed to a send that said "again" */
-	bool closed;	    /* socket gone; lingering for its I/O (the fence) */
-	bool fenced;	    /* accepted while a closed connection had I/O running */
-	uint32_t events;    /* epoll interest */
+	size_t tls_last; /* bytes passed to a send that said "again" */
+	bool closed;	 /* socket gone; lingering for its I/O (the fence) */
+	bool fenced;	 /* accepted while a closed connection had I/O running */
+	uint32_t events; /* epoll interest */
 	size_t in_len, in_off;
 	struct exp_conn *prev, *next;
 	uint8_t in[EXPORT_IN_BUF];

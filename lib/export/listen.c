@@ -113,8 +113,8 @@ static int unix_prepare(const char *path, struct siov_err *err)
 	rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
 	close(fd);
 	if (rc == 0)
-		return siov_err_set(err, -EADDRINUSE, "listen 'unix:%s': in use by a running server",
-				    path);
+		return siov_err_set(err, -EADDRINUSE,
+				    "listen 'unix:%s': in use by a running server", path);
 	unlink(path);
 	return 0;
 }

@@ -399,7 +399,8 @@ static uint32_t req_check(const struct siov_nbd_conn *c, uint16_t type, uint16_t
 		return NBD_EINVAL;
 	if (writes && e->readonly)
 		return NBD_EPERM;
-	if ((type == NBD_CMD_TRIM && !e->can_trim) || (type == NBD_CMD_WRITE_ZEROES && !e->can_zero))
+	if ((type == NBD_CMD_TRIM && !e->can_trim) ||
+	    (type == NBD_CMD_WRITE_ZEROES && !e->can_zero))
 		return NBD_EINVAL;
 	if (type == NBD_CMD_FLUSH)
 		return 0;

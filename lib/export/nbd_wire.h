@@ -18,10 +18,10 @@
 #define NBD_STRUCT_MAGIC  0x668e33efu
 
 /* Handshake flags (server) and client flags. */
-#define NBD_FLAG_FIXED_NEWSTYLE	 1u
-#define NBD_FLAG_NO_ZEROES	 2u
+#define NBD_FLAG_FIXED_NEWSTYLE	  1u
+#define NBD_FLAG_NO_ZEROES	  2u
 #define NBD_FLAG_C_FIXED_NEWSTYLE 1u
-#define NBD_FLAG_C_NO_ZEROES	 2u
+#define NBD_FLAG_C_NO_ZEROES	  2u
 
 /* Transmission flags. */
 #define NBD_FLAG_HAS_FLAGS	   (1u << 0)
@@ -32,25 +32,25 @@
 #define NBD_FLAG_SEND_WRITE_ZEROES (1u << 6)
 
 /* Options. */
-#define NBD_OPT_EXPORT_NAME	  1u
-#define NBD_OPT_ABORT		  2u
-#define NBD_OPT_LIST		  3u
-#define NBD_OPT_STARTTLS	  5u
-#define NBD_OPT_INFO		  6u
-#define NBD_OPT_GO		  7u
-#define NBD_OPT_STRUCTURED_REPLY  8u
+#define NBD_OPT_EXPORT_NAME	 1u
+#define NBD_OPT_ABORT		 2u
+#define NBD_OPT_LIST		 3u
+#define NBD_OPT_STARTTLS	 5u
+#define NBD_OPT_INFO		 6u
+#define NBD_OPT_GO		 7u
+#define NBD_OPT_STRUCTURED_REPLY 8u
 
 /* Option replies. */
-#define NBD_REP_ACK	      1u
-#define NBD_REP_SERVER	      2u
-#define NBD_REP_INFO	      3u
-#define NBD_REP_FLAG_ERROR    (1u << 31)
-#define NBD_REP_ERR_UNSUP     (1u | NBD_REP_FLAG_ERROR)
-#define NBD_REP_ERR_POLICY    (2u | NBD_REP_FLAG_ERROR)
-#define NBD_REP_ERR_INVALID   (3u | NBD_REP_FLAG_ERROR)
-#define NBD_REP_ERR_TLS_REQD  (5u | NBD_REP_FLAG_ERROR)
-#define NBD_REP_ERR_UNKNOWN   (6u | NBD_REP_FLAG_ERROR)
-#define NBD_REP_ERR_TOO_BIG   (9u | NBD_REP_FLAG_ERROR)
+#define NBD_REP_ACK	     1u
+#define NBD_REP_SERVER	     2u
+#define NBD_REP_INFO	     3u
+#define NBD_REP_FLAG_ERROR   (1u << 31)
+#define NBD_REP_ERR_UNSUP    (1u | NBD_REP_FLAG_ERROR)
+#define NBD_REP_ERR_POLICY   (2u | NBD_REP_FLAG_ERROR)
+#define NBD_REP_ERR_INVALID  (3u | NBD_REP_FLAG_ERROR)
+#define NBD_REP_ERR_TLS_REQD (5u | NBD_REP_FLAG_ERROR)
+#define NBD_REP_ERR_UNKNOWN  (6u | NBD_REP_FLAG_ERROR)
+#define NBD_REP_ERR_TOO_BIG  (9u | NBD_REP_FLAG_ERROR)
 
 #define NBD_INFO_EXPORT	    0u
 #define NBD_INFO_BLOCK_SIZE 3u
@@ -66,10 +66,10 @@
 #define NBD_CMD_FLAG_NO_HOLE (1u << 1)
 
 /* Structured reply chunks. */
-#define NBD_REPLY_FLAG_DONE	    1u
-#define NBD_REPLY_TYPE_NONE	    0u
-#define NBD_REPLY_TYPE_OFFSET_DATA  1u
-#define NBD_REPLY_TYPE_ERROR	    32769u
+#define NBD_REPLY_FLAG_DONE	   1u
+#define NBD_REPLY_TYPE_NONE	   0u
+#define NBD_REPLY_TYPE_OFFSET_DATA 1u
+#define NBD_REPLY_TYPE_ERROR	   32769u
 
 /* Errors on the wire (Linux values, as the protocol defines them). */
 #define NBD_EPERM     1u

@@ -12,9 +12,9 @@
 #include "siov_internal/net_frame.h"
 #include "siov_internal/util.h"
 
-#define ETHT_IPV4 0x0800
-#define ETHT_IPV6 0x86dd
-#define ETHT_VLAN 0x8100
+#define ETHT_IPV4    0x0800
+#define ETHT_IPV6    0x86dd
+#define ETHT_VLAN    0x8100
 #define IPPROTO_TCP_ 6
 
 size_t siov_net_iov_read(const struct iovec *iov, unsigned iovcnt, size_t off, void *buf,
@@ -108,7 +108,8 @@ static int parse_l3(struct siov_net_frame *f, const uint8_t *h, size_t avail, ui
 		if (ip_len < 20 || h[l3 + 9] != IPPROTO_TCP_ || (be16toh(frag) & 0x3fff))
 			return -EINVAL;
 	} else {
-		/* Extension headers are refused: Linux never puts them in a TSO frame it offloads. */
+		/* Extension headers are refused: Linux never puts them in a TSO frame it offloads.
+		 */
 		if (avail < l3 + 40u || (h[l3] >> 4) != 6 || h[l3 + 6] != IPPROTO_TCP_)
 			return -EINVAL;
 		ip_len = 40;
@@ -180,8 +181,9 @@ int siov_net_frame_parse(struct siov_net_frame *f, const struct iovec *iov, unsi
 		return parse_gso(f, mtu);
 	}
 	memcpy(&type, eth + 12, 2);
-	if (f->len > SIOV_ETH_HLEN + (size_t)mtu +
-			 (be16toh(type) == ETHT_VLAN && f->len >= sizeof(eth) ? SIOV_ETH_VLAN_LEN : 0))
+	if (f->len >
+	    SIOV_ETH_HLEN + (size_t)mtu +
+		(be16toh(type) == ETHT_VLAN && f->len >= sizeof(eth) ? SIOV_ETH_VLAN_LEN : 0))
 		return -EMSGSIZE;
 	return 0;
 }

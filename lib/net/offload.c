@@ -223,14 +223,14 @@ static void seg_headers(const struct seg *s, struct siov_net_pkt *pkt, unsigned 
 		put16(h + f->l3_off + 2, (uint16_t)(f->hdrs_len - f->l3_off + n));
 		put16(h + f->l3_off + 4, (uint16_t)(s->ip_id + i));
 		memset(h + f->l3_off + 10, 0, 2);
-		put16(h + f->l3_off + 10,
-		      (uint16_t)~be16toh(siov_net_csum_fold_buf(h + f->l3_off, f->l4_off - f->l3_off)));
+		put16(h + f->l3_off + 10, (uint16_t)~be16toh(siov_net_csum_fold_buf(
+					      h + f->l3_off, f->l4_off - f->l3_off)));
 	} else {
 		put16(h + f->l3_off + 4, (uint16_t)(f->hdrs_len - f->l4_off + n));
 	}
 	memcpy(tcp + 4, &seq, 4);
 	if (!last)
-		flags &= (uint8_t)~(TCP_FIN | TCP_PSH);
+		flags &= (uint8_t) ~(TCP_FIN | TCP_PSH);
 	if (i)
 		flags &= (uint8_t)~TCP_CWR;
 	tcp[13] = flags;
@@ -295,7 +295,8 @@ static int emit_segments(const struct siov_net_frame *f, unsigned rx, struct sio
 
 static bool rx_takes_gso(const struct siov_net_frame *f, unsigned rx)
 {
-	unsigned need = f->gso_type == VIRTIO_NET_HDR_GSO_TCPV4 ? SIOV_NET_OFF_TSO4 : SIOV_NET_OFF_TSO6;
+	unsigned need =
+	    f->gso_type == VIRTIO_NET_HDR_GSO_TCPV4 ? SIOV_NET_OFF_TSO4 : SIOV_NET_OFF_TSO6;
 
 	need |= SIOV_NET_OFF_CSUM;
 	if (f->gso_ecn)
@@ -312,9 +313,11 @@ int siov_net_frame_emit(const struct siov_net_frame *f, unsigned rx_offloads,
 		if ((rc = emit_whole(f, rx_offloads, pkt)) < 0)
 			return rc;
 		if (f->gso_type != VIRTIO_NET_HDR_GSO_NONE) {
-			/* The receiver segments (or takes the large frame whole): pass the GSO fields. */
+			/* The receiver segments (or takes the large frame whole): pass the GSO
+			 * fields. */
 			pkt->hdr.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-			pkt->hdr.gso_type = (uint8_t)(f->gso_type | (f->gso_ecn ? VIRTIO_NET_HDR_GSO_ECN : 0));
+			pkt->hdr.gso_type =
+			    (uint8_t)(f->gso_type | (f->gso_ecn ? VIRTIO_NET_HDR_GSO_ECN : 0));
 			pkt->hdr.gso_size = f->gso_size;
 			pkt->hdr.hdr_len = f->hdrs_len;
 			pkt->hdr.csum_start = f->l4_off;

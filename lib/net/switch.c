@@ -30,7 +30,7 @@ struct fdb_entry {
 	struct fdb_entry *next;
 	uint64_t mac;
 	struct siov_port *port;
-	uint64_t seen; /* ns; relaxed atomics: refreshed under the shared lock */
+	uint64_t seen;	/* ns; relaxed atomics: refreshed under the shared lock */
 	bool is_static; /* a port's own MAC: never ages, never moves */
 };
 
@@ -405,7 +405,8 @@ static int port_conf_check(const struct siov_port_conf *c, struct siov_err *err)
 	static const uint8_t zero[SIOV_ETH_ALEN];
 
 	if (siov_net_mac_is_multicast(c->mac) || !memcmp(c->mac, zero, SIOV_ETH_ALEN))
-		return siov_err_set(err, -EINVAL, "a port's MAC must be a unicast, non-zero address");
+		return siov_err_set(err, -EINVAL,
+				    "a port's MAC must be a unicast, non-zero address");
 	return 0;
 }
 
@@ -530,7 +531,8 @@ static int uplink_open(struct siov_network *net, struct siov_err *err)
 	if ((net->tap_fd = siov_tap_open(u + 4, net->conf.mtu, err)) < 0)
 		return net->tap_fd;
 	if (snprintf(pc.name, sizeof(pc.name), "%s.uplink", net->conf.name) >= (int)sizeof(pc.name))
-		return siov_err_set(err, -ENAMETOOLONG, "network name '%s' too long for its uplink port",
+		return siov_err_set(err, -ENAMETOOLONG,
+				    "network name '%s' too long for its uplink port",
 				    net->conf.name);
 	if ((rc = port_new(net, &pc, &tap_ops, net, true, &net->uplink, err)) < 0)
 		return rc;

@@ -56,11 +56,13 @@ int siov_tap_open(const char *ifname, uint32_t mtu, struct siov_err *err)
 	strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
 	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-		rc = siov_err_set(err, -errno, "cannot attach to TAP %s: %s", ifname, strerror(errno));
+		rc = siov_err_set(err, -errno, "cannot attach to TAP %s: %s", ifname,
+				  strerror(errno));
 		goto err;
 	}
 	if (ioctl(fd, TUNSETVNETHDRSZ, &hdr_len) < 0 || ioctl(fd, TUNSETOFFLOAD, off) < 0) {
-		rc = siov_err_set(err, -errno, "TAP %s refuses offloads: %s", ifname, strerror(errno));
+		rc = siov_err_set(err, -errno, "TAP %s refuses offloads: %s", ifname,
+				  strerror(errno));
 		goto err;
 	}
 	if ((rc = tap_link_up(ifname, mtu, err)) < 0)

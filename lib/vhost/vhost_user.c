@@ -30,7 +30,7 @@
 
 #define VU_RING_FEATURES                                                                           \
 	((1ull << VIRTIO_F_VERSION_1_BIT) | (1ull << VIRTIO_RING_F_INDIRECT_DESC_BIT) |            \
-	 (1ull << VIRTIO_RING_F_EVENT_IDX_BIT) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES_BIT) |     \
+	 (1ull << VIRTIO_RING_F_EVENT_IDX_BIT) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES_BIT) |    \
 	 (1ull << VHOST_F_LOG_ALL_BIT))
 
 #define VU_PROTOCOL_FEATURES                                                                       \
@@ -42,8 +42,8 @@
 
 struct vu_queue {
 	struct siov_vq vq;
-	bool kicked; /* SET_VRING_KICK seen since the last stop */
-	bool paused; /* taken off its engine for a moment by the slow path */
+	bool kicked;	   /* SET_VRING_KICK seen since the last stop */
+	bool paused;	   /* taken off its engine for a moment by the slow path */
 	bool self_running; /* handed to the device model itself (dev_ops self_run) */
 	struct siov_vu_server *srv;
 };
@@ -119,9 +119,10 @@ static uint64_t protocol_features(const struct siov_vu_server *srv)
 {
 	uint64_t dev = srv->ops->protocol_features;
 	/* Requests only a device knows (SEND_RARP, NET_SET_MTU) go to its message handler. */
-	uint64_t all = VU_PROTOCOL_FEATURES | (srv->ops->message ? (1ull << VHOST_USER_PROTOCOL_F_RARP) |
-								      (1ull << VHOST_USER_PROTOCOL_F_NET_MTU)
-								: 0);
+	uint64_t all =
+	    VU_PROTOCOL_FEATURES | (srv->ops->message ? (1ull << VHOST_USER_PROTOCOL_F_RARP) |
+							    (1ull << VHOST_USER_PROTOCOL_F_NET_MTU)
+						      : 0);
 
 	return dev ? all & dev : VU_PROTOCOL_FEATURES;
 }
@@ -247,8 +248,9 @@ static int vq_attach_log(struct siov_vu_server *srv, struct vu_queue *q)
 		return -EINVAL;
 	}
 	if (!siov_vq_log_ok(vq)) {
-		siov_vq_break(vq, "the dirty log (%llu bytes of guest memory) does not cover the "
-				  "memory table and the used ring",
+		siov_vq_break(vq,
+			      "the dirty log (%llu bytes of guest memory) does not cover the "
+			      "memory table and the used ring",
 			      (unsigned long long)siov_dirty_log_span(srv->log));
 		return -ERANGE;
 	}
@@ -846,13 +848,14 @@ static int h_reset(struct siov_vu_server *srv, struct vu_msg_in *in)
 }
 
 /* Returns 1 if the handler replied itself, 0 / -errno for an ack, -EPROTO to drop. */
-/* Requests only one device type knows (net: SEND_RARP, NET_SET_MTU); its size is already checked. */
+/* Requests only one device type knows (net: SEND_RARP, NET_SET_MTU); its size is already checked.
+ */
 static int h_device_message(struct siov_vu_server *srv, struct vu_msg_in *in)
 {
 	const struct siov_vu_msg *m = &in->m;
-	int rc = srv->ops->message ? srv->ops->message(srv->dev, m->hdr.request, &m->payload,
-						       m->hdr.size)
-				   : -ENOTSUP;
+	int rc = srv->ops->message
+		     ? srv->ops->message(srv->dev, m->hdr.request, &m->payload, m->hdr.size)
+		     : -ENOTSUP;
 
 	if (rc == -ENOTSUP)
 		SIOV_VDEV_LOG(&srv->log_rl, srv->name, SIOV_LOG_WARN,

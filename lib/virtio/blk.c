@@ -32,7 +32,7 @@
 #define BLK_SEG_MAX	126u
 #define BLK_MAX_DISCARD (1u << 22) /* sectors: 2 GiB per request */
 #define BLK_HDR_LEN	16u
-#define BLK_BATCH	32u /* requests popped before any is started */
+#define BLK_BATCH	32u	      /* requests popped before any is started */
 #define HOLD_RETRY_NS	1000000000ull /* held requests are retried this often by themselves */
 #define HOLD_CHECK_NS	50000000ull   /* a holding queue looks at resume and timeout this often */
 
@@ -489,8 +489,8 @@ static bool hold_pass(struct siov_vq *vq, struct siov_io_ctx *ctx, struct siov_v
 	now = siov_vq_now(vq);
 	gen = atomic_load(&blk->resume_gen);
 	tmo = (uint64_t)atomic_load(&blk->hold_timeout_ms) * 1000000ull;
-	if (q->held && (atomic_load(&blk->policy) == SIOV_ERROR_REPORT ||
-			(tmo && now - q->held_since > tmo)))
+	if (q->held &&
+	    (atomic_load(&blk->policy) == SIOV_ERROR_REPORT || (tmo && now - q->held_since > tmo)))
 		held_fail(blk, q, atomic_load(&blk->policy) == SIOV_ERROR_HOLD);
 	else if (q->held && (gen != q->resume_seen || now >= q->next_retry))
 		held_retry(blk, q, ctx);

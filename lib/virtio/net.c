@@ -24,10 +24,11 @@
 #include "siov_internal/virtio_net.h"
 #include "siov_internal/virtqueue.h"
 
-/* Receive buffers one packet may take with MRG_RXBUF (a 64 KiB GSO frame in 1.5 KiB buffers: 44). */
-#define RX_MAX_BUFS 128
+/* Receive buffers one packet may take with MRG_RXBUF (a 64 KiB GSO frame in 1.5 KiB buffers: 44).
+ */
+#define RX_MAX_BUFS    128
 #define RX_MAX_WRITTEN 256
-#define TX_BATCH 64
+#define TX_BATCH       64
 
 #define F(bit) (1ull << (bit))
 #define NET_FEATURES                                                                               \
@@ -37,7 +38,8 @@
 	 F(VIRTIO_NET_F_HOST_ECN) | F(VIRTIO_NET_F_MRG_RXBUF) | F(VIRTIO_NET_F_STATUS) |           \
 	 F(VIRTIO_NET_F_GUEST_ANNOUNCE))
 
-/* What filling one receive queue needs; allocated while a front end runs it (idle ports stay small). */
+/* What filling one receive queue needs; allocated while a front end runs it (idle ports stay
+ * small). */
 struct net_rx_scratch {
 	struct siov_vq_chain chain;
 	struct siov_net_pkt pkt;
@@ -106,13 +108,13 @@ static void net_set_features(void *dev, uint64_t f)
 
 	n->features = f;
 	n->mrg = f & F(VIRTIO_NET_F_MRG_RXBUF);
-	n->hdr_len = (n->mrg || (f & F(VIRTIO_F_VERSION_1))) ? SIOV_NET_HDR_LEN
-							      : SIOV_NET_HDR_LEN_LEGACY;
+	n->hdr_len =
+	    (n->mrg || (f & F(VIRTIO_F_VERSION_1))) ? SIOV_NET_HDR_LEN : SIOV_NET_HDR_LEN_LEGACY;
 	n->rx_offloads = offloads_of(f, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4,
 				     VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_GUEST_ECN);
-	siov_port_set_tx_offloads(n->port, offloads_of(f, VIRTIO_NET_F_CSUM, VIRTIO_NET_F_HOST_TSO4,
-							VIRTIO_NET_F_HOST_TSO6,
-							VIRTIO_NET_F_HOST_ECN));
+	siov_port_set_tx_offloads(n->port,
+				  offloads_of(f, VIRTIO_NET_F_CSUM, VIRTIO_NET_F_HOST_TSO4,
+					      VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_HOST_ECN));
 }
 
 static bool net_self_run(void *dev, unsigned index)
@@ -130,7 +132,8 @@ static int net_queue_start(void *dev, struct siov_vq *vq)
 	rq = &n->rxq[vq->index / 2];
 	if (!rq->s && !(rq->s = malloc(sizeof(*rq->s))))
 		return -ENOMEM;
-	/* Nobody reads a receive queue's kicks: frames that find no buffer are dropped, not held. */
+	/* Nobody reads a receive queue's kicks: frames that find no buffer are dropped, not held.
+	 */
 	siov_vq_disable_notify(vq);
 	pthread_mutex_lock(&rq->lock);
 	rq->vq = vq;
@@ -186,7 +189,8 @@ static int net_message(void *dev, uint32_t request, const void *payload, uint32_
 			return -EINVAL;
 		send_rarp(n, payload);
 		return 0;
-	case 20: /* VHOST_USER_NET_SET_MTU: the network's MTU is what counts; accept a smaller one */
+	case 20: /* VHOST_USER_NET_SET_MTU: the network's MTU is what counts; accept a smaller one
+		  */
 		if (size < 8)
 			return -EINVAL;
 		return 0;
@@ -237,7 +241,8 @@ static size_t copy_from_cursor(struct iov_cursor *c, const struct iovec *dst, un
 	return done;
 }
 
-/* Records [0, bytes) of the chain's writable buffers as written (for the dirty log); -1: too many. */
+/* Records [0, bytes) of the chain's writable buffers as written (for the dirty log); -1: too many.
+ */
 static int note_written(struct iovec *w, int nw, const struct siov_vq_chain *c, size_t bytes)
 {
 	unsigned i;
@@ -419,8 +424,8 @@ static bool tx_next(struct siov_vq *vq, struct net_txq *t, size_t hdr_len,
 		return false;
 	t->held = false;
 	if (!vq->qos || !siov_qos_limited(vq->qos) ||
-	    siov_qos_admit(vq->qos, siov_vq_now(vq), c->out_len > hdr_len ? c->out_len - hdr_len : 0,
-			   &retry))
+	    siov_qos_admit(vq->qos, siov_vq_now(vq),
+			   c->out_len > hdr_len ? c->out_len - hdr_len : 0, &retry))
 		return true;
 	t->held = true;
 	work->throttle_until = retry;
@@ -474,12 +479,12 @@ const struct siov_dev_ops siov_net_dev_ops = {
     .queue_stop = net_queue_stop,
     .queue_num = net_queue_num,
     /* No INFLIGHT_SHMFD or CONFIG: QEMU's net model uses neither; RARP, MTU and the log it does. */
-    .protocol_features = (1ull << VHOST_USER_PROTOCOL_F_MQ) |
-			 (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |
-			 (1ull << VHOST_USER_PROTOCOL_F_RESET_DEVICE) |
-			 (1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
-			 (1ull << VHOST_USER_PROTOCOL_F_LOG_SHMFD) |
-			 (1ull << VHOST_USER_PROTOCOL_F_RARP) | (1ull << VHOST_USER_PROTOCOL_F_NET_MTU),
+    .protocol_features =
+	(1ull << VHOST_USER_PROTOCOL_F_MQ) | (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |
+	(1ull << VHOST_USER_PROTOCOL_F_RESET_DEVICE) |
+	(1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
+	(1ull << VHOST_USER_PROTOCOL_F_LOG_SHMFD) | (1ull << VHOST_USER_PROTOCOL_F_RARP) |
+	(1ull << VHOST_USER_PROTOCOL_F_NET_MTU),
     .message = net_message,
 };
 

@@ -341,7 +341,8 @@ void siov_vq_complete_many(struct siov_vq *vq, const struct siov_vq_used_elem *e
 
 		e->id = elems[i].head;
 		e->len = elems[i].len;
-		/* Off: one branch.  On: data and elements marked before the index publishes them. */
+		/* Off: one branch.  On: data and elements marked before the index publishes them.
+		 */
 		if (unlikely_log(vq) &&
 		    log_completion(vq, written, i ? 0 : n,
 				   offsetof(struct vring_used, ring) + (uint64_t)slot * sizeof(*e)))

@@ -217,8 +217,8 @@ static int run(void)
 	 * The rate is a figure for bench/ (state and scale sections), not a pass
 	 * criterion: on a loaded machine it says nothing about siovd.
 	 */
-	printf("deleted %u VDEVs (clients attached) in %.3f s (%.0f/s); create+delete %.0f/s\n",
-	       N, t_delete, N / t_delete, 2.0 * N / (t_create + t_delete));
+	printf("deleted %u VDEVs (clients attached) in %.3f s (%.0f/s); create+delete %.0f/s\n", N,
+	       t_delete, N / t_delete, 2.0 * N / (t_create + t_delete));
 	check_sockets_gone();
 	return 0;
 }

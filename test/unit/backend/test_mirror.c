@@ -82,7 +82,8 @@ static int faulty_submit(struct siov_backend *bd, struct siov_io_ctx *ctx, struc
 {
 	struct faulty *f = bd->priv;
 
-	if ((io->op == SIOV_IO_READ && f->fail_reads) || (io->op != SIOV_IO_READ && f->fail_writes)) {
+	if ((io->op == SIOV_IO_READ && f->fail_reads) ||
+	    (io->op != SIOV_IO_READ && f->fail_writes)) {
 		siov_io_complete_later(ctx, io, -EIO);
 		return 0;
 	}
@@ -380,7 +381,7 @@ static void test_bitmap_resync(void **state)
 	siov_mirror_get_info(fx->m, &info);
 	assert_int_equal(info.dirty_chunks, 0);
 	assert_int_equal(siov_mirror_fail_member(fx->m, "b", "pulled by the test", &err), 0);
-	write_pattern(fx, fx->m, 10 * CHUNK, 3 * CHUNK, 7); /* chunks 10..12 */
+	write_pattern(fx, fx->m, 10 * CHUNK, 3 * CHUNK, 7);   /* chunks 10..12 */
 	write_pattern(fx, fx->m, 100 * CHUNK + 4096, 512, 8); /* chunk 100 */
 	siov_mirror_get_info(fx->m, &info);
 	assert_int_equal(info.dirty_chunks, 4);

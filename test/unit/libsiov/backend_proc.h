@@ -14,8 +14,8 @@
 #include "siovd_proc.h"
 
 struct backend_proc {
-	pid_t pid;		/* qemu-storage-daemon; siovd's is sd.pid */
-	struct siovd_proc sd;	/* siovd through test/lib, when kind->siovd */
+	pid_t pid;	      /* qemu-storage-daemon; siovd's is sd.pid */
+	struct siovd_proc sd; /* siovd through test/lib, when kind->siovd */
 	char dir[64];
 	char sock[100]; /* fits sun_path */
 	char file[128];

@@ -250,8 +250,8 @@ static void test_parse_bad_headers(void **state)
 			 -EINVAL);
 	/* segments larger than the MTU */
 	h->gso_size = htole16(1460);
-	assert_int_equal(siov_net_frame_parse(&f, &iov, 1, SIOV_NET_HDR_LEN, SIOV_NET_OFF_ALL, 1400),
-			 -EMSGSIZE);
+	assert_int_equal(
+	    siov_net_frame_parse(&f, &iov, 1, SIOV_NET_HDR_LEN, SIOV_NET_OFF_ALL, 1400), -EMSGSIZE);
 	/* GSO without NEEDS_CSUM */
 	h->flags = 0;
 	assert_int_equal(siov_net_frame_parse(&f, &iov, 1, SIOV_NET_HDR_LEN, SIOV_NET_OFF_ALL, MTU),
@@ -261,8 +261,8 @@ static void test_parse_bad_headers(void **state)
 	h->gso_type = 0;
 	h->csum_start = htole16((uint16_t)(b.len - SIOV_NET_HDR_LEN - 1));
 	h->csum_offset = 0;
-	assert_int_equal(siov_net_frame_parse(&f, &iov, 1, SIOV_NET_HDR_LEN, SIOV_NET_OFF_ALL, 9000),
-			 -EINVAL);
+	assert_int_equal(
+	    siov_net_frame_parse(&f, &iov, 1, SIOV_NET_HDR_LEN, SIOV_NET_OFF_ALL, 9000), -EINVAL);
 }
 
 static void test_parse_mtu(void **state)
@@ -412,8 +412,8 @@ static void check_tso(bool v6, unsigned rx)
 			assert_int_equal(s.pkts[i].hdr.flags, 0);
 			assert_true(l4_ok(d, 14, l4, tcp_len + n, v6, 6));
 		}
-		assert_memory_equal(d + 14 + (v6 ? 8 : 12), b.buf + SIOV_NET_HDR_LEN + 14 + (v6 ? 8 : 12),
-				    v6 ? 32 : 8);
+		assert_memory_equal(d + 14 + (v6 ? 8 : 12),
+				    b.buf + SIOV_NET_HDR_LEN + 14 + (v6 ? 8 : 12), v6 ? 32 : 8);
 		memcpy(payload + got, d + hdrs, n);
 		got += n;
 	}
@@ -471,7 +471,8 @@ static void test_csum_odd_runs(void **state)
 	for (i = 0; i < sizeof(buf); i++)
 		buf[i] = (uint8_t)(i * 31 + 7);
 	for (i = 0; i < sizeof(buf); i++) {
-		uint16_t got = siov_net_csum_fold_buf(buf, i), want = htobe16(ref_fold(ref_sum(buf, i, 0)));
+		uint16_t got = siov_net_csum_fold_buf(buf, i),
+			 want = htobe16(ref_fold(ref_sum(buf, i, 0)));
 
 		assert_int_equal(got, want);
 	}
@@ -480,10 +481,14 @@ static void test_csum_odd_runs(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse_short),	      cmocka_unit_test(test_parse_split),
-	    cmocka_unit_test(test_parse_bad_headers), cmocka_unit_test(test_parse_mtu),
-	    cmocka_unit_test(test_csum_odd_runs),     cmocka_unit_test(test_csum_software),
-	    cmocka_unit_test(test_tso4),	      cmocka_unit_test(test_tso6),
+	    cmocka_unit_test(test_parse_short),
+	    cmocka_unit_test(test_parse_split),
+	    cmocka_unit_test(test_parse_bad_headers),
+	    cmocka_unit_test(test_parse_mtu),
+	    cmocka_unit_test(test_csum_odd_runs),
+	    cmocka_unit_test(test_csum_software),
+	    cmocka_unit_test(test_tso4),
+	    cmocka_unit_test(test_tso6),
 	    cmocka_unit_test(test_tso_passthrough),
 	};
 

@@ -239,7 +239,7 @@ static void test_ageing_and_moves(void **state)
 	/* Without frames from it, it ages out: flooded again, then swept away. */
 	assert_int_equal(send_frame(a.port, mx, ma, 3 * SEC + SIOV_NET_AGEING_NS + 1), 2);
 	siov_network_foreach(sw, copy_info, &info);
-	assert_int_equal(info.learned, 4);			       /* 3 own + mx */
+	assert_int_equal(info.learned, 4); /* 3 own + mx */
 	siov_network_age(n, 3 * SEC + SIOV_NET_AGEING_NS + 1);
 	siov_network_foreach(sw, copy_info, &info);
 	assert_int_equal(info.learned, 3);

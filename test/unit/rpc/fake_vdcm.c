@@ -460,8 +460,8 @@ void siov_vdcm_export_foreach(struct siov_vdcm *v, siov_export_info_cb cb, void 
 {
 }
 
-int siov_vdcm_vdev_set_error_policy(struct siov_vdcm *v, const char *name,
-				    enum siov_error_policy p, uint32_t timeout_ms, struct siov_err *err)
+int siov_vdcm_vdev_set_error_policy(struct siov_vdcm *v, const char *name, enum siov_error_policy p,
+				    uint32_t timeout_ms, struct siov_err *err)
 {
 	int i = vdev_idx(v, name);
 
@@ -477,8 +477,8 @@ int siov_vdcm_vdev_resume(struct siov_vdcm *v, const char *name, struct siov_err
 	return vdev_idx(v, name) < 0 ? siov_err_set(err, -ENOENT, "no VDEV named '%s'", name) : 0;
 }
 
-int siov_vdcm_vdev_move(struct siov_vdcm *v, const char *name, const char *backend,
-			uint64_t offset, uint64_t rate, struct siov_err *err)
+int siov_vdcm_vdev_move(struct siov_vdcm *v, const char *name, const char *backend, uint64_t offset,
+			uint64_t rate, struct siov_err *err)
 {
 	return siov_err_set(err, -ENOTSUP, "the fake VDCM moves nothing");
 }

@@ -1015,7 +1015,6 @@ static void t_second_front_end(void **state)
 	assert_int_equal(get_u64(f, VHOST_USER_GET_QUEUE_NUM), NQUEUES);
 }
 
-
 /* ---- live migration: the dirty log ---- */
 
 #define LOG_BYTES ((MEM_GPA + MEM_SIZE) / 4096 / 8)
@@ -1036,7 +1035,8 @@ static uint64_t log_base(struct fx *f, int fd, uint64_t size)
 
 static int64_t set_logging(struct fx *f, bool on)
 {
-	uint64_t feat = (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES_BIT) |
+	uint64_t feat = (1ull << VIRTIO_F_VERSION_1) |
+			(1ull << VHOST_USER_F_PROTOCOL_FEATURES_BIT) |
 			(on ? 1ull << VHOST_F_LOG_ALL_BIT : 0);
 
 	return call_ack(f, VHOST_USER_SET_FEATURES, &feat, 8, NULL, 0);
@@ -1138,7 +1138,8 @@ static void t_dirty_log_shrunk(void **state)
 	assert_int_equal(set_logging(f, true), 0);
 	assert_int_equal(vring_addr_log(f, 1u << VHOST_VRING_F_LOG), 0);
 	assert_int_equal(blk_io(f, VIRTIO_BLK_T_IN, 8, 512), VIRTIO_BLK_S_OK);
-	/* cmocka puts its own SIGBUS handler around each test: creating engines puts siovd's back. */
+	/* cmocka puts its own SIGBUS handler around each test: creating engines puts siovd's back.
+	 */
 	{
 		struct siov_engines_opts eo = {.count = 1};
 		struct siov_engines *e;

@@ -31,17 +31,17 @@
 #include "siov_internal/engine.h"
 #include "siov_internal/virtio_blk.h"
 
-#define QNUM	    16
-#define PAGE	    4096ull
-#define RING_GPA    (GPA_R2 + 0x3000)
-#define HDR_GPA	    (GPA_R0 + 0x1000)
-#define STATUS_GPA  (GPA_R0 + 0x7fff) /* alone in its page */
-#define DATA_GPA    (GPA_R0 + 0x10800) /* not page-aligned: 8 KiB here touch 3 pages */
-#define CROSS_GPA   (GPA_R1 - 0x800)   /* 4 KiB here straddle R0 and R1 */
+#define QNUM	     16
+#define PAGE	     4096ull
+#define RING_GPA     (GPA_R2 + 0x3000)
+#define HDR_GPA	     (GPA_R0 + 0x1000)
+#define STATUS_GPA   (GPA_R0 + 0x7fff)	/* alone in its page */
+#define DATA_GPA     (GPA_R0 + 0x10800) /* not page-aligned: 8 KiB here touch 3 pages */
+#define CROSS_GPA    (GPA_R1 - 0x800)	/* 4 KiB here straddle R0 and R1 */
 #define INDIRECT_GPA (GPA_R0 + 0x20000)
-#define LOG_SPAN    (GPA_R2 + GUEST_REG_SIZE) /* the guest's memory ends here */
-#define LOG_BYTES   (LOG_SPAN / PAGE / 8)
-#define TIMEOUT_NS  (5ull * 1000 * 1000 * 1000)
+#define LOG_SPAN     (GPA_R2 + GUEST_REG_SIZE) /* the guest's memory ends here */
+#define LOG_BYTES    (LOG_SPAN / PAGE / 8)
+#define TIMEOUT_NS   (5ull * 1000 * 1000 * 1000)
 
 /* ---- the log alone ---- */
 
@@ -254,8 +254,9 @@ static void assert_log_is(struct fx *fx, const struct range *r, unsigned n)
 		bool set = fx->bits[page / 8] & (1u << (page % 8));
 		bool want = in_ranges(page, r, n);
 		if (set != want)
-			fail_msg("page 0x%llx (gpa 0x%llx) is %s in the log", (unsigned long long)page,
-				 (unsigned long long)(page * PAGE), set ? "marked" : "not marked");
+			fail_msg("page 0x%llx (gpa 0x%llx) is %s in the log",
+				 (unsigned long long)page, (unsigned long long)(page * PAGE),
+				 set ? "marked" : "not marked");
 	}
 }
 

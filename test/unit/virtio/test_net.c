@@ -36,8 +36,8 @@ struct rig {
 	struct siov_switch *sw;
 	struct siov_network *net;
 	struct siov_net *a, *b;
-	struct tq tx;  /* a's transmit queue (index 1) */
-	struct tq rx;  /* b's receive queue (index 0) */
+	struct tq tx; /* a's transmit queue (index 1) */
+	struct tq rx; /* b's receive queue (index 0) */
 	int broken_a, broken_b;
 };
 
@@ -97,9 +97,10 @@ static void tx(const uint32_t *lens, unsigned n, uint16_t flags_last)
 	unsigned i;
 
 	for (i = 0; i < n; i++) {
-		tq_desc(&R.tx, (uint16_t)i, BUF_A + off, lens[i],
-			(uint16_t)((i + 1 < n ? VRING_DESC_F_NEXT : 0) | (i + 1 == n ? flags_last : 0)),
-			(uint16_t)(i + 1));
+		tq_desc(
+		    &R.tx, (uint16_t)i, BUF_A + off, lens[i],
+		    (uint16_t)((i + 1 < n ? VRING_DESC_F_NEXT : 0) | (i + 1 == n ? flags_last : 0)),
+		    (uint16_t)(i + 1));
 		off += lens[i];
 	}
 	tq_publish(&R.tx, 0);
