@@ -289,7 +289,13 @@ guest_verdict=$([ $grc = 0 ] && echo "fio crc32c verification OK" || echo "verif
 echo "live migration: $mig; guest: $guest_verdict"
 echo
 [ $bad = 0 ] || die "$bad VDEV(s) failed verification or produced no result; see above"
-[ "$MIGRATE" = 0 ] || side_stop B
+if [ "$MIGRATE" = 1 ]; then
+	side_stop B
+	# B's VDEVs are gone with it: nothing waits for their sockets any more.
+	for k in "${!VDEV_SOCK[@]}"; do
+		[ "${k%%/*}" != B ] || unset "VDEV_SOCK[$k]" "VDEV_QUEUES[$k]"
+	done
+fi
 [ "$BACKEND" = siovd ] && demo_network
 be_stop
 echo "demo: PASS: $((4 + NCLIENTS)) VDEVs on one backend, all data verified. Cleaning up."
