@@ -20,6 +20,7 @@ set -euo pipefail
 GUEST_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # How siovd is started, stopped and checked: the helper every test shares.
 . "$GUEST_SRC/../lib/siovd.sh"
+. "$GUEST_SRC/../lib/pids.sh"
 SIOVD=${SIOVD:-}
 SIOVCTL=${SIOVCTL:-}
 CACHE=${SIOV_GUEST_CACHE:-}
@@ -62,13 +63,6 @@ parse_args() {
 
 # forget_pid PID: a process that was reaped leaves the kill list, so cleanup
 # never signals a recycled PID.
-forget_pid() {
-	local p keep=()
-	for p in "${PIDS[@]}"; do
-		[ "$p" = "$1" ] || keep+=("$p")
-	done
-	PIDS=("${keep[@]}")
-}
 
 # setup [ARGS...]: checks what the test needs, builds or reuses the guest kit,
 # makes the work dir and arms the cleanup trap.

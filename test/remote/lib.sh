@@ -6,6 +6,7 @@
 # Usage: . lib.sh; setup SIOVD SIOVCTL SIOV_BENCH
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/siovd.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/pids.sh"
 
 TEST_NAME=$(basename "$0" .sh)
 T0=$(date +%s.%N)
@@ -31,13 +32,6 @@ setup() {
 	trap 'exit 130' INT TERM
 }
 
-forget_pid() {
-	local p keep=()
-	for p in "${PIDS[@]}"; do
-		[ "$p" = "$1" ] || keep+=("$p")
-	done
-	PIDS=("${keep[@]}")
-}
 
 cleanup() {
 	local rc=$? pid f
