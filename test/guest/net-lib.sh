@@ -154,7 +154,11 @@ echo "SUM-A2 \$(sha256sum /tmp/data2 | cut -d' ' -f1) \$(wc -c < /tmp/data2)"
 echo "SUM-A3 \$(sha256sum /tmp/data3 | cut -d' ' -f1) \$(wc -c < /tmp/data3)"
 sleep 600 | nc -l -p 5005 > /tmp/ack3 &
 sleep 600 | nc -l -p 5006 > /tmp/ack4 &
-nc 10.9.0.2 5003 < /tmp/data2 &
+# Paced (32 KiB every 0.1 s: 6.4 s at least), so that the host's kill lands
+# in the middle of it whatever the speed of the machine.
+for k in \$(seq 0 63); do
+	dd if=/tmp/data2 bs=32k skip=\$k count=1 2>/dev/null; sleep 0.1
+done | nc 10.9.0.2 5003 &
 say "a streams to b"
 carrier_wait 1 120 "the kill"
 ping_until 10.9.0.2 30 "after the kill"
