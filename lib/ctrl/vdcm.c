@@ -818,7 +818,8 @@ static int vdev_build_net(struct vdcm_vdev *d, struct siov_vu_server_opts *so, s
 	struct siov_net_conf nc = {.name = d->conf.name,
 				   .network = d->network,
 				   .allow_spoof = d->conf.allow_spoof,
-				   .queue_pairs = d->conf.queues ? d->conf.queues : 1};
+				   .queue_pairs = d->conf.queues ? d->conf.queues : 1,
+				   .rx_qos = &d->conf.qos};
 	int rc;
 
 	memcpy(nc.mac, d->conf.mac, sizeof(nc.mac));
@@ -1308,6 +1309,8 @@ int siov_vdcm_vdev_set_qos(struct siov_vdcm *v, const char *name, const struct s
 	if (rc)
 		return rc;
 	rc = siov_qos_set(d->qos, qos);
+	if (!rc && d->net)
+		rc = siov_net_set_rx_qos(d->net, qos);
 	if (rc)
 		return siov_err_set(err, rc, "VDEV '%s': cannot set QoS: %s", name, strerror(-rc));
 	d->conf.qos = *qos;
@@ -1381,7 +1384,8 @@ void siov_vdcm_backend_foreach(struct siov_vdcm *v, siov_backend_info_cb cb, voi
 	}
 }
 
-static void queue_stats(const struct siov_vq *vq, struct siov_queue_stats *s)
+/* self_run: the queue runs in its device model (a net receive queue), so no engine has it. */
+static void queue_stats(const struct siov_vq *vq, bool self_run, struct siov_queue_stats *s)
 {
 	const struct siov_vq_stats *t;
 
@@ -1395,7 +1399,7 @@ static void queue_stats(const struct siov_vq *vq, struct siov_queue_stats *s)
 	s->index = vq->index;
 	s->engine = siov_engine_of(vq);
 	s->state = __atomic_load_n(&vq->broken, __ATOMIC_ACQUIRE) ? "broken"
-		   : s->engine >= 0				  ? "running"
+		   : s->engine >= 0 || self_run			  ? "running"
 								  : "stopped";
 	s->requests = SIOV_STAT_GET(t->requests);
 	s->reads = SIOV_STAT_GET(t->reads);
@@ -1423,7 +1427,8 @@ static void vdev_report(struct vdcm_vdev *d, siov_vdev_info_cb cb, void *arg)
 	struct siov_qos_params p;
 
 	for (i = 0; i < n && i < SIOV_VDEV_MAX_QUEUES; i++) {
-		queue_stats(siov_vu_server_queue(d->srv, i), &qs[i]);
+		queue_stats(siov_vu_server_queue(d->srv, i),
+			    siov_vu_server_queue_self_running(d->srv, i), &qs[i]);
 		qs[i].index = i;
 	}
 	info.nqueues = i;
