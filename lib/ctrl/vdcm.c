@@ -1267,7 +1267,8 @@ int siov_vdcm_vdev_create(struct siov_vdcm *v, const struct siov_vdev_conf *conf
 		    "vdev %s: net on %s, mac %02x:%02x:%02x:%02x:%02x:%02x, %u queue pair(s)%s, "
 		    "socket %s",
 		    d->conf.name, d->conf.network, m[0], m[1], m[2], m[3], m[4], m[5],
-		    d->conf.queues, d->conf.allow_spoof ? ", allow_spoof" : "", d->conf.socket);
+		    d->conf.queues ? d->conf.queues : 1u,
+		    d->conf.allow_spoof ? ", allow_spoof" : "", d->conf.socket);
 	} else {
 		SIOV_INFO("vdev %s: blk on %s [%llu, +%llu), %u queue(s)%s, socket %s",
 			  d->conf.name, d->conf.backend, (unsigned long long)d->conf.offset,
@@ -1324,6 +1325,10 @@ int siov_vdcm_vdev_set_error_policy(struct siov_vdcm *v, const char *name, enum 
 
 	if (!d)
 		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
+	/* A NIC has no requests to hold: a frame it cannot deliver is dropped and counted. */
+	if (!d->blk)
+		return siov_err_set(err, -EINVAL,
+				    "VDEV '%s' is a network port: it has no error policy", name);
 	siov_blk_set_error_policy(d->blk, p, timeout_ms);
 	d->conf.error_policy = p;
 	d->conf.hold_timeout_ms = timeout_ms;
@@ -1337,6 +1342,10 @@ int siov_vdcm_vdev_resume(struct siov_vdcm *v, const char *name, struct siov_err
 
 	if (!d)
 		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
+	if (!d->blk)
+		return siov_err_set(err, -EINVAL,
+				    "VDEV '%s' is a network port: it holds no requests to resume",
+				    name);
 	siov_blk_hold_stats(d->blk, &h);
 	SIOV_INFO("vdev %s: resumed (%llu request(s) held)", name, (unsigned long long)h.held);
 	siov_blk_resume(d->blk);

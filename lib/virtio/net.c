@@ -69,7 +69,7 @@ struct siov_net {
 	size_t hdr_len;
 	unsigned rx_offloads;
 	bool mrg;
-	struct net_rxq *rxq; /* pairs of them */
+	struct net_rxq *rxq;	 /* pairs of them */
 	struct siov_qos *rx_qos; /* the receive policer: the port's own limits, no group */
 };
 
@@ -530,9 +530,11 @@ int siov_net_create(const struct siov_net_conf *conf, struct siov_net **out, str
 	}
 	for (i = 0; i < n->pairs; i++)
 		pthread_mutex_init(&n->rxq[i].lock, NULL);
-	if ((rc = siov_qos_create(conf->rx_qos ? conf->rx_qos : &no_limits, NULL, &n->rx_qos)) < 0) {
+	rc = siov_qos_create(conf->rx_qos ? conf->rx_qos : &no_limits, NULL, &n->rx_qos);
+	if (rc < 0) {
 		siov_net_destroy(n);
-		return siov_err_set(err, rc, "cannot create the receive policer: %s", strerror(-rc));
+		return siov_err_set(err, rc, "cannot create the receive policer: %s",
+				    strerror(-rc));
 	}
 	snprintf(pc.name, sizeof(pc.name), "%s", conf->name);
 	memcpy(pc.mac, conf->mac, SIOV_ETH_ALEN);
