@@ -395,6 +395,7 @@ static void vq_reset(struct vu_queue *q, unsigned index)
 {
 	/* Counters belong to the VDEV, not the session: they survive a reconnect. */
 	struct siov_vq_stats stats;
+	bool was_packed = q->vq.packed;
 
 	vq_stop(q);
 	close_fd(&q->vq.kick_fd);
@@ -405,6 +406,7 @@ static void vq_reset(struct vu_queue *q, unsigned index)
 	stats = q->vq.stats;
 	siov_vq_init(&q->vq, index);
 	q->vq.stats = stats;
+	q->vq.packed = was_packed; /* what vdev_stats reports until the next start: the last ring */
 	q->kicked = false;
 	q->paused = false;
 }
