@@ -219,14 +219,14 @@ static int walk_indirect(struct siov_vq *vq, struct siov_vq_chain *c,
 	return 0;
 }
 
-/* One descriptor of a chain: a buffer, or (alone in its chain) an indirect table. */
+/* One descriptor of a chain: a buffer, or (first and alone in its chain) an indirect table. */
 static int add_desc(struct siov_vq *vq, struct siov_vq_chain *c, const struct vring_packed_desc *d,
-		    bool only)
+		    bool first)
 {
 	bool writable = d->flags & VRING_DESC_F_WRITE;
 
 	if (d->flags & VRING_DESC_F_INDIRECT) {
-		if (!only) {
+		if (!first) {
 			siov_vq_break(vq, "buffer at %u: indirect descriptor inside a chain",
 				      vq->last_avail_idx);
 			return -EINVAL;
@@ -269,7 +269,7 @@ static int walk_ring(struct siov_vq *vq, struct siov_vq_chain *c, uint16_t head_
 				      vq->last_avail_idx, vq->num);
 			return -ELOOP;
 		}
-		if (add_desc(vq, c, d, w->slots == 1 && !(d->flags & VRING_DESC_F_NEXT)))
+		if (add_desc(vq, c, d, w->slots == 1))
 			return -EINVAL;
 		if (vq->inflight_packed && ip_copy(vq, d, &w->first, &w->prev, &w->ndesc)) {
 			siov_vq_break(vq, "more descriptors in flight than the ring holds (%u)",
@@ -363,7 +363,7 @@ int vq_packed_pop_resubmit(struct siov_vq *vq, struct siov_vq_chain *c)
 		}
 		memcpy(&e, ip_pool(vq, k), sizeof(e));
 		d = (struct vring_packed_desc){.addr = e.addr, .len = e.len, .flags = e.flags};
-		if (add_desc(vq, c, &d, b.ndesc == 1))
+		if (add_desc(vq, c, &d, i == 0))
 			return -EINVAL;
 		k = e.next;
 	}

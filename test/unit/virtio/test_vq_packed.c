@@ -483,7 +483,9 @@ struct bad_chain {
 
 static const struct bad_chain bad_chains[] = {
     {{{DATA_GPA, 0xffffffffu, VRING_DESC_F_WRITE}}, 1, "outside the memory table"},
-    {{{TABLE_GPA, 32, VRING_DESC_F_INDIRECT}, {DATA_GPA, 8, 0}}, 2, "indirect descriptor"},
+    {{{TABLE_GPA, 32, VRING_DESC_F_INDIRECT}, {DATA_GPA, 8, 0}},
+     2,
+     "indirect descriptor with NEXT set"},
     {{{HDR_GPA, 16, 0}, {TABLE_GPA, 32, VRING_DESC_F_INDIRECT}}, 2, "indirect descriptor inside"},
     {{{TABLE_GPA, 24, VRING_DESC_F_INDIRECT}}, 1, "bad indirect table length"},
     {{{GPA_GAP, 32, VRING_DESC_F_INDIRECT}}, 1, "indirect table 0x"},
