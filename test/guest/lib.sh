@@ -37,7 +37,7 @@ CLEANUP_HOOKS=() # commands cleanup runs after the processes are gone (umount ..
 BE_PID=
 KIT=
 RPC=
-declare -A VDEV_SOCK=() VDEV_QUEUES=() VDEV_MAC=() VDEV_NETOPTS=()
+declare -A VDEV_SOCK=() VDEV_QUEUES=() VDEV_MAC=() VDEV_DEVOPTS=()
 QSD_ARGS=()
 
 log() { echo "[$TEST_NAME $(elapsed)s] $*" >&2; }
@@ -248,7 +248,7 @@ be_network() {
 # be_nic NAME NETWORK MAC [ARGS...]: a virtio-net VDEV (a port on NETWORK) on
 # $WORK/NAME.sock; guest_start gives it to the guest as a virtio-net NIC, with
 # as many queue pairs as ARGS' --queues (QEMU queues=N, mq=on) and the QEMU
-# device properties in VDEV_NETOPTS[NAME] (e.g. guest_tso4=off), if any.
+# device properties in VDEV_DEVOPTS[NAME] (e.g. ",guest_tso4=off"), if any.
 be_nic() {
 	local name=$1 net=$2 mac=$3 q=1 k
 	shift 3
@@ -343,6 +343,7 @@ guest_script() {
 # GUEST_RECONNECT=1 makes QEMU reconnect to a back end that went away;
 # GUEST_QMP=1 adds a QMP socket ($WORK/NAME.qmp), GUEST_INCOMING=1 makes it
 # the destination of a live migration (-incoming unix:$WORK/NAME.mig).
+# VDEV_DEVOPTS[V]=",packed=on" appends options to V's -device.
 guest_start() {
 	local name=$1 secs=$2 i=0 v
 	shift 2
@@ -364,12 +365,12 @@ guest_start() {
 		args+=(-chardev "socket,id=c$i,path=${VDEV_SOCK[$v]}${GUEST_RECONNECT:+,reconnect=1}")
 		if [ -n "${VDEV_MAC[$v]:-}" ]; then
 			# vectors=0: QEMU 7.2 under TCG crashes starting vhost-user net with MSI-X.
-			local q=${VDEV_QUEUES[$v]} mq= opts=${VDEV_NETOPTS[$v]:-}
+			local q=${VDEV_QUEUES[$v]} mq=
 			[ "$q" = 1 ] || mq=",queues=$q"
 			args+=(-netdev "vhost-user,id=n$i,chardev=c$i$mq"
-				-device "virtio-net-pci,netdev=n$i,mac=${VDEV_MAC[$v]},vectors=0,romfile=,addr=$(printf '0x%x' $((16 + i)))${mq:+,mq=on}${opts:+,$opts}")
+				-device "virtio-net-pci,netdev=n$i,mac=${VDEV_MAC[$v]},vectors=0,romfile=,addr=$(printf '0x%x' $((16 + i)))${mq:+,mq=on}${VDEV_DEVOPTS[$v]:-}")
 		else
-			args+=(-device "vhost-user-blk-pci,chardev=c$i,num-queues=${VDEV_QUEUES[$v]},addr=$(printf '0x%x' $((16 + i)))$extra")
+			args+=(-device "vhost-user-blk-pci,chardev=c$i,num-queues=${VDEV_QUEUES[$v]},addr=$(printf '0x%x' $((16 + i)))$extra${VDEV_DEVOPTS[$v]:-}")
 		fi
 		i=$((i + 1))
 	done

@@ -43,7 +43,7 @@ be_start
 be_network n1 "${uplink[@]}"
 be_network n2
 be_nic a n1 52:54:00:5a:00:01 --queues 2 --weight 300
-VDEV_NETOPTS[b]=guest_tso4=off,guest_tso6=off
+VDEV_DEVOPTS[b]=,guest_tso4=off,guest_tso6=off
 be_nic b n1 52:54:00:5a:00:02 --bps-limit 1G
 be_nic c n2 52:54:00:5a:00:03
 be_ready
