@@ -133,11 +133,13 @@ start_backend() { # SIDE
 run() {
 	local side=$1 size=$2 c0 c1 t0 t1 i0 i1 ti0 ti1 rx tx rss b0 b1 fwd
 	start_backend "$side" || { stop_all; return 1; }
-	tp_start rx "$LCPU" --vdev "net_virtio_user0,path=$WORK/p1.sock,queues=1,mac=$MAC_RX" \
-		-- -i --forward-mode=rxonly --total-num-mbufs=8192
-	tp_start tx "$LCPU" --vdev "net_virtio_user0,path=$WORK/p0.sock,queues=1,mac=$MAC_TX" \
+	# Rings of $RING: a front end descheduled for a few ms (both share one
+	# CPU) must not find its ring overflowed at once.
+	tp_start rx "$LCPU" --vdev "net_virtio_user0,path=$WORK/p1.sock,queues=1,queue_size=$RING,mac=$MAC_RX" \
+		-- -i --forward-mode=rxonly --rxd="$RING" --txd="$RING" --total-num-mbufs=16384
+	tp_start tx "$LCPU" --vdev "net_virtio_user0,path=$WORK/p0.sock,queues=1,queue_size=$RING,mac=$MAC_TX" \
 		-- -i --forward-mode=txonly --eth-peer="0,$MAC_RX" --txpkts="$((size - 4))" \
-		--total-num-mbufs=8192
+		--rxd="$RING" --txd="$RING" --total-num-mbufs=16384
 	wait_linked || echo "net: $side: the front ends did not attach within 10 s" >&2
 	tp_cmd rx start
 	tp_cmd tx start
@@ -191,6 +193,7 @@ port_memory() {
 }
 
 IDLE=${NET_IDLE_SECONDS:-3}
+RING=${NET_RING:-1024}
 
 # ping_rtt SIDE: ping round trip from a network namespace (the kernel's ping)
 # through a TAP, the back end, and a vhost-user port whose front end is a
