@@ -80,7 +80,7 @@ struct vdcm_vdev {
 	struct siov_backend *move_bd;
 	struct vdcm_backend *move_be;
 	struct window move_win;
-	unsigned exports; /* NBD exports serving it: it cannot be deleted */
+	unsigned exports;	    /* NBD exports serving it: it cannot be deleted */
 	struct siov_export *export; /* the one export (its I/O counts in vdev_stats) */
 };
 

@@ -68,8 +68,8 @@ struct exp_io {
 	struct iovec iov;
 	struct siov_nbd_req *req;
 	struct exp_conn *conn;
-	uint64_t t0;		/* arrival, ns */
-	struct exp_io *next;	/* in the QoS FIFO */
+	uint64_t t0;	     /* arrival, ns */
+	struct exp_io *next; /* in the QoS FIFO */
 };
 
 struct siov_export {
@@ -86,7 +86,7 @@ struct siov_export {
 	atomic_bool stopping;
 	struct exp_conn *conns;
 	unsigned nconns;
-	uint64_t zombie_ios; /* requests still running for closed connections */
+	uint64_t zombie_ios;		      /* requests still running for closed connections */
 	struct exp_io *wait_head, *wait_tail; /* waiting for the QoS buckets */
 	uint64_t retry_ns;		      /* when the head is worth asking again */
 	_Atomic uint64_t st_open, st_conns, st_requests, st_errors, st_read, st_written, st_proto;
@@ -396,7 +396,8 @@ static int wait_ms(const struct siov_export *ex)
 	if (!ex->wait_head)
 		return -1;
 	now = siov_now_ns();
-	return ex->retry_ns <= now ? 0 : (int)SIOV_MIN((ex->retry_ns - now + 999999) / 1000000, 1000);
+	return ex->retry_ns <= now ? 0
+				   : (int)SIOV_MIN((ex->retry_ns - now + 999999) / 1000000, 1000);
 }
 
 /* The protocol engine has checked the request against the window's size and flags. */
