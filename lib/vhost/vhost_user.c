@@ -1387,6 +1387,11 @@ const struct siov_vq *siov_vu_server_queue(const struct siov_vu_server *srv, uns
 	return i < srv->nqueues && srv->queues[i] ? &srv->queues[i]->vq : NULL;
 }
 
+bool siov_vu_server_queue_self_running(const struct siov_vu_server *srv, unsigned i)
+{
+	return i < srv->nqueues && srv->queues[i] && srv->queues[i]->self_running;
+}
+
 bool siov_vu_server_logging(const struct siov_vu_server *srv)
 {
 	return logging(srv) && srv->log;

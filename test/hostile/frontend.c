@@ -178,22 +178,27 @@ int64_t fe_call(struct fe *fe, uint32_t request, const void *payload, uint32_t s
 	return (int64_t)(m.payload.u64 & INT64_MAX);
 }
 
-int fe_mem_create(struct fe *fe, size_t file_len)
+int fe_mem_map(struct fe *fe, size_t len, size_t file_len)
 {
 	fe->memfd = memfd_create("hostile-guest", MFD_CLOEXEC);
 	if (fe->memfd < 0)
 		return -errno;
 	if (ftruncate(fe->memfd, (off_t)file_len) < 0)
 		return -errno;
-	fe->mem = mmap(NULL, FE_MEM_LEN, PROT_READ | PROT_WRITE, MAP_SHARED, fe->memfd, 0);
+	fe->mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fe->memfd, 0);
 	if (fe->mem == MAP_FAILED) {
 		fe->mem = NULL;
 		return -errno;
 	}
-	fe->mem_len = FE_MEM_LEN;
+	fe->mem_len = len;
 	/* Only the part backed by the file may be touched here. */
-	memset(fe->mem, 0, file_len < FE_MEM_LEN ? file_len : FE_MEM_LEN);
+	memset(fe->mem, 0, file_len < len ? file_len : len);
 	return 0;
+}
+
+int fe_mem_create(struct fe *fe, size_t file_len)
+{
+	return fe_mem_map(fe, FE_MEM_LEN, file_len);
 }
 
 uint64_t fe_addr(const struct fe *fe, size_t off)
@@ -281,7 +286,7 @@ int fe_ring_setup(struct fe *fe, const struct siov_vu_vring_addr *addr)
 	return fe_call(fe, VHOST_USER_SET_VRING_ENABLE, &st, sizeof(st), NULL, 0) ? -EPROTO : 0;
 }
 
-static int set_mem_table(struct fe *fe)
+int fe_set_mem_table(struct fe *fe)
 {
 	struct siov_vu_mem_table t = {.nregions = 1};
 
@@ -319,7 +324,7 @@ static int setup(struct fe *fe, const char *path, int timeout_ms, bool packed)
 	if (!rc)
 		rc = fe_mem_create(fe, FE_MEM_LEN);
 	if (!rc)
-		rc = set_mem_table(fe);
+		rc = fe_set_mem_table(fe);
 	if (!rc)
 		rc = fe_ring_setup(fe, NULL);
 	if (rc)

@@ -84,6 +84,10 @@ int64_t fe_call(struct fe *fe, uint32_t request, const void *payload, uint32_t s
 
 /* Creates the memfd region; file_len < FE_MEM_LEN leaves its tail beyond EOF. */
 int fe_mem_create(struct fe *fe, size_t file_len);
+/* The same with a region of len bytes. */
+int fe_mem_map(struct fe *fe, size_t len, size_t file_len);
+/* SET_MEM_TABLE with the one region; 0 if acknowledged. */
+int fe_set_mem_table(struct fe *fe);
 /* The region as SET_MEM_TABLE describes it (identity map). */
 struct siov_vu_mem_region fe_region(const struct fe *fe);
 uint64_t fe_addr(const struct fe *fe, size_t off);

@@ -837,20 +837,6 @@ static void case_memfd_shrinks(void)
 
 /* ---- set-up and tear-down ---- */
 
-static void cleanup(void)
-{
-	H.sd.failed = H.sd.failed || H.failed > 0;
-	siovd_proc_kill(&H.sd);
-	siovd_proc_cleanup(&H.sd);
-}
-
-static void on_fatal(int sig)
-{
-	if (H.sd.pid > 0)
-		kill(H.sd.pid, SIGKILL);
-	_exit(128 + sig);
-}
-
 /* The two VDEV sockets live in siovd's directory, beside rpc.sock. */
 static void name_sockets(void)
 {
@@ -877,18 +863,12 @@ static int create_vdevs(void)
 
 static void final_stop(void)
 {
-	int rc, reports;
-
 	fe_close(&H.good);
 	/* A SIGBUS under ASan is the crash already reported by its own case. */
 	H.sd.allowed_report = "ERROR: AddressSanitizer: BUS";
-	rc = siovd_proc_stop(&H.sd, 10000);
-	check(rc != -ECHILD && rc != -ETIMEDOUT && rc != -EIO,
-	      "SIGTERM: siovd exits 0 within 10 s (status 0x%x)", H.sd.status);
+	harness_stop();
 	check(access(H.sd.rpc, F_OK) && access(H.good_sock, F_OK) && access(H.bad_sock, F_OK),
 	      "SIGTERM: siovd removed its sockets");
-	reports = siovd_proc_log_reports(&H.sd);
-	check(reports == 0, "no sanitizer report from siovd (%d)", reports);
 }
 
 static void run_attacks(void)
@@ -935,16 +915,8 @@ int main(int argc, char **argv)
 {
 	int rc;
 
-	if (argc != 3 || access(argv[1], X_OK) || access(argv[2], X_OK)) {
-		printf("SKIP: usage: %s SIOVD SIOVCTL (both executable)\n", argv[0]);
-		return 77;
-	}
-	H.siovd = argv[1];
-	H.siovctl = argv[2];
-	signal(SIGPIPE, SIG_IGN);
-	signal(SIGTERM, on_fatal);
-	signal(SIGINT, on_fatal);
-	atexit(cleanup);
+	if ((rc = harness_begin(argc, argv)))
+		return rc;
 	if ((rc = daemon_start()) || (name_sockets(), rc = create_vdevs())) {
 		printf("FAIL: cannot start siovd with two VDEVs: %s\n", strerror(-rc));
 		return 1;
