@@ -1401,11 +1401,13 @@ static void queue_stats(const struct siov_vq *vq, bool self_run, struct siov_que
 	memset(s, 0, sizeof(*s));
 	s->engine = -1;
 	s->state = "stopped";
+	s->ring = "split";
 	if (!vq)
 		return; /* a queue the front end never named */
 	/* Taken only now: &vq->stats of a NULL vq is undefined (UBSan stops siovd). */
 	t = &vq->stats;
 	s->index = vq->index;
+	s->ring = vq->packed ? "packed" : "split";
 	s->engine = siov_engine_of(vq);
 	s->state = __atomic_load_n(&vq->broken, __ATOMIC_ACQUIRE) ? "broken"
 		   : s->engine >= 0 || self_run			  ? "running"
