@@ -39,6 +39,9 @@ M = int(os.environ.get("M", "2000"))
 CLIENTS = int(os.environ.get("CLIENTS", "8"))
 ATTACHES = int(os.environ.get("ATTACHES", "200"))
 STATE_DIR = os.environ.get("STATE_DIR", "/var/tmp")
+# The RPC and VDEV sockets: tmpfs, as under systemd (/run).  See docs/operations.md
+# for why a disk file system (ext4 without a journal) costs more per socket.
+SOCKET_FS = os.environ.get("SOCKET_FS", "/dev/shm")
 WINDOW = 1 << 20
 
 
@@ -74,7 +77,7 @@ class Conn:
 
 class Siovd:
     def __init__(self, build, metrics_port):
-        self.tmp = tempfile.mkdtemp(prefix="siov-st-", dir="/tmp")
+        self.tmp = tempfile.mkdtemp(prefix="siov-st-", dir=SOCKET_FS)
         self.state = tempfile.mkdtemp(prefix="siov-state-", dir=STATE_DIR)
         self.rpc = os.path.join(self.tmp, "rpc.sock")
         args = [os.path.join(build, "app/siovd/siovd"), "--rpc-socket", self.rpc,
