@@ -533,11 +533,10 @@ static void conn_feed(struct siov_rpc_conn *c, const char *buf, size_t len)
 			 * batch's calls share one fdatasync.  val is NULL for a bare
 			 * 'null', which is an invalid request.
 			 */
-			uint64_t hold = c->expect ? c->expect : siov_state_expect(srv->state);
-
-			c->expect = 0;
+			siov_state_hold(srv->state);
+			conn_unexpect(c);
 			conn_reply(c, rpc_handle_value(srv, val));
-			siov_state_unexpect(srv->state, hold);
+			siov_state_release(srv->state);
 			json_object_put(val);
 			json_tokener_reset(c->tok);
 			c->req_bytes = 0;
@@ -561,8 +560,7 @@ static void conn_read(struct siov_rpc_conn *c)
 	else if (n == 0) {
 		c->closing = true; /* the peer is done sending; answer, then close */
 		conn_unexpect(c);
-	}
-	else if (errno != EAGAIN && errno != EINTR)
+	} else if (errno != EAGAIN && errno != EINTR)
 		c->drop = true;
 }
 

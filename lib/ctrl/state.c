@@ -806,14 +806,15 @@ struct siov_state {
 	bool writing;		/* (mu) a batch is being written */
 	unsigned waiters;	/* (mu) threads in siov_state_wait */
 
-	/* Group commit (control thread): changes announced by siov_state_expect. */
+	/* Group commit (control thread): changes announced by siov_state_expect, ... */
 	unsigned expected;
+	unsigned holding;      /* ... and requests being handled (siov_state_hold) */
 	uint64_t expect_epoch; /* tokens of an older epoch no longer count */
 	int tfd;	       /* ends a wait for expected changes */
 	struct siov_watch *twatch;
 	bool timer_armed;
 	_Atomic uint64_t sync_ewma_ns; /* how long a write + fdatasync takes lately */
-	uint64_t appended; /* control thread only */
+	uint64_t appended;	       /* control thread only */
 	_Atomic uint64_t durable;
 	_Atomic uint64_t failed_from; /* 0: the journal is fine */
 	char failed_msg[200];	      /* set before failed_from */
@@ -1056,12 +1057,17 @@ static void *writer_main(void *arg)
 /* Lets the writer take what is buffered: if it is idle, or (force) right after its batch. */
 static void kick(struct siov_state *st, bool force)
 {
+	static const struct itimerspec off;
+
 	pthread_mutex_lock(&st->mu);
 	if (st->len && (force || !st->writing)) {
 		st->go = true;
 		pthread_cond_signal(&st->cv);
 	}
 	pthread_mutex_unlock(&st->mu);
+	/* A stale timer would cut the next wait short. */
+	if (st->timer_armed && timerfd_settime(st->tfd, 0, &off, NULL) == 0)
+		st->timer_armed = false;
 }
 
 /* How long records wait for expected changes: about one sync (what missing it costs). */
@@ -1081,14 +1087,26 @@ static void arm_timer(struct siov_state *st)
 		kick(st, false); /* no timer: never hold records back */
 }
 
-/* Records wait only while expected changes are still to come, and at most one timer. */
+static bool buffered(struct siov_state *st)
+{
+	bool any;
+
+	pthread_mutex_lock(&st->mu);
+	any = st->len > 0;
+	pthread_mutex_unlock(&st->mu);
+	return any;
+}
+
+/*
+ * Records wait while a request is being handled (its own records join them)
+ * and while expected changes are still to come, for the latter at most one
+ * timer's worth (rearm: from now).
+ */
 static void settle(struct siov_state *st, bool rearm)
 {
-	if (st->expected == 0) {
+	if (st->expected == 0 && st->holding == 0)
 		kick(st, false);
-		return;
-	}
-	if (rearm || !st->timer_armed)
+	else if (st->expected && (rearm || !st->timer_armed) && buffered(st))
 		arm_timer(st);
 }
 
@@ -1102,12 +1120,17 @@ static void on_timer(struct siov_watch *w, uint32_t events, void *arg)
 	/* Whoever did not send in time does not hold the others back any longer. */
 	st->expect_epoch++;
 	st->expected = 0;
-	kick(st, false);
+	settle(st, false);
+}
+
+static bool grouping(const struct siov_state *st)
+{
+	return st && st->loop && st->tfd >= 0;
 }
 
 uint64_t siov_state_expect(struct siov_state *st)
 {
-	if (!st || !st->loop || st->tfd < 0)
+	if (!grouping(st))
 		return 0;
 	st->expected++;
 	return st->expect_epoch;
@@ -1115,10 +1138,24 @@ uint64_t siov_state_expect(struct siov_state *st)
 
 void siov_state_unexpect(struct siov_state *st, uint64_t token)
 {
-	if (!st || !st->loop || st->tfd < 0)
+	if (!grouping(st))
 		return;
 	if (token == st->expect_epoch && st->expected > 0)
 		st->expected--;
+	settle(st, false);
+}
+
+void siov_state_hold(struct siov_state *st)
+{
+	if (grouping(st))
+		st->holding++;
+}
+
+void siov_state_release(struct siov_state *st)
+{
+	if (!grouping(st) || st->holding == 0)
+		return;
+	st->holding--;
 	settle(st, false);
 }
 

@@ -1189,7 +1189,7 @@ static int socket_listen(const char *path, const struct siov_vu_server_opts *o,
 		return siov_err_set(err, -errno, "socket: %s", strerror(errno));
 	rc = socket_bind(fd, &sa, o, &protect);
 	if (rc == -EADDRINUSE) {
-		/* Something is there: a stale socket from a crash is replaced, anything else refused. */
+		/* Something is there: a stale socket is replaced, anything else refused. */
 		rc = socket_prepare(path, err);
 		if (rc < 0)
 			goto err_close;
