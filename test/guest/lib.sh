@@ -221,13 +221,18 @@ be_network() {
 }
 
 # be_nic NAME NETWORK MAC [ARGS...]: a virtio-net VDEV (a port on NETWORK) on
-# $WORK/NAME.sock; guest_start gives it to the guest as a virtio-net NIC.
+# $WORK/NAME.sock; guest_start gives it to the guest as a virtio-net NIC, with
+# as many queue pairs as ARGS' --queues (QEMU queues=N, mq=on) and the QEMU
+# device properties in VDEV_DEVOPTS[NAME] (e.g. ",guest_tso4=off"), if any.
 be_nic() {
-	local name=$1 net=$2 mac=$3
+	local name=$1 net=$2 mac=$3 q=1 k
 	shift 3
-	local sock=$WORK/$name.sock
+	local sock=$WORK/$name.sock rest=("$@")
+	for k in "${!rest[@]}"; do
+		[ "${rest[$k]}" != --queues ] || q=${rest[$((k + 1))]}
+	done
 	VDEV_SOCK[$name]=$sock
-	VDEV_QUEUES[$name]=1
+	VDEV_QUEUES[$name]=$q
 	VDEV_MAC[$name]=$mac
 	ctl vdev_create --name "$name" --type net --network "$net" --mac "$mac" --socket "$sock" "$@" \
 		>/dev/null || die "vdev_create $name (net) failed"
@@ -335,8 +340,10 @@ guest_start() {
 		args+=(-chardev "socket,id=c$i,path=${VDEV_SOCK[$v]}${GUEST_RECONNECT:+,reconnect=1}")
 		if [ -n "${VDEV_MAC[$v]:-}" ]; then
 			# vectors=0: QEMU 7.2 under TCG crashes starting vhost-user net with MSI-X.
-			args+=(-netdev "vhost-user,id=n$i,chardev=c$i"
-				-device "virtio-net-pci,netdev=n$i,mac=${VDEV_MAC[$v]},vectors=0,romfile=,addr=$(printf '0x%x' $((16 + i)))")
+			local q=${VDEV_QUEUES[$v]} mq=
+			[ "$q" = 1 ] || mq=",queues=$q"
+			args+=(-netdev "vhost-user,id=n$i,chardev=c$i$mq"
+				-device "virtio-net-pci,netdev=n$i,mac=${VDEV_MAC[$v]},vectors=0,romfile=,addr=$(printf '0x%x' $((16 + i)))${mq:+,mq=on}${VDEV_DEVOPTS[$v]:-}")
 		else
 			args+=(-device "vhost-user-blk-pci,chardev=c$i,num-queues=${VDEV_QUEUES[$v]},addr=$(printf '0x%x' $((16 + i)))$extra${VDEV_DEVOPTS[$v]:-}")
 		fi
