@@ -91,6 +91,7 @@ struct siov_export {
 	uint64_t retry_ns;		      /* when the head is worth asking again */
 	_Atomic uint64_t st_open, st_conns, st_requests, st_errors, st_read, st_written, st_proto;
 	_Atomic uint64_t st_inflight, st_throttled, st_lat;
+	_Atomic uint64_t st_ops[SIOV_IO_WRITE_ZEROES + 1]; /* by enum siov_io_op */
 };
 
 #define STAT_ADD(x, n) atomic_fetch_add_explicit(&(x), (n), memory_order_relaxed)
@@ -324,6 +325,8 @@ static void exp_io_done(struct siov_io *io, int res)
 	    (uint64_t)res != io->len)
 		err = -EIO;
 	STAT_ADD(ex->st_requests, 1);
+	if ((unsigned)io->op < SIOV_ARRAY_SIZE(ex->st_ops))
+		STAT_ADD(ex->st_ops[io->op], 1);
 	STAT_ADD(ex->st_lat, siov_now_ns() - x->t0);
 	atomic_fetch_sub_explicit(&ex->st_inflight, 1, memory_order_relaxed);
 	if (err)
@@ -693,4 +696,9 @@ void siov_export_get_stats(const struct siov_export *ex, struct siov_export_stat
 	out->inflight = atomic_load(&e->st_inflight);
 	out->throttled = atomic_load(&e->st_throttled);
 	out->latency_ns_total = atomic_load(&e->st_lat);
+	out->reads = atomic_load(&e->st_ops[SIOV_IO_READ]);
+	out->writes = atomic_load(&e->st_ops[SIOV_IO_WRITE]);
+	out->flushes = atomic_load(&e->st_ops[SIOV_IO_FLUSH]);
+	out->discards = atomic_load(&e->st_ops[SIOV_IO_DISCARD]);
+	out->write_zeroes = atomic_load(&e->st_ops[SIOV_IO_WRITE_ZEROES]);
 }
