@@ -149,8 +149,11 @@ NET_RTT=$BUILD/test/hostile/net-rtt
 rtt_run() { # SIDE COUNT: prints net-rtt's JSON line
 	local out
 	start_backend "$1" || { stop_all; return 1; }
-	out=$(taskset -c "$LCPU" timeout 120 "$NET_RTT" "$WORK/p0.sock" "$WORK/p1.sock" "$2" 64) ||
-		{ stop_all; return 1; }
+	out=$(taskset -c "$LCPU" timeout 120 "$NET_RTT" "$WORK/p0.sock" "$WORK/p1.sock" "$2" 64) || {
+		echo "net: $1: net-rtt failed (status $?): ${out:-no output}" >&2
+		stop_all
+		return 1
+	}
 	stop_all
 	echo "$out"
 }

@@ -516,7 +516,24 @@ static void flood_step(struct flood_tally *t, int64_t *next_a, bool flooding)
 	}
 	nfe_rx_drain(&P[POL]);
 	nfe_rx_drain(&P[A]);
-	nfe_rx_drain(&P[BAD]);
+}
+
+/* Meanwhile bad comes and goes: its queues stop and start under the flood's deliveries. */
+struct churn {
+	bool stop;
+	unsigned sessions;
+};
+
+static void *churn_main(void *arg)
+{
+	struct churn *c = arg;
+
+	while (!__atomic_load_n(&c->stop, __ATOMIC_RELAXED)) {
+		nfe_close(&P[BAD]);
+		c->sessions += open_port(BAD, true) == 0;
+		usleep(50000);
+	}
+	return NULL;
 }
 
 static void case_flood(void)
@@ -529,11 +546,20 @@ static void case_flood(void)
 	uint64_t sent, pol, polq, nb;
 	double secs;
 
+	struct churn churn = {0};
+	pthread_t ct;
+	bool churning = pthread_create(&ct, NULL, churn_main, &churn) == 0;
+
 	while (ms_now() < end) {
 		flood_step(&t, &next_a, true);
 		usleep(200);
 	}
 	secs = (double)(ms_now() - start) / 1000.0;
+	if (churning) {
+		__atomic_store_n(&churn.stop, true, __ATOMIC_RELAXED);
+		pthread_join(ct, NULL);
+	}
+	check(churn.sessions > 0, "%s: bad reconnected %u times meanwhile", name, churn.sessions);
 	/* What is still in the rings (held by QoS) drains within a few tens of ms. */
 	for (int64_t quiet = ms_now() + 300; ms_now() < quiet;)
 		flood_step(&t, &(int64_t){INT64_MAX}, false);
