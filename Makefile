@@ -61,7 +61,7 @@ bench-quick: build
 # check-fuzz: about 25 s per target (suite 'fuzz'); fuzz: FUZZ_SECONDS each.
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 300
-FUZZ_TARGETS  = fuzz_vhost_msg fuzz_chain fuzz_blk fuzz_rpc fuzz_net_frame fuzz_nbd fuzz_mirror_bitmap fuzz_state
+FUZZ_TARGETS  = fuzz_vhost_msg fuzz_chain fuzz_packed fuzz_blk fuzz_rpc fuzz_net_frame fuzz_nbd fuzz_mirror_bitmap fuzz_state
 FUZZ_DIR      = $(FUZZ_BUILD)/test/fuzz
 
 $(FUZZ_BUILD)/build.ninja:

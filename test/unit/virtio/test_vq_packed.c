@@ -96,6 +96,7 @@ static int teardown(void **state)
 	struct fx *fx = *state;
 
 	siov_vq_release(&fx->vq);
+	free(fx->vq.resubmit);
 	close(fx->err_fd);
 	close(fx->call_fd);
 	guest_fini(&fx->g);
