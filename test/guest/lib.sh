@@ -20,7 +20,7 @@ set -euo pipefail
 GUEST_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # How siovd is started, stopped and checked: the helper every test shares.
 . "$GUEST_SRC/../lib/siovd.sh"
-. "$GUEST_SRC/../lib/pids.sh"
+. "$GUEST_SRC/../lib/common.sh"
 SIOVD=${SIOVD:-}
 SIOVCTL=${SIOVCTL:-}
 CACHE=${SIOV_GUEST_CACHE:-}
@@ -40,13 +40,6 @@ RPC=
 declare -A VDEV_SOCK=() VDEV_QUEUES=() VDEV_MAC=() VDEV_DEVOPTS=()
 QSD_ARGS=()
 
-log() { echo "[$TEST_NAME $(elapsed)s] $*" >&2; }
-elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}'; }
-skip() { echo "SKIP: $TEST_NAME: $*" >&2; exit 77; }
-die() {
-	echo "FAIL: $TEST_NAME: $*" >&2
-	exit 1
-}
 
 parse_args() {
 	while [ $# -gt 0 ]; do
@@ -101,12 +94,7 @@ cleanup() {
 	for f in "$WORK"/*.qemu.pid; do
 		[ -f "$f" ] && pid=$(cat "$f" 2>/dev/null) && kill -9 "$pid" 2>/dev/null || true
 	done
-	for pid in "${PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		timeout 10 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
-	done
+	end_pids
 	if [ $rc != 0 ] && [ $rc != 77 ] && [ -n "$WORK" ] && [ -d "$WORK" ]; then
 		dump_logs
 	fi
@@ -148,19 +136,6 @@ dump_logs() {
 	done
 }
 
-# wait_for_path PATH SECONDS [PID]: polls until PATH exists; fails early if
-# PID dies.
-wait_for_path() {
-	local i=0 n=$(($2 * 20))
-	while [ ! -e "$1" ]; do
-		if [ -n "${3:-}" ] && ! kill -0 "$3" 2>/dev/null; then
-			die "process $3 died before $1 appeared"
-		fi
-		i=$((i + 1))
-		[ $i -le $n ] || die "timed out after $2 s waiting for $1"
-		sleep 0.05
-	done
-}
 
 # ---- the back end -----------------------------------------------------------
 
@@ -422,14 +397,49 @@ run_guest() {
 	guest_wait "$1"
 }
 
-# guest_wait_marker NAME TEXT SECONDS: waits for a line on the console.
+# guest_wait_marker NAME TEXT SECONDS [PID]: waits for a line on the console
+# of guest NAME, whose QEMU is PID (default: the last guest_start's).
 guest_wait_marker() {
-	local i=0 n=$(($3 * 10))
+	local i=0 n=$(($3 * 10)) pid=${4:-$GUEST_PID}
 	until grep -q "$2" "$WORK/$1.console"; do
-		grep -q '^SIOV-TEST-FAIL' "$WORK/$1.console" && die "guest $1: $(grep -m1 '^SIOV-TEST-FAIL' "$WORK/$1.console" | tr -d '\r')"
-		kill -0 "$GUEST_PID" 2>/dev/null || die "guest $1 ended before printing '$2'"
+		guest_failed "$1"
+		kill -0 "$pid" 2>/dev/null || die "guest $1 ended before printing '$2'"
 		i=$((i + 1))
 		[ $i -le $n ] || die "guest $1: no '$2' within $3 s"
+		sleep 0.1
+	done
+}
+
+# guest_failed NAME: dies if guest NAME reported a failure on its console.
+guest_failed() {
+	if grep -q '^SIOV-TEST-FAIL' "$WORK/$1.console"; then
+		die "guest $1: $(grep -m1 '^SIOV-TEST-FAIL' "$WORK/$1.console" | tr -d '\r')"
+	fi
+}
+
+# guest_wait_requests NAME VDEV N SECONDS: waits until VDEV has served more
+# than N requests (guest NAME's I/O reaches siovd); dies early if the guest
+# reports a failure.
+guest_wait_requests() {
+	local i=0
+	until [ "$(vstat "$2" .requests)" -gt "$3" ]; do
+		guest_failed "$1"
+		i=$((i + 1))
+		[ $i -le $(($4 * 10)) ] || die "guest $1's I/O did not reach siovd: $2 served $(vstat "$2" .requests) requests in $4 s, want more than $3"
+		sleep 0.1
+	done
+}
+
+# guest_wait_round NAME SECONDS: waits until guest NAME (running fio_rounds)
+# has finished one more round than it had when called.
+guest_wait_round() {
+	local i=0 r0
+	r0=$(grep -c '^SIOV-FIO-OK' "$WORK/$1.console" || true)
+	until [ "$(grep -c '^SIOV-FIO-OK' "$WORK/$1.console" || true)" -gt "$r0" ]; do
+		i=$((i + 1))
+		[ $i -le $(($2 * 10)) ] || die "guest $1: no fio round completed within $2 s"
+		guest_failed "$1"
+		kill -0 "$GUEST_PID" 2>/dev/null || die "guest $1 ended early"
 		sleep 0.1
 	done
 }
