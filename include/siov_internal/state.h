@@ -84,14 +84,15 @@ int siov_state_wait(struct siov_state *st, uint64_t seq, struct siov_err *err);
 
 /*
  * Group commit, with a loop (control thread): a change is expected soon (a
- * client was just answered one), so buffered records wait for it, at most
- * about one sync's time, instead of being synced without it.  The token goes
- * to siov_state_unexpect() once that change was appended, or will not come
- * (another request, the client left).  Without a loop these do nothing:
- * records are written as they come.
+ * client was just answered one).  When such changes usually arrive within
+ * half a sync, buffered records wait for them (a timer bounds the wait)
+ * instead of being synced without them.  The token goes to
+ * siov_state_unexpect() once the client sent its next request (came: how long
+ * it took is what decides whether waiting pays), or will send none (it left).
+ * Without a loop these do nothing: records are written as they come.
  */
 uint64_t siov_state_expect(struct siov_state *st);
-void siov_state_unexpect(struct siov_state *st, uint64_t token);
+void siov_state_unexpect(struct siov_state *st, uint64_t token, bool came);
 /* Records wait while a request is being handled, so that its own share one sync. */
 void siov_state_hold(struct siov_state *st);
 void siov_state_release(struct siov_state *st);

@@ -364,14 +364,14 @@ char *siov_rpc_handle(struct siov_rpc_server *srv, const char *req, size_t len)
 
 /* ---- Connections ---- */
 
-/* c's next change is no longer expected (it sent a request, or will send none). */
-static void conn_unexpect(struct siov_rpc_conn *c)
+/* c's next change is no longer expected: it sent a request (came), or will send none. */
+static void conn_unexpect(struct siov_rpc_conn *c, bool came)
 {
 	uint64_t tok = c->expect;
 
 	if (tok) {
 		c->expect = 0;
-		siov_state_unexpect(c->srv->state, tok);
+		siov_state_unexpect(c->srv->state, tok, came);
 	}
 }
 
@@ -379,7 +379,7 @@ static void conn_close(struct siov_rpc_conn *c)
 {
 	struct siov_rpc_server *srv = c->srv;
 
-	conn_unexpect(c);
+	conn_unexpect(c, false);
 	siov_loop_del(c->watch);
 	close(c->fd);
 	json_tokener_free(c->tok);
@@ -526,7 +526,7 @@ static void conn_feed(struct siov_rpc_conn *c, const char *buf, size_t len)
 			json_object_put(val);
 			conn_reply(c, rpc_too_large(srv));
 			c->closing = true;
-			conn_unexpect(c);
+			conn_unexpect(c, false);
 		} else if (jerr == json_tokener_success) {
 			/*
 			 * The request's records are synced together, after it: a
@@ -534,7 +534,7 @@ static void conn_feed(struct siov_rpc_conn *c, const char *buf, size_t len)
 			 * 'null', which is an invalid request.
 			 */
 			siov_state_hold(srv->state);
-			conn_unexpect(c);
+			conn_unexpect(c, true);
 			conn_reply(c, rpc_handle_value(srv, val));
 			siov_state_release(srv->state);
 			json_object_put(val);
@@ -543,7 +543,7 @@ static void conn_feed(struct siov_rpc_conn *c, const char *buf, size_t len)
 		} else if (jerr != json_tokener_continue) {
 			conn_reply(c, rpc_parse_error(jerr, c->req_bytes));
 			c->closing = true;
-			conn_unexpect(c);
+			conn_unexpect(c, false);
 		} else if (used == 0) {
 			break;
 		}
@@ -559,7 +559,7 @@ static void conn_read(struct siov_rpc_conn *c)
 		conn_feed(c, buf, (size_t)n);
 	else if (n == 0) {
 		c->closing = true; /* the peer is done sending; answer, then close */
-		conn_unexpect(c);
+		conn_unexpect(c, false);
 	} else if (errno != EAGAIN && errno != EINTR)
 		c->drop = true;
 }

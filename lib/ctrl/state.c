@@ -18,10 +18,12 @@
  *
  * When the writer may start a sync is decided on the control thread, which
  * knows who is about to send a change: a client that was just answered one
- * usually sends the next within microseconds, so the writer is held back
- * until those expected changes arrived (or about one sync's time passed).
- * Without that, N clients one call at a time split into alternating small
- * batches (the ones answered last miss the sync that starts at once).
+ * often sends the next at once.  When such clients usually come back within
+ * half a sync, the writer is held back until they did (or a timer says they
+ * are late); otherwise it syncs what it has as soon as it is idle.  Without
+ * that, N clients one call at a time on a slow disk split into alternating
+ * small batches (the ones answered last miss the sync that starts at once);
+ * with it always, clients slower than the disk (a busy CPU) would idle it.
  *
  * Recovery reads the snapshot and the journals in order.  The last record of
  * the last journal may be torn (a crash while it was written: it was never
@@ -809,7 +811,8 @@ struct siov_state {
 	/* Group commit (control thread): changes announced by siov_state_expect, ... */
 	unsigned expected;
 	unsigned holding;      /* ... and requests being handled (siov_state_hold) */
-	uint64_t expect_epoch; /* tokens of an older epoch no longer count */
+	uint64_t epoch_ns;     /* tokens (expect times) from before this no longer count */
+	uint64_t turn_ewma_ns; /* how long expected clients take to send */
 	int tfd;	       /* ends a wait for expected changes */
 	struct siov_watch *twatch;
 	bool timer_armed;
@@ -1070,13 +1073,21 @@ static void kick(struct siov_state *st, bool force)
 		st->timer_armed = false;
 }
 
-/* How long records wait for expected changes: about one sync (what missing it costs). */
-#define EXPECT_MIN_NS 50000u
+/* How long records wait for expected changes: twice their usual delay, at most a sync. */
+#define EXPECT_MIN_NS 20000u
 #define EXPECT_MAX_NS 2000000u
+
+/* Waiting pays when the expected clients usually come back within half a sync. */
+static bool worth_waiting(const struct siov_state *st)
+{
+	uint64_t turn = st->turn_ewma_ns;
+
+	return st->expected && turn && turn < atomic_load(&st->sync_ewma_ns) / 2;
+}
 
 static void arm_timer(struct siov_state *st)
 {
-	uint64_t ns = atomic_load(&st->sync_ewma_ns);
+	uint64_t ns = SIOV_MIN(atomic_load(&st->sync_ewma_ns), 2 * st->turn_ewma_ns);
 	struct itimerspec its = {0};
 
 	ns = SIOV_MIN(SIOV_MAX(ns, EXPECT_MIN_NS), EXPECT_MAX_NS);
@@ -1104,9 +1115,11 @@ static bool buffered(struct siov_state *st)
  */
 static void settle(struct siov_state *st, bool rearm)
 {
-	if (st->expected == 0 && st->holding == 0)
+	bool wait = worth_waiting(st);
+
+	if (!wait && st->holding == 0)
 		kick(st, false);
-	else if (st->expected && (rearm || !st->timer_armed) && buffered(st))
+	else if (wait && (rearm || !st->timer_armed) && buffered(st))
 		arm_timer(st);
 }
 
@@ -1118,7 +1131,7 @@ static void on_timer(struct siov_watch *w, uint32_t events, void *arg)
 	(void)!read(st->tfd, &v, sizeof(v));
 	st->timer_armed = false;
 	/* Whoever did not send in time does not hold the others back any longer. */
-	st->expect_epoch++;
+	st->epoch_ns = siov_now_ns();
 	st->expected = 0;
 	settle(st, false);
 }
@@ -1133,14 +1146,19 @@ uint64_t siov_state_expect(struct siov_state *st)
 	if (!grouping(st))
 		return 0;
 	st->expected++;
-	return st->expect_epoch;
+	return siov_now_ns();
 }
 
-void siov_state_unexpect(struct siov_state *st, uint64_t token)
+void siov_state_unexpect(struct siov_state *st, uint64_t token, bool came)
 {
-	if (!grouping(st))
+	uint64_t now = siov_now_ns();
+
+	if (!grouping(st) || !token)
 		return;
-	if (token == st->expect_epoch && st->expected > 0)
+	if (came && now > token)
+		st->turn_ewma_ns =
+		    st->turn_ewma_ns ? (7 * st->turn_ewma_ns + now - token) / 8 : now - token;
+	if (token > st->epoch_ns && st->expected > 0)
 		st->expected--;
 	settle(st, false);
 }
@@ -1250,7 +1268,6 @@ int siov_state_open(const struct siov_state_opts *opts, struct siov_state **out,
 	if (!st)
 		return siov_err_set(err, rc, "out of memory");
 	st->dirfd = st->efd = st->jfd = st->tfd = -1;
-	st->expect_epoch = 1;
 	st->readonly = opts->readonly;
 	st->loop = opts->loop;
 	st->durable_cb = opts->durable_cb;
