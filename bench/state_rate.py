@@ -213,6 +213,12 @@ def cpu_s(pid):
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_s(pid, tid):
+    """CPU time of one thread: the control thread is siovd's main thread (tid = pid)."""
+    f = open(f"/proc/{pid}/task/{tid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def fetch(port):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
         return r.read()
@@ -299,17 +305,25 @@ def measure(build):
         d.c.call("vdev_create", **vconf(d, "att", N + 1))
         d.c.call("vdev_create", **dict(vconf(d, "io", N + 2), queues=1))
 
-        j0 = journal(port)
+        j0, c0 = journal(port), thread_cpu_s(d.p.pid, d.p.pid)
         t0, t1, t2 = one_by_one(d.rpc, [vconf(d, f"o{i:06d}", N + 10 + i) for i in range(M)])
         r["one_conn_create_per_s"] = round(M / (t1 - t0))
         r["one_conn_delete_per_s"] = round(M / (t2 - t1))
-        j1 = journal(port)
+        j1, c1 = journal(port), thread_cpu_s(d.p.pid, d.p.pid)
         c, dl = storm(d, 200000, M * 2, CLIENTS)
         r["clients_create_per_s"] = round(c)
         r["clients_delete_per_s"] = round(dl)
-        j2 = journal(port)
+        j2, c2 = journal(port), thread_cpu_s(d.p.pid, d.p.pid)
+        # The control thread's CPU per call (create and delete alike): what siovd's
+        # own work costs, much less sensitive to a shared machine than the rates.
+        r["one_conn_ctrl_cpu_us"] = round((c1 - c0) / (2 * M) * 1e6, 1)
+        r["clients_ctrl_cpu_us"] = round((c2 - c1) / (4 * M) * 1e6, 1)
+        # One connection: a call's wall time beyond its fdatasync (siovd, client, scheduling).
         r["one_conn_records_per_sync"], r["one_conn_us_per_sync"] = per_sync(j0, j1)
         r["clients_records_per_sync"], r["clients_us_per_sync"] = per_sync(j1, j2)
+        if r["one_conn_us_per_sync"]:
+            per_call = 2 * M / (M / r["one_conn_create_per_s"] + M / r["one_conn_delete_per_s"])
+            r["one_conn_us_beyond_sync"] = round(1e6 / per_call - r["one_conn_us_per_sync"])
         r["attach_idle"], _ = attach_stats(build, d, ATTACHES, False)
         r["attach_storm"], (c, dl) = attach_stats(build, d, ATTACHES, True)
         r["storm_create_per_s_with_attaches"] = round(c)
@@ -389,6 +403,10 @@ a round ran back to back.  Load average (1 min) at the start of each run: {loads
     md += row(f"records per fdatasync, {r['clients']} clients", "clients_records_per_sync")
     md += row("write + fdatasync, 1 connection: us", "one_conn_us_per_sync")
     md += row(f"write + fdatasync, {r['clients']} clients: us", "clients_us_per_sync")
+    md += row("1 connection: a call's wall time beyond its fdatasync, us",
+              "one_conn_us_beyond_sync")
+    md += row("control thread CPU per call, 1 connection: us", "one_conn_ctrl_cpu_us")
+    md += row(f"control thread CPU per call, {r['clients']} clients: us", "clients_ctrl_cpu_us")
     md += f"\nFront-end attach (libsiov: connect, negotiate, share memory, start the rings), us:\n\n" + hdr
     for k, label in (("attach_idle", "no management load"),
                      ("attach_storm", f"during a create storm from {r['clients']} clients")):
@@ -427,6 +445,12 @@ def section(out, r):
         add("state." + key, [key], f"{label}, {one}", "calls/s", "higher")
     for key, label in (("clients_records_per_sync", f"records per fdatasync, {r['clients']} clients"),):
         add("state." + key, [key], label, "records", "higher")
+    for key, label in (("one_conn_us_per_sync", "1 connection: write + fdatasync"),
+                       ("one_conn_us_beyond_sync", "1 connection: a call's time beyond its sync"),
+                       ("one_conn_ctrl_cpu_us", "control thread CPU per call, 1 connection"),
+                       ("clients_ctrl_cpu_us",
+                        f"control thread CPU per call, {r['clients']} clients")):
+        add("state." + key, [key], label, "us", "lower")
     for key, label in (("attach_idle", "front-end attach, no management load"),
                        ("attach_storm", "front-end attach during a create storm")):
         for q in ("p50_us", "p99_us"):
