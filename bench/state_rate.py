@@ -54,6 +54,9 @@ BEFORE = os.environ.get("BEFORE", "")
 BEFORE_LABEL = os.environ.get("BEFORE_LABEL", "") or "before"
 ROUNDS = int(os.environ.get("ROUNDS", "2" if BEFORE else "1"))
 IO_S = int(os.environ.get("IO_S", "3"))
+# RATES_ONLY=1: the call rates and their journal figures only (no attach, scrape, I/O),
+# e.g. with STATE_DIR on tmpfs to see siovd's own ceiling without the disk's flush.
+RATES_ONLY = os.environ.get("RATES_ONLY", "0") == "1"
 
 
 def free_port():
@@ -324,6 +327,8 @@ def measure(build):
         if r["one_conn_us_per_sync"]:
             per_call = 2 * M / (M / r["one_conn_create_per_s"] + M / r["one_conn_delete_per_s"])
             r["one_conn_us_beyond_sync"] = round(1e6 / per_call - r["one_conn_us_per_sync"])
+        if RATES_ONLY:
+            return r
         r["attach_idle"], _ = attach_stats(build, d, ATTACHES, False)
         r["attach_storm"], (c, dl) = attach_stats(build, d, ATTACHES, True)
         r["storm_create_per_s_with_attaches"] = round(c)
@@ -407,6 +412,8 @@ a round ran back to back.  Load average (1 min) at the start of each run: {loads
               "one_conn_us_beyond_sync")
     md += row("control thread CPU per call, 1 connection: us", "one_conn_ctrl_cpu_us")
     md += row(f"control thread CPU per call, {r['clients']} clients: us", "clients_ctrl_cpu_us")
+    if RATES_ONLY:
+        return md
     md += f"\nFront-end attach (libsiov: connect, negotiate, share memory, start the rings), us:\n\n" + hdr
     for k, label in (("attach_idle", "no management load"),
                      ("attach_storm", f"during a create storm from {r['clients']} clients")):
@@ -453,18 +460,20 @@ def section(out, r):
         add("state." + key, [key], label, "us", "lower")
     for key, label in (("attach_idle", "front-end attach, no management load"),
                        ("attach_storm", "front-end attach during a create storm")):
-        for q in ("p50_us", "p99_us"):
+        for q in ("p50_us", "p99_us") if not RATES_ONLY else ():
             add(f"state.{key}.{q}", [key, q], f"{label}: {q[:3]}", "us", "lower")
-    vd = r["rounds"][0][r["sides"][0]]["daemon_vdevs"]
-    add("state.metrics_scrape_ms", ["metrics_scrape", "ms_median"],
-        f"scrape of --metrics with {vd} VDEVs (wall)", "ms", "lower")
-    add("state.metrics_scrape_cpu_ms", ["metrics_scrape", "cpu_ms_median"],
-        f"scrape of --metrics with {vd} VDEVs (siovd CPU)", "ms", "lower")
-    add("state.io.iops_idle", ["io", "iops_idle"], "engine IOPS (1 VDEV, QD 32), no scrapes",
-        "IOPS", "higher")
-    add("state.io.iops_scrape", ["io", "iops_scrape"],
-        f"engine IOPS (1 VDEV, QD 32) during back-to-back scrapes of {vd} VDEVs", "IOPS",
-        "higher")
+    vd = r["rounds"][0][r["sides"][0]].get("daemon_vdevs")
+    for fid, keys, label, unit, better in () if RATES_ONLY else (
+            ("state.metrics_scrape_ms", ["metrics_scrape", "ms_median"],
+             f"scrape of --metrics with {vd} VDEVs (wall)", "ms", "lower"),
+            ("state.metrics_scrape_cpu_ms", ["metrics_scrape", "cpu_ms_median"],
+             f"scrape of --metrics with {vd} VDEVs (siovd CPU)", "ms", "lower"),
+            ("state.io.iops_idle", ["io", "iops_idle"], "engine IOPS (1 VDEV, QD 32), no scrapes",
+             "IOPS", "higher"),
+            ("state.io.iops_scrape", ["io", "iops_scrape"],
+             f"engine IOPS (1 VDEV, QD 32) during back-to-back scrapes of {vd} VDEVs", "IOPS",
+             "higher")):
+        add(fid, keys, label, unit, better)
     loads = ", ".join(rnd[s]["load_before"] for rnd in r["rounds"] for s in r["sides"])
     sec.note(f"Load average (1 min) at the start of each run: {loads}.")
     sec.note("Goals (issue 12): >= 2000 creates/s on one connection and >= 5000/s from 8 "
