@@ -44,6 +44,7 @@
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
@@ -807,6 +808,7 @@ struct siov_state {
 	bool go;		/* (mu) the writer may take buf (always, without a loop) */
 	bool writing;		/* (mu) a batch is being written */
 	unsigned waiters;	/* (mu) threads in siov_state_wait */
+	struct siov_state_reply *replies, **replies_tail; /* (mu) in seq order */
 
 	/* Group commit (control thread): changes announced by siov_state_expect, ... */
 	unsigned expected;
@@ -1005,6 +1007,103 @@ static void note_sync_time(struct siov_state *st, uint64_t ns)
 	atomic_fetch_add(&st->st_sync_ns, ns);
 }
 
+/* ---- Answers the writer sends ---- */
+
+struct siov_state_reply {
+	struct siov_state_reply *next;
+	uint64_t seq;
+	int fd; /* the writer's own duplicate of the connection */
+	_Atomic int refs;
+	_Atomic ssize_t sent; /* -EAGAIN until the writer is done with it */
+	size_t len;
+	char text[];
+};
+
+void siov_state_reply_put(struct siov_state_reply *r)
+{
+	if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
+		if (r->fd >= 0)
+			close(r->fd);
+		free(r);
+	}
+}
+
+static void reply_finish(struct siov_state_reply *r, bool send_it)
+{
+	ssize_t n = 0;
+
+	if (send_it) {
+		n = send(r->fd, r->text, r->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0)
+			n = 0; /* the control thread sends it, or finds the peer gone */
+	}
+	close(r->fd);
+	r->fd = -1;
+	atomic_store(&r->sent, n);
+	siov_state_reply_put(r);
+}
+
+/* After a batch up to last (ok: durable): the answers it decides, sent at once if ok. */
+static void send_replies(struct siov_state *st, uint64_t last, bool ok)
+{
+	struct siov_state_reply *list = NULL, **tail = &list, *r;
+
+	pthread_mutex_lock(&st->mu);
+	while ((r = st->replies) && r->seq <= last) {
+		st->replies = r->next;
+		*tail = r;
+		tail = &r->next;
+	}
+	if (!st->replies)
+		st->replies_tail = &st->replies;
+	*tail = NULL;
+	pthread_mutex_unlock(&st->mu);
+	while ((r = list)) {
+		list = r->next;
+		reply_finish(r, ok);
+	}
+}
+
+struct siov_state_reply *siov_state_reply(struct siov_state *st, uint64_t seq, int fd,
+					  const char *text, size_t len)
+{
+	struct siov_state_reply *r;
+
+	if (!st || !st->loop || !st->writer_started || seq <= atomic_load(&st->durable))
+		return NULL;
+	r = malloc(sizeof(*r) + len);
+	if (!r)
+		return NULL;
+	r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (r->fd < 0) {
+		free(r);
+		return NULL;
+	}
+	r->seq = seq;
+	r->len = len;
+	r->next = NULL;
+	atomic_init(&r->refs, 2);
+	atomic_init(&r->sent, -EAGAIN);
+	memcpy(r->text, text, len);
+	pthread_mutex_lock(&st->mu);
+	/* The writer publishes durable before it takes the replies: decided now, or it sends. */
+	if (seq <= atomic_load(&st->durable) || atomic_load(&st->failed_from)) {
+		pthread_mutex_unlock(&st->mu);
+		close(r->fd);
+		free(r);
+		return NULL;
+	}
+	*st->replies_tail = r;
+	st->replies_tail = &r->next;
+	pthread_mutex_unlock(&st->mu);
+	return r;
+}
+
+ssize_t siov_state_reply_sent(const struct siov_state_reply *r)
+{
+	return atomic_load(&r->sent);
+}
+
 /* Takes every record appended since the last round: one write, one fdatasync. */
 static void *writer_main(void *arg)
 {
@@ -1047,10 +1146,13 @@ static void *writer_main(void *arg)
 				maybe_rotate(st);
 			}
 		}
+		/* Before the loop hears of it: the answers leave one thread hop sooner. */
+		send_replies(st, last, rc == 0 && atomic_load(&st->failed_from) == 0);
 		notify(st);
 		pthread_mutex_lock(&st->mu);
 	}
 	pthread_mutex_unlock(&st->mu);
+	send_replies(st, UINT64_MAX, false); /* none can be left; the caller would send them */
 	free(wbuf);
 	return NULL;
 }
@@ -1268,6 +1370,7 @@ int siov_state_open(const struct siov_state_opts *opts, struct siov_state **out,
 	if (!st)
 		return siov_err_set(err, rc, "out of memory");
 	st->dirfd = st->efd = st->jfd = st->tfd = -1;
+	st->replies_tail = &st->replies;
 	st->readonly = opts->readonly;
 	st->loop = opts->loop;
 	st->durable_cb = opts->durable_cb;
