@@ -590,12 +590,35 @@ static int h_set_mem_table(struct siov_vu_server *srv, struct vu_msg_in *in)
 	return rc;
 }
 
+/*
+ * QEMU sends the memory table once per vhost device, and a multiqueue net
+ * device is one vhost device per queue pair on one connection: with
+ * CONFIGURE_MEM_SLOTS the same ADD_MEM_REG (and later REM_MEM_REG) arrives
+ * once per pair.  So a region we already hold exactly is accepted as it is,
+ * and removing one we no longer hold is done.  (Refusing made QEMU fall back
+ * to a userspace virtio-net that has no back end: a dead NIC.)
+ */
+static bool mem_held(const struct siov_memtable *mt, const struct siov_mem_desc *d)
+{
+	unsigned i;
+
+	for (i = 0; i < mt->nregions; i++)
+		if (mt->regions[i].gpa == d->gpa && mt->regions[i].size == d->size &&
+		    mt->regions[i].uva == d->uva)
+			return true;
+	return false;
+}
+
 static int h_add_mem_reg(struct siov_vu_server *srv, struct vu_msg_in *in)
 {
+	struct siov_mem_desc d;
 	int rc;
 
 	if (need_size(&in->m, sizeof(struct siov_vu_mem_reg)) || in->nfds != 1)
 		return -EPROTO;
+	d = mem_desc(&in->m.payload.mem_reg.region);
+	if (mem_held(&srv->mem, &d))
+		return 0;
 	vq_pause_all(srv);
 	rc = mem_add(srv, &in->m.payload.mem_reg.region, in->fds[0]);
 	vq_resume_all(srv);
@@ -610,6 +633,8 @@ static int h_rem_mem_reg(struct siov_vu_server *srv, struct vu_msg_in *in)
 	if (need_size(&in->m, sizeof(struct siov_vu_mem_reg)))
 		return -EPROTO;
 	d = mem_desc(&in->m.payload.mem_reg.region);
+	if (!mem_held(&srv->mem, &d))
+		return 0;
 	vq_pause_all(srv);
 	rc = siov_memtable_remove(&srv->mem, &d);
 	vq_resume_all(srv);
