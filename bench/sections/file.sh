@@ -49,8 +49,14 @@ one_config() { # RW BS QD ROUND
 			add "$id.iops" $side "$(jget "$out" 'd["iops"]')" "$what: IOPS" IOPS
 			add "$id.lat_mean_us" $side "$(jget "$out" 'd["lat_ns"]["mean"]/1e3')" "$what: mean latency" µs lower
 			add "$id.cpu_util" $side "$(jget "$out" 'd["target_cpu_s"]/d["runtime_s"]')" "$what: target CPU (share of one CPU)" CPU lower
-			[ -s "$out.engine" ] && add "$id.ring_to_submit_us" $side \
-				"$(jget "$out.engine" 'd[0]["ring_to_submit_us"]')" "$what: siovd ring->submit per request" µs lower
+			if [ -s "$out.engine" ]; then
+				add "$id.ring_to_submit_us" $side "$(jget "$out.engine" 'd[0]["ring_to_submit_us"]')" \
+					"$what: siovd ring->submit per request" µs lower
+				add "$id.submit_to_cqe_us" $side "$(jget "$out.engine" 'd[0]["submit_to_cqe_us"]')" \
+					"$what: siovd submit->CQE reaped per request" µs lower
+				add "$id.cqe_to_used_us" $side "$(jget "$out.engine" 'd[0]["cqe_to_used_us"]')" \
+					"$what: siovd CQE->used published and notified" µs lower
+			fi
 		else
 			add "$id.iops" $side none "$what: IOPS" IOPS
 		fi
