@@ -102,6 +102,9 @@ struct siov_engine_queue {
 	uint64_t throttle_until; /* QoS: do not pop before this time (ns) */
 	bool qos_wait;		 /* throttle_until is a QoS wait (not a device model's own) */
 	double deficit;		 /* QoS: deficit round robin credit, in requests */
+	/* QoS: the queue's recent request latency, from its stats at the last look. */
+	uint64_t lat_req, lat_total;
+	double lat_ewma_ns;
 	uint64_t bal_requests;	 /* control thread: requests at the balancer's last look */
 };
 
@@ -295,6 +298,22 @@ static unsigned inflight_room(struct siov_engine_queue *q, uint64_t now, unsigne
 	return inflight >= cap ? 0 : SIOV_MIN(budget, (unsigned)(cap - inflight));
 }
 
+/* Mean latency of the requests q completed lately (0: none yet), smoothed over looks. */
+static uint64_t queue_recent_latency(struct siov_engine_queue *q)
+{
+	uint64_t n = SIOV_STAT_GET(q->vq->stats.requests);
+	uint64_t ns = SIOV_STAT_GET(q->vq->stats.latency_ns_total);
+	double m;
+
+	if (n <= q->lat_req)
+		return (uint64_t)q->lat_ewma_ns;
+	m = (double)(ns - q->lat_total) / (double)(n - q->lat_req);
+	q->lat_ewma_ns = q->lat_ewma_ns ? q->lat_ewma_ns + (m - q->lat_ewma_ns) / 4 : m;
+	q->lat_req = n;
+	q->lat_total = ns;
+	return (uint64_t)q->lat_ewma_ns;
+}
+
 static unsigned queue_budget(struct siov_engine *e, struct siov_engine_queue *q, uint64_t now,
 			     unsigned *reserved)
 {
@@ -316,7 +335,8 @@ static unsigned queue_budget(struct siov_engine *e, struct siov_engine_queue *q,
 		q->deficit = ENGINE_BUDGET * 2;
 	credit = siov_qos_reserved_credit(qos, now);
 	if (credit)
-		siov_qos_note_backlog(qos, now, credit, SIOV_STAT_GET(q->vq->stats.inflight));
+		siov_qos_note_backlog(qos, now, credit, SIOV_STAT_GET(q->vq->stats.inflight),
+				      queue_recent_latency(q));
 	*reserved = SIOV_MIN(credit, ENGINE_BUDGET);
 	return inflight_room(q, now, SIOV_MIN((unsigned)q->deficit + *reserved, ENGINE_BUDGET * 2));
 }

@@ -18,9 +18,13 @@
  * When the backend, not the engine, is the bottleneck, credit alone cannot
  * serve a reservation: the unreserved VDEVs' requests fill the device queue
  * and the reserved one's wait behind them.  So a reserved VDEV whose credit
- * piles up while it has requests at the backend marks its domain short, and for a while after that
- * the unreserved VDEVs there keep at most SIOV_QOS_SHORT_INFLIGHT requests in flight.  Nobody
- * short, no bound: no capacity is held back.
+ * piles up while it has requests at the backend, and whose requests take so
+ * long there that what it keeps in flight cannot deliver its reservation
+ * (latency measured as it runs, Little's law), marks its domain short; for a
+ * while after that the unreserved VDEVs there keep at most
+ * SIOV_QOS_SHORT_INFLIGHT requests in flight.  Nobody short, no bound: no
+ * capacity is held back, and a VDEV whose own front end is slow holds
+ * nobody back.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -337,15 +341,22 @@ unsigned siov_qos_reserved_credit(struct siov_qos *q, uint64_t now)
 	return t >= 1 ? (unsigned)t : 0;
 }
 
-void siov_qos_note_backlog(struct siov_qos *q, uint64_t now, unsigned credit, uint64_t inflight)
+void siov_qos_note_backlog(struct siov_qos *q, uint64_t now, unsigned credit, uint64_t inflight,
+			   uint64_t lat_ns)
 {
 	/*
 	 * Short: credit piled up while requests wait at the backend.  A VDEV
 	 * that asks for less than its reservation piles up credit too, but
 	 * with nothing of it in flight: that is no reason to hold others back.
+	 * Nor is one whose requests come back fast enough: inflight / lat_ns
+	 * is what it completes per ns, so if that covers iops_min the backend
+	 * is not what keeps it short (its front end is).
 	 */
-	if (q->dom && inflight && credit >= 2 && credit >= (double)q->p.iops_min * SHORT_NS / 1e9)
-		__atomic_store_n(&q->dom->short_until, now + SHORT_HOLD_NS, __ATOMIC_RELAXED);
+	if (!q->dom || !inflight || credit < 2 || credit < (double)q->p.iops_min * SHORT_NS / 1e9)
+		return;
+	if (lat_ns && (double)inflight * 1e9 >= (double)q->p.iops_min * (double)lat_ns)
+		return;
+	__atomic_store_n(&q->dom->short_until, now + SHORT_HOLD_NS, __ATOMIC_RELAXED);
 }
 
 void siov_qos_set_domain(struct siov_qos *q, struct siov_qos_domain *dom)

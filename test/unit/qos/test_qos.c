@@ -139,8 +139,9 @@ static void group_share_holds_across_engines(void **state)
 
 /*
  * A reserved VDEV whose credit piles up (it cannot start requests as fast as
- * it is owed them) bounds what the unreserved VDEVs of its backend keep in
- * flight, for a while; a reserved VDEV that keeps up bounds nobody.
+ * it is owed them) because its requests are slow at the backend bounds what
+ * the unreserved VDEVs of its backend keep in flight, for a while; a reserved
+ * VDEV that keeps up, or whose requests come back fast enough, bounds nobody.
  */
 static void short_reservation_bounds_unreserved(void **state)
 {
@@ -159,11 +160,17 @@ static void short_reservation_bounds_unreserved(void **state)
 	assert_int_equal(siov_qos_inflight_cap(u, t), UINT32_MAX);
 	/* Asking for less than its reservation, nothing in flight: not short. */
 	t += 10 * MSEC;
-	siov_qos_note_backlog(r, t, siov_qos_reserved_credit(r, t), 0);
+	siov_qos_note_backlog(r, t, siov_qos_reserved_credit(r, t), 0, 0);
 	assert_int_equal(siov_qos_inflight_cap(u, t), UINT32_MAX);
-	/* Falling behind: 10 ms owed and not taken, 8 requests waiting at the backend. */
+	/*
+	 * Behind, but 8 requests in flight at 1 ms each deliver 8,000/s: the
+	 * backend keeps up, its front end does not send enough.  Not short.
+	 */
 	assert_true(siov_qos_reserved_credit(r, t) >= 6);
-	siov_qos_note_backlog(r, t, siov_qos_reserved_credit(r, t), 8);
+	siov_qos_note_backlog(r, t, siov_qos_reserved_credit(r, t), 8, 1 * MSEC);
+	assert_int_equal(siov_qos_inflight_cap(u, t), UINT32_MAX);
+	/* Falling behind: 10 ms owed, 8 requests at the backend taking 5 ms each (1,600/s). */
+	siov_qos_note_backlog(r, t, siov_qos_reserved_credit(r, t), 8, 5 * MSEC);
 	assert_int_equal(siov_qos_inflight_cap(u, t), SIOV_QOS_SHORT_INFLIGHT);
 	assert_int_equal(siov_qos_inflight_cap(r, t), UINT32_MAX);
 	/* The bound lapses once nobody is short any more. */
