@@ -67,6 +67,8 @@ enum siov_vu_request {
 #define VIRTIO_RING_F_EVENT_IDX_BIT	   29
 #define VHOST_USER_F_PROTOCOL_FEATURES_BIT 30
 #define VIRTIO_F_VERSION_1_BIT		   32
+/* Packed virtqueues (virtio 1.1): GET/SET_VRING_BASE carry the wrap counter in bit 15. */
+#define VIRTIO_F_RING_PACKED_BIT 34
 /* The front end is migrating: log every write to its memory (SET_LOG_BASE). */
 #define VHOST_F_LOG_ALL_BIT 26
 /* SET_VRING_ADDR flags: log the used ring at log_guest_addr too. */
@@ -199,6 +201,47 @@ struct siov_vu_inflight_queue {
 	uint16_t last_batch_head;
 	uint16_t used_idx;
 	struct siov_vu_inflight_desc desc[];
+} __attribute__((packed));
+
+/*
+ * INFLIGHT_SHMFD records for a packed ring.  The front end keeps the region
+ * opaque (QEMU only stores the fd and hands it back), so this layout is
+ * siovd's own; it follows the queue's split-ring area (see siov_vu_inflight_queue)
+ * in a second part of the region.  A packed ring overwrites a descriptor with
+ * used entries while other requests are still in flight, so each record keeps
+ * copies of its chain's descriptors (in a pool of desc_num entries: no more
+ * descriptors than the ring holds are ever in flight) and the ring positions.
+ */
+struct siov_vu_inflight_pdesc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t flags;
+	uint16_t next; /* pool index of the chain's next copy, SIOV_VU_PDESC_END after the last */
+} __attribute__((packed));
+#define SIOV_VU_PDESC_END 0xffffu
+
+struct siov_vu_inflight_pbuf { /* one per buffer id */
+	uint8_t inflight;
+	uint8_t padding;
+	uint16_t first; /* pool index of the first copy */
+	uint16_t ndesc; /* copies in the pool */
+	uint16_t slots; /* ring slots the chain took (what its used entry gives back) */
+	uint16_t pos;	/* ring position | wrap << 15 where it was made available */
+	uint16_t padding2[3];
+	uint64_t counter; /* age: larger is younger */
+} __attribute__((packed));
+
+#define SIOV_VU_INFLIGHT_PACKED_MAGIC 0x70616b31u /* "pak1": the positions are valid */
+
+struct siov_vu_inflight_packed {
+	uint32_t magic;
+	uint16_t desc_num;
+	uint16_t avail; /* next ring position to pop | wrap << 15 */
+	uint16_t used;	/* next ring position for a used entry | wrap << 15 */
+	uint16_t padding[3];
+	/* struct siov_vu_inflight_pbuf buf[desc_num], then struct siov_vu_inflight_pdesc
+	 * pool[desc_num] */
+	uint8_t data[];
 } __attribute__((packed));
 
 #endif

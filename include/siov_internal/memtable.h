@@ -63,5 +63,7 @@ void *siov_mem_gpa_to_ptr(const struct siov_memtable *mt, uint64_t gpa, uint64_t
 bool siov_memtable_owns(const struct siov_memtable *mt, const void *p);
 /* The same for front-end virtual addresses (vring addresses). */
 void *siov_mem_uva_to_ptr(const struct siov_memtable *mt, uint64_t uva, uint64_t len);
+/* The guest-physical address of front-end address uva ([uva, uva+len) in one region); -EFAULT. */
+int siov_mem_uva_to_gpa(const struct siov_memtable *mt, uint64_t uva, uint64_t len, uint64_t *gpa);
 
 #endif

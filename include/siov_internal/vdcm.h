@@ -153,6 +153,7 @@ struct siov_backend_info {
 struct siov_queue_stats {
 	unsigned index;
 	const char *state; /* "stopped", "running", "broken" */
+	const char *ring;  /* the ring format the front end chose last: "split", "packed" */
 	int engine;	   /* -1 when not on an engine */
 	uint64_t requests; /* completed */
 	uint64_t reads, writes, flushes, discards, write_zeroes, get_ids;

@@ -63,6 +63,8 @@ unsigned siov_vu_server_nqueues(const struct siov_vu_server *srv);
 unsigned siov_vu_server_queues_used(const struct siov_vu_server *srv);
 /* A queue the front end has used, else NULL. */
 const struct siov_vq *siov_vu_server_queue(const struct siov_vu_server *srv, unsigned i);
+/* True while queue i runs in its device model (a net receive queue), on no engine. */
+bool siov_vu_server_queue_self_running(const struct siov_vu_server *srv, unsigned i);
 /* True while the front end has dirty logging on (it is migrating the VM). */
 bool siov_vu_server_logging(const struct siov_vu_server *srv);
 

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "siov_internal/device.h"
+#include "siov_internal/qos.h"
 #include "siov_internal/switch.h"
 #include "siov_internal/util.h"
 
@@ -32,6 +33,12 @@ struct siov_net_conf {
 	uint8_t mac[SIOV_ETH_ALEN];
 	bool allow_spoof;
 	uint16_t queue_pairs; /* 1..SIOV_NET_MAX_PAIRS */
+	/*
+	 * The port's own limits, applied to what it receives as a policer: a
+	 * frame over them is dropped and counted as qos (a receiver cannot push
+	 * back on its senders).  NULL or no limit set: no policing.
+	 */
+	const struct siov_qos_params *rx_qos;
 };
 
 /* Creates the device and attaches its port to the network. */
@@ -39,6 +46,8 @@ int siov_net_create(const struct siov_net_conf *conf, struct siov_net **out, str
 /* Every queue must be stopped: detaches the port and frees the device. */
 void siov_net_destroy(struct siov_net *net);
 const struct siov_port *siov_net_port(const struct siov_net *net);
+/* Control thread: new receive limits (see rx_qos), in force for the next frame. */
+int siov_net_set_rx_qos(struct siov_net *net, const struct siov_qos_params *p);
 
 extern const struct siov_dev_ops siov_net_dev_ops;
 

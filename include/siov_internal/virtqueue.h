@@ -1,7 +1,9 @@
 /*
- * Split virtqueues: siov's ADIs.  A queue lives in front-end memory; siovd only
- * reads the avail ring and descriptors (hostile input, validated here) and
- * writes the used ring.
+ * Virtqueues: siov's ADIs, split or packed (VIRTIO_F_RING_PACKED).  A queue
+ * lives in front-end memory; siovd only reads what the driver made available
+ * (hostile input, validated here) and writes used entries.  The ring format is
+ * this layer's business alone: device models and runners see the same calls
+ * (pop, complete, notify) whatever the front end negotiated.
  *
  * Ownership: the control thread configures a queue while it is stopped; once
  * started it belongs to exactly one runner thread (an engine, engine.h) until
@@ -29,10 +31,11 @@ struct siov_qos;
 
 /* Most iovecs one chain may produce; more breaks the queue. */
 #define SIOV_VQ_MAX_IOV 256
-/* Largest queue we accept (split rings allow 32768). */
+/* Largest queue we accept (split and packed rings allow 32768). */
 #define SIOV_VQ_MAX_SIZE 1024
 
-struct siov_vq_ops; /* the device model's data path: device.h */
+struct siov_vq_ops;    /* the device model's data path: device.h */
+struct siov_vq_packed; /* packed rings: per-buffer-id state (virtqueue_packed.c) */
 
 /*
  * Completed requests by latency: bucket k counts those under 1024 << k ns
@@ -58,7 +61,7 @@ struct siov_vq_stats {
 };
 
 struct siov_vq_chain {
-	uint16_t head;
+	uint16_t head;	  /* split: head descriptor index; packed: buffer id */
 	unsigned out_num; /* device-readable iovecs, first */
 	unsigned in_num;  /* device-writable iovecs, after them */
 	uint64_t out_len, in_len;
@@ -93,11 +96,21 @@ struct siov_vq {
 	uint16_t num;
 	uint64_t desc_uva, avail_uva, used_uva;
 	bool addr_set;
+	/*
+	 * Packed (VIRTIO_F_RING_PACKED): desc_uva is the descriptor ring, avail_uva
+	 * the driver's event suppression area, used_uva the device's.
+	 */
+	bool packed;
 	struct vring_desc *desc;
 	struct vring_avail *avail;
 	struct vring_used *used;
+	struct vring_packed_desc *pdesc;
+	const struct vring_packed_desc_event *driver_event;
+	struct vring_packed_desc_event *device_event;
+	/* Split: free-running indices.  Packed: ring positions (< num) with wrap counters. */
 	uint16_t last_avail_idx;
 	uint16_t used_idx;
+	bool avail_wrap, used_wrap;
 	bool event_idx;
 	bool enabled;
 	int kick_fd, call_fd, err_fd;
@@ -106,15 +119,18 @@ struct siov_vq {
 	void *dev;	 /* the device model's per-VDEV state */
 	void *dev_queue; /* the device model's per-queue state */
 	int *dev_broken; /* shared by a VDEV's queues: one fault stops them all */
-	struct siov_vu_inflight_queue *inflight; /* INFLIGHT_SHMFD records, or NULL */
-	uint16_t *resubmit; /* heads a previous back end left in flight, oldest first */
+	struct siov_vu_inflight_queue *inflight; /* INFLIGHT_SHMFD records (split), or NULL */
+	struct siov_vu_inflight_packed *inflight_packed; /* the same for a packed ring, or NULL */
+	struct siov_vq_packed *pk; /* packed rings: allocated by siov_vq_map_rings() */
+	uint16_t *resubmit;	   /* heads a previous back end left in flight, oldest first */
 	unsigned resubmit_num, resubmit_pos;
 	const char *dev_name;
 	struct siov_qos *qos; /* may be NULL: no limits, default weight */
 	/* Live migration: the dirty log while the front end logs (VHOST_F_LOG_ALL), else NULL. */
 	struct siov_dirty_log *log;
 	bool log_used;	       /* VHOST_VRING_F_LOG: log the used ring too */
-	uint64_t log_used_gpa; /* guest-physical address of the used ring */
+	uint64_t log_used_gpa; /* guest-physical address of the used ring (packed: device area) */
+	uint64_t log_desc_gpa; /* packed: of the descriptor ring, where used entries go */
 	int log_fd;	       /* SET_LOG_FD eventfd (not owned), signalled with the call, or -1 */
 	struct siov_vq_runner run; /* siov_vq_bind() */
 
@@ -136,11 +152,31 @@ struct siov_vq {
 };
 
 void siov_vq_init(struct siov_vq *vq, unsigned index);
-/* Translates the ring addresses through mem; -EFAULT if they are not all mapped. */
+/* Frees what siov_vq_map_rings() allocated (a packed ring's id table); init()'s state after. */
+void siov_vq_release(struct siov_vq *vq);
+/*
+ * Translates the ring addresses through mem; -EFAULT if they are not all
+ * mapped, -EINVAL if misaligned or the size does not suit the format, -ENOMEM.
+ * A packed ring starts at last_avail_idx/avail_wrap (SET_VRING_BASE), with
+ * used = avail: the front end hands over a drained ring.
+ */
 int siov_vq_map_rings(struct siov_vq *vq);
+/* A packed ring's base as vhost-user carries it: position in bits 0-14, wrap counter in bit 15. */
+static inline uint16_t siov_vq_packed_base(uint16_t pos, bool wrap)
+{
+	return (uint16_t)(pos | (wrap ? 0x8000u : 0));
+}
 
 /* Orders vq->resubmit by the age of the in-flight records. */
 void siov_vq_sort_resubmit(struct siov_vq *vq);
+/*
+ * Packed rings, INFLIGHT_SHMFD: takes over the queue's records (vq->inflight_packed,
+ * mapped for vq->num descriptors).  Fresh records (a new region) start at the
+ * queue's base; records a previous back end left are trusted over the base:
+ * the ring positions resume where they say, and the buffers still in flight
+ * are resubmitted first, oldest first.  Returns how many; <0: -ENOMEM.
+ */
+int siov_vq_packed_recover(struct siov_vq *vq);
 /* 1: a chain was popped (requests to resubmit come first) into *chain; 0: the ring is empty; <0:
  * the queue broke. */
 int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *chain);

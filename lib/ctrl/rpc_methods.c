@@ -533,6 +533,7 @@ static struct json_object *queue_to_json(const struct siov_queue_stats *q)
 		return NULL;
 	json_object_object_add(o, "index", json_object_new_int64(q->index));
 	json_object_object_add(o, "state", json_object_new_string(q->state ? q->state : ""));
+	json_object_object_add(o, "ring", json_object_new_string(q->ring ? q->ring : "split"));
 	json_object_object_add(o, "engine", json_object_new_int(q->engine));
 	json_object_object_add(o, "requests", json_object_new_uint64(q->requests));
 	json_object_object_add(o, "reads", json_object_new_uint64(q->reads));

@@ -661,6 +661,26 @@ int siov_param_error_policy(const struct siov_param *p, struct json_object *v, v
 }
 
 #define VCONF(f) offsetof(struct siov_vdev_conf, f), sizeof(((struct siov_vdev_conf *)0)->f)
+/* The request limits by their NIC names (a net port counts packets). */
+#define PPS_PARAMS(CONF)                                                                           \
+	{"pps_limit",                                                                              \
+	 false,                                                                                    \
+	 siov_param_uint,                                                                          \
+	 CONF(qos.iops_limit),                                                                     \
+	 0,                                                                                        \
+	 INT64_MAX,                                                                                \
+	 "net: packets per second (iops_limit by its NIC name)"},                                  \
+	    {"pps_burst",                                                                          \
+	     false,                                                                                \
+	     siov_param_uint,                                                                      \
+	     CONF(qos.iops_burst),                                                                 \
+	     0,                                                                                    \
+	     INT64_MAX,                                                                            \
+	     "net: packet burst (iops_burst)"},                                                    \
+	{                                                                                          \
+		"pps_min", false, siov_param_uint, CONF(qos.iops_min), 0, INT64_MAX,               \
+		    "net: reserved packets per second (iops_min)"                                  \
+	}
 /* QoS parameters, the same in vdev_create, vdev_set_qos and the group methods. */
 #define QOS_PARAMS(CONF)                                                                           \
 	{"iops_limit",                                                                             \
@@ -736,12 +756,7 @@ static const struct siov_param vdev_params[] = {
      "net: the port's MAC (default: derived from the name)"},
     {"allow_spoof", false, siov_param_bool, VCONF(allow_spoof), 0, 0,
      "net: let the port send with any source MAC"},
-    {"pps_limit", false, siov_param_uint, VCONF(qos.iops_limit), 0, INT64_MAX,
-     "net: packets per second (iops_limit by its NIC name)"},
-    {"pps_burst", false, siov_param_uint, VCONF(qos.iops_burst), 0, INT64_MAX,
-     "net: packet burst (iops_burst)"},
-    {"pps_min", false, siov_param_uint, VCONF(qos.iops_min), 0, INT64_MAX,
-     "net: reserved packets per second (iops_min)"},
+    PPS_PARAMS(VCONF),
 };
 
 static unsigned vdev_param_index(const char *name)
@@ -756,8 +771,8 @@ static unsigned vdev_param_index(const char *name)
 /* Which parameters belong to which type: blk windows a backend, net joins a network. */
 static int vdev_type_check(const struct siov_vdev_conf *c, uint32_t seen, struct siov_err *err)
 {
-	static const char *const blk_only[] = {"backend", "offset", "size", "readonly",
-					       "allow_overlap"};
+	static const char *const blk_only[] = {"backend",  "offset",	    "size",
+					       "readonly", "allow_overlap", "error_policy"};
 	static const char *const net_only[] = {"network", "mac", "allow_spoof"};
 	bool net = c->type == SIOV_VDEV_NET;
 	size_t i, j;
@@ -895,6 +910,8 @@ struct json_object *siov_vdev_conf_qos_to_json(const struct siov_vdev_conf *conf
 static const struct siov_param group_params[] = {
     {"name", true, siov_param_name, GCONF(name), 0, 0, "name of the group (or VDEV)"},
     QOS_PARAMS(GCONF),
+    /* vdev_set_qos takes a net port's limits by the names vdev_create took them. */
+    PPS_PARAMS(GCONF),
 };
 
 const struct siov_param_table siov_backend_param_table = {backend_params,

@@ -818,7 +818,8 @@ static int vdev_build_net(struct vdcm_vdev *d, struct siov_vu_server_opts *so, s
 	struct siov_net_conf nc = {.name = d->conf.name,
 				   .network = d->network,
 				   .allow_spoof = d->conf.allow_spoof,
-				   .queue_pairs = d->conf.queues ? d->conf.queues : 1};
+				   .queue_pairs = d->conf.queues ? d->conf.queues : 1,
+				   .rx_qos = &d->conf.qos};
 	int rc;
 
 	memcpy(nc.mac, d->conf.mac, sizeof(nc.mac));
@@ -1266,7 +1267,8 @@ int siov_vdcm_vdev_create(struct siov_vdcm *v, const struct siov_vdev_conf *conf
 		    "vdev %s: net on %s, mac %02x:%02x:%02x:%02x:%02x:%02x, %u queue pair(s)%s, "
 		    "socket %s",
 		    d->conf.name, d->conf.network, m[0], m[1], m[2], m[3], m[4], m[5],
-		    d->conf.queues, d->conf.allow_spoof ? ", allow_spoof" : "", d->conf.socket);
+		    d->conf.queues ? d->conf.queues : 1u,
+		    d->conf.allow_spoof ? ", allow_spoof" : "", d->conf.socket);
 	} else {
 		SIOV_INFO("vdev %s: blk on %s [%llu, +%llu), %u queue(s)%s, socket %s",
 			  d->conf.name, d->conf.backend, (unsigned long long)d->conf.offset,
@@ -1308,6 +1310,8 @@ int siov_vdcm_vdev_set_qos(struct siov_vdcm *v, const char *name, const struct s
 	if (rc)
 		return rc;
 	rc = siov_qos_set(d->qos, qos);
+	if (!rc && d->net)
+		rc = siov_net_set_rx_qos(d->net, qos);
 	if (rc)
 		return siov_err_set(err, rc, "VDEV '%s': cannot set QoS: %s", name, strerror(-rc));
 	d->conf.qos = *qos;
@@ -1321,6 +1325,10 @@ int siov_vdcm_vdev_set_error_policy(struct siov_vdcm *v, const char *name, enum 
 
 	if (!d)
 		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
+	/* A NIC has no requests to hold: a frame it cannot deliver is dropped and counted. */
+	if (!d->blk)
+		return siov_err_set(err, -EINVAL,
+				    "VDEV '%s' is a network port: it has no error policy", name);
 	siov_blk_set_error_policy(d->blk, p, timeout_ms);
 	d->conf.error_policy = p;
 	d->conf.hold_timeout_ms = timeout_ms;
@@ -1334,6 +1342,10 @@ int siov_vdcm_vdev_resume(struct siov_vdcm *v, const char *name, struct siov_err
 
 	if (!d)
 		return siov_err_set(err, -ENOENT, "no VDEV named '%s'", name);
+	if (!d->blk)
+		return siov_err_set(err, -EINVAL,
+				    "VDEV '%s' is a network port: it holds no requests to resume",
+				    name);
 	siov_blk_hold_stats(d->blk, &h);
 	SIOV_INFO("vdev %s: resumed (%llu request(s) held)", name, (unsigned long long)h.held);
 	siov_blk_resume(d->blk);
@@ -1381,21 +1393,24 @@ void siov_vdcm_backend_foreach(struct siov_vdcm *v, siov_backend_info_cb cb, voi
 	}
 }
 
-static void queue_stats(const struct siov_vq *vq, struct siov_queue_stats *s)
+/* self_run: the queue runs in its device model (a net receive queue), so no engine has it. */
+static void queue_stats(const struct siov_vq *vq, bool self_run, struct siov_queue_stats *s)
 {
 	const struct siov_vq_stats *t;
 
 	memset(s, 0, sizeof(*s));
 	s->engine = -1;
 	s->state = "stopped";
+	s->ring = "split";
 	if (!vq)
 		return; /* a queue the front end never named */
 	/* Taken only now: &vq->stats of a NULL vq is undefined (UBSan stops siovd). */
 	t = &vq->stats;
 	s->index = vq->index;
+	s->ring = vq->packed ? "packed" : "split";
 	s->engine = siov_engine_of(vq);
 	s->state = __atomic_load_n(&vq->broken, __ATOMIC_ACQUIRE) ? "broken"
-		   : s->engine >= 0				  ? "running"
+		   : s->engine >= 0 || self_run			  ? "running"
 								  : "stopped";
 	s->requests = SIOV_STAT_GET(t->requests);
 	s->reads = SIOV_STAT_GET(t->reads);
@@ -1423,7 +1438,8 @@ static void vdev_report(struct vdcm_vdev *d, siov_vdev_info_cb cb, void *arg)
 	struct siov_qos_params p;
 
 	for (i = 0; i < n && i < SIOV_VDEV_MAX_QUEUES; i++) {
-		queue_stats(siov_vu_server_queue(d->srv, i), &qs[i]);
+		queue_stats(siov_vu_server_queue(d->srv, i),
+			    siov_vu_server_queue_self_running(d->srv, i), &qs[i]);
 		qs[i].index = i;
 	}
 	info.nqueues = i;

@@ -167,6 +167,22 @@ void *siov_mem_uva_to_ptr(const struct siov_memtable *mt, uint64_t uva, uint64_t
 	return NULL;
 }
 
+int siov_mem_uva_to_gpa(const struct siov_memtable *mt, uint64_t uva, uint64_t len, uint64_t *gpa)
+{
+	unsigned i;
+
+	for (i = 0; i < mt->nregions; i++) {
+		const struct siov_mem_region *m = &mt->regions[i];
+		if (uva >= m->uva && uva - m->uva < m->size) {
+			if (len > m->size - (uva - m->uva))
+				return -EFAULT;
+			*gpa = m->gpa + (uva - m->uva);
+			return 0;
+		}
+	}
+	return -EFAULT;
+}
+
 bool siov_memtable_owns(const struct siov_memtable *mt, const void *p)
 {
 	unsigned i;

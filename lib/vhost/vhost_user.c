@@ -109,6 +109,24 @@ static size_t inflight_queue_bytes(uint16_t qsize)
 	return (n + 63) & ~(size_t)63;
 }
 
+/*
+ * A packed ring's records (siov's own layout, vhost_user.h) live in a second
+ * part of the region, after every queue's split-ring area: the split layout
+ * stays where a region made by an older siovd has it.
+ */
+static size_t inflight_packed_bytes(uint16_t qsize)
+{
+	size_t n = sizeof(struct siov_vu_inflight_packed) +
+		   (size_t)qsize * (sizeof(struct siov_vu_inflight_pbuf) +
+				    sizeof(struct siov_vu_inflight_pdesc));
+	return (n + 63) & ~(size_t)63;
+}
+
+static bool packed(const struct siov_vu_server *srv)
+{
+	return srv->features & (1ull << VIRTIO_F_RING_PACKED_BIT);
+}
+
 static bool vq_running(const struct vu_queue *q)
 {
 	return q->self_running || siov_engine_of(&q->vq) >= 0;
@@ -222,15 +240,50 @@ static void vq_recover_inflight(struct siov_vu_server *srv, struct vu_queue *q)
 		      vq->index, n);
 }
 
+/* The packed ring's records: resume where they say, resubmit what they hold. */
+static void vq_attach_inflight_packed(struct siov_vu_server *srv, struct vu_queue *q, size_t qb)
+{
+	struct siov_vq *vq = &q->vq;
+	size_t qp = inflight_packed_bytes(srv->inflight_qsize);
+	size_t off = qb * srv->inflight_nqueues + qp * vq->index;
+	uint16_t base = siov_vq_packed_base(vq->last_avail_idx, vq->avail_wrap);
+	int n;
+
+	if (srv->inflight_size < off + qp) {
+		SIOV_VDEV_LOG(&srv->log_rl, srv->name, SIOV_LOG_WARN,
+			      "vdev %s queue %u: the in-flight region has no room for a packed "
+			      "ring's records; requests in flight are not kept across a restart",
+			      srv->name, vq->index);
+		return;
+	}
+	vq->inflight_packed = (void *)((uint8_t *)srv->inflight_base + off);
+	n = siov_vq_packed_recover(vq);
+	if (siov_vq_packed_base(vq->last_avail_idx, vq->avail_wrap) != base)
+		SIOV_VDEV_LOG(&srv->log_rl, srv->name, SIOV_LOG_INFO,
+			      "vdev %s queue %u: resuming at ring position 0x%x (in-flight "
+			      "records), not 0x%x as the front end said",
+			      srv->name, vq->index,
+			      siov_vq_packed_base(vq->last_avail_idx, vq->avail_wrap), base);
+	if (n > 0)
+		SIOV_VDEV_LOG(&srv->log_rl, srv->name, SIOV_LOG_INFO,
+			      "vdev %s queue %u: resubmitting %d request(s) left in flight",
+			      srv->name, vq->index, n);
+}
+
 static void vq_attach_inflight(struct siov_vu_server *srv, struct vu_queue *q)
 {
 	size_t qb;
 
 	q->vq.inflight = NULL;
+	q->vq.inflight_packed = NULL;
 	if (!srv->inflight_base || q->vq.index >= srv->inflight_nqueues ||
 	    srv->inflight_qsize != q->vq.num)
 		return;
 	qb = inflight_queue_bytes(srv->inflight_qsize);
+	if (q->vq.packed) {
+		vq_attach_inflight_packed(srv, q, qb);
+		return;
+	}
 	q->vq.inflight = (void *)((uint8_t *)srv->inflight_base + qb * q->vq.index);
 	q->vq.inflight->desc_num = q->vq.num;
 	vq_recover_inflight(srv, q);
@@ -275,17 +328,23 @@ static void vq_try_start(struct siov_vu_server *srv, struct vu_queue *q)
 	vq->dev_name = srv->name;
 	vq->qos = srv->qos;
 	vq->event_idx = srv->features & (1ull << VIRTIO_RING_F_EVENT_IDX_BIT);
+	vq->packed = packed(srv);
 	vq->broken = 0;
 	vq->broken_reason[0] = '\0';
 	vq->signalled_used_valid = false;
 	rc = siov_vq_map_rings(vq);
 	if (rc) {
-		siov_vq_break(vq, "ring addresses are misaligned or outside the memory table");
+		siov_vq_break(
+		    vq, rc == -ERANGE ? "ring base (SET_VRING_BASE) is past the ring"
+			: rc == -ENOMEM
+			    ? "out of memory"
+			    : "ring addresses or size are misaligned or outside the memory table");
 		return;
 	}
 	if (vq_attach_log(srv, q))
 		return;
-	vq->used_idx = __atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE);
+	if (!vq->packed)
+		vq->used_idx = __atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE);
 	free(vq->resubmit);
 	vq->resubmit = NULL;
 	vq->resubmit_num = vq->resubmit_pos = 0;
@@ -336,15 +395,18 @@ static void vq_reset(struct vu_queue *q, unsigned index)
 {
 	/* Counters belong to the VDEV, not the session: they survive a reconnect. */
 	struct siov_vq_stats stats;
+	bool was_packed = q->vq.packed;
 
 	vq_stop(q);
 	close_fd(&q->vq.kick_fd);
 	close_fd(&q->vq.call_fd);
 	close_fd(&q->vq.err_fd);
 	free(q->vq.resubmit);
+	siov_vq_release(&q->vq);
 	stats = q->vq.stats;
 	siov_vq_init(&q->vq, index);
 	q->vq.stats = stats;
+	q->vq.packed = was_packed; /* what vdev_stats reports until the next start: the last ring */
 	q->kicked = false;
 	q->paused = false;
 }
@@ -574,8 +636,8 @@ static int h_vring_num(struct siov_vu_server *srv, struct vu_msg_in *in)
 		return rc;
 	if (vq_running(q))
 		return -EINVAL;
-	/* Split rings index modulo the size, so it must divide 65536. */
-	if (s->num == 0 || s->num > SIOV_VQ_MAX_SIZE || (s->num & (s->num - 1)))
+	/* Split rings index modulo the size, so it must divide 65536; packed ones need not. */
+	if (s->num == 0 || s->num > SIOV_VQ_MAX_SIZE || (!packed(srv) && (s->num & (s->num - 1))))
 		return -EINVAL;
 	q->vq.num = (uint16_t)s->num;
 	return 0;
@@ -615,7 +677,9 @@ static int h_vring_base(struct siov_vu_server *srv, struct vu_msg_in *in)
 		return rc;
 	if (vq_running(q))
 		return -EINVAL;
-	q->vq.last_avail_idx = (uint16_t)s->num;
+	/* Packed: the position in bits 0-14 and its wrap counter in bit 15 (checked at start). */
+	q->vq.last_avail_idx = (uint16_t)(packed(srv) ? s->num & 0x7fff : s->num);
+	q->vq.avail_wrap = packed(srv) && (s->num & 0x8000);
 	return 0;
 }
 
@@ -631,7 +695,12 @@ static int h_get_vring_base(struct siov_vu_server *srv, struct vu_msg_in *in)
 	vq_stop(q);
 	q->kicked = false;
 	close_fd(&q->vq.kick_fd);
-	s.num = q->vq.last_avail_idx;
+	/* Packed: avail position and wrap in bits 0-15, used ones in bits 16-31 (equal: drained).
+	 */
+	s.num = q->vq.packed
+		    ? siov_vq_packed_base(q->vq.last_avail_idx, q->vq.avail_wrap) |
+			  (uint32_t)siov_vq_packed_base(q->vq.used_idx, q->vq.used_wrap) << 16
+		    : q->vq.last_avail_idx;
 	SIOV_DEBUG("vdev %s queue %u stopped at avail %u, used %u", srv->name, q->vq.index,
 		   q->vq.last_avail_idx, q->vq.used_idx);
 	return reply(srv, &in->m, &s, sizeof(s), -1) ? -EPIPE : 1;
@@ -729,7 +798,8 @@ static int h_get_inflight(struct siov_vu_server *srv, struct vu_msg_in *in)
 	    r.queue_size > SIOV_VQ_MAX_SIZE)
 		return -EINVAL;
 	qb = inflight_queue_bytes(r.queue_size);
-	total = qb * r.num_queues;
+	/* Room for either ring format: GET_INFLIGHT_FD may come before SET_FEATURES. */
+	total = (qb + inflight_packed_bytes(r.queue_size)) * r.num_queues;
 	fd = memfd_create("siov-inflight", MFD_CLOEXEC);
 	if (fd < 0)
 		return -errno;
@@ -1315,6 +1385,11 @@ unsigned siov_vu_server_queues_used(const struct siov_vu_server *srv)
 const struct siov_vq *siov_vu_server_queue(const struct siov_vu_server *srv, unsigned i)
 {
 	return i < srv->nqueues && srv->queues[i] ? &srv->queues[i]->vq : NULL;
+}
+
+bool siov_vu_server_queue_self_running(const struct siov_vu_server *srv, unsigned i)
+{
+	return i < srv->nqueues && srv->queues[i] && srv->queues[i]->self_running;
 }
 
 bool siov_vu_server_logging(const struct siov_vu_server *srv)

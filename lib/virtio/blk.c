@@ -165,7 +165,9 @@ static uint64_t blk_features(void *dev)
 	struct siov_blk *blk = dev;
 	uint64_t f = (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
 		     (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_TOPOLOGY) |
-		     (1ull << VIRTIO_BLK_F_MQ) | (1ull << VIRTIO_BLK_F_CONFIG_WCE);
+		     (1ull << VIRTIO_BLK_F_MQ) | (1ull << VIRTIO_BLK_F_CONFIG_WCE) |
+		     /* The virtqueue layer does both ring formats; tested with blk (packed=on). */
+		     (1ull << VIRTIO_F_RING_PACKED_BIT);
 
 	if (blk->readonly)
 		f |= 1ull << VIRTIO_BLK_F_RO;

@@ -69,7 +69,8 @@ struct siov_net {
 	size_t hdr_len;
 	unsigned rx_offloads;
 	bool mrg;
-	struct net_rxq *rxq; /* pairs of them */
+	struct net_rxq *rxq;	 /* pairs of them */
+	struct siov_qos *rx_qos; /* the receive policer: the port's own limits, no group */
 };
 
 /* ---- Control side ---- */
@@ -371,12 +372,28 @@ static struct net_rxq *rx_pick(struct siov_net *n, const struct siov_net_frame *
 	return &n->rxq[q];
 }
 
+/*
+ * The receive policer: a frame over the port's limits is dropped, since a
+ * receiver cannot make its senders wait (they serve other ports too).  Priced
+ * as the sender's frame, one packet and its bytes, however many segments it
+ * becomes here.  Many senders' threads ask at once; the buckets have locks.
+ */
+static bool rx_policed(struct siov_net *n, const struct siov_net_frame *f)
+{
+	uint64_t retry;
+
+	return siov_qos_limited(n->rx_qos) &&
+	       !siov_qos_admit(n->rx_qos, siov_now_ns(), f->len, &retry);
+}
+
 static int net_deliver(struct siov_port *port, const struct siov_net_frame *f, void *arg)
 {
 	struct siov_net *n = arg;
 	struct rx_ctx x = {n, rx_pick(n, f)};
 	int rc;
 
+	if (rx_policed(n, f))
+		return -EDQUOT;
 	pthread_mutex_lock(&x.rq->lock);
 	if (!x.rq->vq || siov_vq_is_broken(x.rq->vq)) {
 		pthread_mutex_unlock(&x.rq->lock);
@@ -492,6 +509,7 @@ const struct siov_dev_ops siov_net_dev_ops = {
 
 int siov_net_create(const struct siov_net_conf *conf, struct siov_net **out, struct siov_err *err)
 {
+	static const struct siov_qos_params no_limits;
 	struct siov_port_conf pc = {.allow_spoof = conf->allow_spoof};
 	struct siov_net *n;
 	unsigned i;
@@ -512,6 +530,12 @@ int siov_net_create(const struct siov_net_conf *conf, struct siov_net **out, str
 	}
 	for (i = 0; i < n->pairs; i++)
 		pthread_mutex_init(&n->rxq[i].lock, NULL);
+	rc = siov_qos_create(conf->rx_qos ? conf->rx_qos : &no_limits, NULL, &n->rx_qos);
+	if (rc < 0) {
+		siov_net_destroy(n);
+		return siov_err_set(err, rc, "cannot create the receive policer: %s",
+				    strerror(-rc));
+	}
 	snprintf(pc.name, sizeof(pc.name), "%s", conf->name);
 	memcpy(pc.mac, conf->mac, SIOV_ETH_ALEN);
 	if ((rc = siov_port_attach(conf->network, &pc, &net_port_ops, n, &n->port, err)) < 0) {
@@ -535,7 +559,14 @@ void siov_net_destroy(struct siov_net *n)
 		free(n->rxq[i].s);
 	}
 	free(n->rxq);
+	if (n->rx_qos)
+		siov_qos_destroy(n->rx_qos);
 	free(n);
+}
+
+int siov_net_set_rx_qos(struct siov_net *n, const struct siov_qos_params *p)
+{
+	return siov_qos_set(n->rx_qos, p);
 }
 
 const struct siov_port *siov_net_port(const struct siov_net *n)

@@ -1,10 +1,12 @@
 /*
- * Split virtqueue data path: pop validated descriptor chains from the avail
- * ring, push completions to the used ring, and suppress or send notifications
- * (EVENT_IDX).  Everything read from the rings is hostile: indices are checked
- * against the ring size, chains are counted to catch loops, and every buffer is
- * translated through the VDEV's memory table.  A violation breaks the queue and
- * its VDEV; it never crashes siovd.
+ * Virtqueue data path, and the split ring's half of it: pop validated
+ * descriptor chains from the avail ring, push completions to the used ring,
+ * and suppress or send notifications (EVENT_IDX).  A packed ring
+ * (virtqueue_packed.c) sits behind the same calls, which dispatch on
+ * vq->packed.  Everything read from the rings is hostile: indices are checked
+ * against the ring size, chains are counted to catch loops, and every buffer
+ * is translated through the VDEV's memory table.  A violation breaks the
+ * queue and its VDEV; it never crashes siovd.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -17,12 +19,7 @@
 #include "siov_internal/log.h"
 #include "siov_internal/util.h"
 #include "siov_internal/virtqueue.h"
-
-/* Dirty logging is off except while a front end migrates. */
-#define unlikely_log(vq) __builtin_expect((vq)->log != NULL, 0)
-
-/* Longest indirect table we accept (descriptors). */
-#define SIOV_VQ_MAX_INDIRECT 1024
+#include "vq_impl.h"
 
 void siov_vq_init(struct siov_vq *vq, unsigned index)
 {
@@ -34,11 +31,22 @@ void siov_vq_init(struct siov_vq *vq, unsigned index)
 	vq->log_fd = -1;
 }
 
+void siov_vq_release(struct siov_vq *vq)
+{
+	free(vq->pk);
+	vq->pk = NULL;
+}
+
 int siov_vq_map_rings(struct siov_vq *vq)
 {
 	uint64_t n = vq->num;
 
 	if (!vq->addr_set || !vq->mem || n == 0)
+		return -EINVAL;
+	if (vq->packed)
+		return vq_packed_map(vq);
+	/* Split rings index modulo the size, so it must divide 65536. */
+	if (n & (n - 1))
 		return -EINVAL;
 	/* Virtio's ring alignment: our atomics on these fields must not straddle lines. */
 	if (vq->desc_uva % 16 || vq->avail_uva % 2 || vq->used_uva % 4)
@@ -83,10 +91,10 @@ bool siov_vq_is_broken(const struct siov_vq *vq)
 	       (vq->dev_broken && __atomic_load_n(vq->dev_broken, __ATOMIC_ACQUIRE));
 }
 
-static int chain_add(struct siov_vq *vq, struct siov_vq_chain *c, const struct vring_desc *d)
+int vq_chain_add(struct siov_vq *vq, struct siov_vq_chain *c, uint64_t addr, uint32_t len,
+		 bool writable)
 {
 	unsigned used = c->out_num + c->in_num;
-	bool writable = d->flags & VRING_DESC_F_WRITE;
 	int n;
 
 	if (!writable && c->in_num) {
@@ -94,7 +102,7 @@ static int chain_add(struct siov_vq *vq, struct siov_vq_chain *c, const struct v
 			      c->head);
 		return -EINVAL;
 	}
-	n = siov_mem_gpa_to_iov(vq->mem, d->addr, d->len, &c->iov[used], SIOV_VQ_MAX_IOV - used);
+	n = siov_mem_gpa_to_iov(vq->mem, addr, len, &c->iov[used], SIOV_VQ_MAX_IOV - used);
 	if (n == -ENOBUFS) {
 		siov_vq_break(vq, "head %u: chain needs more than %d segments", c->head,
 			      SIOV_VQ_MAX_IOV);
@@ -102,15 +110,15 @@ static int chain_add(struct siov_vq *vq, struct siov_vq_chain *c, const struct v
 	}
 	if (n < 0) {
 		siov_vq_break(vq, "head %u: buffer 0x%llx+%u is outside the memory table", c->head,
-			      (unsigned long long)d->addr, d->len);
+			      (unsigned long long)addr, len);
 		return n;
 	}
 	if (writable) {
 		c->in_num += n;
-		c->in_len += d->len;
+		c->in_len += len;
 	} else {
 		c->out_num += n;
-		c->out_len += d->len;
+		c->out_len += len;
 	}
 	return 0;
 }
@@ -167,7 +175,7 @@ static int walk_chain(struct siov_vq *vq, struct siov_vq_chain *c)
 			indirect = true;
 			continue;
 		}
-		rc = chain_add(vq, c, &d);
+		rc = vq_chain_add(vq, c, d.addr, d.len, d.flags & VRING_DESC_F_WRITE);
 		if (rc)
 			return rc;
 		if (!(d.flags & VRING_DESC_F_NEXT))
@@ -225,10 +233,10 @@ void siov_vq_sort_resubmit(struct siov_vq *vq)
 
 static int pop_resubmit(struct siov_vq *vq, struct siov_vq_chain *c)
 {
+	if (vq->packed)
+		return vq_packed_pop_resubmit(vq, c);
 	vq->last_pop = SIOV_VQ_POP_RESUBMIT;
-	c->head = vq->resubmit[vq->resubmit_pos++];
-	c->out_num = c->in_num = 0;
-	c->out_len = c->in_len = 0;
+	vq_chain_reset(c, vq->resubmit[vq->resubmit_pos++]);
 	if (walk_chain(vq, c))
 		return -EINVAL;
 	inflight_start(vq, c->head);
@@ -237,6 +245,10 @@ static int pop_resubmit(struct siov_vq *vq, struct siov_vq_chain *c)
 
 void siov_vq_unpop(struct siov_vq *vq)
 {
+	if (vq->packed) {
+		vq_packed_unpop(vq);
+		return;
+	}
 	/* The in-flight record stays set; the next pop sets it again. */
 	if (vq->last_pop == SIOV_VQ_POP_RESUBMIT)
 		vq->resubmit_pos--;
@@ -254,6 +266,8 @@ int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *c)
 		return -EIO;
 	if (vq->resubmit_pos < vq->resubmit_num)
 		return pop_resubmit(vq, c);
+	if (vq->packed)
+		return vq_packed_pop(vq, c);
 	avail_idx = __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE);
 	if (avail_idx == vq->last_avail_idx)
 		return 0;
@@ -270,9 +284,7 @@ int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *c)
 	}
 	vq->last_avail_idx++;
 	vq->last_pop = SIOV_VQ_POP_RING;
-	c->head = head;
-	c->out_num = c->in_num = 0;
-	c->out_len = c->in_len = 0;
+	vq_chain_reset(c, head);
 	if (walk_chain(vq, c))
 		return -EINVAL;
 	inflight_start(vq, head);
@@ -281,8 +293,12 @@ int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *c)
 
 void siov_vq_prefetch(const struct siov_vq *vq, unsigned n)
 {
-	uint16_t avail = __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE);
-	uint16_t i = vq->last_avail_idx;
+	uint16_t avail, i = vq->last_avail_idx;
+
+	/* A packed ring's next chains are the descriptors right after: the hardware prefetches. */
+	if (vq->packed)
+		return;
+	avail = __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE);
 
 	for (; i != avail && n; i++, n--) {
 		uint16_t head = __atomic_load_n(&vq->avail->ring[i % vq->num], __ATOMIC_RELAXED);
@@ -291,8 +307,7 @@ void siov_vq_prefetch(const struct siov_vq *vq, unsigned n)
 	}
 }
 
-/* Puts the queue on its runner's used list, once per notification. */
-static void mark_used(struct siov_vq *vq)
+void vq_mark_used(struct siov_vq *vq)
 {
 	struct siov_vq_used_list *l = vq->run.used;
 
@@ -304,24 +319,30 @@ static void mark_used(struct siov_vq *vq)
 	l->head = vq;
 }
 
-/* Marks the pages of used-ring bytes [off, off+len) when the front end asked for it. */
-static int log_used(struct siov_vq *vq, uint64_t off, uint64_t len)
+int vq_log_used(struct siov_vq *vq, uint64_t off, uint64_t len)
 {
 	if (!vq->log_used)
 		return 0;
 	return siov_dirty_log_mark(vq->log, vq->log_used_gpa + off, len);
 }
 
-/* Marks the device's writes and the used element; -errno (queue broken) if the log cannot. */
-static int log_completion(struct siov_vq *vq, const struct iovec *written, unsigned n,
-			  uint64_t elem_off)
+int vq_log_written(struct siov_vq *vq, const struct iovec *written, unsigned n)
 {
 	/* A superset of the written bytes is safe: mark the buffers whole. */
 	if (siov_dirty_log_mark_iov(vq->log, vq->mem, written, n, UINT64_MAX)) {
 		siov_vq_break(vq, "a buffer the device wrote is outside the dirty log");
 		return -ERANGE;
 	}
-	if (log_used(vq, elem_off, sizeof(struct vring_used_elem))) {
+	return 0;
+}
+
+/* Marks the device's writes and the used element; -errno (queue broken) if the log cannot. */
+static int log_completion(struct siov_vq *vq, const struct iovec *written, unsigned n,
+			  uint64_t elem_off)
+{
+	if (vq_log_written(vq, written, n))
+		return -ERANGE;
+	if (vq_log_used(vq, elem_off, sizeof(struct vring_used_elem))) {
 		siov_vq_break(vq, "used ring 0x%llx is outside the dirty log",
 			      (unsigned long long)vq->log_used_gpa);
 		return -ERANGE;
@@ -335,6 +356,10 @@ void siov_vq_complete_many(struct siov_vq *vq, const struct siov_vq_used_elem *e
 	struct siov_vu_inflight_queue *q = vq->inflight;
 	unsigned i;
 
+	if (vq->packed) {
+		vq_packed_complete(vq, elems, nelems, written, n);
+		return;
+	}
 	for (i = 0; i < nelems; i++) {
 		uint16_t slot = (uint16_t)(vq->used_idx + i) % vq->num;
 		struct vring_used_elem *e = &vq->used->ring[slot];
@@ -355,13 +380,13 @@ void siov_vq_complete_many(struct siov_vq *vq, const struct siov_vq_used_elem *e
 	/* The driver must see the elements before the index that covers them. */
 	__atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
 	if (unlikely_log(vq))
-		log_used(vq, offsetof(struct vring_used, idx), sizeof(uint16_t));
+		vq_log_used(vq, offsetof(struct vring_used, idx), sizeof(uint16_t));
 	for (i = 0; q && i < nelems; i++) {
 		if (elems[i].head < vq->num)
 			q->desc[elems[i].head].inflight = 0;
 		q->used_idx = vq->used_idx;
 	}
-	mark_used(vq);
+	vq_mark_used(vq);
 }
 
 void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *written, unsigned n,
@@ -374,6 +399,10 @@ void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *wri
 
 void siov_vq_give_back(struct siov_vq *vq, unsigned n)
 {
+	if (vq->packed) {
+		vq_packed_give_back(vq, n);
+		return;
+	}
 	vq->last_avail_idx = (uint16_t)(vq->last_avail_idx - n);
 	vq->last_pop = SIOV_VQ_POP_NONE;
 }
@@ -387,6 +416,11 @@ bool siov_vq_log_ok(const struct siov_vq *vq)
 		return true;
 	if (!siov_dirty_log_covers_table(vq->log, vq->mem))
 		return false;
+	/* A packed ring's used entries go into its descriptor ring, inside the table. */
+	if (vq->packed)
+		return !vq->log_used ||
+		       siov_dirty_log_covers(vq->log, vq->log_used_gpa,
+					     sizeof(struct vring_packed_desc_event));
 	return !vq->log_used || siov_dirty_log_covers(vq->log, vq->log_used_gpa, used_len);
 }
 
@@ -427,7 +461,9 @@ void siov_vq_notify(struct siov_vq *vq)
 	/* Order our used->idx store before reading the driver's suppression state. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	now = vq->used_idx;
-	if (vq->event_idx) {
+	if (vq->packed) {
+		need = vq_packed_need_notify(vq);
+	} else if (vq->event_idx) {
 		old = vq->signalled_used;
 		need = !vq->signalled_used_valid ||
 		       vring_need_event(__atomic_load_n(&vring_used_event(vq), __ATOMIC_RELAXED),
@@ -446,6 +482,9 @@ void siov_vq_notify(struct siov_vq *vq)
 
 bool siov_vq_has_work(const struct siov_vq *vq)
 {
+	if (vq->packed)
+		return vq_packed_has_avail(vq) || vq->resubmit_pos < vq->resubmit_num ||
+		       vq->dev_wants_run;
 	return __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE) != vq->last_avail_idx ||
 	       vq->resubmit_pos < vq->resubmit_num || vq->dev_wants_run;
 }
@@ -453,14 +492,16 @@ bool siov_vq_has_work(const struct siov_vq *vq)
 /* The flags and avail_event words are front-end memory as well. */
 static void log_suppression(struct siov_vq *vq, uint64_t off)
 {
-	if (unlikely_log(vq) && log_used(vq, off, sizeof(uint16_t)))
+	if (unlikely_log(vq) && vq_log_used(vq, off, sizeof(uint16_t)))
 		siov_vq_break(vq, "used ring 0x%llx is outside the dirty log",
 			      (unsigned long long)vq->log_used_gpa);
 }
 
 bool siov_vq_enable_notify(struct siov_vq *vq)
 {
-	if (vq->event_idx) {
+	if (vq->packed) {
+		vq_packed_set_notify(vq, true);
+	} else if (vq->event_idx) {
 		__atomic_store_n(&vring_avail_event(vq), vq->last_avail_idx, __ATOMIC_RELAXED);
 		log_suppression(vq, offsetof(struct vring_used, ring) +
 					(uint64_t)vq->num * sizeof(struct vring_used_elem));
@@ -478,6 +519,10 @@ bool siov_vq_enable_notify(struct siov_vq *vq)
 void siov_vq_disable_notify(struct siov_vq *vq)
 {
 	vq->notify_enabled = false;
+	if (vq->packed) {
+		vq_packed_set_notify(vq, false);
+		return;
+	}
 	/* With EVENT_IDX a stale avail_event already keeps the driver quiet. */
 	if (!vq->event_idx) {
 		__atomic_or_fetch(&vq->used->flags, (uint16_t)VRING_USED_F_NO_NOTIFY,

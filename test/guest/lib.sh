@@ -37,7 +37,7 @@ CLEANUP_HOOKS=() # commands cleanup runs after the processes are gone (umount ..
 BE_PID=
 KIT=
 RPC=
-declare -A VDEV_SOCK=() VDEV_QUEUES=() VDEV_MAC=()
+declare -A VDEV_SOCK=() VDEV_QUEUES=() VDEV_MAC=() VDEV_DEVOPTS=()
 QSD_ARGS=()
 
 log() { echo "[$TEST_NAME $(elapsed)s] $*" >&2; }
@@ -338,6 +338,7 @@ guest_script() {
 # GUEST_RECONNECT=1 makes QEMU reconnect to a back end that went away;
 # GUEST_QMP=1 adds a QMP socket ($WORK/NAME.qmp), GUEST_INCOMING=1 makes it
 # the destination of a live migration (-incoming unix:$WORK/NAME.mig).
+# VDEV_DEVOPTS[V]=",packed=on" appends options to V's -device.
 guest_start() {
 	local name=$1 secs=$2 i=0 v
 	shift 2
@@ -362,7 +363,7 @@ guest_start() {
 			args+=(-netdev "vhost-user,id=n$i,chardev=c$i"
 				-device "virtio-net-pci,netdev=n$i,mac=${VDEV_MAC[$v]},vectors=0,romfile=,addr=$(printf '0x%x' $((16 + i)))")
 		else
-			args+=(-device "vhost-user-blk-pci,chardev=c$i,num-queues=${VDEV_QUEUES[$v]},addr=$(printf '0x%x' $((16 + i)))$extra")
+			args+=(-device "vhost-user-blk-pci,chardev=c$i,num-queues=${VDEV_QUEUES[$v]},addr=$(printf '0x%x' $((16 + i)))$extra${VDEV_DEVOPTS[$v]:-}")
 		fi
 		i=$((i + 1))
 	done

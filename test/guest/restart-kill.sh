@@ -15,8 +15,9 @@
 #    sanitizer report, and a new siovd on the same state dir must serve the
 #    guest again.
 # B: one guest on v1 and v2 (2 queues each), the same fio job on both disks,
-#    siovd killed with SIGKILL 2 to 4 times (until requests were caught in
-#    flight): multi-VDEV, multi-queue recovery.
+#    v2 on packed virtqueues (packed=on: the in-flight records of a packed
+#    ring), siovd killed with SIGKILL 2 to 5 times (until requests were caught
+#    in flight on the packed disk): multi-VDEV, multi-queue recovery.
 #
 # The guest keeps starting fio rounds until the host writes a stop flag into
 # the backend file (outside the fio area), so every restart happens in the
@@ -40,7 +41,7 @@ TERM_COUNT=${SIOV_RESTART_TERMS:-3} # clean stops in A (0: SIGKILL only, to diag
 
 INSTANCE=0
 declare -A LOG_FROM=() # instance -> first line of its output in backend.log
-RESTARTS=0 RESUBMITTED=0 KILLS_WITH_RESUBMIT=0 KILLS=0 TERMS=0
+RESTARTS=0 RESUBMITTED=0 KILLS_WITH_RESUBMIT=0 KILLS=0 TERMS=0 PACKED_RESUBMITS=0
 
 secs_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}'; }
 
@@ -154,16 +155,26 @@ kill9_restart() {
 	n=$(resubmits $INSTANCE)
 	RESUBMITTED=$((RESUBMITTED + n))
 	[ "$n" -gt 0 ] && KILLS_WITH_RESUBMIT=$((KILLS_WITH_RESUBMIT + 1))
+	if [ -n "${PACKED_VDEV:-}" ] && instance_log $INSTANCE | grep -q "vdev $PACKED_VDEV queue [0-9]*: resubmitting"; then
+		PACKED_RESUBMITS=$((PACKED_RESUBMITS + 1))
+	fi
 	log "guest I/O flows again $(secs_since "$t0") s after the kill; instance $INSTANCE resubmitted $n request(s)$(resubmit_lines $INSTANCE)"
 }
 
 # kill9_until_resubmit MIN MAX VDEV...: at least MIN kills, then more (up to
-# MAX) until one of this series caught a request in flight: the kill's
-# moment is a guess, and the back end is idle much of the time.
+# MAX) until one of this series caught a request in flight (on PACKED_VDEV if
+# set): the kill's moment is a guess, and the back end is idle much of the time.
 kill9_until_resubmit() {
-	local min=$1 max=$2 k=0 caught0=$KILLS_WITH_RESUBMIT
+	local min=$1 max=$2 k=0 caught0=$KILLS_WITH_RESUBMIT packed0=$PACKED_RESUBMITS
 	shift 2
-	while [ $k -lt "$min" ] || { [ $KILLS_WITH_RESUBMIT = "$caught0" ] && [ $k -lt "$max" ]; }; do
+	caught() {
+		if [ -n "${PACKED_VDEV:-}" ]; then
+			[ $PACKED_RESUBMITS != "$packed0" ]
+		else
+			[ $KILLS_WITH_RESUBMIT != "$caught0" ]
+		fi
+	}
+	while [ $k -lt "$min" ] || { ! caught && [ $k -lt "$max" ]; }; do
 		kill9_restart "$@"
 		k=$((k + 1))
 	done
@@ -311,20 +322,27 @@ log "A done in $(secs_since "$TA") s"
 # ---- B: two VDEVs, 2 queues each: SIGKILL twice -------------------------------
 TB=$(date +%s.%N)
 guest_body | guest_script b NDISK=2 FIO=$FIO FLAG=$FLAG
+VDEV_DEVOPTS[v2]=,packed=on
+PACKED_VDEV=v2
 guest_start_reconnect b 240 v1 v2
 guest_wait_marker b SIOV-FIO-ROUND 90
 serving v1 300 60
 serving v2 300 60
-kill9_until_resubmit 2 4 v1 v2
+kill9_until_resubmit 2 5 v1 v2
 stop_guest b $V1_OFF
 for v in v1 v2; do
 	[ "$(vstat $v .errors)" = 0 ] || die "$v counts errors: $(stats $v)"
 	[ "$(vstat $v .inflight)" = 0 ] || die "$v has requests in flight after its guest left: $(stats $v)"
 done
+[ "$(vstat v2 '[.queues[].ring] | unique | join(",")')" = packed ] || die "v2 did not run on packed rings: $(stats v2)"
+log "packed v2: $PACKED_RESUBMITS kill(s) caught requests in flight on it"
 log "B done in $(secs_since "$TB") s"
 
 log "$RESTARTS restarts under guest I/O ($KILLS x SIGKILL, $TERMS x SIGTERM); every fio round verified: 0 requests lost"
 log "resubmitted after SIGKILL: $RESUBMITTED request(s); $KILLS_WITH_RESUBMIT of $KILLS kills caught requests in flight (A: $A_KILLS_RESUB)"
+if [ "$PACKED_RESUBMITS" = 0 ]; then
+	log "WARNING: no SIGKILL caught a request in flight on the packed ring: its resubmission was not exercised"
+fi
 if [ "$KILLS_WITH_RESUBMIT" = 0 ]; then
 	log "WARNING: no SIGKILL caught a request in flight: the resubmission path was not exercised"
 fi

@@ -1,8 +1,10 @@
 #!/bin/bash
 # fio in the guest with crc32c verification: a few thousand random requests of
 # mixed sizes, several in flight, on two VDEVs that are adjacent windows of one
-# backend. Every block must verify, the back end must count the requests and
-# no error, and the bytes around the windows must be untouched.
+# backend, the first on split virtqueues, the second on packed ones
+# (VIRTIO_F_RING_PACKED: packed=on). Every block must verify, the back end must
+# count the requests and no error, and the bytes around the windows must be
+# untouched.
 . "$(dirname "$0")/lib.sh"
 setup "$@"
 
@@ -16,6 +18,7 @@ file_fill "$disk" 0 $A_OFF 70
 file_fill "$disk" $((B_OFF + W)) $MiB 71
 be_vdev v0 b0 $A_OFF $W 2
 be_vdev v1 b0 $B_OFF $W 2
+VDEV_DEVOPTS[v1]=,packed=on
 be_ready
 
 guest_script fio W=$W <<'G'
@@ -60,7 +63,11 @@ if have_stats; then
 		[ "$r" -ge 1000 ] || die "vdev_stats: $v counted only $r requests for a fio run of thousands"
 		[ "$(vstat $v .errors)" = 0 ] || die "vdev_stats: $v has errors: $(stats $v)"
 		[ "$(vstat $v .inflight)" = 0 ] || die "vdev_stats: $v has requests in flight after the guest left"
-		log "$v: $r requests, read $(vstat $v .bytes_read) B, wrote $(vstat $v .bytes_written) B, mean latency $(vstat $v .latency_us_mean) us"
+		ring=$(vstat $v '[.queues[].ring] | unique | join(",")')
+		want=split
+		[ $v = v1 ] && want=packed
+		[ "$ring" = $want ] || die "vdev_stats: $v ran on $ring rings, not $want"
+		log "$v ($ring rings): $r requests, read $(vstat $v .bytes_read) B, wrote $(vstat $v .bytes_written) B, mean latency $(vstat $v .latency_us_mean) us"
 	done
 fi
 be_alive

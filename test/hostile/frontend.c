@@ -178,22 +178,27 @@ int64_t fe_call(struct fe *fe, uint32_t request, const void *payload, uint32_t s
 	return (int64_t)(m.payload.u64 & INT64_MAX);
 }
 
-int fe_mem_create(struct fe *fe, size_t file_len)
+int fe_mem_map(struct fe *fe, size_t len, size_t file_len)
 {
 	fe->memfd = memfd_create("hostile-guest", MFD_CLOEXEC);
 	if (fe->memfd < 0)
 		return -errno;
 	if (ftruncate(fe->memfd, (off_t)file_len) < 0)
 		return -errno;
-	fe->mem = mmap(NULL, FE_MEM_LEN, PROT_READ | PROT_WRITE, MAP_SHARED, fe->memfd, 0);
+	fe->mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fe->memfd, 0);
 	if (fe->mem == MAP_FAILED) {
 		fe->mem = NULL;
 		return -errno;
 	}
-	fe->mem_len = FE_MEM_LEN;
+	fe->mem_len = len;
 	/* Only the part backed by the file may be touched here. */
-	memset(fe->mem, 0, file_len < FE_MEM_LEN ? file_len : FE_MEM_LEN);
+	memset(fe->mem, 0, file_len < len ? file_len : len);
 	return 0;
+}
+
+int fe_mem_create(struct fe *fe, size_t file_len)
+{
+	return fe_mem_map(fe, FE_MEM_LEN, file_len);
 }
 
 uint64_t fe_addr(const struct fe *fe, size_t off)
@@ -214,7 +219,7 @@ struct siov_vu_mem_region fe_region(const struct fe *fe)
 
 int fe_negotiate(struct fe *fe)
 {
-	uint64_t f = FE_FEATURES, pf;
+	uint64_t f = FE_FEATURES | (fe->packed ? 1ull << VIRTIO_F_RING_PACKED_BIT : 0), pf;
 	struct siov_vu_msg m;
 	int rc;
 
@@ -260,12 +265,14 @@ int fe_ring_setup(struct fe *fe, const struct siov_vu_vring_addr *addr)
 	int rc;
 
 	fe->num = FE_QUEUE_SIZE;
+	fe->pdesc = (void *)(fe->mem + FE_DESC_OFF);
+	fe->pk_wrap = fe->pk_used_wrap = true; /* a packed ring starts in lap 1 */
 	fe->desc = (void *)(fe->mem + FE_DESC_OFF);
 	fe->avail = (void *)(fe->mem + FE_AVAIL_OFF);
 	fe->used = (void *)(fe->mem + FE_USED_OFF);
 	if (fe_call(fe, VHOST_USER_SET_VRING_NUM, &st, sizeof(st), NULL, 0))
 		return -EPROTO;
-	st.num = 0;
+	st.num = fe->packed ? 0x8000 : 0; /* packed: position 0, wrap counter 1 */
 	if (fe_call(fe, VHOST_USER_SET_VRING_BASE, &st, sizeof(st), NULL, 0))
 		return -EPROTO;
 	if (fe_call(fe, VHOST_USER_SET_VRING_ADDR, addr ? addr : &a, sizeof(a), NULL, 0))
@@ -279,7 +286,7 @@ int fe_ring_setup(struct fe *fe, const struct siov_vu_vring_addr *addr)
 	return fe_call(fe, VHOST_USER_SET_VRING_ENABLE, &st, sizeof(st), NULL, 0) ? -EPROTO : 0;
 }
 
-static int set_mem_table(struct fe *fe)
+int fe_set_mem_table(struct fe *fe)
 {
 	struct siov_vu_mem_table t = {.nregions = 1};
 
@@ -307,21 +314,90 @@ static int connect_negotiate(struct fe *fe, const char *path, int timeout_ms)
 	}
 }
 
-int fe_setup(struct fe *fe, const char *path, int timeout_ms)
+static int setup(struct fe *fe, const char *path, int timeout_ms, bool packed)
 {
 	int rc;
 
 	fe_init(fe);
+	fe->packed = packed;
 	rc = connect_negotiate(fe, path, timeout_ms);
 	if (!rc)
 		rc = fe_mem_create(fe, FE_MEM_LEN);
 	if (!rc)
-		rc = set_mem_table(fe);
+		rc = fe_set_mem_table(fe);
 	if (!rc)
 		rc = fe_ring_setup(fe, NULL);
 	if (rc)
 		fe_close(fe);
 	return rc;
+}
+
+int fe_setup(struct fe *fe, const char *path, int timeout_ms)
+{
+	return setup(fe, path, timeout_ms, false);
+}
+
+int fe_setup_packed(struct fe *fe, const char *path, int timeout_ms)
+{
+	return setup(fe, path, timeout_ms, true);
+}
+
+uint16_t fe_pk_avail_flags(const struct fe *fe, bool next_lap)
+{
+	bool w = fe->pk_wrap != next_lap;
+
+	return w ? 1u << VRING_PACKED_DESC_F_AVAIL : 1u << VRING_PACKED_DESC_F_USED;
+}
+
+void fe_pk_submit(struct fe *fe, const struct fe_buf *bufs, unsigned n, uint16_t id)
+{
+	uint16_t head = fe->pk_next, head_flags = 0;
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		struct vring_packed_desc *d = &fe->pdesc[fe->pk_next];
+		uint16_t f = bufs[i].flags | (i + 1 < n ? VRING_DESC_F_NEXT : 0) |
+			     fe_pk_avail_flags(fe, false);
+		d->addr = bufs[i].addr;
+		d->len = bufs[i].len;
+		d->id = id;
+		if (i)
+			d->flags = f;
+		else
+			head_flags = f;
+		if (++fe->pk_next == fe->num) {
+			fe->pk_next = 0;
+			fe->pk_wrap = !fe->pk_wrap;
+		}
+	}
+	if (id < FE_QUEUE_SIZE)
+		fe->pk_slots[id] = (uint16_t)n;
+	fe->pk_pending++;
+	/* The device must see the whole chain before the head's flags make it available. */
+	__atomic_store_n(&fe->pdesc[head].flags, head_flags, __ATOMIC_RELEASE);
+	fe_kick(fe);
+}
+
+/* Takes the used entries that arrived; true when none is pending. */
+static bool pk_reap(struct fe *fe)
+{
+	uint16_t both = (1u << VRING_PACKED_DESC_F_AVAIL) | (1u << VRING_PACKED_DESC_F_USED);
+
+	while (fe->pk_pending) {
+		struct vring_packed_desc *d = &fe->pdesc[fe->pk_used];
+		uint16_t f = __atomic_load_n(&d->flags, __ATOMIC_ACQUIRE) & both;
+		if (f != (fe->pk_used_wrap ? both : 0))
+			return false;
+		fe->pk_used = (uint16_t)(fe->pk_used + (d->id < FE_QUEUE_SIZE && fe->pk_slots[d->id]
+							    ? fe->pk_slots[d->id]
+							    : 1));
+		if (fe->pk_used >= fe->num) {
+			fe->pk_used = (uint16_t)(fe->pk_used - fe->num);
+			fe->pk_used_wrap = !fe->pk_used_wrap;
+		}
+		fe->pk_pending--;
+	}
+	return true;
 }
 
 void fe_kick(struct fe *fe)
@@ -349,6 +425,10 @@ void fe_submit(struct fe *fe, const struct fe_buf *bufs, unsigned n)
 {
 	unsigned i;
 
+	if (fe->packed) {
+		fe_pk_submit(fe, bufs, n, 0);
+		return;
+	}
 	for (i = 0; i < n; i++) {
 		fe->desc[i].addr = bufs[i].addr;
 		fe->desc[i].len = bufs[i].len;
@@ -363,7 +443,8 @@ int fe_wait_used(struct fe *fe, int timeout_ms)
 	int64_t deadline = now_ms() + timeout_ms;
 	eventfd_t v;
 
-	while (__atomic_load_n(&fe->used->idx, __ATOMIC_ACQUIRE) != fe->avail_idx) {
+	while (fe->packed ? !pk_reap(fe)
+			  : __atomic_load_n(&fe->used->idx, __ATOMIC_ACQUIRE) != fe->avail_idx) {
 		if (now_ms() > deadline)
 			return -ETIMEDOUT;
 		/* The call eventfd wakes us; the short poll covers a missed one. */

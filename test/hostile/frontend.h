@@ -3,8 +3,8 @@
  * libsiov on purpose: an attacker must be able to send any bytes, any fds and
  * any ring contents, and the test must not depend on the library it might one
  * day be used to check.  One memfd region mapped at the same address in guest
- * physical and user space (identity map), one split ring, one request at a
- * time.  Every wait has a deadline.
+ * physical and user space (identity map), one split or packed ring, one
+ * request at a time.  Every wait has a deadline.
  */
 #ifndef SIOV_TEST_HOSTILE_FRONTEND_H
 #define SIOV_TEST_HOSTILE_FRONTEND_H
@@ -44,6 +44,14 @@ struct fe {
 	struct vring_used *used;
 	int kick_fd, call_fd;
 	uint16_t avail_idx;
+	/* Packed ring (fe_setup_packed): descriptors at FE_DESC_OFF, driver and device event
+	 * areas at FE_AVAIL_OFF and FE_USED_OFF. */
+	bool packed;
+	struct vring_packed_desc *pdesc;
+	uint16_t pk_next, pk_used; /* next slot to make available / to read a used entry from */
+	bool pk_wrap, pk_used_wrap;
+	unsigned pk_pending;		  /* chains made available and not yet seen used */
+	uint16_t pk_slots[FE_QUEUE_SIZE]; /* per buffer id: slots its chain took */
 };
 
 /* One descriptor of a chain that fe_submit() links with NEXT flags. */
@@ -76,6 +84,10 @@ int64_t fe_call(struct fe *fe, uint32_t request, const void *payload, uint32_t s
 
 /* Creates the memfd region; file_len < FE_MEM_LEN leaves its tail beyond EOF. */
 int fe_mem_create(struct fe *fe, size_t file_len);
+/* The same with a region of len bytes. */
+int fe_mem_map(struct fe *fe, size_t len, size_t file_len);
+/* SET_MEM_TABLE with the one region; 0 if acknowledged. */
+int fe_set_mem_table(struct fe *fe);
 /* The region as SET_MEM_TABLE describes it (identity map). */
 struct siov_vu_mem_region fe_region(const struct fe *fe);
 uint64_t fe_addr(const struct fe *fe, size_t off);
@@ -90,6 +102,15 @@ int fe_ring_setup(struct fe *fe, const struct siov_vu_vring_addr *addr);
  * still holds a previous connection), negotiate, memory, one enabled ring.
  */
 int fe_setup(struct fe *fe, const char *path, int timeout_ms);
+/* The same with VIRTIO_F_RING_PACKED negotiated: fe_submit/fe_blk/fe_wait_used use it. */
+int fe_setup_packed(struct fe *fe, const char *path, int timeout_ms);
+/*
+ * Packed: makes the chain available at the next slots with buffer id @id
+ * (any value: an attack may lie), head flags last, and kicks.
+ */
+void fe_pk_submit(struct fe *fe, const struct fe_buf *bufs, unsigned n, uint16_t id);
+/* The flags a descriptor made available now carries (the driver's wrap counter). */
+uint16_t fe_pk_avail_flags(const struct fe *fe, bool next_lap);
 
 /* Writes a chain at descriptors 0.., publishes head 0 and kicks. */
 void fe_submit(struct fe *fe, const struct fe_buf *bufs, unsigned n);

@@ -60,6 +60,45 @@ static void msleep(int ms)
 
 /* ---- siovd ---- */
 
+static void cleanup(void)
+{
+	H.sd.failed = H.sd.failed || H.failed > 0;
+	siovd_proc_kill(&H.sd);
+	siovd_proc_cleanup(&H.sd);
+}
+
+static void on_fatal(int sig)
+{
+	if (H.sd.pid > 0)
+		kill(H.sd.pid, SIGKILL);
+	_exit(128 + sig);
+}
+
+int harness_begin(int argc, char **argv)
+{
+	if (argc != 3 || access(argv[1], X_OK) || access(argv[2], X_OK)) {
+		printf("SKIP: usage: %s SIOVD SIOVCTL (both executable)\n", argv[0]);
+		return 77;
+	}
+	H.siovd = argv[1];
+	H.siovctl = argv[2];
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, on_fatal);
+	signal(SIGINT, on_fatal);
+	atexit(cleanup);
+	return 0;
+}
+
+void harness_stop(void)
+{
+	int rc = siovd_proc_stop(&H.sd, 10000), reports;
+
+	check(rc != -ECHILD && rc != -ETIMEDOUT && rc != -EIO,
+	      "SIGTERM: siovd exits 0 within 10 s (status 0x%x)", H.sd.status);
+	reports = siovd_proc_log_reports(&H.sd);
+	check(reports == 0, "no sanitizer report from siovd (%d)", reports);
+}
+
 int daemon_start(void)
 {
 	int rc;

@@ -31,6 +31,15 @@ extern struct hctx H;
 void check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * Takes "SIOVD SIOVCTL" from the command line (77: skip, with a message, when
+ * they are not executables), and makes sure siovd is killed however the test
+ * ends (atexit, SIGTERM, SIGINT).  0 when the test can go on.
+ */
+int harness_begin(int argc, char **argv);
+/* SIGTERM: siovd must exit 0 within 10 s and its log hold no sanitizer report. */
+void harness_stop(void);
+
 /* siovd_proc_start() the first time, siovd_proc_restart() after a crash. */
 int daemon_start(void);
 /* siovd_proc_alive(), with a note of how siovd ended when it did. */

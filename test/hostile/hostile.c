@@ -546,6 +546,180 @@ static void case_indirect_long(void)
 	end_ring_attack(name, &fe, "segments");
 }
 
+/* ---- packed rings (VIRTIO_F_RING_PACKED): the same rules, another format ---- */
+
+static int bad_packed_session(struct fe *fe, const char *name)
+{
+	int rc = fe_setup_packed(fe, H.bad_sock, 5000);
+
+	check(rc == 0, "%s: packed session on bad set up (%s)", name, rc ? strerror(-rc) : "ok");
+	return rc;
+}
+
+/* Writes a chain at @slot with this lap's (or the next lap's) flags, head flags last; no kick. */
+static void pk_write(struct fe *fe, uint16_t slot, const struct fe_buf *b, unsigned n, uint16_t id,
+		     bool next_lap)
+{
+	unsigned i;
+
+	for (i = n; i-- > 0;) {
+		struct vring_packed_desc *d = &fe->pdesc[(slot + i) % fe->num];
+		d->addr = b[i].addr;
+		d->len = b[i].len;
+		d->id = id;
+		__atomic_store_n(&d->flags,
+				 (uint16_t)(b[i].flags | (i + 1 < n ? VRING_DESC_F_NEXT : 0) |
+					    fe_pk_avail_flags(fe, next_lap)),
+				 __ATOMIC_RELEASE);
+	}
+	fe->pk_pending++;
+}
+
+/* Good I/O on a packed ring, round the ring several times, and the state siovd reports. */
+static void case_packed_works(void)
+{
+	const char *name = "packed ring: verified I/O";
+	struct siov_vu_vring_state st = {0, 0};
+	struct siov_vu_msg m;
+	struct fe fe;
+	bool ok = true;
+	int i;
+
+	if (bad_packed_session(&fe, name))
+		return;
+	/* 3 slots per request on a ring of 16: 12 requests go round it twice and a bit. */
+	for (i = 0; i < 6 && ok; i++)
+		ok = fe_verify_rw(&fe, 64 + 16 * (uint64_t)i, 4096, 300 + (uint32_t)i);
+	check(ok, "%s: 12 requests verify on a packed ring", name);
+	/* GET_VRING_BASE: position 36 % 16 = 4 in lap 3 (wrap 1), used = avail. */
+	if (fe_send(&fe, VHOST_USER_GET_VRING_BASE, VHOST_USER_VERSION, &st, sizeof(st), NULL, 0) ||
+	    fe_recv(&fe, &m, 5000) != 1)
+		m.payload.state.num = 0;
+	check(m.payload.state.num == (0x8004u | 0x8004u << 16),
+	      "%s: GET_VRING_BASE gives avail and used with wrap counters (0x%x)", name,
+	      m.payload.state.num);
+	fe_close(&fe);
+	survived(name);
+}
+
+/* One chain per attack; buffer addresses are offsets into the session's memory. */
+static void pk_attack(const char *name, const struct fe_buf *b, unsigned n, uint16_t id,
+		      const char *why)
+{
+	struct fe_buf r[4];
+	struct fe fe;
+	unsigned i;
+
+	if (bad_packed_session(&fe, name))
+		return;
+	for (i = 0; i < n && i < 4; i++)
+		r[i] = (struct fe_buf){fe_addr(&fe, b[i].addr), b[i].len, b[i].flags};
+	fe_pk_submit(&fe, r, n, id);
+	end_ring_attack(name, &fe, why);
+}
+
+static void case_packed_chains(void)
+{
+	const struct fe_buf blk[3] = {{FE_HDR_OFF, 16, 0},
+				      {FE_DATA_OFF, 512, VRING_DESC_F_WRITE},
+				      {FE_STATUS_OFF, 1, VRING_DESC_F_WRITE}};
+	const struct fe_buf huge[1] = {{FE_DATA_OFF, 0xfffffff0u, VRING_DESC_F_WRITE}};
+	const struct fe_buf ind_next[2] = {{FE_SCRATCH_OFF, 32, VRING_DESC_F_INDIRECT},
+					   {FE_DATA_OFF, 8, 0}};
+	const struct fe_buf ind_len[1] = {{FE_SCRATCH_OFF, 24, VRING_DESC_F_INDIRECT}};
+
+	pk_attack("packed: buffer id past the ring", blk, 3, FE_QUEUE_SIZE + 5, "out of range");
+	pk_attack("packed: huge length", huge, 1, 0, "outside the memory table");
+	pk_attack("packed: indirect descriptor with NEXT", ind_next, 2, 0, "with NEXT set");
+	pk_attack("packed: indirect table of 24 bytes", ind_len, 1, 0, "bad indirect table length");
+}
+
+/* The second descriptor of a chain carries the next lap's flags: the driver lies about it. */
+static void case_packed_wrap_lie(void)
+{
+	const char *name = "packed: chain with a descriptor of the wrong lap";
+	struct fe fe;
+
+	if (bad_packed_session(&fe, name))
+		return;
+	fe.pdesc[1] = (struct vring_packed_desc){
+	    fe_addr(&fe, FE_DATA_OFF), 512, 0,
+	    (uint16_t)(VRING_DESC_F_WRITE | fe_pk_avail_flags(&fe, true))};
+	fe.pdesc[0] = (struct vring_packed_desc){fe_addr(&fe, FE_HDR_OFF), 16, 0, 0};
+	__atomic_store_n(&fe.pdesc[0].flags,
+			 (uint16_t)(VRING_DESC_F_NEXT | fe_pk_avail_flags(&fe, false)),
+			 __ATOMIC_RELEASE);
+	fe.pk_pending = 1;
+	fe_kick(&fe);
+	end_ring_attack(name, &fe, "not available");
+}
+
+/* Two chains with one buffer id, both available before the kick. */
+static void case_packed_duplicate_id(void)
+{
+	const char *name = "packed: one buffer id twice in flight";
+	struct fe fe;
+	struct fe_buf b[3];
+
+	if (bad_packed_session(&fe, name))
+		return;
+	b[0] = (struct fe_buf){fe_addr(&fe, FE_HDR_OFF), 16, 0};
+	b[1] = (struct fe_buf){fe_addr(&fe, FE_DATA_OFF), 512, VRING_DESC_F_WRITE};
+	b[2] = (struct fe_buf){fe_addr(&fe, FE_STATUS_OFF), 1, VRING_DESC_F_WRITE};
+	((struct virtio_blk_outhdr *)(fe.mem + FE_HDR_OFF))->type = VIRTIO_BLK_T_IN;
+	pk_write(&fe, 3, b, 3, 7, false); /* the second chain first: invisible until slot 0 is */
+	pk_write(&fe, 0, b, 3, 7, false);
+	fe_kick(&fe);
+	expect_broken(name, "already in flight");
+	fe_close(&fe);
+	survived(name);
+	bad_recovers(name);
+}
+
+/* Every slot available and chained: a chain that never ends within the ring. */
+static void case_packed_endless(void)
+{
+	const char *name = "packed: every slot chained with NEXT";
+	struct fe_buf b[FE_QUEUE_SIZE];
+	struct fe fe;
+	unsigned i;
+
+	if (bad_packed_session(&fe, name))
+		return;
+	for (i = 0; i < FE_QUEUE_SIZE; i++)
+		b[i] = (struct fe_buf){fe_addr(&fe, FE_DATA_OFF), 8, VRING_DESC_F_WRITE};
+	pk_write(&fe, 0, b, FE_QUEUE_SIZE, 0, false);
+	fe.pdesc[FE_QUEUE_SIZE - 1].flags |= VRING_DESC_F_NEXT;
+	fe_kick(&fe);
+	end_ring_attack(name, &fe, "chain");
+}
+
+/* SET_VRING_BASE with a position past the ring: refused at start, not trusted. */
+static void case_packed_base(void)
+{
+	const char *name = "packed: SET_VRING_BASE past the ring";
+	struct siov_vu_vring_state st = {0, 0x8000u | 40u};
+	int kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	uint64_t v = 0;
+	struct fe fe;
+
+	if (kick < 0 || bad_packed_session(&fe, name)) {
+		if (kick >= 0)
+			close(kick);
+		return;
+	}
+	fe_call(&fe, VHOST_USER_GET_VRING_BASE, &(struct siov_vu_vring_state){0, 0}, sizeof(st),
+		NULL, 0);
+	check(fe_call(&fe, VHOST_USER_SET_VRING_BASE, &st, sizeof(st), NULL, 0) == 0,
+	      "%s: SET_VRING_BASE accepted while stopped", name);
+	fe_call(&fe, VHOST_USER_SET_VRING_KICK, &v, 8, &kick, 1);
+	close(kick);
+	expect_broken(name, "past the ring");
+	fe_close(&fe);
+	survived(name);
+	bad_recovers(name);
+}
+
 /* Past the end of the window: a plain I/O error, and the neighbour untouched. */
 static void case_past_end(void)
 {
@@ -663,20 +837,6 @@ static void case_memfd_shrinks(void)
 
 /* ---- set-up and tear-down ---- */
 
-static void cleanup(void)
-{
-	H.sd.failed = H.sd.failed || H.failed > 0;
-	siovd_proc_kill(&H.sd);
-	siovd_proc_cleanup(&H.sd);
-}
-
-static void on_fatal(int sig)
-{
-	if (H.sd.pid > 0)
-		kill(H.sd.pid, SIGKILL);
-	_exit(128 + sig);
-}
-
 /* The two VDEV sockets live in siovd's directory, beside rpc.sock. */
 static void name_sockets(void)
 {
@@ -703,18 +863,12 @@ static int create_vdevs(void)
 
 static void final_stop(void)
 {
-	int rc, reports;
-
 	fe_close(&H.good);
 	/* A SIGBUS under ASan is the crash already reported by its own case. */
 	H.sd.allowed_report = "ERROR: AddressSanitizer: BUS";
-	rc = siovd_proc_stop(&H.sd, 10000);
-	check(rc != -ECHILD && rc != -ETIMEDOUT && rc != -EIO,
-	      "SIGTERM: siovd exits 0 within 10 s (status 0x%x)", H.sd.status);
+	harness_stop();
 	check(access(H.sd.rpc, F_OK) && access(H.good_sock, F_OK) && access(H.bad_sock, F_OK),
 	      "SIGTERM: siovd removed its sockets");
-	reports = siovd_proc_log_reports(&H.sd);
-	check(reports == 0, "no sanitizer report from siovd (%d)", reports);
 }
 
 static void run_attacks(void)
@@ -744,6 +898,12 @@ static void run_attacks(void)
 	case_read_into_readable();
 	case_indirect_outside();
 	case_indirect_long();
+	case_packed_works();
+	case_packed_chains();
+	case_packed_wrap_lie();
+	case_packed_duplicate_id();
+	case_packed_endless();
+	case_packed_base();
 	case_past_end();
 	case_region_removed();
 	/* Last: these may kill siovd (it is restarted if so). */
@@ -755,16 +915,8 @@ int main(int argc, char **argv)
 {
 	int rc;
 
-	if (argc != 3 || access(argv[1], X_OK) || access(argv[2], X_OK)) {
-		printf("SKIP: usage: %s SIOVD SIOVCTL (both executable)\n", argv[0]);
-		return 77;
-	}
-	H.siovd = argv[1];
-	H.siovctl = argv[2];
-	signal(SIGPIPE, SIG_IGN);
-	signal(SIGTERM, on_fatal);
-	signal(SIGINT, on_fatal);
-	atexit(cleanup);
+	if ((rc = harness_begin(argc, argv)))
+		return rc;
 	if ((rc = daemon_start()) || (name_sockets(), rc = create_vdevs())) {
 		printf("FAIL: cannot start siovd with two VDEVs: %s\n", strerror(-rc));
 		return 1;

@@ -212,6 +212,47 @@ static void test_networks(void **state)
 	siov_vdcm_destroy(b);
 }
 
+/*
+ * What a network port is asked that only a disk has: refused with a reason
+ * (siovd used to follow the port's missing disk model and crash); QoS works.
+ */
+static void test_net_port_methods(void **state)
+{
+	struct siov_rpc_server_opts opts = {.state_dir = g_dir};
+	struct siov_rpc_server *srv;
+	struct siov_vdcm *v;
+	char p[512];
+
+	vnew(&v);
+	opts.vdcm = v;
+	assert_int_equal(siov_rpc_server_create(&opts, &srv), 0);
+	rpc_expect_true(srv, REQ("network_create", "{\"name\":\"t1\"}"));
+	rpc_expect_true(
+	    srv, REQ("backend_create", "{\"name\":\"ram0\",\"type\":\"ram\",\"size\":\"1G\"}"));
+	snprintf(p, sizeof(p),
+		 "{\"name\":\"p1\",\"type\":\"net\",\"network\":\"t1\",\"socket\":\"%s/p1.sock\"}",
+		 g_work);
+	rpc_expect_true(srv, REQ("vdev_create", p));
+	snprintf(p, sizeof(p),
+		 "{\"name\":\"p2\",\"type\":\"net\",\"network\":\"t1\",\"socket\":\"%s/p2.sock\","
+		 "\"error_policy\":\"hold\"}",
+		 g_work);
+	rpc_expect_error(srv, REQ("vdev_create", p), -32602, "for blk VDEVs");
+	rpc_expect_error(
+	    srv, REQ("vdev_set_error_policy", "{\"name\":\"p1\",\"error_policy\":\"hold\"}"),
+	    -EINVAL, "network port");
+	rpc_expect_error(srv, REQ("vdev_resume", "{\"name\":\"p1\"}"), -EINVAL, "network port");
+	rpc_expect_error(srv, REQ("vdev_move", "{\"name\":\"p1\",\"backend\":\"ram0\"}"), -EINVAL,
+			 "network port");
+	snprintf(p, sizeof(p), "{\"vdev\":\"p1\",\"listen\":\"unix:%s/p1.nbd\"}", g_work);
+	rpc_expect_error(srv, REQ("export_create", p), -EINVAL, "network port");
+	rpc_expect_true(srv, REQ("vdev_set_qos", "{\"name\":\"p1\",\"pps_limit\":1000}"));
+	rpc_expect_true(srv, REQ("vdev_set_qos", "{\"name\":\"p1\",\"pps_limit\":0}"));
+	rpc_expect_true(srv, REQ("vdev_delete", "{\"name\":\"p1\"}"));
+	siov_rpc_server_destroy(srv);
+	siov_vdcm_destroy(v);
+}
+
 /* A stale temporary from a crash is removed, and the snapshot is rewritten whole. */
 static void test_save_over_leftovers(void **state)
 {
@@ -549,6 +590,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_save_over_leftovers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_networks, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_net_port_methods, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_corrupt_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_entries_counted, setup, teardown),

@@ -7,7 +7,8 @@
  * num_buffers, a port without receive buffers loses the frame (counted) while
  * the sender's chain completes, hostile transmit chains (no header, too big,
  * device-writable) and receive buffers (device-readable) are refused and
- * counted or break only their own queue.
+ * counted or break only their own queue, and b's limits police what it
+ * receives (drops counted as qos).
  */
 #include <endian.h>
 #include <errno.h>
@@ -234,6 +235,37 @@ static void test_hostile_rx(void **state)
 	assert_int_equal(port_stats(R.b).rx_drops[SIOV_DROP_NO_BUFFER], 2);
 }
 
+/*
+ * b's limits police what it receives: frames over them are dropped and
+ * counted as qos against b, a's chains still complete (nothing waits for b),
+ * and clearing the limit lets frames in again.
+ */
+static void test_rx_policer(void **state)
+{
+	struct siov_qos_params lim = {.iops_limit = 1, .iops_burst = 1}, none = {0};
+	uint32_t ok = SIOV_NET_HDR_LEN + 60;
+	struct siov_port_stats s;
+	uint16_t i;
+
+	for (i = 0; i < 8; i++)
+		post_rx(i, BUF_B + i * 0x1000u, 2048, VRING_DESC_F_WRITE);
+	assert_int_equal(siov_net_set_rx_qos(R.b, &lim), 0);
+	frame(60, MAC_A);
+	for (i = 0; i < 4; i++)
+		tx(&ok, 1, 0);
+	assert_int_equal(tq_used_idx(&R.tx), 4);
+	s = port_stats(R.b);
+	/* One token, refilled once a second: the first frame passes, (nearly) all others not. */
+	assert_true(s.rx_packets >= 1 && s.rx_drops[SIOV_DROP_QOS] >= 2);
+	assert_int_equal(s.rx_packets + s.rx_drops[SIOV_DROP_QOS], 4);
+	assert_int_equal(tq_used_idx(&R.rx), s.rx_packets);
+	assert_int_equal(port_stats(R.a).tx_drops[SIOV_DROP_QOS], 0);
+	assert_int_equal(siov_net_set_rx_qos(R.b, &none), 0);
+	tx(&ok, 1, 0);
+	assert_int_equal(port_stats(R.b).rx_packets, s.rx_packets + 1);
+	assert_int_equal(port_stats(R.b).rx_drops[SIOV_DROP_QOS], s.rx_drops[SIOV_DROP_QOS]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -242,6 +274,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_no_buffer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostile_tx, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostile_rx, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rx_policer, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

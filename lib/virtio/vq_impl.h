@@ -1,0 +1,47 @@
+/*
+ * What the split and packed halves of the virtqueue layer share (private to
+ * lib/virtio): adding a validated, translated buffer to a chain, reporting a
+ * completion to the runner, dirty-log marks, and the packed entry points
+ * virtqueue.c dispatches to when the front end negotiated RING_PACKED.
+ */
+#ifndef SIOV_VIRTIO_VQ_IMPL_H
+#define SIOV_VIRTIO_VQ_IMPL_H
+
+#include "siov_internal/virtqueue.h"
+
+/* Dirty logging is off except while a front end migrates. */
+#define unlikely_log(vq) __builtin_expect((vq)->log != NULL, 0)
+
+/* Longest indirect table we accept (descriptors). */
+#define SIOV_VQ_MAX_INDIRECT 1024
+
+static inline void vq_chain_reset(struct siov_vq_chain *c, uint16_t head)
+{
+	c->head = head;
+	c->out_num = c->in_num = 0;
+	c->out_len = c->in_len = 0;
+}
+
+/* Translates one buffer into c's iovecs; breaks the queue and returns -errno if it cannot. */
+int vq_chain_add(struct siov_vq *vq, struct siov_vq_chain *c, uint64_t addr, uint32_t len,
+		 bool writable);
+/* Puts the queue on its runner's used list, once per notification. */
+void vq_mark_used(struct siov_vq *vq);
+/* Marks the pages of used-ring bytes [off, off+len) when the front end asked for it. */
+int vq_log_used(struct siov_vq *vq, uint64_t off, uint64_t len);
+/* Marks the buffers a completion wrote; breaks the queue and returns -ERANGE if it cannot. */
+int vq_log_written(struct siov_vq *vq, const struct iovec *written, unsigned n);
+
+/* The packed ring (virtqueue_packed.c), behind the same public calls. */
+int vq_packed_map(struct siov_vq *vq);
+int vq_packed_pop(struct siov_vq *vq, struct siov_vq_chain *c);
+int vq_packed_pop_resubmit(struct siov_vq *vq, struct siov_vq_chain *c);
+void vq_packed_unpop(struct siov_vq *vq);
+void vq_packed_give_back(struct siov_vq *vq, unsigned n);
+void vq_packed_complete(struct siov_vq *vq, const struct siov_vq_used_elem *elems, unsigned nelems,
+			const struct iovec *written, unsigned n);
+bool vq_packed_need_notify(struct siov_vq *vq);
+bool vq_packed_has_avail(const struct siov_vq *vq);
+void vq_packed_set_notify(struct siov_vq *vq, bool on);
+
+#endif
