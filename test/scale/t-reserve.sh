@@ -45,13 +45,17 @@ finish() {
 	exit $?
 }
 
+# Part 1 needs a file on a disk; without one it is skipped (said why) and part 2 still runs.
 fstype=$(df -T "$DISK_DIR" | awk 'NR==2{print $2}')
 case $fstype in
-tmpfs | ramfs | overlay) echo "SKIP: $DISK_DIR is $fstype, not a disk (set SIOV_TEST_DISK_DIR)"; exit 77 ;;
+tmpfs | ramfs) echo "SKIP part 1: $DISK_DIR is $fstype, not a disk (set SIOV_TEST_DISK_DIR)" ;;
+*)
+	DISK=$(mktemp "$DISK_DIR/siov-reserve.XXXXXX")
+	# Written, not fallocated: reads of unwritten extents never reach the disk.
+	dd if=/dev/zero of="$DISK" bs=1M count=$(((N + 1) * WIN_MB)) oflag=direct status=none ||
+		{ echo "SKIP part 1: no O_DIRECT file in $DISK_DIR"; rm -f "$DISK"; DISK=""; }
+	;;
 esac
-DISK=$(mktemp "$DISK_DIR/siov-reserve.XXXXXX")
-# Written, not fallocated: reads of unwritten extents never reach the disk.
-dd if=/dev/zero of="$DISK" bs=1M count=$(((N + 1) * WIN_MB)) oflag=direct status=none
 SIOVD_DIR=$WORK
 # Part 1 on one engine, as in issue 13's report; part 2 restarts it with two.
 siovd_start reserve --engines 1 || { echo "FAIL: siovd did not start"; exit 1; }
@@ -62,8 +66,9 @@ ctl() { siovd_ctl "$@"; }
 # 64 KiB reads make the disk, not the engine's CPU, the bottleneck (on a
 # loaded 2-CPU machine 4 KiB reads measure the scheduler instead).  The
 # neighbour is v0, the reserved ones v1..v8.
-ctl backend_create --name disk --type file --path "$DISK" >/dev/null
+[ -z "$DISK" ] || ctl backend_create --name disk --type file --path "$DISK" >/dev/null
 for i in $(seq 0 $N); do
+	[ -n "$DISK" ] || break
 	ctl vdev_create --name v$i --backend disk --offset $((i * WIN_MB))M --size ${WIN_MB}M \
 		--socket "$WORK/v$i.sock" --queues 1 >/dev/null
 done
@@ -97,7 +102,7 @@ reserve_round() {
 	cap=$(($(nb_iops) + $(resv_iops add)))
 	resv=$((cap * 40 / 100 / N))
 	[ "$resv" -le 3000 ] || resv=3000
-	[ "$resv" -ge 50 ] || { echo "the disk gave only $cap IOPS: too loaded to tell"; return 1; }
+	[ "$resv" -ge 20 ] || { echo "the disk gave only $cap IOPS: too slow or loaded to tell"; return 1; }
 	echo "capacity $cap IOPS (without reservations each small VDEV got $(resv_iops min)-$(resv_iops max))"
 	set_resv "$resv"
 	load "$SECS"
@@ -106,7 +111,9 @@ reserve_round() {
 		"each: $(resv_iops .)"
 	[ "$worst" -ge $((resv * 95 / 100)) ]
 }
-if reserve_round; then
+if [ -z "$DISK" ]; then
+	:
+elif reserve_round; then
 	ok "every reserved VDEV got >= 95% of its reservation beside a QD 128 neighbour"
 elif echo "once more (a loaded machine can starve one round)" && reserve_round; then
 	ok "every reserved VDEV got >= 95% of its reservation beside a QD 128 neighbour (2nd round)"
@@ -114,10 +121,11 @@ else
 	bad "a reserved VDEV got less than 95% of its reservation in two rounds"
 fi
 for f in resv nb; do
+	[ -n "$DISK" ] || break
 	head -1 "$WORK/$f.json" | jq -e '.errors == 0' >/dev/null ||
 		bad "$f: I/O errors: $(head -1 "$WORK/$f.json" | jq -c .errors) $(tail -2 "$WORK/$f.json.err")"
 done
-for i in $(seq 0 $N); do ctl vdev_delete --name v$i >/dev/null; done
+for i in $(seq 0 $N); do [ -z "$DISK" ] || ctl vdev_delete --name v$i >/dev/null; done
 siovd_stop || bad "siovd did not stop cleanly on SIGTERM"
 SIOVD_ARGS=(--engines 2)
 siovd_restart || { bad "siovd did not restart with 2 engines"; PIDS=(); finish; }
