@@ -58,10 +58,11 @@ bench-quick: build
 	QUICK=1 bench/run.sh $(BUILD)
 
 # libFuzzer targets (test/fuzz): clang, ASan+UBSan, coverage in every library.
-# check-fuzz: about 25 s per target (suite 'fuzz'); fuzz: FUZZ_SECONDS each.
+# check-fuzz: about 25 s per target, one per core at once (suite 'fuzz');
+# fuzz: FUZZ_SECONDS each, one after the other.
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 300
-FUZZ_TARGETS  = fuzz_vhost_msg fuzz_chain fuzz_blk fuzz_rpc fuzz_net_frame fuzz_nbd fuzz_mirror_bitmap fuzz_state
+FUZZ_TARGETS  = fuzz_vhost_msg fuzz_chain fuzz_packed fuzz_blk fuzz_rpc fuzz_net_frame fuzz_nbd fuzz_mirror_bitmap fuzz_state
 FUZZ_DIR      = $(FUZZ_BUILD)/test/fuzz
 
 $(FUZZ_BUILD)/build.ninja:

@@ -13,8 +13,15 @@ With N VDEVs already in siovd (created by batch), measures:
 The state dir is on STATE_DIR's file system (default /var/tmp: a real disk,
 not tmpfs, so fdatasync costs what it costs).
 
+  - engine IOPS on one VDEV (siov-bench, null backend, QD 32) while --metrics
+    is scraped back to back with N VDEVs, against the same without scrapes.
+With BEFORE=DIR (a build of an older commit, named BEFORE_LABEL), each round
+runs both builds back to back (the order alternates: A B, B A, ...), so the
+two can be compared on a shared, noisy machine.
+
 Writes OUT/state.json, OUT/state.md and OUT/section.json (bench/README.md).
-Usage: state_rate.py BUILD OUT     env: N=10000 M=2000 CLIENTS=8 ATTACHES=200
+Usage: state_rate.py BUILD OUT
+  env: N=10000 M=2000 CLIENTS=8 ATTACHES=200 ROUNDS=2 IO_S=3 BEFORE= BEFORE_LABEL=
 """
 import ctypes
 import json
@@ -39,7 +46,14 @@ M = int(os.environ.get("M", "2000"))
 CLIENTS = int(os.environ.get("CLIENTS", "8"))
 ATTACHES = int(os.environ.get("ATTACHES", "200"))
 STATE_DIR = os.environ.get("STATE_DIR", "/var/tmp")
+# The RPC and VDEV sockets: tmpfs, as under systemd (/run).  See docs/operations.md
+# for why a disk file system (ext4 without a journal) costs more per socket.
+SOCKET_FS = os.environ.get("SOCKET_FS", "/dev/shm")
 WINDOW = 1 << 20
+BEFORE = os.environ.get("BEFORE", "")
+BEFORE_LABEL = os.environ.get("BEFORE_LABEL", "") or "before"
+ROUNDS = int(os.environ.get("ROUNDS", "2" if BEFORE else "1"))
+IO_S = int(os.environ.get("IO_S", "3"))
 
 
 def free_port():
@@ -74,7 +88,7 @@ class Conn:
 
 class Siovd:
     def __init__(self, build, metrics_port):
-        self.tmp = tempfile.mkdtemp(prefix="siov-st-", dir="/tmp")
+        self.tmp = tempfile.mkdtemp(prefix="siov-st-", dir=SOCKET_FS)
         self.state = tempfile.mkdtemp(prefix="siov-state-", dir=STATE_DIR)
         self.rpc = os.path.join(self.tmp, "rpc.sock")
         args = [os.path.join(build, "app/siovd/siovd"), "--rpc-socket", self.rpc,
@@ -199,107 +213,239 @@ def cpu_s(pid):
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def fetch(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
+        return r.read()
+
+
 def scrape(port, pid):
     """Wall time of a scrape, and siovd's CPU time for it (the wall time on a
     shared machine is mostly waiting for a CPU)."""
-    if not port:
-        return None
     times, cpus = [], []
     size = 0
     for _ in range(5):
         t0, c0 = time.monotonic(), cpu_s(pid)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
-            size = len(r.read())
+        size = len(fetch(port))
         times.append((time.monotonic() - t0) * 1000)
         cpus.append((cpu_s(pid) - c0) * 1000)
     return dict(ms_median=round(statistics.median(times), 1), ms_max=round(max(times), 1),
                 cpu_ms_median=round(statistics.median(cpus), 1), bytes=size)
 
 
-def main():
-    build, out = sys.argv[1], sys.argv[2]
-    os.makedirs(out, exist_ok=True)
-    has_metrics = b"--metrics" in subprocess.run(
-        [os.path.join(build, "app/siovd/siovd"), "--help"], capture_output=True).stdout
-    port = free_port() if has_metrics else 0
+def journal(port):
+    """The journal's counters from --metrics: records, syncs, seconds syncing."""
+    out = {}
+    for line in fetch(port).decode().splitlines():
+        if line.startswith("siov_state_journal_") and " " in line:
+            k, v = line.split()[:2]
+            out[k] = float(v)
+    return out
+
+
+def per_sync(before, after):
+    d = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    syncs = d.get("siov_state_journal_syncs_total", 0)
+    if not syncs:
+        return None, None
+    return (round(d["siov_state_journal_records_total"] / syncs, 2),
+            round(d["siov_state_journal_sync_seconds_total"] / syncs * 1e6))
+
+
+def io_run(build, sock):
+    cmd = [os.path.join(build, "app/siov-bench/siov-bench"), "--socket", sock, "--rw", "randread",
+           "--bs", "4k", "--iodepth", "32", "--runtime", str(IO_S), "--json"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=IO_S + 60)
+    if p.returncode != 0 or not p.stdout.strip():
+        raise RuntimeError(f"siov-bench: {p.stderr.strip()[-300:]}")
+    return json.loads(p.stdout.splitlines()[0])["iops"]
+
+
+def io_under_scrape(build, d, port):
+    """Engine IOPS without and with back-to-back scrapes (idle, scrape, scrape, idle)."""
+    import threading
+    res = {"idle": [], "scrape": [], "scrape_ms": []}
+    for mode in ("idle", "scrape", "scrape", "idle"):
+        stop = threading.Event()
+
+        def scraper():
+            while not stop.is_set():
+                t0 = time.monotonic()
+                fetch(port)
+                res["scrape_ms"].append((time.monotonic() - t0) * 1000)
+        t = threading.Thread(target=scraper) if mode == "scrape" else None
+        if t:
+            t.start()
+        res[mode].append(io_run(build, d.sock("io")))
+        if t:
+            stop.set()
+            t.join()
+    return dict(iops_idle=round(statistics.median(res["idle"])),
+                iops_scrape=round(statistics.median(res["scrape"])),
+                scrapes=len(res["scrape_ms"]),
+                scrape_ms_median=round(statistics.median(res["scrape_ms"]), 1)
+                if res["scrape_ms"] else None)
+
+
+def measure(build):
+    """One round of every figure on one build."""
+    port = free_port()
     d = Siovd(build, port)
-    r = dict(n_existing=N, m=M, clients=CLIENTS, state_fs=STATE_DIR)
+    r = {}
     try:
         d.c.call("backend_create", name="b0", type="null", size=(N + 10 * M + 1000000) * WINDOW)
         t0 = time.monotonic()
         d.c.batch("vdev_create", [vconf(d, f"v{i:06d}", i) for i in range(N)])
         r["batch_create_s"] = round(time.monotonic() - t0, 2)
         d.c.call("vdev_create", **vconf(d, "att", N + 1))
+        d.c.call("vdev_create", **dict(vconf(d, "io", N + 2), queues=1))
 
+        j0 = journal(port)
         t0, t1, t2 = one_by_one(d.rpc, [vconf(d, f"o{i:06d}", N + 10 + i) for i in range(M)])
         r["one_conn_create_per_s"] = round(M / (t1 - t0))
         r["one_conn_delete_per_s"] = round(M / (t2 - t1))
+        j1 = journal(port)
         c, dl = storm(d, 200000, M * 2, CLIENTS)
         r["clients_create_per_s"] = round(c)
         r["clients_delete_per_s"] = round(dl)
+        j2 = journal(port)
+        r["one_conn_records_per_sync"], r["one_conn_us_per_sync"] = per_sync(j0, j1)
+        r["clients_records_per_sync"], r["clients_us_per_sync"] = per_sync(j1, j2)
         r["attach_idle"], _ = attach_stats(build, d, ATTACHES, False)
         r["attach_storm"], (c, dl) = attach_stats(build, d, ATTACHES, True)
         r["storm_create_per_s_with_attaches"] = round(c)
         r["metrics_scrape"] = scrape(port, d.p.pid)
+        r["io"] = io_under_scrape(build, d, port)
         r["daemon_vdevs"] = d.c.call("daemon_info")["vdevs"]
     finally:
         d.stop()
+    return r
+
+
+RATES = (("one_conn_create_per_s", "vdev_create, 1 connection"),
+         ("one_conn_delete_per_s", "vdev_delete, 1 connection"),
+         ("clients_create_per_s", f"vdev_create, {CLIENTS} clients"),
+         ("clients_delete_per_s", f"vdev_delete, {CLIENTS} clients"))
+
+
+def loadavg():
+    return open("/proc/loadavg").read().split()[0]
+
+
+def main():
+    build, out = sys.argv[1], sys.argv[2]
+    os.makedirs(out, exist_ok=True)
+    sides = [("siovd", build)] + ([(BEFORE_LABEL, BEFORE)] if BEFORE else [])
+    rounds = []
+    for k in range(ROUNDS):
+        rnd = {}
+        for name, b in (sides if k % 2 == 0 else sides[::-1]):
+            la = loadavg()
+            rnd[name] = measure(b)
+            rnd[name]["load_before"] = la
+            print(f"round {k} {name} (load {la}): " + ", ".join(
+                f"{key} {rnd[name][key]}" for key, _ in RATES), flush=True)
+        rounds.append(rnd)
+    r = dict(n_existing=N, m=M, clients=CLIENTS, state_fs=STATE_DIR, socket_fs=SOCKET_FS,
+             sides=[s for s, _ in sides], rounds=rounds)
     json.dump(r, open(os.path.join(out, "state.json"), "w"), indent=2)
-    md = f"""# Management calls at scale (issue 12)
-
-{N} VDEVs exist (created by batch in {r['batch_create_s']} s); each call below is
-one JSON-RPC call answered only once its journal record is durable (fdatasync on
-{STATE_DIR}).  Measured while other builds shared the machine.
-
-| | per second |
-|---|---|
-| vdev_create, one connection, one call at a time ({M}) | {r['one_conn_create_per_s']} |
-| vdev_delete, one connection, one call at a time ({M}) | {r['one_conn_delete_per_s']} |
-| vdev_create, {CLIENTS} clients, one call at a time each ({2 * M} in all) | {r['clients_create_per_s']} |
-| vdev_delete, {CLIENTS} clients ({2 * M} in all) | {r['clients_delete_per_s']} |
-
-Front-end attach (libsiov: connect, negotiate, share memory, start the rings):
-
-| | p50 us | p99 us | mean us | attaches |
-|---|---|---|---|---|
-| no management load | {r['attach_idle']['p50_us']} | {r['attach_idle']['p99_us']} | {r['attach_idle']['mean_us']} | {r['attach_idle']['n']} |
-| during a create storm from {CLIENTS} clients ({r['storm_create_per_s_with_attaches']} creates/s) | {r['attach_storm']['p50_us']} | {r['attach_storm']['p99_us']} | {r['attach_storm']['mean_us']} | {r['attach_storm']['n']} |
-"""
-    if r["metrics_scrape"]:
-        s = r["metrics_scrape"]
-        md += f"""
-Scrape of `--metrics` with {r['daemon_vdevs']} VDEVs: median {s['ms_median']} ms wall, {s['cpu_ms_median']} ms of siovd CPU time, max {s['ms_max']} ms, {s['bytes']} bytes.
-"""
+    md = markdown(r)
     open(os.path.join(out, "state.md"), "w").write(md)
     section(out, r)
     print(md)
 
 
+def med(r, side, *keys):
+    vals = []
+    for rnd in r["rounds"]:
+        v = rnd[side]
+        for k in keys:
+            v = v.get(k) if isinstance(v, dict) else None
+        if v is not None:
+            vals.append(v)
+    if not vals:
+        return "-"
+    m = statistics.median(vals)
+    return f"{m:g}" if len(vals) == 1 else f"{m:g} ({min(vals):g}-{max(vals):g})"
+
+
+def markdown(r):
+    sides = r["sides"]
+    loads = ", ".join(rnd[s]["load_before"] for rnd in r["rounds"] for s in sides)
+    hdr = "| | " + " | ".join(sides) + " |\n|---|" + "---|" * len(sides) + "\n"
+
+    def row(label, *keys):
+        return f"| {label} | " + " | ".join(med(r, s, *keys) for s in sides) + " |\n"
+    md = f"""# Management calls at scale (issue 12)
+
+{r['n_existing']} VDEVs exist; each call below is one JSON-RPC call answered only
+once its journal record is durable (fdatasync on {r['state_fs']}); sockets on
+{r['socket_fs']}.  Medians (min-max) over {len(r['rounds'])} round(s); the sides of
+a round ran back to back.  Load average (1 min) at the start of each run: {loads}.
+
+""" + hdr
+    for key, label in RATES:
+        md += row(f"{label}, one call at a time: calls/s", key)
+    md += row("records per fdatasync, 1 connection", "one_conn_records_per_sync")
+    md += row(f"records per fdatasync, {r['clients']} clients", "clients_records_per_sync")
+    md += row("write + fdatasync, 1 connection: us", "one_conn_us_per_sync")
+    md += row(f"write + fdatasync, {r['clients']} clients: us", "clients_us_per_sync")
+    md += f"\nFront-end attach (libsiov: connect, negotiate, share memory, start the rings), us:\n\n" + hdr
+    for k, label in (("attach_idle", "no management load"),
+                     ("attach_storm", f"during a create storm from {r['clients']} clients")):
+        md += row(f"{label}: p50", k, "p50_us") + row(f"{label}: p99", k, "p99_us")
+    md += row("creates/s of that storm", "storm_create_per_s_with_attaches")
+    md += f"\n`--metrics` with {r['rounds'][0][sides[0]]['daemon_vdevs']} VDEVs, and engine IOPS " \
+          f"(one VDEV, null backend, 4 KiB randread QD 32, siov-bench) without and during " \
+          f"back-to-back scrapes:\n\n" + hdr
+    md += row("scrape wall ms (alone)", "metrics_scrape", "ms_median")
+    md += row("scrape siovd CPU ms", "metrics_scrape", "cpu_ms_median")
+    md += row("scrape bytes", "metrics_scrape", "bytes")
+    md += row("IOPS without scrapes", "io", "iops_idle")
+    md += row("IOPS during scrapes", "io", "iops_scrape")
+    md += row("scrape wall ms during I/O", "io", "scrape_ms_median")
+    return md
+
+
 def section(out, r):
-    """The figures for bench/run.sh's results file."""
+    """The figures for bench/run.sh's results file: one value per round per side."""
     sec = Section(out, name="state", title="Management calls at scale: durable state (issue 12)",
                   setup=f"bench/state_rate.py: {r['n_existing']} VDEVs exist; each call is "
-                  f"answered once its journal record is fdatasync'd on {r['state_fs']}.")
+                  f"answered once its journal record is fdatasync'd on {r['state_fs']}; "
+                  f"sockets on {r['socket_fs']}.")
     one = f"{r['n_existing']} VDEVs, one call at a time"
-    for key, label in (("one_conn_create_per_s", f"vdev_create, 1 connection, {one}"),
-                       ("one_conn_delete_per_s", f"vdev_delete, 1 connection, {one}"),
-                       ("clients_create_per_s", f"vdev_create, {r['clients']} clients, {one}"),
-                       ("clients_delete_per_s", f"vdev_delete, {r['clients']} clients, {one}")):
-        sec.add("state." + key, "siovd", r[key], label=label, unit="calls/s", better="higher")
+
+    def add(fid, keys, label, unit, better):
+        for rnd in r["rounds"]:
+            for side in r["sides"]:
+                v = rnd[side]
+                for k in keys:
+                    v = v.get(k) if isinstance(v, dict) else None
+                sec.add(fid, side, v, label=label, unit=unit, better=better)
+        if len(r["sides"]) > 1:
+            sec.ratio(fid, of=r["sides"][0], to=r["sides"][1])
+    for key, label in RATES:
+        add("state." + key, [key], f"{label}, {one}", "calls/s", "higher")
+    for key, label in (("clients_records_per_sync", f"records per fdatasync, {r['clients']} clients"),):
+        add("state." + key, [key], label, "records", "higher")
     for key, label in (("attach_idle", "front-end attach, no management load"),
                        ("attach_storm", "front-end attach during a create storm")):
         for q in ("p50_us", "p99_us"):
-            sec.add(f"state.{key}.{q}", "siovd", r[key][q], label=f"{label}: {q[:3]}",
-                    unit="us", better="lower")
-    if r.get("metrics_scrape"):
-        sec.add("state.metrics_scrape_ms", "siovd", r["metrics_scrape"]["ms_median"],
-                label=f"scrape of --metrics with {r['daemon_vdevs']} VDEVs (wall)", unit="ms",
-                better="lower")
-        sec.add("state.metrics_scrape_cpu_ms", "siovd", r["metrics_scrape"]["cpu_ms_median"],
-                label=f"scrape of --metrics with {r['daemon_vdevs']} VDEVs (siovd CPU)",
-                unit="ms", better="lower")
+            add(f"state.{key}.{q}", [key, q], f"{label}: {q[:3]}", "us", "lower")
+    vd = r["rounds"][0][r["sides"][0]]["daemon_vdevs"]
+    add("state.metrics_scrape_ms", ["metrics_scrape", "ms_median"],
+        f"scrape of --metrics with {vd} VDEVs (wall)", "ms", "lower")
+    add("state.metrics_scrape_cpu_ms", ["metrics_scrape", "cpu_ms_median"],
+        f"scrape of --metrics with {vd} VDEVs (siovd CPU)", "ms", "lower")
+    add("state.io.iops_idle", ["io", "iops_idle"], "engine IOPS (1 VDEV, QD 32), no scrapes",
+        "IOPS", "higher")
+    add("state.io.iops_scrape", ["io", "iops_scrape"],
+        f"engine IOPS (1 VDEV, QD 32) during back-to-back scrapes of {vd} VDEVs", "IOPS",
+        "higher")
+    loads = ", ".join(rnd[s]["load_before"] for rnd in r["rounds"] for s in r["sides"])
+    sec.note(f"Load average (1 min) at the start of each run: {loads}.")
     sec.note("Goals (issue 12): >= 2000 creates/s on one connection and >= 5000/s from 8 "
-             "clients at 10,000 VDEVs; attach time unchanged during a storm; scrape < 100 ms.")
+             "clients at 10,000 VDEVs; attach time unchanged during a storm; scrape < 100 ms "
+             "without stalling the engines.")
     sec.write()
 
 

@@ -36,6 +36,7 @@ struct bench_opts {
 	bool per_socket;       /* report IOPS per socket as well */
 	unsigned reconnect_ms; /* libsiov reconnect budget, 0 = off */
 	bool dirty_log;	       /* --dirty-log: keep the back end logging (migration cost) */
+	bool packed;	       /* --packed: packed virtqueues if the device offers them */
 };
 
 /*

@@ -11,6 +11,7 @@
 set -euo pipefail
 BUILD=$1 DIR=$2
 . "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/../remote-lib.sh"
 RWS=${RWS:-"randwrite randread"}
 QDS=${QDS:-"1 32"}
 if [ "$QUICK" = 1 ]; then
@@ -35,52 +36,6 @@ $FIG meta "$DIR" --name rbd --title "RBD backend: siovd vs qemu-storage-daemon's
 [ -n "$QSD" ] || $FIG note "$DIR" "qemu-storage-daemon is not installed: siovd only."
 
 # The targets of lib.sh's run_target, on the image instead of a file.
-start_siovd() {
-	mkdir -p "$WORK/state"
-	taskset -c "$TCPU" "$SIOVD" --rpc-socket "$WORK/rpc.sock" --state-dir "$WORK/state" \
-		>"$WORK/target.log" 2>&1 &
-	TPID=$!
-	wait_sock "$WORK/rpc.sock" "$TPID" || return 1
-	"$SIOVCTL" -s "$WORK/rpc.sock" backend_create --name b0 --type rbd --pool rbd --image bench \
-		--conf "$CEPH_CONF" >/dev/null || return 1
-	"$SIOVCTL" -s "$WORK/rpc.sock" vdev_create --name v0 --type blk --backend b0 \
-		--socket "$WORK/vu.sock" --queues 1 >/dev/null || return 1
-	wait_sock "$WORK/vu.sock" "$TPID"
-}
-start_qsd() {
-	taskset -c "$TCPU" "$QSD" --blockdev "driver=rbd,node-name=d0,pool=rbd,image=bench,conf=$CEPH_CONF,cache.direct=on" \
-		--export "type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path=$WORK/vu.sock,writable=on,num-queues=1" \
-		>"$WORK/target.log" 2>&1 &
-	TPID=$!
-	wait_sock "$WORK/vu.sock" "$TPID"
-}
-
-record() { # SIDE RW QD JSON
-	local id=rbd.$2.4k.qd$3 what="RBD, 4 KiB $2, QD $3"
-	if [ ! -s "$4" ]; then
-		$FIG add "$DIR" --id "$id.iops" --side "$1" --value none
-		return
-	fi
-	$FIG add "$DIR" --id "$id.iops" --side "$1" --value "$(jget "$4" 'd["iops"]')" --label "$what: IOPS" --unit IOPS
-	$FIG add "$DIR" --id "$id.iops_per_cpu_s" --side "$1" --value "$(jget "$4" 'd["iops_per_target_cpu_s"]')" \
-		--label "$what: IOPS per target CPU-second" --unit "IOPS/CPU-s"
-	$FIG add "$DIR" --id "$id.lat_mean_us" --side "$1" --value "$(jget "$4" 'd["lat_ns"]["mean"]/1e3')" \
-		--label "$what: mean latency" --unit "µs" --better lower
-	echo "rbd: $1 $2 qd=$3: $(jget "$4" '"%.0f IOPS, mean %.1f us, %.2f of a CPU" % (d["iops"], d["lat_ns"]["mean"]/1e3, d["target_cpu_s"]/d["runtime_s"])')"
-}
-
-for round in $(seq "$ROUNDS"); do
-	for rw in $RWS; do for qd in $QDS; do
-		for side in siovd qsd; do
-			[ "$side" = qsd ] && [ -z "$QSD" ] && continue
-			out=$DIR/raw/$side-$rw-qd$qd-r$round.json
-			run_target "$side" rbd "$out" --rw "$rw" --bs 4k --iodepth "$qd" --irq || true
-			record "$side" "$rw" "$qd" "$out"
-		done
-	done; done
-done
-[ -n "$QSD" ] || exit 0
-for rw in $RWS; do for qd in $QDS; do
-	$FIG ratio "$DIR" --id "rbd.$rw.4k.qd$qd.iops" --of siovd --to qsd
-	$FIG ratio "$DIR" --id "rbd.$rw.4k.qd$qd.iops_per_cpu_s" --of siovd --to qsd
-done; done
+start_siovd() { remote_start_siovd --type rbd --pool rbd --image bench --conf "$CEPH_CONF"; }
+start_qsd() { remote_start_qsd "driver=rbd,node-name=d0,pool=rbd,image=bench,conf=$CEPH_CONF,cache.direct=on"; }
+remote_rounds rbd RBD

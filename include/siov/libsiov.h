@@ -52,6 +52,13 @@ struct siov_queue;
  * what logging costs the back end.  The log is not renewed after a reconnect.
  */
 #define SIOV_DEV_F_DIRTY_LOG (1u << 2)
+/*
+ * Drive packed virtqueues (VIRTIO_F_RING_PACKED) if the device offers them,
+ * else split ones: siov_dev_info().features says which (bit 34).  Not with
+ * reconnect_ms (siov_dev_open() says -EINVAL): a packed ring is rebuilt from
+ * copies of its chains, which the library does not keep.
+ */
+#define SIOV_DEV_F_PACKED (1u << 3)
 
 /*
  * Options of siov_dev_open().  Call siov_dev_opts_init() first and change

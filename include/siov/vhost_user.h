@@ -217,7 +217,7 @@ struct siov_vu_inflight_pdesc {
 	uint32_t len;
 	uint16_t flags;
 	uint16_t next; /* pool index of the chain's next copy, SIOV_VU_PDESC_END after the last */
-} __attribute__((packed));
+};
 #define SIOV_VU_PDESC_END 0xffffu
 
 struct siov_vu_inflight_pbuf { /* one per buffer id */
@@ -229,7 +229,7 @@ struct siov_vu_inflight_pbuf { /* one per buffer id */
 	uint16_t pos;	/* ring position | wrap << 15 where it was made available */
 	uint16_t padding2[3];
 	uint64_t counter; /* age: larger is younger */
-} __attribute__((packed));
+};
 
 #define SIOV_VU_INFLIGHT_PACKED_MAGIC 0x70616b31u /* "pak1": the positions are valid */
 
@@ -242,6 +242,11 @@ struct siov_vu_inflight_packed {
 	/* struct siov_vu_inflight_pbuf buf[desc_num], then struct siov_vu_inflight_pdesc
 	 * pool[desc_num] */
 	uint8_t data[];
-} __attribute__((packed));
+};
+/* Natural alignment, no packing: siovd stores the positions and flags with atomics. */
+_Static_assert(sizeof(struct siov_vu_inflight_pdesc) == 16 &&
+		   sizeof(struct siov_vu_inflight_pbuf) == 24 &&
+		   sizeof(struct siov_vu_inflight_packed) == 16,
+	       "packed in-flight records keep their layout");
 
 #endif

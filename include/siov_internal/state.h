@@ -9,9 +9,10 @@
  * state.c; a new kind of object is a row there and nothing else: records and
  * snapshots carry any kind the same way.  docs/operations.md says why.
  *
- * Threads: siov_state_put/del/appended/decided are called from one thread
- * (the control thread); the writer thread does every write and fdatasync, and
- * a compaction thread folds the journal into a new snapshot in the background.
+ * Threads: siov_state_put/del/appended/decided/expect/unexpect/hold/release
+ * are called from one thread (the control thread); the writer thread does
+ * every write and fdatasync, and a compaction thread folds the journal into a
+ * new snapshot in the background.
  */
 #ifndef SIOV_INTERNAL_STATE_H
 #define SIOV_INTERNAL_STATE_H
@@ -80,6 +81,20 @@ uint64_t siov_state_appended(const struct siov_state *st);
 int siov_state_decided(struct siov_state *st, uint64_t seq, struct siov_err *err);
 /* Blocks until siov_state_decided() is non-zero; returns 0 or its -errno. */
 int siov_state_wait(struct siov_state *st, uint64_t seq, struct siov_err *err);
+
+/*
+ * Group commit, with a loop (control thread): a change is expected soon (a
+ * client was just answered one), so buffered records wait for it, at most
+ * about one sync's time, instead of being synced without it.  The token goes
+ * to siov_state_unexpect() once that change was appended, or will not come
+ * (another request, the client left).  Without a loop these do nothing:
+ * records are written as they come.
+ */
+uint64_t siov_state_expect(struct siov_state *st);
+void siov_state_unexpect(struct siov_state *st, uint64_t token);
+/* Records wait while a request is being handled, so that its own share one sync. */
+void siov_state_hold(struct siov_state *st);
+void siov_state_release(struct siov_state *st);
 
 /* Counters for metrics: records written, batches (fdatasyncs), compactions. */
 struct siov_state_stats {

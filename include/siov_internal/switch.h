@@ -9,7 +9,7 @@
  * drop is counted on the port it concerns, by reason.
  *
  * A port is a table of functions: the switch calls deliver() on the thread of
- * the sender (any engine, or the control thread for the uplink), possibly for
+ * the sender (any engine, or the uplink reader for the uplink), possibly for
  * the same port from several threads at once; deliver() never blocks (a port
  * with no room for a frame drops it, counted against itself, and the sender
  * carries on).  The port's owner serialises its own receive path.
@@ -108,7 +108,10 @@ void siov_network_age(struct siov_network *net, uint64_t now);
 
 /* The uplink's fd to watch for frames from the host (-1 without one), and its reader. */
 int siov_network_uplink_fd(const struct siov_network *net);
-/* Reads and forwards up to budget frames from the uplink; returns how many it read. */
+/*
+ * Reads and forwards up to budget frames from the uplink; returns how many it
+ * read.  One thread at a time (it reads into the network's one frame buffer).
+ */
 unsigned siov_network_uplink_rx(struct siov_network *net, unsigned budget, uint64_t now);
 
 /* -EEXIST for a MAC another port of the network owns. */

@@ -15,6 +15,7 @@
 
 #include "siov_internal/backend.h"
 #include "siov_internal/engine.h"
+#include "siov_internal/export.h"
 #include "siov_internal/virtqueue.h"
 #include "siov_internal/qos.h"
 #include "siov_internal/switch.h"
@@ -184,6 +185,10 @@ struct siov_vdev_info {
 	uint64_t move_done, move_total;
 	bool is_net;
 	struct siov_port_stats port; /* net: what the switch counted for the port */
+	/* Exported: the NBD export's I/O, in a queue's terms (it sums like one). */
+	bool exported;
+	struct siov_queue_stats export_io;
+	uint64_t export_throttled; /* its requests that waited for the QoS buckets */
 };
 
 struct siov_group_info {

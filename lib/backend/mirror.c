@@ -19,6 +19,17 @@
  * The resync thread owns an io_uring of its own and drives the members through
  * the same siov_backend_submit() the engines use; its rate is a QoS token
  * bucket (siov_qos), the machinery the VDEVs' limits use.
+ *
+ * Crashes.  The bitmap file is a shared mapping: what a write set survives a
+ * process crash at once (the page cache keeps it), but reaches the disk only
+ * when the resync thread syncs it (MS_SYNC, once a second), so a host crash
+ * can lose the last second's bits.  So that a crash never leaves members
+ * silently different: the header records the boot it was opened in, and an
+ * unclean stop in an earlier boot (a host crash) resyncs every other member
+ * fully from one in-sync member instead of trusting the bits; the "not
+ * clean" mark and every member failure are synced before siovd goes on (a
+ * failed member is on disk as failed before the write it missed completes),
+ * so a stale member is never taken for an in-sync one.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -66,6 +77,7 @@ struct bm_hdr {
 	uint32_t clean; /* 1 after an orderly close, 0 while open */
 	uint64_t size, chunk_size, nchunks;
 	struct bm_member m[SIOV_MIRROR_MAX_MEMBERS];
+	char boot_id[40]; /* /proc/sys/kernel/random/boot_id of the boot that opened it */
 };
 _Static_assert(sizeof(struct bm_hdr) <= BM_HDR_SIZE, "bitmap header fits its page");
 
@@ -96,6 +108,7 @@ struct mirror {
 	void *map;
 	size_t map_len;
 	bool file_backed;
+	bool host_crash; /* not closed cleanly, and in an earlier boot: the bits may be stale */
 	_Atomic unsigned rr;
 	_Atomic uint64_t read_retries;
 	/* Resync thread. */
@@ -203,6 +216,33 @@ static void hdr_sync(struct mirror *mi)
 	}
 }
 
+/*
+ * Writes the header page through to the disk.  Called on the control thread at
+ * open and, rarely, on the thread that fails a member (before the request
+ * that failed it completes): a failed member must be on disk as failed, or a
+ * host crash could bring it back as in sync.
+ */
+static void hdr_persist(struct mirror *mi)
+{
+	if (mi->file_backed && msync(mi->map, BM_HDR_SIZE, MS_SYNC) < 0)
+		SIOV_WARN("mirror %s: cannot sync its bitmap header: %s", mi->self->conf.name,
+			  strerror(errno));
+}
+
+/* This boot's id (36 characters and a NUL), or "" if the kernel does not say. */
+static void boot_id(char out[40])
+{
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+
+	memset(out, 0, 40);
+	if (!f)
+		return;
+	if (!fgets(out, 40, f))
+		out[0] = '\0';
+	out[strcspn(out, "\n")] = '\0';
+	fclose(f);
+}
+
 /* The conf lists the members in slot order: what the state file saves. */
 static void conf_sync(struct mirror *mi)
 {
@@ -235,6 +275,7 @@ static void wake(struct mirror *mi)
 static bool members_fail(struct mirror *mi, uint32_t bad, uint32_t keep, const char *reason)
 {
 	uint32_t cur = atomic_load(&mi->in_sync), next;
+	bool changed = false;
 	unsigned i;
 
 	do {
@@ -256,11 +297,14 @@ static bool members_fail(struct mirror *mi, uint32_t bad, uint32_t keep, const c
 		snprintf(m->reason, sizeof(m->reason), "%s", reason);
 		mi->hdr->m[i].state = SIOV_MEMBER_FAILED;
 		snprintf(mi->hdr->m[i].reason, sizeof(mi->hdr->m[i].reason), "%s", reason);
+		changed = true;
 		SIOV_WARN("mirror %s: member %s failed (%s); %s", mi->self->conf.name,
 			  m->bd->conf.name, reason,
 			  old == SIOV_MEMBER_IN_SYNC ? "dropped from the mirror"
 						     : "its resync stopped");
 	}
+	if (changed)
+		hdr_persist(mi);
 	wake(mi);
 	return true;
 }
@@ -810,8 +854,9 @@ static void *resync_main(void *arg)
 		}
 		if (now - last_sweep > 1000000000ull) {
 			sweep(mi);
+			/* MS_ASYNC would leave it to the kernel's writeback (~30 s). */
 			if (mi->file_backed)
-				msync(mi->map, mi->map_len, MS_ASYNC);
+				msync(mi->map, mi->map_len, MS_SYNC);
 			last_sweep = now;
 		}
 		/* Nothing to copy (or no source yet): sleep, shorter while busy. */
@@ -949,10 +994,13 @@ static int member_restore(struct mirror *mi, unsigned j, bool fresh, bool unclea
 		atomic_fetch_or(&mi->in_sync, bit(j));
 		return 0;
 	}
-	/* Resyncing, or in sync but possibly behind after an unclean stop. */
-	if (h && state == SIOV_MEMBER_RESYNCING)
+	/*
+	 * Resyncing, or in sync but possibly behind after an unclean stop.  After
+	 * a host crash the bits may miss the last writes: copy everything.
+	 */
+	if (h && state == SIOV_MEMBER_RESYNCING && !(mi->host_crash && !h->full))
 		return resync_begin(mi, j, h->full, h->full ? h->cursor : 0);
-	return resync_begin(mi, j, !h, 0);
+	return resync_begin(mi, j, !h || mi->host_crash, 0);
 }
 
 static int members_restore(struct mirror *mi, bool fresh, struct siov_err *err)
@@ -985,7 +1033,12 @@ static int members_restore(struct mirror *mi, bool fresh, struct siov_err *err)
 				    "mirror '%s': no member is in sync (the bitmap file says every "
 				    "one failed or was resyncing); remove %s to start over",
 				    mi->self->conf.name, "the bitmap file");
-	if (unclean)
+	if (unclean && mi->host_crash)
+		SIOV_WARN("mirror %s: not closed cleanly, in an earlier boot (a host crash?): "
+			  "the bitmap may have missed the last writes, so the other members are "
+			  "resynced fully from one",
+			  mi->self->conf.name);
+	else if (unclean)
 		SIOV_WARN("mirror %s: not closed cleanly: %llu chunk(s) written just before are "
 			  "reconciled from one member",
 			  mi->self->conf.name, (unsigned long long)dirty_chunks(mi));
@@ -1166,6 +1219,7 @@ static int mirror_alloc(struct mirror *mi, struct siov_err *err)
 static int mirror_start(struct mirror *mi, const struct siov_mirror_member *members, unsigned n,
 			const struct siov_mirror_opts *opts, struct siov_err *err)
 {
+	char boot[40];
 	bool fresh;
 	unsigned i;
 	int rc;
@@ -1194,12 +1248,18 @@ static int mirror_start(struct mirror *mi, const struct siov_mirror_member *memb
 	if (fresh)
 		hdr_init(mi);
 	bits_clear_tail(mi);
+	boot_id(boot);
+	/* Unknown boots count as different ones: a full resync is never wrong. */
+	mi->host_crash = !fresh && !mi->hdr->clean &&
+			 (!boot[0] || strncmp(mi->hdr->boot_id, boot, sizeof(boot)) != 0);
 	rc = members_restore(mi, fresh, err);
 	if (rc)
 		return rc;
 	hdr_sync(mi);
 	conf_sync(mi);
+	memcpy(mi->hdr->boot_id, boot, sizeof(boot));
 	mi->hdr->clean = 0;
+	hdr_persist(mi); /* a host crash from now on is seen as one */
 	rc = pthread_create(&mi->thread, NULL, resync_main, mi);
 	if (rc)
 		return siov_err_set(err, -rc, "mirror '%s': cannot start its resync thread",

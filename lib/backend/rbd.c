@@ -136,10 +136,33 @@ static int set_conf(struct rbd_be *be, const char *key, const char *val)
 	return rados_conf_set(be->cluster, key, val);
 }
 
+/*
+ * How long rados_connect may wait for a monitor, in seconds: the backend's
+ * timeout, but at most RBD_CONNECT_MAX_S.  backend_create runs on siovd's
+ * control thread, so every RPC and vhost-user session waits while it
+ * connects; and the answer must come before siovctl's own 30 s default, or
+ * the user sees "no answer" instead of the reason.
+ */
+#define RBD_CONNECT_MAX_S 10
+
+static unsigned int timeout_s(const struct siov_backend_conf *c)
+{
+	return ((c->timeout_ms ? c->timeout_ms : SIOV_BACKEND_TIMEOUT_MS_DEFAULT) + 999) / 1000;
+}
+
+/* What to check when rados_connect failed with rc (other than a timeout). */
+static const char *connect_hint(int rc)
+{
+	if (rc == -EACCES || rc == -EPERM || rc == -ENOENT)
+		return " - check the key(ring) of that client";
+	return "";
+}
+
 static int cluster_connect(struct siov_backend *bd, struct rbd_be *be, struct siov_err *err)
 {
 	const struct siov_backend_conf *c = &bd->conf;
 	const char *conf = c->ceph_conf[0] ? c->ceph_conf : NULL;
+	unsigned int op_s = timeout_s(c), mount_s = op_s < RBD_CONNECT_MAX_S ? op_s : RBD_CONNECT_MAX_S;
 	char tmo[32];
 	int rc;
 
@@ -152,21 +175,25 @@ static int cluster_connect(struct siov_backend *bd, struct rbd_be *be, struct si
 		return siov_err_set(err, rc, "backend '%s': cannot read Ceph configuration %s: %s",
 				    c->name, conf ? conf : "(default search path)", strerror(-rc));
 	/* A lost cluster must not hang siovd: connection and each operation time out. */
-	snprintf(tmo, sizeof(tmo), "%u", (c->timeout_ms ? c->timeout_ms : 30000) / 1000 + 1);
+	snprintf(tmo, sizeof(tmo), "%u", mount_s);
 	set_conf(be, "client_mount_timeout", tmo);
+	snprintf(tmo, sizeof(tmo), "%u", op_s);
 	set_conf(be, "rados_osd_op_timeout", tmo);
 	set_conf(be, "rados_mon_op_timeout", tmo);
 	rc = rados_connect(be->cluster);
+	if (rc == -ETIMEDOUT)
+		return siov_err_set(err, rc,
+				    "backend '%s': cannot connect to the Ceph cluster as client.%s "
+				    "(%s): no monitor answered within %u s - check mon host, that "
+				    "the monitors are up, and this client's auth and key: %s",
+				    c->name, c->ceph_id[0] ? c->ceph_id : "admin",
+				    conf ? conf : "default ceph.conf", mount_s, strerror(-rc));
 	if (rc < 0)
 		return siov_err_set(err, rc,
 				    "backend '%s': cannot connect to the Ceph cluster as client.%s "
 				    "(%s)%s: %s",
 				    c->name, c->ceph_id[0] ? c->ceph_id : "admin",
-				    conf ? conf : "default ceph.conf",
-				    rc == -EACCES || rc == -EPERM || rc == -ENOENT
-					? " - check the key(ring) of that client"
-					: "",
-				    strerror(-rc));
+				    conf ? conf : "default ceph.conf", connect_hint(rc), strerror(-rc));
 	be->connected = true;
 	return 0;
 }

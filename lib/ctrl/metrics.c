@@ -237,6 +237,8 @@ static void collect_vdev(const struct siov_vdev_info *info, void *arg)
 					     q->requests, q->kicks};
 	}
 	r->nqueues = info->nqueues;
+	if (info->exported) /* the NBD export's I/O is the VDEV's too */
+		add_queue(r, &info->export_io);
 	rs->n++;
 }
 

@@ -51,6 +51,8 @@ struct siov_rpc_conn {
 	/* Answers waiting for the journal, in order: pend_head first. */
 	struct rpc_pending *pend_head, **pend_tail;
 	unsigned npending;
+	/* Answered a change, so its next change is expected (siov_state_expect): 0 if not. */
+	uint64_t expect;
 };
 
 /* An answer held until the journal is durable up to seq. */
@@ -60,6 +62,7 @@ struct rpc_pending {
 	uint64_t seq;
 	struct json_object **changes; /* the parts of resp that changed something */
 	size_t nchanges;
+	bool change; /* the request changed something */
 };
 
 /* Stop reading a connection that has this many answers waiting for the journal. */
@@ -361,10 +364,22 @@ char *siov_rpc_handle(struct siov_rpc_server *srv, const char *req, size_t len)
 
 /* ---- Connections ---- */
 
+/* c's next change is no longer expected (it sent a request, or will send none). */
+static void conn_unexpect(struct siov_rpc_conn *c)
+{
+	uint64_t tok = c->expect;
+
+	if (tok) {
+		c->expect = 0;
+		siov_state_unexpect(c->srv->state, tok);
+	}
+}
+
 static void conn_close(struct siov_rpc_conn *c)
 {
 	struct siov_rpc_server *srv = c->srv;
 
+	conn_unexpect(c);
 	siov_loop_del(c->watch);
 	close(c->fd);
 	json_tokener_free(c->tok);
@@ -440,14 +455,20 @@ static void conn_release(struct siov_rpc_conn *c)
 {
 	struct rpc_pending *p;
 
+	bool change = false;
+
 	while ((p = c->pend_head) && rpc_settle(c->srv, p)) {
 		c->pend_head = p->next;
 		if (!c->pend_head)
 			c->pend_tail = &c->pend_head;
 		c->npending--;
+		change |= p->change;
 		conn_send(c, p->resp);
 		free(p);
 	}
+	/* One call at a time: a client answered a change usually sends the next at once. */
+	if (change && !c->pend_head && !c->closing && !c->expect)
+		c->expect = siov_state_expect(c->srv->state);
 }
 
 /*
@@ -467,6 +488,7 @@ static void conn_reply(struct siov_rpc_conn *c, struct json_object *resp)
 	p->resp = resp;
 	p->seq = srv->state ? siov_state_appended(srv->state) : 0;
 	rpc_take_changes(srv, p);
+	p->change = p->nchanges > 0;
 	*c->pend_tail = p;
 	c->pend_tail = &p->next;
 	c->npending++;
@@ -504,15 +526,24 @@ static void conn_feed(struct siov_rpc_conn *c, const char *buf, size_t len)
 			json_object_put(val);
 			conn_reply(c, rpc_too_large(srv));
 			c->closing = true;
+			conn_unexpect(c);
 		} else if (jerr == json_tokener_success) {
-			/* val is NULL for a bare 'null', which is an invalid request. */
+			/*
+			 * The request's records are synced together, after it: a
+			 * batch's calls share one fdatasync.  val is NULL for a bare
+			 * 'null', which is an invalid request.
+			 */
+			siov_state_hold(srv->state);
+			conn_unexpect(c);
 			conn_reply(c, rpc_handle_value(srv, val));
+			siov_state_release(srv->state);
 			json_object_put(val);
 			json_tokener_reset(c->tok);
 			c->req_bytes = 0;
 		} else if (jerr != json_tokener_continue) {
 			conn_reply(c, rpc_parse_error(jerr, c->req_bytes));
 			c->closing = true;
+			conn_unexpect(c);
 		} else if (used == 0) {
 			break;
 		}
@@ -526,9 +557,10 @@ static void conn_read(struct siov_rpc_conn *c)
 
 	if (n > 0)
 		conn_feed(c, buf, (size_t)n);
-	else if (n == 0)
+	else if (n == 0) {
 		c->closing = true; /* the peer is done sending; answer, then close */
-	else if (errno != EAGAIN && errno != EINTR)
+		conn_unexpect(c);
+	} else if (errno != EAGAIN && errno != EINTR)
 		c->drop = true;
 }
 

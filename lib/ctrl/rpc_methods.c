@@ -606,6 +606,31 @@ static struct json_object *hold_to_json(const struct siov_vdev_info *info)
 	return o;
 }
 
+static void sum_add(struct siov_queue_stats *sum, const struct siov_queue_stats *q)
+{
+	sum->requests += q->requests;
+	sum->bytes_read += q->bytes_read;
+	sum->bytes_written += q->bytes_written;
+	sum->errors += q->errors;
+	sum->inflight += q->inflight;
+	sum->latency_ns_total += q->latency_ns_total;
+}
+
+/* The export's share of a VDEV's totals (export_list has its connections). */
+static struct json_object *export_io_to_json(const struct siov_vdev_info *info)
+{
+	const struct siov_queue_stats *e = &info->export_io;
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "requests", json_object_new_uint64(e->requests));
+	json_object_object_add(o, "bytes_read", json_object_new_uint64(e->bytes_read));
+	json_object_object_add(o, "bytes_written", json_object_new_uint64(e->bytes_written));
+	json_object_object_add(o, "errors", json_object_new_uint64(e->errors));
+	json_object_object_add(o, "inflight", json_object_new_uint64(e->inflight));
+	json_object_object_add(o, "throttled", json_object_new_uint64(info->export_throttled));
+	return o;
+}
+
 static void vdev_stats_to_json(const struct siov_vdev_info *info, void *arg)
 {
 	struct siov_queue_stats sum = {0};
@@ -617,15 +642,11 @@ static void vdev_stats_to_json(const struct siov_vdev_info *info, void *arg)
 		return;
 	}
 	for (unsigned i = 0; i < info->nqueues && info->queues; i++) {
-		const struct siov_queue_stats *q = &info->queues[i];
-		sum.requests += q->requests;
-		sum.bytes_read += q->bytes_read;
-		sum.bytes_written += q->bytes_written;
-		sum.errors += q->errors;
-		sum.inflight += q->inflight;
-		sum.latency_ns_total += q->latency_ns_total;
-		json_object_array_add(qs, queue_to_json(q));
+		sum_add(&sum, &info->queues[i]);
+		json_object_array_add(qs, queue_to_json(&info->queues[i]));
 	}
+	if (info->exported) /* the NBD export's I/O is the VDEV's too */
+		sum_add(&sum, &info->export_io);
 	json_object_object_add(o, "name", json_object_new_string(info->conf->name));
 	json_object_object_add(o, "state", json_object_new_string(info->state ? info->state : ""));
 	json_object_object_add(o, "broken_reason",
@@ -647,6 +668,8 @@ static void vdev_stats_to_json(const struct siov_vdev_info *info, void *arg)
 	if (info->is_net)
 		json_object_object_add(o, "net", port_to_json(&info->port));
 	json_object_object_add(o, "error_policy", hold_to_json(info));
+	if (info->exported)
+		json_object_object_add(o, "export", export_io_to_json(info));
 	if (info->conf->move_backend[0]) {
 		struct json_object *m = json_object_new_object();
 

@@ -81,6 +81,7 @@ struct vdcm_vdev {
 	struct vdcm_backend *move_be;
 	struct window move_win;
 	unsigned exports; /* NBD exports serving it: it cannot be deleted */
+	struct siov_export *export; /* the one export (its I/O counts in vdev_stats) */
 };
 
 /* A VDEV served over NBD (lib/export). */
@@ -1429,6 +1430,24 @@ static void queue_stats(const struct siov_vq *vq, bool self_run, struct siov_que
 		s->lat_hist[k] = SIOV_STAT_GET(t->lat_hist[k]);
 }
 
+/* The export's I/O in a queue's terms, so that it counts in the VDEV's totals like one. */
+static void export_io(struct siov_export *ex, struct siov_vdev_info *info)
+{
+	struct siov_export_stats st;
+
+	siov_export_get_stats(ex, &st);
+	info->exported = true;
+	info->export_throttled = st.throttled;
+	info->export_io = (struct siov_queue_stats){.state = "running",
+						    .engine = -1,
+						    .requests = st.requests,
+						    .bytes_read = st.bytes_read,
+						    .bytes_written = st.bytes_written,
+						    .errors = st.errors,
+						    .inflight = st.inflight,
+						    .latency_ns_total = st.latency_ns_total};
+}
+
 static void vdev_report(struct vdcm_vdev *d, siov_vdev_info_cb cb, void *arg)
 {
 	struct siov_queue_stats qs[SIOV_VDEV_MAX_QUEUES];
@@ -1450,6 +1469,8 @@ static void vdev_report(struct vdcm_vdev *d, siov_vdev_info_cb cb, void *arg)
 	info.connections = siov_vu_server_connections(d->srv);
 	info.logging = siov_vu_server_logging(d->srv);
 	info.max_queues = siov_vu_server_nqueues(d->srv);
+	if (d->export)
+		export_io(d->export, &info);
 	siov_qos_get(d->qos, &p, &info.qos);
 	if (d->net) {
 		info.is_net = true;
@@ -1566,6 +1587,7 @@ int siov_vdcm_export_create(struct siov_vdcm *v, const struct siov_export_conf *
 	win.offset = d->conf.offset;
 	win.size = d->size;
 	win.readonly = d->conf.readonly || siov_backend_conf(d->be->bd)->readonly;
+	win.qos = d->qos; /* the export obeys the VDEV's limits */
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return siov_err_set(err, -ENOMEM, "out of memory");
@@ -1576,6 +1598,7 @@ int siov_vdcm_export_create(struct siov_vdcm *v, const struct siov_export_conf *
 	}
 	e->d = d;
 	d->exports++;
+	d->export = e->ex;
 	e->next = v->exports;
 	v->exports = e;
 	return 0;
@@ -1591,6 +1614,7 @@ int siov_vdcm_export_delete(struct siov_vdcm *v, const char *vdev, struct siov_e
 	*pp = e->next;
 	siov_export_close(e->ex);
 	e->d->exports--;
+	e->d->export = NULL;
 	SIOV_INFO("export '%s' deleted", vdev);
 	free(e);
 	return 0;

@@ -11,6 +11,15 @@
  * have completed, and connections accepted meanwhile are not read from until
  * then.  A client that reconnects and resubmits its writes therefore never
  * races the same writes, or older ones, from its previous connection.
+ *
+ * QoS: a request the VDEV's buckets do not admit yet waits, unstarted, in
+ * one FIFO per export (every connection's, in arrival order, so one client
+ * cannot overtake another); the loop sleeps until the buckets' deadline and
+ * admits from the head.  The protocol engine bounds what a client may have
+ * outstanding (64 requests, 64 MiB), so the FIFO is bounded too.  Nothing
+ * is failed for QoS.  While the export closes, the waiting requests start
+ * without asking: their replies have nowhere to go, but their writes land,
+ * as the fence promises.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -59,6 +68,8 @@ struct exp_io {
 	struct iovec iov;
 	struct siov_nbd_req *req;
 	struct exp_conn *conn;
+	uint64_t t0;		/* arrival, ns */
+	struct exp_io *next;	/* in the QoS FIFO */
 };
 
 struct siov_export {
@@ -76,7 +87,10 @@ struct siov_export {
 	struct exp_conn *conns;
 	unsigned nconns;
 	uint64_t zombie_ios; /* requests still running for closed connections */
+	struct exp_io *wait_head, *wait_tail; /* waiting for the QoS buckets */
+	uint64_t retry_ns;		      /* when the head is worth asking again */
 	_Atomic uint64_t st_open, st_conns, st_requests, st_errors, st_read, st_written, st_proto;
+	_Atomic uint64_t st_inflight, st_throttled, st_lat;
 };
 
 #define STAT_ADD(x, n) atomic_fetch_add_explicit(&(x), (n), memory_order_relaxed)
@@ -310,6 +324,8 @@ static void exp_io_done(struct siov_io *io, int res)
 	    (uint64_t)res != io->len)
 		err = -EIO;
 	STAT_ADD(ex->st_requests, 1);
+	STAT_ADD(ex->st_lat, siov_now_ns() - x->t0);
+	atomic_fetch_sub_explicit(&ex->st_inflight, 1, memory_order_relaxed);
 	if (err)
 		STAT_ADD(ex->st_errors, 1);
 	else if (io->op == SIOV_IO_READ)
@@ -338,15 +354,62 @@ static enum siov_io_op io_op(uint16_t type)
 	}
 }
 
+/* What the QoS buckets charge for a request: its data, as for virtio-blk. */
+static uint64_t exp_bytes(const struct exp_io *x)
+{
+	return x->io.op == SIOV_IO_READ || x->io.op == SIOV_IO_WRITE ? x->io.len : 0;
+}
+
+static bool exp_admit(struct siov_export *ex, struct exp_io *x, uint64_t now)
+{
+	struct siov_qos *q = ex->win.qos;
+
+	if (!q || !siov_qos_limited(q) || atomic_load(&ex->stopping))
+		return true;
+	return siov_qos_admit(q, now, exp_bytes(x), &ex->retry_ns);
+}
+
+/* Starts the admitted heads of the QoS FIFO, in order; a failed start completes with its error. */
+static void admit_waiting(struct siov_export *ex)
+{
+	struct exp_io *x;
+	uint64_t now = siov_now_ns();
+	int rc;
+
+	while ((x = ex->wait_head) && exp_admit(ex, x, now)) {
+		ex->wait_head = x->next;
+		if (!ex->wait_head)
+			ex->wait_tail = NULL;
+		if (ex->win.qos)
+			siov_qos_note_wait(ex->win.qos, now - x->t0);
+		rc = siov_backend_submit(ex->win.bd, &ex->ctx, &x->io);
+		if (rc < 0)
+			exp_io_done(&x->io, rc);
+	}
+}
+
+/* epoll_wait's timeout: until the QoS FIFO's head may be admitted, or forever. */
+static int wait_ms(const struct siov_export *ex)
+{
+	uint64_t now;
+
+	if (!ex->wait_head)
+		return -1;
+	now = siov_now_ns();
+	return ex->retry_ns <= now ? 0 : (int)SIOV_MIN((ex->retry_ns - now + 999999) / 1000000, 1000);
+}
+
 /* The protocol engine has checked the request against the window's size and flags. */
 static int exp_start(void *arg, struct siov_nbd_req *req)
 {
 	struct exp_conn *c = arg;
+	struct siov_export *ex = c->ex;
 	struct exp_io *x = calloc(1, sizeof(*x));
 	int rc;
 
 	if (!x)
 		return -ENOMEM;
+	x->t0 = siov_now_ns();
 	x->req = req;
 	x->conn = c;
 	x->io.op = io_op(req->type);
@@ -361,9 +424,22 @@ static int exp_start(void *arg, struct siov_nbd_req *req)
 		x->io.iovcnt = 1;
 	}
 	x->io.cb = exp_io_done;
-	rc = siov_backend_submit(c->ex->win.bd, &c->ex->ctx, &x->io);
-	if (rc < 0)
+	STAT_ADD(ex->st_inflight, 1);
+	if (ex->wait_head || !exp_admit(ex, x, x->t0)) {
+		/* Behind the others, or the buckets say later: wait, never fail. */
+		if (ex->wait_tail)
+			ex->wait_tail->next = x;
+		else
+			ex->wait_head = x;
+		ex->wait_tail = x;
+		STAT_ADD(ex->st_throttled, 1);
+		return 0;
+	}
+	rc = siov_backend_submit(ex->win.bd, &ex->ctx, &x->io);
+	if (rc < 0) {
+		atomic_fetch_sub_explicit(&ex->st_inflight, 1, memory_order_relaxed);
 		free(x);
+	}
 	return rc;
 }
 
@@ -478,9 +554,10 @@ static void *export_main(void *arg)
 		sweep(ex);
 		if (atomic_load(&ex->stopping) && !ex->conns)
 			break;
-		n = epoll_wait(ex->ep, evs, 32, -1);
+		n = epoll_wait(ex->ep, evs, 32, wait_ms(ex));
 		for (i = 0; i < n; i++)
 			handle_event(ex, &evs[i]);
+		admit_waiting(ex);
 		do
 			reap_ring(ex);
 		while (siov_io_ctx_run_deferred(&ex->ctx));
@@ -612,4 +689,7 @@ void siov_export_get_stats(const struct siov_export *ex, struct siov_export_stat
 	out->bytes_read = atomic_load(&e->st_read);
 	out->bytes_written = atomic_load(&e->st_written);
 	out->protocol_errors = atomic_load(&e->st_proto);
+	out->inflight = atomic_load(&e->st_inflight);
+	out->throttled = atomic_load(&e->st_throttled);
+	out->latency_ns_total = atomic_load(&e->st_lat);
 }

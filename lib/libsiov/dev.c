@@ -44,6 +44,14 @@ static bool has(uint64_t features, unsigned bit)
 	return features & (1ull << bit);
 }
 
+/* Fields added after flags count only if the caller's struct has them. */
+static unsigned opt_reconnect_ms(const struct siov_dev_opts *o)
+{
+	if (o->size < offsetof(struct siov_dev_opts, reconnect_ms) + sizeof(o->reconnect_ms))
+		return 0;
+	return o->reconnect_ms;
+}
+
 static int check_opts(const struct siov_dev_opts *o)
 {
 	if (o->size < offsetof(struct siov_dev_opts, flags) + sizeof(o->flags))
@@ -51,15 +59,10 @@ static int check_opts(const struct siov_dev_opts *o)
 	if (o->queue_size < 2 || o->queue_size > SIOV__QUEUE_SIZE_MAX ||
 	    (o->queue_size & (o->queue_size - 1)))
 		return -EINVAL;
+	/* A packed ring keeps no private copy of its chains, so it cannot rebuild one. */
+	if ((o->flags & SIOV_DEV_F_PACKED) && opt_reconnect_ms(o))
+		return -EINVAL;
 	return 0;
-}
-
-/* Fields added after flags count only if the caller's struct has them. */
-static unsigned opt_reconnect_ms(const struct siov_dev_opts *o)
-{
-	if (o->size < offsetof(struct siov_dev_opts, reconnect_ms) + sizeof(o->reconnect_ms))
-		return 0;
-	return o->reconnect_ms;
 }
 
 static struct siov_dev *dev_new(const char *path, const struct siov_dev_opts *o)
@@ -194,6 +197,8 @@ int siov__negotiate(struct siov_dev *dev, unsigned num_queues)
 		return -EOPNOTSUPP;
 	if (dev->flags & SIOV_DEV_F_NO_EVENT_IDX)
 		wanted &= ~(1ull << VIRTIO_RING_F_EVENT_IDX_BIT);
+	if (dev->flags & SIOV_DEV_F_PACKED)
+		wanted |= 1ull << VIRTIO_F_RING_PACKED_BIT;
 	dev->features = offered & wanted;
 	rc = negotiate_protocol(dev);
 	if (rc)
@@ -478,8 +483,9 @@ int siov__start_queue(struct siov_dev *dev, struct siov_queue *q)
 	int rc;
 
 	rc = send_state(dev, VHOST_USER_SET_VRING_NUM, q->index, q->num);
+	/* Packed: position 0 in lap 1 (the wrap counter in bit 15). */
 	if (!rc)
-		rc = send_state(dev, VHOST_USER_SET_VRING_BASE, q->index, 0);
+		rc = send_state(dev, VHOST_USER_SET_VRING_BASE, q->index, q->packed ? 0x8000 : 0);
 	if (!rc)
 		rc = siov__vu_call(dev, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0, NULL);
 	/*

@@ -86,6 +86,20 @@ struct siov_queue {
 	uint32_t seq;	 /* next siov__slot.seq */
 	unsigned conn;	 /* dev->conn the ring was set up under */
 	uint64_t *order; /* [num] scratch for resubmission, sorted by age */
+	/*
+	 * Packed ring (SIOV_DEV_F_PACKED negotiated): desc is the descriptor ring,
+	 * avail and used point at the driver's and the device's event areas, and
+	 * heads are buffer ids (next[]/free_head is the free list of ids).
+	 */
+	bool packed;
+	struct vring_packed_desc *pdesc;
+	struct vring_packed_desc_event *drv_event, *dev_event;
+	uint16_t pk_next, pk_used; /* next slot to make available / to find a used entry at */
+	bool pk_wrap, pk_used_wrap;
+	uint16_t cur; /* the chain being prepared: its next slot, and that slot's lap */
+	bool cur_wrap;
+	uint16_t *pk_hpos, *pk_hflags; /* [num] by id: a prepared chain's head slot and flags */
+	uint16_t *pk_prep;	       /* ids prepared and not yet submitted, in order */
 };
 
 /*

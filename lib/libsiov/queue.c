@@ -1,7 +1,7 @@
 /*
- * The fast path of libsiov: one split virtqueue per struct siov_queue, driven
- * by the one thread that owns it.  Preparing a request writes its descriptor
- * chain (header, data segments, status byte) and an avail entry; submitting
+ * The fast path of libsiov: one virtqueue per struct siov_queue (split, or
+ * packed with SIOV_DEV_F_PACKED), driven by the one thread that owns it.  Preparing a request
+ * writes its descriptor chain (header, data segments, status byte) and an avail entry; submitting
  * publishes the avail index and kicks only if the device asked for it;
  * reaping reads the used ring.  No allocation, lock or system call per request.
  *
@@ -64,6 +64,19 @@ static void init_free_list(struct siov_queue *q)
 	q->nfree = q->num;
 }
 
+/* Packed: the descriptor ring where split's table is, the event areas where its rings are. */
+static void init_packed(struct siov_queue *q, uint8_t *mem, const struct layout *l)
+{
+	q->pdesc = (struct vring_packed_desc *)mem;
+	q->drv_event = (struct vring_packed_desc_event *)(mem + l->avail);
+	q->dev_event = (struct vring_packed_desc_event *)(mem + l->used);
+	q->pk_next = q->pk_used = 0;
+	q->pk_wrap = q->pk_used_wrap = true; /* both wrap counters start at 1 */
+	memset(mem, 0, sizeof(*q->pdesc) * q->num);
+	/* Polling mode until siov_wait() arms a call. */
+	q->drv_event->flags = VRING_PACKED_EVENT_FLAG_DISABLE;
+}
+
 static void init_rings(struct siov_queue *q, uint8_t *mem)
 {
 	struct layout l;
@@ -79,6 +92,10 @@ static void init_rings(struct siov_queue *q, uint8_t *mem)
 	q->hdr = (struct virtio_blk_outhdr *)(mem + l.hdr);
 	q->seg = (struct virtio_blk_discard_write_zeroes *)(mem + l.seg);
 	q->status = mem + l.status;
+	if (q->packed) {
+		init_packed(q, mem, &l);
+		return;
+	}
 	/* Start in polling mode: ask for no interrupt until siov_wait() arms one. */
 	if (q->event_idx)
 		*q->used_event = (uint16_t)(q->last_used - 1);
@@ -101,11 +118,15 @@ int siov__queue_init(struct siov_queue *q, struct siov_dev *dev, unsigned index,
 	q->seg_max = in->seg_max;
 	q->size_max = in->size_max;
 	q->capacity = in->capacity;
+	q->packed = in->features & (1ull << VIRTIO_F_RING_PACKED_BIT);
 	q->next = calloc(q->num, sizeof(*q->next));
 	q->slot = calloc(q->num, sizeof(*q->slot));
 	q->order = calloc(q->num, sizeof(*q->order));
-	if (!q->next || !q->slot || !q->order)
+	q->pk_hpos = calloc(3 * (size_t)q->num, sizeof(*q->pk_hpos));
+	if (!q->next || !q->slot || !q->order || !q->pk_hpos)
 		return -ENOMEM;
+	q->pk_hflags = q->pk_hpos + q->num;
+	q->pk_prep = q->pk_hflags + q->num;
 	q->conn = atomic_load(&dev->conn);
 	q->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	q->call_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -124,6 +145,7 @@ void siov__queue_fini(struct siov_queue *q)
 		close(q->call_fd);
 	if (q->kick_fd >= 0)
 		close(q->kick_fd);
+	free(q->pk_hpos);
 	free(q->order);
 	free(q->slot);
 	free(q->next);
@@ -242,6 +264,48 @@ static void set_desc(struct siov_queue *q, uint16_t d, const void *addr, uint32_
 	v->next = q->next[d];
 }
 
+/* Packed: a descriptor made available in lap @wrap carries AVAIL = wrap, USED = !wrap. */
+static uint16_t pk_avail(bool wrap)
+{
+	return (uint16_t)(1u << (wrap ? VRING_PACKED_DESC_F_AVAIL : VRING_PACKED_DESC_F_USED));
+}
+
+static void pk_advance(const struct siov_queue *q, uint16_t *pos, bool *wrap, unsigned n)
+{
+	unsigned p = *pos + n;
+
+	if (p >= q->num) {
+		p -= q->num;
+		*wrap = !*wrap;
+	}
+	*pos = (uint16_t)p;
+}
+
+/* Packed: writes the descriptor at the cursor (never the head: its flags publish). */
+static void pk_put(struct siov_queue *q, uint16_t id, const void *addr, uint32_t len,
+		   uint16_t flags)
+{
+	struct vring_packed_desc *d = &q->pdesc[q->cur];
+
+	d->addr = (uintptr_t)addr;
+	d->len = len;
+	d->id = id;
+	d->flags = (uint16_t)(flags | pk_avail(q->cur_wrap));
+	pk_advance(q, &q->cur, &q->cur_wrap, 1);
+}
+
+/* The next middle descriptor of the chain being prepared (data or a discard range). */
+static void put_mid(struct siov_queue *q, uint16_t head, uint16_t *d, const void *addr,
+		    uint32_t len, uint16_t flags)
+{
+	if (q->packed) {
+		pk_put(q, head, addr, len, flags);
+		return;
+	}
+	set_desc(q, *d, addr, len, flags);
+	*d = q->next[*d];
+}
+
 /*
  * Takes @n descriptors off the free list.  The free list is linked through
  * the private next[] array in the very order a chain needs, so the first @n
@@ -252,6 +316,13 @@ static uint16_t chain_take(struct siov_queue *q, unsigned n, uint16_t *tail)
 	uint16_t head = q->free_head, d = head;
 	unsigned i;
 
+	/* Packed: one buffer id, and n ring slots from the next one on. */
+	if (q->packed) {
+		q->free_head = q->next[head];
+		q->nfree -= n;
+		*tail = head;
+		return head;
+	}
 	for (i = 1; i < n; i++)
 		d = q->next[d];
 	*tail = d;
@@ -264,6 +335,7 @@ static void chain_put(struct siov_queue *q, uint16_t head)
 {
 	struct siov__slot *s = &q->slot[head];
 
+	/* Packed: the id's own link (tail is the id itself). */
 	q->next[s->tail] = q->free_head;
 	q->free_head = head;
 	q->nfree += s->ndesc;
@@ -282,18 +354,47 @@ static void publish_local(struct siov_queue *q, uint16_t head, uint16_t tail, un
 					    .seq = q->seq++};
 	/* A device that never writes the status is caught: 0xff is no status. */
 	q->status[head] = 0xff;
-	q->avail->ring[q->avail_idx & q->mask] = head;
-	q->avail_idx++;
+	if (q->packed)
+		q->pk_prep[q->prepared] = head;
+	else
+		q->avail->ring[q->avail_idx++ & q->mask] = head;
 	q->prepared++;
 }
 
 /* Header descriptor, then the caller's @nmid descriptors, then the status byte. */
+/*
+ * Packed: the header at the next slot (its flags kept back until
+ * siov_submit()), the middle descriptors after it, the status byte last.
+ */
+static void begin_packed(struct siov_queue *q, uint16_t id, unsigned nmid)
+{
+	struct vring_packed_desc *h = &q->pdesc[q->pk_next];
+
+	h->addr = (uintptr_t)&q->hdr[id];
+	h->len = sizeof(q->hdr[id]);
+	h->id = id;
+	q->pk_hpos[id] = q->pk_next;
+	q->pk_hflags[id] = (uint16_t)(VRING_DESC_F_NEXT | pk_avail(q->pk_wrap));
+	q->cur = q->pk_next;
+	q->cur_wrap = q->pk_wrap;
+	pk_advance(q, &q->cur, &q->cur_wrap, nmid + 1);
+	pk_put(q, id, &q->status[id], 1, VRING_DESC_F_WRITE);
+	q->cur = q->pk_next;
+	q->cur_wrap = q->pk_wrap;
+	pk_advance(q, &q->cur, &q->cur_wrap, 1);
+	pk_advance(q, &q->pk_next, &q->pk_wrap, nmid + 2);
+}
+
 static uint16_t begin_chain(struct siov_queue *q, unsigned nmid, uint32_t type, uint64_t sector,
 			    uint16_t *tail)
 {
 	uint16_t head = chain_take(q, nmid + 2, tail);
 
 	q->hdr[head] = (struct virtio_blk_outhdr){.type = type, .ioprio = 0, .sector = sector};
+	if (q->packed) {
+		begin_packed(q, head, nmid);
+		return head;
+	}
 	set_desc(q, head, &q->hdr[head], sizeof(q->hdr[head]), VRING_DESC_F_NEXT);
 	set_desc(q, *tail, &q->status[head], 1, VRING_DESC_F_WRITE);
 	return head;
@@ -320,8 +421,8 @@ static int prep_rw(struct siov_queue *q, const struct iovec *iov, unsigned iovcn
 		return -EAGAIN;
 	head = begin_chain(q, iovcnt, write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN, offset / SECTOR,
 			   &tail);
-	for (i = 0, d = q->next[head]; i < iovcnt; i++, d = q->next[d])
-		set_desc(q, d, iov[i].iov_base, (uint32_t)iov[i].iov_len, flags);
+	for (i = 0, d = q->next[head]; i < iovcnt; i++)
+		put_mid(q, head, &d, iov[i].iov_base, (uint32_t)iov[i].iov_len, flags);
 	publish_local(q, head, tail, iovcnt + 2, (uint32_t)total, cookie);
 	return 0;
 }
@@ -375,7 +476,7 @@ static int prep_range(struct siov_queue *q, uint32_t type, uint64_t offset, uint
 	const struct siov_dev_info *in = &q->dev->info;
 	uint32_t max =
 	    type == VIRTIO_BLK_T_DISCARD ? in->max_discard_sectors : in->max_write_zeroes_sectors;
-	uint16_t head, tail;
+	uint16_t head, tail, d;
 	int rc = queue_err(q);
 
 	if (rc)
@@ -394,7 +495,8 @@ static int prep_range(struct siov_queue *q, uint32_t type, uint64_t offset, uint
 	head = begin_chain(q, 1, type, 0, &tail);
 	q->seg[head] = (struct virtio_blk_discard_write_zeroes){
 	    .sector = offset / SECTOR, .num_sectors = (uint32_t)(len / SECTOR), .flags = flags};
-	set_desc(q, q->next[head], &q->seg[head], sizeof(q->seg[head]), VRING_DESC_F_NEXT);
+	d = q->next[head];
+	put_mid(q, head, &d, &q->seg[head], sizeof(q->seg[head]), VRING_DESC_F_NEXT);
 	publish_local(q, head, tail, 3, 0, cookie);
 	return 0;
 }
@@ -415,6 +517,10 @@ int siov_prep_write_zeroes(struct siov_queue *q, uint64_t offset, uint64_t len, 
 
 static bool need_kick(const struct siov_queue *q, uint16_t old, uint16_t new)
 {
+	/* Packed: siovd says ENABLE or DISABLE; any other value (DESC) is a kick to be safe. */
+	if (q->packed)
+		return __atomic_load_n(&q->dev_event->flags, __ATOMIC_RELAXED) !=
+		       VRING_PACKED_EVENT_FLAG_DISABLE;
 	if (q->event_idx)
 		return vring_need_event(__atomic_load_n(q->avail_event, __ATOMIC_RELAXED), new,
 					old);
@@ -431,8 +537,17 @@ int siov_submit(struct siov_queue *q)
 		return rc;
 	if (!n)
 		return 0;
-	/* Ensure the device sees the descriptors before the index that names them. */
-	__atomic_store_n(&q->avail->idx, new, __ATOMIC_RELEASE);
+	if (q->packed) {
+		/* Heads last, the first chain's last of all: the device sees the batch at once. */
+		for (unsigned i = n; i-- > 0;) {
+			uint16_t id = q->pk_prep[i];
+			__atomic_store_n(&q->pdesc[q->pk_hpos[id]].flags, q->pk_hflags[id],
+					 __ATOMIC_RELEASE);
+		}
+	} else {
+		/* Ensure the device sees the descriptors before the index that names them. */
+		__atomic_store_n(&q->avail->idx, new, __ATOMIC_RELEASE);
+	}
 	q->avail_pub = new;
 	q->prepared = 0;
 	q->submitted += n;
@@ -518,6 +633,36 @@ static int idle(struct siov_queue *q, struct siov_cqe *cqes, unsigned max)
 	return rc ? drain(q, cqes, max, rc) : 0;
 }
 
+/* Packed: used entries have both flags equal to the lap's wrap counter. */
+static bool pk_used(const struct siov_queue *q)
+{
+	uint16_t both =
+	    (uint16_t)((1u << VRING_PACKED_DESC_F_AVAIL) | (1u << VRING_PACKED_DESC_F_USED));
+	uint16_t f = __atomic_load_n(&q->pdesc[q->pk_used].flags, __ATOMIC_ACQUIRE) & both;
+
+	return f == (q->pk_used_wrap ? both : 0);
+}
+
+/* The buffer id of a used entry is checked against the private slots, never trusted. */
+static int reap_packed(struct siov_queue *q, struct siov_cqe *cqes, unsigned max)
+{
+	unsigned k;
+
+	for (k = 0; k < max && pk_used(q); k++) {
+		uint16_t id = q->pdesc[q->pk_used].id;
+		if (id >= q->num || q->slot[id].state != SIOV__SLOT_BUSY || !q->submitted)
+			return broken(q, cqes, max, k);
+		fill_cqe(&cqes[k], &q->slot[id], status_res(q, id));
+		pk_advance(q, &q->pk_used, &q->pk_used_wrap, q->slot[id].ndesc);
+		chain_put(q, id);
+		q->submitted--;
+	}
+	if (!k)
+		return idle(q, cqes, max);
+	q->idle_polls = 0;
+	return (int)k;
+}
+
 int siov_reap(struct siov_queue *q, struct siov_cqe *cqes, unsigned max)
 {
 	uint16_t used_idx, n, i;
@@ -525,6 +670,8 @@ int siov_reap(struct siov_queue *q, struct siov_cqe *cqes, unsigned max)
 
 	if (err)
 		return drain(q, cqes, max, err);
+	if (q->packed)
+		return reap_packed(q, cqes, max);
 	used_idx = __atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE);
 	n = (uint16_t)(used_idx - q->last_used);
 	if (!n)
@@ -551,6 +698,14 @@ int siov_reap(struct siov_queue *q, struct siov_cqe *cqes, unsigned max)
 
 int siov_queue_arm(struct siov_queue *q)
 {
+	if (q->packed) {
+		__atomic_store_n(&q->drv_event->flags, VRING_PACKED_EVENT_FLAG_ENABLE,
+				 __ATOMIC_RELAXED);
+		q->armed = true;
+		/* The request for a call must be visible before we look at the ring. */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		return pk_used(q);
+	}
 	if (q->event_idx)
 		__atomic_store_n(q->used_event, q->last_used, __ATOMIC_RELAXED);
 	else
@@ -564,7 +719,10 @@ int siov_queue_arm(struct siov_queue *q)
 /* Back to polling: without EVENT_IDX the flag would keep calls coming. */
 static void disarm(struct siov_queue *q)
 {
-	if (!q->event_idx)
+	if (q->packed)
+		__atomic_store_n(&q->drv_event->flags, VRING_PACKED_EVENT_FLAG_DISABLE,
+				 __ATOMIC_RELAXED);
+	else if (!q->event_idx)
 		__atomic_store_n(&q->avail->flags, VRING_AVAIL_F_NO_INTERRUPT, __ATOMIC_RELAXED);
 	q->armed = false;
 }

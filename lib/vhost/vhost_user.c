@@ -590,12 +590,35 @@ static int h_set_mem_table(struct siov_vu_server *srv, struct vu_msg_in *in)
 	return rc;
 }
 
+/*
+ * QEMU sends the memory table once per vhost device, and a multiqueue net
+ * device is one vhost device per queue pair on one connection: with
+ * CONFIGURE_MEM_SLOTS the same ADD_MEM_REG (and later REM_MEM_REG) arrives
+ * once per pair.  So a region we already hold exactly is accepted as it is,
+ * and removing one we no longer hold is done.  (Refusing made QEMU fall back
+ * to a userspace virtio-net that has no back end: a dead NIC.)
+ */
+static bool mem_held(const struct siov_memtable *mt, const struct siov_mem_desc *d)
+{
+	unsigned i;
+
+	for (i = 0; i < mt->nregions; i++)
+		if (mt->regions[i].gpa == d->gpa && mt->regions[i].size == d->size &&
+		    mt->regions[i].uva == d->uva)
+			return true;
+	return false;
+}
+
 static int h_add_mem_reg(struct siov_vu_server *srv, struct vu_msg_in *in)
 {
+	struct siov_mem_desc d;
 	int rc;
 
 	if (need_size(&in->m, sizeof(struct siov_vu_mem_reg)) || in->nfds != 1)
 		return -EPROTO;
+	d = mem_desc(&in->m.payload.mem_reg.region);
+	if (mem_held(&srv->mem, &d))
+		return 0;
 	vq_pause_all(srv);
 	rc = mem_add(srv, &in->m.payload.mem_reg.region, in->fds[0]);
 	vq_resume_all(srv);
@@ -610,6 +633,8 @@ static int h_rem_mem_reg(struct siov_vu_server *srv, struct vu_msg_in *in)
 	if (need_size(&in->m, sizeof(struct siov_vu_mem_reg)))
 		return -EPROTO;
 	d = mem_desc(&in->m.payload.mem_reg.region);
+	if (!mem_held(&srv->mem, &d))
+		return 0;
 	vq_pause_all(srv);
 	rc = siov_memtable_remove(&srv->mem, &d);
 	vq_resume_all(srv);
@@ -1223,33 +1248,53 @@ static int socket_protect(const char *path, const struct siov_vu_server_opts *o,
 	return 0;
 }
 
+/*
+ * Binds fd to path with the socket's final mode.  Nobody else may connect,
+ * not even for an instant: with an owner or group to hand it to, it is bound
+ * 0600 (umask) and chowned and chmodded after; otherwise the umask alone gives
+ * the mode (one system call fewer per VDEV).  Sockets always keep owner rw.
+ */
+static int socket_bind(int fd, const struct sockaddr_un *sa, const struct siov_vu_server_opts *o,
+		       bool *protect)
+{
+	mode_t mode = o->socket_mode ? (mode_t)o->socket_mode : 0600, old_mask;
+	int rc;
+
+	*protect = o->socket_uid > 0 || o->socket_gid > 0 || (mode & 0600) != 0600 || mode > 0777;
+	old_mask = umask(*protect ? 0177 : ~mode & 0777);
+	rc = bind(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	umask(old_mask);
+	return rc < 0 ? -errno : 0;
+}
+
 static int socket_listen(const char *path, const struct siov_vu_server_opts *o,
 			 struct siov_err *err)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	mode_t old_mask;
+	bool protect;
 	int fd, rc;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return siov_err_set(err, -ENAMETOOLONG,
 				    "socket path is %zu bytes; Linux allows at most %zu",
 				    strlen(path), sizeof(sa.sun_path) - 1);
-	rc = socket_prepare(path, err);
-	if (rc)
-		return rc;
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return siov_err_set(err, -errno, "socket: %s", strerror(errno));
-	/* Nobody else may connect, not even between bind() and chmod(): hence the umask. */
-	old_mask = umask(0177);
-	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	umask(old_mask);
+	rc = socket_bind(fd, &sa, o, &protect);
+	if (rc == -EADDRINUSE) {
+		/* Something is there: a stale socket is replaced, anything else refused. */
+		rc = socket_prepare(path, err);
+		if (rc < 0)
+			goto err_close;
+		rc = socket_bind(fd, &sa, o, &protect);
+	}
 	if (rc < 0) {
-		rc = siov_err_set(err, -errno, "bind %s: %s", path, strerror(errno));
+		siov_err_set(err, rc, "bind %s: %s", path, strerror(-rc));
 		goto err_close;
 	}
-	rc = socket_protect(path, o, err);
+	rc = protect ? socket_protect(path, o, err) : 0;
 	if (rc == 0 && listen(fd, 16) < 0)
 		rc = siov_err_set(err, -errno, "listen %s: %s", path, strerror(errno));
 	if (rc) {

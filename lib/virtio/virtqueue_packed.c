@@ -621,6 +621,8 @@ static int ip_collect(struct siov_vq *vq)
 	unsigned i, n = 0;
 	uint16_t id;
 
+	free(vq->resubmit);
+	vq->resubmit_num = vq->resubmit_pos = 0;
 	vq->resubmit = calloc(vq->num, sizeof(*vq->resubmit));
 	if (!keys || !seen || !vq->resubmit) {
 		free(keys);

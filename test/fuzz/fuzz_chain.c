@@ -57,43 +57,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-static void check_chain(const struct siov_vq *vq, const struct siov_vq_chain *c)
-{
-	const struct siov_memtable *mt = vq->mem;
-	uint64_t total = 0;
-	unsigned i, j;
-
-	if (c->out_num + c->in_num > SIOV_VQ_MAX_IOV || c->head >= vq->num) {
-		fprintf(stderr, "fuzz_chain: chain head %u with %u+%u iovecs\n", c->head,
-			c->out_num, c->in_num);
-		abort();
-	}
-	for (i = 0; i < c->out_num + c->in_num; i++) {
-		const uint8_t *b = c->iov[i].iov_base;
-		size_t l = c->iov[i].iov_len;
-
-		for (j = 0; j < mt->nregions; j++) {
-			const struct siov_mem_region *m = &mt->regions[j];
-			if (b >= m->host && l <= m->size && (uint64_t)(b - m->host) <= m->size - l)
-				break;
-		}
-		if (j == mt->nregions || l == 0) {
-			fprintf(stderr, "fuzz_chain: iovec %u (%p+%zu) is not inside one region\n",
-				i, (void *)b, l);
-			abort();
-		}
-		/* Touch both ends: a wrong host pointer faults here, not in a later I/O. */
-		(void)*(volatile const uint8_t *)b;
-		(void)*(volatile const uint8_t *)(b + l - 1);
-		total += l;
-	}
-	if (total != c->out_len + c->in_len) {
-		fprintf(stderr, "fuzz_chain: iovecs hold %llu bytes, chain says %llu\n",
-			(unsigned long long)total, (unsigned long long)(c->out_len + c->in_len));
-		abort();
-	}
-}
-
 static void setup_memory(struct fz *f, const struct hdr *h, uint64_t *ring_uva)
 {
 	struct siov_mem_desc r[3];
@@ -186,7 +149,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		rc = siov_vq_pop(&vq, &g_chain);
 		if (rc <= 0)
 			break;
-		check_chain(&vq, &g_chain);
+		fuzz_check_chain(&vq, &g_chain, "fuzz_chain");
 		if (!(h.flags & F_NO_PUSH))
 			siov_vq_complete(&vq, g_chain.head, &g_chain.iov[g_chain.out_num],
 					 g_chain.in_num, (uint32_t)g_chain.in_len);

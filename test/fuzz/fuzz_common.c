@@ -214,3 +214,40 @@ void fuzz_tmpdir_cleanup(void)
 	closedir(d);
 	rmdir(g_tmpdir);
 }
+
+void fuzz_check_chain(const struct siov_vq *vq, const struct siov_vq_chain *c, const char *target)
+{
+	const struct siov_memtable *mt = vq->mem;
+	uint64_t total = 0;
+	unsigned i, j;
+
+	if (c->out_num + c->in_num > SIOV_VQ_MAX_IOV || c->head >= vq->num) {
+		fprintf(stderr, "%s: chain head %u with %u+%u iovecs\n", target, c->head,
+			c->out_num, c->in_num);
+		abort();
+	}
+	for (i = 0; i < c->out_num + c->in_num; i++) {
+		const uint8_t *b = c->iov[i].iov_base;
+		size_t l = c->iov[i].iov_len;
+
+		for (j = 0; j < mt->nregions; j++) {
+			const struct siov_mem_region *m = &mt->regions[j];
+			if (b >= m->host && l <= m->size && (uint64_t)(b - m->host) <= m->size - l)
+				break;
+		}
+		if (j == mt->nregions || l == 0) {
+			fprintf(stderr, "%s: iovec %u (%p+%zu) is not inside one region\n", target,
+				i, (void *)b, l);
+			abort();
+		}
+		/* Touch both ends: a wrong host pointer faults here, not in a later I/O. */
+		(void)*(volatile const uint8_t *)b;
+		(void)*(volatile const uint8_t *)(b + l - 1);
+		total += l;
+	}
+	if (total != c->out_len + c->in_len) {
+		fprintf(stderr, "%s: iovecs hold %llu bytes, chain says %llu\n", target,
+			(unsigned long long)total, (unsigned long long)(c->out_len + c->in_len));
+		abort();
+	}
+}

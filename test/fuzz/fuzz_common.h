@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "siov_internal/memtable.h"
+#include "siov_internal/virtqueue.h"
 
 struct fz {
 	const uint8_t *p;
@@ -57,6 +58,14 @@ void fuzz_guest_init(struct fuzz_guest *g);
 void fuzz_guest_reset(struct fuzz_guest *g, const struct siov_mem_desc *custom, unsigned ncustom);
 /* The fuzzer's view of a guest-physical address, or NULL if no region has it. */
 uint8_t *fuzz_guest_ptr(const struct fuzz_guest *g, uint64_t gpa, uint64_t len);
+
+/*
+ * Checks a popped chain beyond what ASan sees: head (or buffer id) below the
+ * ring size, at most SIOV_VQ_MAX_IOV iovecs, lengths that add up, every iovec
+ * inside one mapped region (an out-of-range pointer nobody dereferences yet
+ * would escape the sanitizers), and both ends of each touched.  Aborts.
+ */
+void fuzz_check_chain(const struct siov_vq *vq, const struct siov_vq_chain *c, const char *target);
 
 /* Number of open fds of this process (from /proc/self/fd), pipes not counted. */
 int fuzz_count_fds(void);

@@ -65,6 +65,49 @@ def chain_seeds():
          hdr + regions + struct.pack("<Q", 0x6000000) + ring_input(4, descs, [0, 0], bytearray(16)))
 
 
+# ---- fuzz_packed: descriptor ring in R2, guest memory bytes at R0 ----
+AVAIL, USED = 1 << 7, 1 << 15
+
+
+def pdesc(addr, length, pid, flags):
+    return struct.pack("<QIHH", addr, length, pid, flags)
+
+
+def packed_seeds():
+    num = 8
+    mem = bytearray(0x900)
+    put(mem, 0x800, pdesc(R0 + 0x100, 16, 0, 0) + pdesc(R0 + 0x200, 64, 0, WRITE)
+        + pdesc(R0 + 0x300, 1, 0, WRITE))
+    a = AVAIL  # lap 1
+    ring = [pdesc(R0, 16, 2, a | NEXT), pdesc(R0 + 0x100, 512, 2, a | WRITE | NEXT),
+            pdesc(R0 + 0x400, 1, 2, a | WRITE), pdesc(R0 + 0x800, 48, 5, a | INDIRECT),
+            pdesc(R1 - 0x800, 0x1000, 0, a)]
+    ring += [pdesc(0, 0, 0, 0)] * (num - len(ring))
+    drv_event = struct.pack("<HH", 2, 0x8000 | 3)  # DESC: call when slot 3 of lap 1 is used
+    sched = bytes([0, 0, 2, 1, 3, 0, 0x22, 0, 2])
+    hdr = struct.pack("<BBHB", 0x1 | 0x4, num - 1, 0, len(sched))
+    save("fuzz_packed", "seed-fresh-direct-indirect", hdr + b"".join(ring) + drv_event + sched + bytes(mem))
+    # Non-power-of-two ring of 6, starting at slot 4 of lap 1: a chain wraps into lap 0.
+    num = 6
+    ring = [pdesc(R0 + 0x400, 1, 1, USED | WRITE)] + [pdesc(0, 0, 0, 0)] * 3 + \
+        [pdesc(R0, 16, 1, a | NEXT), pdesc(R0 + 0x100, 512, 1, a | WRITE | NEXT)]
+    hdr = struct.pack("<BBHB", 0, num - 1, 0x8004, 2)
+    save("fuzz_packed", "seed-wrap-non-pow2", hdr + b"".join(ring) + struct.pack("<HH", 0, 0)
+         + bytes([0, 2]) + bytes(mem))
+    # In-flight records a previous back end left: buffer 1 (3 slots from 0) in flight.
+    num = 8
+    ring = [pdesc(0, 0, 0, 0)] * num
+    ifl = struct.pack("<IHHH6x", 0x70616b31, num, 0x8003, 0x8000)
+    bufs = [bytes(24)] * num
+    bufs[1] = struct.pack("<BBHHHH6xQ", 1, 0, 0, 3, 3, 0x8000, 1)
+    # Pool copies: addr, len, flags, next (0xffff ends the chain).
+    pool = [struct.pack("<QIHH", R0, 16, 0, 1), struct.pack("<QIHH", R0 + 0x100, 512, WRITE, 2),
+            struct.pack("<QIHH", R0 + 0x400, 1, WRITE, 0xffff)] + [bytes(16)] * (num - 3)
+    hdr = struct.pack("<BBHB", 0x2 | 0x4, num - 1, 0x8000, 2)
+    save("fuzz_packed", "seed-inflight-records", hdr + b"".join(ring) + struct.pack("<HH", 0, 0)
+         + ifl + b"".join(bufs) + b"".join(pool) + bytes([0, 2]) + bytes(mem))
+
+
 # ---- fuzz_blk ----
 def blk_req(descs, mem, i, rtype, sector, data_len, writable, extra=b""):
     """Request i: header, optional data, status; returns the head index."""
@@ -237,6 +280,7 @@ def nbd_seeds():
 if __name__ == "__main__":
     nbd_seeds()
     chain_seeds()
+    packed_seeds()
     blk_seeds()
     vhost_seeds()
     rpc_seeds()

@@ -73,3 +73,46 @@ expect_refused() {
 	[ $rc = 3 ] || fail "'$*' was not refused (status $rc: $out)"
 	say "refused as expected: $* -> $out"
 }
+
+# fio_verify NAME OFF SIZE SECONDS WHAT: SECONDS of crc32c-verified random
+# writes (4/16/64 KiB, QD 8) on /dev/vda over [OFF, OFF+SIZE); fails with
+# "fio WHAT failed" on an I/O or verify error.
+fio_verify() {
+	fio --name=$1 --filename=/dev/vda --ioengine=libaio --iodepth=8 --direct=1 --rw=randwrite \
+		--bssplit=4k/60:16k/30:64k/10 --offset=$2 --size=$3 --time_based --runtime=$4 \
+		--verify=crc32c --verify_fatal=1 --verify_backlog=64 --eta=never --output=/tmp/fio.out ||
+		{ cat /tmp/fio.out; fail "fio $5 failed"; }
+	grep -E 'err=' /tmp/fio.out
+	grep -q 'err= 0' /tmp/fio.out || fail "fio reports errors"
+}
+
+# fio_rounds SIZE OFF STOPDEV STOPOFF DEV...: rounds of crc32c-verified random
+# writes (4/16/64 KiB, QD 8, an fsync every 16 writes, verified at the end of
+# each round) over [OFF, OFF+SIZE) of every DEV, one fio job each, until the
+# host writes pattern 77 at STOPOFF of STOPDEV (at most 30 rounds).  Prints
+# SIOV-FIO-ROUND N before and SIOV-FIO-OK N after each round; fails on an I/O
+# or verify error, or on an I/O error in the guest kernel's log.  Sets ROUNDS.
+fio_rounds() {
+	local size=$1 off=$2 stopdev=$3 stopoff=$4 d
+	shift 4
+	printf '[global]\nioengine=libaio\niodepth=8\ndirect=1\nrw=randwrite\nbssplit=4k/40:16k/30:64k/30\n' >/tmp/job.fio
+	printf 'offset=%s\nsize=%s\nverify=crc32c\nverify_fatal=1\ndo_verify=1\nfsync=16\nrandrepeat=0\n' \
+		$off $size >>/tmp/job.fio
+	for d in "$@"; do
+		printf '[%s]\nfilename=/dev/%s\n' $d $d >>/tmp/job.fio
+	done
+	ROUNDS=0
+	while :; do
+		ROUNDS=$((ROUNDS + 1))
+		echo "SIOV-FIO-ROUND $ROUNDS"
+		fio --eta=never --output=/tmp/fio.out /tmp/job.fio ||
+			{ cat /tmp/fio.out; fail "fio round $ROUNDS failed (verify or I/O error)"; }
+		grep -q 'err= 0' /tmp/fio.out || { cat /tmp/fio.out; fail "fio round $ROUNDS reports errors"; }
+		echo "SIOV-FIO-OK $ROUNDS"
+		blkop check /dev/$stopdev $stopoff 4096 77 >/dev/null 2>&1 && break
+		[ $ROUNDS -lt 30 ] || fail "the host never said stop"
+	done
+	if dmesg | grep -Ei 'I/O error|blk_update_request|critical target error|Buffer I/O'; then
+		fail "the guest kernel logged I/O errors"
+	fi
+}

@@ -20,7 +20,7 @@ set -euo pipefail
 GUEST_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # How siovd is started, stopped and checked: the helper every test shares.
 . "$GUEST_SRC/../lib/siovd.sh"
-. "$GUEST_SRC/../lib/pids.sh"
+. "$GUEST_SRC/../lib/common.sh"
 SIOVD=${SIOVD:-}
 SIOVCTL=${SIOVCTL:-}
 CACHE=${SIOV_GUEST_CACHE:-}
@@ -40,13 +40,6 @@ RPC=
 declare -A VDEV_SOCK=() VDEV_QUEUES=() VDEV_MAC=() VDEV_DEVOPTS=()
 QSD_ARGS=()
 
-log() { echo "[$TEST_NAME $(elapsed)s] $*" >&2; }
-elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}'; }
-skip() { echo "SKIP: $TEST_NAME: $*" >&2; exit 77; }
-die() {
-	echo "FAIL: $TEST_NAME: $*" >&2
-	exit 1
-}
 
 parse_args() {
 	while [ $# -gt 0 ]; do
@@ -148,19 +141,6 @@ dump_logs() {
 	done
 }
 
-# wait_for_path PATH SECONDS [PID]: polls until PATH exists; fails early if
-# PID dies.
-wait_for_path() {
-	local i=0 n=$(($2 * 20))
-	while [ ! -e "$1" ]; do
-		if [ -n "${3:-}" ] && ! kill -0 "$3" 2>/dev/null; then
-			die "process $3 died before $1 appeared"
-		fi
-		i=$((i + 1))
-		[ $i -le $n ] || die "timed out after $2 s waiting for $1"
-		sleep 0.05
-	done
-}
 
 # ---- the back end -----------------------------------------------------------
 
@@ -246,13 +226,18 @@ be_network() {
 }
 
 # be_nic NAME NETWORK MAC [ARGS...]: a virtio-net VDEV (a port on NETWORK) on
-# $WORK/NAME.sock; guest_start gives it to the guest as a virtio-net NIC.
+# $WORK/NAME.sock; guest_start gives it to the guest as a virtio-net NIC, with
+# as many queue pairs as ARGS' --queues (QEMU queues=N, mq=on) and the QEMU
+# device properties in VDEV_DEVOPTS[NAME] (e.g. ",guest_tso4=off"), if any.
 be_nic() {
-	local name=$1 net=$2 mac=$3
+	local name=$1 net=$2 mac=$3 q=1 k
 	shift 3
-	local sock=$WORK/$name.sock
+	local sock=$WORK/$name.sock rest=("$@")
+	for k in "${!rest[@]}"; do
+		[ "${rest[$k]}" != --queues ] || q=${rest[$((k + 1))]}
+	done
 	VDEV_SOCK[$name]=$sock
-	VDEV_QUEUES[$name]=1
+	VDEV_QUEUES[$name]=$q
 	VDEV_MAC[$name]=$mac
 	ctl vdev_create --name "$name" --type net --network "$net" --mac "$mac" --socket "$sock" "$@" \
 		>/dev/null || die "vdev_create $name (net) failed"
@@ -360,8 +345,10 @@ guest_start() {
 		args+=(-chardev "socket,id=c$i,path=${VDEV_SOCK[$v]}${GUEST_RECONNECT:+,reconnect=1}")
 		if [ -n "${VDEV_MAC[$v]:-}" ]; then
 			# vectors=0: QEMU 7.2 under TCG crashes starting vhost-user net with MSI-X.
-			args+=(-netdev "vhost-user,id=n$i,chardev=c$i"
-				-device "virtio-net-pci,netdev=n$i,mac=${VDEV_MAC[$v]},vectors=0,romfile=,addr=$(printf '0x%x' $((16 + i)))")
+			local q=${VDEV_QUEUES[$v]} mq=
+			[ "$q" = 1 ] || mq=",queues=$q"
+			args+=(-netdev "vhost-user,id=n$i,chardev=c$i$mq"
+				-device "virtio-net-pci,netdev=n$i,mac=${VDEV_MAC[$v]},vectors=0,romfile=,addr=$(printf '0x%x' $((16 + i)))${mq:+,mq=on}${VDEV_DEVOPTS[$v]:-}")
 		else
 			args+=(-device "vhost-user-blk-pci,chardev=c$i,num-queues=${VDEV_QUEUES[$v]},addr=$(printf '0x%x' $((16 + i)))$extra${VDEV_DEVOPTS[$v]:-}")
 		fi
@@ -415,14 +402,49 @@ run_guest() {
 	guest_wait "$1"
 }
 
-# guest_wait_marker NAME TEXT SECONDS: waits for a line on the console.
+# guest_wait_marker NAME TEXT SECONDS [PID]: waits for a line on the console
+# of guest NAME, whose QEMU is PID (default: the last guest_start's).
 guest_wait_marker() {
-	local i=0 n=$(($3 * 10))
+	local i=0 n=$(($3 * 10)) pid=${4:-$GUEST_PID}
 	until grep -q "$2" "$WORK/$1.console"; do
-		grep -q '^SIOV-TEST-FAIL' "$WORK/$1.console" && die "guest $1: $(grep -m1 '^SIOV-TEST-FAIL' "$WORK/$1.console" | tr -d '\r')"
-		kill -0 "$GUEST_PID" 2>/dev/null || die "guest $1 ended before printing '$2'"
+		guest_failed "$1"
+		kill -0 "$pid" 2>/dev/null || die "guest $1 ended before printing '$2'"
 		i=$((i + 1))
 		[ $i -le $n ] || die "guest $1: no '$2' within $3 s"
+		sleep 0.1
+	done
+}
+
+# guest_failed NAME: dies if guest NAME reported a failure on its console.
+guest_failed() {
+	if grep -q '^SIOV-TEST-FAIL' "$WORK/$1.console"; then
+		die "guest $1: $(grep -m1 '^SIOV-TEST-FAIL' "$WORK/$1.console" | tr -d '\r')"
+	fi
+}
+
+# guest_wait_requests NAME VDEV N SECONDS: waits until VDEV has served more
+# than N requests (guest NAME's I/O reaches siovd); dies early if the guest
+# reports a failure.
+guest_wait_requests() {
+	local i=0
+	until [ "$(vstat "$2" .requests)" -gt "$3" ]; do
+		guest_failed "$1"
+		i=$((i + 1))
+		[ $i -le $(($4 * 10)) ] || die "guest $1's I/O did not reach siovd: $2 served $(vstat "$2" .requests) requests in $4 s, want more than $3"
+		sleep 0.1
+	done
+}
+
+# guest_wait_round NAME SECONDS: waits until guest NAME (running fio_rounds)
+# has finished one more round than it had when called.
+guest_wait_round() {
+	local i=0 r0
+	r0=$(grep -c '^SIOV-FIO-OK' "$WORK/$1.console" || true)
+	until [ "$(grep -c '^SIOV-FIO-OK' "$WORK/$1.console" || true)" -gt "$r0" ]; do
+		i=$((i + 1))
+		[ $i -le $(($2 * 10)) ] || die "guest $1: no fio round completed within $2 s"
+		guest_failed "$1"
+		kill -0 "$GUEST_PID" 2>/dev/null || die "guest $1 ended early"
 		sleep 0.1
 	done
 }

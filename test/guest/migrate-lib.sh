@@ -179,16 +179,7 @@ vm_quit() {
 }
 
 # vm_wait_marker VM TEXT SECONDS
-vm_wait_marker() {
-	local i=0 n=$(($3 * 10))
-	until grep -q "$2" "$WORK/$1.console"; do
-		grep -q '^SIOV-TEST-FAIL' "$WORK/$1.console" && die "guest on $1: $(grep -m1 '^SIOV-TEST-FAIL' "$WORK/$1.console" | tr -d '\r')"
-		kill -0 "${VM_PID[$1]}" 2>/dev/null || die "QEMU $1 ended before the guest printed '$2'"
-		i=$((i + 1))
-		[ $i -le $n ] || die "guest on $1: no '$2' within $3 s"
-		sleep 0.1
-	done
-}
+vm_wait_marker() { guest_wait_marker "$1" "$2" "$3" "${VM_PID[$1]}"; }
 
 # vm_wait_requests SIDE VDEV N SECONDS: the VDEV on SIDE served N more requests.
 vm_wait_requests() {

@@ -19,22 +19,13 @@ guest_script live MiB=$MiB <<'G'
 wait_disks 1
 fill vda 0 $((8 * MiB)) 50
 echo SIOV-IO-RUNNING
-fio --name=live --filename=/dev/vda --ioengine=libaio --iodepth=8 --direct=1 --rw=randwrite \
-	--bssplit=4k/60:16k/30:64k/10 --offset=$((8 * MiB)) --size=$((16 * MiB)) --time_based --runtime=12 \
-	--verify=crc32c --verify_fatal=1 --verify_backlog=64 --eta=never --output=/tmp/fio.out ||
-	{ cat /tmp/fio.out; fail "fio across the siovd restart failed"; }
-grep -E 'err=' /tmp/fio.out
+fio_verify live $((8 * MiB)) $((16 * MiB)) 12 "across the siovd restart"
 check vda 0 $((8 * MiB)) 50
 say "I/O went on across the back end's restart, every block verified"
 G
 GUEST_RECONNECT=1 guest_start live 180 v0
 guest_wait_marker live SIOV-IO-RUNNING 60
-n=0
-until [ "$(vstat v0 .requests)" -gt 300 ]; do
-	n=$((n + 1))
-	[ $n -le 100 ] || die "the guest's fio did not reach siovd within 10 s"
-	sleep 0.1
-done
+guest_wait_requests live v0 300 10
 log "restarting siovd under the running guest ($(vstat v0 .inflight) requests in flight)"
 be_restart
 n=0

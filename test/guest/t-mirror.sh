@@ -64,23 +64,13 @@ guest_script m MiB=$MiB W=$W <<'G'
 wait_disks 1
 fill vda 0 $((4 * MiB)) 60
 echo SIOV-IO-RUNNING
-fio --name=mirror --filename=/dev/vda --ioengine=libaio --iodepth=8 --direct=1 --rw=randwrite \
-	--bssplit=4k/60:16k/30:64k/10 --offset=$((4 * MiB)) --size=$((12 * MiB)) --time_based --runtime=30 \
-	--verify=crc32c --verify_fatal=1 --verify_backlog=64 --eta=never --output=/tmp/fio.out ||
-	{ cat /tmp/fio.out; fail "fio on the mirror failed"; }
-grep -E 'err=' /tmp/fio.out
-grep -q 'err= 0' /tmp/fio.out || fail "fio reports errors"
+fio_verify mirror $((4 * MiB)) $((12 * MiB)) 30 "on the mirror"
 check vda 0 $((4 * MiB)) 60
 say "fio verified every block while members failed, came back and were replaced"
 G
 GUEST_RECONNECT=1 guest_start m 240 v0
 guest_wait_marker m SIOV-IO-RUNNING 90
-n=0
-until [ "$(vstat v0 .requests)" -gt 300 ]; do
-	n=$((n + 1))
-	[ $n -le 200 ] || die "the guest's fio did not reach siovd within 20 s"
-	sleep 0.1
-done
+guest_wait_requests m v0 300 20
 
 # 1. The NBD member starts failing under load; writes go on to a.
 w0=$(member a .writes)

@@ -23,24 +23,14 @@ guest_script mv MiB=$MiB W=$W <<'G'
 wait_disks 1
 fill vda 0 $((4 * MiB)) 61
 echo SIOV-IO-RUNNING
-fio --name=move --filename=/dev/vda --ioengine=libaio --iodepth=8 --direct=1 --rw=randwrite \
-	--bssplit=4k/60:16k/30:64k/10 --offset=$((4 * MiB)) --size=$((12 * MiB)) --time_based --runtime=20 \
-	--verify=crc32c --verify_fatal=1 --verify_backlog=64 --eta=never --output=/tmp/fio.out ||
-	{ cat /tmp/fio.out; fail "fio across the move failed"; }
-grep -E 'err=' /tmp/fio.out
-grep -q 'err= 0' /tmp/fio.out || fail "fio reports errors"
+fio_verify move $((4 * MiB)) $((12 * MiB)) 20 "across the move"
 check vda 0 $((4 * MiB)) 61
 echo "SIOV-MD5 $(md5sum /dev/vda | cut -d' ' -f1)"
 say "fio verified every block while the disk moved"
 G
 GUEST_RECONNECT=1 guest_start mv 240 v0
 guest_wait_marker mv SIOV-IO-RUNNING 90
-n=0
-until [ "$(vstat v0 .requests)" -gt 300 ]; do
-	n=$((n + 1))
-	[ $n -le 200 ] || die "the guest's fio did not reach siovd within 20 s"
-	sleep 0.1
-done
+guest_wait_requests mv v0 300 20
 
 ctl vdev_move --name v0 --backend y --offset $((8 * MiB)) --rate 4M >/dev/null || die "vdev_move failed"
 [ "$(mv_stat .move.to)" = '"y"' ] || die "vdev_stats shows no move: $(mv_stat .move)"

@@ -14,6 +14,14 @@
  * Usage: hostile-net SIOVD SIOVCTL.  Prints "N passed, N failed".
  */
 #include <errno.h>
+#include <arpa/inet.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +40,8 @@
 
 enum { A, B, BAD, FLOOD, POL, NOBUF, NPORTS };
 
-static const char *const names[NPORTS] = {"a", "b", "bad", "flood", "pol", "nobuf"};
+/* And u, on the network with the uplink (case_uplink). */
+static const char *const names[NPORTS + 1] = {"a", "b", "bad", "flood", "pol", "nobuf", "u"};
 static const uint8_t macs[NPORTS][6] = {{0x52, 0x54, 0, 0, 0, 0x0a}, {0x52, 0x54, 0, 0, 0, 0x0b},
 					{0x52, 0x54, 0, 0, 0, 0xbd}, {0x52, 0x54, 0, 0, 0, 0xf1},
 					{0x52, 0x54, 0, 0, 0, 0x0c}, {0x52, 0x54, 0, 0, 0, 0x0e}};
@@ -41,8 +50,9 @@ static const uint8_t bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 static const uint64_t bad_features =
     NFE_F(VIRTIO_NET_F_MRG_RXBUF) | NFE_F(VIRTIO_NET_F_CSUM) | NFE_F(VIRTIO_NET_F_HOST_TSO4);
 
-static struct nfe P[NPORTS];
-static char socks[NPORTS][128];
+/* One more: u, on the network with the uplink. */
+static struct nfe P[NPORTS + 1];
+static char socks[NPORTS + 1][128];
 static uint32_t seq = 1;
 
 static int64_t ms_now(void)
@@ -94,15 +104,15 @@ static bool bad_state_is(const char *want, char *reason, size_t rsz)
 
 /* ---- what must keep working ---- */
 
-/* The next frame on port `to` from `from`, skipping others (floods from the attacks). */
-static bool expect_from(int to, int from, uint32_t want_seq, uint32_t len)
+/* The next frame on port `to` from MAC `from`, skipping others (floods from the attacks). */
+static bool expect_from(int to, const uint8_t *from, uint32_t want_seq, uint32_t len)
 {
 	int64_t deadline = ms_now() + 3000;
 	struct nfe_rx rx;
 
 	while (ms_now() < deadline && nfe_rx_next(&P[to], &rx, 100) == 1) {
 		uint32_t got = 0;
-		bool ok = nfe_frame_check(&rx, macs[from], len, &got) && got == want_seq;
+		bool ok = nfe_frame_check(&rx, from, len, &got) && got == want_seq;
 
 		nfe_rx_done(&P[to], &rx);
 		if (ok)
@@ -118,9 +128,9 @@ static bool exchange(void)
 
 	nfe_rx_drain(&P[A]);
 	nfe_rx_drain(&P[B]);
-	if (nfe_send(&P[A], macs[B], s1, 300) || !expect_from(B, A, s1, 300))
+	if (nfe_send(&P[A], macs[B], s1, 300) || !expect_from(B, macs[A], s1, 300))
 		return false;
-	return nfe_send(&P[B], macs[A], s2, 1514) == 0 && expect_from(A, B, s2, 1514);
+	return nfe_send(&P[B], macs[A], s2, 1514) == 0 && expect_from(A, macs[B], s2, 1514);
 }
 
 static void survived(const char *name)
@@ -150,7 +160,7 @@ static void broken_then_recovers(const char *name, const char *why)
 	nfe_close(&P[BAD]);
 	check(open_port(BAD, true) == 0, "%s: new session on bad", name);
 	nfe_rx_drain(&P[B]);
-	check(nfe_send(&P[BAD], macs[B], s, 200) == 0 && expect_from(B, BAD, s, 200),
+	check(nfe_send(&P[BAD], macs[B], s, 200) == 0 && expect_from(B, macs[BAD], s, 200),
 	      "%s: bad's new session delivers a frame to b", name);
 	survived(name);
 }
@@ -315,7 +325,7 @@ static void case_lies(void)
 	memcpy(P[BAD].fe.mem + NFE_BIG_AT, &m, sizeof(m));
 	nfe_rx_drain(&P[B]);
 	nfe_tx_chain(&P[BAD], &b, 1);
-	check(nfe_tx_wait(&P[BAD], 3000) == 0 && expect_from(B, BAD, s, 600),
+	check(nfe_tx_wait(&P[BAD], 3000) == 0 && expect_from(B, macs[BAD], s, 600),
 	      "%s: b got the frame whole, in one buffer", name);
 
 	name = "header split over three descriptors";
@@ -331,7 +341,7 @@ static void case_lies(void)
 		v[3] = (struct fe_buf){at + 18, NFE_HDR + 400 - 18, 0};
 		nfe_tx_chain(&P[BAD], v, 4);
 	}
-	check(nfe_tx_wait(&P[BAD], 3000) == 0 && expect_from(B, BAD, s, 400),
+	check(nfe_tx_wait(&P[BAD], 3000) == 0 && expect_from(B, macs[BAD], s, 400),
 	      "%s: b got the frame whole", name);
 }
 
@@ -355,13 +365,84 @@ static void case_tx_violations(void)
 	broken_then_recovers("device-writable descriptor on transmit", "device-writable");
 }
 
+/*
+ * Indirect tables on transmit: a frame in 40 pieces arrives whole; a table of
+ * 300 entries (more segments than siovd takes) breaks bad only.
+ */
+#define IND_AT (NFE_BIG_AT + 0x40000u)
+
+/* A receive buffer that is an indirect table of 8 scattered 256-byte pieces. */
+static void rx_indirect(void)
+{
+	const char *name = "receive buffer in an 8-entry indirect table";
+	struct vring_desc *t = (void *)(P[BAD].fe.mem + IND_AT + 0x8000);
+	struct nring *r = &P[BAD].q[0];
+	uint64_t piece0 = IND_AT + 0x10000;
+	uint8_t got[8 * 256];
+	uint32_t s = seq++, gs = 0, i;
+	int64_t deadline;
+	struct nfe_rx rx = {got, 0, 0};
+	bool ok;
+
+	nfe_close(&P[BAD]);
+	open_port(BAD, false);
+	for (i = 0; i < 8; i++)
+		t[i] = (struct vring_desc){
+		    fe_addr(&P[BAD].fe, piece0 + i * 512u), 256,
+		    (uint16_t)(VRING_DESC_F_WRITE | (i < 7 ? VRING_DESC_F_NEXT : 0)),
+		    (uint16_t)(i + 1)};
+	nfe_rx_post(&P[BAD], 0, fe_addr(&P[BAD].fe, IND_AT + 0x8000), 8 * 16,
+		    VRING_DESC_F_INDIRECT);
+	ok = nfe_send(&P[A], bcast, s, 1514) == 0;
+	for (deadline = ms_now() + 2000; ok && r->used->idx == 0 && ms_now() < deadline;)
+		usleep(1000);
+	if (ok && r->used->idx == 1 && r->used->ring[0].id == 0) {
+		rx.len = r->used->ring[0].len;
+		for (i = 0; i < 8; i++)
+			memcpy(got + i * 256, P[BAD].fe.mem + piece0 + i * 512u, 256);
+		ok = rx.len <= sizeof(got) && nfe_frame_check(&rx, macs[A], 1514, &gs) && gs == s;
+	} else {
+		ok = false;
+	}
+	check(ok, "%s: a's 1514-byte broadcast arrives whole (%u bytes used)", name, rx.len);
+	nfe_close(&P[BAD]);
+	check(open_port(BAD, true) == 0, "%s: new session on bad", name);
+}
+
+static void case_indirect(void)
+{
+	const char *name = "transmit frame in a 40-entry indirect table";
+	struct vring_desc *t = (void *)(P[BAD].fe.mem + IND_AT);
+	uint64_t at = fe_addr(&P[BAD].fe, NFE_BIG_AT);
+	uint32_t s = seq++, i, piece = (NFE_HDR + 400) / 40;
+	struct fe_buf b = {fe_addr(&P[BAD].fe, IND_AT), 40 * 16, VRING_DESC_F_INDIRECT};
+
+	nfe_frame(P[BAD].fe.mem + NFE_BIG_AT, macs[B], macs[BAD], s, 400);
+	for (i = 0; i < 40; i++)
+		t[i] = (struct vring_desc){
+		    at + i * piece, i == 39 ? NFE_HDR + 400 - 39 * piece : piece,
+		    (uint16_t)(i < 39 ? VRING_DESC_F_NEXT : 0), (uint16_t)(i + 1)};
+	nfe_rx_drain(&P[B]);
+	nfe_tx_chain(&P[BAD], &b, 1);
+	check(nfe_tx_wait(&P[BAD], 3000) == 0 && expect_from(B, macs[BAD], s, 400),
+	      "%s: b got the frame whole", name);
+	rx_indirect();
+	name = "transmit indirect table of 300 one-byte entries";
+	for (i = 0; i < 300; i++)
+		t[i] = (struct vring_desc){at + i, 1, (uint16_t)(i < 299 ? VRING_DESC_F_NEXT : 0),
+					   (uint16_t)(i + 1)};
+	b.len = 300 * 16;
+	nfe_tx_chain(&P[BAD], &b, 1);
+	broken_then_recovers(name, "segments");
+}
+
 /* a broadcasts: b must get it whatever bad's receive ring holds. */
 static void a_broadcasts(const char *name)
 {
 	uint32_t s = seq++;
 
 	nfe_rx_drain(&P[B]);
-	check(nfe_send(&P[A], bcast, s, 100) == 0 && expect_from(B, A, s, 100),
+	check(nfe_send(&P[A], bcast, s, 100) == 0 && expect_from(B, macs[A], s, 100),
 	      "%s: a's broadcast reached b", name);
 }
 
@@ -450,7 +531,7 @@ static void case_mrg(void)
 			    VRING_DESC_F_WRITE);
 	nfe_rx_drain(&P[B]);
 	i = (uint16_t)seq++;
-	check(nfe_send(&P[A], bcast, i, 1514) == 0 && expect_from(B, A, i, 1514),
+	check(nfe_send(&P[A], bcast, i, 1514) == 0 && expect_from(B, macs[A], i, 1514),
 	      "%s: a's 1514-byte broadcast reached b", name);
 	check(stat_of(BAD, "rx_drops.no_buffer") == nb + 1 && P[BAD].q[0].used->idx == 0,
 	      "%s: a frame larger than 10 of them is dropped, the buffers stay", name);
@@ -506,7 +587,24 @@ static void flood_step(struct flood_tally *t, int64_t *next_a, bool flooding)
 	}
 	nfe_rx_drain(&P[POL]);
 	nfe_rx_drain(&P[A]);
-	nfe_rx_drain(&P[BAD]);
+}
+
+/* Meanwhile bad comes and goes: its queues stop and start under the flood's deliveries. */
+struct churn {
+	bool stop;
+	unsigned sessions;
+};
+
+static void *churn_main(void *arg)
+{
+	struct churn *c = arg;
+
+	while (!__atomic_load_n(&c->stop, __ATOMIC_RELAXED)) {
+		nfe_close(&P[BAD]);
+		c->sessions += open_port(BAD, true) == 0;
+		usleep(50000);
+	}
+	return NULL;
 }
 
 static void case_flood(void)
@@ -519,11 +617,20 @@ static void case_flood(void)
 	uint64_t sent, pol, polq, nb;
 	double secs;
 
+	struct churn churn = {0};
+	pthread_t ct;
+	bool churning = pthread_create(&ct, NULL, churn_main, &churn) == 0;
+
 	while (ms_now() < end) {
 		flood_step(&t, &next_a, true);
 		usleep(200);
 	}
 	secs = (double)(ms_now() - start) / 1000.0;
+	if (churning) {
+		__atomic_store_n(&churn.stop, true, __ATOMIC_RELAXED);
+		pthread_join(ct, NULL);
+	}
+	check(churn.sessions > 0, "%s: bad reconnected %u times meanwhile", name, churn.sessions);
 	/* What is still in the rings (held by QoS) drains within a few tens of ms. */
 	for (int64_t quiet = ms_now() + 300; ms_now() < quiet;)
 		flood_step(&t, &(int64_t){INT64_MAX}, false);
@@ -551,6 +658,189 @@ static void case_flood(void)
 	      name, (unsigned long long)pol, (unsigned long long)polq);
 	check(nb >= sent, "%s: nobuf lost every frame as no_buffer (%llu >= %llu)", name,
 	      (unsigned long long)nb, (unsigned long long)sent);
+	survived(name);
+}
+
+/* ---- the TAP uplink, read off the control thread ---- */
+
+static const uint8_t host_mac[6] = {0x02, 0, 0, 0, 0, 0x99};
+static const uint8_t u_mac[6] = {0x52, 0x54, 0, 0, 1, 0x01};
+
+static int packet_socket(const char *ifname)
+{
+	struct sockaddr_ll sll = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL)};
+	int s = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+
+	sll.sll_ifindex = (int)if_nametoindex(ifname);
+	if (s >= 0 && (sll.sll_ifindex <= 0 || bind(s, (struct sockaddr *)&sll, sizeof(sll)))) {
+		close(s);
+		return -1;
+	}
+	return s;
+}
+
+/* One daemon_info over a connection of our own; its round trip in microseconds, or -1. */
+static int64_t rpc_us(int fd)
+{
+	static const char req[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"daemon_info\"}\n";
+	struct timespec a, b;
+	char buf[4096];
+	ssize_t n = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(req) - 1)
+		return -1;
+	do {
+		struct pollfd p = {fd, POLLIN, 0};
+		ssize_t k;
+
+		if (poll(&p, 1, 5000) != 1 || (k = recv(fd, buf, sizeof(buf), 0)) <= 0)
+			return -1;
+		n = k;
+	} while (buf[n - 1] != '\n');
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	return (b.tv_sec - a.tv_sec) * 1000000 + (b.tv_nsec - a.tv_nsec) / 1000;
+}
+
+static int rpc_connect(void)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", H.sd.rpc);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+struct host_flood {
+	int pkt;
+	bool stop;
+	uint64_t sent;
+};
+
+/* The host sends 64-byte frames to u as fast as the TAP takes them, until told to stop. */
+static void *host_flood_main(void *arg)
+{
+	struct host_flood *h = arg;
+	uint8_t f[NFE_HDR + 64];
+
+	nfe_frame(f, u_mac, host_mac, 0, 64);
+	while (!__atomic_load_n(&h->stop, __ATOMIC_RELAXED))
+		h->sent += send(h->pkt, f + NFE_HDR, 64, 0) == 64;
+	return NULL;
+}
+
+/* Median and worst of n RPC round trips, 5 ms apart; while the host floods the TAP if h. */
+static void rpc_latency(int rpc, struct host_flood *h, unsigned n, int64_t *p50, int64_t *max)
+{
+	int64_t lat[64];
+	pthread_t t;
+	unsigned i;
+	bool flooding = h && pthread_create(&t, NULL, host_flood_main, h) == 0;
+
+	for (i = 0; i < n && i < 64; i++) {
+		usleep(5000);
+		lat[i] = rpc_us(rpc);
+	}
+	if (flooding) {
+		__atomic_store_n(&h->stop, true, __ATOMIC_RELAXED);
+		pthread_join(t, NULL);
+	}
+	qsort(lat, i, sizeof(lat[0]), cmp_i64);
+	*p50 = lat[i / 2];
+	*max = lat[i - 1];
+}
+
+/* Host -> port through the TAP: the frame must reach u, byte for byte. */
+static bool host_to_u(int pkt, uint32_t s)
+{
+	uint8_t f[NFE_HDR + 300];
+
+	nfe_frame(f, u_mac, host_mac, s, 300);
+	nfe_rx_drain(&P[NPORTS]);
+	return send(pkt, f + NFE_HDR, 300, 0) == 300 && expect_from(NPORTS, host_mac, s, 300);
+}
+
+static bool u_to_host(int pkt, uint32_t s)
+{
+	int64_t deadline = ms_now() + 3000;
+	uint8_t buf[2048];
+
+	if (nfe_send(&P[NPORTS], host_mac, s, 300))
+		return false;
+	while (ms_now() < deadline) {
+		struct pollfd p = {pkt, POLLIN, 0};
+		uint32_t got;
+
+		if (poll(&p, 1, 100) != 1 || recv(pkt, buf, sizeof(buf), 0) != 300)
+			continue;
+		memcpy(&got, buf + 14, 4);
+		if (!memcmp(buf + 6, u_mac, 6) && got == s && pattern_check(buf + 18, 300 - 18, s))
+			return true;
+	}
+	return false;
+}
+
+static void case_uplink(void)
+{
+	const char *name = "TAP uplink";
+	char out[4096], tap[32], up[40], mac[32];
+	int64_t p50_idle, max_idle, p50_flood, max_flood;
+	uint64_t flooded = 0, got0, got;
+	struct host_flood hf = {0};
+	int pkt, rpc;
+
+	snprintf(tap, sizeof(tap), "hnu%d", (int)getpid() % 100000);
+	snprintf(up, sizeof(up), "tap:%s", tap);
+	if (ctl(out, sizeof(out), "network_create", "--name", "up", "--uplink", up, NULL)) {
+		note("%s: skipped: no TAP can be made here", name);
+		return;
+	}
+	snprintf(socks[NPORTS], sizeof(socks[NPORTS]), "%s/u.sock", H.sd.dir);
+	snprintf(mac, sizeof(mac), "52:54:00:00:01:01");
+	check(ctl(out, sizeof(out), "vdev_create", "--type", "net", "--name", "u", "--network",
+		  "up", "--socket", socks[NPORTS], "--mac", mac, NULL) == 0 &&
+		  nfe_open(&P[NPORTS], socks[NPORTS], u_mac, 0, true, 5000) == 0,
+	      "%s: port u on a network with an uplink", name);
+	pkt = packet_socket(tap);
+	rpc = rpc_connect();
+	check(pkt >= 0 && rpc >= 0, "%s: packet socket on %s and an RPC connection", name, tap);
+	if (pkt < 0 || rpc < 0)
+		return;
+	hf.pkt = pkt;
+	check(host_to_u(pkt, seq++), "%s: a frame from the host reaches u whole", name);
+	check(u_to_host(pkt, seq++), "%s: a frame from u reaches the host whole", name);
+	/* Figures, not pass/fail: a flood from the host beside RPCs. */
+	rpc_latency(rpc, NULL, 32, &p50_idle, &max_idle);
+	got0 = stat_of(NPORTS, "rx_packets") + stat_of(NPORTS, "rx_drops.no_buffer");
+	rpc_latency(rpc, &hf, 64, &p50_flood, &max_flood);
+	flooded = hf.sent;
+	usleep(100000);
+	got = stat_of(NPORTS, "rx_packets") + stat_of(NPORTS, "rx_drops.no_buffer") - got0;
+	note("%s: daemon_info round trip idle p50 %lld us, max %lld us; while the host floods "
+	     "the TAP (%llu frames sent, %llu reached u or were dropped for its buffers) "
+	     "p50 %lld us, max %lld us",
+	     name, (long long)p50_idle, (long long)max_idle, (unsigned long long)flooded,
+	     (unsigned long long)got, (long long)p50_flood, (long long)max_flood);
+	check(p50_flood > 0 && got > 0, "%s: RPCs answered while siovd read the flood", name);
+	check(host_to_u(pkt, seq++), "%s: after the flood, a frame from the host reaches u", name);
+	close(rpc);
+	close(pkt);
+	nfe_close(&P[NPORTS]);
+	check(ctl(out, sizeof(out), "vdev_delete", "--name", "u", NULL) == 0 &&
+		  ctl(out, sizeof(out), "network_delete", "--name", "up", NULL) == 0 &&
+		  if_nametoindex(tap) == 0,
+	      "%s: network deleted, its TAP gone", name);
 	survived(name);
 }
 
@@ -610,9 +900,11 @@ int main(int argc, char **argv)
 	case_headers();
 	case_lies();
 	case_tx_violations();
+	case_indirect();
 	case_rx_violations();
 	case_mrg();
 	case_flood();
+	case_uplink();
 	check(exchange(), "a and b exchange verified frames after the attacks");
 	check(stat_of(B, "rx_drops.no_buffer") == 0 && stat_of(B, "rx_drops.too_big") == 0,
 	      "b lost nothing");

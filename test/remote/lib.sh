@@ -6,20 +6,13 @@
 # Usage: . lib.sh; setup SIOVD SIOVCTL SIOV_BENCH
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/siovd.sh"
-. "$(dirname "${BASH_SOURCE[0]}")/../lib/pids.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
 TEST_NAME=$(basename "$0" .sh)
 T0=$(date +%s.%N)
 WORK=
 PIDS=()
 
-log() { echo "[$TEST_NAME $(elapsed)s] $*" >&2; }
-elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}'; }
-skip() { echo "SKIP: $TEST_NAME: $*" >&2; exit 77; }
-die() {
-	echo "FAIL: $TEST_NAME: $*" >&2
-	exit 1
-}
 now() { date +%s.%N; }
 secs_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}'; }
 
@@ -58,20 +51,6 @@ cleanup() {
 	exit $rc
 }
 
-wait_for_path() {
-	local i=0
-	while [ ! -e "$1" ]; do
-		[ -z "${3:-}" ] || kill -0 "$3" 2>/dev/null || die "process $3 died before $1 appeared"
-		i=$((i + 1))
-		[ $i -le $(($2 * 20)) ] || die "timed out waiting for $1"
-		sleep 0.05
-	done
-}
-
-# free_port: a TCP port nobody listens on now (the kernel's pick).
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # wait_port PORT SECONDS PID: until something accepts on 127.0.0.1:PORT.
 wait_port() {

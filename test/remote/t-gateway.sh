@@ -15,7 +15,6 @@ command -v python3 >/dev/null || skip "python3 missing (free ports)"
 command -v certtool >/dev/null || skip "certtool missing (gnutls-bin)"
 setup "$@"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 actl() { timeout 30 "$SIOVCTL" -s "${SIOVD_INST_RPC[a]}" "$@"; }
 A_PID=
 # a_start: instance A (test/lib/siovd.sh) in WORK/a, its log WORK/a.log,
@@ -63,52 +62,14 @@ be_ready
 
 guest_script g NDISK=2 FIO=$FIO FLAG=$FLAG <<'G'
 wait_disks $NDISK
-cat > /tmp/job.fio <<JOB
-[global]
-ioengine=libaio
-iodepth=8
-direct=1
-rw=randwrite
-bssplit=4k/40:16k/30:64k/30
-size=$FIO
-verify=crc32c
-verify_fatal=1
-do_verify=1
-fsync=16
-randrepeat=0
-[vda]
-filename=/dev/vda
-[vdb]
-filename=/dev/vdb
-JOB
-round=0
-while :; do
-	round=$((round + 1))
-	echo "SIOV-FIO-ROUND $round"
-	if ! fio --eta=never --output=/tmp/fio.out /tmp/job.fio; then
-		cat /tmp/fio.out
-		fail "fio round $round failed (verify or I/O error)"
-	fi
-	grep -q 'err= 0' /tmp/fio.out || { cat /tmp/fio.out; fail "fio round $round reports errors"; }
-	echo "SIOV-FIO-OK $round"
-	blkop check /dev/vda $FLAG 4096 77 >/dev/null 2>&1 && break
-	[ $round -lt 30 ] || fail "the host never said stop"
-done
-if dmesg | grep -Ei 'I/O error|blk_update_request|critical target error|Buffer I/O'; then
-	fail "the guest kernel logged I/O errors"
-fi
-say "$round fio rounds verified through the gateway, no I/O error"
+fio_rounds $FIO 0 vda $FLAG vda vdb
+say "$ROUNDS fio rounds verified through the gateway, no I/O error"
 G
 guest_start g 240 v0 v1
 guest_wait_marker g SIOV-FIO-ROUND 90
 # Kill A while the guest's I/O is flowing through it.
-i=0
-until [ "$(vstat v0 .requests)" -gt 200 ] && [ "$(vstat v1 .requests)" -gt 200 ]; do
-	i=$((i + 1))
-	[ $i -le 600 ] || die "no I/O through the gateway after 60 s"
-	grep -q '^SIOV-TEST-FAIL' "$WORK/g.console" && die "guest: $(grep -m1 '^SIOV-TEST-FAIL' "$WORK/g.console")"
-	sleep 0.1
-done
+guest_wait_requests g v0 200 60
+guest_wait_requests g v1 200 60
 log "before the kill: v0 $(stats v0 | jq -c '{requests, inflight}'), v1 $(stats v1 | jq -c '{requests, inflight}')"
 forget_pid "$A_PID"
 siovd_inst_kill a
@@ -118,15 +79,7 @@ a_start
 actl export_list | jq -e 'length == 2' >/dev/null || die "instance A did not restore both exports: $(actl export_list)"
 log "instance A restarted from its state dir: $(grep 'state: restored' "$WORK/a.log" | tail -n1 | sed 's/.*info: //')"
 # The guest must go on: another full round after the restart, then stop.
-r0=$(grep -c '^SIOV-FIO-OK' "$WORK/g.console" || true)
-i=0
-until [ "$(grep -c '^SIOV-FIO-OK' "$WORK/g.console" || true)" -gt "$r0" ]; do
-	i=$((i + 1))
-	[ $i -le 900 ] || die "no fio round completed within 90 s of A's restart"
-	grep -q '^SIOV-TEST-FAIL' "$WORK/g.console" && die "guest: $(grep -m1 '^SIOV-TEST-FAIL' "$WORK/g.console")"
-	kill -0 "$GUEST_PID" 2>/dev/null || die "the guest ended early"
-	sleep 0.1
-done
+guest_wait_round g 90
 # A backend reconnects when its next request comes (fio's jobs on the two
 # disks end at different times): wait for both.
 for n in n0 n1; do
@@ -134,7 +87,7 @@ for n in n0 n1; do
 	until grep -q "backend '$n': reconnected" "$WORK/backend.log"; do
 		i=$((i + 1))
 		[ $i -le 600 ] || die "B did not reconnect $n within 60 s"
-		grep -q '^SIOV-TEST-FAIL' "$WORK/g.console" && die "guest: $(grep -m1 '^SIOV-TEST-FAIL' "$WORK/g.console")"
+		guest_failed g
 		sleep 0.1
 	done
 done

@@ -9,7 +9,8 @@
  * members end up byte-identical after a resync, a bitmap resync copies only
  * the chunks written meanwhile, the last copy is never dropped, and the state
  * (failed member, resync to finish, unclean stop) survives closing, reopening
- * and a process that dies without closing.
+ * and a process that dies without closing; after a host crash (the bitmap
+ * from an earlier boot) the members are resynced fully, not from the bits.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -485,6 +486,29 @@ static void test_restart_keeps_state(void **state)
 	assert_same(fx, fx->mem[0], fx->mem[1]);
 }
 
+/* In a forked child: a mirror of a and b on the child's own ring (exits on failure). */
+static struct siov_backend *child_mirror(struct fx *fx)
+{
+	struct siov_backend *m = NULL;
+
+	/* The parent's ring is not ours to share. */
+	if (io_uring_queue_init(64, &fx->ring, 0))
+		_exit(3);
+	siov_io_ctx_init(&fx->ctx, &fx->ring);
+	if (mirror_open(fx, 2, fx->bitmap, &m))
+		_exit(2);
+	return m;
+}
+
+/* The parent: the child ended, with status 0. */
+static void child_wait(pid_t pid)
+{
+	int st;
+
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 /*
  * A process that dies with a resync half done and writes on one member only
  * (SIGKILL: nothing is closed): the next open finishes the resync and
@@ -495,7 +519,6 @@ static void test_unclean_stop(void **state)
 	struct fx *fx = *state;
 	struct siov_mirror_info info;
 	pid_t pid;
-	int st;
 
 	fx->mem[0] = file(fx, "a", SIZE);
 	fx->mem[1] = file(fx, "b", SIZE);
@@ -503,14 +526,8 @@ static void test_unclean_stop(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		struct siov_backend *m = NULL;
+		struct siov_backend *m = child_mirror(fx);
 
-		/* The parent's ring is not ours to share. */
-		if (io_uring_queue_init(64, &fx->ring, 0))
-			_exit(3);
-		siov_io_ctx_init(&fx->ctx, &fx->ring);
-		if (mirror_open(fx, 2, fx->bitmap, &m))
-			_exit(2);
 		siov_mirror_set_resync_rate(m, 8 * MB);
 		usleep(300000);
 		/*
@@ -521,13 +538,64 @@ static void test_unclean_stop(void **state)
 		write_pattern(fx, fx->mem[0], 8 * CHUNK, CHUNK, 22);
 		_exit(0);
 	}
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	child_wait(pid);
 	assert_int_equal(mirror_open(fx, 2, fx->bitmap, &fx->m), 0);
 	siov_mirror_get_info(fx->m, &info);
 	assert_int_equal(member(&info, "b")->state, SIOV_MEMBER_RESYNCING);
 	/* It went on from where it stopped: not the whole disk again. */
 	assert_true(member(&info, "b")->resync_total < SIZE);
+	wait_in_sync(fx->m);
+	assert_same(fx, fx->mem[0], fx->mem[1]);
+}
+
+/*
+ * A host crash: the bitmap on disk may miss the last writes' bits.  Played by
+ * a process that dies after writing one chunk through the mirror and another
+ * onto a alone with no bit set (a write whose bit never reached the disk),
+ * and by making the bitmap's boot another one.  The next open must not trust
+ * the bits: b is resynced fully and ends up identical to a.
+ */
+static void test_host_crash(void **state)
+{
+	struct fx *fx = *state;
+	struct siov_mirror_info info;
+	char boot[40] = "", hdr[4096], *at;
+	FILE *f;
+	pid_t pid;
+
+	fx->mem[0] = file(fx, "a", SIZE);
+	fx->mem[1] = file(fx, "b", SIZE);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct siov_backend *m = child_mirror(fx);
+
+		wait_in_sync(m);
+		write_pattern(fx, m, 4 * CHUNK, CHUNK, 31);
+		write_pattern(fx, fx->mem[0], 40 * CHUNK, CHUNK, 32); /* its bit was lost */
+		_exit(0);
+	}
+	child_wait(pid);
+	/* The header names the boot that opened it: make it an earlier one. */
+	f = fopen("/proc/sys/kernel/random/boot_id", "r");
+	if (f) {
+		assert_non_null(fgets(boot, sizeof(boot), f));
+		fclose(f);
+		boot[strcspn(boot, "\n")] = '\0';
+		f = fopen(fx->bitmap, "r+");
+		assert_non_null(f);
+		assert_int_equal(fread(hdr, 1, sizeof(hdr), f), sizeof(hdr));
+		at = memmem(hdr, sizeof(hdr), boot, strlen(boot));
+		assert_non_null(at);
+		*at = *at == '0' ? '1' : '0';
+		assert_int_equal(fseek(f, 0, SEEK_SET), 0);
+		assert_int_equal(fwrite(hdr, 1, sizeof(hdr), f), sizeof(hdr));
+		fclose(f);
+	}
+	assert_int_equal(mirror_open(fx, 2, fx->bitmap, &fx->m), 0);
+	siov_mirror_get_info(fx->m, &info);
+	assert_int_equal(member(&info, "b")->state, SIOV_MEMBER_RESYNCING);
+	assert_int_equal(member(&info, "b")->resync_total, SIZE);
 	wait_in_sync(fx->m);
 	assert_same(fx, fx->mem[0], fx->mem[1]);
 }
@@ -543,6 +611,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_remove_during_resync, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_restart_keeps_state, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unclean_stop, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_host_crash, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

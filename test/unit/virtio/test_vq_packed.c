@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -96,6 +97,7 @@ static int teardown(void **state)
 	struct fx *fx = *state;
 
 	siov_vq_release(&fx->vq);
+	free(fx->vq.resubmit);
 	close(fx->err_fd);
 	close(fx->call_fd);
 	guest_fini(&fx->g);
@@ -525,6 +527,41 @@ static void pk_base_past_ring_is_refused(void **state)
 	assert_int_equal(siov_vq_map_rings(&fx->vq), 0);
 }
 
+/* ---- live migration: the one completion path marks what it wrote ---- */
+
+static void pk_completion_marks_dirty_log(void **state)
+{
+	struct fx *fx = *state;
+	int fd = memfd_create("siov-test-log", MFD_CLOEXEC);
+	struct siov_dirty_log *log = NULL;
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 4096), 0);
+	assert_int_equal(siov_dirty_log_create(fd, 4096, 0, &log), 0);
+	fx->vq.log = log;
+	fx->vq.log_used = true;
+	fx->vq.log_used_gpa = DEV_EV_GPA;
+	assert_true(fx->vq.log_desc_gpa == RING_GPA); /* derived from the memory table */
+	assert_true(siov_vq_log_ok(&fx->vq));
+	drv_add_blk(fx, 4, true);
+	assert_int_equal(siov_vq_pop(&fx->vq, &fx->chain), 1);
+	assert_false(siov_dirty_log_test(log, RING_GPA));
+	siov_vq_complete(&fx->vq, 4, &fx->chain.iov[fx->chain.out_num], fx->chain.in_num, 513);
+	/* Data and status byte, and the used entry in the descriptor ring; not the header. */
+	assert_true(siov_dirty_log_test(log, DATA_GPA));
+	assert_true(siov_dirty_log_test(log, STATUS_GPA));
+	assert_true(siov_dirty_log_test(log, RING_GPA));
+	assert_false(siov_dirty_log_test(log, HDR_GPA));
+	/* The device's event area is front-end memory too. */
+	assert_false(siov_dirty_log_test(log, DEV_EV_GPA));
+	siov_vq_disable_notify(&fx->vq);
+	assert_true(siov_dirty_log_test(log, DEV_EV_GPA));
+	assert_false(siov_vq_is_broken(&fx->vq));
+	fx->vq.log = NULL;
+	siov_dirty_log_destroy(log);
+	close(fd);
+}
+
 /* ---- INFLIGHT_SHMFD records ---- */
 
 static struct siov_vu_inflight_packed *attach_records(struct fx *fx)
@@ -656,6 +693,7 @@ int main(void)
 	    T(pk_more_in_flight_than_ring_breaks_queue),
 	    T(pk_malformed_chains_break_queue),
 	    T(pk_base_past_ring_is_refused),
+	    T(pk_completion_marks_dirty_log),
 	    T(pk_restart_resubmits_what_was_in_flight),
 	    T(pk_restart_after_crash_mid_completion),
 	    T(pk_corrupt_records_are_dropped),

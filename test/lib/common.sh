@@ -1,0 +1,41 @@
+# What the shell test libraries share (bash; sourced by test/guest/lib.sh and
+# test/remote/lib.sh): messages, pid bookkeeping, waiting for a path, a free
+# TCP port.  The sourcing library sets TEST_NAME and T0 (date +%s.%N) first.
+# Each test keeps the pids it started in PIDS, and its cleanup ends exactly
+# those.
+
+log() { echo "[$TEST_NAME $(elapsed)s] $*" >&2; }
+elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}'; }
+skip() { echo "SKIP: $TEST_NAME: $*" >&2; exit 77; }
+die() {
+	echo "FAIL: $TEST_NAME: $*" >&2
+	exit 1
+}
+
+# forget_pid PID: PID was reaped; never signal it again.
+forget_pid() {
+	local p keep=()
+	for p in "${PIDS[@]}"; do
+		[ "$p" = "$1" ] || keep+=("$p")
+	done
+	PIDS=("${keep[@]}")
+}
+
+# wait_for_path PATH SECONDS [PID]: polls until PATH exists; fails early if
+# PID dies.
+wait_for_path() {
+	local i=0 n=$(($2 * 20))
+	while [ ! -e "$1" ]; do
+		if [ -n "${3:-}" ] && ! kill -0 "$3" 2>/dev/null; then
+			die "process $3 died before $1 appeared"
+		fi
+		i=$((i + 1))
+		[ $i -le $n ] || die "timed out after $2 s waiting for $1"
+		sleep 0.05
+	done
+}
+
+# free_port: a TCP port nobody listens on now (the kernel's pick).
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
