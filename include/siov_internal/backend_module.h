@@ -44,8 +44,8 @@ struct siov_backend {
 	void *priv;
 };
 
-/* Marks sqe as belonging to io (user_data, tag SIOV_UD_IO). */
-void siov_io_sqe_set_io(struct io_uring_sqe *sqe, struct siov_io *io);
+/* Marks sqe, taken from ctx, as belonging to io (user_data, tag SIOV_UD_IO). */
+void siov_io_sqe_set_io(struct siov_io_ctx *ctx, struct io_uring_sqe *sqe, struct siov_io *io);
 /* Queues io's completion with res for the next siov_io_ctx_run_deferred(). */
 void siov_io_complete_later(struct siov_io_ctx *ctx, struct siov_io *io, int res);
 

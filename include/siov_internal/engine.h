@@ -45,6 +45,10 @@ struct siov_engine_stats {
 	uint64_t enters;	 /* io_uring_enter() calls to submit or wait */
 	uint64_t submits;	 /* io_uring_enter() calls that only submitted */
 	uint64_t submit_ns;	 /* time spent in those */
+	uint64_t kernel_n;	 /* backend CQEs timed from their submit */
+	uint64_t kernel_ns;	 /* their submit -> CQE reaped, summed */
+	uint64_t reaped_io;	 /* backend CQEs reaped */
+	uint64_t cqe_used_ns;	 /* their reap -> used entry published and driver notified, summed */
 	uint64_t cpu_ns;	 /* CPU time of its thread: polling and work, not sleep */
 	unsigned queues;	 /* queues attached to it */
 };

@@ -76,8 +76,16 @@ bool siov_qos_admit(struct siov_qos *qos, uint64_t now, uint64_t bytes, uint64_t
 bool siov_qos_limited(const struct siov_qos *qos);
 /* Requests the reservation covers right now (0 if none). */
 unsigned siov_qos_reserved_credit(struct siov_qos *qos, uint64_t now);
-/* A reserved VDEV with @credit unused and @inflight requests at its backend: short? */
-void siov_qos_note_backlog(struct siov_qos *qos, uint64_t now, unsigned credit, uint64_t inflight);
+/*
+ * A reserved VDEV with @credit unused and @inflight requests at its backend,
+ * which recently took @lat_ns each (0: not known yet): short?  Only if, at
+ * that latency, what it keeps in flight cannot deliver its reservation
+ * (Little's law); a VDEV whose front end sends too few requests is short
+ * through no fault of the backend, and bounding its neighbours would only
+ * waste capacity.
+ */
+void siov_qos_note_backlog(struct siov_qos *qos, uint64_t now, unsigned credit, uint64_t inflight,
+			   uint64_t lat_ns);
 void siov_qos_reserved_take(struct siov_qos *qos, unsigned n);
 uint32_t siov_qos_weight(const struct siov_qos *qos);
 /* Control thread, before the VDEV starts: the backend's domain (NULL: none). */

@@ -356,7 +356,7 @@ static int rw_issue(struct file *f, struct siov_io_ctx *ctx, struct siov_io *io)
 		return -EBUSY;
 	rw_prep(sqe, direct ? f->dfd : f->fd, io, i, skip ? &part : NULL);
 	io->bk_pending = direct ? io->bk_pending | FILE_F_DIRECT : io->bk_pending & ~FILE_F_DIRECT;
-	siov_io_sqe_set_io(sqe, io);
+	siov_io_sqe_set_io(ctx, sqe, io);
 	return 0;
 }
 
@@ -368,7 +368,7 @@ static int falloc_issue(struct file *f, struct siov_io_ctx *ctx, struct siov_io 
 		return -EBUSY;
 	io_uring_prep_fallocate(sqe, f->fd, mode | FALLOC_FL_KEEP_SIZE, (off_t)io->offset,
 				(off_t)io->len);
-	siov_io_sqe_set_io(sqe, io);
+	siov_io_sqe_set_io(ctx, sqe, io);
 	return 0;
 }
 
@@ -379,7 +379,7 @@ static int flush_issue(struct file *f, struct siov_io_ctx *ctx, struct siov_io *
 	if (!sqe)
 		return -EBUSY;
 	io_uring_prep_fsync(sqe, f->fd, IORING_FSYNC_DATASYNC);
-	siov_io_sqe_set_io(sqe, io);
+	siov_io_sqe_set_io(ctx, sqe, io);
 	return 0;
 }
 

@@ -24,6 +24,7 @@ void siov_io_ctx_init(struct siov_io_ctx *ctx, struct io_uring *ring)
 	ctx->done_head = NULL;
 	ctx->done_tail = &ctx->done_head;
 	ctx->unsubmitted = 0;
+	ctx->sub_seq = 0;
 }
 
 struct io_uring_sqe *siov_io_ctx_get_sqe(struct siov_io_ctx *ctx)
@@ -46,8 +47,9 @@ struct io_uring_sqe *siov_io_ctx_get_sqe(struct siov_io_ctx *ctx)
 	return sqe;
 }
 
-void siov_io_sqe_set_io(struct io_uring_sqe *sqe, struct siov_io *io)
+void siov_io_sqe_set_io(struct siov_io_ctx *ctx, struct io_uring_sqe *sqe, struct siov_io *io)
 {
+	io->sub_seq = ctx->sub_seq;
 	/* struct siov_io is 8-byte aligned, so its low 3 bits carry the tag. */
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)io | SIOV_UD_IO);
 }

@@ -44,6 +44,12 @@
  * left the active list between two of its requests would cost a kick each.
  */
 #define ENGINE_IDLE_ROUNDS 4
+/*
+ * Submits remembered for timing submit -> CQE (a power of two): a CQE whose
+ * submit is older than this many submits is not timed (engine_stats says how
+ * many were).
+ */
+#define ENGINE_SUB_HISTORY 256
 /* Longest sleep while an SQE the engine needs was refused (command read, cancel, kick). */
 #define ENGINE_RETRY_NS 1000000ull
 
@@ -96,6 +102,9 @@ struct siov_engine_queue {
 	uint64_t throttle_until; /* QoS: do not pop before this time (ns) */
 	bool qos_wait;		 /* throttle_until is a QoS wait (not a device model's own) */
 	double deficit;		 /* QoS: deficit round robin credit, in requests */
+	/* QoS: the queue's recent request latency, from its stats at the last look. */
+	uint64_t lat_req, lat_total;
+	double lat_ewma_ns;
 	uint64_t bal_requests;	 /* control thread: requests at the balancer's last look */
 };
 
@@ -126,6 +135,10 @@ struct siov_engine {
 	unsigned ctl_n, ctl_cap;
 	uint64_t now;  /* refreshed each round; queues read it through siov_vq_now() */
 	bool deferred; /* the ring has DEFER_TASKRUN (older kernels: plain) */
+	/* When each of the last submits reached the kernel, by ioctx.sub_seq. */
+	uint64_t sub_at[ENGINE_SUB_HISTORY];
+	unsigned round_cqes; /* backend CQEs reaped this round, at round_reap_ns */
+	uint64_t round_reap_ns;
 	struct siov_engine_stats stats;
 };
 
@@ -285,6 +298,22 @@ static unsigned inflight_room(struct siov_engine_queue *q, uint64_t now, unsigne
 	return inflight >= cap ? 0 : SIOV_MIN(budget, (unsigned)(cap - inflight));
 }
 
+/* Mean latency of the requests q completed lately (0: none yet), smoothed over looks. */
+static uint64_t queue_recent_latency(struct siov_engine_queue *q)
+{
+	uint64_t n = SIOV_STAT_GET(q->vq->stats.requests);
+	uint64_t ns = SIOV_STAT_GET(q->vq->stats.latency_ns_total);
+	double m;
+
+	if (n <= q->lat_req)
+		return (uint64_t)q->lat_ewma_ns;
+	m = (double)(ns - q->lat_total) / (double)(n - q->lat_req);
+	q->lat_ewma_ns = q->lat_ewma_ns ? q->lat_ewma_ns + (m - q->lat_ewma_ns) / 4 : m;
+	q->lat_req = n;
+	q->lat_total = ns;
+	return (uint64_t)q->lat_ewma_ns;
+}
+
 static unsigned queue_budget(struct siov_engine *e, struct siov_engine_queue *q, uint64_t now,
 			     unsigned *reserved)
 {
@@ -306,7 +335,8 @@ static unsigned queue_budget(struct siov_engine *e, struct siov_engine_queue *q,
 		q->deficit = ENGINE_BUDGET * 2;
 	credit = siov_qos_reserved_credit(qos, now);
 	if (credit)
-		siov_qos_note_backlog(qos, now, credit, SIOV_STAT_GET(q->vq->stats.inflight));
+		siov_qos_note_backlog(qos, now, credit, SIOV_STAT_GET(q->vq->stats.inflight),
+				      queue_recent_latency(q));
 	*reserved = SIOV_MIN(credit, ENGINE_BUDGET);
 	return inflight_room(q, now, SIOV_MIN((unsigned)q->deficit + *reserved, ENGINE_BUDGET * 2));
 }
@@ -608,6 +638,40 @@ static void handle_kick(struct siov_engine *e, struct siov_engine_queue *q, int 
 		activate(e, q, now);
 }
 
+/*
+ * A submit reached the kernel at t: stamp it for the I/Os it carried (their
+ * sub_seq is the current number), then start the next number.
+ */
+static void note_submit(struct siov_engine *e, uint64_t t)
+{
+	e->sub_at[e->ioctx.sub_seq % ENGINE_SUB_HISTORY] = t;
+	e->ioctx.sub_seq++;
+}
+
+/* A backend CQE reaped at e->now: its time in the kernel, if its submit is remembered. */
+static void time_cqe(struct siov_engine *e, const struct siov_io *io)
+{
+	uint32_t age = e->ioctx.sub_seq - io->sub_seq;
+	uint64_t at = e->sub_at[io->sub_seq % ENGINE_SUB_HISTORY];
+
+	e->round_cqes++;
+	if (age == 0 || age > ENGINE_SUB_HISTORY || at > e->now)
+		return;
+	SIOV_STAT_ADD(e->stats.kernel_ns, e->now - at);
+	SIOV_STAT_ADD(e->stats.kernel_n, 1);
+}
+
+/* After the round's notifications: how long its backend completions took to reach the driver. */
+static void time_notify(struct siov_engine *e)
+{
+	if (!e->round_cqes)
+		return;
+	SIOV_STAT_ADD(e->stats.cqe_used_ns,
+		      (uint64_t)e->round_cqes * (siov_now_ns() - e->round_reap_ns));
+	SIOV_STAT_ADD(e->stats.reaped_io, e->round_cqes);
+	e->round_cqes = 0;
+}
+
 static unsigned reap(struct siov_engine *e, uint64_t now)
 {
 	struct io_uring_cqe *cqe;
@@ -621,6 +685,7 @@ static unsigned reap(struct siov_engine *e, uint64_t now)
 		n++;
 		switch (ud & SIOV_UD_TAG_MASK) {
 		case SIOV_UD_IO:
+			time_cqe(e, p);
 			siov_io_ctx_handle_cqe(&e->ioctx, cqe);
 			break;
 		case UD_KICK:
@@ -644,12 +709,16 @@ static void submit(struct siov_engine *e, bool wait)
 {
 	int rc;
 
-	if (wait)
+	if (wait) {
+		if (e->ioctx.unsubmitted)
+			note_submit(e, siov_now_ns());
 		rc = io_uring_submit_and_wait(&e->ring, 1);
-	else if (e->ioctx.unsubmitted) {
-		uint64_t t0 = siov_now_ns();
+	} else if (e->ioctx.unsubmitted) {
+		uint64_t t0 = siov_now_ns(), t1;
 		rc = io_uring_submit(&e->ring);
-		SIOV_STAT_ADD(e->stats.submit_ns, siov_now_ns() - t0);
+		t1 = siov_now_ns();
+		note_submit(e, t1);
+		SIOV_STAT_ADD(e->stats.submit_ns, t1 - t0);
 		SIOV_STAT_ADD(e->stats.submits, 1);
 	} else {
 		return;
@@ -684,6 +753,8 @@ static void submit_and_sleep(struct siov_engine *e)
 	if (wake <= now)
 		return;
 	wait = wake - now;
+	if (e->ioctx.unsubmitted)
+		note_submit(e, now);
 	ts.tv_sec = (long long)(wait / 1000000000ull);
 	ts.tv_nsec = (long long)(wait % 1000000000ull);
 	rc = io_uring_submit_and_wait_timeout(&e->ring, &cqe, 1, &ts, NULL);
@@ -793,10 +864,12 @@ static void *engine_main(void *arg)
 		get_events(e);
 		if (io_uring_cq_ready(&e->ring))
 			e->now = siov_now_ns();
+		e->round_reap_ns = e->now;
 		work += reap(e, now);
 		take_cmds(e, now);
 		work += siov_io_ctx_run_deferred(&e->ioctx);
 		flush_notify(e);
+		time_notify(e);
 		check_faults(e);
 		if (e->waiting)
 			check_detaches(e);
@@ -1295,6 +1368,10 @@ void siov_engine_get_stats(const struct siov_engine *e, struct siov_engine_stats
 	out->enters = SIOV_STAT_GET(e->stats.enters);
 	out->submits = SIOV_STAT_GET(e->stats.submits);
 	out->submit_ns = SIOV_STAT_GET(e->stats.submit_ns);
+	out->kernel_n = SIOV_STAT_GET(e->stats.kernel_n);
+	out->kernel_ns = SIOV_STAT_GET(e->stats.kernel_ns);
+	out->reaped_io = SIOV_STAT_GET(e->stats.reaped_io);
+	out->cqe_used_ns = SIOV_STAT_GET(e->stats.cqe_used_ns);
 	out->cpu_ns = thread_cpu_ns(e);
 	pthread_mutex_lock((pthread_mutex_t *)&e->lock);
 	out->queues = e->nqueues;

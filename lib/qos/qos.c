@@ -13,14 +13,20 @@
  * full) a member past its share waits even if the group would admit it; so a
  * member alone on a quiet engine, which asks more often than members sharing
  * a busy one, cannot take the others' part.  When the group bucket fills up
- * (the others do not use their part) anyone may borrow: nothing is wasted.
+ * (the others do not use their part) anyone may borrow what the others are
+ * not owed (the tokens in their share buckets): nothing is wasted, and a
+ * member a few ms late on a busy engine still gets its part.
  *
  * When the backend, not the engine, is the bottleneck, credit alone cannot
  * serve a reservation: the unreserved VDEVs' requests fill the device queue
  * and the reserved one's wait behind them.  So a reserved VDEV whose credit
- * piles up while it has requests at the backend marks its domain short, and for a while after that
- * the unreserved VDEVs there keep at most SIOV_QOS_SHORT_INFLIGHT requests in flight.  Nobody
- * short, no bound: no capacity is held back.
+ * piles up while it has requests at the backend, and whose requests take so
+ * long there that what it keeps in flight cannot deliver its reservation
+ * (latency measured as it runs, Little's law), marks its domain short; for a
+ * while after that the unreserved VDEVs there keep at most
+ * SIOV_QOS_SHORT_INFLIGHT requests in flight.  Nobody short, no bound: no
+ * capacity is held back, and a VDEV whose own front end is slow holds
+ * nobody back.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -35,8 +41,13 @@ struct bucket {
 	uint64_t last;
 };
 
-/* A member counts as active if it asked for admission this recently. */
-#define GROUP_ACTIVE_NS 20000000ull
+/*
+ * A member counts as active if it asked for admission this recently: long
+ * enough for an engine starved of CPU for tens of ms (a loaded machine) to
+ * keep its members' parts; a member that stopped only lends its part for
+ * that long (the others borrow it meanwhile, see may_borrow()).
+ */
+#define GROUP_ACTIVE_NS 100000000ull
 /*
  * A member past its part may borrow only from a group bucket this full: the
  * others left that much unused for a while.  Lower, and a member that asks
@@ -57,9 +68,14 @@ struct siov_qos {
 	uint64_t last_ask;
 	struct siov_qos *next_member;
 	struct siov_qos_domain *dom; /* the backend's, or NULL */
-	/* As a group: its members (under the group's lock), their active weight. */
+	/*
+	 * As a group: its members (under the group's lock), their active
+	 * weight, and what they are still owed of their parts (the tokens in
+	 * their share buckets), recounted together.
+	 */
 	struct siov_qos *members;
 	uint64_t active_weight, weight_at;
+	double owed_iops, owed_bps;
 };
 
 static void lock(struct siov_qos *q)
@@ -228,7 +244,23 @@ bool siov_qos_limited(const struct siov_qos *q)
 	       (q->group && (q->group->p.iops_limit || q->group->p.bps_limit));
 }
 
-/* Sum of the weights of g's members that asked lately; caller holds g's lock. */
+/* The tokens a share bucket would hold now, if positive (0 for an unused one). */
+static double share_level(const struct bucket *s, uint64_t now)
+{
+	double t;
+
+	if (s->rate == 0 || s->last == 0)
+		return 0;
+	t = s->tokens + (now > s->last ? (double)(now - s->last) * s->rate : 0);
+	t = t > s->depth ? s->depth : t;
+	return t > 0 ? t : 0;
+}
+
+/*
+ * Sum of the weights of g's members that asked lately, and what those are
+ * still owed of their parts; caller holds g's lock (which guards every
+ * member's share buckets).
+ */
 static uint64_t group_active_weight(struct siov_qos *g, uint64_t now)
 {
 	struct siov_qos *m;
@@ -237,12 +269,29 @@ static uint64_t group_active_weight(struct siov_qos *g, uint64_t now)
 	/* Engines' clocks differ by up to a round: a stamp may lie a little ahead of now. */
 	if (g->weight_at && g->weight_at + GROUP_RECOUNT_NS > now)
 		return g->active_weight;
-	for (m = g->members; m; m = m->next_member)
-		if (__atomic_load_n(&m->last_ask, __ATOMIC_RELAXED) + GROUP_ACTIVE_NS > now)
-			w += m->p.weight;
+	g->owed_iops = g->owed_bps = 0;
+	for (m = g->members; m; m = m->next_member) {
+		if (__atomic_load_n(&m->last_ask, __ATOMIC_RELAXED) + GROUP_ACTIVE_NS <= now)
+			continue;
+		w += m->p.weight;
+		g->owed_iops += share_level(&m->share_iops, now);
+		g->owed_bps += share_level(&m->share_bps, now);
+	}
 	g->active_weight = w;
 	g->weight_at = now;
 	return w;
+}
+
+/*
+ * A member past its part may borrow from the group bucket only what nobody
+ * is owed: the bucket is nearly full (the others left their parts unused for
+ * a while) and holds more than the others' share buckets.  Without the
+ * second rule a member on a quiet engine, which asks first, takes what a
+ * member on a busy engine was about to claim a few ms late.
+ */
+static bool may_borrow(const struct bucket *gb, double owed)
+{
+	return gb->tokens >= gb->depth * BORROW_FILL && gb->tokens - owed >= 1;
 }
 
 /* Refills a share bucket at part of the group bucket's rate (depth likewise, at least min). */
@@ -273,12 +322,12 @@ static uint64_t share_wait(struct siov_qos *q, struct siov_qos *g, uint64_t now)
 	}
 	if (g->iops.rate != 0) {
 		share_refill(&q->share_iops, &g->iops, part, 1, now);
-		if (q->share_iops.tokens < 0 && g->iops.tokens < g->iops.depth * BORROW_FILL)
+		if (q->share_iops.tokens < 0 && !may_borrow(&g->iops, g->owed_iops))
 			a = (uint64_t)(-q->share_iops.tokens / q->share_iops.rate) + 1;
 	}
 	if (g->bps.rate != 0) {
 		share_refill(&q->share_bps, &g->bps, part, 1u << 20, now);
-		if (q->share_bps.tokens < 0 && g->bps.tokens < g->bps.depth * BORROW_FILL)
+		if (q->share_bps.tokens < 0 && !may_borrow(&g->bps, g->owed_bps))
 			b = (uint64_t)(-q->share_bps.tokens / q->share_bps.rate) + 1;
 	}
 	return a > b ? a : b;
@@ -337,15 +386,22 @@ unsigned siov_qos_reserved_credit(struct siov_qos *q, uint64_t now)
 	return t >= 1 ? (unsigned)t : 0;
 }
 
-void siov_qos_note_backlog(struct siov_qos *q, uint64_t now, unsigned credit, uint64_t inflight)
+void siov_qos_note_backlog(struct siov_qos *q, uint64_t now, unsigned credit, uint64_t inflight,
+			   uint64_t lat_ns)
 {
 	/*
 	 * Short: credit piled up while requests wait at the backend.  A VDEV
 	 * that asks for less than its reservation piles up credit too, but
 	 * with nothing of it in flight: that is no reason to hold others back.
+	 * Nor is one whose requests come back fast enough: inflight / lat_ns
+	 * is what it completes per ns, so if that covers iops_min the backend
+	 * is not what keeps it short (its front end is).
 	 */
-	if (q->dom && inflight && credit >= 2 && credit >= (double)q->p.iops_min * SHORT_NS / 1e9)
-		__atomic_store_n(&q->dom->short_until, now + SHORT_HOLD_NS, __ATOMIC_RELAXED);
+	if (!q->dom || !inflight || credit < 2 || credit < (double)q->p.iops_min * SHORT_NS / 1e9)
+		return;
+	if (lat_ns && (double)inflight * 1e9 >= (double)q->p.iops_min * (double)lat_ns)
+		return;
+	__atomic_store_n(&q->dom->short_until, now + SHORT_HOLD_NS, __ATOMIC_RELAXED);
 }
 
 void siov_qos_set_domain(struct siov_qos *q, struct siov_qos_domain *dom)

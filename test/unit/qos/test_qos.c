@@ -138,9 +138,42 @@ static void group_share_holds_across_engines(void **state)
 }
 
 /*
+ * Two members on a starved engine come back only every 40 ms and then take
+ * what they are owed at once; the third, alone on a quiet engine, asks every
+ * 20 us.  The late ones still count as active and get their thirds: the
+ * early one may borrow from the group only what the others are not owed.
+ */
+static void late_members_keep_their_part(void **state)
+{
+	struct siov_qos_params gp = {.iops_limit = 6000}, vp = {0};
+	struct siov_qos *g, *m[3];
+	uint64_t t, n[3] = {0}, retry;
+	unsigned i, k;
+
+	assert_int_equal(siov_qos_create(&gp, NULL, &g), 0);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(siov_qos_create(&vp, g, &m[i]), 0);
+	for (t = SEC; t < 11 * SEC; t += 20000) {
+		n[0] += siov_qos_admit(m[0], t, 4096, &retry);
+		if ((t / 20000) % 2000)
+			continue;
+		for (i = 1; i < 3; i++)
+			for (k = 0; k < 1000 && siov_qos_admit(m[i], t + i * 1000, 4096, &retry); k++)
+				n[i]++;
+	}
+	assert_in_range(n[0] + n[1] + n[2], 59000, 60000 + 601);
+	for (i = 0; i < 3; i++)
+		assert_in_range(n[i], 18000, 22000);
+	for (i = 0; i < 3; i++)
+		siov_qos_destroy(m[i]);
+	siov_qos_destroy(g);
+}
+
+/*
  * A reserved VDEV whose credit piles up (it cannot start requests as fast as
- * it is owed them) bounds what the unreserved VDEVs of its backend keep in
- * flight, for a while; a reserved VDEV that keeps up bounds nobody.
+ * it is owed them) because its requests are slow at the backend bounds what
+ * the unreserved VDEVs of its backend keep in flight, for a while; a reserved
+ * VDEV that keeps up, or whose requests come back fast enough, bounds nobody.
  */
 static void short_reservation_bounds_unreserved(void **state)
 {
@@ -159,11 +192,17 @@ static void short_reservation_bounds_unreserved(void **state)
 	assert_int_equal(siov_qos_inflight_cap(u, t), UINT32_MAX);
 	/* Asking for less than its reservation, nothing in flight: not short. */
 	t += 10 * MSEC;
-	siov_qos_note_backlog(r, t, siov_qos_reserved_credit(r, t), 0);
+	siov_qos_note_backlog(r, t, siov_qos_reserved_credit(r, t), 0, 0);
 	assert_int_equal(siov_qos_inflight_cap(u, t), UINT32_MAX);
-	/* Falling behind: 10 ms owed and not taken, 8 requests waiting at the backend. */
+	/*
+	 * Behind, but 8 requests in flight at 1 ms each deliver 8,000/s: the
+	 * backend keeps up, its front end does not send enough.  Not short.
+	 */
 	assert_true(siov_qos_reserved_credit(r, t) >= 6);
-	siov_qos_note_backlog(r, t, siov_qos_reserved_credit(r, t), 8);
+	siov_qos_note_backlog(r, t, siov_qos_reserved_credit(r, t), 8, 1 * MSEC);
+	assert_int_equal(siov_qos_inflight_cap(u, t), UINT32_MAX);
+	/* Falling behind: 10 ms owed, 8 requests at the backend taking 5 ms each (1,600/s). */
+	siov_qos_note_backlog(r, t, siov_qos_reserved_credit(r, t), 8, 5 * MSEC);
 	assert_int_equal(siov_qos_inflight_cap(u, t), SIOV_QOS_SHORT_INFLIGHT);
 	assert_int_equal(siov_qos_inflight_cap(r, t), UINT32_MAX);
 	/* The bound lapses once nobody is short any more. */
@@ -236,6 +275,7 @@ int main(void)
 	    cmocka_unit_test(iops_limit_catches_tiny_requests),
 	    cmocka_unit_test(group_limit_is_shared),
 	    cmocka_unit_test(group_share_holds_across_engines),
+	    cmocka_unit_test(late_members_keep_their_part),
 	    cmocka_unit_test(short_reservation_bounds_unreserved),
 	    cmocka_unit_test(set_changes_rate_at_run_time),
 	    cmocka_unit_test(reservation_credit_accrues_at_iops_min),

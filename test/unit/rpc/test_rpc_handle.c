@@ -177,6 +177,9 @@ static void test_engine_stats(void **state)
 	e0 = json_object_array_get_idx(res, 0);
 	assert_int_equal(json_object_get_int64(member(e0, "requests")), 0);
 	assert_true(json_object_get_double(member(e0, "ring_to_submit_us")) == 0.0);
+	assert_true(json_object_get_double(member(e0, "submit_to_cqe_us")) == 0.0);
+	assert_true(json_object_get_double(member(e0, "cqe_to_used_us")) == 0.0);
+	assert_int_equal(json_object_get_int64(member(e0, "untimed_cqes")), 0);
 	json_object_put(resp);
 	rpc_expect_error(
 	    g_srv,
