@@ -139,3 +139,44 @@ for size in $SIZES; do
 	$FIG ratio "$DIR" --id "$id.mpps" --of siovd --to dpdk
 done
 $FIG note "$DIR" "DPDK's back end polls its lcore whether or not frames flow (1 core busy at idle); siovd's engine sleeps when its queues are idle."
+
+# ---- Round trips (port to port, ping-pong) ----
+# test/hostile/net-rtt attaches to both ports with the hostile test's own
+# front end (no libsiov, no DPDK) and bounces a 64-byte frame between them,
+# each side spinning on its receive ring: the figure is the back end's
+# latency plus two ring round trips.  Same back ends as above.
+NET_RTT=$BUILD/test/hostile/net-rtt
+rtt_run() { # SIDE COUNT: prints net-rtt's JSON line
+	local out
+	start_backend "$1" || { stop_all; return 1; }
+	out=$(taskset -c "$LCPU" timeout 120 "$NET_RTT" "$WORK/p0.sock" "$WORK/p1.sock" "$2" 64) || {
+		echo "net: $1: net-rtt failed (status $?): ${out:-no output}" >&2
+		stop_all
+		return 1
+	}
+	stop_all
+	echo "$out"
+}
+rtt_section() {
+	local count=${NET_RTT_COUNT:-20000} round side json p
+	[ -x "$NET_RTT" ] || { echo "net: $NET_RTT not built: no round-trip figures" >&2; return 0; }
+	[ "$QUICK" = 1 ] && count=2000
+	for round in $(seq "$ROUNDS"); do
+		for side in siovd dpdk; do
+			if ! json=$(rtt_run "$side" "$count"); then
+				$FIG add "$DIR" --id net.rtt.64b.p50_us --side "$side" --value none
+				continue
+			fi
+			echo "net: $side round trip: $json" >&2
+			for p in p50 p99; do
+				$FIG add "$DIR" --id "net.rtt.64b.${p}_us" --side "$side" \
+					--value "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$json" "${p}_us")" \
+					--label "64 B frame port to port and back (spinning front ends): $p round trip" \
+					--unit us --better lower
+			done
+		done
+	done
+	$FIG ratio "$DIR" --id net.rtt.64b.p50_us --of siovd --to dpdk
+	$FIG note "$DIR" "Round trips: DPDK's back end polls its lcore all the time; siovd's engine is woken by the kick (and polls for --poll-us after work)."
+}
+rtt_section

@@ -153,13 +153,14 @@ static void *reader_main(void *arg)
 		}
 		pthread_mutex_lock(&rd->lock);
 		for (i = 0; i < k; i++) {
-			struct uplink *u = uplink_find(rd, ev[i].data.u64);
+			struct uplink *u;
 
 			if (ev[i].data.u64 == STOP_ID) {
 				pthread_mutex_unlock(&rd->lock);
 				return NULL;
 			}
-			if (u)
+			/* None: the uplink went after epoll_wait returned its event. */
+			if ((u = uplink_find(rd, ev[i].data.u64)))
 				siov_network_uplink_rx(u->net, UPLINK_BUDGET, siov_now_ns());
 		}
 		pthread_mutex_unlock(&rd->lock);

@@ -365,6 +365,77 @@ static void case_tx_violations(void)
 	broken_then_recovers("device-writable descriptor on transmit", "device-writable");
 }
 
+/*
+ * Indirect tables on transmit: a frame in 40 pieces arrives whole; a table of
+ * 300 entries (more segments than siovd takes) breaks bad only.
+ */
+#define IND_AT (NFE_BIG_AT + 0x40000u)
+
+/* A receive buffer that is an indirect table of 8 scattered 256-byte pieces. */
+static void rx_indirect(void)
+{
+	const char *name = "receive buffer in an 8-entry indirect table";
+	struct vring_desc *t = (void *)(P[BAD].fe.mem + IND_AT + 0x8000);
+	struct nring *r = &P[BAD].q[0];
+	uint64_t piece0 = IND_AT + 0x10000;
+	uint8_t got[8 * 256];
+	uint32_t s = seq++, gs = 0, i;
+	int64_t deadline;
+	struct nfe_rx rx = {got, 0, 0};
+	bool ok;
+
+	nfe_close(&P[BAD]);
+	open_port(BAD, false);
+	for (i = 0; i < 8; i++)
+		t[i] = (struct vring_desc){
+		    fe_addr(&P[BAD].fe, piece0 + i * 512u), 256,
+		    (uint16_t)(VRING_DESC_F_WRITE | (i < 7 ? VRING_DESC_F_NEXT : 0)),
+		    (uint16_t)(i + 1)};
+	nfe_rx_post(&P[BAD], 0, fe_addr(&P[BAD].fe, IND_AT + 0x8000), 8 * 16,
+		    VRING_DESC_F_INDIRECT);
+	ok = nfe_send(&P[A], bcast, s, 1514) == 0;
+	for (deadline = ms_now() + 2000; ok && r->used->idx == 0 && ms_now() < deadline;)
+		usleep(1000);
+	if (ok && r->used->idx == 1 && r->used->ring[0].id == 0) {
+		rx.len = r->used->ring[0].len;
+		for (i = 0; i < 8; i++)
+			memcpy(got + i * 256, P[BAD].fe.mem + piece0 + i * 512u, 256);
+		ok = rx.len <= sizeof(got) && nfe_frame_check(&rx, macs[A], 1514, &gs) && gs == s;
+	} else {
+		ok = false;
+	}
+	check(ok, "%s: a's 1514-byte broadcast arrives whole (%u bytes used)", name, rx.len);
+	nfe_close(&P[BAD]);
+	check(open_port(BAD, true) == 0, "%s: new session on bad", name);
+}
+
+static void case_indirect(void)
+{
+	const char *name = "transmit frame in a 40-entry indirect table";
+	struct vring_desc *t = (void *)(P[BAD].fe.mem + IND_AT);
+	uint64_t at = fe_addr(&P[BAD].fe, NFE_BIG_AT);
+	uint32_t s = seq++, i, piece = (NFE_HDR + 400) / 40;
+	struct fe_buf b = {fe_addr(&P[BAD].fe, IND_AT), 40 * 16, VRING_DESC_F_INDIRECT};
+
+	nfe_frame(P[BAD].fe.mem + NFE_BIG_AT, macs[B], macs[BAD], s, 400);
+	for (i = 0; i < 40; i++)
+		t[i] = (struct vring_desc){
+		    at + i * piece, i == 39 ? NFE_HDR + 400 - 39 * piece : piece,
+		    (uint16_t)(i < 39 ? VRING_DESC_F_NEXT : 0), (uint16_t)(i + 1)};
+	nfe_rx_drain(&P[B]);
+	nfe_tx_chain(&P[BAD], &b, 1);
+	check(nfe_tx_wait(&P[BAD], 3000) == 0 && expect_from(B, macs[BAD], s, 400),
+	      "%s: b got the frame whole", name);
+	rx_indirect();
+	name = "transmit indirect table of 300 one-byte entries";
+	for (i = 0; i < 300; i++)
+		t[i] = (struct vring_desc){at + i, 1, (uint16_t)(i < 299 ? VRING_DESC_F_NEXT : 0),
+					   (uint16_t)(i + 1)};
+	b.len = 300 * 16;
+	nfe_tx_chain(&P[BAD], &b, 1);
+	broken_then_recovers(name, "segments");
+}
+
 /* a broadcasts: b must get it whatever bad's receive ring holds. */
 static void a_broadcasts(const char *name)
 {
@@ -516,7 +587,24 @@ static void flood_step(struct flood_tally *t, int64_t *next_a, bool flooding)
 	}
 	nfe_rx_drain(&P[POL]);
 	nfe_rx_drain(&P[A]);
-	nfe_rx_drain(&P[BAD]);
+}
+
+/* Meanwhile bad comes and goes: its queues stop and start under the flood's deliveries. */
+struct churn {
+	bool stop;
+	unsigned sessions;
+};
+
+static void *churn_main(void *arg)
+{
+	struct churn *c = arg;
+
+	while (!__atomic_load_n(&c->stop, __ATOMIC_RELAXED)) {
+		nfe_close(&P[BAD]);
+		c->sessions += open_port(BAD, true) == 0;
+		usleep(50000);
+	}
+	return NULL;
 }
 
 static void case_flood(void)
@@ -529,11 +617,20 @@ static void case_flood(void)
 	uint64_t sent, pol, polq, nb;
 	double secs;
 
+	struct churn churn = {0};
+	pthread_t ct;
+	bool churning = pthread_create(&ct, NULL, churn_main, &churn) == 0;
+
 	while (ms_now() < end) {
 		flood_step(&t, &next_a, true);
 		usleep(200);
 	}
 	secs = (double)(ms_now() - start) / 1000.0;
+	if (churning) {
+		__atomic_store_n(&churn.stop, true, __ATOMIC_RELAXED);
+		pthread_join(ct, NULL);
+	}
+	check(churn.sessions > 0, "%s: bad reconnected %u times meanwhile", name, churn.sessions);
 	/* What is still in the rings (held by QoS) drains within a few tens of ms. */
 	for (int64_t quiet = ms_now() + 300; ms_now() < quiet;)
 		flood_step(&t, &(int64_t){INT64_MAX}, false);
@@ -803,6 +900,7 @@ int main(int argc, char **argv)
 	case_headers();
 	case_lies();
 	case_tx_violations();
+	case_indirect();
 	case_rx_violations();
 	case_mrg();
 	case_flood();

@@ -158,7 +158,15 @@ static void push(struct nring *r, uint16_t head)
 	r->avail_idx++;
 	/* The device must see the entry before the index that covers it. */
 	__atomic_store_n(&r->avail->idx, r->avail_idx, __ATOMIC_RELEASE);
-	eventfd_write(r->kick_fd, 1);
+	/*
+	 * Kick unless the device said it polls (as a driver does): the index
+	 * store must be visible before the flag is read, or both sides could
+	 * miss each other.  A device that says so and then does not look is
+	 * caught by the checks' timeouts.
+	 */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (!(__atomic_load_n(&r->used->flags, __ATOMIC_RELAXED) & VRING_USED_F_NO_NOTIFY))
+		eventfd_write(r->kick_fd, 1);
 }
 
 void nfe_push(struct nfe *n, unsigned q, uint16_t head)

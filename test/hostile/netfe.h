@@ -15,10 +15,10 @@
 #include "frontend.h"
 
 #define NFE_MEM_LEN  (2u << 20)
-#define NFE_QSIZE    64u
+#define NFE_QSIZE    256u /* deep enough for a test descheduled for ~0.4 s during the flood */
 #define NFE_RXBUF    2048u
 #define NFE_RXBUF_AT 0x10000u /* NFE_QSIZE receive buffers */
-#define NFE_TX_AT    0x40000u /* transmit slots of NFE_TXSLOT bytes */
+#define NFE_TX_AT    0xa0000u /* transmit slots of NFE_TXSLOT bytes */
 #define NFE_TXSLOT   0x800u
 #define NFE_TXSLOTS  16u /* chains in flight, NFE_TXDESC descriptors each */
 #define NFE_TXDESC   4u
