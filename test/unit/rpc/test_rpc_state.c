@@ -8,7 +8,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <ftw.h>
@@ -584,10 +586,124 @@ static void test_failed_entries_counted(void **state)
 	siov_vdcm_destroy(v);
 }
 
+/* ---- Over a socket: answers sent by the writer after its sync ---- */
+
+/* Whether a journal file of g_dir holds text. */
+static bool journal_has(const char *text)
+{
+	static char text_buf[1 << 16];
+	DIR *d = opendir(g_dir);
+	struct dirent *e;
+	bool found = false;
+
+	assert_non_null(d);
+	while (!found && (e = readdir(d))) {
+		char path[512];
+		FILE *f;
+		size_t n;
+
+		if (strncmp(e->d_name, "siovd.journal.", 14))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", g_dir, e->d_name);
+		f = fopen(path, "r");
+		assert_non_null(f);
+		n = fread(text_buf, 1, sizeof(text_buf) - 1, f);
+		text_buf[n] = '\0';
+		fclose(f);
+		found = strstr(text_buf, text) != NULL;
+	}
+	closedir(d);
+	return found;
+}
+
+static unsigned lines(const char *s, size_t len)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < len; i++)
+		n += s[i] == '\n';
+	return n;
+}
+
+/* Runs the loop until fd sent want whole lines (answers), returned in g_buf. */
+static void read_answers(int fd, unsigned want)
+{
+	size_t len = 0;
+
+	for (int i = 0; i < 2000 && lines(g_buf, len) < want; i++) {
+		ssize_t n;
+
+		siov_loop_run_once(g_loop, 5);
+		n = recv(fd, g_buf + len, sizeof(g_buf) - 1 - len, MSG_DONTWAIT);
+		if (n > 0)
+			len += (size_t)n;
+	}
+	g_buf[len] = '\0';
+	assert_int_equal(lines(g_buf, len), want);
+}
+
+static void send_text(int fd, const char *text)
+{
+	assert_int_equal(send(fd, text, strlen(text), MSG_NOSIGNAL), (ssize_t)strlen(text));
+}
+
+/*
+ * One client, one call at a time, as an orchestrator: every answer comes
+ * once, in order, and only when its record is in the journal; two calls sent
+ * together are answered in order; a failing disk answers "not saved".
+ */
+static void test_socket_answers_durable(void **state)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct siov_rpc_server_opts opts = {.loop = g_loop, .state_dir = g_dir};
+	struct siov_rpc_server *srv;
+	struct siov_vdcm *v;
+	char req[256], name[32];
+	int fd;
+
+	vnew(&v);
+	opts.vdcm = v;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/rpc.sock", g_work);
+	opts.socket_path = sa.sun_path;
+	assert_int_equal(siov_rpc_server_create(&opts, &srv), 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	for (int i = 0; i < 20; i++) {
+		snprintf(name, sizeof(name), "\"name\":\"n%d\"", i);
+		snprintf(req, sizeof(req),
+			 "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"backend_create\","
+			 "\"params\":{%s,\"type\":\"null\",\"size\":4096}}\n",
+			 i, name);
+		send_text(fd, req);
+		read_answers(fd, 1);
+		snprintf(req, sizeof(req), "{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":true}\n", i);
+		assert_string_equal(g_buf, req);
+		assert_true(journal_has(name));
+	}
+	send_text(fd, "{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"method\":\"backend_delete\","
+		      "\"params\":{\"name\":\"n0\"}}\n{\"jsonrpc\":\"2.0\",\"id\":\"b\","
+		      "\"method\":\"backend_delete\",\"params\":{\"name\":\"n1\"}}\n");
+	read_answers(fd, 2);
+	assert_string_equal(g_buf, "{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"result\":true}\n"
+				   "{\"jsonrpc\":\"2.0\",\"id\":\"b\",\"result\":true}\n");
+	assert_true(journal_has("\"op\":\"del\",\"kind\":\"backend\",\"name\":\"n1\""));
+	assert_false(journal_has("\"op\":\"del\",\"kind\":\"backend\",\"name\":\"n2\""));
+	siov_state_inject_write_error(srv->state, -EIO);
+	send_text(fd, "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"backend_create\","
+		      "\"params\":{\"name\":\"lost\",\"type\":\"null\",\"size\":4096}}\n");
+	read_answers(fd, 1);
+	assert_non_null(strstr(g_buf, "\"id\":7"));
+	assert_non_null(strstr(g_buf, "done, but the state could not be saved"));
+	close(fd);
+	siov_rpc_server_destroy(srv);
+	siov_vdcm_destroy(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_socket_answers_durable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_save_over_leftovers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_networks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_net_port_methods, setup, teardown),
