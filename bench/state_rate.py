@@ -54,6 +54,9 @@ BEFORE = os.environ.get("BEFORE", "")
 BEFORE_LABEL = os.environ.get("BEFORE_LABEL", "") or "before"
 ROUNDS = int(os.environ.get("ROUNDS", "2" if BEFORE else "1"))
 IO_S = int(os.environ.get("IO_S", "3"))
+# RATES_ONLY=1: the call rates and their journal figures only (no attach, scrape, I/O),
+# e.g. with STATE_DIR on tmpfs to see siovd's own ceiling without the disk's flush.
+RATES_ONLY = os.environ.get("RATES_ONLY", "0") == "1"
 
 
 def free_port():
@@ -213,6 +216,12 @@ def cpu_s(pid):
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_s(pid, tid):
+    """CPU time of one thread: the control thread is siovd's main thread (tid = pid)."""
+    f = open(f"/proc/{pid}/task/{tid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def fetch(port):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
         return r.read()
@@ -299,17 +308,27 @@ def measure(build):
         d.c.call("vdev_create", **vconf(d, "att", N + 1))
         d.c.call("vdev_create", **dict(vconf(d, "io", N + 2), queues=1))
 
-        j0 = journal(port)
+        j0, c0 = journal(port), thread_cpu_s(d.p.pid, d.p.pid)
         t0, t1, t2 = one_by_one(d.rpc, [vconf(d, f"o{i:06d}", N + 10 + i) for i in range(M)])
         r["one_conn_create_per_s"] = round(M / (t1 - t0))
         r["one_conn_delete_per_s"] = round(M / (t2 - t1))
-        j1 = journal(port)
+        j1, c1 = journal(port), thread_cpu_s(d.p.pid, d.p.pid)
         c, dl = storm(d, 200000, M * 2, CLIENTS)
         r["clients_create_per_s"] = round(c)
         r["clients_delete_per_s"] = round(dl)
-        j2 = journal(port)
+        j2, c2 = journal(port), thread_cpu_s(d.p.pid, d.p.pid)
+        # The control thread's CPU per call (create and delete alike): what siovd's
+        # own work costs, much less sensitive to a shared machine than the rates.
+        r["one_conn_ctrl_cpu_us"] = round((c1 - c0) / (2 * M) * 1e6, 1)
+        r["clients_ctrl_cpu_us"] = round((c2 - c1) / (4 * M) * 1e6, 1)
+        # One connection: a call's wall time beyond its fdatasync (siovd, client, scheduling).
         r["one_conn_records_per_sync"], r["one_conn_us_per_sync"] = per_sync(j0, j1)
         r["clients_records_per_sync"], r["clients_us_per_sync"] = per_sync(j1, j2)
+        if r["one_conn_us_per_sync"]:
+            per_call = 2 * M / (M / r["one_conn_create_per_s"] + M / r["one_conn_delete_per_s"])
+            r["one_conn_us_beyond_sync"] = round(1e6 / per_call - r["one_conn_us_per_sync"])
+        if RATES_ONLY:
+            return r
         r["attach_idle"], _ = attach_stats(build, d, ATTACHES, False)
         r["attach_storm"], (c, dl) = attach_stats(build, d, ATTACHES, True)
         r["storm_create_per_s_with_attaches"] = round(c)
@@ -389,6 +408,12 @@ a round ran back to back.  Load average (1 min) at the start of each run: {loads
     md += row(f"records per fdatasync, {r['clients']} clients", "clients_records_per_sync")
     md += row("write + fdatasync, 1 connection: us", "one_conn_us_per_sync")
     md += row(f"write + fdatasync, {r['clients']} clients: us", "clients_us_per_sync")
+    md += row("1 connection: a call's wall time beyond its fdatasync, us",
+              "one_conn_us_beyond_sync")
+    md += row("control thread CPU per call, 1 connection: us", "one_conn_ctrl_cpu_us")
+    md += row(f"control thread CPU per call, {r['clients']} clients: us", "clients_ctrl_cpu_us")
+    if RATES_ONLY:
+        return md
     md += f"\nFront-end attach (libsiov: connect, negotiate, share memory, start the rings), us:\n\n" + hdr
     for k, label in (("attach_idle", "no management load"),
                      ("attach_storm", f"during a create storm from {r['clients']} clients")):
@@ -427,20 +452,28 @@ def section(out, r):
         add("state." + key, [key], f"{label}, {one}", "calls/s", "higher")
     for key, label in (("clients_records_per_sync", f"records per fdatasync, {r['clients']} clients"),):
         add("state." + key, [key], label, "records", "higher")
+    for key, label in (("one_conn_us_per_sync", "1 connection: write + fdatasync"),
+                       ("one_conn_us_beyond_sync", "1 connection: a call's time beyond its sync"),
+                       ("one_conn_ctrl_cpu_us", "control thread CPU per call, 1 connection"),
+                       ("clients_ctrl_cpu_us",
+                        f"control thread CPU per call, {r['clients']} clients")):
+        add("state." + key, [key], label, "us", "lower")
     for key, label in (("attach_idle", "front-end attach, no management load"),
                        ("attach_storm", "front-end attach during a create storm")):
-        for q in ("p50_us", "p99_us"):
+        for q in ("p50_us", "p99_us") if not RATES_ONLY else ():
             add(f"state.{key}.{q}", [key, q], f"{label}: {q[:3]}", "us", "lower")
-    vd = r["rounds"][0][r["sides"][0]]["daemon_vdevs"]
-    add("state.metrics_scrape_ms", ["metrics_scrape", "ms_median"],
-        f"scrape of --metrics with {vd} VDEVs (wall)", "ms", "lower")
-    add("state.metrics_scrape_cpu_ms", ["metrics_scrape", "cpu_ms_median"],
-        f"scrape of --metrics with {vd} VDEVs (siovd CPU)", "ms", "lower")
-    add("state.io.iops_idle", ["io", "iops_idle"], "engine IOPS (1 VDEV, QD 32), no scrapes",
-        "IOPS", "higher")
-    add("state.io.iops_scrape", ["io", "iops_scrape"],
-        f"engine IOPS (1 VDEV, QD 32) during back-to-back scrapes of {vd} VDEVs", "IOPS",
-        "higher")
+    vd = r["rounds"][0][r["sides"][0]].get("daemon_vdevs")
+    for fid, keys, label, unit, better in () if RATES_ONLY else (
+            ("state.metrics_scrape_ms", ["metrics_scrape", "ms_median"],
+             f"scrape of --metrics with {vd} VDEVs (wall)", "ms", "lower"),
+            ("state.metrics_scrape_cpu_ms", ["metrics_scrape", "cpu_ms_median"],
+             f"scrape of --metrics with {vd} VDEVs (siovd CPU)", "ms", "lower"),
+            ("state.io.iops_idle", ["io", "iops_idle"], "engine IOPS (1 VDEV, QD 32), no scrapes",
+             "IOPS", "higher"),
+            ("state.io.iops_scrape", ["io", "iops_scrape"],
+             f"engine IOPS (1 VDEV, QD 32) during back-to-back scrapes of {vd} VDEVs", "IOPS",
+             "higher")):
+        add(fid, keys, label, unit, better)
     loads = ", ".join(rnd[s]["load_before"] for rnd in r["rounds"] for s in r["sides"])
     sec.note(f"Load average (1 min) at the start of each run: {loads}.")
     sec.note("Goals (issue 12): >= 2000 creates/s on one connection and >= 5000/s from 8 "

@@ -49,6 +49,7 @@ struct siov_export_stats {
 	uint64_t connections; /* accepted so far */
 	uint64_t open;	      /* open now */
 	uint64_t requests, errors, bytes_read, bytes_written;
+	uint64_t reads, writes, flushes, discards, write_zeroes; /* completed, by kind */
 	uint64_t inflight;	   /* started or waiting for QoS, not yet completed */
 	uint64_t throttled;	   /* requests that waited for the QoS buckets */
 	uint64_t latency_ns_total; /* from arrival (QoS wait included) to completion */

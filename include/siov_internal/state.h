@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "siov_internal/util.h"
 
@@ -84,17 +85,32 @@ int siov_state_wait(struct siov_state *st, uint64_t seq, struct siov_err *err);
 
 /*
  * Group commit, with a loop (control thread): a change is expected soon (a
- * client was just answered one), so buffered records wait for it, at most
- * about one sync's time, instead of being synced without it.  The token goes
- * to siov_state_unexpect() once that change was appended, or will not come
- * (another request, the client left).  Without a loop these do nothing:
- * records are written as they come.
+ * client was just answered one).  When such changes usually arrive within
+ * half a sync, buffered records wait for them (a timer bounds the wait)
+ * instead of being synced without them.  The token goes to
+ * siov_state_unexpect() once the client sent its next request (came: how long
+ * it took is what decides whether waiting pays), or will send none (it left).
+ * Without a loop these do nothing: records are written as they come.
  */
 uint64_t siov_state_expect(struct siov_state *st);
-void siov_state_unexpect(struct siov_state *st, uint64_t token);
+void siov_state_unexpect(struct siov_state *st, uint64_t token, bool came);
 /* Records wait while a request is being handled, so that its own share one sync. */
 void siov_state_hold(struct siov_state *st);
 void siov_state_release(struct siov_state *st);
+
+/*
+ * An answer the writer thread sends on (a duplicate of) fd right after the
+ * sync that makes seq durable, before the loop hears of it: one thread hop
+ * less between the fdatasync and the client.  NULL if it cannot (seq is
+ * decided already, no memory): the caller sends it.  The caller keeps a
+ * reference until siov_state_reply_sent() says the writer is done (-EAGAIN
+ * before), and gets how many bytes were sent: 0 if the journal failed.
+ */
+struct siov_state_reply;
+struct siov_state_reply *siov_state_reply(struct siov_state *st, uint64_t seq, int fd,
+					  const char *text, size_t len);
+ssize_t siov_state_reply_sent(const struct siov_state_reply *r);
+void siov_state_reply_put(struct siov_state_reply *r);
 
 /* Counters for metrics: records written, batches (fdatasyncs), compactions. */
 struct siov_state_stats {

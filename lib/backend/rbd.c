@@ -162,7 +162,8 @@ static int cluster_connect(struct siov_backend *bd, struct rbd_be *be, struct si
 {
 	const struct siov_backend_conf *c = &bd->conf;
 	const char *conf = c->ceph_conf[0] ? c->ceph_conf : NULL;
-	unsigned int op_s = timeout_s(c), mount_s = op_s < RBD_CONNECT_MAX_S ? op_s : RBD_CONNECT_MAX_S;
+	unsigned int op_s = timeout_s(c),
+		     mount_s = op_s < RBD_CONNECT_MAX_S ? op_s : RBD_CONNECT_MAX_S;
 	char tmo[32];
 	int rc;
 
@@ -193,7 +194,8 @@ static int cluster_connect(struct siov_backend *bd, struct rbd_be *be, struct si
 				    "backend '%s': cannot connect to the Ceph cluster as client.%s "
 				    "(%s)%s: %s",
 				    c->name, c->ceph_id[0] ? c->ceph_id : "admin",
-				    conf ? conf : "default ceph.conf", connect_hint(rc), strerror(-rc));
+				    conf ? conf : "default ceph.conf", connect_hint(rc),
+				    strerror(-rc));
 	be->connected = true;
 	return 0;
 }

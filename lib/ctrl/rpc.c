@@ -62,7 +62,8 @@ struct rpc_pending {
 	uint64_t seq;
 	struct json_object **changes; /* the parts of resp that changed something */
 	size_t nchanges;
-	bool change; /* the request changed something */
+	bool change;			 /* the request changed something */
+	struct siov_state_reply *direct; /* the writer sends resp (siov_state_reply) */
 };
 
 /* Stop reading a connection that has this many answers waiting for the journal. */
@@ -153,7 +154,7 @@ static int rpc_settle(struct siov_rpc_server *srv, struct rpc_pending *p)
 	struct siov_err err = {0};
 	int rc = srv->state && p->seq ? siov_state_decided(srv->state, p->seq, &err) : 1;
 
-	if (rc == 0)
+	if (rc == 0 || (p->direct && siov_state_reply_sent(p->direct) == -EAGAIN))
 		return 0;
 	for (size_t i = 0; i < p->nchanges; i++) {
 		if (rc < 0)
@@ -364,14 +365,14 @@ char *siov_rpc_handle(struct siov_rpc_server *srv, const char *req, size_t len)
 
 /* ---- Connections ---- */
 
-/* c's next change is no longer expected (it sent a request, or will send none). */
-static void conn_unexpect(struct siov_rpc_conn *c)
+/* c's next change is no longer expected: it sent a request (came), or will send none. */
+static void conn_unexpect(struct siov_rpc_conn *c, bool came)
 {
 	uint64_t tok = c->expect;
 
 	if (tok) {
 		c->expect = 0;
-		siov_state_unexpect(c->srv->state, tok);
+		siov_state_unexpect(c->srv->state, tok, came);
 	}
 }
 
@@ -379,7 +380,7 @@ static void conn_close(struct siov_rpc_conn *c)
 {
 	struct siov_rpc_server *srv = c->srv;
 
-	conn_unexpect(c);
+	conn_unexpect(c, false);
 	siov_loop_del(c->watch);
 	close(c->fd);
 	json_tokener_free(c->tok);
@@ -397,6 +398,7 @@ static void conn_close(struct siov_rpc_conn *c)
 			json_object_put(p->changes[i]);
 		free(p->changes);
 		json_object_put(p->resp);
+		siov_state_reply_put(p->direct);
 		free(p);
 	}
 	free(c->out);
@@ -408,10 +410,10 @@ static size_t conn_unsent(const struct siov_rpc_conn *c)
 	return c->out_len - c->out_off;
 }
 
-/* Queues text and a '\n'.  A peer whose backlog passes the hard cap is dropped. */
-static void conn_queue(struct siov_rpc_conn *c, const char *text)
+/* Queues len bytes of text and, if nl, a '\n'.  A peer past the hard cap is dropped. */
+static void conn_queue_raw(struct siov_rpc_conn *c, const char *text, size_t len, bool nl)
 {
-	size_t len = strlen(text), need;
+	size_t need;
 	char *p;
 
 	if (conn_unsent(c) + len + 1 > c->srv->out_hard_cap) {
@@ -424,7 +426,7 @@ static void conn_queue(struct siov_rpc_conn *c, const char *text)
 		c->out_len -= c->out_off;
 		c->out_off = 0;
 	}
-	need = c->out_len + len + 1;
+	need = c->out_len + len + nl;
 	if (need > c->out_cap) {
 		size_t cap = SIOV_MAX(need, c->out_cap * 2);
 		p = realloc(c->out, cap);
@@ -436,8 +438,14 @@ static void conn_queue(struct siov_rpc_conn *c, const char *text)
 		c->out_cap = cap;
 	}
 	memcpy(c->out + c->out_len, text, len);
-	c->out[c->out_len + len] = '\n';
+	if (nl)
+		c->out[c->out_len + len] = '\n';
 	c->out_len = need;
+}
+
+static void conn_queue(struct siov_rpc_conn *c, const char *text)
+{
+	conn_queue_raw(c, text, strlen(text), true);
 }
 
 /* Queues resp's text (may be NULL: a notification), dropping the reference. */
@@ -448,6 +456,23 @@ static void conn_send(struct siov_rpc_conn *c, struct json_object *resp)
 	if (text)
 		conn_queue(c, text);
 	json_object_put(resp);
+}
+
+/* An answer the writer sent (all, part, or none: the journal failed and it was amended). */
+static void conn_send_rest(struct siov_rpc_conn *c, struct rpc_pending *p)
+{
+	ssize_t sent = siov_state_reply_sent(p->direct);
+	const char *text = sent > 0 ? rpc_text(p->resp) : NULL;
+	size_t len = text ? strlen(text) : 0;
+
+	siov_state_reply_put(p->direct);
+	if (!text) {
+		conn_send(c, p->resp);
+		return;
+	}
+	if ((size_t)sent <= len) /* a full socket buffer: the rest, with its '\n' */
+		conn_queue_raw(c, text + sent, len - (size_t)sent, true);
+	json_object_put(p->resp);
 }
 
 /* Sends the held answers whose records are decided, in order. */
@@ -463,12 +488,41 @@ static void conn_release(struct siov_rpc_conn *c)
 			c->pend_tail = &c->pend_head;
 		c->npending--;
 		change |= p->change;
-		conn_send(c, p->resp);
+		if (p->direct)
+			conn_send_rest(c, p);
+		else
+			conn_send(c, p->resp);
 		free(p);
 	}
 	/* One call at a time: a client answered a change usually sends the next at once. */
 	if (change && !c->pend_head && !c->closing && !c->expect)
 		c->expect = siov_state_expect(c->srv->state);
+}
+
+/*
+ * A change answered by itself on an idle connection (nothing unsent, nothing
+ * held before it) is sent by the state's writer right after its sync.
+ */
+static void conn_direct(struct siov_rpc_conn *c, struct rpc_pending *p)
+{
+	struct siov_rpc_server *srv = c->srv;
+	struct siov_err err = {0};
+	const char *text;
+	char *line;
+	size_t len;
+
+	if (!p->change || c->pend_head || conn_unsent(c) || !p->seq ||
+	    siov_state_decided(srv->state, p->seq, &err) != 0)
+		return;
+	text = rpc_text(p->resp);
+	len = text ? strlen(text) : 0;
+	line = text ? malloc(len + 1) : NULL;
+	if (!line)
+		return;
+	memcpy(line, text, len);
+	line[len] = '\n';
+	p->direct = siov_state_reply(srv->state, p->seq, c->fd, line, len + 1);
+	free(line);
 }
 
 /*
@@ -489,6 +543,7 @@ static void conn_reply(struct siov_rpc_conn *c, struct json_object *resp)
 	p->seq = srv->state ? siov_state_appended(srv->state) : 0;
 	rpc_take_changes(srv, p);
 	p->change = p->nchanges > 0;
+	conn_direct(c, p);
 	*c->pend_tail = p;
 	c->pend_tail = &p->next;
 	c->npending++;
@@ -526,7 +581,7 @@ static void conn_feed(struct siov_rpc_conn *c, const char *buf, size_t len)
 			json_object_put(val);
 			conn_reply(c, rpc_too_large(srv));
 			c->closing = true;
-			conn_unexpect(c);
+			conn_unexpect(c, false);
 		} else if (jerr == json_tokener_success) {
 			/*
 			 * The request's records are synced together, after it: a
@@ -534,7 +589,7 @@ static void conn_feed(struct siov_rpc_conn *c, const char *buf, size_t len)
 			 * 'null', which is an invalid request.
 			 */
 			siov_state_hold(srv->state);
-			conn_unexpect(c);
+			conn_unexpect(c, true);
 			conn_reply(c, rpc_handle_value(srv, val));
 			siov_state_release(srv->state);
 			json_object_put(val);
@@ -543,7 +598,7 @@ static void conn_feed(struct siov_rpc_conn *c, const char *buf, size_t len)
 		} else if (jerr != json_tokener_continue) {
 			conn_reply(c, rpc_parse_error(jerr, c->req_bytes));
 			c->closing = true;
-			conn_unexpect(c);
+			conn_unexpect(c, false);
 		} else if (used == 0) {
 			break;
 		}
@@ -559,7 +614,7 @@ static void conn_read(struct siov_rpc_conn *c)
 		conn_feed(c, buf, (size_t)n);
 	else if (n == 0) {
 		c->closing = true; /* the peer is done sending; answer, then close */
-		conn_unexpect(c);
+		conn_unexpect(c, false);
 	} else if (errno != EAGAIN && errno != EINTR)
 		c->drop = true;
 }

@@ -18,10 +18,12 @@
  *
  * When the writer may start a sync is decided on the control thread, which
  * knows who is about to send a change: a client that was just answered one
- * usually sends the next within microseconds, so the writer is held back
- * until those expected changes arrived (or about one sync's time passed).
- * Without that, N clients one call at a time split into alternating small
- * batches (the ones answered last miss the sync that starts at once).
+ * often sends the next at once.  When such clients usually come back within
+ * half a sync, the writer is held back until they did (or a timer says they
+ * are late); otherwise it syncs what it has as soon as it is idle.  Without
+ * that, N clients one call at a time on a slow disk split into alternating
+ * small batches (the ones answered last miss the sync that starts at once);
+ * with it always, clients slower than the disk (a busy CPU) would idle it.
  *
  * Recovery reads the snapshot and the journals in order.  The last record of
  * the last journal may be torn (a crash while it was written: it was never
@@ -42,6 +44,7 @@
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
@@ -805,11 +808,13 @@ struct siov_state {
 	bool go;		/* (mu) the writer may take buf (always, without a loop) */
 	bool writing;		/* (mu) a batch is being written */
 	unsigned waiters;	/* (mu) threads in siov_state_wait */
+	struct siov_state_reply *replies, **replies_tail; /* (mu) in seq order */
 
 	/* Group commit (control thread): changes announced by siov_state_expect, ... */
 	unsigned expected;
 	unsigned holding;      /* ... and requests being handled (siov_state_hold) */
-	uint64_t expect_epoch; /* tokens of an older epoch no longer count */
+	uint64_t epoch_ns;     /* tokens (expect times) from before this no longer count */
+	uint64_t turn_ewma_ns; /* how long expected clients take to send */
 	int tfd;	       /* ends a wait for expected changes */
 	struct siov_watch *twatch;
 	bool timer_armed;
@@ -1002,6 +1007,103 @@ static void note_sync_time(struct siov_state *st, uint64_t ns)
 	atomic_fetch_add(&st->st_sync_ns, ns);
 }
 
+/* ---- Answers the writer sends ---- */
+
+struct siov_state_reply {
+	struct siov_state_reply *next;
+	uint64_t seq;
+	int fd; /* the writer's own duplicate of the connection */
+	_Atomic int refs;
+	_Atomic ssize_t sent; /* -EAGAIN until the writer is done with it */
+	size_t len;
+	char text[];
+};
+
+void siov_state_reply_put(struct siov_state_reply *r)
+{
+	if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
+		if (r->fd >= 0)
+			close(r->fd);
+		free(r);
+	}
+}
+
+static void reply_finish(struct siov_state_reply *r, bool send_it)
+{
+	ssize_t n = 0;
+
+	if (send_it) {
+		n = send(r->fd, r->text, r->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0)
+			n = 0; /* the control thread sends it, or finds the peer gone */
+	}
+	close(r->fd);
+	r->fd = -1;
+	atomic_store(&r->sent, n);
+	siov_state_reply_put(r);
+}
+
+/* After a batch up to last (ok: durable): the answers it decides, sent at once if ok. */
+static void send_replies(struct siov_state *st, uint64_t last, bool ok)
+{
+	struct siov_state_reply *list = NULL, **tail = &list, *r;
+
+	pthread_mutex_lock(&st->mu);
+	while ((r = st->replies) && r->seq <= last) {
+		st->replies = r->next;
+		*tail = r;
+		tail = &r->next;
+	}
+	if (!st->replies)
+		st->replies_tail = &st->replies;
+	*tail = NULL;
+	pthread_mutex_unlock(&st->mu);
+	while ((r = list)) {
+		list = r->next;
+		reply_finish(r, ok);
+	}
+}
+
+struct siov_state_reply *siov_state_reply(struct siov_state *st, uint64_t seq, int fd,
+					  const char *text, size_t len)
+{
+	struct siov_state_reply *r;
+
+	if (!st || !st->loop || !st->writer_started || seq <= atomic_load(&st->durable))
+		return NULL;
+	r = malloc(sizeof(*r) + len);
+	if (!r)
+		return NULL;
+	r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (r->fd < 0) {
+		free(r);
+		return NULL;
+	}
+	r->seq = seq;
+	r->len = len;
+	r->next = NULL;
+	atomic_init(&r->refs, 2);
+	atomic_init(&r->sent, -EAGAIN);
+	memcpy(r->text, text, len);
+	pthread_mutex_lock(&st->mu);
+	/* The writer publishes durable before it takes the replies: decided now, or it sends. */
+	if (seq <= atomic_load(&st->durable) || atomic_load(&st->failed_from)) {
+		pthread_mutex_unlock(&st->mu);
+		close(r->fd);
+		free(r);
+		return NULL;
+	}
+	*st->replies_tail = r;
+	st->replies_tail = &r->next;
+	pthread_mutex_unlock(&st->mu);
+	return r;
+}
+
+ssize_t siov_state_reply_sent(const struct siov_state_reply *r)
+{
+	return atomic_load(&r->sent);
+}
+
 /* Takes every record appended since the last round: one write, one fdatasync. */
 static void *writer_main(void *arg)
 {
@@ -1044,10 +1146,13 @@ static void *writer_main(void *arg)
 				maybe_rotate(st);
 			}
 		}
+		/* Before the loop hears of it: the answers leave one thread hop sooner. */
+		send_replies(st, last, rc == 0 && atomic_load(&st->failed_from) == 0);
 		notify(st);
 		pthread_mutex_lock(&st->mu);
 	}
 	pthread_mutex_unlock(&st->mu);
+	send_replies(st, UINT64_MAX, false); /* none can be left; the caller would send them */
 	free(wbuf);
 	return NULL;
 }
@@ -1070,13 +1175,21 @@ static void kick(struct siov_state *st, bool force)
 		st->timer_armed = false;
 }
 
-/* How long records wait for expected changes: about one sync (what missing it costs). */
-#define EXPECT_MIN_NS 50000u
+/* How long records wait for expected changes: twice their usual delay, at most a sync. */
+#define EXPECT_MIN_NS 20000u
 #define EXPECT_MAX_NS 2000000u
+
+/* Waiting pays when the expected clients usually come back within half a sync. */
+static bool worth_waiting(const struct siov_state *st)
+{
+	uint64_t turn = st->turn_ewma_ns;
+
+	return st->expected && turn && turn < atomic_load(&st->sync_ewma_ns) / 2;
+}
 
 static void arm_timer(struct siov_state *st)
 {
-	uint64_t ns = atomic_load(&st->sync_ewma_ns);
+	uint64_t ns = SIOV_MIN(atomic_load(&st->sync_ewma_ns), 2 * st->turn_ewma_ns);
 	struct itimerspec its = {0};
 
 	ns = SIOV_MIN(SIOV_MAX(ns, EXPECT_MIN_NS), EXPECT_MAX_NS);
@@ -1104,9 +1217,11 @@ static bool buffered(struct siov_state *st)
  */
 static void settle(struct siov_state *st, bool rearm)
 {
-	if (st->expected == 0 && st->holding == 0)
+	bool wait = worth_waiting(st);
+
+	if (!wait && st->holding == 0)
 		kick(st, false);
-	else if (st->expected && (rearm || !st->timer_armed) && buffered(st))
+	else if (wait && (rearm || !st->timer_armed) && buffered(st))
 		arm_timer(st);
 }
 
@@ -1118,7 +1233,7 @@ static void on_timer(struct siov_watch *w, uint32_t events, void *arg)
 	(void)!read(st->tfd, &v, sizeof(v));
 	st->timer_armed = false;
 	/* Whoever did not send in time does not hold the others back any longer. */
-	st->expect_epoch++;
+	st->epoch_ns = siov_now_ns();
 	st->expected = 0;
 	settle(st, false);
 }
@@ -1133,14 +1248,19 @@ uint64_t siov_state_expect(struct siov_state *st)
 	if (!grouping(st))
 		return 0;
 	st->expected++;
-	return st->expect_epoch;
+	return siov_now_ns();
 }
 
-void siov_state_unexpect(struct siov_state *st, uint64_t token)
+void siov_state_unexpect(struct siov_state *st, uint64_t token, bool came)
 {
-	if (!grouping(st))
+	uint64_t now = siov_now_ns();
+
+	if (!grouping(st) || !token)
 		return;
-	if (token == st->expect_epoch && st->expected > 0)
+	if (came && now > token)
+		st->turn_ewma_ns =
+		    st->turn_ewma_ns ? (7 * st->turn_ewma_ns + now - token) / 8 : now - token;
+	if (token > st->epoch_ns && st->expected > 0)
 		st->expected--;
 	settle(st, false);
 }
@@ -1250,7 +1370,7 @@ int siov_state_open(const struct siov_state_opts *opts, struct siov_state **out,
 	if (!st)
 		return siov_err_set(err, rc, "out of memory");
 	st->dirfd = st->efd = st->jfd = st->tfd = -1;
-	st->expect_epoch = 1;
+	st->replies_tail = &st->replies;
 	st->readonly = opts->readonly;
 	st->loop = opts->loop;
 	st->durable_cb = opts->durable_cb;

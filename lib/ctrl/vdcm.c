@@ -80,7 +80,7 @@ struct vdcm_vdev {
 	struct siov_backend *move_bd;
 	struct vdcm_backend *move_be;
 	struct window move_win;
-	unsigned exports; /* NBD exports serving it: it cannot be deleted */
+	unsigned exports;	    /* NBD exports serving it: it cannot be deleted */
 	struct siov_export *export; /* the one export (its I/O counts in vdev_stats) */
 };
 
@@ -1441,6 +1441,11 @@ static void export_io(struct siov_export *ex, struct siov_vdev_info *info)
 	info->export_io = (struct siov_queue_stats){.state = "running",
 						    .engine = -1,
 						    .requests = st.requests,
+						    .reads = st.reads,
+						    .writes = st.writes,
+						    .flushes = st.flushes,
+						    .discards = st.discards,
+						    .write_zeroes = st.write_zeroes,
 						    .bytes_read = st.bytes_read,
 						    .bytes_written = st.bytes_written,
 						    .errors = st.errors,

@@ -68,8 +68,8 @@ struct exp_io {
 	struct iovec iov;
 	struct siov_nbd_req *req;
 	struct exp_conn *conn;
-	uint64_t t0;		/* arrival, ns */
-	struct exp_io *next;	/* in the QoS FIFO */
+	uint64_t t0;	     /* arrival, ns */
+	struct exp_io *next; /* in the QoS FIFO */
 };
 
 struct siov_export {
@@ -86,11 +86,12 @@ struct siov_export {
 	atomic_bool stopping;
 	struct exp_conn *conns;
 	unsigned nconns;
-	uint64_t zombie_ios; /* requests still running for closed connections */
+	uint64_t zombie_ios;		      /* requests still running for closed connections */
 	struct exp_io *wait_head, *wait_tail; /* waiting for the QoS buckets */
 	uint64_t retry_ns;		      /* when the head is worth asking again */
 	_Atomic uint64_t st_open, st_conns, st_requests, st_errors, st_read, st_written, st_proto;
 	_Atomic uint64_t st_inflight, st_throttled, st_lat;
+	_Atomic uint64_t st_ops[SIOV_IO_WRITE_ZEROES + 1]; /* by enum siov_io_op */
 };
 
 #define STAT_ADD(x, n) atomic_fetch_add_explicit(&(x), (n), memory_order_relaxed)
@@ -324,6 +325,8 @@ static void exp_io_done(struct siov_io *io, int res)
 	    (uint64_t)res != io->len)
 		err = -EIO;
 	STAT_ADD(ex->st_requests, 1);
+	if ((unsigned)io->op < SIOV_ARRAY_SIZE(ex->st_ops))
+		STAT_ADD(ex->st_ops[io->op], 1);
 	STAT_ADD(ex->st_lat, siov_now_ns() - x->t0);
 	atomic_fetch_sub_explicit(&ex->st_inflight, 1, memory_order_relaxed);
 	if (err)
@@ -396,7 +399,8 @@ static int wait_ms(const struct siov_export *ex)
 	if (!ex->wait_head)
 		return -1;
 	now = siov_now_ns();
-	return ex->retry_ns <= now ? 0 : (int)SIOV_MIN((ex->retry_ns - now + 999999) / 1000000, 1000);
+	return ex->retry_ns <= now ? 0
+				   : (int)SIOV_MIN((ex->retry_ns - now + 999999) / 1000000, 1000);
 }
 
 /* The protocol engine has checked the request against the window's size and flags. */
@@ -692,4 +696,9 @@ void siov_export_get_stats(const struct siov_export *ex, struct siov_export_stat
 	out->inflight = atomic_load(&e->st_inflight);
 	out->throttled = atomic_load(&e->st_throttled);
 	out->latency_ns_total = atomic_load(&e->st_lat);
+	out->reads = atomic_load(&e->st_ops[SIOV_IO_READ]);
+	out->writes = atomic_load(&e->st_ops[SIOV_IO_WRITE]);
+	out->flushes = atomic_load(&e->st_ops[SIOV_IO_FLUSH]);
+	out->discards = atomic_load(&e->st_ops[SIOV_IO_DISCARD]);
+	out->write_zeroes = atomic_load(&e->st_ops[SIOV_IO_WRITE_ZEROES]);
 }

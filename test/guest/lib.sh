@@ -94,12 +94,7 @@ cleanup() {
 	for f in "$WORK"/*.qemu.pid; do
 		[ -f "$f" ] && pid=$(cat "$f" 2>/dev/null) && kill -9 "$pid" 2>/dev/null || true
 	done
-	for pid in "${PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		timeout 10 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
-	done
+	end_pids
 	if [ $rc != 0 ] && [ $rc != 77 ] && [ -n "$WORK" ] && [ -d "$WORK" ]; then
 		dump_logs
 	fi

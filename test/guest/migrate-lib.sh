@@ -181,7 +181,19 @@ vm_quit() {
 # vm_wait_marker VM TEXT SECONDS
 vm_wait_marker() { guest_wait_marker "$1" "$2" "$3" "${VM_PID[$1]}"; }
 
-# vm_wait_requests SIDE VDEV N SECONDS: the VDEV on SIDE served N more requests.
+# vm_alive_on SIDE: some QEMU started on SIDE is still running.
+vm_alive_on() {
+	local vm
+	for vm in "${!VM_SIDE[@]}"; do
+		[ "${VM_SIDE[$vm]}" = "$1" ] && kill -0 "${VM_PID[$vm]}" 2>/dev/null && return 0
+	done
+	return 1
+}
+
+# vm_wait_requests SIDE VDEV N SECONDS: the VDEV on SIDE served N more
+# requests, within about SECONDS, and no longer than the side's guest lives:
+# a guest that died (TCG's crash after a switch-over, which
+# retry-tcg-crash.sh retries) ends the wait at once.
 vm_wait_requests() {
 	local n0 i=0
 	# qemu-storage-daemon has no statistics: give the guest time to do I/O.
@@ -189,6 +201,7 @@ vm_wait_requests() {
 	side_use "$1"
 	n0=$(vstat "$2" .requests)
 	until [ "$(vstat "$2" .requests)" -ge $((n0 + $3)) ]; do
+		vm_alive_on "$1" || die "no guest runs on side $1 any more (VDEV $2 served $(($(vstat "$2" .requests) - n0)) of $3 requests)"
 		i=$((i + 1))
 		[ $i -le $(($4 * 10)) ] || die "VDEV $2 on side $1 served fewer than $3 requests in $4 s: $(stats "$2")"
 		sleep 0.1

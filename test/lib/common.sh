@@ -21,6 +21,18 @@ forget_pid() {
 	PIDS=("${keep[@]}")
 }
 
+# end_pids: SIGTERM to every pid in PIDS, then SIGKILL to any still there
+# after 10 s (a test's EXIT trap: what it started, by pid, never by name).
+end_pids() {
+	local pid
+	for pid in "${PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "${PIDS[@]}"; do
+		timeout 10 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
+	done
+}
+
 # wait_for_path PATH SECONDS [PID]: polls until PATH exists; fails early if
 # PID dies.
 wait_for_path() {

@@ -29,12 +29,7 @@ setup() {
 cleanup() {
 	local rc=$? pid f
 	trap - EXIT
-	for pid in "${PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		timeout 10 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
-	done
+	end_pids
 	if [ $rc != 0 ] && [ $rc != 77 ] && [ -d "$WORK" ]; then
 		for f in "$WORK"/*.log; do
 			[ -f "$f" ] || continue

@@ -284,6 +284,21 @@ static void wait_in_sync(struct siov_backend *m)
 	assert_true(siov_mirror_all_in_sync(m));
 }
 
+/* Until the sweep (once a second) has cleared every bit: no chunk is dirty. */
+static void wait_clean(struct siov_backend *m)
+{
+	struct siov_mirror_info info;
+	int i;
+
+	for (i = 0; i < WAIT_LOOPS; i++, usleep(1000)) {
+		siov_mirror_get_info(m, &info);
+		if (info.dirty_chunks == 0)
+			return;
+	}
+	fail_msg("%llu chunk(s) still dirty after %d ms", (unsigned long long)info.dirty_chunks,
+		 WAIT_LOOPS);
+}
+
 /* ---- Tests ---- */
 
 /* A new mirror copies the first member onto the second; then both take every write. */
@@ -377,10 +392,8 @@ static void test_bitmap_resync(void **state)
 	fx->mem[1] = ram("b", SIZE);
 	assert_int_equal(mirror_open(fx, 2, fx->bitmap, &fx->m), 0);
 	wait_in_sync(fx->m);
-	/* Let the sweep clear the bits of the initial resync's era. */
-	sleep(2);
-	siov_mirror_get_info(fx->m, &info);
-	assert_int_equal(info.dirty_chunks, 0);
+	/* The sweep clears the bits of the initial resync's era. */
+	wait_clean(fx->m);
 	assert_int_equal(siov_mirror_fail_member(fx->m, "b", "pulled by the test", &err), 0);
 	write_pattern(fx, fx->m, 10 * CHUNK, 3 * CHUNK, 7);   /* chunks 10..12 */
 	write_pattern(fx, fx->m, 100 * CHUNK + 4096, 512, 8); /* chunk 100 */
@@ -468,7 +481,7 @@ static void test_restart_keeps_state(void **state)
 	fx->mem[1] = file(fx, "b", SIZE);
 	assert_int_equal(mirror_open(fx, 2, fx->bitmap, &fx->m), 0);
 	wait_in_sync(fx->m);
-	sleep(2);
+	wait_clean(fx->m);
 	assert_int_equal(siov_mirror_fail_member(fx->m, "b", "pulled", &err), 0);
 	write_pattern(fx, fx->m, 20 * CHUNK, CHUNK, 5);
 	siov_backend_close(fx->m);
