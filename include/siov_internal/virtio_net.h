@@ -58,8 +58,7 @@ struct siov_net_rxq_stats {
 };
 
 /* Any thread: the receive queues' counters, pair by pair; returns how many (<= max). */
-unsigned siov_net_rxq_stats(const struct siov_net *net, struct siov_net_rxq_stats *s,
-			    unsigned max);
+unsigned siov_net_rxq_stats(const struct siov_net *net, struct siov_net_rxq_stats *s, unsigned max);
 
 extern const struct siov_dev_ops siov_net_dev_ops;
 

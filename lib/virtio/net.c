@@ -376,8 +376,9 @@ static struct net_rxq *rx_pick(struct siov_net *n, const struct siov_net_frame *
 	if (!run)
 		return NULL;
 	if (run & (run - 1)) {
-		k = (unsigned)(((uint64_t)siov_net_frame_flow_hash(f, n->seed) *
-				(unsigned)__builtin_popcount(run)) >> 32);
+		uint64_t h = siov_net_frame_flow_hash(f, n->seed);
+
+		k = (unsigned)((h * (unsigned)__builtin_popcount(run)) >> 32);
 		while (k--)
 			run &= run - 1; /* drop the k lowest running queues */
 	}
@@ -401,12 +402,12 @@ static bool rx_policed(struct siov_net *n, const struct siov_net_frame *f)
 static int net_deliver(struct siov_port *port, const struct siov_net_frame *f, void *arg)
 {
 	struct siov_net *n = arg;
-	struct rx_ctx x = {n, rx_pick(n, f)};
+	struct rx_ctx x = {n, NULL};
 	int rc = -ENOBUFS;
 
 	if (rx_policed(n, f))
 		return -EDQUOT;
-	if (!x.rq)
+	if (!(x.rq = rx_pick(n, f)))
 		return -ENOBUFS;
 	pthread_mutex_lock(&x.rq->lock);
 	if (x.rq->vq && !siov_vq_is_broken(x.rq->vq)) {
@@ -542,8 +543,9 @@ int siov_net_create(const struct siov_net_conf *conf, struct siov_net **out, str
 	n->pairs = conf->queue_pairs;
 	n->mtu = siov_network_conf(conf->network)->mtu;
 	n->hdr_len = SIOV_NET_HDR_LEN;
+	/* Entropy not ready yet (early boot): the clock is still unknown to guests. */
 	if (getrandom(&n->seed, sizeof(n->seed), GRND_NONBLOCK) != sizeof(n->seed))
-		n->seed = (uint32_t)siov_now_ns(); /* entropy not ready yet: still unknown to guests */
+		n->seed = (uint32_t)siov_now_ns();
 	if (!(n->rxq = calloc(n->pairs, sizeof(*n->rxq)))) {
 		free(n);
 		return siov_err_set(err, -ENOMEM, "out of memory");

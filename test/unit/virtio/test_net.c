@@ -274,11 +274,11 @@ static void test_rx_policer(void **state)
 
 /* ---- Multiqueue ---- */
 
-#define MQ_PAIRS  4
-#define MQ_QNUM	  128
-#define MQ_BUFS	  64
-#define MQ_RING(i) (GPA_R2 + 0x10000 + (i) * 0x4000ull)
-#define MQ_BUF(i, k) (BUF_B + (i) * 0x10000ull + (k) * 0x100ull)
+#define MQ_PAIRS     4
+#define MQ_QNUM	     128
+#define MQ_BUFS	     64
+#define MQ_RING(i)   (GPA_R2 + 0x10000 + (i)*0x4000ull)
+#define MQ_BUF(i, k) (BUF_B + (i)*0x10000ull + (k)*0x100ull)
 
 static struct tq MQ[MQ_PAIRS]; /* b's receive queues 0, 2, 4, 6 */
 static bool mq_started[MQ_PAIRS];
@@ -324,8 +324,8 @@ static void mq_stop(void)
 /* a sends b a TCP/IPv4 frame from port sport, its payload filled with fill. */
 static void tx_tcp(uint16_t sport, uint8_t fill)
 {
-	static const uint8_t ip[20] = {0x45, 0, 0, 60, 0, 0, 0x40, 0, 64, 6, 0, 0,
-				       10,   0, 0, 1,  10, 0, 0, 2};
+	static const uint8_t ip[20] = {0x45, 0, 0,  60, 0, 0, 0x40, 0, 64, 6,
+				       0,    0, 10, 0,	0, 1, 10,   0, 0,  2};
 	uint32_t len = SIOV_NET_HDR_LEN + 74;
 	uint8_t *p;
 
