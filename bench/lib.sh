@@ -66,6 +66,7 @@ start_qsd() {
 }
 
 # start_siovd null|FILE [siovd options...]: serves $WORK/vu.sock from CPU $TCPU
+# (VDEV_QUEUES queues, default 1)
 start_siovd() {
 	local be=$1
 	shift
@@ -80,7 +81,7 @@ start_siovd() {
 		"$SIOVCTL" -s "$WORK/rpc.sock" backend_create --name b0 --type file --path "$be" >/dev/null
 	fi
 	"$SIOVCTL" -s "$WORK/rpc.sock" vdev_create --name v0 --type blk --backend b0 \
-		--socket "$WORK/vu.sock" --queues 1 >/dev/null
+		--socket "$WORK/vu.sock" --queues "${VDEV_QUEUES:-1}" >/dev/null
 	wait_sock "$WORK/vu.sock" "$TPID"
 }
 

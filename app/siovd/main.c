@@ -57,7 +57,7 @@ static void usage(FILE *f)
 	      "                           journal outgrows the snapshot)\n"
 	      "  --engines N              data-plane threads (default: one per CPU)\n"
 	      "  --poll-us US             how long a queue is polled after its last request\n"
-	      "                           (default 50)\n"
+	      "                           (default 200)\n"
 	      "  --socket-dir DIR         VDEV sockets may only be created in DIR (repeatable;\n"
 	      "                           default: anywhere)\n"
 	      "  --socket-mode MODE       mode of VDEV socket files, octal (default 0600)\n"
@@ -342,7 +342,7 @@ out:
 
 int main(int argc, char **argv)
 {
-	struct siovd_opts o = {.poll_us = 50, .log_level = SIOV_LOG_INFO};
+	struct siovd_opts o = {.poll_us = 200, .log_level = SIOV_LOG_INFO};
 	struct siov_loop *loop;
 	sigset_t mask;
 	int sfd, rc;
