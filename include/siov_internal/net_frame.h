@@ -98,6 +98,15 @@ typedef int (*siov_net_emit_fn)(const struct siov_net_pkt *pkt, void *arg);
 int siov_net_frame_emit(const struct siov_net_frame *f, unsigned rx_offloads,
 			struct siov_net_pkt *pkt, siov_net_emit_fn emit, void *arg);
 
+/*
+ * A hash of f's flow, to pick a receive queue by: the IPv4 or IPv6 addresses,
+ * protocol and TCP/UDP ports when the frame holds them (one VLAN tag skipped;
+ * fragments and IPv6 extension headers by addresses only), otherwise the MAC
+ * addresses and EtherType.  One flow always hashes alike; seed keeps guests
+ * from aiming flows at one queue.  Reads the frame's bytes once, bounded by
+ * f->len and the iovecs: any frame is safe.
+ */
+uint32_t siov_net_frame_flow_hash(const struct siov_net_frame *f, uint32_t seed);
 /* Copies len bytes at off of an iovec list into buf; returns how many there were. */
 size_t siov_net_iov_read(const struct iovec *iov, unsigned iovcnt, size_t off, void *buf,
 			 size_t len);

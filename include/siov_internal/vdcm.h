@@ -21,6 +21,7 @@
 #include "siov_internal/switch.h"
 #include "siov_internal/util.h"
 #include "siov_internal/virtio_blk.h"
+#include "siov_internal/virtio_net.h"
 
 struct siov_loop;
 struct siov_vdcm;
@@ -185,6 +186,8 @@ struct siov_vdev_info {
 	uint64_t move_done, move_total;
 	bool is_net;
 	struct siov_port_stats port; /* net: what the switch counted for the port */
+	unsigned nrxq;		     /* net: its receive queues, one per pair */
+	struct siov_net_rxq_stats rxq[SIOV_NET_MAX_PAIRS];
 	/* Exported: the NBD export's I/O, in a queue's terms (it sums like one). */
 	bool exported;
 	struct siov_queue_stats export_io;

@@ -49,6 +49,17 @@ const struct siov_port *siov_net_port(const struct siov_net *net);
 /* Control thread: new receive limits (see rx_qos), in force for the next frame. */
 int siov_net_set_rx_qos(struct siov_net *net, const struct siov_qos_params *p);
 
+/* What one receive queue took: frames the flow hash steered to it. */
+struct siov_net_rxq_stats {
+	unsigned index; /* the ring's: 2 * pair */
+	bool running;	/* the driver runs it: it gets frames */
+	uint64_t packets, bytes;
+	uint64_t drops; /* steered to it but not taken (no or too small buffers); not QoS */
+};
+
+/* Any thread: the receive queues' counters, pair by pair; returns how many (<= max). */
+unsigned siov_net_rxq_stats(const struct siov_net *net, struct siov_net_rxq_stats *s, unsigned max);
+
 extern const struct siov_dev_ops siov_net_dev_ops;
 
 #endif

@@ -166,6 +166,8 @@ struct qrow {
 	const char *state; /* static strings from the VDCM */
 	int engine;
 	uint64_t requests, kicks;
+	bool rx; /* a net receive queue: the counters below are its own */
+	uint64_t rx_packets, rx_bytes, rx_drops;
 };
 
 struct vrow {
@@ -233,8 +235,19 @@ static void collect_vdev(const struct siov_vdev_info *info, void *arg)
 	for (unsigned i = 0; i < info->nqueues; i++) {
 		const struct siov_queue_stats *q = &info->queues[i];
 		add_queue(r, q);
-		r->queues[i] = (struct qrow){q->index, q->state ? q->state : "", q->engine,
-					     q->requests, q->kicks};
+		r->queues[i] = (struct qrow){.index = q->index,
+					     .state = q->state ? q->state : "",
+					     .engine = q->engine,
+					     .requests = q->requests,
+					     .kicks = q->kicks};
+		if (info->is_net && q->index % 2 == 0 && q->index / 2 < info->nrxq) {
+			const struct siov_net_rxq_stats *x = &info->rxq[q->index / 2];
+
+			r->queues[i].rx = true;
+			r->queues[i].rx_packets = x->packets;
+			r->queues[i].rx_bytes = x->bytes;
+			r->queues[i].rx_drops = x->drops;
+		}
 	}
 	r->nqueues = info->nqueues;
 	if (info->exported) /* the NBD export's I/O is the VDEV's too */
@@ -351,6 +364,32 @@ static void vdev_latency(struct text *t, const struct rows *rs)
 	}
 }
 
+/* A net VDEV's receive queues: what the flow hash steered to each. */
+static void rx_queue_families(struct text *t, const struct rows *rs)
+{
+	static const char *const fam[3][2] = {
+	    {"siov_net_rx_queue_packets_total", "Packets one receive queue of a port took."},
+	    {"siov_net_rx_queue_bytes_total", "Bytes of the frames one receive queue took."},
+	    {"siov_net_rx_queue_drops_total",
+	     "Frames steered to one receive queue that it could not take (no or small buffers)."},
+	};
+
+	for (int f = 0; f < 3; f++) {
+		family(t, fam[f][0], "counter", fam[f][1]);
+		for (size_t i = 0; i < rs->n; i++)
+			for (unsigned q = 0; q < rs->v[i].nqueues; q++) {
+				const struct qrow *qr = &rs->v[i].queues[q];
+				uint64_t v[3] = {qr->rx_packets, qr->rx_bytes, qr->rx_drops};
+				char ql[24];
+
+				if (!qr->rx)
+					continue;
+				snprintf(ql, sizeof(ql), ",queue=\"%u\"", qr->index);
+				sample(t, fam[f][0], rs->v[i].name, ql, v[f]);
+			}
+	}
+}
+
 static void queue_families(struct text *t, const struct rows *rs)
 {
 	static const char *const fam[2][2] = {
@@ -369,6 +408,7 @@ static void queue_families(struct text *t, const struct rows *rs)
 				       f ? qr->kicks : qr->requests);
 			}
 	}
+	rx_queue_families(t, rs);
 	family(t, "siov_queue_state", "gauge",
 	       "1 for the queue's state (stopped, running, broken) and its engine (-1: none).");
 	for (size_t i = 0; i < rs->n; i++)

@@ -564,9 +564,31 @@ static struct json_object *drops_to_json(const uint64_t *d)
 	return o;
 }
 
-/* A net VDEV's port, as the switch counted it. */
-static struct json_object *port_to_json(const struct siov_port_stats *s)
+/* Per receive queue: what the flow hash steered to it. */
+static struct json_object *rxqs_to_json(const struct siov_vdev_info *info)
 {
+	struct json_object *a = json_object_new_array();
+
+	for (unsigned i = 0; a && i < info->nrxq; i++) {
+		const struct siov_net_rxq_stats *q = &info->rxq[i];
+		struct json_object *o = json_object_new_object();
+
+		if (!o)
+			break;
+		json_object_object_add(o, "index", json_object_new_int64(q->index));
+		json_object_object_add(o, "running", json_object_new_boolean(q->running));
+		json_object_object_add(o, "packets", json_object_new_uint64(q->packets));
+		json_object_object_add(o, "bytes", json_object_new_uint64(q->bytes));
+		json_object_object_add(o, "drops", json_object_new_uint64(q->drops));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+/* A net VDEV's port, as the switch counted it, and its receive queues. */
+static struct json_object *port_to_json(const struct siov_vdev_info *info)
+{
+	const struct siov_port_stats *s = &info->port;
 	struct json_object *o = json_object_new_object();
 
 	if (!o)
@@ -577,6 +599,7 @@ static struct json_object *port_to_json(const struct siov_port_stats *s)
 	json_object_object_add(o, "tx_bytes", json_object_new_uint64(s->tx_bytes));
 	json_object_object_add(o, "rx_drops", drops_to_json(s->rx_drops));
 	json_object_object_add(o, "tx_drops", drops_to_json(s->tx_drops));
+	json_object_object_add(o, "rx_queues", rxqs_to_json(info));
 	return o;
 }
 
@@ -666,7 +689,7 @@ static void vdev_stats_to_json(const struct siov_vdev_info *info, void *arg)
 	json_object_object_add(o, "qos",
 			       qos_to_json(info->conf->group, &info->conf->qos, &info->qos));
 	if (info->is_net)
-		json_object_object_add(o, "net", port_to_json(&info->port));
+		json_object_object_add(o, "net", port_to_json(info));
 	json_object_object_add(o, "error_policy", hold_to_json(info));
 	if (info->exported)
 		json_object_object_add(o, "export", export_io_to_json(info));

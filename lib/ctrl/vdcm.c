@@ -1480,6 +1480,7 @@ static void vdev_report(struct vdcm_vdev *d, siov_vdev_info_cb cb, void *arg)
 	if (d->net) {
 		info.is_net = true;
 		siov_port_get_stats(siov_net_port(d->net), &info.port);
+		info.nrxq = siov_net_rxq_stats(d->net, info.rxq, SIOV_NET_MAX_PAIRS);
 	} else {
 		siov_blk_hold_stats(d->blk, &info.hold);
 	}

@@ -187,3 +187,101 @@ int siov_net_frame_parse(struct siov_net_frame *f, const struct iovec *iov, unsi
 		return -EMSGSIZE;
 	return 0;
 }
+
+/* ---- Flow hash: which receive queue a frame goes to ---- */
+
+/* Enough for Ethernet, one VLAN tag, IPv4 with every option or IPv6, and the ports. */
+#define FLOW_PEEK (SIOV_ETH_HLEN + SIOV_ETH_VLAN_LEN + 60 + 4)
+
+static uint32_t mix(uint32_t h, uint32_t k)
+{
+	/* murmur3's round and finaliser: cheap, and every input bit moves every output bit. */
+	k *= 0xcc9e2d51u;
+	k = (k << 15) | (k >> 17);
+	h ^= k * 0x1b873593u;
+	h = ((h << 13) | (h >> 19)) * 5u + 0xe6546b64u;
+	return h;
+}
+
+static uint32_t mix_bytes(uint32_t h, const uint8_t *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i + 4 <= n; i += 4)
+		h = mix(h, (uint32_t)p[i] << 24 | (uint32_t)p[i + 1] << 16 |
+			       (uint32_t)p[i + 2] << 8 | p[i + 3]);
+	for (; i < n; i++)
+		h = mix(h, p[i]);
+	return h;
+}
+
+static uint32_t finish(uint32_t h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	return h ^ (h >> 16);
+}
+
+/*
+ * The addresses and protocol of the IP header at b[l3..avail), and the ports
+ * when the L4 header is there whole and this is no later fragment; false when
+ * there is no whole IP header (the caller hashes L2 then).
+ */
+static bool flow_l3(const uint8_t *b, size_t avail, size_t l3, uint16_t type, uint32_t *h)
+{
+	size_t l4, alen;
+	uint8_t proto;
+	bool ports;
+
+	if (type == ETHT_IPV4) {
+		uint16_t frag;
+
+		if (avail < l3 + 20u || (b[l3] >> 4) != 4 || (b[l3] & 0xf) < 5)
+			return false;
+		l4 = l3 + (b[l3] & 0xfu) * 4u;
+		proto = b[l3 + 9];
+		memcpy(&frag, b + l3 + 6, 2);
+		/* Every fragment of a datagram hashes alike: only the first carries the ports. */
+		ports = !(be16toh(frag) & 0x3fff);
+		l3 += 12;
+		alen = 8;
+	} else if (type == ETHT_IPV6) {
+		if (avail < l3 + 40u || (b[l3] >> 4) != 6)
+			return false;
+		l4 = l3 + 40; /* extension headers are not walked: such flows hash by addresses */
+		proto = b[l3 + 6];
+		ports = true;
+		l3 += 8;
+		alen = 32;
+	} else {
+		return false;
+	}
+	*h = mix(mix_bytes(*h, b + l3, alen), proto);
+	if (ports && (proto == IPPROTO_TCP_ || proto == 17 /* UDP */) && avail >= l4 + 4)
+		*h = mix_bytes(*h, b + l4, 4);
+	return true;
+}
+
+uint32_t siov_net_frame_flow_hash(const struct siov_net_frame *f, uint32_t seed)
+{
+	uint8_t b[FLOW_PEEK];
+	size_t avail, l3 = SIOV_ETH_HLEN;
+	uint16_t type = 0;
+	uint32_t h = seed;
+
+	/* A copy: the sender may rewrite its buffer meanwhile; we read each byte once. */
+	avail = siov_net_iov_read(f->iov, f->iovcnt, f->off, b, SIOV_MIN(f->len, sizeof(b)));
+	if (avail >= SIOV_ETH_HLEN) {
+		type = (uint16_t)(b[12] << 8 | b[13]);
+		if (type == ETHT_VLAN && avail >= SIOV_ETH_HLEN + SIOV_ETH_VLAN_LEN) {
+			type = (uint16_t)(b[16] << 8 | b[17]);
+			l3 += SIOV_ETH_VLAN_LEN;
+		}
+	}
+	if (!flow_l3(b, avail, l3, type, &h))
+		h = mix(mix_bytes(mix_bytes(h, f->dst, SIOV_ETH_ALEN), f->src, SIOV_ETH_ALEN),
+			type);
+	return finish(h);
+}

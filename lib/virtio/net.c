@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "siov/vhost_user.h"
 #include "siov_internal/qos.h"
@@ -51,6 +52,8 @@ struct net_rxq {
 	pthread_mutex_t lock;
 	struct siov_vq *vq; /* NULL while stopped: frames for it are dropped */
 	struct net_rx_scratch *s;
+	/* Written under lock, read by the control thread without it (relaxed). */
+	uint64_t packets, bytes, drops;
 };
 
 struct net_txq {
@@ -70,6 +73,8 @@ struct siov_net {
 	unsigned rx_offloads;
 	bool mrg;
 	struct net_rxq *rxq;	 /* pairs of them */
+	uint32_t rx_running;	 /* bit i: receive queue of pair i runs (atomic) */
+	uint32_t seed;		 /* of the flow hash: guests cannot aim flows at a queue */
 	struct siov_qos *rx_qos; /* the receive policer: the port's own limits, no group */
 };
 
@@ -139,6 +144,7 @@ static int net_queue_start(void *dev, struct siov_vq *vq)
 	pthread_mutex_lock(&rq->lock);
 	rq->vq = vq;
 	pthread_mutex_unlock(&rq->lock);
+	__atomic_or_fetch(&n->rx_running, 1u << (vq->index / 2), __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -150,6 +156,7 @@ static void net_queue_stop(void *dev, struct siov_vq *vq)
 	if (vq->index / 2 >= n->pairs)
 		return;
 	rq = &n->rxq[vq->index / 2];
+	__atomic_and_fetch(&n->rx_running, ~(1u << (vq->index / 2)), __ATOMIC_RELEASE);
 	pthread_mutex_lock(&rq->lock);
 	if (rq->vq == vq)
 		rq->vq = NULL;
@@ -355,21 +362,27 @@ undo:
 	return rc;
 }
 
-/* Spreads flows over the receive queues by their addresses; falls back to a running one. */
+/*
+ * Spreads flows over the receive queues the driver runs (enabled rings: QEMU
+ * turns VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET into SET_VRING_ENABLE): the flow hash
+ * scaled onto the running ones, so a flow stays on one queue while their set
+ * stays the same.  NULL when none runs.
+ */
 static struct net_rxq *rx_pick(struct siov_net *n, const struct siov_net_frame *f)
 {
-	unsigned q = 0, i;
+	uint32_t run = __atomic_load_n(&n->rx_running, __ATOMIC_ACQUIRE);
+	unsigned k;
 
-	if (n->pairs > 1) {
-		uint32_t h = 0;
+	if (!run)
+		return NULL;
+	if (run & (run - 1)) {
+		uint64_t h = siov_net_frame_flow_hash(f, n->seed);
 
-		for (i = 0; i < SIOV_ETH_ALEN; i++)
-			h = h * 31 + f->src[i] + f->dst[i] * 7u;
-		q = h % n->pairs;
-		for (i = 0; i < n->pairs && !__atomic_load_n(&n->rxq[q].vq, __ATOMIC_RELAXED); i++)
-			q = (q + 1) % n->pairs;
+		k = (unsigned)((h * (unsigned)__builtin_popcount(run)) >> 32);
+		while (k--)
+			run &= run - 1; /* drop the k lowest running queues */
 	}
-	return &n->rxq[q];
+	return &n->rxq[__builtin_ctz(run)];
 }
 
 /*
@@ -389,18 +402,24 @@ static bool rx_policed(struct siov_net *n, const struct siov_net_frame *f)
 static int net_deliver(struct siov_port *port, const struct siov_net_frame *f, void *arg)
 {
 	struct siov_net *n = arg;
-	struct rx_ctx x = {n, rx_pick(n, f)};
-	int rc;
+	struct rx_ctx x = {n, NULL};
+	int rc = -ENOBUFS;
 
 	if (rx_policed(n, f))
 		return -EDQUOT;
-	pthread_mutex_lock(&x.rq->lock);
-	if (!x.rq->vq || siov_vq_is_broken(x.rq->vq)) {
-		pthread_mutex_unlock(&x.rq->lock);
+	if (!(x.rq = rx_pick(n, f)))
 		return -ENOBUFS;
+	pthread_mutex_lock(&x.rq->lock);
+	if (x.rq->vq && !siov_vq_is_broken(x.rq->vq)) {
+		rc = siov_net_frame_emit(f, n->rx_offloads, &x.rq->s->pkt, rx_emit, &x);
+		siov_vq_notify(x.rq->vq);
 	}
-	rc = siov_net_frame_emit(f, n->rx_offloads, &x.rq->s->pkt, rx_emit, &x);
-	siov_vq_notify(x.rq->vq);
+	if (rc > 0) {
+		SIOV_STAT_ADD(x.rq->packets, (uint64_t)rc);
+		SIOV_STAT_ADD(x.rq->bytes, f->len);
+	} else if (rc < 0) {
+		SIOV_STAT_ADD(x.rq->drops, 1);
+	}
 	pthread_mutex_unlock(&x.rq->lock);
 	return rc;
 }
@@ -524,6 +543,9 @@ int siov_net_create(const struct siov_net_conf *conf, struct siov_net **out, str
 	n->pairs = conf->queue_pairs;
 	n->mtu = siov_network_conf(conf->network)->mtu;
 	n->hdr_len = SIOV_NET_HDR_LEN;
+	/* Entropy not ready yet (early boot): the clock is still unknown to guests. */
+	if (getrandom(&n->seed, sizeof(n->seed), GRND_NONBLOCK) != sizeof(n->seed))
+		n->seed = (uint32_t)siov_now_ns();
 	if (!(n->rxq = calloc(n->pairs, sizeof(*n->rxq)))) {
 		free(n);
 		return siov_err_set(err, -ENOMEM, "out of memory");
@@ -572,4 +594,19 @@ int siov_net_set_rx_qos(struct siov_net *n, const struct siov_qos_params *p)
 const struct siov_port *siov_net_port(const struct siov_net *n)
 {
 	return n->port;
+}
+
+unsigned siov_net_rxq_stats(const struct siov_net *n, struct siov_net_rxq_stats *s, unsigned max)
+{
+	uint32_t run = __atomic_load_n(&n->rx_running, __ATOMIC_ACQUIRE);
+	unsigned i;
+
+	for (i = 0; i < n->pairs && i < max; i++) {
+		s[i].index = 2 * i;
+		s[i].running = run & (1u << i);
+		s[i].packets = SIOV_STAT_GET(n->rxq[i].packets);
+		s[i].bytes = SIOV_STAT_GET(n->rxq[i].bytes);
+		s[i].drops = SIOV_STAT_GET(n->rxq[i].drops);
+	}
+	return i;
 }

@@ -4,7 +4,9 @@
  * sender's chain would carry it, split over up to 16 buffers; it is parsed
  * with the sender's offloads and sent through a network of three ports (one
  * allow_spoof) whose receivers have different offloads, so that the same
- * frame is passed through, checksummed and segmented.
+ * frame is passed through, checksummed and segmented.  The flow hash that
+ * picks a receive queue runs on every delivered frame and on every input as a
+ * frame, parsed or not (it must be safe on any bytes and any split).
  *
  * Beyond what ASan sees, every packet handed to a receiver is checked: its
  * iovecs lie inside the input or the packet's scratch, lengths add up, a
@@ -86,6 +88,7 @@ static int deliver(struct siov_port *port, const struct siov_net_frame *f, void 
 	int n;
 
 	g.segs_payload = 0;
+	(void)siov_net_frame_flow_hash(f, 0x5eed);
 	n = siov_net_frame_emit(f, r->offloads, &pkt, emit, (void *)f);
 	if (n > 1 && g.segs_payload != f->len - f->hdrs_len)
 		abort();
@@ -150,6 +153,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (siov_port_attach(net, &pc[i], &ops, &rx[i], &rx[i].port, &err) < 0)
 			abort();
 	}
+	/* The flow hash on the bytes as they come, before and whatever the parser says. */
+	memset(&f, 0, sizeof(f));
+	f.iov = iov;
+	f.iovcnt = n;
+	f.off = hl;
+	f.len = g.in_len > hl ? g.in_len - hl : 0;
+	(void)siov_net_frame_flow_hash(&f, h.mtu);
 	if (siov_port_parse(rx[h.spoof & 1 ? 2 : 0].port, &f, iov, n, hl) == 0)
 		siov_port_send(rx[h.spoof & 1 ? 2 : 0].port, &f, 1);
 	if (memcmp(before, g.in, g.in_len))

@@ -102,6 +102,10 @@ wait_bytes /tmp/got2 2097152 240
 echo "SUM-B2 \$(sha256sum /tmp/got2 | cut -d' ' -f1) \$(wc -c < /tmp/got2)"
 carrier_wait 1 30 "the kill"
 wait_bytes /tmp/got3 2097152 240
+# Sixteen TCP flows to a (SYNs to closed ports, answered by RST): a's receive queues share them.
+for p in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do
+	nc -w 1 10.9.0.1 \$((6100 + p)) </dev/null >/dev/null 2>&1 || true # refused: expected
+done
 echo "SUM-B3 \$(sha256sum /tmp/got3 | cut -d' ' -f1) \$(wc -c < /tmp/got3)"
 echo done | nc -w 3 10.9.0.1 5005 &
 sleep 1

@@ -22,7 +22,8 @@
 #   - MQ: a's port has two queue pairs (QEMU queues=2, mq=on); the guest
 #     driver uses both: pings sent from a's second CPU leave through
 #     transmit queue 1, the TCP transfer mostly through queue 0 (vdev_stats
-#     per queue).
+#     per queue), and sixteen TCP flows from b spread over a's two receive
+#     queues (net.rx_queues).
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/net-lib.sh"
 setup "$@"
@@ -157,6 +158,12 @@ log "MQ: a sent $q1 bytes on transmit queue 0 and $q3 on transmit queue 1 since 
 [ "$q3" -ge 140000 ] || die "transmit queue 1 of a carried only $q3 bytes: not the pings from CPU 1"
 [ "$q1" -ge 140000 ] || die "transmit queue 0 of a carried only $q1 bytes"
 [ $((q1 + q3)) -ge 2097152 ] || die "a's transmit queues carried $((q1 + q3)) bytes after the restart, less than the 2 MiB transfer"
+# MQ receive: b's sixteen TCP flows to a (and the streams' ACKs) spread over a's two receive queues.
+r0=$(vstat a '.net.rx_queues[] | select(.index == 0) | .packets')
+r2=$(vstat a '.net.rx_queues[] | select(.index == 2) | .packets')
+log "MQ: a received $r0 packets on receive queue 0 and $r2 on receive queue 1 since the restart"
+[ "$r0" -gt 0 ] && [ "$r2" -gt 0 ] || die "a's flows did not spread over both receive queues ($r0, $r2)"
+[ "$(vstat a '[.net.rx_queues[] | .running] | all')" = true ] || die "a's receive queues are not both running"
 
 conf=$(ports_conf)
 be_restart

@@ -94,6 +94,16 @@ static uint64_t stat_of(int port, const char *what)
 	return json_u64(p ? strstr(p, dir) : NULL, dot + 1);
 }
 
+/* A counter of the port's first receive queue ("packets", "drops"), from net.rx_queues. */
+static uint64_t rxq_stat_of(int port, const char *what)
+{
+	char out[16384];
+
+	if (ctl(out, sizeof(out), "vdev_stats", "--name", names[port], NULL))
+		return UINT64_MAX;
+	return json_u64(strstr(out, "\"rx_queues\""), what);
+}
+
 static bool bad_state_is(const char *want, char *reason, size_t rsz)
 {
 	char state[64] = "";
@@ -908,6 +918,9 @@ int main(int argc, char **argv)
 	check(exchange(), "a and b exchange verified frames after the attacks");
 	check(stat_of(B, "rx_drops.no_buffer") == 0 && stat_of(B, "rx_drops.too_big") == 0,
 	      "b lost nothing");
+	check(rxq_stat_of(B, "packets") == stat_of(B, "rx_packets") &&
+		  rxq_stat_of(B, "bytes") == stat_of(B, "rx_bytes") && rxq_stat_of(B, "drops") == 0,
+	      "b's receive queue counted every frame b received (net.rx_queues)");
 	harness_stop();
 	printf("%d passed, %d failed\n", H.passed, H.failed);
 	fflush(stdout);

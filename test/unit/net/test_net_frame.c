@@ -4,6 +4,13 @@
  * segmentation, each checked against a plain byte-by-byte reference (checksums
  * verified the way a receiving stack verifies them, payload reassembled and
  * compared, sequence numbers, IP ids, lengths and flags).
+ *
+ * The flow hash that picks a receive queue: one 5-tuple hashes alike whatever
+ * its payload, buffer split or VLAN tag, other ports hash apart, fragments of
+ * a datagram alike, and frames cut anywhere or with lying IP headers are read
+ * only within their bytes (exact-size copies, so ASan sees any overread of
+ * the frame; the hash's own copy is primed with other bytes first, so reading
+ * past what it copied changes the hash).
  */
 #include <endian.h>
 #include <errno.h>
@@ -478,6 +485,184 @@ static void test_csum_odd_runs(void **state)
 	}
 }
 
+/* ---- Flow hash ---- */
+
+#define SEED 0x5eed
+
+/* The hash of the frame in b (after its header), cut to len bytes, from an exact-size copy. */
+static uint32_t hash_cut(const struct built *b, size_t len)
+{
+	uint8_t *copy = malloc(len ? len : 1);
+	struct siov_net_frame f;
+	struct iovec iov = {copy, len};
+	uint32_t h;
+
+	assert_non_null(copy);
+	memcpy(copy, b->buf + SIOV_NET_HDR_LEN, len);
+	memset(&f, 0, sizeof(f));
+	f.iov = &iov;
+	f.iovcnt = 1;
+	f.len = len;
+	memcpy(f.dst, MAC_B, 6);
+	memcpy(f.src, MAC_A, 6);
+	h = siov_net_frame_flow_hash(&f, SEED);
+	free(copy);
+	return h;
+}
+
+static uint32_t hash_of(const struct built *b)
+{
+	return hash_cut(b, b->len - SIOV_NET_HDR_LEN);
+}
+
+/* Inserts an 802.1Q tag after the MAC addresses. */
+static void add_vlan(struct built *b)
+{
+	uint8_t *f = b->buf + SIOV_NET_HDR_LEN;
+
+	memmove(f + 16, f + 12, b->len - SIOV_NET_HDR_LEN - 12);
+	put16(f + 12, 0x8100);
+	put16(f + 14, 42);
+	b->len += 4;
+}
+
+static void test_flow_hash_tuple(void **state)
+{
+	static struct built b;
+	uint32_t h[64], h0;
+	size_t l4;
+	unsigned v6, i, j, distinct;
+
+	for (v6 = 0; v6 < 2; v6++) {
+		l4 = SIOV_NET_HDR_LEN + build_tcp(&b, v6, 100, 0);
+		h0 = hash_of(&b);
+		/* Another payload, another length, another split: the same flow. */
+		build_tcp(&b, v6, 700, 0);
+		assert_int_equal(hash_of(&b), h0);
+		split(&b, AWKWARD, NAWK);
+		{
+			struct siov_net_frame f;
+
+			assert_int_equal(siov_net_frame_parse(&f, b.iov, b.iovcnt, SIOV_NET_HDR_LEN,
+							      SIOV_NET_OFF_CSUM, MTU),
+					 0);
+			assert_int_equal(siov_net_frame_flow_hash(&f, SEED), h0);
+		}
+		/* Other source ports: other flows, spread (a good hash collides rarely). */
+		for (i = 0; i < 64; i++) {
+			build_tcp(&b, v6, 10, 0);
+			put16(b.buf + l4, (uint16_t)(1024 + i));
+			h[i] = hash_of(&b);
+		}
+		for (i = 0, distinct = 0; i < 64; i++) {
+			for (j = 0; j < i && h[j] != h[i]; j++)
+				;
+			distinct += j == i;
+		}
+		assert_true(distinct >= 63);
+		/* The destination port counts too, and a VLAN tag is looked through. */
+		build_tcp(&b, v6, 10, 0);
+		put16(b.buf + l4 + 2, 5002);
+		assert_int_not_equal(hash_of(&b), h0);
+		build_tcp(&b, v6, 10, 0);
+		add_vlan(&b);
+		h[0] = hash_of(&b);
+		put16(b.buf + l4 + 4, 1);
+		assert_int_not_equal(hash_of(&b), h[0]);
+	}
+}
+
+/* Fragments of one datagram hash alike (only the first has the ports); whole ones do not. */
+static void test_flow_hash_fragments(void **state)
+{
+	static struct built b;
+	uint8_t *ip = b.buf + SIOV_NET_HDR_LEN + 14;
+	uint32_t first;
+
+	build_tcp(&b, false, 100, 0);
+	put16(ip + 6, 0x2000); /* MF, offset 0 */
+	first = hash_of(&b);
+	put16(ip + 6, 0x0010); /* the last fragment, offset 128: "ports" are payload */
+	put16(ip + 20, 7);
+	assert_int_equal(hash_of(&b), first);
+	put16(ip + 6, 0x4000); /* DF: a whole datagram, with its ports */
+	assert_int_not_equal(hash_of(&b), first);
+}
+
+/*
+ * Every cut of a TCP frame (IPv4, IPv6, tagged) is hashed from an exact-size
+ * copy; a frame cut inside its ports hashes like one with other ports (the
+ * bytes it lacks are not read), and one cut inside its IP header falls back
+ * to its MAC addresses.
+ */
+static void test_flow_hash_truncated(void **state)
+{
+	static struct built b;
+	unsigned v6, vlan;
+	size_t cut, full, l3, l4;
+
+	for (v6 = 0; v6 < 2; v6++) {
+		for (vlan = 0; vlan < 2; vlan++) {
+			l4 = build_tcp(&b, v6, 30, 0) + 4 * vlan;
+			if (vlan)
+				add_vlan(&b);
+			l3 = 14 + 4 * vlan;
+			full = b.len - SIOV_NET_HDR_LEN;
+			for (cut = 0; cut <= full; cut++) {
+				uint16_t sport = (uint16_t)(b.buf[SIOV_NET_HDR_LEN + l4] << 8 |
+							    b.buf[SIOV_NET_HDR_LEN + l4 + 1]);
+				uint32_t h;
+
+				(void)hash_of(&b); /* leaves the whole frame in the hash's stack copy */
+				h = hash_cut(&b, cut);
+				put16(b.buf + SIOV_NET_HDR_LEN + l4, (uint16_t)(sport + 1));
+				/* ... and now the other port: a hash reading past its bytes would see it */
+				(void)hash_of(&b);
+				if (cut < l4 + 4)
+					assert_int_equal(hash_cut(&b, cut), h);
+				else
+					assert_int_not_equal(hash_cut(&b, cut), h);
+				put16(b.buf + SIOV_NET_HDR_LEN + l4, sport);
+			}
+			/* Cut inside the IP header: the addresses are not read either. */
+			cut = l3 + (v6 ? 39 : 19);
+			{
+				uint32_t h = hash_cut(&b, cut);
+
+				b.buf[SIOV_NET_HDR_LEN + l3 + (v6 ? 8 : 12)] ^= 0xff;
+				assert_int_equal(hash_cut(&b, cut), h);
+			}
+		}
+	}
+}
+
+/* IP headers that lie about themselves are read within the frame, or not at all. */
+static void test_flow_hash_lying_headers(void **state)
+{
+	static struct built b;
+	uint8_t *ip = b.buf + SIOV_NET_HDR_LEN + 14;
+	uint32_t h;
+
+	/* IHL 15 (60 bytes) in a frame with 20 bytes of IP and 4 of "TCP": no ports read. */
+	build_tcp(&b, false, 0, 0);
+	ip[0] = 0x4f;
+	h = hash_cut(&b, 14 + 24);
+	put16(ip + 20, 1);
+	assert_int_equal(hash_cut(&b, 14 + 24), h);
+	/* IHL below 5, or a version that is not the EtherType's: hashed as L2 (MACs). */
+	ip[0] = 0x43;
+	h = hash_cut(&b, 14 + 40);
+	put32(ip + 12, 0x0b000001);
+	assert_int_equal(hash_cut(&b, 14 + 40), h);
+	ip[0] = 0x65;
+	assert_int_equal(hash_cut(&b, 14 + 40), h);
+	/* Not IP at all (ARP): the MAC addresses and the EtherType. */
+	put16(b.buf + SIOV_NET_HDR_LEN + 12, 0x0806);
+	h = hash_cut(&b, 42);
+	memset(ip, 0x5a, 28);
+	assert_int_equal(hash_cut(&b, 42), h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -490,6 +675,10 @@ int main(void)
 	    cmocka_unit_test(test_tso4),
 	    cmocka_unit_test(test_tso6),
 	    cmocka_unit_test(test_tso_passthrough),
+	    cmocka_unit_test(test_flow_hash_tuple),
+	    cmocka_unit_test(test_flow_hash_fragments),
+	    cmocka_unit_test(test_flow_hash_truncated),
+	    cmocka_unit_test(test_flow_hash_lying_headers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

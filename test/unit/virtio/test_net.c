@@ -9,6 +9,12 @@
  * device-writable) and receive buffers (device-readable) are refused and
  * counted or break only their own queue, and b's limits police what it
  * receives (drops counted as qos).
+ *
+ * Multiqueue (b with four pairs, the driver running three receive queues):
+ * one TCP flow lands on one queue however its payload changes, many flows
+ * reach every running queue, a queue the driver never enabled or stopped
+ * (VQ_PAIRS_SET lowered) gets nothing though it has buffers posted, and the
+ * per-queue counters add up to what each ring received.
  */
 #include <endian.h>
 #include <errno.h>
@@ -266,6 +272,161 @@ static void test_rx_policer(void **state)
 	assert_int_equal(port_stats(R.b).rx_drops[SIOV_DROP_QOS], s.rx_drops[SIOV_DROP_QOS]);
 }
 
+/* ---- Multiqueue ---- */
+
+#define MQ_PAIRS     4
+#define MQ_QNUM	     128
+#define MQ_BUFS	     64
+#define MQ_RING(i)   (GPA_R2 + 0x10000 + (i)*0x4000ull)
+#define MQ_BUF(i, k) (BUF_B + (i)*0x10000ull + (k)*0x100ull)
+
+static struct tq MQ[MQ_PAIRS]; /* b's receive queues 0, 2, 4, 6 */
+static bool mq_started[MQ_PAIRS];
+
+/* b gets four pairs; every receive ring has MQ_BUFS buffers posted; running[i]: started. */
+static void mq_start(const bool *running)
+{
+	struct siov_net_conf c = {.network = R.net, .name = "b", .queue_pairs = MQ_PAIRS};
+	struct siov_err err;
+	unsigned i;
+	uint16_t k;
+
+	siov_net_dev_ops.queue_stop(R.b, &R.rx.vq);
+	siov_net_destroy(R.b);
+	memcpy(c.mac, MAC_B, 6);
+	assert_int_equal(siov_net_create(&c, &R.b, &err), 0);
+	siov_net_dev_ops.set_features(R.b, (1ull << VIRTIO_F_VERSION_1));
+	R.rx.vq.dev = R.b;
+	for (i = 0; i < MQ_PAIRS; i++) {
+		assert_int_equal(tq_init(&MQ[i], &R.g, MQ_RING(i), MQ_QNUM), 0);
+		MQ[i].vq.index = 2 * i;
+		MQ[i].vq.dev = R.b;
+		MQ[i].vq.dev_broken = &R.broken_b;
+		for (k = 0; k < MQ_BUFS; k++) {
+			tq_desc(&MQ[i], k, MQ_BUF(i, k), 256, VRING_DESC_F_WRITE, 0);
+			tq_publish(&MQ[i], k);
+		}
+		mq_started[i] = running[i];
+		if (running[i])
+			assert_int_equal(siov_net_dev_ops.queue_start(R.b, &MQ[i].vq), 0);
+	}
+	/* teardown() stops R.rx: the new b has it stopped already (a no-op). */
+}
+
+static void mq_stop(void)
+{
+	for (unsigned i = 0; i < MQ_PAIRS; i++)
+		if (mq_started[i])
+			siov_net_dev_ops.queue_stop(R.b, &MQ[i].vq);
+	memset(mq_started, 0, sizeof(mq_started));
+}
+
+/* a sends b a TCP/IPv4 frame from port sport, its payload filled with fill. */
+static void tx_tcp(uint16_t sport, uint8_t fill)
+{
+	static const uint8_t ip[20] = {0x45, 0, 0,  60, 0, 0, 0x40, 0, 64, 6,
+				       0,    0, 10, 0,	0, 1, 10,   0, 0,  2};
+	uint32_t len = SIOV_NET_HDR_LEN + 74;
+	uint8_t *p;
+
+	frame(74, MAC_A);
+	p = guest_ptr(&R.g, BUF_A + SIOV_NET_HDR_LEN);
+	memcpy(p + 14, ip, sizeof(ip));
+	p[34] = (uint8_t)(sport >> 8);
+	p[35] = (uint8_t)sport;
+	p[36] = 0x1f;
+	p[37] = 0x90; /* port 8080 */
+	memset(p + 38, fill, 74 - 38);
+	tx(&len, 1, 0);
+}
+
+static unsigned mq_got(unsigned i)
+{
+	return tq_used_idx(&MQ[i]);
+}
+
+static void mq_check_stats(void)
+{
+	struct siov_net_rxq_stats st[MQ_PAIRS];
+	unsigned i;
+
+	assert_int_equal(siov_net_rxq_stats(R.b, st, MQ_PAIRS), MQ_PAIRS);
+	for (i = 0; i < MQ_PAIRS; i++) {
+		assert_int_equal(st[i].index, 2 * i);
+		assert_int_equal(st[i].running, mq_started[i]);
+		assert_int_equal(st[i].packets, mq_got(i));
+		assert_int_equal(st[i].bytes, 74ull * mq_got(i));
+		assert_int_equal(st[i].drops, 0);
+	}
+}
+
+static void test_mq_one_flow(void **state)
+{
+	const bool run[MQ_PAIRS] = {true, true, false, true};
+	unsigned i, busy = 0;
+
+	mq_start(run);
+	for (i = 0; i < 20; i++)
+		tx_tcp(40000, (uint8_t)i);
+	for (i = 0; i < MQ_PAIRS; i++) {
+		assert_true(mq_got(i) == 0 || mq_got(i) == 20);
+		busy += mq_got(i) == 20;
+	}
+	assert_int_equal(busy, 1);
+	assert_int_equal(mq_got(2), 0);
+	mq_check_stats();
+	mq_stop();
+}
+
+static void test_mq_many_flows(void **state)
+{
+	const bool run[MQ_PAIRS] = {true, true, false, true};
+	unsigned i;
+
+	mq_start(run);
+	for (i = 0; i < 60; i++)
+		tx_tcp((uint16_t)(1000 + i), 0);
+	/* Keyed by a random seed; one queue missing 60 flows of three is a 1-in-10^10 event. */
+	assert_true(mq_got(0) > 0 && mq_got(1) > 0 && mq_got(3) > 0);
+	assert_int_equal(mq_got(2), 0); /* never enabled: nothing, though it has buffers */
+	assert_int_equal(mq_got(0) + mq_got(1) + mq_got(3), 60);
+	assert_int_equal(port_stats(R.b).rx_packets, 60);
+	mq_check_stats();
+	mq_stop();
+}
+
+/* The driver lowers its pairs (QEMU disables the rings): the queue left gets every flow. */
+static void test_mq_pairs_lowered(void **state)
+{
+	const bool run[MQ_PAIRS] = {true, true, true, true};
+	unsigned i, before[MQ_PAIRS];
+
+	mq_start(run);
+	for (i = 1; i < MQ_PAIRS; i++) {
+		siov_net_dev_ops.queue_stop(R.b, &MQ[i].vq);
+		mq_started[i] = false;
+	}
+	for (i = 0; i < MQ_PAIRS; i++)
+		before[i] = mq_got(i);
+	for (i = 0; i < 40; i++)
+		tx_tcp((uint16_t)(2000 + i), 0);
+	assert_int_equal(mq_got(0), before[0] + 40);
+	for (i = 1; i < MQ_PAIRS; i++)
+		assert_int_equal(mq_got(i), before[i]);
+	assert_int_equal(port_stats(R.b).rx_drops[SIOV_DROP_NO_BUFFER], 0);
+	/* Raised again: the flows spread once more. */
+	for (i = 1; i < MQ_PAIRS; i++) {
+		assert_int_equal(siov_net_dev_ops.queue_start(R.b, &MQ[i].vq), 0);
+		mq_started[i] = true;
+	}
+	for (i = 0; i < 40; i++)
+		tx_tcp((uint16_t)(3000 + i), 0);
+	for (i = 1; i < MQ_PAIRS; i++)
+		assert_true(mq_got(i) > 0);
+	assert_int_equal(mq_got(0) + mq_got(1) + mq_got(2) + mq_got(3), 80);
+	mq_stop();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -275,6 +436,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_hostile_tx, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostile_rx, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rx_policer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mq_one_flow, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mq_many_flows, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mq_pairs_lowered, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
