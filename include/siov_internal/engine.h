@@ -48,9 +48,9 @@ struct siov_engine_stats {
 	uint64_t kernel_n;	 /* backend CQEs timed from their submit */
 	uint64_t kernel_ns;	 /* their submit -> CQE reaped, summed */
 	uint64_t reaped_io;	 /* backend CQEs reaped */
-	uint64_t cqe_used_ns;	 /* their reap -> used entry published and driver notified, summed */
-	uint64_t cpu_ns;	 /* CPU time of its thread: polling and work, not sleep */
-	unsigned queues;	 /* queues attached to it */
+	uint64_t cqe_used_ns; /* their reap -> used entry published and driver notified, summed */
+	uint64_t cpu_ns;      /* CPU time of its thread: polling and work, not sleep */
+	unsigned queues;      /* queues attached to it */
 };
 
 int siov_engines_create(const struct siov_engines_opts *opts, struct siov_engines **out);

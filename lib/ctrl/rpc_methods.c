@@ -1100,10 +1100,12 @@ static struct json_object *engine_stats_json(struct siov_vdcm *vdcm)
 		json_object_object_add(
 		    o, "ring_to_submit_us",
 		    json_object_new_double(latency_us(st.ring_submit_ns, st.submitted)));
-		json_object_object_add(o, "submit_to_cqe_us",
-				       json_object_new_double(latency_us(st.kernel_ns, st.kernel_n)));
-		json_object_object_add(o, "cqe_to_used_us",
-				       json_object_new_double(latency_us(st.cqe_used_ns, st.reaped_io)));
+		json_object_object_add(
+		    o, "submit_to_cqe_us",
+		    json_object_new_double(latency_us(st.kernel_ns, st.kernel_n)));
+		json_object_object_add(
+		    o, "cqe_to_used_us",
+		    json_object_new_double(latency_us(st.cqe_used_ns, st.reaped_io)));
 		json_object_object_add(o, "backend_cqes", json_object_new_uint64(st.reaped_io));
 		json_object_object_add(o, "untimed_cqes",
 				       json_object_new_uint64(st.reaped_io > st.kernel_n

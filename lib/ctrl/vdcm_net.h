@@ -1,8 +1,9 @@
 /*
  * The VDCM's networks (private to lib/ctrl and the fake VDCM of the RPC unit
  * tests): the switch, the thread that reads frames from the networks' TAP
- * uplinks, and a timer on the control loop that ages learned MAC addresses.  vdcm.c owns one struct vdcm_nets and hands it out through
- * vdcm_nets_of(); the siov_vdcm_network_* calls of vdcm.h live in vdcm_net.c.
+ * uplinks, and a timer on the control loop that ages learned MAC addresses.  vdcm.c owns one struct
+ * vdcm_nets and hands it out through vdcm_nets_of(); the siov_vdcm_network_* calls of vdcm.h live
+ * in vdcm_net.c.
  */
 #ifndef SIOV_CTRL_VDCM_NET_H
 #define SIOV_CTRL_VDCM_NET_H

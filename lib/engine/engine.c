@@ -105,7 +105,7 @@ struct siov_engine_queue {
 	/* QoS: the queue's recent request latency, from its stats at the last look. */
 	uint64_t lat_req, lat_total;
 	double lat_ewma_ns;
-	uint64_t bal_requests;	 /* control thread: requests at the balancer's last look */
+	uint64_t bal_requests; /* control thread: requests at the balancer's last look */
 };
 
 struct siov_engine {

@@ -54,7 +54,8 @@ struct siov_network {
 	size_t fdb_nb, fdb_n;
 	struct siov_port *uplink;
 	int tap_fd;
-	uint8_t *tap_buf; /* one frame read from the TAP (the one thread that calls siov_network_uplink_rx) */
+	uint8_t *tap_buf; /* one frame read from the TAP (the one thread that calls
+			     siov_network_uplink_rx) */
 };
 
 struct siov_switch {

@@ -613,10 +613,12 @@ static void test_flow_hash_truncated(void **state)
 							    b.buf[SIOV_NET_HDR_LEN + l4 + 1]);
 				uint32_t h;
 
-				(void)hash_of(&b); /* leaves the whole frame in the hash's stack copy */
+				(void)hash_of(
+				    &b); /* leaves the whole frame in the hash's stack copy */
 				h = hash_cut(&b, cut);
 				put16(b.buf + SIOV_NET_HDR_LEN + l4, (uint16_t)(sport + 1));
-				/* ... and now the other port: a hash reading past its bytes would see it */
+				/* ... and now the other port: a hash reading past its bytes would
+				 * see it */
 				(void)hash_of(&b);
 				if (cut < l4 + 4)
 					assert_int_equal(hash_cut(&b, cut), h);

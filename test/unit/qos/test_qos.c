@@ -158,7 +158,8 @@ static void late_members_keep_their_part(void **state)
 		if ((t / 20000) % 2000)
 			continue;
 		for (i = 1; i < 3; i++)
-			for (k = 0; k < 1000 && siov_qos_admit(m[i], t + i * 1000, 4096, &retry); k++)
+			for (k = 0; k < 1000 && siov_qos_admit(m[i], t + i * 1000, 4096, &retry);
+			     k++)
 				n[i]++;
 	}
 	assert_in_range(n[0] + n[1] + n[2], 59000, 60000 + 601);
