@@ -30,7 +30,4 @@ int siov_metrics_create(const struct siov_metrics_opts *opts, struct siov_metric
 			struct siov_err *err);
 void siov_metrics_destroy(struct siov_metrics *m);
 
-/* The exposition text (malloc'd, *len bytes), as GET /metrics answers it; NULL: no memory. */
-char *siov_metrics_render(struct siov_metrics *m, size_t *len);
-
 #endif
