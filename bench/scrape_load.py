@@ -10,8 +10,9 @@ randread, QD 32), engine IOPS and the engine thread's own CPU time
   1s       a scrape every second (a usual Prometheus interval);
   100ms    a scrape every 100 ms;
   b2b      scrapes back to back (the worst a scraper can do);
-  b2b-pin  back to back, with siovd's control thread (which renders) and the
-           scraper pinned to the load CPU, so the engine has its CPU alone;
+  b2b-pin  back to back, with siovd's control thread, its HTTP thread (where
+           there is one) and the scraper pinned to the load CPU, so the engine
+           has its CPU alone;
   hog      no scrapes, but a busy loop (another process, unpinned) using
            what back-to-back scraping uses: if IOPS fall as much as with b2b,
            the cost is plain CPU competition, not contention.
@@ -54,9 +55,22 @@ def tasks(pid):
     return {int(t): task_ns(pid, t) for t in os.listdir(f"/proc/{pid}/task")}
 
 
+def comm(pid, tid):
+    try:
+        return open(f"/proc/{pid}/task/{tid}/comm").read().strip()
+    except OSError:
+        return ""
+
+
+def http_tids(pid):
+    """libmicrohttpd's threads (siovd's HTTP thread; none in builds that serve from the loop)."""
+    return [int(t) for t in os.listdir(f"/proc/{pid}/task") if comm(pid, t).startswith("MHD")]
+
+
 def engine_tid(pid, before, after):
-    """The engine: the thread (not the control thread) that ran most while I/O ran."""
-    return max((t for t in after if t != pid), key=lambda t: after[t] - before.get(t, 0))
+    """The engine: the thread (not the control or HTTP thread) that ran most while I/O ran."""
+    others = set(http_tids(pid)) | {pid}
+    return max((t for t in after if t not in others), key=lambda t: after[t] - before.get(t, 0))
 
 
 def pin(tid, cpu):
@@ -108,7 +122,8 @@ def engine_counters(rpc):
 def one_run(build, d, port, mode, runtime):
     """One siov-bench run in one mode: IOPS, engine CPU, its counters, the scrapes."""
     pid = d.p.pid
-    pin(pid, LCPU if mode == "b2b-pin" else TCPU)
+    for t in [pid] + http_tids(pid):
+        pin(t, LCPU if mode == "b2b-pin" else TCPU)
     sc = Scraper(port, PERIOD[mode], LCPU if mode == "b2b-pin" else None) \
         if mode in PERIOD else None
     h = hog(runtime + 2) if mode == "hog" else None
@@ -127,20 +142,23 @@ def one_run(build, d, port, mode, runtime):
         h.kill()
         h.wait()
     r1, q1, s1 = engine_counters(d.c)
-    pin(pid, TCPU)
+    for t in [pid] + http_tids(pid):
+        pin(t, TCPU)
     if p.returncode != 0 or not p.stdout.strip():
         raise RuntimeError(f"siov-bench: {p.stderr.strip()[-300:]}")
     out = json.loads(p.stdout.splitlines()[0])
     et = engine_tid(pid, c0, c1)
     eng_s = (c1[et] - c0[et]) / 1e9
     ctl_s = (c1[pid] - c0.get(pid, 0)) / 1e9
+    http_s = sum(c1[t] - c0.get(t, 0) for t in http_tids(pid) if t in c1) / 1e9
     rounds = r1 - r0
     return dict(mode=mode, iops=round(out["iops"]), engine_cpu_s=round(eng_s, 3),
                 engine_cpu_share=round(eng_s / wall, 3),
                 iops_per_engine_cpu_s=round(out["iops"] * wall / eng_s) if eng_s else None,
                 requests_per_round=round((q1 - q0) / rounds, 2) if rounds else None,
                 rounds_per_engine_cpu_s=round(rounds / eng_s) if eng_s else None,
-                sleeps=s1 - s0, control_cpu_s=round(ctl_s, 3),
+                sleeps=s1 - s0, control_cpu_s=round(ctl_s, 3), http_cpu_s=round(http_s, 3),
+                scrape_cpu_share=round((ctl_s + http_s) / wall, 3),
                 bench_cpu_s=out.get("bench_cpu_s"), scrapes=len(sc.ms) if sc else 0,
                 scrape_ms_median=round(statistics.median(sc.ms), 1) if sc and sc.ms else None,
                 load=open("/proc/loadavg").read().split()[0])
@@ -161,14 +179,16 @@ def one_round(build, d, port, k, runtime, modes=None):
 
 
 MODES_DOC = ("modes: none (no scrapes), 1s and 100ms (a scrape every 1 s, 100 ms), b2b "
-             "(back to back), b2b-pin (back to back, siovd's control thread and the scraper "
-             "pinned to LCPU: the engine has TCPU alone), hog (no scrapes; a busy loop in "
+             "(back to back), b2b-pin (back to back, siovd's control and HTTP threads and the "
+             "scraper pinned to LCPU: the engine has TCPU alone), hog (no scrapes; a busy loop in "
              "another process instead, unpinned).")
 FIGURES = (("iops", "IOPS"),
            ("iops_per_engine_cpu_s", "IOPS per engine CPU-second"),
            ("engine_cpu_share", "engine thread's CPU / wall"),
            ("requests_per_round", "requests per engine round"),
            ("control_cpu_s", "control thread CPU-s"),
+           ("http_cpu_s", "HTTP thread CPU-s"),
+           ("scrape_cpu_share", "siovd's control + HTTP threads' CPU / wall"),
            ("scrapes", "scrapes"),
            ("scrape_ms_median", "scrape wall ms"))
 
@@ -182,6 +202,14 @@ def section_figures(vd):
                     f"engine IOPS (1 VDEV, QD 32), {what}", "IOPS", "higher"))
         out.append((f"state.scrape.{m}.iops_per_cpu", ["scrape_modes", m, "iops_per_engine_cpu_s"],
                     f"engine IOPS per engine CPU-second, {what}", "IOPS/CPU-s", "higher"))
+    out.append(("state.scrape.b2b.siovd_cpu", ["scrape_modes", "b2b", "scrape_cpu_share"],
+                f"siovd's CPU for back-to-back scrapes of {vd} VDEVs (control + HTTP threads)",
+                "CPU-s/s", "lower"))
+    out.append(("state.scrape.b2b.engine_share", ["scrape_modes", "b2b", "engine_cpu_share"],
+                f"engine thread's CPU share during back-to-back scrapes of {vd} VDEVs",
+                "CPU-s/s", "higher"))
+    out.append(("state.scrape.none.engine_share", ["scrape_modes", "none", "engine_cpu_share"],
+                "engine thread's CPU share, no scrapes", "CPU-s/s", "higher"))
     out.append(("state.scrape.b2b.scrape_ms", ["scrape_modes", "b2b", "scrape_ms_median"],
                 f"scrape wall ms, back to back during I/O, {vd} VDEVs", "ms", "lower"))
     return out

@@ -367,7 +367,16 @@ def med(r, side, *keys):
     if not vals:
         return "-"
     m = statistics.median(vals)
-    return f"{m:g}" if len(vals) == 1 else f"{m:g} ({min(vals):g}-{max(vals):g})"
+    return fmt(m) if len(vals) == 1 else f"{fmt(m)} ({fmt(min(vals))}-{fmt(max(vals))})"
+
+
+def fmt(v):
+    """3.01M, 421.5k, 0.674: IOPS and bytes are large, shares small."""
+    if abs(v) >= 1e6:
+        return f"{v / 1e6:.2f}M"
+    if abs(v) >= 1e4:
+        return f"{v / 1e3:.1f}k"
+    return f"{v:g}"
 
 
 def markdown(r):

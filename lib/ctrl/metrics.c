@@ -1,16 +1,21 @@
 /*
- * siovd's Prometheus endpoint.  A scrape takes one pass over the VDCM into a
+ * siovd's Prometheus endpoint.  A render takes one pass over the VDCM into a
  * compact array (one row per VDEV, its queues' counters summed, and per
  * queue what the queue families need), then writes the families one after
  * the other from it, as the exposition format wants each family's samples
  * together.  Label values are object names, which the VDCM restricts to
  * [A-Za-z0-9_.-], so they never need escaping.
  *
- * libmicrohttpd runs in its external-epoll mode on the control loop: its
- * epoll fd is a watch, and a 1 s timerfd lets it expire idle connections.
- * At most a few connections are served at once; a scrape of 10,000 VDEVs
- * renders in tens of milliseconds on the control thread and is then sent
- * without blocking.
+ * libmicrohttpd serves HTTP on a thread of its own at nice 19.  The VDCM is
+ * the control thread's, so a render asks the control thread (an eventfd on
+ * its loop) for the pass over the VDCM, about half of a render's CPU, and
+ * writes the text, the other half, and sends it on the HTTP thread, where it
+ * yields to the engines and the control thread.  A render answers every
+ * scrape for nine times as long as it took, so that scrapes, however often
+ * and however many, cost the control thread at most a tenth of its time.
+ * Engines are never stopped or locked for a scrape: their counters are
+ * single-writer fields read with relaxed loads.  docs/operations.md has the
+ * measurements behind these choices.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,7 +25,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/timerfd.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -33,6 +41,7 @@
 #include "rpc_internal.h"
 
 #define METRICS_MAX_CONNS 8
+#define METRICS_NICE	  19
 
 /*
  * A rendered exposition, shared: every response being sent holds a reference,
@@ -46,6 +55,14 @@ struct shot {
 	size_t len, cap;
 	unsigned refs;
 	uint64_t at_ns; /* when it was rendered */
+};
+
+/* ---- A growing text buffer ---- */
+
+struct text {
+	char *p;
+	size_t len, cap;
+	bool failed;
 };
 
 /* ---- One pass over the VDCM ---- */
@@ -81,26 +98,31 @@ struct rows {
 	bool failed;
 };
 
+/*
+ * Two threads share this: the control thread (the VDCM's, which collects a
+ * snapshot when asked) and libmicrohttpd's (every HTTP callback, the render,
+ * the shots).  lock guards the handshake between them and the snapshot.
+ */
 struct siov_metrics {
 	struct siov_loop *loop;
 	struct siov_vdcm *vdcm;
 	struct siov_rpc_server *rpc;
 	struct MHD_Daemon *mhd;
-	struct siov_watch *mhd_w, *timer_w;
-	int timer_fd;
+	int ask_fd; /* eventfd: the HTTP thread wants a snapshot */
+	struct siov_watch *ask_w;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool asked, ready, stopping;
+	/* The snapshot, written by the control thread while asked, read by the HTTP thread. */
+	struct rows rows;
+	struct text head; /* the daemon, engine, backend and group families, rendered */
+	bool snap_ok;
+	/* The HTTP thread's own. */
+	bool niced;
 	uint64_t scrapes, renders;
 	uint64_t last_render_ns;
 	struct shot *cur;   /* the latest render, NULL before the first */
 	struct shot *spare; /* a render nobody holds: its buffer is reused */
-	struct rows rows;
-};
-
-/* ---- A growing text buffer ---- */
-
-struct text {
-	char *p;
-	size_t len, cap;
-	bool failed;
 };
 
 /* Room for n more bytes; false (and the text failed) if there is no memory. */
@@ -652,13 +674,6 @@ static void daemon_families(struct text *t, struct siov_metrics *m,
 	gauge(t, "siov_engines", "Engine threads.", di->engines);
 	gauge(t, "siov_rpc_connections", "Open JSON-RPC connections.",
 	      m->rpc ? siov_rpc_connections(m->rpc) : 0);
-	counter(t, "siov_metrics_scrapes_total",
-		"Scrapes served when this exposition was rendered, its own included.",
-		(double)m->scrapes);
-	counter(t, "siov_metrics_renders_total",
-		"Expositions rendered (scrapes close together share one).", (double)m->renders);
-	gauge(t, "siov_metrics_render_seconds", "How long the previous render took.",
-	      (double)m->last_render_ns / 1e9);
 	if (!has_state)
 		return;
 	counter(t, "siov_state_journal_records_total", "Changes made durable in the journal.",
@@ -674,24 +689,93 @@ static void daemon_families(struct text *t, struct siov_metrics *m,
 	      ss.failed);
 }
 
-/* Renders into s's buffer (kept if large enough); false if memory ran out. */
+/* The endpoint's own figures (the HTTP thread's). */
+static void metrics_families(struct text *t, const struct siov_metrics *m)
+{
+	counter(t, "siov_metrics_scrapes_total",
+		"Scrapes served when this exposition was rendered, its own included.",
+		(double)m->scrapes);
+	counter(t, "siov_metrics_renders_total",
+		"Expositions rendered (scrapes close together share one).", (double)m->renders);
+	gauge(t, "siov_metrics_render_seconds",
+	      "How long the previous render took (snapshot and text, wall time).",
+	      (double)m->last_render_ns / 1e9);
+}
+
+/*
+ * The control thread's part of a render: one pass over the VDCM into rows,
+ * and the few families that are not per VDEV (they need the VDCM) as text.
+ */
+static void snapshot(struct siov_metrics *m)
+{
+	struct rows *rs = &m->rows;
+	struct siov_daemon_info di = {0};
+
+	rs->n = rs->nq = 0;
+	rs->failed = false;
+	m->head.len = 0;
+	m->head.failed = false;
+	siov_vdcm_daemon_info(m->vdcm, &di);
+	siov_vdcm_vdev_foreach(m->vdcm, collect_vdev, rs);
+	daemon_families(&m->head, m, &di);
+	engine_families(&m->head, m->vdcm, di.engines);
+	backend_families(&m->head, m->vdcm, rs);
+	group_families(&m->head, m->vdcm);
+	m->snap_ok = !rs->failed && !m->head.failed;
+}
+
+static void on_ask(struct siov_watch *w, uint32_t events, void *arg)
+{
+	struct siov_metrics *m = arg;
+	uint64_t n;
+
+	(void)!read(m->ask_fd, &n, sizeof(n));
+	pthread_mutex_lock(&m->lock);
+	if (m->asked && !m->stopping) {
+		snapshot(m);
+		m->asked = false;
+		m->ready = true;
+		pthread_cond_broadcast(&m->cond);
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* HTTP thread: a fresh snapshot from the control thread; false if there is none. */
+static bool ask_snapshot(struct siov_metrics *m)
+{
+	uint64_t one = 1;
+	bool ok;
+
+	pthread_mutex_lock(&m->lock);
+	m->asked = true;
+	m->ready = false;
+	if (!m->stopping && write(m->ask_fd, &one, sizeof(one)) != sizeof(one))
+		m->stopping = true; /* cannot happen with an eventfd; never wait on it */
+	while (!m->ready && !m->stopping)
+		pthread_cond_wait(&m->cond, &m->lock);
+	ok = m->ready && m->snap_ok;
+	pthread_mutex_unlock(&m->lock);
+	return ok;
+}
+
+/*
+ * Renders into s's buffer (kept if large enough); false if memory ran out or
+ * siovd is stopping.  The per-VDEV text, nearly all of it, is written here on
+ * the HTTP thread from the snapshot, which nobody touches until the next ask.
+ */
 static bool render(struct siov_metrics *m, struct shot *s)
 {
 	uint64_t t0 = siov_now_ns();
 	struct text t = {.p = s->p, .cap = s->cap};
-	struct rows *rs = &m->rows;
-	struct siov_daemon_info di = {0};
+	const struct rows *rs = &m->rows;
 
 	m->renders++;
-	rs->n = rs->nq = 0;
-	rs->failed = false;
-	siov_vdcm_daemon_info(m->vdcm, &di);
-	siov_vdcm_vdev_foreach(m->vdcm, collect_vdev, rs);
-	reserve(&t, 65536 + rs->n * 1024); /* about what a VDEV takes */
-	daemon_families(&t, m, &di);
-	engine_families(&t, m->vdcm, di.engines);
-	backend_families(&t, m->vdcm, rs);
-	group_families(&t, m->vdcm);
+	if (!ask_snapshot(m))
+		return false;
+	reserve(&t, m->head.len + 65536 + rs->n * 1024); /* about what a VDEV takes */
+	if (reserve(&t, m->head.len))
+		cat(&t, m->head.p, m->head.len);
+	metrics_families(&t, m);
 	vdev_counters(&t, rs);
 	vdev_scalars(&t, rs);
 	vdev_latency(&t, rs);
@@ -701,7 +785,7 @@ static bool render(struct siov_metrics *m, struct shot *s)
 	s->len = t.len;
 	s->at_ns = siov_now_ns();
 	m->last_render_ns = s->at_ns - t0;
-	return !t.failed && !rs->failed;
+	return !t.failed;
 }
 
 static void shot_free(struct shot *s)
@@ -733,20 +817,23 @@ static void shot_release(void *cls)
 
 /*
  * How long the latest render answers scrapes: nine times what it took, so
- * rendering costs the control thread at most a tenth of its time however
- * often and however many scrapers ask (back to back, an HA pair of
- * Prometheus servers), and never longer than METRICS_HOLD_MAX_NS.  At a 1 s
- * scrape interval and 10,000 VDEVs (a render of ~20-40 ms) every scrape
- * renders afresh.  docs/operations.md has the figures.
+ * that rendering costs at most a tenth of the time however often and however
+ * many scrapers ask (back to back, an HA pair of Prometheus servers), but at
+ * least 100 ms (scrapers that come together share one render) and at most
+ * 2 s.  At a 1 s scrape interval and 10,000 VDEVs (a render of ~20 ms) every
+ * scrape gets a fresh render.  docs/operations.md has the figures.
  */
 #define METRICS_RENDER_SHARE_PCT 10
+#define METRICS_HOLD_MIN_NS	 100000000ull
 #define METRICS_HOLD_MAX_NS	 2000000000ull
 
 static uint64_t hold_ns(const struct siov_metrics *m)
 {
 	uint64_t h = m->last_render_ns * (100 / METRICS_RENDER_SHARE_PCT - 1);
 
-	return h < METRICS_HOLD_MAX_NS ? h : METRICS_HOLD_MAX_NS;
+	return h < METRICS_HOLD_MIN_NS ? METRICS_HOLD_MIN_NS
+	       : h > METRICS_HOLD_MAX_NS ? METRICS_HOLD_MAX_NS
+					  : h;
 }
 
 /* The exposition to answer with, a reference taken; NULL if memory ran out. */
@@ -793,6 +880,22 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const ch
 	return rc;
 }
 
+/*
+ * The HTTP thread yields the CPU to everything else in siovd: an engine that
+ * shares its CPU keeps ~98 % of it while a scrape renders.  libmicrohttpd made
+ * the thread; this is the first of our code it runs.  Under the systemd unit
+ * setpriority is allowed; where it is not, the thread runs at siovd's priority.
+ */
+static void lower_priority(struct siov_metrics *m)
+{
+	if (m->niced)
+		return;
+	m->niced = true;
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), METRICS_NICE) < 0)
+		SIOV_DEBUG("metrics: cannot lower the HTTP thread's priority: %s",
+			   strerror(errno));
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_size, void **con_cls)
@@ -808,6 +911,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return MHD_NO; /* a GET with a body is not ours to serve */
 	if (strcmp(url, "/metrics") && strcmp(url, "/"))
 		return reply(c, MHD_HTTP_NOT_FOUND, "siovd serves /metrics\n");
+	lower_priority(m);
 	s = current(m);
 	if (!s)
 		return reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
@@ -821,22 +925,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	rc = MHD_queue_response(c, MHD_HTTP_OK, r);
 	MHD_destroy_response(r);
 	return rc;
-}
-
-static void on_mhd(struct siov_watch *w, uint32_t events, void *arg)
-{
-	struct siov_metrics *m = arg;
-
-	MHD_run(m->mhd);
-}
-
-static void on_timer(struct siov_watch *w, uint32_t events, void *arg)
-{
-	struct siov_metrics *m = arg;
-	uint64_t n;
-
-	(void)!read(m->timer_fd, &n, sizeof(n));
-	MHD_run(m->mhd); /* expires idle connections */
 }
 
 /* "127.0.0.1:9100", "[::1]:9100", "0.0.0.0:9100" */
@@ -878,22 +966,11 @@ bad:
 			    s);
 }
 
-static int start_timer(struct siov_metrics *m)
-{
-	struct itimerspec its = {.it_interval = {1, 0}, .it_value = {1, 0}};
-
-	m->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (m->timer_fd < 0 || timerfd_settime(m->timer_fd, 0, &its, NULL) < 0)
-		return -errno;
-	return siov_loop_add(m->loop, m->timer_fd, EPOLLIN, on_timer, m, &m->timer_w);
-}
-
 int siov_metrics_create(const struct siov_metrics_opts *opts, struct siov_metrics **out,
 			struct siov_err *err)
 {
 	struct siov_metrics *m;
 	struct sockaddr_storage ss;
-	const union MHD_DaemonInfo *info;
 	int rc = parse_listen(opts->listen, &ss, err);
 
 	if (rc < 0)
@@ -904,21 +981,23 @@ int siov_metrics_create(const struct siov_metrics_opts *opts, struct siov_metric
 	m->loop = opts->loop;
 	m->vdcm = opts->vdcm;
 	m->rpc = opts->rpc;
-	m->timer_fd = -1;
-	m->mhd = MHD_start_daemon(MHD_USE_EPOLL | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0), 0,
-				  NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR, &ss,
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->cond, NULL);
+	m->ask_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (m->ask_fd < 0 ||
+	    (rc = siov_loop_add(m->loop, m->ask_fd, EPOLLIN, on_ask, m, &m->ask_w)) < 0) {
+		rc = siov_err_set(err, m->ask_fd < 0 ? -errno : rc,
+				  "cannot set up the metrics server");
+		goto err;
+	}
+	m->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD |
+				      (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+				  0, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR, &ss,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_MAX_CONNS,
 				  MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
 	if (!m->mhd) {
 		rc = siov_err_set(err, -EADDRNOTAVAIL, "cannot serve metrics on %s: %s",
 				  opts->listen, strerror(errno ? errno : EADDRINUSE));
-		goto err;
-	}
-	info = MHD_get_daemon_info(m->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-	if (!info ||
-	    (rc = siov_loop_add(m->loop, info->epoll_fd, EPOLLIN, on_mhd, m, &m->mhd_w)) < 0 ||
-	    (rc = start_timer(m)) < 0) {
-		rc = siov_err_set(err, rc ? rc : -EIO, "cannot watch the metrics server");
 		goto err;
 	}
 	*out = m;
@@ -933,16 +1012,23 @@ void siov_metrics_destroy(struct siov_metrics *m)
 {
 	if (!m)
 		return;
-	siov_loop_del(m->timer_w);
-	siov_loop_del(m->mhd_w);
-	if (m->timer_fd >= 0)
-		close(m->timer_fd);
+	/* A render waiting for a snapshot gives up, so that the HTTP thread can end. */
+	pthread_mutex_lock(&m->lock);
+	m->stopping = true;
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
 	if (m->mhd)
-		MHD_stop_daemon(m->mhd); /* releases the responses still held */
+		MHD_stop_daemon(m->mhd); /* ends its thread; releases the responses held */
+	siov_loop_del(m->ask_w);
+	if (m->ask_fd >= 0)
+		close(m->ask_fd);
 	if (m->cur)
 		shot_put(m->cur);
 	shot_free(m->spare);
 	free(m->rows.v);
 	free(m->rows.q);
+	free(m->head.p);
+	pthread_cond_destroy(&m->cond);
+	pthread_mutex_destroy(&m->lock);
 	free(m);
 }
