@@ -42,6 +42,7 @@ struct siov_rpc_server {
 	struct siov_watch *listen_watch;
 	struct siov_rpc_conn *conns; /* doubly linked */
 	unsigned nconns;
+	unsigned npending; /* answers held for the journal, on all connections */
 	/*
 	 * Every change is a journal record (siov_rpc_record_*); an answer
 	 * leaves only once the journal is durable up to the last record

@@ -647,6 +647,21 @@ static void send_text(int fd, const char *text)
 	assert_int_equal(send(fd, text, strlen(text), MSG_NOSIGNAL), (ssize_t)strlen(text));
 }
 
+/* A server on the loop with a state dir and a socket at *sa. */
+static struct siov_rpc_server *socket_server(struct siov_vdcm **v, struct sockaddr_un *sa)
+{
+	struct siov_rpc_server_opts opts = {.loop = g_loop, .state_dir = g_dir};
+	struct siov_rpc_server *srv;
+
+	vnew(v);
+	opts.vdcm = *v;
+	*sa = (struct sockaddr_un){.sun_family = AF_UNIX};
+	snprintf(sa->sun_path, sizeof(sa->sun_path), "%s/rpc.sock", g_work);
+	opts.socket_path = sa->sun_path;
+	assert_int_equal(siov_rpc_server_create(&opts, &srv), 0);
+	return srv;
+}
+
 /*
  * One client, one call at a time, as an orchestrator: every answer comes
  * once, in order, and only when its record is in the journal; two calls sent
@@ -654,18 +669,12 @@ static void send_text(int fd, const char *text)
  */
 static void test_socket_answers_durable(void **state)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct siov_rpc_server_opts opts = {.loop = g_loop, .state_dir = g_dir};
-	struct siov_rpc_server *srv;
+	struct sockaddr_un sa;
 	struct siov_vdcm *v;
+	struct siov_rpc_server *srv = socket_server(&v, &sa);
 	char req[256], name[32];
 	int fd;
 
-	vnew(&v);
-	opts.vdcm = v;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/rpc.sock", g_work);
-	opts.socket_path = sa.sun_path;
-	assert_int_equal(siov_rpc_server_create(&opts, &srv), 0);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	for (int i = 0; i < 20; i++) {
@@ -699,11 +708,68 @@ static void test_socket_answers_durable(void **state)
 	siov_vdcm_destroy(v);
 }
 
+static void create_backend(int fd, const char *name, int id)
+{
+	char req[256], want[96];
+
+	snprintf(req, sizeof(req),
+		 "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"backend_create\","
+		 "\"params\":{\"name\":\"%s\",\"type\":\"null\",\"size\":4096}}\n",
+		 id, name);
+	send_text(fd, req);
+	read_answers(fd, 1);
+	snprintf(want, sizeof(want), "{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":true}\n", id);
+	assert_string_equal(g_buf, want);
+}
+
+/*
+ * A lone client's answers leave with the writer without waking the loop
+ * (quiet): another client that comes in between is still answered, each
+ * once, and a client that leaves right after a quiet answer is closed.
+ */
+static void test_socket_quiet_answers(void **state)
+{
+	struct sockaddr_un sa;
+	struct siov_vdcm *v;
+	struct siov_rpc_server *srv = socket_server(&v, &sa);
+	char name[32];
+	int a, b;
+
+	a = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	b = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(a, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	for (int i = 0; i < 5; i++) {
+		snprintf(name, sizeof(name), "a%d", i);
+		create_backend(a, name, i);
+	}
+	assert_int_equal(connect(b, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	for (int i = 0; i < 5; i++) {
+		snprintf(name, sizeof(name), "b%d", i);
+		create_backend(b, name, 100 + i);
+		snprintf(name, sizeof(name), "a%d", 5 + i);
+		create_backend(a, name, 5 + i);
+	}
+	assert_true(journal_has("\"name\":\"b4\""));
+	assert_true(journal_has("\"name\":\"a9\""));
+	close(a);
+	for (int i = 0; i < 200 && siov_rpc_connections(srv) > 1; i++)
+		siov_loop_run_once(g_loop, 5);
+	assert_int_equal(siov_rpc_connections(srv), 1);
+	create_backend(b, "b5", 105);
+	close(b);
+	for (int i = 0; i < 200 && siov_rpc_connections(srv) > 0; i++)
+		siov_loop_run_once(g_loop, 5);
+	assert_int_equal(siov_rpc_connections(srv), 0);
+	siov_rpc_server_destroy(srv);
+	siov_vdcm_destroy(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_socket_answers_durable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_socket_quiet_answers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_save_over_leftovers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_networks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_net_port_methods, setup, teardown),
