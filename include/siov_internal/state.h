@@ -73,6 +73,15 @@ int64_t siov_state_put(struct siov_state *st, const char *kind, const char *name
 		       struct json_object *conf, struct siov_err *err);
 int64_t siov_state_del(struct siov_state *st, const char *kind, const char *name,
 		       struct siov_err *err);
+/*
+ * Takes back the last record appended (a put of kind/name that was new),
+ * whose change could not be made after all: dropped if the writer has not
+ * taken it yet, otherwise undone by a del record (its seq is returned; the
+ * answer must wait for it like for any record).  0 if dropped, -errno if
+ * the journal failed (err).
+ */
+int64_t siov_state_retract(struct siov_state *st, const char *kind, const char *name,
+			   struct siov_err *err);
 /* The last sequence number appended so far (0: none). */
 uint64_t siov_state_appended(const struct siov_state *st);
 /*

@@ -363,6 +363,14 @@ char *siov_rpc_handle(struct siov_rpc_server *srv, const char *req, size_t len)
 	return rpc_to_text_put(rpc_wait_durable(srv, resp));
 }
 
+void siov_rpc_records_done(struct siov_rpc_server *srv)
+{
+	if (srv->lone_hold) {
+		srv->lone_hold = false;
+		siov_state_release(srv->state);
+	}
+}
+
 /* ---- Connections ---- */
 
 /* c's next change is no longer expected: it sent a request (came), or will send none. */
@@ -593,12 +601,16 @@ static void conn_feed(struct siov_rpc_conn *c, const char *buf, size_t len)
 			 * while they are being written.  val is NULL for a bare
 			 * 'null', which is an invalid request.
 			 */
+			bool batch = val && json_object_is_type(val, json_type_array);
 			struct json_object *resp;
 
 			siov_state_hold(srv->state);
+			srv->lone_hold = !batch;
 			conn_unexpect(c, true);
 			resp = rpc_handle_value(srv, val);
-			siov_state_release(srv->state);
+			if (batch || srv->lone_hold)
+				siov_state_release(srv->state);
+			srv->lone_hold = false;
 			conn_reply(c, resp);
 			json_object_put(val);
 			json_tokener_reset(c->tok);

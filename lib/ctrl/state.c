@@ -804,6 +804,7 @@ struct siov_state {
 	char *buf;		/* records not yet taken by the writer (mu) */
 	size_t len, cap;	/* (mu) */
 	uint64_t buf_last;	/* seq of the last record in buf (mu) */
+	size_t last_off;	/* where that record starts in buf (mu) */
 	bool stop;		/* (mu) */
 	bool go;		/* (mu) the writer may take buf (always, without a loop) */
 	bool writing;		/* (mu) a batch is being written */
@@ -1591,6 +1592,7 @@ static int64_t append(struct siov_state *st, struct json_object *rec, struct sio
 		st->buf = p;
 		st->cap = cap;
 	}
+	st->last_off = st->len;
 	memcpy(st->buf + st->len, crc, 9);
 	memcpy(st->buf + st->len + 9, json, jl);
 	st->buf[need - 1] = '\n';
@@ -1638,6 +1640,26 @@ int64_t siov_state_del(struct siov_state *st, const char *kind, const char *name
 	if (!rec)
 		return siov_err_set(err, -ENOMEM, "out of memory");
 	return append(st, rec, err);
+}
+
+int64_t siov_state_retract(struct siov_state *st, const char *kind, const char *name,
+			   struct siov_err *err)
+{
+	uint64_t seq = st->appended;
+	bool dropped = false;
+
+	pthread_mutex_lock(&st->mu);
+	/* Not taken by the writer yet: it is never written. */
+	if (seq && st->len && st->buf_last == seq) {
+		st->len = st->last_off;
+		st->buf_last = seq - 1;
+		st->appended--;
+		if (!st->len)
+			st->go = !st->loop; /* kick() lets the writer go again with the next one */
+		dropped = true;
+	}
+	pthread_mutex_unlock(&st->mu);
+	return dropped ? 0 : siov_state_del(st, kind, name, err);
 }
 
 uint64_t siov_state_appended(const struct siov_state *st)
