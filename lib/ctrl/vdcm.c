@@ -1286,18 +1286,10 @@ err_free:
 int siov_vdcm_vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *conf,
 			 struct siov_err *err)
 {
-	struct vdcm_vdev *d;
+	struct vdcm_vdev d = {.conf = *conf}; /* only looked up, never entered anywhere */
 	int rc = vdev_check(v, conf, err);
 
-	if (rc)
-		return rc;
-	d = calloc(1, sizeof(*d));
-	if (!d)
-		return siov_err_set(err, -ENOMEM, "out of memory");
-	d->conf = *conf;
-	rc = vdev_resolve(v, d, err);
-	free(d);
-	return rc;
+	return rc ? rc : vdev_resolve(v, &d, err);
 }
 
 int siov_vdcm_vdev_can_delete(struct siov_vdcm *v, const char *name, struct siov_err *err)
