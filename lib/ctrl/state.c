@@ -1038,7 +1038,7 @@ struct siov_state_reply {
 	struct siov_state_reply *next;
 	uint64_t seq;
 	int fd;	    /* the writer's own duplicate of the connection */
-	bool quiet; /* the loop need not hear of it if it was sent whole */
+	_Atomic bool quiet; /* the loop need not hear of it if it was sent whole */
 	_Atomic int refs;
 	_Atomic uint64_t sent_ns; /* when it was sent */
 	_Atomic ssize_t sent;	  /* -EAGAIN until the writer is done with it */
@@ -1066,10 +1066,11 @@ static bool reply_finish(struct siov_state_reply *r, bool send_it)
 		if (n < 0)
 			n = 0; /* the control thread sends it, or finds the peer gone */
 	}
-	need = !r->quiet || (size_t)n != r->len;
 	/* Published before the close: the client may be back before the writer is done. */
 	atomic_store(&r->sent_ns, siov_now_ns());
 	atomic_store(&r->sent, n);
+	/* After sent: siov_state_reply_done() sees it, or we see that the loop waits. */
+	need = !atomic_load(&r->quiet) || (size_t)n != r->len;
 	close(r->fd);
 	r->fd = -1;
 	siov_state_reply_put(r);
@@ -1121,7 +1122,7 @@ struct siov_state_reply *siov_state_reply(struct siov_state *st, uint64_t seq, i
 	r->len = len + 1;
 	r->next = NULL;
 	/* Quiet only when nobody else is expected: the loop then misses nothing. */
-	r->quiet = quiet && st->expected == 0;
+	atomic_init(&r->quiet, quiet && st->expected == 0);
 	atomic_init(&r->refs, 2);
 	atomic_init(&r->sent_ns, 0);
 	atomic_init(&r->sent, -EAGAIN);
@@ -1144,6 +1145,15 @@ struct siov_state_reply *siov_state_reply(struct siov_state *st, uint64_t seq, i
 ssize_t siov_state_reply_sent(const struct siov_state_reply *r)
 {
 	return atomic_load(&r->sent);
+}
+
+bool siov_state_reply_done(struct siov_state_reply *r)
+{
+	if (atomic_load(&r->sent) != -EAGAIN)
+		return true;
+	/* The writer is sending it right now: it is to wake the loop when done. */
+	atomic_store(&r->quiet, false);
+	return atomic_load(&r->sent) != -EAGAIN;
 }
 
 uint64_t siov_state_reply_sent_ns(const struct siov_state_reply *r)
