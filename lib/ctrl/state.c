@@ -1037,7 +1037,7 @@ static void note_sync_time(struct siov_state *st, uint64_t ns)
 struct siov_state_reply {
 	struct siov_state_reply *next;
 	uint64_t seq;
-	int fd;	    /* the writer's own duplicate of the connection */
+	int fd;		    /* the writer's own duplicate of the connection */
 	_Atomic bool quiet; /* the loop need not hear of it if it was sent whole */
 	_Atomic int refs;
 	_Atomic uint64_t sent_ns; /* when it was sent */
