@@ -191,6 +191,27 @@ static int vq_run(struct siov_vu_server *srv, struct vu_queue *q)
 	return siov_engine_attach(siov_engines_pick(srv->engines), &q->vq);
 }
 
+/*
+ * A crash between publishing used->idx and clearing the records.  Without
+ * IN_ORDER one element was published per index update, the last batch's
+ * head; in order the index covered that buffer and every older one, which
+ * are the records with a smaller counter (buffers are used in pop order).
+ */
+static void vq_inflight_catch_up(struct siov_vq *vq, struct siov_vu_inflight_queue *iq)
+{
+	uint16_t head = iq->last_batch_head; /* read once: shared memory */
+	uint64_t last;
+	unsigned i;
+
+	if (head >= vq->num)
+		return;
+	last = iq->desc[head].counter;
+	iq->desc[head].inflight = 0;
+	for (i = 0; vq->in_order && i < vq->num; i++)
+		if (iq->desc[i].inflight == 1 && iq->desc[i].counter <= last)
+			iq->desc[i].inflight = 0;
+}
+
 /* Builds the list of requests a previous back end left in flight (INFLIGHT_SHMFD). */
 static void vq_recover_inflight(struct siov_vu_server *srv, struct vu_queue *q)
 {
@@ -201,16 +222,16 @@ static void vq_recover_inflight(struct siov_vu_server *srv, struct vu_queue *q)
 
 	if (!iq)
 		return;
-	/* A crash between publishing used->idx and clearing the record. */
 	if (iq->used_idx != used) {
-		uint16_t head = iq->last_batch_head; /* read once: shared memory */
-		if (head < vq->num)
-			iq->desc[head].inflight = 0;
+		vq_inflight_catch_up(vq, iq);
 		iq->used_idx = used;
 	}
 	for (i = 0; i < vq->num; i++)
-		if (iq->desc[i].inflight == 1)
+		if (iq->desc[i].inflight == 1) {
 			n++;
+			/* New pops stay younger than what is resubmitted: order and catch-up rely on it. */
+			vq->inflight_counter = SIOV_MAX(vq->inflight_counter, iq->desc[i].counter);
+		}
 	/*
 	 * Entries [used, used + n) of the avail ring are exactly the requests in
 	 * flight, and everything before them completed.  Trust that over the
@@ -329,6 +350,7 @@ static void vq_try_start(struct siov_vu_server *srv, struct vu_queue *q)
 	vq->qos = srv->qos;
 	vq->event_idx = srv->features & (1ull << VIRTIO_RING_F_EVENT_IDX_BIT);
 	vq->packed = packed(srv);
+	vq->in_order = srv->features & (1ull << VIRTIO_F_IN_ORDER_BIT);
 	vq->broken = 0;
 	vq->broken_reason[0] = '\0';
 	vq->signalled_used_valid = false;
@@ -395,7 +417,7 @@ static void vq_reset(struct vu_queue *q, unsigned index)
 {
 	/* Counters belong to the VDEV, not the session: they survive a reconnect. */
 	struct siov_vq_stats stats;
-	bool was_packed = q->vq.packed;
+	bool was_packed = q->vq.packed, was_in_order = q->vq.in_order;
 
 	vq_stop(q);
 	close_fd(&q->vq.kick_fd);
@@ -407,6 +429,7 @@ static void vq_reset(struct vu_queue *q, unsigned index)
 	siov_vq_init(&q->vq, index);
 	q->vq.stats = stats;
 	q->vq.packed = was_packed; /* what vdev_stats reports until the next start: the last ring */
+	q->vq.in_order = was_in_order;
 	q->kicked = false;
 	q->paused = false;
 }

@@ -443,6 +443,23 @@ static void log_desc(struct siov_vq *vq, uint16_t pos)
 		siov_vq_break(vq, "descriptor ring is outside the dirty log");
 }
 
+/*
+ * Stores the first used entry's flags, which show the driver every entry
+ * written after it, and moves the used position (and its record) to pos.
+ */
+static void publish_first(struct siov_vq *vq, uint16_t start, uint16_t flags, uint16_t pos,
+			  bool wrap)
+{
+	__atomic_store_n(&vq->pdesc[start].flags, flags, __ATOMIC_RELEASE);
+	vq->used_idx = pos;
+	vq->used_wrap = wrap;
+	if (unlikely_log(vq))
+		log_desc(vq, start);
+	if (vq->inflight_packed)
+		__atomic_store_n(&vq->inflight_packed->used, siov_vq_packed_base(pos, wrap),
+				 __ATOMIC_RELEASE);
+}
+
 void vq_packed_complete(struct siov_vq *vq, const struct siov_vq_used_elem *elems, unsigned nelems,
 			const struct iovec *written, unsigned n)
 {
@@ -473,17 +490,47 @@ void vq_packed_complete(struct siov_vq *vq, const struct siov_vq_used_elem *elem
 		pk->slots[id] = NOT_IN_FLIGHT;
 	}
 	/* The driver must see the entries (and the data) before the first one's flags. */
-	__atomic_store_n(&vq->pdesc[start].flags, head_flags, __ATOMIC_RELEASE);
-	vq->used_idx = pos;
-	vq->used_wrap = wrap;
-	if (unlikely_log(vq))
-		log_desc(vq, start);
-	if (vq->inflight_packed) {
-		__atomic_store_n(&vq->inflight_packed->used, siov_vq_packed_base(pos, wrap),
-				 __ATOMIC_RELEASE);
-		for (i = 0; i < nelems; i++)
-			ip_end(vq, elems[i].head);
+	publish_first(vq, start, head_flags, pos, wrap);
+	for (i = 0; vq->inflight_packed && i < nelems; i++)
+		ip_end(vq, elems[i].head);
+	vq_mark_used(vq);
+}
+
+/*
+ * In order: the k oldest buffers are done.  Each batch gets one used entry,
+ * over its first buffer's first slot, with the id of its last buffer; the
+ * used position then skips every slot of the batch.  As above, the first
+ * entry's flags are stored last, so the driver sees the whole run at once.
+ */
+void vq_packed_publish_order(struct siov_vq *vq, unsigned k)
+{
+	struct siov_vq_packed *pk = vq->pk;
+	uint16_t pos = vq->used_idx, start = vq->used_idx, bpos = pos;
+	bool wrap = vq->used_wrap, bwrap = wrap;
+	unsigned i;
+
+	for (i = 0; i < k; i++) {
+		uint16_t id = vq_order_id(vq, i);
+		advance(vq, &pos, &wrap, pk->slots[id]);
+		pk->outstanding -= pk->slots[id];
+		pk->slots[id] = NOT_IN_FLIGHT;
+		if (!vq_order_batch_end(vq, i, k))
+			continue;
+		vq->pdesc[bpos].id = id;
+		vq->pdesc[bpos].len = vq->ord->len[id];
+		SIOV_STAT_ADD(vq->stats.order_entries, 1);
+		if (bpos != start) {
+			__atomic_store_n(&vq->pdesc[bpos].flags, bwrap ? (F_AVAIL | F_USED) : 0,
+					 __ATOMIC_RELEASE);
+			if (unlikely_log(vq))
+				log_desc(vq, bpos);
+		}
+		bpos = pos;
+		bwrap = wrap;
 	}
+	publish_first(vq, start, vq->used_wrap ? (F_AVAIL | F_USED) : 0, pos, wrap);
+	for (i = 0; vq->inflight_packed && i < k; i++)
+		ip_end(vq, vq_order_id(vq, i));
 	vq_mark_used(vq);
 }
 
@@ -553,6 +600,26 @@ static bool ip_valid(const struct siov_vq *vq, const struct siov_vu_inflight_pbu
 }
 
 /*
+ * In order, a used entry stands for its buffer and every older one: ends the
+ * records up to @counter and returns the ring slots they took.
+ */
+static unsigned ip_end_older(struct siov_vq *vq, uint64_t counter)
+{
+	unsigned slots = 0;
+	uint16_t id;
+
+	for (id = 0; id < vq->num; id++) {
+		struct siov_vu_inflight_pbuf *b = ip_buf(vq, id);
+		if (b->inflight != 1 || b->counter > counter || b->slots > vq->num)
+			continue;
+		b->inflight = 0;
+		slots += b->slots;
+	}
+	/* Records a front end rewrote could add up past the ring: one lap at most. */
+	return slots > vq->num ? vq->num : slots;
+}
+
+/*
  * A crash right after a used entry was published and before the record
  * caught up: entries at the recorded used position that are used in this lap
  * complete their records now.
@@ -573,8 +640,8 @@ static void ip_catch_up_used(struct siov_vq *vq)
 		b = ip_buf(vq, id);
 		if (!b->inflight || b->slots == 0 || b->slots > vq->num)
 			break;
+		advance(vq, &pos, &wrap, vq->in_order ? ip_end_older(vq, b->counter) : b->slots);
 		b->inflight = 0;
-		advance(vq, &pos, &wrap, b->slots);
 		h->used = siov_vq_packed_base(pos, wrap);
 	}
 }
