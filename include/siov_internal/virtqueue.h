@@ -179,6 +179,12 @@ static inline uint16_t siov_vq_packed_base(uint16_t pos, bool wrap)
 	return (uint16_t)(pos | (wrap ? 0x8000u : 0));
 }
 
+/*
+ * Split rings, INFLIGHT_SHMFD: the previous back end died between publishing
+ * a used index and clearing the records it covered (the records' used_idx
+ * differs from the ring's); clears those records.
+ */
+void siov_vq_inflight_catch_up(struct siov_vq *vq);
 /* Orders vq->resubmit by the age of the in-flight records. */
 void siov_vq_sort_resubmit(struct siov_vq *vq);
 /*

@@ -191,27 +191,6 @@ static int vq_run(struct siov_vu_server *srv, struct vu_queue *q)
 	return siov_engine_attach(siov_engines_pick(srv->engines), &q->vq);
 }
 
-/*
- * A crash between publishing used->idx and clearing the records.  Without
- * IN_ORDER one element was published per index update, the last batch's
- * head; in order the index covered that buffer and every older one, which
- * are the records with a smaller counter (buffers are used in pop order).
- */
-static void vq_inflight_catch_up(struct siov_vq *vq, struct siov_vu_inflight_queue *iq)
-{
-	uint16_t head = iq->last_batch_head; /* read once: shared memory */
-	uint64_t last;
-	unsigned i;
-
-	if (head >= vq->num)
-		return;
-	last = iq->desc[head].counter;
-	iq->desc[head].inflight = 0;
-	for (i = 0; vq->in_order && i < vq->num; i++)
-		if (iq->desc[i].inflight == 1 && iq->desc[i].counter <= last)
-			iq->desc[i].inflight = 0;
-}
-
 /* Builds the list of requests a previous back end left in flight (INFLIGHT_SHMFD). */
 static void vq_recover_inflight(struct siov_vu_server *srv, struct vu_queue *q)
 {
@@ -223,7 +202,7 @@ static void vq_recover_inflight(struct siov_vu_server *srv, struct vu_queue *q)
 	if (!iq)
 		return;
 	if (iq->used_idx != used) {
-		vq_inflight_catch_up(vq, iq);
+		siov_vq_inflight_catch_up(vq);
 		iq->used_idx = used;
 	}
 	for (i = 0; i < vq->num; i++)

@@ -214,6 +214,28 @@ static void inflight_start(struct siov_vq *vq, uint16_t head)
 	q->desc[head].inflight = 1;
 }
 
+/*
+ * A crash between publishing used->idx and clearing the records.  Without
+ * IN_ORDER one element was published per index update, the last batch's
+ * head; in order the index covered that buffer and every older one, which
+ * are the records with a smaller counter (buffers are used in pop order).
+ */
+void siov_vq_inflight_catch_up(struct siov_vq *vq)
+{
+	struct siov_vu_inflight_queue *iq = vq->inflight;
+	uint16_t head = iq->last_batch_head; /* read once: shared memory */
+	uint64_t last;
+	unsigned i;
+
+	if (head >= vq->num)
+		return;
+	last = iq->desc[head].counter;
+	iq->desc[head].inflight = 0;
+	for (i = 0; vq->in_order && i < vq->num; i++)
+		if (iq->desc[i].inflight == 1 && iq->desc[i].counter <= last)
+			iq->desc[i].inflight = 0;
+}
+
 struct resubmit_key {
 	uint64_t counter;
 	uint16_t head;
