@@ -13,6 +13,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "siov_internal/hash.h"
 #include "siov_internal/log.h"
 #include "siov_internal/switch.h"
 #include "net_impl.h"
@@ -27,7 +29,7 @@
 #define REFRESH_NS 1000000000ull
 
 struct fdb_entry {
-	struct fdb_entry *next;
+	struct siov_hlink link; /* in net->fdb, under mac_hash(mac) */
 	uint64_t mac;
 	struct siov_port *port;
 	uint64_t seen;	/* ns; relaxed atomics: refreshed under the shared lock */
@@ -50,8 +52,7 @@ struct siov_network {
 	pthread_rwlock_t lock;
 	struct siov_port **ports; /* flooding list */
 	unsigned nports, cap;
-	struct fdb_entry **fdb;
-	size_t fdb_nb, fdb_n;
+	struct siov_htab fdb; /* struct fdb_entry by MAC */
 	struct siov_port *uplink;
 	int tap_fd;
 	uint8_t *tap_buf; /* one frame read from the TAP (the one thread that calls
@@ -86,45 +87,26 @@ static uint64_t mac_key(const uint8_t *mac)
 	return k;
 }
 
-static size_t mac_hash(uint64_t k, size_t nb)
+static size_t mac_hash(uint64_t k)
 {
 	k *= 0x9e3779b97f4a7c15ull;
-	return (size_t)(k >> 32) & (nb - 1);
+	return (size_t)(k >> 32);
+}
+
+static struct fdb_entry *fdb_entry_of(struct siov_hlink *l)
+{
+	return (struct fdb_entry *)((char *)l - offsetof(struct fdb_entry, link));
 }
 
 static struct fdb_entry *fdb_find(const struct siov_network *net, uint64_t k)
 {
-	struct fdb_entry *e;
+	size_t h = mac_hash(k);
+	struct siov_hlink *l;
 
-	if (!net->fdb_nb)
-		return NULL;
-	for (e = net->fdb[mac_hash(k, net->fdb_nb)]; e; e = e->next)
-		if (e->mac == k)
-			return e;
+	for (l = siov_htab_first(&net->fdb, h); l; l = l->next)
+		if (l->hash == h && fdb_entry_of(l)->mac == k)
+			return fdb_entry_of(l);
 	return NULL;
-}
-
-static void fdb_grow(struct siov_network *net)
-{
-	size_t nb = net->fdb_nb ? net->fdb_nb * 2 : 64, i;
-	struct fdb_entry **b = calloc(nb, sizeof(*b));
-
-	if (!b)
-		return; /* keep the old table: longer chains, still correct */
-	for (i = 0; i < net->fdb_nb; i++) {
-		struct fdb_entry *e, *next;
-
-		for (e = net->fdb[i]; e; e = next) {
-			size_t h = mac_hash(e->mac, nb);
-
-			next = e->next;
-			e->next = b[h];
-			b[h] = e;
-		}
-	}
-	free(net->fdb);
-	net->fdb = b;
-	net->fdb_nb = nb;
 }
 
 /* Exclusive lock held.  -ENOSPC when the table is full, -ENOMEM. */
@@ -133,37 +115,41 @@ static int fdb_insert(struct siov_network *net, uint64_t k, struct siov_port *p,
 {
 	struct fdb_entry *e;
 
-	if (!is_static && net->fdb_n >= SIOV_NET_FDB_MAX)
+	if (!is_static && net->fdb.n >= SIOV_NET_FDB_MAX)
 		return -ENOSPC;
-	if (net->fdb_n >= net->fdb_nb)
-		fdb_grow(net);
-	if (!net->fdb_nb || !(e = calloc(1, sizeof(*e))))
+	if (!(e = calloc(1, sizeof(*e))))
 		return -ENOMEM;
-	*e = (struct fdb_entry){net->fdb[mac_hash(k, net->fdb_nb)], k, p, now, is_static};
-	net->fdb[mac_hash(k, net->fdb_nb)] = e;
-	net->fdb_n++;
+	*e = (struct fdb_entry){.mac = k, .port = p, .seen = now, .is_static = is_static};
+	if (siov_htab_insert(&net->fdb, &e->link, mac_hash(k)) < 0) {
+		free(e);
+		return -ENOMEM;
+	}
 	return 0;
 }
 
-/* Exclusive lock held: drops the entries keep() refuses. */
+struct fdb_filter_arg {
+	bool (*drop)(const struct fdb_entry *, void *);
+	void *arg;
+};
+
+static bool fdb_filter_one(struct siov_hlink *l, void *arg)
+{
+	const struct fdb_filter_arg *fa = arg;
+	struct fdb_entry *e = fdb_entry_of(l);
+
+	if (!fa->drop(e, fa->arg))
+		return false;
+	free(e);
+	return true;
+}
+
+/* Exclusive lock held: drops (and frees) the entries drop() picks. */
 static void fdb_filter(struct siov_network *net, bool (*drop)(const struct fdb_entry *, void *),
 		       void *arg)
 {
-	size_t i;
+	struct fdb_filter_arg fa = {drop, arg};
 
-	for (i = 0; i < net->fdb_nb; i++) {
-		struct fdb_entry **pp = &net->fdb[i], *e;
-
-		while ((e = *pp)) {
-			if (drop(e, arg)) {
-				*pp = e->next;
-				free(e);
-				net->fdb_n--;
-			} else {
-				pp = &e->next;
-			}
-		}
-	}
+	siov_htab_filter(&net->fdb, fdb_filter_one, &fa);
 }
 
 static bool expired(const struct fdb_entry *e, uint64_t now)
@@ -589,7 +575,7 @@ static void network_free(struct siov_network *net)
 	if (net->tap_fd >= 0)
 		close(net->tap_fd);
 	fdb_filter(net, drop_all, NULL);
-	free(net->fdb);
+	siov_htab_fini(&net->fdb);
 	free(net->ports);
 	free(net->tap_buf);
 	pthread_rwlock_destroy(&net->lock);
@@ -666,7 +652,7 @@ void siov_network_foreach(struct siov_switch *sw, siov_network_info_cb cb, void 
 
 		pthread_rwlock_rdlock(&net->lock);
 		info.ports = net->nports;
-		info.learned = (unsigned)net->fdb_n;
+		info.learned = (unsigned)net->fdb.n;
 		pthread_rwlock_unlock(&net->lock);
 		cb(&info, arg);
 	}

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 
@@ -92,6 +93,70 @@ static void hash_grows_and_keeps_every_key(void **state)
 	siov_htab_fini(&t);
 }
 
+/*
+ * Own keys, the way the switch's MAC table uses the table: every key lands in
+ * one bucket (hash 7), so finding means comparing keys, and the filter drops
+ * (and frees) exactly the links it is told to while the rest stay findable.
+ */
+struct num {
+	struct siov_hlink link;
+	unsigned key;
+};
+
+static struct num *num_find(struct siov_htab *t, unsigned key)
+{
+	struct siov_hlink *l;
+
+	for (l = siov_htab_first(t, 7); l; l = l->next)
+		if (l->hash == 7 && ((struct num *)l)->key == key)
+			return (struct num *)l;
+	return NULL;
+}
+
+static bool drop_odd_and_free(struct siov_hlink *l, void *arg)
+{
+	struct num *x = (struct num *)l;
+
+	if (!(x->key % 2))
+		return false;
+	free(x);
+	(*(unsigned *)arg)++;
+	return true;
+}
+
+static void hash_own_keys_and_filter(void **state)
+{
+	struct siov_htab t = {0};
+	unsigned i, dropped = 0;
+
+	for (i = 0; i < 200; i++) {
+		struct num *x = calloc(1, sizeof(*x));
+
+		assert_non_null(x);
+		x->key = i;
+		assert_int_equal(siov_htab_insert(&t, &x->link, 7), 0);
+	}
+	assert_int_equal(num_find(&t, 123)->key, 123);
+	assert_null(num_find(&t, 200));
+	siov_htab_filter(&t, drop_odd_and_free, &dropped);
+	assert_int_equal(dropped, 100);
+	assert_int_equal(t.n, 100);
+	for (i = 0; i < 200; i++) {
+		if (i % 2)
+			assert_null(num_find(&t, i));
+		else
+			assert_int_equal(num_find(&t, i)->key, i);
+	}
+	for (i = 0; i < 200; i += 2) {
+		struct num *x = num_find(&t, i);
+
+		siov_htab_del(&t, &x->link);
+		free(x);
+	}
+	assert_int_equal(t.n, 0);
+	siov_htab_fini(&t);
+}
+
 /* ---- iovecs ---- */
 
 static void iov_copies_across_segments(void **state)
@@ -143,6 +208,7 @@ int main(void)
 	    cmocka_unit_test(hash_empty_table_finds_nothing),
 	    cmocka_unit_test(hash_add_find_delete),
 	    cmocka_unit_test(hash_grows_and_keeps_every_key),
+	    cmocka_unit_test(hash_own_keys_and_filter),
 	    cmocka_unit_test(iov_copies_across_segments),
 	    cmocka_unit_test(iov_zero_from_offset),
 	    cmocka_unit_test(iov_skip_front_drops_a_header),
