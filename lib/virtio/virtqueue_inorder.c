@@ -58,7 +58,9 @@ int vq_order_push(struct siov_vq *vq, const struct siov_vq_chain *c)
 	}
 	o->state[c->head] = VQ_ORD_POPPED;
 	o->full[c->head] = c->in_len > UINT32_MAX ? UINT32_MAX : (uint32_t)c->in_len;
-	o->ids[(o->first + o->count++) % vq->num] = c->head;
+	o->ids[o->first + o->count < vq->num ? o->first + o->count
+					      : o->first + o->count - vq->num] = c->head;
+	o->count++;
 	return 0;
 }
 
@@ -86,7 +88,7 @@ static void flush(struct siov_vq *vq)
 		vq_split_publish_order(vq, k);
 	for (i = 0; i < k; i++)
 		o->state[vq_order_id(vq, i)] = VQ_ORD_FREE;
-	o->first = (o->first + k) % vq->num;
+	o->first = o->first + k < vq->num ? o->first + k : o->first + k - vq->num;
 	o->count -= k;
 	SIOV_STAT_ADD(vq->stats.order_used, k);
 }

@@ -47,10 +47,12 @@ struct siov_vq_order {
 	uint32_t *full; /* device-writable bytes of the chain: a skipped buffer's used length */
 };
 
-/* The i-th oldest buffer in flight. */
+/* The i-th oldest buffer in flight (i < num).  No division: this runs per completion. */
 static inline uint16_t vq_order_id(const struct siov_vq *vq, unsigned i)
 {
-	return vq->ord->ids[(vq->ord->first + i) % vq->num];
+	unsigned k = vq->ord->first + i;
+
+	return vq->ord->ids[k < vq->num ? k : k - vq->num];
 }
 
 /*

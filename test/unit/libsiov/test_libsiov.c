@@ -691,7 +691,7 @@ static void rc_check_file(struct rc_state *st)
 }
 
 /* A started device whose library reconnects for up to reconnect_ms. */
-static int setup_reconnecting(void **state, int timeout_ms, int reconnect_ms)
+static int setup_reconnecting(void **state, int timeout_ms, int reconnect_ms, uint32_t flags)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	struct siov_dev_opts o;
@@ -705,6 +705,7 @@ static int setup_reconnecting(void **state, int timeout_ms, int reconnect_ms)
 	if (timeout_ms)
 		o.timeout_ms = timeout_ms;
 	o.reconnect_ms = reconnect_ms;
+	o.flags = flags;
 	if (!rc)
 		rc = open_retry(f->be.sock, &o, &f->dev);
 	if (!rc)
@@ -723,7 +724,13 @@ static int setup_reconnecting(void **state, int timeout_ms, int reconnect_ms)
 
 static int setup_reconnect(void **state)
 {
-	return setup_reconnecting(state, 3000, 10000);
+	return setup_reconnecting(state, 3000, 10000, 0);
+}
+
+/* IN_ORDER across a SIGKILL: the rebuilt ring resubmits oldest first, descriptors where they were. */
+static int setup_reconnect_in_order(void **state)
+{
+	return setup_reconnecting(state, 3000, 10000, SIOV_DEV_F_IN_ORDER);
 }
 
 /*
@@ -822,7 +829,7 @@ static void test_reconnect_gives_up(void **state)
 
 static int setup_reconnect_short(void **state)
 {
-	return setup_reconnecting(state, 0, 300);
+	return setup_reconnecting(state, 0, 300, 0);
 }
 
 static void test_no_listener(void **state)
@@ -897,6 +904,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(test_backend_gone_irq, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reconnect_poll, setup_reconnect, teardown),
 	    cmocka_unit_test_setup_teardown(test_reconnect_irq, setup_reconnect, teardown),
+	    cmocka_unit_test_setup_teardown(test_reconnect_poll, setup_reconnect_in_order, teardown),
 	    cmocka_unit_test_setup_teardown(test_reconnect_gives_up, setup_reconnect_short,
 					    teardown),
 	};
