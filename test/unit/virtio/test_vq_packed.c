@@ -679,6 +679,7 @@ static void pk_corrupt_records_are_dropped(void **state)
 static void in_order_on(struct fx *fx)
 {
 	fx->in_order = true;
+	siov_vq_release(&fx->vq);
 	vq_setup(fx, QNUM);
 	assert_int_equal(siov_vq_map_rings(&fx->vq), 0);
 }
