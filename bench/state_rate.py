@@ -39,6 +39,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import siov_scale  # noqa: E402
+import scrape_load  # noqa: E402
 from figures import Section  # noqa: E402
 
 N = int(os.environ.get("N", "10000"))
@@ -57,6 +58,8 @@ IO_S = int(os.environ.get("IO_S", "3"))
 # RATES_ONLY=1: the call rates and their journal figures only (no attach, scrape, I/O),
 # e.g. with STATE_DIR on tmpfs to see siovd's own ceiling without the disk's flush.
 RATES_ONLY = os.environ.get("RATES_ONLY", "0") == "1"
+# SCRAPE_ONLY=1: the scrape part only (the scrape alone, engine I/O under scrapes).
+SCRAPE_ONLY = os.environ.get("SCRAPE_ONLY", "0") == "1"
 
 
 def free_port():
@@ -117,6 +120,17 @@ class Siovd:
 
 def vconf(d, name, i):
     return dict(name=name, backend="b0", offset=i * WINDOW, size=WINDOW, socket=d.sock(name))
+
+
+def populate(d):
+    """N VDEVs by batch, then "att" (attach tests) and "io" (one queue, for I/O)."""
+    d.c.call("backend_create", name="b0", type="null", size=(N + 10 * M + 1000000) * WINDOW)
+    t0 = time.monotonic()
+    d.c.batch("vdev_create", [vconf(d, f"v{i:06d}", i) for i in range(N)])
+    took = round(time.monotonic() - t0, 2)
+    d.c.call("vdev_create", **vconf(d, "att", N + 1))
+    d.c.call("vdev_create", **dict(vconf(d, "io", N + 2), queues=1))
+    return took
 
 
 def one_by_one(rpc, confs, barrier=None):
@@ -233,6 +247,7 @@ def scrape(port, pid):
     times, cpus = [], []
     size = 0
     for _ in range(5):
+        time.sleep(1.0)  # a 1 s interval: beyond what siovd keeps a render for
         t0, c0 = time.monotonic(), cpu_s(pid)
         size = len(fetch(port))
         times.append((time.monotonic() - t0) * 1000)
@@ -260,53 +275,15 @@ def per_sync(before, after):
             round(d["siov_state_journal_sync_seconds_total"] / syncs * 1e6))
 
 
-def io_run(build, sock):
-    cmd = [os.path.join(build, "app/siov-bench/siov-bench"), "--socket", sock, "--rw", "randread",
-           "--bs", "4k", "--iodepth", "32", "--runtime", str(IO_S), "--json"]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=IO_S + 60)
-    if p.returncode != 0 or not p.stdout.strip():
-        raise RuntimeError(f"siov-bench: {p.stderr.strip()[-300:]}")
-    return json.loads(p.stdout.splitlines()[0])["iops"]
-
-
-def io_under_scrape(build, d, port):
-    """Engine IOPS without and with back-to-back scrapes (idle, scrape, scrape, idle)."""
-    import threading
-    res = {"idle": [], "scrape": [], "scrape_ms": []}
-    for mode in ("idle", "scrape", "scrape", "idle"):
-        stop = threading.Event()
-
-        def scraper():
-            while not stop.is_set():
-                t0 = time.monotonic()
-                fetch(port)
-                res["scrape_ms"].append((time.monotonic() - t0) * 1000)
-        t = threading.Thread(target=scraper) if mode == "scrape" else None
-        if t:
-            t.start()
-        res[mode].append(io_run(build, d.sock("io")))
-        if t:
-            stop.set()
-            t.join()
-    return dict(iops_idle=round(statistics.median(res["idle"])),
-                iops_scrape=round(statistics.median(res["scrape"])),
-                scrapes=len(res["scrape_ms"]),
-                scrape_ms_median=round(statistics.median(res["scrape_ms"]), 1)
-                if res["scrape_ms"] else None)
-
-
-def measure(build):
-    """One round of every figure on one build."""
+def measure(build, k=0):
+    """Round k of every figure on one build."""
     port = free_port()
     d = Siovd(build, port)
     r = {}
     try:
-        d.c.call("backend_create", name="b0", type="null", size=(N + 10 * M + 1000000) * WINDOW)
-        t0 = time.monotonic()
-        d.c.batch("vdev_create", [vconf(d, f"v{i:06d}", i) for i in range(N)])
-        r["batch_create_s"] = round(time.monotonic() - t0, 2)
-        d.c.call("vdev_create", **vconf(d, "att", N + 1))
-        d.c.call("vdev_create", **dict(vconf(d, "io", N + 2), queues=1))
+        r["batch_create_s"] = populate(d)
+        if SCRAPE_ONLY:
+            return scrape_part(build, d, port, k, r)
 
         j0, c0 = journal(port), thread_cpu_s(d.p.pid, d.p.pid)
         t0, t1, t2 = one_by_one(d.rpc, [vconf(d, f"o{i:06d}", N + 10 + i) for i in range(M)])
@@ -332,11 +309,17 @@ def measure(build):
         r["attach_idle"], _ = attach_stats(build, d, ATTACHES, False)
         r["attach_storm"], (c, dl) = attach_stats(build, d, ATTACHES, True)
         r["storm_create_per_s_with_attaches"] = round(c)
-        r["metrics_scrape"] = scrape(port, d.p.pid)
-        r["io"] = io_under_scrape(build, d, port)
-        r["daemon_vdevs"] = d.c.call("daemon_info")["vdevs"]
+        scrape_part(build, d, port, k, r)
     finally:
         d.stop()
+    return r
+
+
+def scrape_part(build, d, port, k, r):
+    """A scrape alone, then engine I/O under each scrape mode (bench/scrape_load.py)."""
+    r["daemon_vdevs"] = d.c.call("daemon_info")["vdevs"]
+    r["metrics_scrape"] = scrape(port, d.p.pid)
+    r["scrape_modes"] = scrape_load.one_round(build, d, port, k, IO_S)
     return r
 
 
@@ -359,10 +342,10 @@ def main():
         rnd = {}
         for name, b in (sides if k % 2 == 0 else sides[::-1]):
             la = loadavg()
-            rnd[name] = measure(b)
+            rnd[name] = measure(b, k)
             rnd[name]["load_before"] = la
             print(f"round {k} {name} (load {la}): " + ", ".join(
-                f"{key} {rnd[name][key]}" for key, _ in RATES), flush=True)
+                f"{key} {rnd[name].get(key)}" for key, _ in RATES), flush=True)
         rounds.append(rnd)
     r = dict(n_existing=N, m=M, clients=CLIENTS, state_fs=STATE_DIR, socket_fs=SOCKET_FS,
              sides=[s for s, _ in sides], rounds=rounds)
@@ -384,7 +367,16 @@ def med(r, side, *keys):
     if not vals:
         return "-"
     m = statistics.median(vals)
-    return f"{m:g}" if len(vals) == 1 else f"{m:g} ({min(vals):g}-{max(vals):g})"
+    return fmt(m) if len(vals) == 1 else f"{fmt(m)} ({fmt(min(vals))}-{fmt(max(vals))})"
+
+
+def fmt(v):
+    """3.01M, 421.5k, 0.674: IOPS and bytes are large, shares small."""
+    if abs(v) >= 1e6:
+        return f"{v / 1e6:.2f}M"
+    if abs(v) >= 1e4:
+        return f"{v / 1e3:.1f}k"
+    return f"{v:g}"
 
 
 def markdown(r):
@@ -402,6 +394,8 @@ once its journal record is durable (fdatasync on {r['state_fs']}); sockets on
 a round ran back to back.  Load average (1 min) at the start of each run: {loads}.
 
 """ + hdr
+    if SCRAPE_ONLY:
+        return md + scrape_md(r, row, hdr)
     for key, label in RATES:
         md += row(f"{label}, one call at a time: calls/s", key)
     md += row("records per fdatasync, 1 connection", "one_conn_records_per_sync")
@@ -419,15 +413,20 @@ a round ran back to back.  Load average (1 min) at the start of each run: {loads
                      ("attach_storm", f"during a create storm from {r['clients']} clients")):
         md += row(f"{label}: p50", k, "p50_us") + row(f"{label}: p99", k, "p99_us")
     md += row("creates/s of that storm", "storm_create_per_s_with_attaches")
-    md += f"\n`--metrics` with {r['rounds'][0][sides[0]]['daemon_vdevs']} VDEVs, and engine IOPS " \
-          f"(one VDEV, null backend, 4 KiB randread QD 32, siov-bench) without and during " \
-          f"back-to-back scrapes:\n\n" + hdr
-    md += row("scrape wall ms (alone)", "metrics_scrape", "ms_median")
+    return md + scrape_md(r, row, hdr)
+
+
+def scrape_md(r, row, hdr):
+    md = f"\n`--metrics` with {r['rounds'][0][r['sides'][0]]['daemon_vdevs']} VDEVs (a " \
+         f"scrape every second, alone):\n\n" + hdr
+    md += row("scrape wall ms", "metrics_scrape", "ms_median")
     md += row("scrape siovd CPU ms", "metrics_scrape", "cpu_ms_median")
     md += row("scrape bytes", "metrics_scrape", "bytes")
-    md += row("IOPS without scrapes", "io", "iops_idle")
-    md += row("IOPS during scrapes", "io", "iops_scrape")
-    md += row("scrape wall ms during I/O", "io", "scrape_ms_median")
+    md += "\nEngine I/O (one VDEV, null backend, 4 KiB randread QD 32, siov-bench on LCPU, " \
+          "siovd on TCPU) while scraped; " + scrape_load.MODES_DOC + "\n\n" + hdr
+    for m in scrape_load.MODES:
+        for key, label in scrape_load.FIGURES:
+            md += row(f"{m}: {label}", "scrape_modes", m, key)
     return md
 
 
@@ -448,11 +447,13 @@ def section(out, r):
                 sec.add(fid, side, v, label=label, unit=unit, better=better)
         if len(r["sides"]) > 1:
             sec.ratio(fid, of=r["sides"][0], to=r["sides"][1])
-    for key, label in RATES:
+    for key, label in () if SCRAPE_ONLY else RATES:
         add("state." + key, [key], f"{label}, {one}", "calls/s", "higher")
-    for key, label in (("clients_records_per_sync", f"records per fdatasync, {r['clients']} clients"),):
+    for key, label in () if SCRAPE_ONLY else (
+            ("clients_records_per_sync", f"records per fdatasync, {r['clients']} clients"),):
         add("state." + key, [key], label, "records", "higher")
-    for key, label in (("one_conn_us_per_sync", "1 connection: write + fdatasync"),
+    for key, label in () if SCRAPE_ONLY else (
+            ("one_conn_us_per_sync", "1 connection: write + fdatasync"),
                        ("one_conn_us_beyond_sync", "1 connection: a call's time beyond its sync"),
                        ("one_conn_ctrl_cpu_us", "control thread CPU per call, 1 connection"),
                        ("clients_ctrl_cpu_us",
@@ -460,7 +461,7 @@ def section(out, r):
         add("state." + key, [key], label, "us", "lower")
     for key, label in (("attach_idle", "front-end attach, no management load"),
                        ("attach_storm", "front-end attach during a create storm")):
-        for q in ("p50_us", "p99_us") if not RATES_ONLY else ():
+        for q in ("p50_us", "p99_us") if not (RATES_ONLY or SCRAPE_ONLY) else ():
             add(f"state.{key}.{q}", [key, q], f"{label}: {q[:3]}", "us", "lower")
     vd = r["rounds"][0][r["sides"][0]].get("daemon_vdevs")
     for fid, keys, label, unit, better in () if RATES_ONLY else (
@@ -468,11 +469,7 @@ def section(out, r):
              f"scrape of --metrics with {vd} VDEVs (wall)", "ms", "lower"),
             ("state.metrics_scrape_cpu_ms", ["metrics_scrape", "cpu_ms_median"],
              f"scrape of --metrics with {vd} VDEVs (siovd CPU)", "ms", "lower"),
-            ("state.io.iops_idle", ["io", "iops_idle"], "engine IOPS (1 VDEV, QD 32), no scrapes",
-             "IOPS", "higher"),
-            ("state.io.iops_scrape", ["io", "iops_scrape"],
-             f"engine IOPS (1 VDEV, QD 32) during back-to-back scrapes of {vd} VDEVs", "IOPS",
-             "higher")):
+            *scrape_load.section_figures(vd)):
         add(fid, keys, label, unit, better)
     loads = ", ".join(rnd[s]["load_before"] for rnd in r["rounds"] for s in r["sides"])
     sec.note(f"Load average (1 min) at the start of each run: {loads}.")

@@ -5,6 +5,8 @@
 # scrape, and engine IOPS during back-to-back scrapes.  See bench/state_rate.py.
 # Usage: sections/state.sh BUILD DIR
 #   env: N=10000 M=2000 CLIENTS=8 STATE_DIR=/var/tmp SOCKET_FS=/dev/shm ROUNDS IO_S
+#        SCRAPE_ONLY=1: only the scrape part (bench/scrape_load.py: engine IOPS and
+#        IOPS per engine CPU-second with no scrape, 1 s, 100 ms, back to back ...), SCRAPE_MODES
 #        (QUICK=1: N=1000 M=300)
 #   A baseline beside the build, round by round (A B, B A): STATE_BEFORE=BUILDDIR
 #   (any build of an older siovd), or STATE_BEFORE_REV=COMMIT (built here from git).

@@ -2,10 +2,10 @@
  * Prometheus metrics over HTTP (siovd --metrics ADDR:PORT): GET /metrics
  * answers the text exposition format with per-VDEV, per-queue, per-backend
  * and per-group counters, latency histograms, engine busy time and daemon
- * gauges.  libmicrohttpd does the HTTP, driven from the control thread's loop
- * (its epoll fd is one more watch), because the VDCM is read on the control
- * thread only; engines are never stopped or locked for a scrape, their
- * counters are read with relaxed atomic loads.
+ * gauges.  libmicrohttpd does the HTTP on a low-priority thread of its own;
+ * the VDCM is read on the control thread only (asked through its loop);
+ * engines are never stopped or locked for a scrape, their counters are read
+ * with relaxed atomic loads.
  */
 #ifndef SIOV_INTERNAL_METRICS_H
 #define SIOV_INTERNAL_METRICS_H
@@ -29,8 +29,5 @@ struct siov_metrics_opts {
 int siov_metrics_create(const struct siov_metrics_opts *opts, struct siov_metrics **out,
 			struct siov_err *err);
 void siov_metrics_destroy(struct siov_metrics *m);
-
-/* The exposition text (malloc'd, *len bytes), as GET /metrics answers it; NULL: no memory. */
-char *siov_metrics_render(struct siov_metrics *m, size_t *len);
 
 #endif

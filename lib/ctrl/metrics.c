@@ -1,16 +1,21 @@
 /*
- * siovd's Prometheus endpoint.  A scrape takes one pass over the VDCM into a
+ * siovd's Prometheus endpoint.  A render takes one pass over the VDCM into a
  * compact array (one row per VDEV, its queues' counters summed, and per
  * queue what the queue families need), then writes the families one after
  * the other from it, as the exposition format wants each family's samples
  * together.  Label values are object names, which the VDCM restricts to
  * [A-Za-z0-9_.-], so they never need escaping.
  *
- * libmicrohttpd runs in its external-epoll mode on the control loop: its
- * epoll fd is a watch, and a 1 s timerfd lets it expire idle connections.
- * At most a few connections are served at once; a scrape of 10,000 VDEVs
- * renders in tens of milliseconds on the control thread and is then sent
- * without blocking.
+ * libmicrohttpd serves HTTP on a thread of its own at nice 19.  The VDCM is
+ * the control thread's, so a render asks the control thread (an eventfd on
+ * its loop) for the pass over the VDCM, about half of a render's CPU, and
+ * writes the text, the other half, and sends it on the HTTP thread, where it
+ * yields to the engines and the control thread.  A render answers every
+ * scrape for nine times as long as it took, so that scrapes, however often
+ * and however many, cost the control thread at most a tenth of its time.
+ * Engines are never stopped or locked for a scrape: their counters are
+ * single-writer fields read with relaxed loads.  docs/operations.md has the
+ * measurements behind these choices.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,7 +25,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/timerfd.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -33,16 +41,20 @@
 #include "rpc_internal.h"
 
 #define METRICS_MAX_CONNS 8
+#define METRICS_NICE	  19
 
-struct siov_metrics {
-	struct siov_loop *loop;
-	struct siov_vdcm *vdcm;
-	struct siov_rpc_server *rpc;
-	struct MHD_Daemon *mhd;
-	struct siov_watch *mhd_w, *timer_w;
-	int timer_fd;
-	uint64_t scrapes;
-	double last_render_s;
+/*
+ * A rendered exposition, shared: every response being sent holds a reference,
+ * and so does struct siov_metrics while it is the latest.  A render reuses the
+ * buffer of one that nobody holds any more (faulting in 8 MB afresh each time
+ * was a cost of its own).
+ */
+struct shot {
+	struct siov_metrics *m;
+	char *p;
+	size_t len, cap;
+	unsigned refs;
+	uint64_t at_ns; /* when it was rendered */
 };
 
 /* ---- A growing text buffer ---- */
@@ -53,36 +65,67 @@ struct text {
 	bool failed;
 };
 
-__attribute__((format(printf, 2, 3))) static void put(struct text *t, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
+/* ---- One pass over the VDCM ---- */
 
-	for (;;) {
-		if (t->failed)
-			return;
-		va_start(ap, fmt);
-		n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
-		va_end(ap);
-		if (n >= 0 && (size_t)n < t->cap - t->len) {
-			t->len += (size_t)n;
-			return;
-		}
-		size_t cap = t->cap * 2 + (n > 0 ? (size_t)n : 0) + 4096;
-		char *p = realloc(t->p, cap);
-		if (!p) {
-			t->failed = true;
-			return;
-		}
-		t->p = p;
-		t->cap = cap;
-	}
-}
+struct qrow {
+	unsigned index;
+	const char *state; /* static strings from the VDCM */
+	int engine;
+	uint64_t requests, kicks;
+	bool rx; /* a net receive queue: the counters below are its own */
+	uint64_t rx_packets, rx_bytes, rx_drops;
+};
+
+struct vrow {
+	/* The label set's start, {vdev="NAME", built once: every sample of the VDEV begins so. */
+	char lbl[SIOV_NAME_MAX + 8];
+	size_t lbl_len;
+	char backend[SIOV_NAME_MAX];
+	uint64_t connected, broken;
+	uint64_t ops[6], bytes_read, bytes_written, errors, inflight, lat_ns, requests;
+	uint64_t hist[SIOV_LAT_BUCKETS];
+	uint64_t qos_admitted, qos_throttled, qos_throttled_ns;
+	unsigned nqueues;
+	size_t q0; /* its queues: rows.q[q0 .. q0 + nqueues) */
+};
+
+/* Kept from scrape to scrape, so that a scrape allocates nothing once warm. */
+struct rows {
+	struct vrow *v;
+	size_t n, cap;
+	struct qrow *q;
+	size_t nq, capq;
+	bool failed;
+};
 
 /*
- * The per-VDEV lines (hundreds of thousands at 10,000 VDEVs) are assembled
- * from pieces without printf, which was most of a scrape's time.
+ * Two threads share this: the control thread (the VDCM's, which collects a
+ * snapshot when asked) and libmicrohttpd's (every HTTP callback, the render,
+ * the shots).  lock guards the handshake between them and the snapshot.
  */
+struct siov_metrics {
+	struct siov_loop *loop;
+	struct siov_vdcm *vdcm;
+	struct siov_rpc_server *rpc;
+	struct MHD_Daemon *mhd;
+	int ask_fd; /* eventfd: the HTTP thread wants a snapshot */
+	struct siov_watch *ask_w;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool asked, ready, stopping;
+	/* The snapshot, written by the control thread while asked, read by the HTTP thread. */
+	struct rows rows;
+	struct text head; /* the daemon, engine, backend and group families, rendered */
+	bool snap_ok;
+	/* The HTTP thread's own. */
+	bool niced;
+	uint64_t scrapes, renders;
+	uint64_t last_render_ns;
+	struct shot *cur;   /* the latest render, NULL before the first */
+	struct shot *spare; /* a render nobody holds: its buffer is reused */
+};
+
+/* Room for n more bytes; false (and the text failed) if there is no memory. */
 static bool reserve(struct text *t, size_t n)
 {
 	size_t cap;
@@ -103,20 +146,41 @@ static bool reserve(struct text *t, size_t n)
 	return true;
 }
 
-static void put_raw(struct text *t, const char *s, size_t n)
+__attribute__((format(printf, 2, 3))) static void put(struct text *t, const char *fmt, ...)
 {
-	if (reserve(t, n)) {
-		memcpy(t->p + t->len, s, n);
-		t->len += n;
+	va_list ap;
+	int n;
+
+	for (;;) {
+		if (t->failed)
+			return;
+		va_start(ap, fmt);
+		n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
+		va_end(ap);
+		if (n >= 0 && (size_t)n < t->cap - t->len) {
+			t->len += (size_t)n;
+			return;
+		}
+		if (!reserve(t, n > 0 ? (size_t)n + 1 : 4096))
+			return;
 	}
 }
 
-static void put_str(struct text *t, const char *s)
+/*
+ * The per-VDEV lines (hundreds of thousands at 10,000 VDEVs) are assembled
+ * from pieces without printf, which was most of a scrape's time; a line
+ * reserves its room once (LINE_MAX_BYTES bounds it: names are short) and its
+ * pieces are then copied unchecked, their lengths known beforehand.
+ */
+#define LINE_MAX_BYTES (3 * SIOV_NAME_MAX + 128)
+
+static inline void cat(struct text *t, const char *s, size_t n)
 {
-	put_raw(t, s, strlen(s));
+	memcpy(t->p + t->len, s, n);
+	t->len += n;
 }
 
-static void put_u64(struct text *t, uint64_t v)
+static inline void cat_u64(struct text *t, uint64_t v)
 {
 	char buf[24];
 	size_t i = sizeof(buf);
@@ -124,67 +188,63 @@ static void put_u64(struct text *t, uint64_t v)
 	do
 		buf[--i] = (char)('0' + v % 10);
 	while (v /= 10);
-	put_raw(t, buf + i, sizeof(buf) - i);
+	cat(t, buf + i, sizeof(buf) - i);
 }
 
 /* Nanoseconds as seconds with 9 decimals, exactly. */
-static void put_ns_as_s(struct text *t, uint64_t ns)
+static void cat_ns_as_s(struct text *t, uint64_t ns)
 {
 	char frac[10];
 	uint64_t f = ns % 1000000000ull;
 
-	put_u64(t, ns / 1000000000ull);
+	cat_u64(t, ns / 1000000000ull);
 	frac[0] = '.';
 	for (int i = 9; i >= 1; i--, f /= 10)
 		frac[i] = (char)('0' + f % 10);
-	put_raw(t, frac, sizeof(frac));
+	cat(t, frac, sizeof(frac));
+}
+
+/* A string and its length, computed once for the many lines that use it. */
+struct str {
+	const char *s;
+	size_t n;
+};
+
+static struct str str_of(const char *s)
+{
+	return (struct str){s, strlen(s)};
 }
 
 /* NAME{vdev="VDEV"EXTRA} VALUE\n, EXTRA being more labels (",op=\"read\"") or "". */
-static void sample(struct text *t, const char *name, const char *vdev, const char *extra,
+static void sample(struct text *t, struct str name, const struct vrow *r, struct str extra,
 		   uint64_t v)
 {
-	put_str(t, name);
-	put_raw(t, "{vdev=\"", 7);
-	put_str(t, vdev);
-	put_raw(t, "\"", 1);
-	put_str(t, extra);
-	put_raw(t, "} ", 2);
-	put_u64(t, v);
-	put_raw(t, "\n", 1);
+	if (!reserve(t, LINE_MAX_BYTES))
+		return;
+	cat(t, name.s, name.n);
+	cat(t, r->lbl, r->lbl_len);
+	cat(t, extra.s, extra.n);
+	cat(t, "} ", 2);
+	cat_u64(t, v);
+	cat(t, "\n", 1);
+}
+
+/* The same with a value in nanoseconds, shown as seconds. */
+static void sample_ns(struct text *t, struct str name, const struct vrow *r, uint64_t ns)
+{
+	if (!reserve(t, LINE_MAX_BYTES))
+		return;
+	cat(t, name.s, name.n);
+	cat(t, r->lbl, r->lbl_len);
+	cat(t, "} ", 2);
+	cat_ns_as_s(t, ns);
+	cat(t, "\n", 1);
 }
 
 static void family(struct text *t, const char *name, const char *type, const char *help)
 {
 	put(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
-
-/* ---- One pass over the VDCM ---- */
-
-struct qrow {
-	unsigned index;
-	const char *state; /* static strings from the VDCM */
-	int engine;
-	uint64_t requests, kicks;
-	bool rx; /* a net receive queue: the counters below are its own */
-	uint64_t rx_packets, rx_bytes, rx_drops;
-};
-
-struct vrow {
-	char name[SIOV_NAME_MAX], backend[SIOV_NAME_MAX];
-	uint64_t connected, broken;
-	uint64_t ops[6], bytes_read, bytes_written, errors, inflight, lat_ns, requests;
-	uint64_t hist[SIOV_LAT_BUCKETS];
-	uint64_t qos_admitted, qos_throttled, qos_throttled_ns;
-	unsigned nqueues;
-	struct qrow *queues;
-};
-
-struct rows {
-	struct vrow *v;
-	size_t n, cap;
-	bool failed;
-};
 
 static void add_queue(struct vrow *r, const struct siov_queue_stats *q)
 {
@@ -203,63 +263,78 @@ static void add_queue(struct vrow *r, const struct siov_queue_stats *q)
 	r->requests += q->requests;
 }
 
+/* Room for one more VDEV and its n queues. */
+static bool rows_grow(struct rows *rs, unsigned n)
+{
+	if (rs->n == rs->cap) {
+		size_t cap = rs->cap ? rs->cap * 2 : 1024;
+		struct vrow *p = realloc(rs->v, cap * sizeof(*p));
+		if (!p)
+			return false;
+		rs->v = p;
+		rs->cap = cap;
+	}
+	if (rs->nq + n > rs->capq) {
+		size_t cap = rs->capq * 2 + n + 1024;
+		struct qrow *p = realloc(rs->q, cap * sizeof(*p));
+		if (!p)
+			return false;
+		rs->q = p;
+		rs->capq = cap;
+	}
+	return true;
+}
+
+static void collect_queue(struct rows *rs, struct vrow *r, const struct siov_vdev_info *info,
+			  unsigned i)
+{
+	const struct siov_queue_stats *q = &info->queues[i];
+	struct qrow *qr = &rs->q[r->q0 + i];
+
+	add_queue(r, q);
+	*qr = (struct qrow){.index = q->index,
+			    .state = q->state ? q->state : "",
+			    .engine = q->engine,
+			    .requests = q->requests,
+			    .kicks = q->kicks};
+	if (info->is_net && q->index % 2 == 0 && q->index / 2 < info->nrxq) {
+		const struct siov_net_rxq_stats *x = &info->rxq[q->index / 2];
+
+		qr->rx = true;
+		qr->rx_packets = x->packets;
+		qr->rx_bytes = x->bytes;
+		qr->rx_drops = x->drops;
+	}
+}
+
 static void collect_vdev(const struct siov_vdev_info *info, void *arg)
 {
 	struct rows *rs = arg;
 	struct vrow *r;
+	int n;
 
-	if (rs->n == rs->cap) {
-		size_t cap = rs->cap ? rs->cap * 2 : 1024;
-		struct vrow *p = realloc(rs->v, cap * sizeof(*p));
-		if (!p) {
-			rs->failed = true;
-			return;
-		}
-		rs->v = p;
-		rs->cap = cap;
+	if (rs->failed || !rows_grow(rs, info->nqueues)) {
+		rs->failed = true;
+		return;
 	}
 	r = &rs->v[rs->n];
 	memset(r, 0, sizeof(*r));
-	snprintf(r->name, sizeof(r->name), "%s", info->conf->name);
+	n = snprintf(r->lbl, sizeof(r->lbl), "{vdev=\"%s\"", info->conf->name);
+	r->lbl_len = n > 0 && (size_t)n < sizeof(r->lbl) ? (size_t)n : strlen(r->lbl);
 	snprintf(r->backend, sizeof(r->backend), "%s", info->conf->backend);
 	r->connected = info->connected;
 	r->broken = info->broken_reason != NULL;
 	r->qos_admitted = info->qos.admitted;
 	r->qos_throttled = info->qos.throttled;
 	r->qos_throttled_ns = info->qos.throttled_ns;
-	r->queues = calloc(info->nqueues ? info->nqueues : 1, sizeof(*r->queues));
-	if (!r->queues) {
-		rs->failed = true;
-		return;
-	}
-	for (unsigned i = 0; i < info->nqueues; i++) {
-		const struct siov_queue_stats *q = &info->queues[i];
-		add_queue(r, q);
-		r->queues[i] = (struct qrow){.index = q->index,
-					     .state = q->state ? q->state : "",
-					     .engine = q->engine,
-					     .requests = q->requests,
-					     .kicks = q->kicks};
-		if (info->is_net && q->index % 2 == 0 && q->index / 2 < info->nrxq) {
-			const struct siov_net_rxq_stats *x = &info->rxq[q->index / 2];
-
-			r->queues[i].rx = true;
-			r->queues[i].rx_packets = x->packets;
-			r->queues[i].rx_bytes = x->bytes;
-			r->queues[i].rx_drops = x->drops;
-		}
-	}
+	r->q0 = rs->nq;
+	for (unsigned i = 0; i < info->nqueues; i++)
+		collect_queue(rs, r, info, i);
 	r->nqueues = info->nqueues;
+	rs->nq += info->nqueues;
 	if (info->exported) /* the NBD export's I/O is the VDEV's too */
 		add_queue(r, &info->export_io);
 	rs->n++;
-}
-
-static void rows_free(struct rows *rs)
-{
-	for (size_t i = 0; i < rs->n; i++)
-		free(rs->v[i].queues);
-	free(rs->v);
 }
 
 /* ---- Families ---- */
@@ -271,18 +346,19 @@ static const char *const op_labels[6] = {
 
 static void vdev_counters(struct text *t, const struct rows *rs)
 {
-	family(t, "siov_vdev_requests_total", "counter",
-	       "Requests completed without error, by op.");
+	struct str req = str_of("siov_vdev_requests_total"), by = str_of("siov_vdev_bytes_total");
+	struct str ops[6], rd = str_of(",direction=\"read\""), wr = str_of(",direction=\"write\"");
+
+	for (int k = 0; k < 6; k++)
+		ops[k] = str_of(op_labels[k]);
+	family(t, req.s, "counter", "Requests completed without error, by op.");
 	for (size_t i = 0; i < rs->n; i++)
 		for (int k = 0; k < 6; k++)
-			sample(t, "siov_vdev_requests_total", rs->v[i].name, op_labels[k],
-			       rs->v[i].ops[k]);
-	family(t, "siov_vdev_bytes_total", "counter", "Bytes read and written.");
+			sample(t, req, &rs->v[i], ops[k], rs->v[i].ops[k]);
+	family(t, by.s, "counter", "Bytes read and written.");
 	for (size_t i = 0; i < rs->n; i++) {
-		sample(t, "siov_vdev_bytes_total", rs->v[i].name, ",direction=\"read\"",
-		       rs->v[i].bytes_read);
-		sample(t, "siov_vdev_bytes_total", rs->v[i].name, ",direction=\"write\"",
-		       rs->v[i].bytes_written);
+		sample(t, by, &rs->v[i], rd, rs->v[i].bytes_read);
+		sample(t, by, &rs->v[i], wr, rs->v[i].bytes_written);
 	}
 }
 
@@ -311,21 +387,19 @@ static const struct vfam {
 
 static void vdev_scalars(struct text *t, const struct rows *rs)
 {
+	struct str none = {"", 0};
+
 	for (size_t f = 0; f < SIOV_ARRAY_SIZE(vdev_fams); f++) {
 		const struct vfam *vf = &vdev_fams[f];
+		struct str name = str_of(vf->name);
+
 		family(t, vf->name, vf->type, vf->help);
 		for (size_t i = 0; i < rs->n; i++) {
 			uint64_t v = *(const uint64_t *)((const char *)&rs->v[i] + vf->off);
-			if (!vf->ns) {
-				sample(t, vf->name, rs->v[i].name, "", v);
-				continue;
-			}
-			put_str(t, vf->name);
-			put_raw(t, "{vdev=\"", 7);
-			put_str(t, rs->v[i].name);
-			put_raw(t, "\"} ", 3);
-			put_ns_as_s(t, v);
-			put_raw(t, "\n", 1);
+			if (vf->ns)
+				sample_ns(t, name, &rs->v[i], v);
+			else
+				sample(t, name, &rs->v[i], none, v);
 		}
 	}
 }
@@ -333,7 +407,10 @@ static void vdev_scalars(struct text *t, const struct rows *rs)
 static void vdev_latency(struct text *t, const struct rows *rs)
 {
 	static char le[SIOV_LAT_BUCKETS][32];
-	const char *n = "siov_vdev_request_latency_seconds";
+	struct str les[SIOV_LAT_BUCKETS], none = {"", 0};
+	struct str bucket = str_of("siov_vdev_request_latency_seconds_bucket");
+	struct str sum = str_of("siov_vdev_request_latency_seconds_sum");
+	struct str count = str_of("siov_vdev_request_latency_seconds_count");
 
 	/* The bucket bounds, formatted once: 1024 << k ns (see siov_lat_bucket()). */
 	if (!le[0][0])
@@ -341,7 +418,10 @@ static void vdev_latency(struct text *t, const struct rows *rs)
 			snprintf(le[k], sizeof(le[k]),
 				 k < SIOV_LAT_BUCKETS - 1 ? ",le=\"%g\"" : ",le=\"+Inf\"",
 				 (double)(1024ull << k) / 1e9);
-	family(t, n, "histogram", "Time from taking a request off the ring to completing it.");
+	for (int k = 0; k < SIOV_LAT_BUCKETS; k++)
+		les[k] = str_of(le[k]);
+	family(t, "siov_vdev_request_latency_seconds", "histogram",
+	       "Time from taking a request off the ring to completing it.");
 	for (size_t i = 0; i < rs->n; i++) {
 		const struct vrow *r = &rs->v[i];
 		uint64_t cum = 0;
@@ -353,15 +433,19 @@ static void vdev_latency(struct text *t, const struct rows *rs)
 			continue;
 		for (int k = 0; k < SIOV_LAT_BUCKETS; k++) {
 			cum += r->hist[k];
-			sample(t, "siov_vdev_request_latency_seconds_bucket", r->name, le[k], cum);
+			sample(t, bucket, r, les[k], cum);
 		}
-		put_str(t, "siov_vdev_request_latency_seconds_sum{vdev=\"");
-		put_str(t, r->name);
-		put_raw(t, "\"} ", 3);
-		put_ns_as_s(t, r->lat_ns);
-		put_raw(t, "\n", 1);
-		sample(t, "siov_vdev_request_latency_seconds_count", r->name, "", cum);
+		sample_ns(t, sum, r, r->lat_ns);
+		sample(t, count, r, none, cum);
 	}
+}
+
+/* ,queue="N" */
+static struct str queue_label(char *buf, size_t size, unsigned index)
+{
+	int n = snprintf(buf, size, ",queue=\"%u\"", index);
+
+	return (struct str){buf, n > 0 && (size_t)n < size ? (size_t)n : 0};
 }
 
 /* A net VDEV's receive queues: what the flow hash steered to each. */
@@ -375,17 +459,19 @@ static void rx_queue_families(struct text *t, const struct rows *rs)
 	};
 
 	for (int f = 0; f < 3; f++) {
+		struct str name = str_of(fam[f][0]);
+
 		family(t, fam[f][0], "counter", fam[f][1]);
 		for (size_t i = 0; i < rs->n; i++)
 			for (unsigned q = 0; q < rs->v[i].nqueues; q++) {
-				const struct qrow *qr = &rs->v[i].queues[q];
+				const struct qrow *qr = &rs->q[rs->v[i].q0 + q];
 				uint64_t v[3] = {qr->rx_packets, qr->rx_bytes, qr->rx_drops};
 				char ql[24];
 
 				if (!qr->rx)
 					continue;
-				snprintf(ql, sizeof(ql), ",queue=\"%u\"", qr->index);
-				sample(t, fam[f][0], rs->v[i].name, ql, v[f]);
+				sample(t, name, &rs->v[i], queue_label(ql, sizeof(ql), qr->index),
+				       v[f]);
 			}
 	}
 }
@@ -398,13 +484,15 @@ static void queue_families(struct text *t, const struct rows *rs)
 	};
 
 	for (int f = 0; f < 2; f++) {
+		struct str name = str_of(fam[f][0]);
+
 		family(t, fam[f][0], "counter", fam[f][1]);
 		for (size_t i = 0; i < rs->n; i++)
 			for (unsigned q = 0; q < rs->v[i].nqueues; q++) {
-				const struct qrow *qr = &rs->v[i].queues[q];
+				const struct qrow *qr = &rs->q[rs->v[i].q0 + q];
 				char ql[24];
-				snprintf(ql, sizeof(ql), ",queue=\"%u\"", qr->index);
-				sample(t, fam[f][0], rs->v[i].name, ql,
+
+				sample(t, name, &rs->v[i], queue_label(ql, sizeof(ql), qr->index),
 				       f ? qr->kicks : qr->requests);
 			}
 	}
@@ -412,12 +500,12 @@ static void queue_families(struct text *t, const struct rows *rs)
 	family(t, "siov_queue_state", "gauge",
 	       "1 for the queue's state (stopped, running, broken) and its engine (-1: none).");
 	for (size_t i = 0; i < rs->n; i++)
-		for (unsigned q = 0; q < rs->v[i].nqueues; q++)
-			put(t,
-			    "siov_queue_state{vdev=\"%s\",queue=\"%u\",state=\"%s\",engine=\"%d\"} "
-			    "1\n",
-			    rs->v[i].name, rs->v[i].queues[q].index, rs->v[i].queues[q].state,
-			    rs->v[i].queues[q].engine);
+		for (unsigned q = 0; q < rs->v[i].nqueues; q++) {
+			const struct qrow *qr = &rs->q[rs->v[i].q0 + q];
+
+			put(t, "siov_queue_state%.*s,queue=\"%u\",state=\"%s\",engine=\"%d\"} 1\n",
+			    (int)rs->v[i].lbl_len, rs->v[i].lbl, qr->index, qr->state, qr->engine);
+		}
 }
 
 /* ---- Backends: their own gauges, and their VDEVs' counters summed ---- */
@@ -586,10 +674,6 @@ static void daemon_families(struct text *t, struct siov_metrics *m,
 	gauge(t, "siov_engines", "Engine threads.", di->engines);
 	gauge(t, "siov_rpc_connections", "Open JSON-RPC connections.",
 	      m->rpc ? siov_rpc_connections(m->rpc) : 0);
-	counter(t, "siov_metrics_scrapes_total", "Scrapes served, this one included.",
-		(double)m->scrapes);
-	gauge(t, "siov_metrics_render_seconds", "How long the previous scrape took to render.",
-	      m->last_render_s);
 	if (!has_state)
 		return;
 	counter(t, "siov_state_journal_records_total", "Changes made durable in the journal.",
@@ -605,33 +689,179 @@ static void daemon_families(struct text *t, struct siov_metrics *m,
 	      ss.failed);
 }
 
-char *siov_metrics_render(struct siov_metrics *m, size_t *len)
+/* The endpoint's own figures (the HTTP thread's). */
+static void metrics_families(struct text *t, const struct siov_metrics *m)
 {
-	uint64_t t0 = siov_now_ns();
-	struct text t = {0};
-	struct rows rs = {0};
+	counter(t, "siov_metrics_scrapes_total",
+		"Scrapes served when this exposition was rendered, its own included.",
+		(double)m->scrapes);
+	counter(t, "siov_metrics_renders_total",
+		"Expositions rendered (scrapes close together share one).", (double)m->renders);
+	gauge(t, "siov_metrics_render_seconds",
+	      "How long the previous render took (snapshot and text, wall time).",
+	      (double)m->last_render_ns / 1e9);
+}
+
+/*
+ * The control thread's part of a render: one pass over the VDCM into rows,
+ * and the few families that are not per VDEV (they need the VDCM) as text.
+ */
+static void snapshot(struct siov_metrics *m)
+{
+	struct rows *rs = &m->rows;
 	struct siov_daemon_info di = {0};
 
-	m->scrapes++;
+	rs->n = rs->nq = 0;
+	rs->failed = false;
+	m->head.len = 0;
+	m->head.failed = false;
 	siov_vdcm_daemon_info(m->vdcm, &di);
-	siov_vdcm_vdev_foreach(m->vdcm, collect_vdev, &rs);
-	reserve(&t, 65536 + rs.n * 3072); /* about what a VDEV takes */
-	daemon_families(&t, m, &di);
-	engine_families(&t, m->vdcm, di.engines);
-	backend_families(&t, m->vdcm, &rs);
-	group_families(&t, m->vdcm);
-	vdev_counters(&t, &rs);
-	vdev_scalars(&t, &rs);
-	vdev_latency(&t, &rs);
-	queue_families(&t, &rs);
-	rows_free(&rs);
-	m->last_render_s = (double)(siov_now_ns() - t0) / 1e9;
-	if (t.failed || rs.failed) {
-		free(t.p);
+	siov_vdcm_vdev_foreach(m->vdcm, collect_vdev, rs);
+	daemon_families(&m->head, m, &di);
+	engine_families(&m->head, m->vdcm, di.engines);
+	backend_families(&m->head, m->vdcm, rs);
+	group_families(&m->head, m->vdcm);
+	m->snap_ok = !rs->failed && !m->head.failed;
+}
+
+static void on_ask(struct siov_watch *w, uint32_t events, void *arg)
+{
+	struct siov_metrics *m = arg;
+	uint64_t n;
+
+	(void)!read(m->ask_fd, &n, sizeof(n));
+	pthread_mutex_lock(&m->lock);
+	if (m->asked && !m->stopping) {
+		snapshot(m);
+		m->asked = false;
+		m->ready = true;
+		pthread_cond_broadcast(&m->cond);
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* HTTP thread: a fresh snapshot from the control thread; false if there is none. */
+static bool ask_snapshot(struct siov_metrics *m)
+{
+	uint64_t one = 1;
+	bool ok;
+
+	pthread_mutex_lock(&m->lock);
+	m->asked = true;
+	m->ready = false;
+	if (!m->stopping && write(m->ask_fd, &one, sizeof(one)) != sizeof(one))
+		m->stopping = true; /* cannot happen with an eventfd; never wait on it */
+	while (!m->ready && !m->stopping)
+		pthread_cond_wait(&m->cond, &m->lock);
+	ok = m->ready && m->snap_ok;
+	pthread_mutex_unlock(&m->lock);
+	return ok;
+}
+
+/*
+ * Renders into s's buffer (kept if large enough); false if memory ran out or
+ * siovd is stopping.  The per-VDEV text, nearly all of it, is written here on
+ * the HTTP thread from the snapshot, which nobody touches until the next ask.
+ */
+static bool render(struct siov_metrics *m, struct shot *s)
+{
+	uint64_t t0 = siov_now_ns();
+	struct text t = {.p = s->p, .cap = s->cap};
+	const struct rows *rs = &m->rows;
+
+	m->renders++;
+	if (!ask_snapshot(m))
+		return false;
+	reserve(&t, m->head.len + 65536 + rs->n * 1024); /* about what a VDEV takes */
+	if (reserve(&t, m->head.len))
+		cat(&t, m->head.p, m->head.len);
+	metrics_families(&t, m);
+	vdev_counters(&t, rs);
+	vdev_scalars(&t, rs);
+	vdev_latency(&t, rs);
+	queue_families(&t, rs);
+	s->p = t.p;
+	s->cap = t.cap;
+	s->len = t.len;
+	s->at_ns = siov_now_ns();
+	m->last_render_ns = s->at_ns - t0;
+	return !t.failed;
+}
+
+static void shot_free(struct shot *s)
+{
+	if (s) {
+		free(s->p);
+		free(s);
+	}
+}
+
+/* Drops a reference; the last one keeps the shot as the spare (one is enough). */
+static void shot_put(struct shot *s)
+{
+	struct siov_metrics *m = s->m;
+
+	if (--s->refs)
+		return;
+	if (m->spare) {
+		shot_free(s);
+		return;
+	}
+	m->spare = s;
+}
+
+static void shot_release(void *cls)
+{
+	shot_put(cls); /* MHD is done sending it */
+}
+
+/*
+ * How long the latest render answers scrapes: nine times what it took, so
+ * that rendering costs at most a tenth of the time however often and however
+ * many scrapers ask (back to back, an HA pair of Prometheus servers), but at
+ * least 100 ms (scrapers that come together share one render) and at most
+ * 2 s.  At a 1 s scrape interval and 10,000 VDEVs (a render of ~20 ms) every
+ * scrape gets a fresh render.  docs/operations.md has the figures.
+ */
+#define METRICS_RENDER_SHARE_PCT 10
+#define METRICS_HOLD_MIN_NS	 100000000ull
+#define METRICS_HOLD_MAX_NS	 2000000000ull
+
+static uint64_t hold_ns(const struct siov_metrics *m)
+{
+	uint64_t h = m->last_render_ns * (100 / METRICS_RENDER_SHARE_PCT - 1);
+
+	return h < METRICS_HOLD_MIN_NS ? METRICS_HOLD_MIN_NS
+	       : h > METRICS_HOLD_MAX_NS ? METRICS_HOLD_MAX_NS
+					  : h;
+}
+
+/* The exposition to answer with, a reference taken; NULL if memory ran out. */
+static struct shot *current(struct siov_metrics *m)
+{
+	uint64_t now = siov_now_ns();
+	struct shot *s;
+
+	m->scrapes++;
+	if (m->cur && now - m->cur->at_ns < hold_ns(m)) {
+		m->cur->refs++;
+		return m->cur;
+	}
+	s = m->spare;
+	m->spare = NULL;
+	if (!s && !(s = calloc(1, sizeof(*s))))
+		return NULL;
+	s->m = m;
+	s->refs = 1;
+	if (!render(m, s)) {
+		shot_put(s);
 		return NULL;
 	}
-	*len = t.len;
-	return t.p;
+	if (m->cur)
+		shot_put(m->cur);
+	m->cur = s; /* the reference just taken is ours; the caller's is another */
+	s->refs++;
+	return s;
 }
 
 /* ---- HTTP ---- */
@@ -650,6 +880,22 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const ch
 	return rc;
 }
 
+/*
+ * The HTTP thread yields the CPU to everything else in siovd: an engine that
+ * shares its CPU keeps ~98 % of it while a scrape renders.  libmicrohttpd made
+ * the thread; this is the first of our code it runs.  Under the systemd unit
+ * setpriority is allowed; where it is not, the thread runs at siovd's priority.
+ */
+static void lower_priority(struct siov_metrics *m)
+{
+	if (m->niced)
+		return;
+	m->niced = true;
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), METRICS_NICE) < 0)
+		SIOV_DEBUG("metrics: cannot lower the HTTP thread's priority: %s",
+			   strerror(errno));
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_size, void **con_cls)
@@ -657,8 +903,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	struct siov_metrics *m = cls;
 	struct MHD_Response *r;
 	enum MHD_Result rc;
-	size_t len = 0;
-	char *text;
+	struct shot *s;
 
 	if (strcmp(method, "GET") && strcmp(method, "HEAD"))
 		return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET\n");
@@ -666,34 +911,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return MHD_NO; /* a GET with a body is not ours to serve */
 	if (strcmp(url, "/metrics") && strcmp(url, "/"))
 		return reply(c, MHD_HTTP_NOT_FOUND, "siovd serves /metrics\n");
-	text = siov_metrics_render(m, &len);
-	if (!text)
+	lower_priority(m);
+	s = current(m);
+	if (!s)
 		return reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
-	r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+	/* MHD calls shot_release once the response is sent or dropped, on this thread. */
+	r = MHD_create_response_from_buffer_with_free_callback_cls(s->len, s->p, shot_release, s);
 	if (!r) {
-		free(text);
+		shot_put(s);
 		return MHD_NO;
 	}
 	MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
 	rc = MHD_queue_response(c, MHD_HTTP_OK, r);
 	MHD_destroy_response(r);
 	return rc;
-}
-
-static void on_mhd(struct siov_watch *w, uint32_t events, void *arg)
-{
-	struct siov_metrics *m = arg;
-
-	MHD_run(m->mhd);
-}
-
-static void on_timer(struct siov_watch *w, uint32_t events, void *arg)
-{
-	struct siov_metrics *m = arg;
-	uint64_t n;
-
-	(void)!read(m->timer_fd, &n, sizeof(n));
-	MHD_run(m->mhd); /* expires idle connections */
 }
 
 /* "127.0.0.1:9100", "[::1]:9100", "0.0.0.0:9100" */
@@ -735,22 +966,11 @@ bad:
 			    s);
 }
 
-static int start_timer(struct siov_metrics *m)
-{
-	struct itimerspec its = {.it_interval = {1, 0}, .it_value = {1, 0}};
-
-	m->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (m->timer_fd < 0 || timerfd_settime(m->timer_fd, 0, &its, NULL) < 0)
-		return -errno;
-	return siov_loop_add(m->loop, m->timer_fd, EPOLLIN, on_timer, m, &m->timer_w);
-}
-
 int siov_metrics_create(const struct siov_metrics_opts *opts, struct siov_metrics **out,
 			struct siov_err *err)
 {
 	struct siov_metrics *m;
 	struct sockaddr_storage ss;
-	const union MHD_DaemonInfo *info;
 	int rc = parse_listen(opts->listen, &ss, err);
 
 	if (rc < 0)
@@ -761,21 +981,23 @@ int siov_metrics_create(const struct siov_metrics_opts *opts, struct siov_metric
 	m->loop = opts->loop;
 	m->vdcm = opts->vdcm;
 	m->rpc = opts->rpc;
-	m->timer_fd = -1;
-	m->mhd = MHD_start_daemon(MHD_USE_EPOLL | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0), 0,
-				  NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR, &ss,
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->cond, NULL);
+	m->ask_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (m->ask_fd < 0 ||
+	    (rc = siov_loop_add(m->loop, m->ask_fd, EPOLLIN, on_ask, m, &m->ask_w)) < 0) {
+		rc = siov_err_set(err, m->ask_fd < 0 ? -errno : rc,
+				  "cannot set up the metrics server");
+		goto err;
+	}
+	m->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD |
+				      (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+				  0, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR, &ss,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_MAX_CONNS,
 				  MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
 	if (!m->mhd) {
 		rc = siov_err_set(err, -EADDRNOTAVAIL, "cannot serve metrics on %s: %s",
 				  opts->listen, strerror(errno ? errno : EADDRINUSE));
-		goto err;
-	}
-	info = MHD_get_daemon_info(m->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-	if (!info ||
-	    (rc = siov_loop_add(m->loop, info->epoll_fd, EPOLLIN, on_mhd, m, &m->mhd_w)) < 0 ||
-	    (rc = start_timer(m)) < 0) {
-		rc = siov_err_set(err, rc ? rc : -EIO, "cannot watch the metrics server");
 		goto err;
 	}
 	*out = m;
@@ -790,11 +1012,23 @@ void siov_metrics_destroy(struct siov_metrics *m)
 {
 	if (!m)
 		return;
-	siov_loop_del(m->timer_w);
-	siov_loop_del(m->mhd_w);
-	if (m->timer_fd >= 0)
-		close(m->timer_fd);
+	/* A render waiting for a snapshot gives up, so that the HTTP thread can end. */
+	pthread_mutex_lock(&m->lock);
+	m->stopping = true;
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
 	if (m->mhd)
-		MHD_stop_daemon(m->mhd);
+		MHD_stop_daemon(m->mhd); /* ends its thread; releases the responses held */
+	siov_loop_del(m->ask_w);
+	if (m->ask_fd >= 0)
+		close(m->ask_fd);
+	if (m->cur)
+		shot_put(m->cur);
+	shot_free(m->spare);
+	free(m->rows.v);
+	free(m->rows.q);
+	free(m->head.p);
+	pthread_cond_destroy(&m->cond);
+	pthread_mutex_destroy(&m->lock);
 	free(m);
 }

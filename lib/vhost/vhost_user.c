@@ -91,6 +91,8 @@ struct siov_vu_server {
 	 * offer many (QEMU's default is one per vCPU) and costs only what is used. */
 	unsigned nqueues;
 	struct vu_queue **queues;
+	/* 1 + the highest index allocated (queues live until the server does): scans stop there. */
+	unsigned queues_used;
 };
 
 /* ---- small helpers ---- */
@@ -155,7 +157,7 @@ static bool any_running(const struct siov_vu_server *srv)
 {
 	unsigned i;
 
-	for (i = 0; i < srv->nqueues; i++)
+	for (i = 0; i < srv->queues_used; i++)
 		if (srv->queues[i] && vq_running(srv->queues[i]))
 			return true;
 	return false;
@@ -517,6 +519,8 @@ static struct vu_queue *queue_of(struct siov_vu_server *srv, uint32_t index)
 	siov_vq_init(&q->vq, index);
 	q->srv = srv;
 	srv->queues[index] = q;
+	if (index >= srv->queues_used)
+		srv->queues_used = index + 1;
 	return q;
 }
 
@@ -1421,12 +1425,7 @@ unsigned siov_vu_server_nqueues(const struct siov_vu_server *srv)
 
 unsigned siov_vu_server_queues_used(const struct siov_vu_server *srv)
 {
-	unsigned i, n = 0;
-
-	for (i = 0; i < srv->nqueues; i++)
-		if (srv->queues[i])
-			n = i + 1;
-	return n;
+	return srv->queues_used; /* a scrape asks this of every VDEV: no scan */
 }
 
 const struct siov_vq *siov_vu_server_queue(const struct siov_vu_server *srv, unsigned i)

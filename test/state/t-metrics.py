@@ -3,12 +3,15 @@
 `promtool check metrics`; a scrape with curl and one with Python's urllib
 agree with vdev_stats after real I/O (siov-bench on a VDEV); the histogram's
 count is the requests completed; wrong paths and methods get 404 and 405;
-`siovd --help` lists every option siovd accepts.
+scrapes close together (8 at once) share one render and all get it whole;
+the HTTP thread runs at nice 19, so a scrape yields to the engines; siovd
+stops promptly with scrapes in flight; `siovd --help` lists every option.
 
 Usage: t-metrics.py SIOVD SIOVCTL SIOV_BENCH SIOVD_MAIN_C
 """
 import json
 import os
+import threading
 import re
 import shutil
 import signal
@@ -51,6 +54,77 @@ def check_help():
     for o in opts:
         if f"--{o}" not in helptext:
             fail(f"siovd --help does not list --{o}")
+
+
+def fetch(url):
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.read()
+
+
+def check_shared(url):
+    """8 scrapes at once: every one complete and valid, and they share renders
+    (one render answers scrapes for 100 ms at least)."""
+    time.sleep(0.25)  # beyond the last render's hold
+    before = parse(fetch(url).decode())
+    time.sleep(0.25)
+    bodies = [None] * 8
+    go = threading.Barrier(8)
+
+    def one(i):
+        go.wait()
+        bodies[i] = fetch(url)
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    after = [parse(b.decode()) for b in bodies]
+    if any("siov_vdevs" not in a or not b.endswith(b"\n") for a, b in zip(after, bodies)):
+        fail("a concurrent scrape came back cut short")
+    renders = max(a["siov_metrics_renders_total"] for a in after) - \
+        before["siov_metrics_renders_total"]
+    if not 1 <= renders < 8:
+        fail(f"8 scrapes at once took {renders:g} renders: none was shared")
+
+
+def check_nice(pid):
+    """libmicrohttpd's thread (named MHD-*) at nice 19, the rest of siovd not."""
+    nices = {}
+    for t in os.listdir(f"/proc/{pid}/task"):
+        name = open(f"/proc/{pid}/task/{t}/comm").read().strip()
+        nices[t] = (name, int(open(f"/proc/{pid}/task/{t}/stat").read().rsplit(")", 1)[1]
+                                .split()[16]))
+    http = [n for name, n in nices.values() if name.startswith("MHD")]
+    if http != [19]:
+        fail(f"the HTTP thread's nice is not 19: {nices}")
+    if nices[str(pid)][1] != 0:
+        fail(f"the control thread was niced: {nices}")
+
+
+def inflight_at_stop(p, url):
+    """SIGTERM while scrapes run: siovd ends cleanly (no render left waiting)."""
+    stop_ev = threading.Event()
+
+    def loop():
+        while not stop_ev.is_set():
+            try:
+                fetch(url)
+            except OSError:
+                return
+    ts = [threading.Thread(target=loop) for _ in range(3)]
+    for t in ts:
+        t.start()
+    time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    try:
+        rc = p.wait(10)
+    except subprocess.TimeoutExpired:
+        fail("siovd did not stop within 10 s while scrapes ran")
+    stop_ev.set()
+    for t in ts:
+        t.join()
+    if rc != 0:
+        fail(f"siovd exited {rc} when stopped during scrapes")
 
 
 def main():
@@ -134,6 +208,9 @@ def main():
             except urllib.error.HTTPError as e:
                 if e.code != code:
                     fail(f"{method} {path}: {e.code}, wanted {code}")
+        check_shared(url)
+        check_nice(p.pid)
+        inflight_at_stop(p, url)
         print(f"ok: {len(m)} samples, v1 {int(st['requests'])} requests", flush=True)
     finally:
         stop(p)
