@@ -59,7 +59,7 @@ struct siov_vq_stats {
 	uint64_t bytes_read, bytes_written, errors, latency_ns_total, kicks;
 	uint64_t inflight;
 	uint64_t lat_hist[SIOV_LAT_BUCKETS];
-	/* IN_ORDER: completions held back for an older buffer; used entries written; buffers used. */
+	/* IN_ORDER: completions held for an older buffer, used entries written, buffers used. */
 	uint64_t order_held, order_entries, order_used;
 };
 

@@ -210,7 +210,7 @@ static void vq_recover_inflight(struct siov_vu_server *srv, struct vu_queue *q)
 	for (i = 0; i < vq->num; i++)
 		if (iq->desc[i].inflight == 1) {
 			n++;
-			/* New pops stay younger than what is resubmitted: order and catch-up rely on it. */
+			/* New pops stay younger than resubmissions: order and catch-up need it. */
 			vq->inflight_counter = SIOV_MAX(vq->inflight_counter, iq->desc[i].counter);
 		}
 	/*

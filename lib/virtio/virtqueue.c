@@ -333,7 +333,7 @@ int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *c)
 {
 	int rc = pop(vq, c);
 
-	/* In order: every chain popped, from the ring or resubmitted, joins the queue of its elders. */
+	/* In order: every chain popped (ring or resubmission) queues up behind its elders. */
 	if (rc == 1 && __builtin_expect(vq->ord != NULL, 0) && vq_order_push(vq, c))
 		return -EINVAL;
 	return rc;

@@ -51,7 +51,7 @@ int vq_order_push(struct siov_vq *vq, const struct siov_vq_chain *c)
 {
 	struct siov_vq_order *o = vq->ord;
 
-	/* A head in flight twice would be used twice: the driver reused it before we gave it back. */
+	/* A head in flight twice would be used twice: the driver reused it too early. */
 	if (c->head >= vq->num || o->state[c->head] != VQ_ORD_FREE || o->count >= vq->num) {
 		siov_vq_break(vq, "head %u made available again while it is in flight", c->head);
 		return -EINVAL;
@@ -59,7 +59,7 @@ int vq_order_push(struct siov_vq *vq, const struct siov_vq_chain *c)
 	o->state[c->head] = VQ_ORD_POPPED;
 	o->full[c->head] = c->in_len > UINT32_MAX ? UINT32_MAX : (uint32_t)c->in_len;
 	o->ids[o->first + o->count < vq->num ? o->first + o->count
-					      : o->first + o->count - vq->num] = c->head;
+					     : o->first + o->count - vq->num] = c->head;
 	o->count++;
 	return 0;
 }

@@ -182,7 +182,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		siov_vq_complete(&vq, held.head, NULL, 0, (uint32_t)held.in_len);
 		completed++;
 	}
-	if (vq.in_order && !siov_vq_is_broken(&vq) && (uint16_t)(vq.used_idx - used0) != completed) {
+	if (vq.in_order && !siov_vq_is_broken(&vq) &&
+	    (uint16_t)(vq.used_idx - used0) != completed) {
 		fprintf(stderr, "fuzz_chain: in order, %u completed but the used index moved %u\n",
 			completed, (uint16_t)(vq.used_idx - used0));
 		abort();

@@ -727,8 +727,7 @@ static int bad_in_order_session(struct fe *fe, const char *name, bool packed)
 {
 	int rc = fe_setup_in_order(fe, H.bad_sock, 5000, packed);
 
-	check(rc == 0, "%s: in-order session on bad set up (%s)", name,
-	      rc ? strerror(-rc) : "ok");
+	check(rc == 0, "%s: in-order session on bad set up (%s)", name, rc ? strerror(-rc) : "ok");
 	return rc;
 }
 

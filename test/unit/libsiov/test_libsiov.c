@@ -317,8 +317,8 @@ static uint64_t queue_counter(struct fixture *f, const char *key)
 	return strtoull(p, NULL, 10);
 }
 
-static void io_check(struct fixture *f, const struct siov_cqe *c, struct io_slot *s,
-		     uint32_t *gen, bool *busy)
+static void io_check(struct fixture *f, const struct siov_cqe *c, struct io_slot *s, uint32_t *gen,
+		     bool *busy)
 {
 	uint8_t *buf = f->buf + (c->cookie % IO_QD) * IO_BLOCK, *want = malloc(IO_BLOCK);
 	uint32_t len = io_len(s->block);
@@ -372,11 +372,12 @@ static void test_in_order_verify(void **state)
 			busy[s->block] = true;
 			if (s->write)
 				fill(buf, io_len(s->block), s->block * 100000u + s->gen);
-			assert_int_equal(s->write ? siov_prep_write(q, buf, io_len(s->block),
-								    (uint64_t)s->block * IO_BLOCK, issued)
-						  : siov_prep_read(q, buf, io_len(s->block),
-								   (uint64_t)s->block * IO_BLOCK, issued),
-					 0);
+			assert_int_equal(
+			    s->write ? siov_prep_write(q, buf, io_len(s->block),
+						       (uint64_t)s->block * IO_BLOCK, issued)
+				     : siov_prep_read(q, buf, io_len(s->block),
+						      (uint64_t)s->block * IO_BLOCK, issued),
+			    0);
 		}
 		assert_true(siov_submit(q) >= 0);
 		n = siov_wait(q, c, IO_QD, 1, 5000);
@@ -727,7 +728,7 @@ static int setup_reconnect(void **state)
 	return setup_reconnecting(state, 3000, 10000, 0);
 }
 
-/* IN_ORDER across a SIGKILL: the rebuilt ring resubmits oldest first, descriptors where they were. */
+/* IN_ORDER across a SIGKILL: the rebuilt ring resubmits oldest first, in the same descriptors. */
 static int setup_reconnect_in_order(void **state)
 {
 	return setup_reconnecting(state, 3000, 10000, SIOV_DEV_F_IN_ORDER);
@@ -904,7 +905,8 @@ int main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(test_backend_gone_irq, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reconnect_poll, setup_reconnect, teardown),
 	    cmocka_unit_test_setup_teardown(test_reconnect_irq, setup_reconnect, teardown),
-	    cmocka_unit_test_setup_teardown(test_reconnect_poll, setup_reconnect_in_order, teardown),
+	    cmocka_unit_test_setup_teardown(test_reconnect_poll, setup_reconnect_in_order,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_reconnect_gives_up, setup_reconnect_short,
 					    teardown),
 	};

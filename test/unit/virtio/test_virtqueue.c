@@ -561,7 +561,7 @@ static void assert_elem(struct fx *fx, uint16_t idx, uint32_t id, uint32_t len)
 	assert_int_equal(e->len, len);
 }
 
-/* The backend finishes the youngest first: nothing shows until the oldest is done, then one entry. */
+/* The youngest finishes first: nothing shows until the oldest is done, then one entry. */
 static void vq_in_order_holds_early_completions_and_batches(void **state)
 {
 	struct fx *fx = *state;
