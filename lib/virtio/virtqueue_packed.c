@@ -679,6 +679,29 @@ static int cmp_key(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Slots from ring position a forward to b (positions with wrap bits); 2 * num if b is behind. */
+static unsigned ring_ahead(const struct siov_vq *vq, uint16_t a, uint16_t b)
+{
+	unsigned pa = a & 0x7fff, pb = b & 0x7fff, n = vq->num;
+
+	if ((a >> 15) == (b >> 15))
+		return pb >= pa ? pb - pa : 2 * n;
+	return pb < pa ? pb + n - pa : pb == pa ? n : 2 * n;
+}
+
+/*
+ * In order, the buffers in flight are the slots from the used position to the
+ * avail one.  A record behind the used position was used already: the crash
+ * came after the position moved and before the record was cleared.
+ */
+static bool ip_stale_in_order(const struct siov_vq *vq, const struct siov_vu_inflight_pbuf *b)
+{
+	const struct siov_vu_inflight_packed *h = vq->inflight_packed;
+	unsigned window = ring_ahead(vq, h->used, h->avail);
+
+	return vq->in_order && window <= vq->num && ring_ahead(vq, h->used, b->pos) >= window;
+}
+
 /* Lists the valid records in flight, oldest first, and rebuilds the free pool around them. */
 static int ip_collect(struct siov_vq *vq)
 {
@@ -700,6 +723,10 @@ static int ip_collect(struct siov_vq *vq)
 		struct siov_vu_inflight_pbuf *b = ip_buf(vq, id);
 		if (b->inflight != 1)
 			continue;
+		if (ip_stale_in_order(vq, b)) {
+			b->inflight = 0;
+			continue;
+		}
 		if (!ip_valid(vq, b, seen)) {
 			SIOV_WARN(
 			    "vdev %s queue %u: dropping a corrupt in-flight record (buffer %u)",

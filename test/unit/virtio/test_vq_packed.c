@@ -796,6 +796,31 @@ static void pk_in_order_restart_after_crash_mid_batch(void **state)
 	assert_false(siov_vq_is_broken(&fx->vq));
 }
 
+/* A crash after the used position moved past a batch, before its records cleared: none is redone. */
+static void pk_in_order_restart_after_crash_past_batch(void **state)
+{
+	struct fx *fx = *state;
+	struct siov_vu_inflight_packed *h;
+	struct siov_vu_inflight_pbuf *b;
+
+	in_order_on(fx);
+	h = attach_records(fx);
+	b = (struct siov_vu_inflight_pbuf *)h->data;
+	drv_add_blk(fx, 1, true); /* slots 0-2 */
+	drv_add_blk(fx, 2, true); /* slots 3-5 */
+	assert_int_equal(siov_vq_pop(&fx->vq, &fx->chain), 1);
+	assert_int_equal(siov_vq_pop(&fx->vq, &fx->chain), 1);
+	add_pop(fx, &one64, 1, 3); /* slot 6: still in flight at the crash */
+	siov_vq_complete(&fx->vq, 2, NULL, 0, 513);
+	siov_vq_complete(&fx->vq, 1, NULL, 0, 513);
+	b[1].inflight = b[2].inflight = 1; /* the crash: position moved, records not cleared */
+	assert_int_equal(restart(fx, 0x8000), 1);
+	assert_int_equal(fx->vq.used_idx, 6);
+	assert_int_equal(siov_vq_pop(&fx->vq, &fx->chain), 1);
+	assert_int_equal(fx->chain.head, 3);
+	assert_false(siov_vq_is_broken(&fx->vq));
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -825,6 +850,7 @@ int main(void)
 	    T(pk_in_order_short_buffer_ends_a_batch),
 	    T(pk_in_order_wraps_around_in_batches),
 	    T(pk_in_order_restart_after_crash_mid_batch),
+	    T(pk_in_order_restart_after_crash_past_batch),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
