@@ -67,10 +67,20 @@ def http_tids(pid):
     return [int(t) for t in os.listdir(f"/proc/{pid}/task") if comm(pid, t).startswith("MHD")]
 
 
+def niced(pid, tid):
+    try:
+        return int(open(f"/proc/{pid}/task/{tid}/stat").read().rsplit(")", 1)[1].split()[16]) > 0
+    except (OSError, ValueError, IndexError):
+        return True  # gone
+
+
 def engine_tid(pid, before, after):
-    """The engine: the thread (not the control or HTTP thread) that ran most while I/O ran."""
+    """The engine: the thread that ran most while I/O ran, leaving out the control
+    thread, the HTTP thread and the niced ones (the state's compaction thread, busy
+    for a while after the VDEVs were created)."""
     others = set(http_tids(pid)) | {pid}
-    return max((t for t in after if t not in others), key=lambda t: after[t] - before.get(t, 0))
+    return max((t for t in after if t not in others and not niced(pid, t)),
+               key=lambda t: after[t] - before.get(t, 0))
 
 
 def pin(tid, cpu):
@@ -164,6 +174,70 @@ def one_run(build, d, port, mode, runtime):
                 load=open("/proc/loadavg").read().split()[0])
 
 
+class Toggled(threading.Thread):
+    """Scrapes back to back while `on` is set."""
+
+    def __init__(self, port, nice):
+        super().__init__(daemon=True)
+        self.port, self.nice, self.on, self.stop = port, nice, threading.Event(), threading.Event()
+        self.cpu_s = 0.0
+
+    def run(self):
+        os.sched_setaffinity(0, allcpus())
+        if self.nice:  # this thread only: Linux takes a thread id
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+        t0 = time.thread_time()
+        while not self.stop.is_set():
+            if self.on.wait(0.02):
+                fetch(self.port)
+        self.cpu_s = time.thread_time() - t0
+
+
+def paired(build, d, port, runtime, nice=0, slice_s=0.5):
+    """One siov-bench run in slices that alternate no scrapes / back-to-back
+    scrapes; each scraped slice against the mean of its two unscraped
+    neighbours, so that the others' load, which drifts over seconds, cancels.
+    nice: the scraper's own (19 leaves out what the client itself costs, as
+    when Prometheus runs on another machine)."""
+    pid = d.p.pid
+    n = max(5, int(runtime * 2 / slice_s) | 1)  # odd: starts and ends unscraped
+    p = subprocess.Popen(bench_cmd(build, d.sock("io"), n * slice_s + 1.5),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sc = Toggled(port, nice)
+    sc.start()
+    try:
+        time.sleep(0.3)
+        a = tasks(pid)
+        time.sleep(0.4)
+        et = engine_tid(pid, a, tasks(pid))
+        marks = []
+        for i in range(n + 1):
+            marks.append((time.monotonic(), engine_counters(d.c)[1], task_ns(pid, et)))
+            if i < n:
+                sc.on.set() if i % 2 else sc.on.clear()
+                time.sleep(slice_s)
+    finally:
+        sc.on.clear()
+        sc.stop.set()
+        sc.join()
+        p.communicate()
+    rate = [((b[1] - a[1]) / (b[0] - a[0]), (b[2] - a[2]) / 1e9 / (b[0] - a[0]))
+            for a, b in zip(marks, marks[1:])]
+    iops, share = [], []
+    for i in range(1, n, 2):
+        quiet = [(rate[i - 1][j] + rate[i + 1][j]) / 2 for j in (0, 1)]
+        if quiet[0] and quiet[1]:
+            iops.append(rate[i][0] / quiet[0])
+            share.append(rate[i][1] / quiet[1])
+    return dict(pairs=len(iops), slice_s=slice_s,
+                iops_ratio=round(statistics.median(iops), 3) if iops else None,
+                iops_ratio_min=round(min(iops), 3) if iops else None,
+                iops_ratio_max=round(max(iops), 3) if iops else None,
+                engine_share_ratio=round(statistics.median(share), 3) if share else None,
+                scraper_cpu_share=round(sc.cpu_s / (n // 2 * slice_s), 3),
+                load=open("/proc/loadavg").read().split()[0])
+
+
 def one_round(build, d, port, k, runtime, modes=None):
     """Round k: one run per mode (the order rotates with k) on a running siovd `d`
     that has a VDEV "io" with one queue."""
@@ -175,6 +249,9 @@ def one_round(build, d, port, k, runtime, modes=None):
         res[m] = one_run(build, d, port, m, runtime)
         print(f"scrape round {k} {m}: " + ", ".join(f"{a} {b}" for a, b in res[m].items()
                                                    if a != "mode"), flush=True)
+    for name, nice in (("paired", 0), ("paired-nice", 19)):
+        res[name] = paired(build, d, port, runtime, nice)
+        print(f"scrape round {k} {name}: {res[name]}", flush=True)
     return res
 
 
@@ -193,9 +270,30 @@ FIGURES = (("iops", "IOPS"),
            ("scrape_ms_median", "scrape wall ms"))
 
 
+PAIRED_DOC = ("paired: one siov-bench run in 0.5 s slices alternating no scrapes and "
+              "back-to-back scrapes; each scraped slice's engine IOPS and engine CPU "
+              "share divided by the mean of its two unscraped neighbours (1.0: scrapes "
+              "cost the engine nothing), median over the pairs of a round.  The scraper "
+              "(Python's urllib, unpinned) at nice 0, and at nice 19 (paired-nice: what "
+              "siovd's side costs without the client's own CPU, as when Prometheus runs "
+              "on another machine).")
+PAIRED_FIGURES = (("iops_ratio", "engine IOPS, scraped / unscraped slices"),
+                  ("iops_ratio_min", "the same, worst pair"),
+                  ("engine_share_ratio", "engine CPU share, scraped / unscraped"),
+                  ("scraper_cpu_share", "the scraper's own CPU / scraped time"),
+                  ("pairs", "pairs"))
+
+
 def section_figures(vd):
     """(id, keys, label, unit, better) for bench/figures.py, per mode."""
     out = []
+    for m, who in (("paired", "scraper at nice 0"), ("paired-nice", "scraper at nice 19")):
+        out.append((f"state.scrape.{m}.iops_ratio", ["scrape_modes", m, "iops_ratio"],
+                    f"engine IOPS in 0.5 s slices of back-to-back scrapes of {vd} VDEVs / in "
+                    f"the unscraped slices beside them ({who})", "x", "higher"))
+        out.append((f"state.scrape.{m}.share_ratio", ["scrape_modes", m, "engine_share_ratio"],
+                    f"engine thread's CPU share in those slices / beside them ({who})", "x",
+                    "higher"))
     for m in MODES:
         what = "no scrapes" if m == "none" else f"scrapes of {vd} VDEVs: {m}"
         out.append((f"state.scrape.{m}.iops", ["scrape_modes", m, "iops"],

@@ -427,6 +427,10 @@ def scrape_md(r, row, hdr):
     for m in scrape_load.MODES:
         for key, label in scrape_load.FIGURES:
             md += row(f"{m}: {label}", "scrape_modes", m, key)
+    md += "\n" + scrape_load.PAIRED_DOC + "\n\n" + hdr
+    for m in ("paired", "paired-nice"):
+        for key, label in scrape_load.PAIRED_FIGURES:
+            md += row(f"{m}: {label}", "scrape_modes", m, key)
     return md
 
 

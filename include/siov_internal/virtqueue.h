@@ -212,7 +212,10 @@ void siov_vq_prefetch(const struct siov_vq *vq, unsigned n);
  * into written[0..n) (device-writable buffers of the chain; a superset is
  * safe), len is the used length the driver sees.  Publishes the used element
  * and then the used index (release), clears the in-flight record, and puts
- * the queue on its runner's used list.
+ * the queue on its runner's used list.  Packed rings bound to a runner write
+ * the used entry now and make it visible in siov_vq_notify() (or
+ * siov_vq_unbind()), so that a round's completions reach the driver together;
+ * a runner must notify every queue on its used list each round.
  *
  * Dirty log: while vq->log is set (live migration, LOG_SHMFD) every page of
  * written[] and of the used element is marked before the used index is

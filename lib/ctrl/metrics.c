@@ -831,9 +831,9 @@ static uint64_t hold_ns(const struct siov_metrics *m)
 {
 	uint64_t h = m->last_render_ns * (100 / METRICS_RENDER_SHARE_PCT - 1);
 
-	return h < METRICS_HOLD_MIN_NS ? METRICS_HOLD_MIN_NS
+	return h < METRICS_HOLD_MIN_NS	 ? METRICS_HOLD_MIN_NS
 	       : h > METRICS_HOLD_MAX_NS ? METRICS_HOLD_MAX_NS
-					  : h;
+					 : h;
 }
 
 /* The exposition to answer with, a reference taken; NULL if memory ran out. */
@@ -892,8 +892,7 @@ static void lower_priority(struct siov_metrics *m)
 		return;
 	m->niced = true;
 	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), METRICS_NICE) < 0)
-		SIOV_DEBUG("metrics: cannot lower the HTTP thread's priority: %s",
-			   strerror(errno));
+		SIOV_DEBUG("metrics: cannot lower the HTTP thread's priority: %s", strerror(errno));
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -914,7 +913,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	lower_priority(m);
 	s = current(m);
 	if (!s)
-		return reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+		return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+			     "no render: out of memory, or stopping\n");
 	/* MHD calls shot_release once the response is sent or dropped, on this thread. */
 	r = MHD_create_response_from_buffer_with_free_callback_cls(s->len, s->p, shot_release, s);
 	if (!r) {
@@ -990,11 +990,10 @@ int siov_metrics_create(const struct siov_metrics_opts *opts, struct siov_metric
 				  "cannot set up the metrics server");
 		goto err;
 	}
-	m->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD |
-				      (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-				  0, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR, &ss,
-				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_MAX_CONNS,
-				  MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+	m->mhd = MHD_start_daemon(
+	    MHD_USE_EPOLL_INTERNAL_THREAD | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0), 0, NULL,
+	    NULL, on_request, m, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)METRICS_MAX_CONNS, MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
 	if (!m->mhd) {
 		rc = siov_err_set(err, -EADDRNOTAVAIL, "cannot serve metrics on %s: %s",
 				  opts->listen, strerror(errno ? errno : EADDRINUSE));

@@ -538,6 +538,9 @@ void siov_vq_bind(struct siov_vq *vq, const struct siov_vq_runner *r)
 
 void siov_vq_unbind(struct siov_vq *vq)
 {
+	/* The runner notifies before it lets go; publish anything it left, to be sure. */
+	if (vq->packed)
+		vq_packed_publish(vq);
 	memset(&vq->run, 0, sizeof(vq->run));
 	vq->on_used_list = false;
 	vq->next_used = NULL;
@@ -548,6 +551,9 @@ void siov_vq_notify(struct siov_vq *vq)
 	uint16_t old, now;
 	bool need;
 
+	/* Packed: a round's used entries become visible together, here. */
+	if (vq->packed)
+		vq_packed_publish(vq);
 	if (!vq->used_dirty)
 		return;
 	vq->used_dirty = false;

@@ -31,18 +31,29 @@
 
 struct siov_vq_packed {
 	unsigned outstanding; /* ring slots popped and not yet used */
-	uint32_t npops;	      /* chains popped from the ring, indexes hist */
+	unsigned npops;	      /* chains popped from the ring and still in hist */
+	uint16_t hist_next;   /* where hist takes the next id */
 	unsigned nfree;	      /* free entries of the in-flight pool */
-	uint16_t *slots;      /* per buffer id: ring slots of its chain; 0: not in flight */
-	uint16_t *pos;	      /* per buffer id: position | wrap << 15 where it was popped */
-	uint16_t *hist;	      /* buffer ids in pop order, circular (for give_back) */
-	uint16_t *free;	      /* free in-flight pool entries, a stack */
+	/*
+	 * Used entries written but not yet visible: the first one's flags wait for
+	 * vq_packed_publish() (the runner's notify), so the driver sees a round's
+	 * completions at once instead of one cache-line handover per request.
+	 */
+	bool pend;
+	uint16_t pend_pos, pend_flags; /* the first unpublished entry and its flags */
+	unsigned npend;		       /* in-flight records to clear when published */
+	uint16_t *slots;	       /* per buffer id: ring slots of its chain; 0: not in flight */
+	uint16_t *pos;		       /* per buffer id: position | wrap << 15 where it was popped */
+	uint16_t *hist;		       /* buffer ids in pop order, circular (for give_back) */
+	uint16_t *free;		       /* free in-flight pool entries, a stack */
+	uint16_t *pend_ids;	       /* buffer ids of the unpublished entries (INFLIGHT only) */
 	uint16_t data[];
 };
 
+/* AVAIL equal to the wrap counter and USED not: one compare. */
 static bool desc_avail(uint16_t flags, bool wrap)
 {
-	return !!(flags & F_AVAIL) == wrap && !!(flags & F_USED) != wrap;
+	return (flags & (F_AVAIL | F_USED)) == (wrap ? F_AVAIL : F_USED);
 }
 
 static void advance(const struct siov_vq *vq, uint16_t *pos, bool *wrap, unsigned n)
@@ -89,13 +100,14 @@ int vq_packed_map(struct siov_vq *vq)
 		return -EINVAL;
 	if (siov_mem_uva_to_gpa(vq->mem, vq->desc_uva, 16 * n, &vq->log_desc_gpa))
 		vq->log_desc_gpa = 0;
-	pk = calloc(1, sizeof(*pk) + 4 * n * sizeof(uint16_t));
+	pk = calloc(1, sizeof(*pk) + 5 * n * sizeof(uint16_t));
 	if (!pk)
 		return -ENOMEM;
 	pk->slots = pk->data;
 	pk->pos = pk->slots + n;
 	pk->hist = pk->pos + n;
 	pk->free = pk->hist + n;
+	pk->pend_ids = pk->free + n;
 	free(vq->pk);
 	vq->pk = pk;
 	/* A ring handed over is drained (GET_VRING_BASE waits for that): used = avail. */
@@ -219,27 +231,26 @@ static int walk_indirect(struct siov_vq *vq, struct siov_vq_chain *c,
 	return 0;
 }
 
-/* One descriptor of a chain: a buffer, or (first and alone in its chain) an indirect table. */
-static int add_desc(struct siov_vq *vq, struct siov_vq_chain *c, const struct vring_packed_desc *d,
-		    bool first)
+/* An indirect descriptor: only as the first and only one of its chain. */
+static int add_indirect(struct siov_vq *vq, struct siov_vq_chain *c,
+			const struct vring_packed_desc *d, bool first)
 {
-	bool writable = d->flags & VRING_DESC_F_WRITE;
-
-	if (d->flags & VRING_DESC_F_INDIRECT) {
-		if (!first) {
-			siov_vq_break(vq, "buffer at %u: indirect descriptor inside a chain",
-				      vq->last_avail_idx);
-			return -EINVAL;
-		}
-		return walk_indirect(vq, c, d);
-	}
-	if (!writable && c->in_num) {
-		siov_vq_break(
-		    vq, "buffer at %u: device-readable descriptor after a device-writable one",
-		    vq->last_avail_idx);
+	if (!first) {
+		siov_vq_break(vq, "buffer at %u: indirect descriptor inside a chain",
+			      vq->last_avail_idx);
 		return -EINVAL;
 	}
-	return vq_chain_add(vq, c, d->addr, d->len, writable);
+	return walk_indirect(vq, c, d);
+}
+
+/* One descriptor of a chain: a buffer (small enough to inline), or an indirect table. */
+static inline int add_desc(struct siov_vq *vq, struct siov_vq_chain *c,
+			   const struct vring_packed_desc *d, bool first)
+{
+	if (__builtin_expect(d->flags & VRING_DESC_F_INDIRECT, 0))
+		return add_indirect(vq, c, d, first);
+	/* vq_chain_add() refuses a readable descriptor after a writable one. */
+	return vq_chain_add(vq, c, d->addr, d->len, d->flags & VRING_DESC_F_WRITE);
 }
 
 /*
@@ -335,7 +346,11 @@ int vq_packed_pop(struct siov_vq *vq, struct siov_vq_chain *c)
 	}
 	c->head = d.id;
 	take(vq, d.id, w.slots, start);
-	pk->hist[pk->npops++ % vq->num] = d.id;
+	/* No division on the hot path: the ring size need not be a power of two. */
+	pk->hist[pk->hist_next] = d.id;
+	pk->hist_next = pk->hist_next + 1u == vq->num ? 0 : (uint16_t)(pk->hist_next + 1);
+	if (pk->npops < vq->num)
+		pk->npops++;
 	advance(vq, &vq->last_avail_idx, &vq->avail_wrap, w.slots);
 	vq->last_pop = SIOV_VQ_POP_RING;
 	if (vq->inflight_packed)
@@ -384,7 +399,9 @@ static void give_back_one(struct siov_vq *vq)
 
 	if (!pk->npops)
 		return;
-	id = pk->hist[--pk->npops % vq->num];
+	pk->npops--;
+	pk->hist_next = pk->hist_next ? (uint16_t)(pk->hist_next - 1) : (uint16_t)(vq->num - 1);
+	id = pk->hist[pk->hist_next];
 	pos = pk->pos[id];
 	vq->last_avail_idx = pos & 0x7fff;
 	vq->avail_wrap = pos >> 15;
@@ -444,93 +461,124 @@ static void log_desc(struct siov_vq *vq, uint16_t pos)
 }
 
 /*
- * Stores the first used entry's flags, which show the driver every entry
- * written after it, and moves the used position (and its record) to pos.
+ * Makes the written used entries visible: the first one's flags, stored last
+ * (release: the entries after it, their data and status bytes before it), then
+ * the in-flight records catch up.  The runner calls it once per round through
+ * siov_vq_notify(), before deciding whether to call the driver.
  */
-static void publish_first(struct siov_vq *vq, uint16_t start, uint16_t flags, uint16_t pos,
-			  bool wrap)
+void vq_packed_publish(struct siov_vq *vq)
 {
-	__atomic_store_n(&vq->pdesc[start].flags, flags, __ATOMIC_RELEASE);
-	vq->used_idx = pos;
-	vq->used_wrap = wrap;
+	struct siov_vq_packed *pk = vq->pk;
+	unsigned i;
+
+	if (!pk || !pk->pend)
+		return;
+	pk->pend = false;
+	__atomic_store_n(&vq->pdesc[pk->pend_pos].flags, pk->pend_flags, __ATOMIC_RELEASE);
 	if (unlikely_log(vq))
-		log_desc(vq, start);
-	if (vq->inflight_packed)
-		__atomic_store_n(&vq->inflight_packed->used, siov_vq_packed_base(pos, wrap),
-				 __ATOMIC_RELEASE);
+		log_desc(vq, pk->pend_pos);
+	if (vq->inflight_packed) {
+		__atomic_store_n(&vq->inflight_packed->used,
+				 siov_vq_packed_base(vq->used_idx, vq->used_wrap), __ATOMIC_RELEASE);
+		for (i = 0; i < pk->npend; i++)
+			ip_end(vq, pk->pend_ids[i]);
+	}
+	pk->npend = 0;
 }
 
+/*
+ * Writes one used entry at *pos for buffer @id, covering @slots ring slots,
+ * and moves *pos past them.  Every entry's flags but the first unpublished
+ * one's go in at once: the driver reads entries in ring order, so none shows
+ * before that first one, whose flags vq_packed_publish() stores when the
+ * runner notifies (at once without a runner).
+ */
+static void put_used(struct siov_vq *vq, uint16_t *pos, uint16_t *used, uint16_t id, uint32_t len,
+		     unsigned slots)
+{
+	struct siov_vq_packed *pk = vq->pk;
+	struct vring_packed_desc *d = &vq->pdesc[*pos];
+
+	d->id = id;
+	d->len = len;
+	if (!pk->pend) {
+		pk->pend = true;
+		pk->pend_pos = *pos;
+		pk->pend_flags = *used;
+	} else {
+		__atomic_store_n(&d->flags, *used, __ATOMIC_RELEASE);
+		if (unlikely_log(vq))
+			log_desc(vq, *pos);
+	}
+	*pos = (uint16_t)(*pos + slots);
+	if (*pos >= vq->num) {
+		*pos = (uint16_t)(*pos - vq->num);
+		vq->used_wrap = !vq->used_wrap;
+		*used ^= F_AVAIL | F_USED;
+	}
+}
+
+/* A buffer used: its slots leave the books, its record ends when the entries are published. */
+static unsigned retire(struct siov_vq *vq, uint16_t id)
+{
+	struct siov_vq_packed *pk = vq->pk;
+	unsigned slots = pk->slots[id];
+
+	if (vq->inflight_packed && pk->npend < vq->num)
+		pk->pend_ids[pk->npend++] = id;
+	pk->outstanding -= slots;
+	pk->slots[id] = NOT_IN_FLIGHT;
+	return slots;
+}
+
+/* Writes the used entries at the used position (put_used). */
 void vq_packed_complete(struct siov_vq *vq, const struct siov_vq_used_elem *elems, unsigned nelems,
 			const struct iovec *written, unsigned n)
 {
 	struct siov_vq_packed *pk = vq->pk;
-	uint16_t pos = vq->used_idx, start = vq->used_idx, head_flags;
-	bool wrap = vq->used_wrap;
+	uint16_t pos = vq->used_idx, used = vq->used_wrap ? (F_AVAIL | F_USED) : 0;
 	unsigned i;
 
 	if (!nelems || !check_done(vq, elems, nelems))
 		return;
 	if (unlikely_log(vq) && vq_log_written(vq, written, n))
 		return;
-	head_flags = vq->used_wrap ? (F_AVAIL | F_USED) : 0;
-	for (i = 0; i < nelems; i++) {
-		struct vring_packed_desc *d = &vq->pdesc[pos];
-		uint16_t id = elems[i].head;
-		d->id = id;
-		d->len = elems[i].len;
-		/* Entries after the first may show at once: the driver reads from the first. */
-		if (i) {
-			__atomic_store_n(&d->flags, wrap ? (F_AVAIL | F_USED) : 0,
-					 __ATOMIC_RELEASE);
-			if (unlikely_log(vq))
-				log_desc(vq, pos);
-		}
-		advance(vq, &pos, &wrap, pk->slots[id]);
-		pk->outstanding -= pk->slots[id];
-		pk->slots[id] = NOT_IN_FLIGHT;
-	}
-	/* The driver must see the entries (and the data) before the first one's flags. */
-	publish_first(vq, start, head_flags, pos, wrap);
-	for (i = 0; vq->inflight_packed && i < nelems; i++)
-		ip_end(vq, elems[i].head);
+	/* A driver reusing ids it has not seen completed could fill the list: publish first. */
+	if (pk->npend + nelems > vq->num)
+		vq_packed_publish(vq);
+	for (i = 0; i < nelems; i++)
+		put_used(vq, &pos, &used, elems[i].head, elems[i].len, retire(vq, elems[i].head));
+	vq->used_idx = pos;
+	if (!vq->run.used)
+		vq_packed_publish(vq);
 	vq_mark_used(vq);
 }
 
 /*
  * In order: the k oldest buffers are done.  Each batch gets one used entry,
- * over its first buffer's first slot, with the id of its last buffer; the
- * used position then skips every slot of the batch.  As above, the first
- * entry's flags are stored last, so the driver sees the whole run at once.
+ * over its first buffer's first slot, with the id of its last buffer, and the
+ * used position skips every slot of the batch; published as above.
  */
 void vq_packed_publish_order(struct siov_vq *vq, unsigned k)
 {
 	struct siov_vq_packed *pk = vq->pk;
-	uint16_t pos = vq->used_idx, start = vq->used_idx, bpos = pos;
-	bool wrap = vq->used_wrap, bwrap = wrap;
-	unsigned i;
+	uint16_t pos = vq->used_idx, used = vq->used_wrap ? (F_AVAIL | F_USED) : 0;
+	unsigned i, slots = 0;
 
+	if (pk->npend + k > vq->num)
+		vq_packed_publish(vq);
 	for (i = 0; i < k; i++) {
 		uint16_t id = vq_order_id(vq, i);
-		advance(vq, &pos, &wrap, pk->slots[id]);
-		pk->outstanding -= pk->slots[id];
-		pk->slots[id] = NOT_IN_FLIGHT;
+		slots += retire(vq, id);
 		if (!vq_order_batch_end(vq, i, k))
 			continue;
-		vq->pdesc[bpos].id = id;
-		vq->pdesc[bpos].len = vq->ord->len[id];
+		put_used(vq, &pos, &used, id, vq->ord->len[id], slots);
+		slots = 0;
 		SIOV_STAT_ADD(vq->stats.order_entries, 1);
-		if (bpos != start) {
-			__atomic_store_n(&vq->pdesc[bpos].flags, bwrap ? (F_AVAIL | F_USED) : 0,
-					 __ATOMIC_RELEASE);
-			if (unlikely_log(vq))
-				log_desc(vq, bpos);
-		}
-		bpos = pos;
-		bwrap = wrap;
 	}
-	publish_first(vq, start, vq->used_wrap ? (F_AVAIL | F_USED) : 0, pos, wrap);
-	for (i = 0; vq->inflight_packed && i < k; i++)
-		ip_end(vq, vq_order_id(vq, i));
+	vq->used_idx = pos;
+	if (!vq->run.used)
+		vq_packed_publish(vq);
 	vq_mark_used(vq);
 }
 

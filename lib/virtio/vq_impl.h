@@ -87,6 +87,8 @@ void vq_packed_unpop(struct siov_vq *vq);
 void vq_packed_give_back(struct siov_vq *vq, unsigned n);
 void vq_packed_complete(struct siov_vq *vq, const struct siov_vq_used_elem *elems, unsigned nelems,
 			const struct iovec *written, unsigned n);
+/* Makes the used entries written since the last call visible to the driver. */
+void vq_packed_publish(struct siov_vq *vq);
 bool vq_packed_need_notify(struct siov_vq *vq);
 bool vq_packed_has_avail(const struct siov_vq *vq);
 void vq_packed_set_notify(struct siov_vq *vq, bool on);

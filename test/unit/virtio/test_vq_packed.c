@@ -659,6 +659,52 @@ static void pk_restart_after_crash_mid_completion(void **state)
 	assert_int_equal(id, 7);
 }
 
+/*
+ * With a runner, a round's used entries become visible together when it
+ * notifies: before that the driver sees none and the records stay in flight
+ * (a crash then resubmits them); after it, all of them, records cleared.
+ */
+static void pk_runner_publishes_at_notify(void **state)
+{
+	struct fx *fx = *state;
+	struct siov_vu_inflight_packed *h = attach_records(fx);
+	struct siov_vu_inflight_pbuf *b = (struct siov_vu_inflight_pbuf *)h->data;
+	struct siov_vq_used_list used = {0};
+	uint16_t id;
+	uint32_t len;
+
+	siov_vq_bind(&fx->vq, &(struct siov_vq_runner){.used = &used});
+	drv_add_blk(fx, 1, true);
+	drv_add_blk(fx, 2, true);
+	assert_int_equal(siov_vq_pop(&fx->vq, &fx->chain), 1);
+	assert_int_equal(siov_vq_pop(&fx->vq, &fx->chain), 1);
+	siov_vq_complete(&fx->vq, 2, NULL, 0, 7);
+	siov_vq_complete(&fx->vq, 1, NULL, 0, 9);
+	assert_false(drv_get_used(fx, 3, &id, &len));
+	assert_int_equal(b[1].inflight, 1);
+	assert_int_equal(b[2].inflight, 1);
+	assert_int_equal(h->used, 0x8000);
+	assert_ptr_equal(siov_vq_used_list_pop(&used), &fx->vq);
+	siov_vq_notify(&fx->vq);
+	assert_true(drv_get_used(fx, 3, &id, &len));
+	assert_int_equal(id, 2);
+	assert_int_equal(len, 7);
+	assert_true(drv_get_used(fx, 3, &id, &len));
+	assert_int_equal(id, 1);
+	assert_int_equal(b[1].inflight, 0);
+	assert_int_equal(b[2].inflight, 0);
+	assert_int_equal(h->used, 0x8000 | 6);
+	/* A completion left when the runner lets go is published then. */
+	drv_add_blk(fx, 3, true);
+	assert_int_equal(siov_vq_pop(&fx->vq, &fx->chain), 1);
+	siov_vq_complete(&fx->vq, 3, NULL, 0, 1);
+	assert_false(drv_get_used(fx, 3, &id, &len));
+	siov_vq_unbind(&fx->vq);
+	assert_true(drv_get_used(fx, 3, &id, &len));
+	assert_int_equal(id, 3);
+	assert_false(siov_vq_is_broken(&fx->vq));
+}
+
 /* Records the front end scribbled on are dropped, never followed outside the pool. */
 static void pk_corrupt_records_are_dropped(void **state)
 {
@@ -838,6 +884,7 @@ int main(void)
 	    T(pk_restart_resubmits_what_was_in_flight),
 	    T(pk_restart_after_crash_mid_completion),
 	    T(pk_corrupt_records_are_dropped),
+	    T(pk_runner_publishes_at_notify),
 	    T(pk_in_order_holds_and_batches),
 	    T(pk_in_order_short_buffer_ends_a_batch),
 	    T(pk_in_order_wraps_around_in_batches),
