@@ -153,6 +153,13 @@ struct siov_vq {
 	struct siov_vq *next_used;
 	uint16_t signalled_used;
 	bool signalled_used_valid;
+	/*
+	 * Split: entries the driver had published past last_avail_idx when we last
+	 * read avail->idx.  That index is the line the driver writes per request:
+	 * reading it once per batch, not per pop, keeps it from bouncing between
+	 * the two cores.  Zeroed by siov_vq_map_rings().
+	 */
+	uint16_t avail_cached;
 	uint64_t inflight_counter;
 	/* The device model has work of its own (held requests to look at): run me. */
 	bool dev_wants_run;
@@ -251,7 +258,7 @@ struct siov_vq *siov_vq_used_list_pop(struct siov_vq_used_list *l);
 /* Signals the call fd if the driver wants to hear about the new used entries. */
 void siov_vq_notify(struct siov_vq *vq);
 /* True if the avail ring has entries we have not consumed, or chains wait to be resubmitted. */
-bool siov_vq_has_work(const struct siov_vq *vq);
+bool siov_vq_has_work(struct siov_vq *vq);
 /* Ask the driver for kicks again; returns true if work arrived meanwhile. */
 bool siov_vq_enable_notify(struct siov_vq *vq);
 /* Tell the driver not to kick: we are polling. */

@@ -59,6 +59,7 @@ static int map_split(struct siov_vq *vq)
 {
 	uint64_t n = vq->num;
 
+	vq->avail_cached = 0;
 	/* Split rings index modulo the size, so it must divide 65536. */
 	if (n & (n - 1))
 		return -EINVAL;
@@ -290,14 +291,39 @@ void siov_vq_unpop(struct siov_vq *vq)
 	/* The in-flight record stays set; the next pop sets it again. */
 	if (vq->last_pop == SIOV_VQ_POP_RESUBMIT)
 		vq->resubmit_pos--;
-	else if (vq->last_pop == SIOV_VQ_POP_RING)
+	else if (vq->last_pop == SIOV_VQ_POP_RING) {
 		vq->last_avail_idx--;
+		vq->avail_cached++;
+	}
 	vq->last_pop = SIOV_VQ_POP_NONE;
+}
+
+/*
+ * Split: how many entries past last_avail_idx the driver has published,
+ * reading avail->idx only when the last read's entries are used up.  -EINVAL
+ * (queue broken) if the index runs more than a ring ahead.
+ */
+static int split_avail(struct siov_vq *vq)
+{
+	uint16_t avail_idx, n;
+
+	if (vq->avail_cached)
+		return vq->avail_cached;
+	avail_idx = __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE);
+	n = (uint16_t)(avail_idx - vq->last_avail_idx);
+	if (n > vq->num) {
+		siov_vq_break(vq, "avail index %u is more than %u ahead of %u", avail_idx, vq->num,
+			      vq->last_avail_idx);
+		return -EINVAL;
+	}
+	vq->avail_cached = n;
+	return n;
 }
 
 static int pop(struct siov_vq *vq, struct siov_vq_chain *c)
 {
-	uint16_t avail_idx, head;
+	uint16_t head;
+	int n;
 
 	vq->last_pop = SIOV_VQ_POP_NONE;
 	if (siov_vq_is_broken(vq))
@@ -306,21 +332,19 @@ static int pop(struct siov_vq *vq, struct siov_vq_chain *c)
 		return pop_resubmit(vq, c);
 	if (vq->packed)
 		return vq_packed_pop(vq, c);
-	avail_idx = __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE);
-	if (avail_idx == vq->last_avail_idx)
-		return 0;
-	if ((uint16_t)(avail_idx - vq->last_avail_idx) > vq->num) {
-		siov_vq_break(vq, "avail index %u is more than %u ahead of %u", avail_idx, vq->num,
-			      vq->last_avail_idx);
-		return -EINVAL;
-	}
-	head = __atomic_load_n(&vq->avail->ring[vq->last_avail_idx % vq->num], __ATOMIC_RELAXED);
+	n = split_avail(vq);
+	if (n <= 0)
+		return n;
+	/* The size is a power of two (siov_vq_map_rings): a mask, not a division. */
+	head = __atomic_load_n(&vq->avail->ring[vq->last_avail_idx & (vq->num - 1)],
+			       __ATOMIC_RELAXED);
 	if (head >= vq->num) {
 		siov_vq_break(vq, "avail entry %u: head %u out of range (%u)", vq->last_avail_idx,
 			      head, vq->num);
 		return -EINVAL;
 	}
 	vq->last_avail_idx++;
+	vq->avail_cached--;
 	vq->last_pop = SIOV_VQ_POP_RING;
 	vq_chain_reset(c, head);
 	if (walk_chain(vq, c))
@@ -341,15 +365,16 @@ int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *c)
 
 void siov_vq_prefetch(const struct siov_vq *vq, unsigned n)
 {
-	uint16_t avail, i = vq->last_avail_idx;
+	uint16_t i = vq->last_avail_idx, end;
 
 	/* A packed ring's next chains are the descriptors right after: the hardware prefetches. */
 	if (vq->packed)
 		return;
-	avail = __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE);
-
-	for (; i != avail && n; i++, n--) {
-		uint16_t head = __atomic_load_n(&vq->avail->ring[i % vq->num], __ATOMIC_RELAXED);
+	/* Only what the last read of avail->idx showed: no extra trip to the driver's line. */
+	end = (uint16_t)(i + SIOV_MIN(n, (unsigned)vq->avail_cached));
+	for (; i != end; i++) {
+		uint16_t head =
+		    __atomic_load_n(&vq->avail->ring[i & (vq->num - 1)], __ATOMIC_RELAXED);
 		if (head < vq->num)
 			__builtin_prefetch(&vq->desc[head]);
 	}
@@ -413,7 +438,7 @@ void siov_vq_complete_many(struct siov_vq *vq, const struct siov_vq_used_elem *e
 		return;
 	}
 	for (i = 0; i < nelems; i++) {
-		uint16_t slot = (uint16_t)(vq->used_idx + i) % vq->num;
+		uint16_t slot = (uint16_t)(vq->used_idx + i) & (vq->num - 1);
 		struct vring_used_elem *e = &vq->used->ring[slot];
 
 		e->id = elems[i].head;
@@ -497,6 +522,7 @@ void siov_vq_give_back(struct siov_vq *vq, unsigned n)
 		return;
 	}
 	vq->last_avail_idx = (uint16_t)(vq->last_avail_idx - n);
+	vq->avail_cached = (uint16_t)(vq->avail_cached + n);
 	vq->last_pop = SIOV_VQ_POP_NONE;
 }
 
@@ -579,13 +605,13 @@ void siov_vq_notify(struct siov_vq *vq)
 		eventfd_write(vq->log_fd, 1);
 }
 
-bool siov_vq_has_work(const struct siov_vq *vq)
+bool siov_vq_has_work(struct siov_vq *vq)
 {
 	if (vq->packed)
 		return vq_packed_has_avail(vq) || vq->resubmit_pos < vq->resubmit_num ||
 		       vq->dev_wants_run;
-	return __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE) != vq->last_avail_idx ||
-	       vq->resubmit_pos < vq->resubmit_num || vq->dev_wants_run;
+	/* A ring that broke here has work: the pop that follows reports it. */
+	return split_avail(vq) != 0 || vq->resubmit_pos < vq->resubmit_num || vq->dev_wants_run;
 }
 
 /* The flags and avail_event words are front-end memory as well. */
