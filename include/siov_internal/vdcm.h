@@ -164,7 +164,8 @@ struct siov_queue_stats {
 	uint64_t inflight;
 	uint64_t latency_ns_total; /* sum over completed requests */
 	uint64_t kicks;
-	uint64_t lat_hist[SIOV_LAT_BUCKETS]; /* see siov_lat_bucket() */
+	uint64_t avail_reads, used_writes, calls; /* see struct siov_vq_stats */
+	uint64_t lat_hist[SIOV_LAT_BUCKETS];	  /* see siov_lat_bucket() */
 };
 
 struct siov_vdev_info {
