@@ -311,7 +311,7 @@ static void collect_vdev(const struct siov_vdev_info *info, void *arg)
 {
 	struct rows *rs = arg;
 	struct vrow *r;
-	int n;
+	size_t n;
 
 	if (rs->failed || !rows_grow(rs, info->nqueues)) {
 		rs->failed = true;
@@ -319,9 +319,14 @@ static void collect_vdev(const struct siov_vdev_info *info, void *arg)
 	}
 	r = &rs->v[rs->n];
 	memset(r, 0, sizeof(*r));
-	n = snprintf(r->lbl, sizeof(r->lbl), "{vdev=\"%s\"", info->conf->name);
-	r->lbl_len = n > 0 && (size_t)n < sizeof(r->lbl) ? (size_t)n : strlen(r->lbl);
-	snprintf(r->backend, sizeof(r->backend), "%s", info->conf->backend);
+	/* Copied, not printed: snprintf was a quarter of the control thread's part. */
+	n = strnlen(info->conf->name, SIOV_NAME_MAX - 1);
+	memcpy(r->lbl, "{vdev=\"", 7);
+	memcpy(r->lbl + 7, info->conf->name, n);
+	r->lbl[7 + n] = '"';
+	r->lbl_len = 8 + n;
+	n = strnlen(info->conf->backend, SIOV_NAME_MAX - 1);
+	memcpy(r->backend, info->conf->backend, n);
 	r->connected = info->connected;
 	r->broken = info->broken_reason != NULL;
 	r->qos_admitted = info->qos.admitted;
