@@ -346,9 +346,9 @@ static int64_t vring_fd(struct fx *f, uint32_t req, uint32_t index, int fd)
 }
 
 /* Queue 0 fully set up and enabled: the server hands it to the engine. */
-static void start_queue0(struct fx *f)
+/* Memory and queue 0 at base 0, up to the kick; SET_VRING_ENABLE is left to the caller. */
+static void ring_up(struct fx *f)
 {
-	negotiate(f);
 	mem_table(f);
 	assert_int_equal(vring_state(f, VHOST_USER_SET_VRING_NUM, 0, QSIZE), 0);
 	assert_int_equal(vring_state(f, VHOST_USER_SET_VRING_BASE, 0, 0), 0);
@@ -356,6 +356,12 @@ static void start_queue0(struct fx *f)
 			 0);
 	assert_int_equal(vring_fd(f, VHOST_USER_SET_VRING_CALL, 0, f->call), 0);
 	assert_int_equal(vring_fd(f, VHOST_USER_SET_VRING_KICK, 0, f->kick), 0);
+}
+
+static void start_queue0(struct fx *f)
+{
+	negotiate(f);
+	ring_up(f);
 	/* With PROTOCOL_FEATURES a ring starts disabled. */
 	assert_string_equal(siov_vu_server_state(f->srv), "connected");
 	assert_int_equal(vring_state(f, VHOST_USER_SET_VRING_ENABLE, 0, 1), 0);
@@ -884,13 +890,7 @@ static void t_inflight_in_order_restart(void **state)
 	u->idx = 2;
 	iq->last_batch_head = 2;
 	iq->used_idx = 0;
-	mem_table(f);
-	assert_int_equal(vring_state(f, VHOST_USER_SET_VRING_NUM, 0, QSIZE), 0);
-	assert_int_equal(vring_state(f, VHOST_USER_SET_VRING_BASE, 0, 0), 0);
-	assert_int_equal(vring_addr(f, 0, uva(f, DESC_OFF), uva(f, AVAIL_OFF), uva(f, USED_OFF)),
-			 0);
-	assert_int_equal(vring_fd(f, VHOST_USER_SET_VRING_CALL, 0, f->call), 0);
-	assert_int_equal(vring_fd(f, VHOST_USER_SET_VRING_KICK, 0, f->kick), 0);
+	ring_up(f); /* base 0: stale, as QEMU sends after a back end died */
 	assert_int_equal(vring_state(f, VHOST_USER_SET_VRING_ENABLE, 0, 1), 0);
 	for (i = 0; i < 5000 && __atomic_load_n(&u->idx, __ATOMIC_ACQUIRE) != 3; i++)
 		usleep(1000);
