@@ -58,6 +58,12 @@ struct siov_vq_stats {
 	uint64_t requests, reads, writes, flushes, discards, write_zeroes, get_ids;
 	uint64_t bytes_read, bytes_written, errors, latency_ns_total, kicks;
 	uint64_t inflight;
+	/*
+	 * What a driver's pattern costs in shared-memory traffic: split-ring
+	 * avail->idx loads and used index publications, and call
+	 * eventfd writes.  Per request they say how well the queue batches.
+	 */
+	uint64_t avail_reads, used_writes, calls;
 	uint64_t lat_hist[SIOV_LAT_BUCKETS];
 	/* IN_ORDER: completions held for an older buffer, used entries written, buffers used. */
 	uint64_t order_held, order_entries, order_used;
@@ -149,6 +155,7 @@ struct siov_vq {
 	bool notify_enabled;
 	uint8_t last_pop;  /* where the last chain popped came from, for siov_vq_unpop() */
 	bool used_dirty;   /* used ring advanced since the last notify */
+	bool used_unpublished; /* split: used elements written past used->idx (siov_vq_notify) */
 	bool on_used_list; /* on run.used */
 	struct siov_vq *next_used;
 	uint16_t signalled_used;
@@ -219,10 +226,12 @@ void siov_vq_prefetch(const struct siov_vq *vq, unsigned n);
  * into written[0..n) (device-writable buffers of the chain; a superset is
  * safe), len is the used length the driver sees.  Publishes the used element
  * and then the used index (release), clears the in-flight record, and puts
- * the queue on its runner's used list.  Packed rings bound to a runner write
- * the used entry now and make it visible in siov_vq_notify() (or
- * siov_vq_unbind()), so that a round's completions reach the driver together;
- * a runner must notify every queue on its used list each round.
+ * the queue on its runner's used list.  Rings bound to a runner write the
+ * used entry now and make it visible in siov_vq_notify() (or
+ * siov_vq_unbind()), so that a round's completions reach the driver together
+ * (split rings with in-flight records publish at once: a record is cleared
+ * only once the index covers it); a runner must notify every queue on its
+ * used list each round.
  *
  * Dirty log: while vq->log is set (live migration, LOG_SHMFD) every page of
  * written[] and of the used element is marked before the used index is

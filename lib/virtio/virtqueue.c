@@ -310,6 +310,7 @@ static int split_avail(struct siov_vq *vq)
 	if (vq->avail_cached)
 		return vq->avail_cached;
 	avail_idx = __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE);
+	SIOV_STAT_ADD(vq->stats.avail_reads, 1);
 	n = (uint16_t)(avail_idx - vq->last_avail_idx);
 	if (n > vq->num) {
 		siov_vq_break(vq, "avail index %u is more than %u ahead of %u", avail_idx, vq->num,
@@ -423,6 +424,19 @@ static int log_completion(struct siov_vq *vq, const struct iovec *written, unsig
 	return 0;
 }
 
+/* Publishes the used elements written so far (split): one index store however many there are. */
+static void publish_used(struct siov_vq *vq)
+{
+	if (!vq->used_unpublished)
+		return;
+	vq->used_unpublished = false;
+	/* The driver must see the elements before the index that covers them. */
+	__atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
+	SIOV_STAT_ADD(vq->stats.used_writes, 1);
+	if (unlikely_log(vq))
+		vq_log_used(vq, offsetof(struct vring_used, idx), sizeof(uint16_t));
+}
+
 void siov_vq_complete_many(struct siov_vq *vq, const struct siov_vq_used_elem *elems,
 			   unsigned nelems, const struct iovec *written, unsigned n)
 {
@@ -451,19 +465,26 @@ void siov_vq_complete_many(struct siov_vq *vq, const struct siov_vq_used_elem *e
 			return;
 	}
 	vq->used_idx = (uint16_t)(vq->used_idx + nelems);
+	vq->used_unpublished = true;
+	/*
+	 * A runner calls siov_vq_notify() for this queue before its round ends,
+	 * and that publishes the index: a round's completions cost the driver one
+	 * cache miss on used->idx, not one each.  Without a runner, or with
+	 * in-flight records (cleared only once the index covers them, so that a
+	 * successor never loses a request), publish now.
+	 */
+	vq_mark_used(vq);
+	if (vq->run.used && !q)
+		return;
 	/* Lets a successor tell, after a crash right here, which record is stale. */
 	if (q && nelems)
 		q->last_batch_head = elems[nelems - 1].head;
-	/* The driver must see the elements before the index that covers them. */
-	__atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
-	if (unlikely_log(vq))
-		vq_log_used(vq, offsetof(struct vring_used, idx), sizeof(uint16_t));
+	publish_used(vq);
 	for (i = 0; q && i < nelems; i++) {
 		if (elems[i].head < vq->num)
 			q->desc[elems[i].head].inflight = 0;
 		q->used_idx = vq->used_idx;
 	}
-	vq_mark_used(vq);
 }
 
 /*
@@ -567,6 +588,8 @@ void siov_vq_unbind(struct siov_vq *vq)
 	/* The runner notifies before it lets go; publish anything it left, to be sure. */
 	if (vq->packed)
 		vq_packed_publish(vq);
+	else
+		publish_used(vq);
 	memset(&vq->run, 0, sizeof(vq->run));
 	vq->on_used_list = false;
 	vq->next_used = NULL;
@@ -577,9 +600,11 @@ void siov_vq_notify(struct siov_vq *vq)
 	uint16_t old, now;
 	bool need;
 
-	/* Packed: a round's used entries become visible together, here. */
+	/* A round's used entries become visible together, here (both ring formats). */
 	if (vq->packed)
 		vq_packed_publish(vq);
+	else
+		publish_used(vq);
 	if (!vq->used_dirty)
 		return;
 	vq->used_dirty = false;
@@ -599,8 +624,10 @@ void siov_vq_notify(struct siov_vq *vq)
 		need = !(__atomic_load_n(&vq->avail->flags, __ATOMIC_RELAXED) &
 			 VRING_AVAIL_F_NO_INTERRUPT);
 	}
-	if (need && vq->call_fd >= 0)
+	if (need && vq->call_fd >= 0) {
 		eventfd_write(vq->call_fd, 1);
+		SIOV_STAT_ADD(vq->stats.calls, 1);
+	}
 	if (unlikely_log(vq) && vq->log_fd >= 0)
 		eventfd_write(vq->log_fd, 1);
 }
