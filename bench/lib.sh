@@ -31,8 +31,8 @@ trap bench_cleanup EXIT
 
 have_siovd() { [ -x "$SIOVD" ] && [ -x "$SIOVCTL" ] && [ -x "$BENCH" ]; }
 
-wait_sock() { # path pid
-	for _ in $(seq 500); do
+wait_sock() { # path pid (SOCK_WAIT: tries of 10 ms, default 500)
+	for _ in $(seq "${SOCK_WAIT:-500}"); do
 		[ -S "$1" ] && return 0
 		kill -0 "$2" 2>/dev/null || return 1
 		sleep 0.01
@@ -71,7 +71,9 @@ start_siovd() {
 	local be=$1
 	shift
 	mkdir -p "$WORK/state"
-	taskset -c "$TCPU" "$SIOVD" --rpc-socket "$WORK/rpc.sock" --state-dir "$WORK/state" "$@" \
+	# SIOVD_WRAP: a command siovd runs under (packed.sh counts instructions with valgrind).
+	# shellcheck disable=SC2086
+	taskset -c "$TCPU" ${SIOVD_WRAP:-} "$SIOVD" --rpc-socket "$WORK/rpc.sock" --state-dir "$WORK/state" "$@" \
 		>"$WORK/target.log" 2>&1 &
 	TPID=$!
 	wait_sock "$WORK/rpc.sock" "$TPID" || return 1
@@ -141,7 +143,8 @@ run_target() {
 		return 1
 	fi
 	disk_mark "$out"
-	taskset -c "$LCPU" "$BENCH" --socket "$WORK/vu.sock" --runtime "$RUNTIME" \
+	# shellcheck disable=SC2086
+	taskset -c "$LCPU" ${BENCH_WRAP:-} "$BENCH" --socket "$WORK/vu.sock" --runtime "$RUNTIME" \
 		--target-pid "$TPID" --json "$@" >"$out.tmp" && head -1 "$out.tmp" >"$out"
 	disk_mark "$out"
 	rm -f "$out.tmp"
