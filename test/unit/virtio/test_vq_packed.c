@@ -660,6 +660,40 @@ static void pk_restart_after_crash_mid_completion(void **state)
 }
 
 /*
+ * A crash after the records were cleared but before the used position moved
+ * (the order siovd publishes in): the restart finds the visible entry ahead
+ * of the recorded position, moves past it and does not redo it.
+ */
+static void pk_restart_after_crash_before_position(void **state)
+{
+	struct fx *fx = *state;
+	struct siov_vu_inflight_packed *h;
+	uint16_t used_before, id;
+	uint32_t len;
+
+	h = attach_records(fx);
+	drv_add_blk(fx, 6, true);
+	drv_add_blk(fx, 7, true);
+	assert_int_equal(siov_vq_pop(&fx->vq, &fx->chain), 1);
+	assert_int_equal(siov_vq_pop(&fx->vq, &fx->chain), 1);
+	used_before = h->used;
+	siov_vq_complete(&fx->vq, 6, NULL, 0, 1);
+	assert_int_equal(((struct siov_vu_inflight_pbuf *)h->data)[6].inflight, 0);
+	h->used = used_before; /* the crash: the position's store never happened */
+	assert_int_equal(restart(fx, 0x8000), 1);
+	assert_int_equal(fx->vq.used_idx, 3);
+	assert_int_equal(siov_vq_pop(&fx->vq, &fx->chain), 1);
+	assert_int_equal(fx->chain.head, 7);
+	assert_int_equal(siov_vq_pop(&fx->vq, &fx->chain), 0);
+	siov_vq_complete(&fx->vq, 7, NULL, 0, 1);
+	assert_true(drv_get_used(fx, 3, &id, &len));
+	assert_int_equal(id, 6);
+	assert_true(drv_get_used(fx, 3, &id, &len));
+	assert_int_equal(id, 7);
+	assert_false(siov_vq_is_broken(&fx->vq));
+}
+
+/*
  * With a runner, a round's used entries become visible together when it
  * notifies: before that the driver sees none and the records stay in flight
  * (a crash then resubmits them); after it, all of them, records cleared.
@@ -883,6 +917,7 @@ int main(void)
 	    T(pk_completion_marks_dirty_log),
 	    T(pk_restart_resubmits_what_was_in_flight),
 	    T(pk_restart_after_crash_mid_completion),
+	    T(pk_restart_after_crash_before_position),
 	    T(pk_corrupt_records_are_dropped),
 	    T(pk_runner_publishes_at_notify),
 	    T(pk_in_order_holds_and_batches),
