@@ -31,8 +31,8 @@ trap bench_cleanup EXIT
 
 have_siovd() { [ -x "$SIOVD" ] && [ -x "$SIOVCTL" ] && [ -x "$BENCH" ]; }
 
-wait_sock() { # path pid
-	for _ in $(seq 500); do
+wait_sock() { # path pid (SOCK_WAIT: tries of 10 ms, default 500)
+	for _ in $(seq "${SOCK_WAIT:-500}"); do
 		[ -S "$1" ] && return 0
 		kill -0 "$2" 2>/dev/null || return 1
 		sleep 0.01
@@ -71,7 +71,9 @@ start_siovd() {
 	local be=$1
 	shift
 	mkdir -p "$WORK/state"
-	taskset -c "$TCPU" "$SIOVD" --rpc-socket "$WORK/rpc.sock" --state-dir "$WORK/state" "$@" \
+	# SIOVD_WRAP: a command siovd runs under (packed.sh counts instructions with valgrind).
+	# shellcheck disable=SC2086
+	taskset -c "$TCPU" ${SIOVD_WRAP:-} "$SIOVD" --rpc-socket "$WORK/rpc.sock" --state-dir "$WORK/state" "$@" \
 		>"$WORK/target.log" 2>&1 &
 	TPID=$!
 	wait_sock "$WORK/rpc.sock" "$TPID" || return 1
@@ -83,6 +85,43 @@ start_siovd() {
 	"$SIOVCTL" -s "$WORK/rpc.sock" vdev_create --name v0 --type blk --backend b0 \
 		--socket "$WORK/vu.sock" --queues "${VDEV_QUEUES:-1}" >/dev/null
 	wait_sock "$WORK/vu.sock" "$TPID"
+}
+
+# disk_mark OUT: with DISK_STAT set (a /sys/dev/block/MAJ:MIN/stat file),
+# appends the clock and that device's counters to OUT.disk, so disk_depth can
+# tell what the device saw during the run (not during the target's start).
+disk_mark() {
+	[ -n "${DISK_STAT:-}" ] || return 0
+	echo "$(date +%s.%N) $(cat "$DISK_STAT")" >>"$1.disk"
+}
+
+# disk_dev_stat FILE: the stat file of the block device FILE lives on
+disk_dev_stat() {
+	python3 -c 'import os, sys; d = os.stat(sys.argv[1]).st_dev
+print("/sys/dev/block/%d:%d/stat" % (os.major(d), os.minor(d)))' "$1"
+}
+
+# disk_depth OUT KEY: from OUT.disk (two disk_marks), the device's mean queue
+# depth (aqu-sz: requests in flight, averaged over the run), its depth while
+# busy, or the mean request size in KiB; the whole device, so others' I/O
+# counts too.
+disk_depth() {
+	python3 - "$1.disk" "$2" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+if len(rows) < 2:
+    print("none"); sys.exit()
+t0, t1 = float(rows[-2][0]), float(rows[-1][0])
+d = [int(b) - int(a) for a, b in zip(rows[-2][1:], rows[-1][1:])]
+ios, sectors = d[0] + d[4], d[2] + d[6]
+key = sys.argv[2]
+if key == "aqu":
+    print("%.2f" % (d[10] / 1e3 / max(t1 - t0, 1e-9)))
+elif key == "busy_depth":
+    print("%.2f" % (d[10] / d[9]) if d[9] else "none")
+else:
+    print("%.1f" % (sectors / 2 / ios) if ios else "none")
+PY
 }
 
 # jget FILE EXPR: evaluates a Python expression over the JSON in FILE as d
@@ -103,8 +142,11 @@ run_target() {
 		stop_target
 		return 1
 	fi
-	taskset -c "$LCPU" "$BENCH" --socket "$WORK/vu.sock" --runtime "$RUNTIME" \
+	disk_mark "$out"
+	# shellcheck disable=SC2086
+	taskset -c "$LCPU" ${BENCH_WRAP:-} "$BENCH" --socket "$WORK/vu.sock" --runtime "$RUNTIME" \
 		--target-pid "$TPID" --json "$@" >"$out.tmp" && head -1 "$out.tmp" >"$out"
+	disk_mark "$out"
 	rm -f "$out.tmp"
 	# siovd's own per-request counters (docs/performance.md), next to the run's JSON.
 	if [ "$side" = siovd ]; then
@@ -118,8 +160,10 @@ run_target() {
 run_fio() {
 	local out=$1
 	shift
+	disk_mark "$out"
 	taskset -c "$TCPU" fio --name=native --ioengine=io_uring --direct=1 --runtime="$RUNTIME" \
 		--time_based --output-format=json "$@" >"$out" 2>/dev/null || : >"$out"
+	disk_mark "$out"
 	[ -s "$out" ]
 }
 

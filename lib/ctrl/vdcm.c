@@ -1450,6 +1450,10 @@ static void queue_stats(const struct siov_vq *vq, bool self_run, struct siov_que
 	s->calls = SIOV_STAT_GET(t->calls);
 	for (unsigned k = 0; k < SIOV_LAT_BUCKETS; k++)
 		s->lat_hist[k] = SIOV_STAT_GET(t->lat_hist[k]);
+	s->in_order = vq->in_order;
+	s->order_held = SIOV_STAT_GET(t->order_held);
+	s->order_entries = SIOV_STAT_GET(t->order_entries);
+	s->order_used = SIOV_STAT_GET(t->order_used);
 }
 
 /* The export's I/O in a queue's terms, so that it counts in the VDEV's totals like one. */

@@ -35,17 +35,31 @@ void siov_vq_release(struct siov_vq *vq)
 {
 	free(vq->pk);
 	vq->pk = NULL;
+	vq_order_free(vq);
 }
+
+static int map_split(struct siov_vq *vq);
 
 int siov_vq_map_rings(struct siov_vq *vq)
 {
+	int rc;
+
+	if (!vq->addr_set || !vq->mem || vq->num == 0)
+		return -EINVAL;
+	rc = vq->packed ? vq_packed_map(vq) : map_split(vq);
+	if (rc)
+		return rc;
+	if (vq->in_order)
+		return vq_order_alloc(vq);
+	vq_order_free(vq);
+	return 0;
+}
+
+static int map_split(struct siov_vq *vq)
+{
 	uint64_t n = vq->num;
 
-	if (!vq->addr_set || !vq->mem || n == 0)
-		return -EINVAL;
 	vq->avail_cached = 0;
-	if (vq->packed)
-		return vq_packed_map(vq);
 	/* Split rings index modulo the size, so it must divide 65536. */
 	if (n & (n - 1))
 		return -EINVAL;
@@ -201,6 +215,28 @@ static void inflight_start(struct siov_vq *vq, uint16_t head)
 	q->desc[head].inflight = 1;
 }
 
+/*
+ * A crash between publishing used->idx and clearing the records.  Without
+ * IN_ORDER one element was published per index update, the last batch's
+ * head; in order the index covered that buffer and every older one, which
+ * are the records with a smaller counter (buffers are used in pop order).
+ */
+void siov_vq_inflight_catch_up(struct siov_vq *vq)
+{
+	struct siov_vu_inflight_queue *iq = vq->inflight;
+	uint16_t head = iq->last_batch_head; /* read once: shared memory */
+	uint64_t last;
+	unsigned i;
+
+	if (head >= vq->num)
+		return;
+	last = iq->desc[head].counter;
+	iq->desc[head].inflight = 0;
+	for (i = 0; vq->in_order && i < vq->num; i++)
+		if (iq->desc[i].inflight == 1 && iq->desc[i].counter <= last)
+			iq->desc[i].inflight = 0;
+}
+
 struct resubmit_key {
 	uint64_t counter;
 	uint16_t head;
@@ -246,6 +282,8 @@ static int pop_resubmit(struct siov_vq *vq, struct siov_vq_chain *c)
 
 void siov_vq_unpop(struct siov_vq *vq)
 {
+	if (vq->ord && vq->last_pop != SIOV_VQ_POP_NONE)
+		vq_order_unpush(vq, 1);
 	if (vq->packed) {
 		vq_packed_unpop(vq);
 		return;
@@ -283,7 +321,7 @@ static int split_avail(struct siov_vq *vq)
 	return n;
 }
 
-int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *c)
+static int pop(struct siov_vq *vq, struct siov_vq_chain *c)
 {
 	uint16_t head;
 	int n;
@@ -314,6 +352,16 @@ int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *c)
 		return -EINVAL;
 	inflight_start(vq, head);
 	return 1;
+}
+
+int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *c)
+{
+	int rc = pop(vq, c);
+
+	/* In order: every chain popped (ring or resubmission) queues up behind its elders. */
+	if (rc == 1 && __builtin_expect(vq->ord != NULL, 0) && vq_order_push(vq, c))
+		return -EINVAL;
+	return rc;
 }
 
 void siov_vq_prefetch(const struct siov_vq *vq, unsigned n)
@@ -395,6 +443,10 @@ void siov_vq_complete_many(struct siov_vq *vq, const struct siov_vq_used_elem *e
 	struct siov_vu_inflight_queue *q = vq->inflight;
 	unsigned i;
 
+	if (__builtin_expect(vq->ord != NULL, 0)) {
+		vq_order_complete(vq, elems, nelems, written, n);
+		return;
+	}
 	if (vq->packed) {
 		vq_packed_complete(vq, elems, nelems, written, n);
 		return;
@@ -435,6 +487,45 @@ void siov_vq_complete_many(struct siov_vq *vq, const struct siov_vq_used_elem *e
 	}
 }
 
+/*
+ * In order: the k oldest buffers are done.  Each batch's used entry goes
+ * where its first buffer's would, with the id of its last; the index then
+ * covers them all, and their in-flight records clear after it.
+ */
+void vq_split_publish_order(struct siov_vq *vq, unsigned k)
+{
+	struct siov_vu_inflight_queue *q = vq->inflight;
+	unsigned i, start = 0;
+	uint16_t id = 0;
+
+	for (i = 0; i < k; i++) {
+		uint16_t slot = (uint16_t)(vq->used_idx + start) % vq->num;
+		struct vring_used_elem *e = &vq->used->ring[slot];
+		if (!vq_order_batch_end(vq, i, k))
+			continue;
+		id = vq_order_id(vq, i);
+		e->id = id;
+		e->len = vq->ord->len[id];
+		start = i + 1;
+		SIOV_STAT_ADD(vq->stats.order_entries, 1);
+		if (unlikely_log(vq) &&
+		    log_completion(vq, NULL, 0,
+				   offsetof(struct vring_used, ring) + (uint64_t)slot * sizeof(*e)))
+			return;
+	}
+	vq->used_idx = (uint16_t)(vq->used_idx + k);
+	if (q)
+		q->last_batch_head = id;
+	__atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
+	if (unlikely_log(vq))
+		vq_log_used(vq, offsetof(struct vring_used, idx), sizeof(uint16_t));
+	for (i = 0; q && i < k; i++)
+		q->desc[vq_order_id(vq, i)].inflight = 0;
+	if (q)
+		q->used_idx = vq->used_idx;
+	vq_mark_used(vq);
+}
+
 void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *written, unsigned n,
 		      uint32_t len)
 {
@@ -445,6 +536,8 @@ void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *wri
 
 void siov_vq_give_back(struct siov_vq *vq, unsigned n)
 {
+	if (vq->ord)
+		vq_order_unpush(vq, n);
 	if (vq->packed) {
 		vq_packed_give_back(vq, n);
 		return;
