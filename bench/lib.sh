@@ -87,6 +87,43 @@ start_siovd() {
 	wait_sock "$WORK/vu.sock" "$TPID"
 }
 
+# disk_mark OUT: with DISK_STAT set (a /sys/dev/block/MAJ:MIN/stat file),
+# appends the clock and that device's counters to OUT.disk, so disk_depth can
+# tell what the device saw during the run (not during the target's start).
+disk_mark() {
+	[ -n "${DISK_STAT:-}" ] || return 0
+	echo "$(date +%s.%N) $(cat "$DISK_STAT")" >>"$1.disk"
+}
+
+# disk_dev_stat FILE: the stat file of the block device FILE lives on
+disk_dev_stat() {
+	python3 -c 'import os, sys; d = os.stat(sys.argv[1]).st_dev
+print("/sys/dev/block/%d:%d/stat" % (os.major(d), os.minor(d)))' "$1"
+}
+
+# disk_depth OUT KEY: from OUT.disk (two disk_marks), the device's mean queue
+# depth (aqu-sz: requests in flight, averaged over the run), its depth while
+# busy, or the mean request size in KiB; the whole device, so others' I/O
+# counts too.
+disk_depth() {
+	python3 - "$1.disk" "$2" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+if len(rows) < 2:
+    print("none"); sys.exit()
+t0, t1 = float(rows[-2][0]), float(rows[-1][0])
+d = [int(b) - int(a) for a, b in zip(rows[-2][1:], rows[-1][1:])]
+ios, sectors = d[0] + d[4], d[2] + d[6]
+key = sys.argv[2]
+if key == "aqu":
+    print("%.2f" % (d[10] / 1e3 / max(t1 - t0, 1e-9)))
+elif key == "busy_depth":
+    print("%.2f" % (d[10] / d[9]) if d[9] else "none")
+else:
+    print("%.1f" % (sectors / 2 / ios) if ios else "none")
+PY
+}
+
 # jget FILE EXPR: evaluates a Python expression over the JSON in FILE as d
 jget() {
 	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"
@@ -105,9 +142,11 @@ run_target() {
 		stop_target
 		return 1
 	fi
+	disk_mark "$out"
 	# shellcheck disable=SC2086
 	taskset -c "$LCPU" ${BENCH_WRAP:-} "$BENCH" --socket "$WORK/vu.sock" --runtime "$RUNTIME" \
 		--target-pid "$TPID" --json "$@" >"$out.tmp" && head -1 "$out.tmp" >"$out"
+	disk_mark "$out"
 	rm -f "$out.tmp"
 	# siovd's own per-request counters (docs/performance.md), next to the run's JSON.
 	if [ "$side" = siovd ]; then
@@ -121,8 +160,10 @@ run_target() {
 run_fio() {
 	local out=$1
 	shift
+	disk_mark "$out"
 	taskset -c "$TCPU" fio --name=native --ioengine=io_uring --direct=1 --runtime="$RUNTIME" \
 		--time_based --output-format=json "$@" >"$out" 2>/dev/null || : >"$out"
+	disk_mark "$out"
 	[ -s "$out" ]
 }
 

@@ -238,10 +238,16 @@ def paired(build, d, port, runtime, nice=0, slice_s=0.5):
                 load=open("/proc/loadavg").read().split()[0])
 
 
+def chosen_modes():
+    """SCRAPE_MODES, in MODES' order; all of them by default."""
+    want = os.environ.get("SCRAPE_MODES", " ".join(MODES)).split()
+    return tuple(m for m in MODES if m in want)
+
+
 def one_round(build, d, port, k, runtime, modes=None):
     """Round k: one run per mode (the order rotates with k) on a running siovd `d`
     that has a VDEV "io" with one queue."""
-    modes = modes or tuple(os.environ.get("SCRAPE_MODES", " ".join(MODES)).split())
+    modes = modes or chosen_modes()
     for t in os.listdir(f"/proc/{d.p.pid}/task"):
         pin(int(t), TCPU)
     res = {}
@@ -294,12 +300,14 @@ def section_figures(vd):
         out.append((f"state.scrape.{m}.share_ratio", ["scrape_modes", m, "engine_share_ratio"],
                     f"engine thread's CPU share in those slices / beside them ({who})", "x",
                     "higher"))
-    for m in MODES:
+    for m in chosen_modes():
         what = "no scrapes" if m == "none" else f"scrapes of {vd} VDEVs: {m}"
         out.append((f"state.scrape.{m}.iops", ["scrape_modes", m, "iops"],
                     f"engine IOPS (1 VDEV, QD 32), {what}", "IOPS", "higher"))
         out.append((f"state.scrape.{m}.iops_per_cpu", ["scrape_modes", m, "iops_per_engine_cpu_s"],
                     f"engine IOPS per engine CPU-second, {what}", "IOPS/CPU-s", "higher"))
+    if "b2b" not in chosen_modes() or "none" not in chosen_modes():
+        return out
     out.append(("state.scrape.b2b.siovd_cpu", ["scrape_modes", "b2b", "scrape_cpu_share"],
                 f"siovd's CPU for back-to-back scrapes of {vd} VDEVs (control + HTTP threads)",
                 "CPU-s/s", "lower"))

@@ -37,6 +37,7 @@ struct bench_opts {
 	unsigned reconnect_ms; /* libsiov reconnect budget, 0 = off */
 	bool dirty_log;	       /* --dirty-log: keep the back end logging (migration cost) */
 	bool packed;	       /* --packed: packed virtqueues if the device offers them */
+	bool in_order;	       /* --in-order: VIRTIO_F_IN_ORDER, refused if not offered */
 };
 
 /*

@@ -29,16 +29,16 @@ struct device {
 
 static void usage(FILE *f)
 {
-	fprintf(
-	    f,
-	    "usage: siov-bench --socket PATH [--socket PATH...] [--rw read|write|randread|"
-	    "randwrite|randrw]\n"
-	    "  [--rwmixread PCT] [--bs SIZE] [--iodepth N] [--numjobs N] [--runtime SEC]\n"
-	    "  [--size SIZE] [--verify] [--poll|--irq] [--poll-us US] [--target-pid PID]"
-	    " [--json]\n"
-	    "  [--threads N] [--per-socket] [--reconnect MS]\n"
-	    "  [--dirty-log]  (keep the back end dirty-logging, as during a migration)\n"
-	    "  [--packed]     (packed virtqueues, VIRTIO_F_RING_PACKED; not with --reconnect)\n");
+	fprintf(f,
+		"usage: siov-bench --socket PATH [--socket PATH...] [--rw read|write|randread|"
+		"randwrite|randrw]\n"
+		"  [--rwmixread PCT] [--bs SIZE] [--iodepth N] [--numjobs N] [--runtime SEC]\n"
+		"  [--size SIZE] [--verify] [--poll|--irq] [--poll-us US] [--target-pid PID]"
+		" [--json]\n"
+		"  [--threads N] [--per-socket] [--reconnect MS]\n"
+		"  [--dirty-log]  (keep the back end dirty-logging, as during a migration)\n"
+		"  [--packed]     (packed virtqueues, VIRTIO_F_RING_PACKED; not with --reconnect)\n"
+		"  [--in-order]   (VIRTIO_F_IN_ORDER: completed in submission order)\n");
 }
 
 static int parse_size(const char *s, uint64_t *out)
@@ -138,6 +138,9 @@ static int parse_opt(struct bench_opts *o, int c, const char *arg)
 	case 'K':
 		o->packed = true;
 		return 0;
+	case 'O':
+		o->in_order = true;
+		return 0;
 	case 'u':
 		o->poll_us = (unsigned)atoi(arg);
 		return 0;
@@ -163,14 +166,17 @@ static int parse_opt(struct bench_opts *o, int c, const char *arg)
 
 static int parse_args(int argc, char **argv, struct bench_opts *o)
 {
-	static const struct option lo[] = {
-	    {"socket", 1, 0, 's'},     {"rw", 1, 0, 'r'},      {"rwmixread", 1, 0, 'm'},
-	    {"bs", 1, 0, 'b'},	       {"iodepth", 1, 0, 'd'}, {"numjobs", 1, 0, 'j'},
-	    {"runtime", 1, 0, 't'},    {"size", 1, 0, 'z'},    {"verify", 0, 0, 'v'},
-	    {"poll", 0, 0, 'p'},       {"irq", 0, 0, 'i'},     {"poll-us", 1, 0, 'u'},
-	    {"target-pid", 1, 0, 'P'}, {"json", 0, 0, 'J'},    {"threads", 1, 0, 'T'},
-	    {"per-socket", 0, 0, 'S'}, {"help", 0, 0, 'h'},    {"reconnect", 1, 0, 'R'},
-	    {"dirty-log", 0, 0, 'L'},  {"packed", 0, 0, 'K'},  {0, 0, 0, 0}};
+	static const struct option lo[] = {{"socket", 1, 0, 's'},     {"rw", 1, 0, 'r'},
+					   {"rwmixread", 1, 0, 'm'},  {"bs", 1, 0, 'b'},
+					   {"iodepth", 1, 0, 'd'},    {"numjobs", 1, 0, 'j'},
+					   {"runtime", 1, 0, 't'},    {"size", 1, 0, 'z'},
+					   {"verify", 0, 0, 'v'},     {"poll", 0, 0, 'p'},
+					   {"irq", 0, 0, 'i'},	      {"poll-us", 1, 0, 'u'},
+					   {"target-pid", 1, 0, 'P'}, {"json", 0, 0, 'J'},
+					   {"threads", 1, 0, 'T'},    {"per-socket", 0, 0, 'S'},
+					   {"help", 0, 0, 'h'},	      {"reconnect", 1, 0, 'R'},
+					   {"dirty-log", 0, 0, 'L'},  {"packed", 0, 0, 'K'},
+					   {"in-order", 0, 0, 'O'},   {0, 0, 0, 0}};
 	int c;
 
 	*o = (struct bench_opts){.rw = RW_RANDREAD,
@@ -221,6 +227,8 @@ static int open_device(const struct bench_opts *o, const char *path, struct devi
 		so.flags |= SIOV_DEV_F_DIRTY_LOG;
 	if (o->packed)
 		so.flags |= SIOV_DEV_F_PACKED;
+	if (o->in_order)
+		so.flags |= SIOV_DEV_F_IN_ORDER;
 	rc = siov_dev_open(path, &so, &d->dev);
 	if (rc) {
 		fprintf(stderr, "siov-bench: %s: %s\n", path, strerror(-rc));
@@ -230,6 +238,10 @@ static int open_device(const struct bench_opts *o, const char *path, struct devi
 	/* Asked for packed rings and got split ones: the figures would be mislabelled. */
 	if (o->packed && !(d->info.features & (1ull << VIRTIO_F_RING_PACKED))) {
 		fprintf(stderr, "siov-bench: %s does not offer packed virtqueues\n", path);
+		return -EOPNOTSUPP;
+	}
+	if (o->in_order && !(d->info.features & (1ull << VIRTIO_F_IN_ORDER))) {
+		fprintf(stderr, "siov-bench: %s does not offer VIRTIO_F_IN_ORDER\n", path);
 		return -EOPNOTSUPP;
 	}
 	rc = siov_mem_alloc(d->dev, (size_t)o->numjobs * o->iodepth * o->bs, &p);

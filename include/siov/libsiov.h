@@ -59,6 +59,16 @@ struct siov_queue;
  * copies of its chains, which the library does not keep.
  */
 #define SIOV_DEV_F_PACKED (1u << 3)
+/*
+ * Ask for VIRTIO_F_IN_ORDER (bit 35 of siov_dev_info().features when the
+ * device agreed): the device uses requests in the order they were submitted
+ * and may report a run of them with one used entry, and the library hands
+ * out descriptors in ring order and takes them back without walking a free
+ * list.  Completions then come out of siov_reap() in submission order, on
+ * split and packed rings alike.  A device that does not offer it is driven as
+ * without the flag.
+ */
+#define SIOV_DEV_F_IN_ORDER (1u << 4)
 
 /*
  * Options of siov_dev_open().  Call siov_dev_opts_init() first and change

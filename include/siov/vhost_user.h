@@ -69,6 +69,8 @@ enum siov_vu_request {
 #define VIRTIO_F_VERSION_1_BIT		   32
 /* Packed virtqueues (virtio 1.1): GET/SET_VRING_BASE carry the wrap counter in bit 15. */
 #define VIRTIO_F_RING_PACKED_BIT 34
+/* Buffers are used in the order they were made available (virtio 1.1, VIRTIO_F_IN_ORDER). */
+#define VIRTIO_F_IN_ORDER_BIT 35
 /* The front end is migrating: log every write to its memory (SET_LOG_BASE). */
 #define VHOST_F_LOG_ALL_BIT 26
 /* SET_VRING_ADDR flags: log the used ring at log_guest_addr too. */

@@ -126,6 +126,11 @@ struct siov_state_reply;
 struct siov_state_reply *siov_state_reply(struct siov_state *st, uint64_t seq, int fd,
 					  const char *text, size_t len, bool quiet);
 ssize_t siov_state_reply_sent(const struct siov_state_reply *r);
+/*
+ * Whether the writer is done with r (siov_state_reply_sent() != -EAGAIN);
+ * if not, r is no longer quiet: the loop is woken once it is.
+ */
+bool siov_state_reply_done(struct siov_state_reply *r);
 /* When the writer sent it (CLOCK_MONOTONIC ns; 0 before). */
 uint64_t siov_state_reply_sent_ns(const struct siov_state_reply *r);
 /* durable_cb is to run once seq is durable (it always does unless quiet replies cover it). */

@@ -174,7 +174,11 @@ struct siov_queue_stats {
 	uint64_t inflight;
 	uint64_t latency_ns_total; /* sum over completed requests */
 	uint64_t kicks;
-	uint64_t lat_hist[SIOV_LAT_BUCKETS]; /* see siov_lat_bucket() */
+	uint64_t avail_reads, used_writes, calls; /* see struct siov_vq_stats */
+	uint64_t lat_hist[SIOV_LAT_BUCKETS];	  /* see siov_lat_bucket() */
+	/* VIRTIO_F_IN_ORDER: completions held for an older one, used entries, buffers used. */
+	bool in_order;
+	uint64_t order_held, order_entries, order_used;
 };
 
 struct siov_vdev_info {

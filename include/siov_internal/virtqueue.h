@@ -36,6 +36,7 @@ struct siov_qos;
 
 struct siov_vq_ops;    /* the device model's data path: device.h */
 struct siov_vq_packed; /* packed rings: per-buffer-id state (virtqueue_packed.c) */
+struct siov_vq_order;  /* VIRTIO_F_IN_ORDER: buffers in flight in pop order (virtqueue_inorder.c) */
 
 /*
  * Completed requests by latency: bucket k counts those under 1024 << k ns
@@ -57,7 +58,15 @@ struct siov_vq_stats {
 	uint64_t requests, reads, writes, flushes, discards, write_zeroes, get_ids;
 	uint64_t bytes_read, bytes_written, errors, latency_ns_total, kicks;
 	uint64_t inflight;
+	/*
+	 * What a driver's pattern costs in shared-memory traffic: split-ring
+	 * avail->idx loads and used index publications, and call
+	 * eventfd writes.  Per request they say how well the queue batches.
+	 */
+	uint64_t avail_reads, used_writes, calls;
 	uint64_t lat_hist[SIOV_LAT_BUCKETS];
+	/* IN_ORDER: completions held for an older buffer, used entries written, buffers used. */
+	uint64_t order_held, order_entries, order_used;
 };
 
 struct siov_vq_chain {
@@ -101,6 +110,14 @@ struct siov_vq {
 	 * the driver's event suppression area, used_uva the device's.
 	 */
 	bool packed;
+	/*
+	 * VIRTIO_F_IN_ORDER: buffers are used in the order they were popped; a
+	 * completion that comes back early waits in ord for the older ones, and a
+	 * run of them is published with one used entry per batch (the spec lets
+	 * the buffers before a batch's last go unwritten when fully used).
+	 */
+	bool in_order;
+	struct siov_vq_order *ord; /* allocated by siov_vq_map_rings() when in_order */
 	struct vring_desc *desc;
 	struct vring_avail *avail;
 	struct vring_used *used;
@@ -138,6 +155,7 @@ struct siov_vq {
 	bool notify_enabled;
 	uint8_t last_pop;  /* where the last chain popped came from, for siov_vq_unpop() */
 	bool used_dirty;   /* used ring advanced since the last notify */
+	bool used_unpublished; /* split: used elements written past used->idx (siov_vq_notify) */
 	bool on_used_list; /* on run.used */
 	struct siov_vq *next_used;
 	uint16_t signalled_used;
@@ -159,13 +177,14 @@ struct siov_vq {
 };
 
 void siov_vq_init(struct siov_vq *vq, unsigned index);
-/* Frees what siov_vq_map_rings() allocated (a packed ring's id table); init()'s state after. */
+/* Frees what siov_vq_map_rings() allocated (id and order tables); init()'s state after. */
 void siov_vq_release(struct siov_vq *vq);
 /*
  * Translates the ring addresses through mem; -EFAULT if they are not all
  * mapped, -EINVAL if misaligned or the size does not suit the format, -ENOMEM.
  * A packed ring starts at last_avail_idx/avail_wrap (SET_VRING_BASE), with
- * used = avail: the front end hands over a drained ring.
+ * used = avail: the front end hands over a drained ring.  With in_order the
+ * order table starts empty: what was in flight comes back as resubmissions.
  */
 int siov_vq_map_rings(struct siov_vq *vq);
 /* A packed ring's base as vhost-user carries it: position in bits 0-14, wrap counter in bit 15. */
@@ -174,6 +193,12 @@ static inline uint16_t siov_vq_packed_base(uint16_t pos, bool wrap)
 	return (uint16_t)(pos | (wrap ? 0x8000u : 0));
 }
 
+/*
+ * Split rings, INFLIGHT_SHMFD: the previous back end died between publishing
+ * a used index and clearing the records it covered (the records' used_idx
+ * differs from the ring's); clears those records.
+ */
+void siov_vq_inflight_catch_up(struct siov_vq *vq);
 /* Orders vq->resubmit by the age of the in-flight records. */
 void siov_vq_sort_resubmit(struct siov_vq *vq);
 /*
@@ -201,10 +226,12 @@ void siov_vq_prefetch(const struct siov_vq *vq, unsigned n);
  * into written[0..n) (device-writable buffers of the chain; a superset is
  * safe), len is the used length the driver sees.  Publishes the used element
  * and then the used index (release), clears the in-flight record, and puts
- * the queue on its runner's used list.  Packed rings bound to a runner write
- * the used entry now and make it visible in siov_vq_notify() (or
- * siov_vq_unbind()), so that a round's completions reach the driver together;
- * a runner must notify every queue on its used list each round.
+ * the queue on its runner's used list.  Rings bound to a runner write the
+ * used entry now and make it visible in siov_vq_notify() (or
+ * siov_vq_unbind()), so that a round's completions reach the driver together
+ * (split rings with in-flight records publish at once: a record is cleared
+ * only once the index covers it); a runner must notify every queue on its
+ * used list each round.
  *
  * Dirty log: while vq->log is set (live migration, LOG_SHMFD) every page of
  * written[] and of the used element is marked before the used index is

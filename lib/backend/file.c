@@ -311,13 +311,20 @@ static bool dio_fits(const struct file *f, const struct iovec *iov, int iovcnt, 
 	return true;
 }
 
-/* Prepares sqe for the rest of io: segments i.. in place, or just part of segment i. */
+/*
+ * Prepares sqe for the rest of io: segments i.. in place, or just part of
+ * segment i.  A single segment goes as IORING_OP_READ/WRITE, as fio does by
+ * default: the kernel then takes the buffer straight from the SQE instead of
+ * copying and checking an iovec array (import_iovec) for every request.
+ */
 static void rw_prep(struct io_uring_sqe *sqe, int fd, const struct siov_io *io, int i,
 		    const struct iovec *part)
 {
 	uint64_t off = io->offset + (uint64_t)io->bk_res;
 	unsigned n = (unsigned)(io->iovcnt - i);
 
+	if (!part && n == 1)
+		part = &io->iov[i];
 	if (part && io->op == SIOV_IO_READ)
 		io_uring_prep_read(sqe, fd, part->iov_base, (unsigned)part->iov_len, off);
 	else if (part)

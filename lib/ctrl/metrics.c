@@ -825,7 +825,7 @@ static void shot_release(void *cls)
  * that rendering costs at most a tenth of the time however often and however
  * many scrapers ask (back to back, an HA pair of Prometheus servers), but at
  * least 100 ms (scrapers that come together share one render) and at most
- * 2 s.  At a 1 s scrape interval and 10,000 VDEVs (a render of ~20 ms) every
+ * 2 s.  At a 1 s scrape interval and 10,000 VDEVs (a render of ~12-40 ms) every
  * scrape gets a fresh render.  docs/operations.md has the figures.
  */
 #define METRICS_RENDER_SHARE_PCT 10

@@ -154,7 +154,7 @@ static int rpc_settle(struct siov_rpc_server *srv, struct rpc_pending *p)
 	struct siov_err err = {0};
 	int rc = srv->state && p->seq ? siov_state_decided(srv->state, p->seq, &err) : 1;
 
-	if (rc == 0 || (p->direct && siov_state_reply_sent(p->direct) == -EAGAIN))
+	if (rc == 0 || (p->direct && !siov_state_reply_done(p->direct)))
 		return 0;
 	for (size_t i = 0; i < p->nchanges; i++) {
 		if (rc < 0)

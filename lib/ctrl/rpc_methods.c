@@ -589,6 +589,16 @@ static struct json_object *queue_to_json(const struct siov_queue_stats *q)
 	json_object_object_add(o, "errors", json_object_new_uint64(q->errors));
 	json_object_object_add(o, "inflight", json_object_new_uint64(q->inflight));
 	json_object_object_add(o, "kicks", json_object_new_uint64(q->kicks));
+	json_object_object_add(o, "avail_reads", json_object_new_uint64(q->avail_reads));
+	json_object_object_add(o, "used_writes", json_object_new_uint64(q->used_writes));
+	json_object_object_add(o, "calls", json_object_new_uint64(q->calls));
+	json_object_object_add(o, "in_order", json_object_new_boolean(q->in_order));
+	if (q->in_order || q->order_used) {
+		json_object_object_add(o, "in_order_held", json_object_new_uint64(q->order_held));
+		json_object_object_add(o, "in_order_entries",
+				       json_object_new_uint64(q->order_entries));
+		json_object_object_add(o, "in_order_used", json_object_new_uint64(q->order_used));
+	}
 	json_object_object_add(
 	    o, "latency_us_mean",
 	    json_object_new_double(latency_us(q->latency_ns_total, q->requests)));

@@ -37,6 +37,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -799,7 +800,13 @@ struct siov_state {
 	pthread_t writer;
 	bool writer_started;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;	/* the writer waits for records it may take */
+	/*
+	 * The writer sleeps on this while there is nothing it may take: a
+	 * semaphore, not a condition variable, because glibc's pthread_cond_wait
+	 * takes the mutex back as if contended, and the writer's next unlock is
+	 * then a futex call: one system call per record on one connection.
+	 */
+	sem_t wake;
 	pthread_cond_t cv_done; /* siov_state_wait waits for progress */
 	char *buf;		/* records not yet taken by the writer (mu) */
 	size_t len, cap;	/* (mu) */
@@ -1030,8 +1037,8 @@ static void note_sync_time(struct siov_state *st, uint64_t ns)
 struct siov_state_reply {
 	struct siov_state_reply *next;
 	uint64_t seq;
-	int fd;	    /* the writer's own duplicate of the connection */
-	bool quiet; /* the loop need not hear of it if it was sent whole */
+	int fd;		    /* the writer's own duplicate of the connection */
+	_Atomic bool quiet; /* the loop need not hear of it if it was sent whole */
 	_Atomic int refs;
 	_Atomic uint64_t sent_ns; /* when it was sent */
 	_Atomic ssize_t sent;	  /* -EAGAIN until the writer is done with it */
@@ -1059,10 +1066,11 @@ static bool reply_finish(struct siov_state_reply *r, bool send_it)
 		if (n < 0)
 			n = 0; /* the control thread sends it, or finds the peer gone */
 	}
-	need = !r->quiet || (size_t)n != r->len;
 	/* Published before the close: the client may be back before the writer is done. */
 	atomic_store(&r->sent_ns, siov_now_ns());
 	atomic_store(&r->sent, n);
+	/* After sent: siov_state_reply_done() sees it, or we see that the loop waits. */
+	need = !atomic_load(&r->quiet) || (size_t)n != r->len;
 	close(r->fd);
 	r->fd = -1;
 	siov_state_reply_put(r);
@@ -1114,7 +1122,7 @@ struct siov_state_reply *siov_state_reply(struct siov_state *st, uint64_t seq, i
 	r->len = len + 1;
 	r->next = NULL;
 	/* Quiet only when nobody else is expected: the loop then misses nothing. */
-	r->quiet = quiet && st->expected == 0;
+	atomic_init(&r->quiet, quiet && st->expected == 0);
 	atomic_init(&r->refs, 2);
 	atomic_init(&r->sent_ns, 0);
 	atomic_init(&r->sent, -EAGAIN);
@@ -1139,6 +1147,15 @@ ssize_t siov_state_reply_sent(const struct siov_state_reply *r)
 	return atomic_load(&r->sent);
 }
 
+bool siov_state_reply_done(struct siov_state_reply *r)
+{
+	if (atomic_load(&r->sent) != -EAGAIN)
+		return true;
+	/* The writer is sending it right now: it is to wake the loop when done. */
+	atomic_store(&r->quiet, false);
+	return atomic_load(&r->sent) != -EAGAIN;
+}
+
 uint64_t siov_state_reply_sent_ns(const struct siov_state_reply *r)
 {
 	return atomic_load(&r->sent_ns);
@@ -1148,6 +1165,15 @@ void siov_state_want(struct siov_state *st, uint64_t seq)
 {
 	if (st && seq > atomic_load(&st->want_upto))
 		atomic_store(&st->want_upto, seq);
+}
+
+/* Waits for a post (mu held, and held again on return); a stale post only costs a look. */
+static void writer_sleep(struct siov_state *st)
+{
+	pthread_mutex_unlock(&st->mu);
+	while (sem_wait(&st->wake) < 0 && errno == EINTR)
+		;
+	pthread_mutex_lock(&st->mu);
 }
 
 /* Takes every record appended since the last round: one write, one fdatasync. */
@@ -1166,7 +1192,7 @@ static void *writer_main(void *arg)
 		int rc;
 
 		while (!(st->len && st->go) && !st->stop)
-			pthread_cond_wait(&st->cv, &st->mu);
+			writer_sleep(st);
 		if (!st->len)
 			break;
 		st->go = !st->loop; /* with a loop, the control thread says when */
@@ -1219,7 +1245,7 @@ static void kick(struct siov_state *st, bool force)
 	pthread_mutex_unlock(&st->mu);
 	/* After the unlock: a writer woken under the lock would only sleep again on it. */
 	if (wake)
-		pthread_cond_signal(&st->cv);
+		sem_post(&st->wake);
 	/* A stale timer would cut the next wait short. */
 	if (st->timer_armed && timerfd_settime(st->tfd, 0, &off, NULL) == 0)
 		st->timer_armed = false;
@@ -1432,7 +1458,7 @@ int siov_state_open(const struct siov_state_opts *opts, struct siov_state **out,
 	st->compact_records = opts->compact_records ? opts->compact_records : COMPACT_RECORDS;
 	pthread_mutex_init(&st->mu, NULL);
 	pthread_mutex_init(&st->rmu, NULL);
-	pthread_cond_init(&st->cv, NULL);
+	sem_init(&st->wake, 0, 0);
 	pthread_cond_init(&st->cv_done, NULL);
 	if ((rc = lock_dir(st, opts->dir, err)) < 0 ||
 	    (rc = recover(st->dirfd, UINT64_MAX, &r, err)) < 0)
@@ -1513,7 +1539,7 @@ static void stop_writer(struct siov_state *st)
 		return;
 	pthread_mutex_lock(&st->mu);
 	st->stop = true;
-	pthread_cond_broadcast(&st->cv);
+	sem_post(&st->wake);
 	pthread_mutex_unlock(&st->mu);
 	pthread_join(st->writer, NULL);
 	st->writer_started = false;
@@ -1547,7 +1573,7 @@ void siov_state_close(struct siov_state *st)
 	model_free(&st->boot);
 	pthread_mutex_destroy(&st->mu);
 	pthread_mutex_destroy(&st->rmu);
-	pthread_cond_destroy(&st->cv);
+	sem_destroy(&st->wake);
 	pthread_cond_destroy(&st->cv_done);
 	free(st->buf);
 	free(st);
@@ -1599,7 +1625,7 @@ static int64_t append(struct siov_state *st, struct json_object *rec, struct sio
 	st->len = need;
 	st->buf_last = (uint64_t)seq;
 	if (st->go)
-		pthread_cond_signal(&st->cv); /* no loop: the writer takes records at once */
+		sem_post(&st->wake); /* no loop: the writer takes records at once */
 	pthread_mutex_unlock(&st->mu);
 	json_object_put(rec);
 	if (st->loop)
@@ -1687,7 +1713,7 @@ int siov_state_wait(struct siov_state *st, uint64_t seq, struct siov_err *err)
 	/* Nobody waits for expected changes while this thread blocks. */
 	if (st->len) {
 		st->go = true;
-		pthread_cond_signal(&st->cv);
+		sem_post(&st->wake);
 	}
 	while ((rc = siov_state_decided(st, seq, err)) == 0)
 		pthread_cond_wait(&st->cv_done, &st->mu);

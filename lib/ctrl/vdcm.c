@@ -1445,8 +1445,15 @@ static void queue_stats(const struct siov_vq *vq, bool self_run, struct siov_que
 	s->inflight = SIOV_STAT_GET(t->inflight);
 	s->latency_ns_total = SIOV_STAT_GET(t->latency_ns_total);
 	s->kicks = SIOV_STAT_GET(t->kicks);
+	s->avail_reads = SIOV_STAT_GET(t->avail_reads);
+	s->used_writes = SIOV_STAT_GET(t->used_writes);
+	s->calls = SIOV_STAT_GET(t->calls);
 	for (unsigned k = 0; k < SIOV_LAT_BUCKETS; k++)
 		s->lat_hist[k] = SIOV_STAT_GET(t->lat_hist[k]);
+	s->in_order = vq->in_order;
+	s->order_held = SIOV_STAT_GET(t->order_held);
+	s->order_entries = SIOV_STAT_GET(t->order_entries);
+	s->order_used = SIOV_STAT_GET(t->order_used);
 }
 
 /* The export's I/O in a queue's terms, so that it counts in the VDEV's totals like one. */

@@ -199,6 +199,8 @@ int siov__negotiate(struct siov_dev *dev, unsigned num_queues)
 		wanted &= ~(1ull << VIRTIO_RING_F_EVENT_IDX_BIT);
 	if (dev->flags & SIOV_DEV_F_PACKED)
 		wanted |= 1ull << VIRTIO_F_RING_PACKED_BIT;
+	if (dev->flags & SIOV_DEV_F_IN_ORDER)
+		wanted |= 1ull << VIRTIO_F_IN_ORDER_BIT;
 	dev->features = offered & wanted;
 	rc = negotiate_protocol(dev);
 	if (rc)

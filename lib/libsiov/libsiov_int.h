@@ -100,7 +100,19 @@ struct siov_queue {
 	bool cur_wrap;
 	uint16_t *pk_hpos, *pk_hflags; /* [num] by id: a prepared chain's head slot and flags */
 	uint16_t *pk_prep;	       /* ids prepared and not yet submitted, in order */
+	/*
+	 * VIRTIO_F_IN_ORDER negotiated: descriptors (split) and buffer ids
+	 * (packed) are taken in ring order and come back oldest first, so the
+	 * free list is one contiguous stretch from free_head and io_next is the
+	 * oldest request in the device's hands.  batch is the id of the used
+	 * entry being consumed (the last buffer of its batch), or SIOV__NO_BATCH.
+	 */
+	bool in_order;
+	uint16_t io_next;
+	uint32_t batch;
 };
+
+#define SIOV__NO_BATCH UINT32_MAX
 
 /*
  * dev->conn: the connection generation times two, plus SIOV__CONN_DOWN while

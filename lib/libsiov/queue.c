@@ -60,8 +60,13 @@ static void init_free_list(struct siov_queue *q)
 
 	for (i = 0; i < q->num; i++)
 		q->next[i] = (uint16_t)(i + 1);
+	/* In order the table is a ring: the spec has the last descriptor chain to the first. */
+	if (q->in_order)
+		q->next[q->num - 1] = 0;
 	q->free_head = 0;
 	q->nfree = q->num;
+	q->io_next = 0;
+	q->batch = SIOV__NO_BATCH;
 }
 
 /* Packed: the descriptor ring where split's table is, the event areas where its rings are. */
@@ -119,6 +124,7 @@ int siov__queue_init(struct siov_queue *q, struct siov_dev *dev, unsigned index,
 	q->size_max = in->size_max;
 	q->capacity = in->capacity;
 	q->packed = in->features & (1ull << VIRTIO_F_RING_PACKED_BIT);
+	q->in_order = in->features & (1ull << VIRTIO_F_IN_ORDER_BIT);
 	q->next = calloc(q->num, sizeof(*q->next));
 	q->slot = calloc(q->num, sizeof(*q->slot));
 	q->order = calloc(q->num, sizeof(*q->order));
@@ -190,6 +196,7 @@ void siov__queue_rebuild(struct siov_queue *q)
 	q->avail_pub = (uint16_t)q->submitted;
 	q->idle_polls = 0;
 	q->armed = false;
+	q->batch = SIOV__NO_BATCH;
 	/* Polling mode, as a new queue starts. */
 	if (q->event_idx)
 		*q->used_event = (uint16_t)(q->last_used - 1);
@@ -323,7 +330,10 @@ static uint16_t chain_take(struct siov_queue *q, unsigned n, uint16_t *tail)
 		*tail = head;
 		return head;
 	}
-	for (i = 1; i < n; i++)
+	/* In order the free stretch is contiguous: the chain is the next n descriptors. */
+	if (q->in_order)
+		d = (uint16_t)((head + n - 1) & q->mask);
+	for (i = 1; !q->in_order && i < n; i++)
 		d = q->next[d];
 	*tail = d;
 	q->free_head = q->next[d];
@@ -335,9 +345,15 @@ static void chain_put(struct siov_queue *q, uint16_t head)
 {
 	struct siov__slot *s = &q->slot[head];
 
-	/* Packed: the id's own link (tail is the id itself). */
-	q->next[s->tail] = q->free_head;
-	q->free_head = head;
+	/*
+	 * In order the oldest chain comes back: its descriptors (ids) join the
+	 * free stretch at its end, where they already are.  Else packed: the
+	 * id's own link (tail is the id itself).
+	 */
+	if (!q->in_order) {
+		q->next[s->tail] = q->free_head;
+		q->free_head = head;
+	}
 	q->nfree += s->ndesc;
 	s->state = SIOV__SLOT_FREE;
 }
@@ -663,6 +679,73 @@ static int reap_packed(struct siov_queue *q, struct siov_cqe *cqes, unsigned max
 	return (int)k;
 }
 
+/* In order: the oldest request in flight, after @h. */
+static uint16_t io_after(const struct siov_queue *q, uint16_t h)
+{
+	return (uint16_t)((h + (q->packed ? 1 : q->slot[h].ndesc)) & q->mask);
+}
+
+/* In order: the next used entry, if the device wrote one; false if none (yet). */
+static bool batch_begin(struct siov_queue *q, uint16_t used_idx)
+{
+	if (q->packed) {
+		if (!pk_used(q))
+			return false;
+		q->batch = q->pdesc[q->pk_used].id;
+	} else {
+		if (q->last_used == used_idx)
+			return false;
+		q->batch = q->used->ring[q->last_used & q->mask].id;
+	}
+	return true;
+}
+
+/* In order: the batch's id names a request in the device's hands (ids are dealt in order). */
+static bool batch_valid(const struct siov_queue *q)
+{
+	if (q->batch >= q->num || q->slot[q->batch].state != SIOV__SLOT_BUSY)
+		return false;
+	return !q->packed || ((q->batch - q->io_next) & q->mask) < q->submitted;
+}
+
+/*
+ * In order: requests complete oldest first.  A used entry stands for its
+ * buffer and every older one not yet reported (a batch); the split index, or
+ * the packed ring position, moves past all of them.  A batch the index does
+ * not cover, or an id that is not in flight, breaks the queue.
+ */
+static int reap_in_order(struct siov_queue *q, struct siov_cqe *cqes, unsigned max)
+{
+	uint16_t used_idx = q->packed ? 0 : __atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE);
+	unsigned k;
+
+	if (!q->packed && (uint16_t)(used_idx - q->last_used) > q->submitted)
+		return broken(q, cqes, max, 0);
+	for (k = 0; k < max; k++) {
+		uint16_t h = q->io_next;
+		if (q->batch == SIOV__NO_BATCH && !batch_begin(q, used_idx))
+			break;
+		if (!q->submitted || !batch_valid(q))
+			return broken(q, cqes, max, k);
+		fill_cqe(&cqes[k], &q->slot[h], status_res(q, h));
+		if (q->packed)
+			pk_advance(q, &q->pk_used, &q->pk_used_wrap, q->slot[h].ndesc);
+		else
+			q->last_used++;
+		q->submitted--;
+		q->io_next = io_after(q, h);
+		chain_put(q, h);
+		if (h == q->batch)
+			q->batch = SIOV__NO_BATCH;
+		else if (!q->packed && q->last_used == used_idx)
+			return broken(q, cqes, max, k + 1);
+	}
+	if (!k)
+		return idle(q, cqes, max);
+	q->idle_polls = 0;
+	return (int)k;
+}
+
 int siov_reap(struct siov_queue *q, struct siov_cqe *cqes, unsigned max)
 {
 	uint16_t used_idx, n, i;
@@ -670,6 +753,8 @@ int siov_reap(struct siov_queue *q, struct siov_cqe *cqes, unsigned max)
 
 	if (err)
 		return drain(q, cqes, max, err);
+	if (q->in_order)
+		return reap_in_order(q, cqes, max);
 	if (q->packed)
 		return reap_packed(q, cqes, max);
 	used_idx = __atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE);
@@ -704,7 +789,8 @@ int siov_queue_arm(struct siov_queue *q)
 		q->armed = true;
 		/* The request for a call must be visible before we look at the ring. */
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		return pk_used(q);
+		/* In order, the rest of a batch half reaped is there already. */
+		return q->batch != SIOV__NO_BATCH || pk_used(q);
 	}
 	if (q->event_idx)
 		__atomic_store_n(q->used_event, q->last_used, __ATOMIC_RELAXED);

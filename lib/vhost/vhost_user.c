@@ -203,16 +203,16 @@ static void vq_recover_inflight(struct siov_vu_server *srv, struct vu_queue *q)
 
 	if (!iq)
 		return;
-	/* A crash between publishing used->idx and clearing the record. */
 	if (iq->used_idx != used) {
-		uint16_t head = iq->last_batch_head; /* read once: shared memory */
-		if (head < vq->num)
-			iq->desc[head].inflight = 0;
+		siov_vq_inflight_catch_up(vq);
 		iq->used_idx = used;
 	}
 	for (i = 0; i < vq->num; i++)
-		if (iq->desc[i].inflight == 1)
+		if (iq->desc[i].inflight == 1) {
 			n++;
+			/* New pops stay younger than resubmissions: order and catch-up need it. */
+			vq->inflight_counter = SIOV_MAX(vq->inflight_counter, iq->desc[i].counter);
+		}
 	/*
 	 * Entries [used, used + n) of the avail ring are exactly the requests in
 	 * flight, and everything before them completed.  Trust that over the
@@ -331,6 +331,7 @@ static void vq_try_start(struct siov_vu_server *srv, struct vu_queue *q)
 	vq->qos = srv->qos;
 	vq->event_idx = srv->features & (1ull << VIRTIO_RING_F_EVENT_IDX_BIT);
 	vq->packed = packed(srv);
+	vq->in_order = srv->features & (1ull << VIRTIO_F_IN_ORDER_BIT);
 	vq->broken = 0;
 	vq->broken_reason[0] = '\0';
 	vq->signalled_used_valid = false;
@@ -397,7 +398,7 @@ static void vq_reset(struct vu_queue *q, unsigned index)
 {
 	/* Counters belong to the VDEV, not the session: they survive a reconnect. */
 	struct siov_vq_stats stats;
-	bool was_packed = q->vq.packed;
+	bool was_packed = q->vq.packed, was_in_order = q->vq.in_order;
 
 	vq_stop(q);
 	close_fd(&q->vq.kick_fd);
@@ -409,6 +410,7 @@ static void vq_reset(struct vu_queue *q, unsigned index)
 	siov_vq_init(&q->vq, index);
 	q->vq.stats = stats;
 	q->vq.packed = was_packed; /* what vdev_stats reports until the next start: the last ring */
+	q->vq.in_order = was_in_order;
 	q->kicked = false;
 	q->paused = false;
 }

@@ -167,7 +167,9 @@ static uint64_t blk_features(void *dev)
 		     (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_TOPOLOGY) |
 		     (1ull << VIRTIO_BLK_F_MQ) | (1ull << VIRTIO_BLK_F_CONFIG_WCE) |
 		     /* The virtqueue layer does both ring formats; tested with blk (packed=on). */
-		     (1ull << VIRTIO_F_RING_PACKED_BIT);
+		     (1ull << VIRTIO_F_RING_PACKED_BIT) |
+		     /* ... and uses buffers in order when asked (libsiov SIOV_DEV_F_IN_ORDER). */
+		     (1ull << VIRTIO_F_IN_ORDER_BIT);
 
 	if (blk->readonly)
 		f |= 1ull << VIRTIO_BLK_F_RO;

@@ -35,17 +35,31 @@ void siov_vq_release(struct siov_vq *vq)
 {
 	free(vq->pk);
 	vq->pk = NULL;
+	vq_order_free(vq);
 }
+
+static int map_split(struct siov_vq *vq);
 
 int siov_vq_map_rings(struct siov_vq *vq)
 {
+	int rc;
+
+	if (!vq->addr_set || !vq->mem || vq->num == 0)
+		return -EINVAL;
+	rc = vq->packed ? vq_packed_map(vq) : map_split(vq);
+	if (rc)
+		return rc;
+	if (vq->in_order)
+		return vq_order_alloc(vq);
+	vq_order_free(vq);
+	return 0;
+}
+
+static int map_split(struct siov_vq *vq)
+{
 	uint64_t n = vq->num;
 
-	if (!vq->addr_set || !vq->mem || n == 0)
-		return -EINVAL;
 	vq->avail_cached = 0;
-	if (vq->packed)
-		return vq_packed_map(vq);
 	/* Split rings index modulo the size, so it must divide 65536. */
 	if (n & (n - 1))
 		return -EINVAL;
@@ -201,6 +215,28 @@ static void inflight_start(struct siov_vq *vq, uint16_t head)
 	q->desc[head].inflight = 1;
 }
 
+/*
+ * A crash between publishing used->idx and clearing the records.  Without
+ * IN_ORDER one element was published per index update, the last batch's
+ * head; in order the index covered that buffer and every older one, which
+ * are the records with a smaller counter (buffers are used in pop order).
+ */
+void siov_vq_inflight_catch_up(struct siov_vq *vq)
+{
+	struct siov_vu_inflight_queue *iq = vq->inflight;
+	uint16_t head = iq->last_batch_head; /* read once: shared memory */
+	uint64_t last;
+	unsigned i;
+
+	if (head >= vq->num)
+		return;
+	last = iq->desc[head].counter;
+	iq->desc[head].inflight = 0;
+	for (i = 0; vq->in_order && i < vq->num; i++)
+		if (iq->desc[i].inflight == 1 && iq->desc[i].counter <= last)
+			iq->desc[i].inflight = 0;
+}
+
 struct resubmit_key {
 	uint64_t counter;
 	uint16_t head;
@@ -246,6 +282,8 @@ static int pop_resubmit(struct siov_vq *vq, struct siov_vq_chain *c)
 
 void siov_vq_unpop(struct siov_vq *vq)
 {
+	if (vq->ord && vq->last_pop != SIOV_VQ_POP_NONE)
+		vq_order_unpush(vq, 1);
 	if (vq->packed) {
 		vq_packed_unpop(vq);
 		return;
@@ -272,6 +310,7 @@ static int split_avail(struct siov_vq *vq)
 	if (vq->avail_cached)
 		return vq->avail_cached;
 	avail_idx = __atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE);
+	SIOV_STAT_ADD(vq->stats.avail_reads, 1);
 	n = (uint16_t)(avail_idx - vq->last_avail_idx);
 	if (n > vq->num) {
 		siov_vq_break(vq, "avail index %u is more than %u ahead of %u", avail_idx, vq->num,
@@ -282,7 +321,7 @@ static int split_avail(struct siov_vq *vq)
 	return n;
 }
 
-int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *c)
+static int pop(struct siov_vq *vq, struct siov_vq_chain *c)
 {
 	uint16_t head;
 	int n;
@@ -313,6 +352,16 @@ int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *c)
 		return -EINVAL;
 	inflight_start(vq, head);
 	return 1;
+}
+
+int siov_vq_pop(struct siov_vq *vq, struct siov_vq_chain *c)
+{
+	int rc = pop(vq, c);
+
+	/* In order: every chain popped (ring or resubmission) queues up behind its elders. */
+	if (rc == 1 && __builtin_expect(vq->ord != NULL, 0) && vq_order_push(vq, c))
+		return -EINVAL;
+	return rc;
 }
 
 void siov_vq_prefetch(const struct siov_vq *vq, unsigned n)
@@ -375,12 +424,29 @@ static int log_completion(struct siov_vq *vq, const struct iovec *written, unsig
 	return 0;
 }
 
+/* Publishes the used elements written so far (split): one index store however many there are. */
+static void publish_used(struct siov_vq *vq)
+{
+	if (!vq->used_unpublished)
+		return;
+	vq->used_unpublished = false;
+	/* The driver must see the elements before the index that covers them. */
+	__atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
+	SIOV_STAT_ADD(vq->stats.used_writes, 1);
+	if (unlikely_log(vq))
+		vq_log_used(vq, offsetof(struct vring_used, idx), sizeof(uint16_t));
+}
+
 void siov_vq_complete_many(struct siov_vq *vq, const struct siov_vq_used_elem *elems,
 			   unsigned nelems, const struct iovec *written, unsigned n)
 {
 	struct siov_vu_inflight_queue *q = vq->inflight;
 	unsigned i;
 
+	if (__builtin_expect(vq->ord != NULL, 0)) {
+		vq_order_complete(vq, elems, nelems, written, n);
+		return;
+	}
 	if (vq->packed) {
 		vq_packed_complete(vq, elems, nelems, written, n);
 		return;
@@ -399,18 +465,64 @@ void siov_vq_complete_many(struct siov_vq *vq, const struct siov_vq_used_elem *e
 			return;
 	}
 	vq->used_idx = (uint16_t)(vq->used_idx + nelems);
+	vq->used_unpublished = true;
+	/*
+	 * A runner calls siov_vq_notify() for this queue before its round ends,
+	 * and that publishes the index: a round's completions cost the driver one
+	 * cache miss on used->idx, not one each.  Without a runner, or with
+	 * in-flight records (cleared only once the index covers them, so that a
+	 * successor never loses a request), publish now.
+	 */
+	vq_mark_used(vq);
+	if (vq->run.used && !q)
+		return;
 	/* Lets a successor tell, after a crash right here, which record is stale. */
 	if (q && nelems)
 		q->last_batch_head = elems[nelems - 1].head;
-	/* The driver must see the elements before the index that covers them. */
-	__atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
-	if (unlikely_log(vq))
-		vq_log_used(vq, offsetof(struct vring_used, idx), sizeof(uint16_t));
+	publish_used(vq);
 	for (i = 0; q && i < nelems; i++) {
 		if (elems[i].head < vq->num)
 			q->desc[elems[i].head].inflight = 0;
 		q->used_idx = vq->used_idx;
 	}
+}
+
+/*
+ * In order: the k oldest buffers are done.  Each batch's used entry goes
+ * where its first buffer's would, with the id of its last; the index then
+ * covers them all, and their in-flight records clear after it.
+ */
+void vq_split_publish_order(struct siov_vq *vq, unsigned k)
+{
+	struct siov_vu_inflight_queue *q = vq->inflight;
+	unsigned i, start = 0;
+	uint16_t id = 0;
+
+	for (i = 0; i < k; i++) {
+		uint16_t slot = (uint16_t)(vq->used_idx + start) % vq->num;
+		struct vring_used_elem *e = &vq->used->ring[slot];
+		if (!vq_order_batch_end(vq, i, k))
+			continue;
+		id = vq_order_id(vq, i);
+		e->id = id;
+		e->len = vq->ord->len[id];
+		start = i + 1;
+		SIOV_STAT_ADD(vq->stats.order_entries, 1);
+		if (unlikely_log(vq) &&
+		    log_completion(vq, NULL, 0,
+				   offsetof(struct vring_used, ring) + (uint64_t)slot * sizeof(*e)))
+			return;
+	}
+	vq->used_idx = (uint16_t)(vq->used_idx + k);
+	if (q)
+		q->last_batch_head = id;
+	__atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
+	if (unlikely_log(vq))
+		vq_log_used(vq, offsetof(struct vring_used, idx), sizeof(uint16_t));
+	for (i = 0; q && i < k; i++)
+		q->desc[vq_order_id(vq, i)].inflight = 0;
+	if (q)
+		q->used_idx = vq->used_idx;
 	vq_mark_used(vq);
 }
 
@@ -419,8 +531,9 @@ void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *wri
 {
 	struct siov_vq_used_elem e = {head, len};
 
-	/* Packed: straight there, the per-request path (complete_many's frame costs more). */
-	if (vq->packed)
+	/* Packed, not in order: straight there, the per-request path (complete_many's frame
+	 * costs more).  In order goes through complete_many, which holds back early ones. */
+	if (vq->packed && !vq->ord)
 		vq_packed_complete(vq, &e, 1, written, n);
 	else
 		siov_vq_complete_many(vq, &e, 1, written, n);
@@ -428,6 +541,8 @@ void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *wri
 
 void siov_vq_give_back(struct siov_vq *vq, unsigned n)
 {
+	if (vq->ord)
+		vq_order_unpush(vq, n);
 	if (vq->packed) {
 		vq_packed_give_back(vq, n);
 		return;
@@ -478,6 +593,8 @@ void siov_vq_unbind(struct siov_vq *vq)
 	/* The runner notifies before it lets go; publish anything it left, to be sure. */
 	if (vq->packed)
 		vq_packed_publish(vq);
+	else
+		publish_used(vq);
 	memset(&vq->run, 0, sizeof(vq->run));
 	vq->on_used_list = false;
 	vq->next_used = NULL;
@@ -488,9 +605,11 @@ void siov_vq_notify(struct siov_vq *vq)
 	uint16_t old, now;
 	bool need;
 
-	/* Packed: a round's used entries become visible together, here. */
+	/* A round's used entries become visible together, here (both ring formats). */
 	if (vq->packed)
 		vq_packed_publish(vq);
+	else
+		publish_used(vq);
 	if (!vq->used_dirty)
 		return;
 	vq->used_dirty = false;
@@ -510,8 +629,10 @@ void siov_vq_notify(struct siov_vq *vq)
 		need = !(__atomic_load_n(&vq->avail->flags, __ATOMIC_RELAXED) &
 			 VRING_AVAIL_F_NO_INTERRUPT);
 	}
-	if (need && vq->call_fd >= 0)
+	if (need && vq->call_fd >= 0) {
 		eventfd_write(vq->call_fd, 1);
+		SIOV_STAT_ADD(vq->stats.calls, 1);
+	}
 	if (unlikely_log(vq) && vq->log_fd >= 0)
 		eventfd_write(vq->log_fd, 1);
 }

@@ -487,17 +487,56 @@ void vq_packed_publish(struct siov_vq *vq)
 }
 
 /*
- * Writes the used entries at the used position.  Every entry's flags but the
- * first unpublished one's go in at once: the driver reads entries in ring
- * order, so none shows before that first one, whose flags vq_packed_publish()
- * stores when the runner notifies (at once without a runner).
+ * Writes one used entry at *pos for buffer @id, covering @slots ring slots,
+ * and moves *pos past them.  Every entry's flags but the first unpublished
+ * one's go in at once: the driver reads entries in ring order, so none shows
+ * before that first one, whose flags vq_packed_publish() stores when the
+ * runner notifies (at once without a runner).
  */
+static void put_used(struct siov_vq *vq, uint16_t *pos, uint16_t *used, uint16_t id, uint32_t len,
+		     unsigned slots)
+{
+	struct siov_vq_packed *pk = vq->pk;
+	struct vring_packed_desc *d = &vq->pdesc[*pos];
+
+	d->id = id;
+	d->len = len;
+	if (!pk->pend) {
+		pk->pend = true;
+		pk->pend_pos = *pos;
+		pk->pend_flags = *used;
+	} else {
+		__atomic_store_n(&d->flags, *used, __ATOMIC_RELEASE);
+		if (unlikely_log(vq))
+			log_desc(vq, *pos);
+	}
+	*pos = (uint16_t)(*pos + slots);
+	if (*pos >= vq->num) {
+		*pos = (uint16_t)(*pos - vq->num);
+		vq->used_wrap = !vq->used_wrap;
+		*used ^= F_AVAIL | F_USED;
+	}
+}
+
+/* A buffer used: its slots leave the books, its record ends when the entries are published. */
+static unsigned retire(struct siov_vq *vq, uint16_t id)
+{
+	struct siov_vq_packed *pk = vq->pk;
+	unsigned slots = pk->slots[id];
+
+	if (vq->inflight_packed && pk->npend < vq->num)
+		pk->pend_ids[pk->npend++] = id;
+	pk->outstanding -= slots;
+	pk->slots[id] = NOT_IN_FLIGHT;
+	return slots;
+}
+
+/* Writes the used entries at the used position (put_used). */
 void vq_packed_complete(struct siov_vq *vq, const struct siov_vq_used_elem *elems, unsigned nelems,
 			const struct iovec *written, unsigned n)
 {
 	struct siov_vq_packed *pk = vq->pk;
 	uint16_t pos = vq->used_idx, used = vq->used_wrap ? (F_AVAIL | F_USED) : 0;
-	bool wrap = vq->used_wrap;
 	unsigned i;
 
 	if (!nelems || !check_done(vq, elems, nelems))
@@ -507,33 +546,37 @@ void vq_packed_complete(struct siov_vq *vq, const struct siov_vq_used_elem *elem
 	/* A driver reusing ids it has not seen completed could fill the list: publish first. */
 	if (pk->npend + nelems > vq->num)
 		vq_packed_publish(vq);
-	for (i = 0; i < nelems; i++) {
-		struct vring_packed_desc *d = &vq->pdesc[pos];
-		uint16_t id = elems[i].head, slots = pk->slots[id];
-		d->id = id;
-		d->len = elems[i].len;
-		if (!pk->pend) {
-			pk->pend = true;
-			pk->pend_pos = pos;
-			pk->pend_flags = used;
-		} else {
-			__atomic_store_n(&d->flags, used, __ATOMIC_RELEASE);
-			if (unlikely_log(vq))
-				log_desc(vq, pos);
-		}
-		if (vq->inflight_packed && pk->npend < vq->num)
-			pk->pend_ids[pk->npend++] = id;
-		pos += slots;
-		if (pos >= vq->num) {
-			pos -= vq->num;
-			wrap = !wrap;
-			used ^= F_AVAIL | F_USED;
-		}
-		pk->outstanding -= slots;
-		pk->slots[id] = NOT_IN_FLIGHT;
+	for (i = 0; i < nelems; i++)
+		put_used(vq, &pos, &used, elems[i].head, elems[i].len, retire(vq, elems[i].head));
+	vq->used_idx = pos;
+	if (!vq->run.used)
+		vq_packed_publish(vq);
+	vq_mark_used(vq);
+}
+
+/*
+ * In order: the k oldest buffers are done.  Each batch gets one used entry,
+ * over its first buffer's first slot, with the id of its last buffer, and the
+ * used position skips every slot of the batch; published as above.
+ */
+void vq_packed_publish_order(struct siov_vq *vq, unsigned k)
+{
+	struct siov_vq_packed *pk = vq->pk;
+	uint16_t pos = vq->used_idx, used = vq->used_wrap ? (F_AVAIL | F_USED) : 0;
+	unsigned i, slots = 0;
+
+	if (pk->npend + k > vq->num)
+		vq_packed_publish(vq);
+	for (i = 0; i < k; i++) {
+		uint16_t id = vq_order_id(vq, i);
+		slots += retire(vq, id);
+		if (!vq_order_batch_end(vq, i, k))
+			continue;
+		put_used(vq, &pos, &used, id, vq->ord->len[id], slots);
+		slots = 0;
+		SIOV_STAT_ADD(vq->stats.order_entries, 1);
 	}
 	vq->used_idx = pos;
-	vq->used_wrap = wrap;
 	if (!vq->run.used)
 		vq_packed_publish(vq);
 	vq_mark_used(vq);
@@ -605,6 +648,26 @@ static bool ip_valid(const struct siov_vq *vq, const struct siov_vu_inflight_pbu
 }
 
 /*
+ * In order, a used entry stands for its buffer and every older one: ends the
+ * records up to @counter and returns the ring slots they took.
+ */
+static unsigned ip_end_older(struct siov_vq *vq, uint64_t counter)
+{
+	unsigned slots = 0;
+	uint16_t id;
+
+	for (id = 0; id < vq->num; id++) {
+		struct siov_vu_inflight_pbuf *b = ip_buf(vq, id);
+		if (b->inflight != 1 || b->counter > counter || b->slots > vq->num)
+			continue;
+		b->inflight = 0;
+		slots += b->slots;
+	}
+	/* Records a front end rewrote could add up past the ring: one lap at most. */
+	return slots > vq->num ? vq->num : slots;
+}
+
+/*
  * A crash right after a used entry was published and before the record
  * caught up: entries at the recorded used position that are used in this lap
  * complete their records now.
@@ -625,8 +688,8 @@ static void ip_catch_up_used(struct siov_vq *vq)
 		b = ip_buf(vq, id);
 		if (!b->inflight || b->slots == 0 || b->slots > vq->num)
 			break;
+		advance(vq, &pos, &wrap, vq->in_order ? ip_end_older(vq, b->counter) : b->slots);
 		b->inflight = 0;
-		advance(vq, &pos, &wrap, b->slots);
 		h->used = siov_vq_packed_base(pos, wrap);
 	}
 }
@@ -664,6 +727,29 @@ static int cmp_key(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Slots from ring position a forward to b (positions with wrap bits); 2 * num if b is behind. */
+static unsigned ring_ahead(const struct siov_vq *vq, uint16_t a, uint16_t b)
+{
+	unsigned pa = a & 0x7fff, pb = b & 0x7fff, n = vq->num;
+
+	if ((a >> 15) == (b >> 15))
+		return pb >= pa ? pb - pa : 2 * n;
+	return pb < pa ? pb + n - pa : pb == pa ? n : 2 * n;
+}
+
+/*
+ * In order, the buffers in flight are the slots from the used position to the
+ * avail one.  A record behind the used position was used already: the crash
+ * came after the position moved and before the record was cleared.
+ */
+static bool ip_stale_in_order(const struct siov_vq *vq, const struct siov_vu_inflight_pbuf *b)
+{
+	const struct siov_vu_inflight_packed *h = vq->inflight_packed;
+	unsigned window = ring_ahead(vq, h->used, h->avail);
+
+	return vq->in_order && window <= vq->num && ring_ahead(vq, h->used, b->pos) >= window;
+}
+
 /* Lists the valid records in flight, oldest first, and rebuilds the free pool around them. */
 static int ip_collect(struct siov_vq *vq)
 {
@@ -685,6 +771,10 @@ static int ip_collect(struct siov_vq *vq)
 		struct siov_vu_inflight_pbuf *b = ip_buf(vq, id);
 		if (b->inflight != 1)
 			continue;
+		if (ip_stale_in_order(vq, b)) {
+			b->inflight = 0;
+			continue;
+		}
 		if (!ip_valid(vq, b, seen)) {
 			SIOV_WARN(
 			    "vdev %s queue %u: dropping a corrupt in-flight record (buffer %u)",

@@ -32,6 +32,53 @@ int vq_log_used(struct siov_vq *vq, uint64_t off, uint64_t len);
 /* Marks the buffers a completion wrote; breaks the queue and returns -ERANGE if it cannot. */
 int vq_log_written(struct siov_vq *vq, const struct iovec *written, unsigned n);
 
+/*
+ * VIRTIO_F_IN_ORDER (virtqueue_inorder.c): the buffers popped and not yet
+ * used, oldest first.  ids[] is circular from first; state, len and full are
+ * indexed by head (split) or buffer id (packed).
+ */
+enum { VQ_ORD_FREE, VQ_ORD_POPPED, VQ_ORD_DONE };
+
+struct siov_vq_order {
+	unsigned first, count; /* ids[first .. first+count) mod num */
+	uint16_t *ids;
+	uint8_t *state;
+	uint32_t *len;	/* the used length, once done */
+	uint32_t *full; /* device-writable bytes of the chain: a skipped buffer's used length */
+};
+
+/* The i-th oldest buffer in flight (i < num).  No division: this runs per completion. */
+static inline uint16_t vq_order_id(const struct siov_vq *vq, unsigned i)
+{
+	unsigned k = vq->ord->first + i;
+
+	return vq->ord->ids[k < vq->num ? k : k - vq->num];
+}
+
+/*
+ * Of a run of k buffers done, the i-th ends a batch (gets a used entry of its
+ * own) if it is the run's last, or if the driver could not assume its used
+ * length: a buffer left out of the ring counts as wholly written.
+ */
+static inline bool vq_order_batch_end(const struct siov_vq *vq, unsigned i, unsigned k)
+{
+	uint16_t id = vq_order_id(vq, i);
+
+	return i + 1 == k || vq->ord->len[id] != vq->ord->full[id];
+}
+
+int vq_order_alloc(struct siov_vq *vq);
+void vq_order_free(struct siov_vq *vq);
+/* Records a chain just popped as the youngest in flight; breaks the queue on a duplicate. */
+int vq_order_push(struct siov_vq *vq, const struct siov_vq_chain *c);
+/* Forgets the n youngest (given back to the ring). */
+void vq_order_unpush(struct siov_vq *vq, unsigned n);
+void vq_order_complete(struct siov_vq *vq, const struct siov_vq_used_elem *elems, unsigned nelems,
+		       const struct iovec *written, unsigned n);
+/* Ring halves: publish the k oldest buffers (all done) as batches, then the index. */
+void vq_split_publish_order(struct siov_vq *vq, unsigned k);
+void vq_packed_publish_order(struct siov_vq *vq, unsigned k);
+
 /* The packed ring (virtqueue_packed.c), behind the same public calls. */
 int vq_packed_map(struct siov_vq *vq);
 int vq_packed_pop(struct siov_vq *vq, struct siov_vq_chain *c);

@@ -11,7 +11,9 @@
  * iovecs, lengths that add up, and every iovec inside one mapped region (an
  * out-of-range pointer into siovd's address space that nobody dereferences
  * yet would escape the sanitizers), and each iovec's first and last byte is
- * touched.
+ * touched.  With F_IN_ORDER (VIRTIO_F_IN_ORDER) every other chain completes
+ * after the one popped next: the order table holds it, and once all completed
+ * the used index must have moved by exactly the chains completed.
  *
  * Input: see struct hdr below, then [custom regions], [resubmit heads],
  * num descriptors (16 bytes each), num + 1 avail ring entries (the last is
@@ -31,6 +33,7 @@ enum {
 	F_RESUBMIT = 1 << 2,
 	F_NO_PUSH = 1 << 3,
 	F_AVAIL_FROM_HDR = 1 << 4, /* else the avail index is whatever the input wrote */
+	F_IN_ORDER = 1 << 5,
 };
 
 struct hdr {
@@ -103,7 +106,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct hdr h;
 	uint64_t ring_uva;
 	int broken = 0, rc;
-	unsigned i, num;
+	unsigned i, num, completed = 0;
+	struct siov_vq_chain held = {0};
+	bool holding = false;
+	uint16_t used0;
 
 	fz_init(&f, data, size);
 	fz_bytes(&f, &h, sizeof(h));
@@ -121,6 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	vq.dev_broken = &broken;
 	vq.event_idx = h.flags & F_EVENT_IDX;
 	vq.last_avail_idx = h.last_avail_idx;
+	vq.in_order = h.flags & F_IN_ORDER;
 	if (siov_vq_map_rings(&vq))
 		return 0;
 	if (h.flags & F_RESUBMIT)
@@ -144,18 +151,41 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (h.flags & F_AVAIL_FROM_HDR)
 		memcpy((uint8_t *)vq.avail + 2, &h.avail_idx, 2);
 	memcpy(&vq.used_idx, (uint8_t *)vq.used + 2, 2);
+	used0 = vq.used_idx;
 
 	for (i = 0; i < 2 * num + 16; i++) {
 		rc = siov_vq_pop(&vq, &g_chain);
 		if (rc <= 0)
 			break;
 		fuzz_check_chain(&vq, &g_chain, "fuzz_chain");
-		if (!(h.flags & F_NO_PUSH))
-			siov_vq_complete(&vq, g_chain.head, &g_chain.iov[g_chain.out_num],
-					 g_chain.in_num, (uint32_t)g_chain.in_len);
+		if (h.flags & F_NO_PUSH)
+			continue;
+		if (vq.in_order && !holding) {
+			held = g_chain; /* completes after the next one: out of order */
+			holding = true;
+			continue;
+		}
+		siov_vq_complete(&vq, g_chain.head, &g_chain.iov[g_chain.out_num], g_chain.in_num,
+				 (uint32_t)g_chain.in_len);
+		completed++;
+		if (holding) {
+			siov_vq_complete(&vq, held.head, NULL, 0, (uint32_t)held.in_len);
+			completed++;
+			holding = false;
+		}
 	}
 	if (rc > 0) {
 		fprintf(stderr, "fuzz_chain: more than %u chains from a ring of %u\n", i, num);
+		abort();
+	}
+	if (holding) {
+		siov_vq_complete(&vq, held.head, NULL, 0, (uint32_t)held.in_len);
+		completed++;
+	}
+	if (vq.in_order && !siov_vq_is_broken(&vq) &&
+	    (uint16_t)(vq.used_idx - used0) != completed) {
+		fprintf(stderr, "fuzz_chain: in order, %u completed but the used index moved %u\n",
+			completed, (uint16_t)(vq.used_idx - used0));
 		abort();
 	}
 	if (!siov_vq_is_broken(&vq)) {
@@ -164,5 +194,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void)siov_vq_enable_notify(&vq);
 		(void)siov_vq_has_work(&vq);
 	}
+	siov_vq_release(&vq);
 	return 0;
 }

@@ -13,6 +13,9 @@
  * twice while in flight; no more ring slots are in flight than the ring
  * holds; and without records, once everything completed, the used position
  * and wrap counter equal the avail ones (every slot popped was given back).
+ * With F_IN_ORDER (VIRTIO_F_IN_ORDER) the out-of-order completions are held
+ * and published in batches; once all completed, every chain popped must have
+ * been used through the order table.
  *
  * Input: struct hdr, the ring (num descriptors of 16 bytes), the driver event
  * area (4 bytes), [the records region if F_INFLIGHT: header + num * 24 + num
@@ -30,6 +33,7 @@ enum {
 	F_EVENT_IDX = 1 << 0,
 	F_INFLIGHT = 1 << 1,
 	F_WRAP = 1 << 2, /* the device starts with avail wrap counter 1 (a fresh ring) */
+	F_IN_ORDER = 1 << 3,
 };
 
 struct hdr {
@@ -62,6 +66,7 @@ struct run {
 	uint16_t pending[MAX_NUM];
 	unsigned npending;
 	bool in_flight[MAX_NUM];
+	uint64_t npopped;
 };
 
 static void popped(struct run *r)
@@ -76,6 +81,7 @@ static void popped(struct run *r)
 	}
 	r->in_flight[id] = true;
 	r->pending[r->npending++] = id;
+	r->npopped++;
 }
 
 /* Completes up to n pending chains starting at index k, in one used update. */
@@ -142,6 +148,7 @@ static int setup(struct run *r, struct fz *f, const struct hdr *h)
 	vq->mem = &g_guest.mt;
 	vq->dev_name = "fuzz";
 	vq->event_idx = h->flags & F_EVENT_IDX;
+	vq->in_order = h->flags & F_IN_ORDER;
 	vq->last_avail_idx = h->base & 0x7fff;
 	vq->avail_wrap = (h->base >> 15) || (h->flags & F_WRAP);
 	if (siov_vq_map_rings(vq))
@@ -202,6 +209,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fprintf(stderr, "fuzz_packed: all done, yet used %u/%d != avail %u/%d\n",
 				r.vq.used_idx, r.vq.used_wrap, r.vq.last_avail_idx,
 				r.vq.avail_wrap);
+			abort();
+		}
+		if (r.vq.in_order && SIOV_STAT_GET(r.vq.stats.order_used) != r.npopped) {
+			fprintf(stderr, "fuzz_packed: in order, %llu popped but %llu used\n",
+				(unsigned long long)r.npopped,
+				(unsigned long long)SIOV_STAT_GET(r.vq.stats.order_used));
 			abort();
 		}
 	}

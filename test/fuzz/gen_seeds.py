@@ -52,6 +52,9 @@ def chain_seeds():
              desc(R1 - 0x800, 0x1000)]  # straddles R0 and R1
     hdr = struct.pack("<BBHHH", 0x10 | 0x1, 4, 0, 3, 0)
     save("fuzz_chain", "seed-direct-indirect-straddle", hdr + ring_input(num, descs, [0, 3, 4], mem))
+    # The same with IN_ORDER: every other chain completes after the next one.
+    hdr = struct.pack("<BBHHH", 0x20 | 0x10 | 0x1, 4, 0, 3, 0)
+    save("fuzz_chain", "seed-in-order", hdr + ring_input(num, descs, [0, 3, 4], mem))
     hdr = struct.pack("<BBHHH", 0x10 | 0x4, 4, 0, 1, 0)
     resub = struct.pack("<B", 2) + struct.pack("<HB", 3, 2) + struct.pack("<HB", 4, 1)
     save("fuzz_chain", "seed-resubmit", hdr + resub + ring_input(num, descs, [0], mem))
@@ -87,6 +90,9 @@ def packed_seeds():
     sched = bytes([0, 0, 2, 1, 3, 0, 0x22, 0, 2])
     hdr = struct.pack("<BBHB", 0x1 | 0x4, num - 1, 0, len(sched))
     save("fuzz_packed", "seed-fresh-direct-indirect", hdr + b"".join(ring) + drv_event + sched + bytes(mem))
+    # The same with IN_ORDER: the out-of-order completions are held and batched.
+    hdr = struct.pack("<BBHB", 0x8 | 0x1 | 0x4, num - 1, 0, len(sched))
+    save("fuzz_packed", "seed-in-order", hdr + b"".join(ring) + drv_event + sched + bytes(mem))
     # Non-power-of-two ring of 6, starting at slot 4 of lap 1: a chain wraps into lap 0.
     num = 6
     ring = [pdesc(R0 + 0x400, 1, 1, USED | WRITE)] + [pdesc(0, 0, 0, 0)] * 3 + \

@@ -219,7 +219,9 @@ struct siov_vu_mem_region fe_region(const struct fe *fe)
 
 int fe_negotiate(struct fe *fe)
 {
-	uint64_t f = FE_FEATURES | (fe->packed ? 1ull << VIRTIO_F_RING_PACKED_BIT : 0), pf;
+	uint64_t f = FE_FEATURES | (fe->packed ? 1ull << VIRTIO_F_RING_PACKED_BIT : 0) |
+		     (fe->in_order ? 1ull << VIRTIO_F_IN_ORDER_BIT : 0),
+		 pf;
 	struct siov_vu_msg m;
 	int rc;
 
@@ -314,12 +316,13 @@ static int connect_negotiate(struct fe *fe, const char *path, int timeout_ms)
 	}
 }
 
-static int setup(struct fe *fe, const char *path, int timeout_ms, bool packed)
+static int setup(struct fe *fe, const char *path, int timeout_ms, bool packed, bool in_order)
 {
 	int rc;
 
 	fe_init(fe);
 	fe->packed = packed;
+	fe->in_order = in_order;
 	rc = connect_negotiate(fe, path, timeout_ms);
 	if (!rc)
 		rc = fe_mem_create(fe, FE_MEM_LEN);
@@ -334,12 +337,17 @@ static int setup(struct fe *fe, const char *path, int timeout_ms, bool packed)
 
 int fe_setup(struct fe *fe, const char *path, int timeout_ms)
 {
-	return setup(fe, path, timeout_ms, false);
+	return setup(fe, path, timeout_ms, false, false);
 }
 
 int fe_setup_packed(struct fe *fe, const char *path, int timeout_ms)
 {
-	return setup(fe, path, timeout_ms, true);
+	return setup(fe, path, timeout_ms, true, false);
+}
+
+int fe_setup_in_order(struct fe *fe, const char *path, int timeout_ms, bool packed)
+{
+	return setup(fe, path, timeout_ms, packed, true);
 }
 
 uint16_t fe_pk_avail_flags(const struct fe *fe, bool next_lap)

@@ -47,6 +47,7 @@ struct fe {
 	/* Packed ring (fe_setup_packed): descriptors at FE_DESC_OFF, driver and device event
 	 * areas at FE_AVAIL_OFF and FE_USED_OFF. */
 	bool packed;
+	bool in_order; /* VIRTIO_F_IN_ORDER negotiated (fe_setup_in_order) */
 	struct vring_packed_desc *pdesc;
 	uint16_t pk_next, pk_used; /* next slot to make available / to read a used entry from */
 	bool pk_wrap, pk_used_wrap;
@@ -104,6 +105,8 @@ int fe_ring_setup(struct fe *fe, const struct siov_vu_vring_addr *addr);
 int fe_setup(struct fe *fe, const char *path, int timeout_ms);
 /* The same with VIRTIO_F_RING_PACKED negotiated: fe_submit/fe_blk/fe_wait_used use it. */
 int fe_setup_packed(struct fe *fe, const char *path, int timeout_ms);
+/* The same with VIRTIO_F_IN_ORDER negotiated too, on a split or a packed ring. */
+int fe_setup_in_order(struct fe *fe, const char *path, int timeout_ms, bool packed);
 /*
  * Packed: makes the chain available at the next slots with buffer id @id
  * (any value: an attack may lie), head flags last, and kicks.

@@ -60,6 +60,7 @@ struct fx {
 	char dir[256], path[300];
 	enum siov_error_policy policy; /* for add_queue */
 	uint32_t hold_timeout_ms;
+	bool in_order; /* add_queue: VIRTIO_F_IN_ORDER negotiated */
 };
 
 static uint64_t now_ns(void)
@@ -90,6 +91,9 @@ static int add_queue(struct fx *fx, uint64_t off, uint64_t size, bool readonly)
 		return -1;
 	if (tq_init(&fx->q[i], &fx->g, GPA_R2 + i * 0x1000, QNUM) ||
 	    tq_wire(&fx->q[i], siov_blk_dev_ops.vq_ops, fx->blk[i]))
+		return -1;
+	vq->in_order = fx->in_order;
+	if (fx->in_order && siov_vq_map_rings(vq))
 		return -1;
 	fx->nq++;
 	return siov_engine_attach(siov_engines_pick(fx->engines), vq);
@@ -180,6 +184,7 @@ static int teardown(void **state)
 	/* Detach first: afterwards the engine never touches the queue again. */
 	for (i = 0; i < fx->nq; i++) {
 		siov_engine_detach(&fx->q[i].vq);
+		siov_vq_release(&fx->q[i].vq);
 		siov_blk_destroy(fx->blk[i]);
 		tq_unwire(&fx->q[i]);
 	}
@@ -616,7 +621,8 @@ static const struct siov_backend_ops full_ops = {
     .submit = full_submit,
 };
 
-static int setup_hold_common(void **state, enum siov_error_policy p, uint32_t timeout_ms)
+static int setup_hold_common(void **state, enum siov_error_policy p, uint32_t timeout_ms,
+			     bool in_order)
 {
 	struct siov_backend_conf bc = {.name = "ram0", .type = SIOV_BACKEND_RAM, .size = DISK_SIZE};
 	struct siov_err err;
@@ -636,22 +642,28 @@ static int setup_hold_common(void **state, enum siov_error_policy p, uint32_t ti
 	fx->bd = bd;
 	fx->policy = p;
 	fx->hold_timeout_ms = timeout_ms;
+	fx->in_order = in_order;
 	return add_queue(fx, WIN_OFF, WIN_SIZE, false);
 }
 
 static int setup_hold(void **state)
 {
-	return setup_hold_common(state, SIOV_ERROR_HOLD, 0);
+	return setup_hold_common(state, SIOV_ERROR_HOLD, 0, false);
 }
 
 static int setup_hold_timeout(void **state)
 {
-	return setup_hold_common(state, SIOV_ERROR_HOLD, 300);
+	return setup_hold_common(state, SIOV_ERROR_HOLD, 300, false);
+}
+
+static int setup_hold_in_order(void **state)
+{
+	return setup_hold_common(state, SIOV_ERROR_HOLD, 0, true);
 }
 
 static int setup_report(void **state)
 {
-	return setup_hold_common(state, SIOV_ERROR_REPORT, 0);
+	return setup_hold_common(state, SIOV_ERROR_REPORT, 0, false);
 }
 
 static struct full_disk *full_of(struct fx *fx)
@@ -742,6 +754,49 @@ static void blk_report_fails_at_once(void **state)
 	assert_int_equal(*(uint8_t *)guest_ptr(&fx->g, STATUS_GPA), VIRTIO_BLK_S_IOERR);
 }
 
+/*
+ * In order, a read popped with a write that the backend refuses (held by the
+ * hold policy) finishes at the backend but waits to be used; on resume both
+ * are used, the write first, with one used element.
+ */
+static void blk_in_order_read_waits_behind_held_write(void **state)
+{
+	struct fx *fx = *state;
+	struct tq *q = &fx->q[0];
+	struct virtio_blk_outhdr *w = guest_ptr(&fx->g, HDR_GPA), *r = w + 4;
+	uint8_t *wstatus = guest_ptr(&fx->g, STATUS_GPA), *rstatus = wstatus + 1;
+	uint16_t idx = tq_used_idx(q);
+	int i;
+
+	*w = (struct virtio_blk_outhdr){.type = VIRTIO_BLK_T_OUT, .sector = 3};
+	*r = (struct virtio_blk_outhdr){.type = VIRTIO_BLK_T_IN, .sector = 5};
+	*wstatus = *rstatus = STATUS_NONE;
+	tq_desc(q, 0, HDR_GPA, sizeof(*w), VRING_DESC_F_NEXT, 1);
+	tq_desc(q, 1, DATA_GPA, 512, VRING_DESC_F_NEXT, 2);
+	tq_desc(q, 2, STATUS_GPA, 1, VRING_DESC_F_WRITE, 0);
+	tq_desc(q, 3, HDR_GPA + 4 * sizeof(*w), sizeof(*r), VRING_DESC_F_NEXT, 4);
+	tq_desc(q, 4, DATA_GPA + 0x1000, 512, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 5);
+	tq_desc(q, 5, STATUS_GPA + 1, 1, VRING_DESC_F_WRITE, 0);
+	/* Both in one index update: popped in one round, the write first. */
+	q->avail->ring[q->avail_idx++ % QNUM] = 0;
+	tq_publish(q, 3);
+	assert_int_equal(eventfd_write(q->kick_fd, 1), 0);
+	for (i = 0; i < 500 && *(volatile uint8_t *)rstatus == STATUS_NONE; i++)
+		usleep(1000);
+	assert_true(full_of(fx)->refused > 0);
+	assert_int_equal(*rstatus, VIRTIO_BLK_S_OK); /* done at the backend ... */
+	usleep(100000);
+	assert_int_equal(tq_used_idx(q), idx); /* ... and not used before the write */
+	assert_true(SIOV_STAT_GET(q->vq.stats.order_held) >= 1);
+	full_of(fx)->full = false;
+	siov_blk_resume(fx->blk[0]);
+	assert_true(wait_used(q, idx + 2));
+	assert_int_equal(*wstatus, VIRTIO_BLK_S_OK);
+	/* The write wrote its whole status byte: left out, the read's element stands for both. */
+	assert_int_equal(q->used->ring[idx % QNUM].id, 3);
+	assert_int_equal(q->used->ring[idx % QNUM].len, 513);
+}
+
 #define F(f)  cmocka_unit_test_setup_teardown(f, setup_file, teardown)
 #define RO(f) cmocka_unit_test_setup_teardown(f, setup_file_ro, teardown)
 #define R(f)  cmocka_unit_test_setup_teardown(f, setup_ram, teardown)
@@ -771,6 +826,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(blk_hold_times_out, setup_hold_timeout, teardown),
 	    cmocka_unit_test_setup_teardown(blk_report_fails_at_once, setup_report, teardown),
+	    cmocka_unit_test_setup_teardown(blk_in_order_read_waits_behind_held_write,
+					    setup_hold_in_order, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

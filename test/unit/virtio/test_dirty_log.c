@@ -357,6 +357,45 @@ static void too_small_log_breaks_the_queue(void **state)
 	assert_non_null(strstr(fx->q.vq.broken_reason, "dirty log"));
 }
 
+/*
+ * IN_ORDER, driven by hand (no engine): the younger of two reads completes
+ * first.  Its data is marked at once, before any index could publish it; the
+ * used ring only when the older one completes and the batch's one element
+ * and the index are written.
+ */
+static void in_order_marks_data_at_once_and_used_ring_when_published(void **state)
+{
+	struct fx *fx = *state = fx_start(true, LOG_BYTES, true);
+	struct siov_vq *vq = &fx->q.vq;
+	struct siov_vq_chain a, b;
+	struct range r[5] = {{DATA_GPA + 0x4000, 4096}, {STATUS_GPA, 1}};
+
+	siov_engine_detach(vq);
+	fx->attached = false;
+	/* The engine's kick suppression wrote the used ring's flags: start from a clean log. */
+	memset(fx->bits, 0, LOG_BYTES);
+	vq->in_order = true;
+	assert_int_equal(siov_vq_map_rings(vq), 0);
+	for (uint16_t i = 0; i < 2; i++) {
+		tq_desc(&fx->q, 3 * i, HDR_GPA, 16, VRING_DESC_F_NEXT, 3 * i + 1);
+		tq_desc(&fx->q, 3 * i + 1, DATA_GPA + 0x4000 * i, 4096,
+			VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 3 * i + 2);
+		tq_desc(&fx->q, 3 * i + 2, STATUS_GPA, 1, VRING_DESC_F_WRITE, 0);
+		tq_publish(&fx->q, 3 * i);
+	}
+	assert_int_equal(siov_vq_pop(vq, &a), 1);
+	assert_int_equal(siov_vq_pop(vq, &b), 1);
+	siov_vq_complete(vq, b.head, &b.iov[b.out_num], b.in_num, 4097);
+	assert_int_equal(tq_used_idx(&fx->q), 0);
+	assert_log_is(fx, r, 2);
+	siov_vq_complete(vq, a.head, &a.iov[a.out_num], a.in_num, 4097);
+	assert_int_equal(tq_used_idx(&fx->q), 2);
+	r[2] = (struct range){DATA_GPA, 4096};
+	used_ranges(fx, 0, &r[3]); /* one element, at the batch's first slot */
+	assert_log_is(fx, r, 5);
+	siov_vq_release(vq);
+}
+
 #define T(f) cmocka_unit_test_teardown(f, teardown)
 
 int main(void)
@@ -372,6 +411,7 @@ int main(void)
 	    T(used_ring_unlogged_without_vring_flag),
 	    T(nothing_marked_when_off),
 	    T(too_small_log_breaks_the_queue),
+	    T(in_order_marks_data_at_once_and_used_ring_when_published),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -62,6 +62,7 @@ static int teardown(void **state)
 {
 	struct fx *fx = *state;
 
+	siov_vq_release(&fx->q.vq);
 	close(fx->err_fd);
 	close(fx->call_fd);
 	guest_fini(&fx->g);
@@ -532,6 +533,177 @@ static void vq_inflight_records_follow_pop_and_push(void **state)
 	assert_int_equal(iq->last_batch_head, 2);
 }
 
+/* ---- VIRTIO_F_IN_ORDER ---- */
+
+static void in_order_on(struct fx *fx)
+{
+	fx->q.vq.in_order = true;
+	assert_int_equal(siov_vq_map_rings(&fx->q.vq), 0);
+}
+
+/* Pops n blk reads at heads first, first + 3, ... (513 device-writable bytes each). */
+static void pop_reads(struct fx *fx, uint16_t first, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		uint16_t head = (uint16_t)(first + 3 * i);
+		put_blk_chain(&fx->q, head, DATA_GPA, 512, true);
+		tq_publish(&fx->q, head);
+		assert_int_equal(siov_vq_pop(&fx->q.vq, &fx->chain), 1);
+		assert_int_equal(fx->chain.head, head);
+	}
+}
+
+static void assert_elem(struct fx *fx, uint16_t idx, uint32_t id, uint32_t len)
+{
+	struct vring_used_elem *e = &fx->q.used->ring[idx % QNUM];
+
+	assert_int_equal(e->id, id);
+	assert_int_equal(e->len, len);
+}
+
+/* The youngest finishes first: nothing shows until the oldest is done, then one entry. */
+static void vq_in_order_holds_early_completions_and_batches(void **state)
+{
+	struct fx *fx = *state;
+
+	in_order_on(fx);
+	pop_reads(fx, 0, 4);
+	siov_vq_complete(&fx->q.vq, 6, NULL, 0, 513);
+	siov_vq_complete(&fx->q.vq, 3, NULL, 0, 513);
+	siov_vq_notify(&fx->q.vq);
+	assert_int_equal(tq_used_idx(&fx->q), 0);
+	assert_int_equal(calls(fx), 0);
+	assert_used_untouched(fx);
+	siov_vq_complete(&fx->q.vq, 0, NULL, 0, 513);
+	assert_int_equal(tq_used_idx(&fx->q), 3);
+	/* One entry where the batch's first buffer's would go, with the id of its last. */
+	assert_elem(fx, 0, 6, 513);
+	assert_elem(fx, 1, 0, 0);
+	assert_elem(fx, 2, 0, 0);
+	siov_vq_notify(&fx->q.vq);
+	assert_int_equal(calls(fx), 1);
+	siov_vq_complete(&fx->q.vq, 9, NULL, 0, 513);
+	assert_int_equal(tq_used_idx(&fx->q), 4);
+	assert_elem(fx, 3, 9, 513);
+	assert_int_equal(fx->q.vq.stats.order_held, 2);
+	assert_int_equal(fx->q.vq.stats.order_entries, 2);
+	assert_int_equal(fx->q.vq.stats.order_used, 4);
+	assert_false(siov_vq_is_broken(&fx->q.vq));
+}
+
+/* A buffer the device did not fill (an error: only the status byte) gets an entry of its own. */
+static void vq_in_order_short_buffer_ends_a_batch(void **state)
+{
+	struct fx *fx = *state;
+
+	in_order_on(fx);
+	pop_reads(fx, 0, 3);
+	siov_vq_complete(&fx->q.vq, 6, NULL, 0, 513);
+	siov_vq_complete(&fx->q.vq, 3, NULL, 0, 1);
+	siov_vq_complete(&fx->q.vq, 0, NULL, 0, 513);
+	assert_int_equal(tq_used_idx(&fx->q), 3);
+	assert_elem(fx, 0, 3, 1); /* buffers 0 and 3: 0 was filled, so it is left out */
+	assert_elem(fx, 1, 0, 0);
+	assert_elem(fx, 2, 6, 513);
+}
+
+/*
+ * Many rounds across the 16-bit used index's wrap, each completed youngest
+ * first: every round is one entry, at the round's first slot, naming its last.
+ */
+static void vq_in_order_batches_across_index_wrap(void **state)
+{
+	struct fx *fx = *state;
+	uint16_t base = 65530;
+
+	fx->q.vq.last_avail_idx = fx->q.vq.used_idx = base;
+	fx->q.avail_idx = base;
+	fx->q.avail->idx = base;
+	fx->q.used->idx = base;
+	in_order_on(fx);
+	for (unsigned round = 0; round < 40; round++) {
+		uint16_t first = (uint16_t)(base + 4 * round);
+		pop_reads(fx, 0, 4);
+		for (int i = 3; i >= 0; i--)
+			siov_vq_complete(&fx->q.vq, (uint16_t)(3 * i), NULL, 0, 513);
+		assert_int_equal(tq_used_idx(&fx->q), (uint16_t)(first + 4));
+		assert_elem(fx, first, 9, 513);
+	}
+	assert_int_equal(fx->q.vq.stats.order_entries, 40);
+	assert_false(siov_vq_is_broken(&fx->q.vq));
+}
+
+/* A driver that negotiated IN_ORDER and makes a head available twice breaks the queue. */
+static void vq_in_order_reused_head_breaks_queue(void **state)
+{
+	struct fx *fx = *state;
+
+	in_order_on(fx);
+	put_blk_chain(&fx->q, 0, DATA_GPA, 512, true);
+	tq_publish(&fx->q, 0);
+	tq_publish(&fx->q, 0);
+	assert_int_equal(siov_vq_pop(&fx->q.vq, &fx->chain), 1);
+	assert_broken(fx, siov_vq_pop(&fx->q.vq, &fx->chain), "in flight");
+}
+
+/* What QoS and the net model give back leaves the order, and comes back in its place. */
+static void vq_in_order_unpop_and_give_back_keep_order(void **state)
+{
+	struct fx *fx = *state;
+
+	in_order_on(fx);
+	pop_reads(fx, 0, 3);
+	siov_vq_unpop(&fx->q.vq);
+	assert_int_equal(siov_vq_pop(&fx->q.vq, &fx->chain), 1);
+	assert_int_equal(fx->chain.head, 6);
+	siov_vq_give_back(&fx->q.vq, 2);
+	assert_int_equal(siov_vq_pop(&fx->q.vq, &fx->chain), 1);
+	assert_int_equal(fx->chain.head, 3);
+	siov_vq_complete(&fx->q.vq, 3, NULL, 0, 513);
+	assert_int_equal(tq_used_idx(&fx->q), 0);
+	siov_vq_complete(&fx->q.vq, 0, NULL, 0, 513);
+	assert_int_equal(tq_used_idx(&fx->q), 2);
+	assert_elem(fx, 0, 3, 513);
+	assert_int_equal(siov_vq_pop(&fx->q.vq, &fx->chain), 1);
+	assert_int_equal(fx->chain.head, 6);
+	assert_false(siov_vq_is_broken(&fx->q.vq));
+}
+
+/*
+ * Records stay set until the buffer is used (a restart resubmits what the
+ * driver never saw); after a crash between a batch's index and its records,
+ * the catch-up clears the whole batch and nothing younger.
+ */
+static void vq_in_order_records_follow_batches(void **state)
+{
+	struct fx *fx = *state;
+	struct siov_vu_inflight_queue *iq = guest_ptr(&fx->g, GPA_R2 + 0x10000);
+
+	memset(iq, 0, sizeof(*iq) + QNUM * sizeof(iq->desc[0]));
+	iq->desc_num = QNUM;
+	fx->q.vq.inflight = iq;
+	in_order_on(fx);
+	pop_reads(fx, 0, 5);
+	siov_vq_complete(&fx->q.vq, 6, NULL, 0, 513);
+	siov_vq_complete(&fx->q.vq, 0, NULL, 0, 513);
+	assert_int_equal(iq->desc[0].inflight, 0);
+	assert_int_equal(iq->desc[6].inflight, 1); /* done, but waiting for 3 */
+	siov_vq_complete(&fx->q.vq, 3, NULL, 0, 513);
+	assert_int_equal(iq->desc[3].inflight + iq->desc[6].inflight, 0);
+	assert_int_equal(iq->used_idx, 3);
+	assert_int_equal(iq->last_batch_head, 6);
+	pop_reads(fx, 0, 1); /* head 0 again: younger than 9 and 12 */
+	siov_vq_complete(&fx->q.vq, 12, NULL, 0, 513);
+	siov_vq_complete(&fx->q.vq, 9, NULL, 0, 513);
+	assert_int_equal(tq_used_idx(&fx->q), 5);
+	/* The crash: the index covered 9 and 12, their records were not cleared yet. */
+	iq->desc[9].inflight = iq->desc[12].inflight = 1;
+	iq->used_idx = 3;
+	siov_vq_inflight_catch_up(&fx->q.vq);
+	assert_int_equal(iq->desc[9].inflight + iq->desc[12].inflight, 0);
+	assert_int_equal(iq->desc[0].inflight, 1);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -566,6 +738,12 @@ int main(void)
 	    T(vq_enable_notify_writes_avail_event_and_sees_race),
 	    T(vq_no_notify_flag_follows_enable_disable),
 	    T(vq_inflight_records_follow_pop_and_push),
+	    T(vq_in_order_holds_early_completions_and_batches),
+	    T(vq_in_order_short_buffer_ends_a_batch),
+	    T(vq_in_order_batches_across_index_wrap),
+	    T(vq_in_order_reused_head_breaks_queue),
+	    T(vq_in_order_unpop_and_give_back_keep_order),
+	    T(vq_in_order_records_follow_batches),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -52,6 +52,7 @@ struct fx {
 	int dev_broken;
 	int err_fd, call_fd;
 	struct siov_vq_chain chain;
+	bool in_order; /* VIRTIO_F_IN_ORDER negotiated (vq_setup) */
 };
 
 static void vq_setup(struct fx *fx, uint16_t num)
@@ -69,6 +70,7 @@ static void vq_setup(struct fx *fx, uint16_t num)
 	fx->vq.err_fd = fx->err_fd;
 	fx->vq.call_fd = fx->call_fd;
 	fx->vq.dev_broken = &fx->dev_broken;
+	fx->vq.in_order = fx->in_order;
 }
 
 static int setup(void **state)
@@ -718,6 +720,145 @@ static void pk_corrupt_records_are_dropped(void **state)
 	assert_false(siov_vq_is_broken(&fx->vq));
 }
 
+/* ---- VIRTIO_F_IN_ORDER ---- */
+
+static void in_order_on(struct fx *fx)
+{
+	fx->in_order = true;
+	siov_vq_release(&fx->vq);
+	vq_setup(fx, QNUM);
+	assert_int_equal(siov_vq_map_rings(&fx->vq), 0);
+}
+
+static void add_pop(struct fx *fx, const struct buf *b, unsigned n, uint16_t id)
+{
+	drv_add(fx, b, n, id);
+	assert_int_equal(siov_vq_pop(&fx->vq, &fx->chain), 1);
+	assert_int_equal(fx->chain.head, id);
+}
+
+static const struct buf one64 = {DATA_GPA, 64, VRING_DESC_F_WRITE};
+
+/* Completions youngest first: nothing shows, then one used entry for all three, at slot 0. */
+static void pk_in_order_holds_and_batches(void **state)
+{
+	struct fx *fx = *state;
+	uint16_t id;
+	uint32_t len;
+
+	in_order_on(fx);
+	drv_add_blk(fx, 5, true); /* slots 0-2 */
+	assert_int_equal(siov_vq_pop(&fx->vq, &fx->chain), 1);
+	add_pop(fx, &one64, 1, 6); /* slot 3 */
+	add_pop(fx, &one64, 1, 7); /* slot 4 */
+	siov_vq_complete(&fx->vq, 7, NULL, 0, 64);
+	siov_vq_complete(&fx->vq, 6, NULL, 0, 64);
+	assert_false(any_used(fx));
+	siov_vq_complete(&fx->vq, 5, NULL, 0, 513);
+	/* The driver skips the batch's five slots; nothing else is used. */
+	assert_true(drv_get_used(fx, 5, &id, &len));
+	assert_int_equal(id, 7);
+	assert_int_equal(len, 64);
+	assert_false(drv_get_used(fx, 1, &id, &len));
+	assert_int_equal(fx->vq.used_idx, 5);
+	assert_int_equal(fx->vq.stats.order_entries, 1);
+	assert_int_equal(fx->vq.stats.order_held, 2);
+}
+
+/* A buffer not wholly written ends its batch with its own entry. */
+static void pk_in_order_short_buffer_ends_a_batch(void **state)
+{
+	struct fx *fx = *state;
+	uint16_t id;
+	uint32_t len;
+
+	in_order_on(fx);
+	add_pop(fx, &one64, 1, 1);
+	add_pop(fx, &one64, 1, 2);
+	add_pop(fx, &one64, 1, 3);
+	siov_vq_complete(&fx->vq, 3, NULL, 0, 64);
+	siov_vq_complete(&fx->vq, 2, NULL, 0, 10);
+	siov_vq_complete(&fx->vq, 1, NULL, 0, 64);
+	assert_true(drv_get_used(fx, 2, &id, &len));
+	assert_int_equal(id, 2);
+	assert_int_equal(len, 10);
+	assert_true(drv_get_used(fx, 1, &id, &len));
+	assert_int_equal(id, 3);
+	assert_int_equal(len, 64);
+}
+
+/* Many laps of a ring of 8 in batches of three: each round one entry, wrap counters right. */
+static void pk_in_order_wraps_around_in_batches(void **state)
+{
+	struct fx *fx = *state;
+	uint16_t id;
+	uint32_t len;
+
+	in_order_on(fx);
+	for (unsigned round = 0; round < 40; round++) {
+		for (uint16_t k = 0; k < 3; k++)
+			add_pop(fx, &one64, 1, k);
+		for (int k = 2; k >= 0; k--)
+			siov_vq_complete(&fx->vq, (uint16_t)k, NULL, 0, 64);
+		assert_true(drv_get_used(fx, 3, &id, &len));
+		assert_int_equal(id, 2);
+		assert_false(drv_get_used(fx, 1, &id, &len));
+	}
+	/* 120 slots: fifteen laps, at slot 0 in the lap whose wrap counter is 0. */
+	assert_int_equal(fx->vq.used_idx, 0);
+	assert_false(fx->vq.used_wrap);
+	assert_false(siov_vq_is_broken(&fx->vq));
+}
+
+/*
+ * Buffers 1 and 2 (3 slots each) complete as one batch while 3 (slot 6) stays
+ * in flight, then siovd dies before the batch's records were cleared: with
+ * the used position rolled back too (the crash came before it moved), or
+ * not.  Either way the restart resubmits 3 alone and resumes after the batch.
+ */
+static void crash_after_batch(struct fx *fx, bool position_rolled_back)
+{
+	struct siov_vu_inflight_packed *h;
+	struct siov_vu_inflight_pbuf *b;
+	uint16_t used_before;
+
+	in_order_on(fx);
+	h = attach_records(fx);
+	b = (struct siov_vu_inflight_pbuf *)h->data;
+	drv_add_blk(fx, 1, true); /* slots 0-2 */
+	drv_add_blk(fx, 2, true); /* slots 3-5 */
+	assert_int_equal(siov_vq_pop(&fx->vq, &fx->chain), 1);
+	assert_int_equal(siov_vq_pop(&fx->vq, &fx->chain), 1);
+	add_pop(fx, &one64, 1, 3); /* slot 6 */
+	used_before = h->used;
+	siov_vq_complete(&fx->vq, 2, NULL, 0, 513);
+	assert_int_equal(b[2].inflight, 1); /* done, but 1 is older */
+	siov_vq_complete(&fx->vq, 1, NULL, 0, 513);
+	assert_int_equal(b[1].inflight + b[2].inflight, 0);
+	/* Undo what the completion did to the records after publishing: the crash. */
+	if (position_rolled_back)
+		h->used = used_before;
+	b[1].inflight = b[2].inflight = 1;
+	assert_int_equal(restart(fx, 0x8000), 1);
+	assert_int_equal(fx->vq.used_idx, 6);
+	assert_int_equal(siov_vq_pop(&fx->vq, &fx->chain), 1);
+	assert_int_equal(fx->chain.head, 3);
+	assert_int_equal(siov_vq_pop(&fx->vq, &fx->chain), 0);
+	assert_false(siov_vq_is_broken(&fx->vq));
+}
+
+/* The batch's used entry is in the ring, the records and the position were not updated. */
+static void pk_in_order_restart_after_crash_mid_batch(void **state)
+{
+	crash_after_batch(*state, true);
+}
+
+/* The position moved past the batch, its records were not cleared: none is redone. */
+static void pk_in_order_restart_after_crash_past_batch(void **state)
+{
+	crash_after_batch(*state, false);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -744,6 +885,11 @@ int main(void)
 	    T(pk_restart_after_crash_mid_completion),
 	    T(pk_corrupt_records_are_dropped),
 	    T(pk_runner_publishes_at_notify),
+	    T(pk_in_order_holds_and_batches),
+	    T(pk_in_order_short_buffer_ends_a_batch),
+	    T(pk_in_order_wraps_around_in_batches),
+	    T(pk_in_order_restart_after_crash_mid_batch),
+	    T(pk_in_order_restart_after_crash_past_batch),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
