@@ -514,16 +514,18 @@ void vq_split_publish_order(struct siov_vq *vq, unsigned k)
 			return;
 	}
 	vq->used_idx = (uint16_t)(vq->used_idx + k);
+	vq->used_unpublished = true;
+	vq_mark_used(vq);
+	/* As in siov_vq_complete_many: the runner's notify publishes, unless records wait. */
+	if (vq->run.used && !q)
+		return;
 	if (q)
 		q->last_batch_head = id;
-	__atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
-	if (unlikely_log(vq))
-		vq_log_used(vq, offsetof(struct vring_used, idx), sizeof(uint16_t));
+	publish_used(vq);
 	for (i = 0; q && i < k; i++)
 		q->desc[vq_order_id(vq, i)].inflight = 0;
 	if (q)
 		q->used_idx = vq->used_idx;
-	vq_mark_used(vq);
 }
 
 void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *written, unsigned n,

@@ -10,8 +10,9 @@
  *
  * Backends complete out of order (io_uring on a file does), so this file keeps
  * the buffers in flight in pop order: a completion marks its buffer done and
- * publishes the run of done buffers at the front, if any; the rest wait for
- * the older ones.  Everything still goes through siov_vq_complete(), the one
+ * writes out the run of done buffers at the front, if any (visible at the
+ * runner's notify, like every completion); the rest wait for the older ones.
+ * Everything still goes through siov_vq_complete(), the one
  * completion path: the dirty log marks the data when the device model
  * completes (before any index that could publish it), and the in-flight
  * records stay set until the buffer is really used, so a restart resubmits
