@@ -68,7 +68,7 @@ done
 ir_record() { # SIDE WHO CALLGRIND_OUT REQUESTS: WHO is siovd or bench
 	local id=packed.null.randread.4k.qd32.ir f vals i=0
 	if [ "$2" = siovd ]; then
-		f=(engine_main siov_vq_pop siov_vq_complete_many)
+		f=(engine_main siov_vq_pop siov_vq_complete)
 	else
 		f=(job_run siov_prep_read siov_submit siov_reap)
 	fi
@@ -105,7 +105,7 @@ if [ "$QUICK" != 1 ] && [ "${PACKED_IR:-1}" != 0 ]; then
 			RUNTIME=6 run_target siovd null "$out" --rw randread --bs 4k --iodepth 32 "${flag[@]}" || true
 		ir_record "$side" bench "$cg" "$(jget "$out" 'd["ios"]' 2>/dev/null || echo 0)"
 	done
-	for fn in siovd.engine_main siovd.siov_vq_pop siovd.siov_vq_complete_many bench.job_run \
+	for fn in siovd.engine_main siovd.siov_vq_pop siovd.siov_vq_complete bench.job_run \
 		bench.siov_prep_read bench.siov_submit bench.siov_reap; do
 		$FIG ratio "$DIR" --id "packed.null.randread.4k.qd32.ir.$fn" --of packed --to split || true
 	done

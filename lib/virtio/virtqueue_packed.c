@@ -42,11 +42,11 @@ struct siov_vq_packed {
 	bool pend;
 	uint16_t pend_pos, pend_flags; /* the first unpublished entry and its flags */
 	unsigned npend;		       /* in-flight records to clear when published */
-	uint16_t *slots;	       /* per buffer id: ring slots of its chain; 0: not in flight */
-	uint16_t *pos;		       /* per buffer id: position | wrap << 15 where it was popped */
-	uint16_t *hist;		       /* buffer ids in pop order, circular (for give_back) */
-	uint16_t *free;		       /* free in-flight pool entries, a stack */
-	uint16_t *pend_ids;	       /* buffer ids of the unpublished entries (INFLIGHT only) */
+	uint16_t *slots;    /* per buffer id: ring slots of its chain; 0: not in flight */
+	uint16_t *pos;	    /* per buffer id: position | wrap << 15 where it was popped */
+	uint16_t *hist;	    /* buffer ids in pop order, circular (for give_back) */
+	uint16_t *free;	    /* free in-flight pool entries, a stack */
+	uint16_t *pend_ids; /* buffer ids of the unpublished entries (INFLIGHT only) */
 	uint16_t data[];
 };
 
@@ -477,11 +477,19 @@ void vq_packed_publish(struct siov_vq *vq)
 	__atomic_store_n(&vq->pdesc[pk->pend_pos].flags, pk->pend_flags, __ATOMIC_RELEASE);
 	if (unlikely_log(vq))
 		log_desc(vq, pk->pend_pos);
+	/*
+	 * Records first, the used position last: a crash in between leaves
+	 * visible entries ahead of the recorded position, which the restart
+	 * walks (ip_catch_up_used).  The other order could leave a record in
+	 * flight behind the position, and out of order nothing tells that it
+	 * was used: the restart would do it again.
+	 */
 	if (vq->inflight_packed) {
-		__atomic_store_n(&vq->inflight_packed->used,
-				 siov_vq_packed_base(vq->used_idx, vq->used_wrap), __ATOMIC_RELEASE);
 		for (i = 0; i < pk->npend; i++)
 			ip_end(vq, pk->pend_ids[i]);
+		__atomic_store_n(&vq->inflight_packed->used,
+				 siov_vq_packed_base(vq->used_idx, vq->used_wrap),
+				 __ATOMIC_RELEASE);
 	}
 	pk->npend = 0;
 }
@@ -668,25 +676,28 @@ static unsigned ip_end_older(struct siov_vq *vq, uint64_t counter)
 }
 
 /*
- * A crash right after a used entry was published and before the record
- * caught up: entries at the recorded used position that are used in this lap
- * complete their records now.
+ * A crash after used entries were published and before the recorded used
+ * position moved past them (their records may be cleared already, or not):
+ * entries at the recorded position that are used in this lap end their
+ * records, and the position moves past them.  A record keeps its slot count
+ * and age when it ends, and nothing is popped before the position moves, so
+ * the records still describe those entries.
  */
 static void ip_catch_up_used(struct siov_vq *vq)
 {
 	struct siov_vu_inflight_packed *h = vq->inflight_packed;
 	uint16_t pos = h->used & 0x7fff, guard;
 	bool wrap = h->used >> 15;
-	uint16_t want = wrap ? (F_AVAIL | F_USED) : 0;
 
 	for (guard = 0; pos < vq->num && guard < vq->num; guard++) {
+		uint16_t want = wrap ? (F_AVAIL | F_USED) : 0;
 		uint16_t f = __atomic_load_n(&vq->pdesc[pos].flags, __ATOMIC_ACQUIRE);
 		uint16_t id = vq->pdesc[pos].id;
 		struct siov_vu_inflight_pbuf *b;
 		if ((f & (F_AVAIL | F_USED)) != want || id >= vq->num)
 			break;
 		b = ip_buf(vq, id);
-		if (!b->inflight || b->slots == 0 || b->slots > vq->num)
+		if (b->slots == 0 || b->slots > vq->num)
 			break;
 		advance(vq, &pos, &wrap, vq->in_order ? ip_end_older(vq, b->counter) : b->slots);
 		b->inflight = 0;

@@ -45,6 +45,17 @@ finish() {
 	exit $?
 }
 
+# One client thread per reserved VDEV (no --threads): a thread shared by
+# several --irq jobs sleeps on one queue while the others' completions wait,
+# which once made the bench's victims measure their client (32-48 % of their
+# reservation) rather than siovd.  siov-bench refuses that now.
+if "$BENCH" --irq --threads 1 --socket "$WORK/x.sock" --socket "$WORK/y.sock" 2>"$WORK/t.err" >/dev/null ||
+	! grep -q "thread per job" "$WORK/t.err"; then
+	bad "siov-bench accepted --irq with one thread for two VDEVs: $(cat "$WORK/t.err")"
+else
+	ok "siov-bench refuses --irq with a thread shared by several VDEVs"
+fi
+
 # Part 1 needs a file on a disk; without one it is skipped (said why) and part 2 still runs.
 fstype=$(df -T "$DISK_DIR" | awk 'NR==2{print $2}')
 case $fstype in

@@ -442,6 +442,96 @@ static void vq_complete_puts_queue_on_runner_list_once(void **state)
 	assert_int_not_equal(siov_vq_now(vq), 1234);
 }
 
+/*
+ * Bound to a runner, a split ring writes used elements at once but stores
+ * used->idx once, when the runner notifies (or lets go): the driver's poll of
+ * the index misses once per round, not once per request.
+ */
+static void vq_runner_publishes_used_idx_once_per_notify(void **state)
+{
+	struct fx *fx = *state;
+	struct siov_vq *vq = &fx->q.vq;
+	struct siov_vq_used_list used = {0};
+	struct siov_vq_runner run = {.used = &used};
+
+	siov_vq_bind(vq, &run);
+	siov_vq_complete(vq, 5, NULL, 0, 1);
+	siov_vq_complete(vq, 6, NULL, 0, 2);
+	siov_vq_complete(vq, 7, NULL, 0, 3);
+	assert_int_equal(tq_used_idx(&fx->q), 0);
+	assert_int_equal(fx->q.used->ring[2].id, 7);
+	assert_int_equal(fx->q.used->ring[2].len, 3);
+	assert_ptr_equal(siov_vq_used_list_pop(&used), vq);
+	siov_vq_notify(vq);
+	assert_int_equal(tq_used_idx(&fx->q), 3);
+	assert_int_equal(vq->stats.used_writes, 1);
+	assert_int_equal(calls(fx), 1);
+	assert_int_equal(vq->stats.calls, 1);
+	/* Letting go publishes what the runner left. */
+	siov_vq_complete(vq, 8, NULL, 0, 1);
+	siov_vq_unbind(vq);
+	assert_int_equal(tq_used_idx(&fx->q), 4);
+	assert_int_equal(vq->stats.used_writes, 2);
+}
+
+/* With in-flight records the index is stored at once: a record is cleared only behind it. */
+static void vq_runner_with_inflight_publishes_at_once(void **state)
+{
+	struct fx *fx = *state;
+	struct siov_vq *vq = &fx->q.vq;
+	struct siov_vq_used_list used = {0};
+	struct siov_vq_runner run = {.used = &used};
+	struct siov_vu_inflight_queue *iq = calloc(1, sizeof(*iq) + QNUM * sizeof(iq->desc[0]));
+
+	assert_non_null(iq);
+	iq->desc_num = QNUM;
+	vq->inflight = iq;
+	siov_vq_bind(vq, &run);
+	put_blk_chain(&fx->q, 2, DATA_GPA, 512, true);
+	tq_publish(&fx->q, 2);
+	assert_int_equal(siov_vq_pop(vq, &fx->chain), 1);
+	siov_vq_complete(vq, 2, NULL, 0, 1);
+	assert_int_equal(tq_used_idx(&fx->q), 1);
+	assert_int_equal(iq->desc[2].inflight, 0);
+	assert_int_equal(iq->used_idx, 1);
+	siov_vq_unbind(vq);
+	vq->inflight = NULL;
+	free(iq);
+}
+
+/* avail->idx, the line the driver writes per request, is read once per batch. */
+static void vq_pop_reads_avail_idx_once_per_batch(void **state)
+{
+	struct fx *fx = *state;
+	struct siov_vq *vq = &fx->q.vq;
+	uint16_t h;
+
+	for (h = 0; h < 9; h += 3) {
+		put_blk_chain(&fx->q, h, DATA_GPA, 512, true);
+		tq_publish(&fx->q, h);
+	}
+	assert_true(siov_vq_has_work(vq));
+	for (h = 0; h < 9; h += 3) {
+		assert_int_equal(siov_vq_pop(vq, &fx->chain), 1);
+		assert_int_equal(fx->chain.head, h);
+	}
+	assert_int_equal(vq->stats.avail_reads, 1);
+	/* Used up: the next pop looks again, and finds nothing. */
+	assert_int_equal(siov_vq_pop(vq, &fx->chain), 0);
+	assert_int_equal(vq->stats.avail_reads, 2);
+	/* Given back, they come again without a look at the index. */
+	siov_vq_give_back(vq, 2);
+	assert_int_equal(siov_vq_pop(vq, &fx->chain), 1);
+	assert_int_equal(fx->chain.head, 3);
+	assert_int_equal(vq->stats.avail_reads, 2);
+	/* A new request after the count ran out is seen. */
+	assert_int_equal(siov_vq_pop(vq, &fx->chain), 1);
+	put_blk_chain(&fx->q, 12, DATA_GPA, 512, true);
+	tq_publish(&fx->q, 12);
+	assert_int_equal(siov_vq_pop(vq, &fx->chain), 1);
+	assert_int_equal(fx->chain.head, 12);
+}
+
 static void vq_event_idx_signals_only_when_used_event_passed(void **state)
 {
 	struct fx *fx = *state;
@@ -733,6 +823,9 @@ int main(void)
 	    T(vq_too_many_segments_breaks_queue),
 	    T(vq_push_writes_used_element_and_idx),
 	    T(vq_complete_puts_queue_on_runner_list_once),
+	    T(vq_runner_publishes_used_idx_once_per_notify),
+	    T(vq_runner_with_inflight_publishes_at_once),
+	    T(vq_pop_reads_avail_idx_once_per_batch),
 	    T(vq_event_idx_signals_only_when_used_event_passed),
 	    T(vq_no_interrupt_flag_suppresses_signal),
 	    T(vq_enable_notify_writes_avail_event_and_sees_race),
