@@ -54,7 +54,8 @@ int io_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr)
 }
 
 int io_uring_submit_and_wait_timeout(struct io_uring *ring, struct io_uring_cqe **cqe_ptr,
-				     unsigned wait_nr, struct __kernel_timespec *ts, sigset_t *sigmask)
+				     unsigned wait_nr, struct __kernel_timespec *ts,
+				     sigset_t *sigmask)
 {
 	unsigned long long deadline = 0;
 	int rc;

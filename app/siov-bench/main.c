@@ -207,8 +207,9 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 	 * (issue 13's bench saw 32-48% of a reservation the target delivered).
 	 */
 	if (o->irq && o->threads && o->threads < o->nsockets * o->numjobs) {
-		fprintf(stderr, "siov-bench: --irq needs a thread per job: drop --threads %u (or "
-				"poll) for %u jobs\n",
+		fprintf(stderr,
+			"siov-bench: --irq needs a thread per job: drop --threads %u (or "
+			"poll) for %u jobs\n",
 			o->threads, o->nsockets * o->numjobs);
 		return -EINVAL;
 	}

@@ -153,10 +153,10 @@ struct siov_vq {
 
 	/* --- ring state: written only by the thread that runs the queue --- */
 	bool notify_enabled;
-	uint8_t last_pop;  /* where the last chain popped came from, for siov_vq_unpop() */
-	bool used_dirty;   /* used ring advanced since the last notify */
+	uint8_t last_pop;      /* where the last chain popped came from, for siov_vq_unpop() */
+	bool used_dirty;       /* used ring advanced since the last notify */
 	bool used_unpublished; /* split: used elements written past used->idx (siov_vq_notify) */
-	bool on_used_list; /* on run.used */
+	bool on_used_list;     /* on run.used */
 	struct siov_vq *next_used;
 	uint16_t signalled_used;
 	bool signalled_used_valid;

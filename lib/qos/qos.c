@@ -409,7 +409,8 @@ void siov_qos_note_backlog(struct siov_qos *q, uint64_t now, unsigned credit, ui
 	 */
 	if (!q->dom || !inflight || credit < 2 || credit < (double)q->p.iops_min * SHORT_NS / 1e9)
 		return;
-	if (lat_ns && (double)inflight * 1e9 >= SHORT_MARGIN * (double)q->p.iops_min * (double)lat_ns)
+	if (lat_ns &&
+	    (double)inflight * 1e9 >= SHORT_MARGIN * (double)q->p.iops_min * (double)lat_ns)
 		return;
 	__atomic_store_n(&q->dom->short_until, now + SHORT_HOLD_NS, __ATOMIC_RELAXED);
 }

@@ -337,8 +337,8 @@ static int pop(struct siov_vq *vq, struct siov_vq_chain *c)
 	if (n <= 0)
 		return n;
 	/* The size is a power of two (siov_vq_map_rings): a mask, not a division. */
-	head = __atomic_load_n(&vq->avail->ring[vq->last_avail_idx & (vq->num - 1)],
-			       __ATOMIC_RELAXED);
+	head =
+	    __atomic_load_n(&vq->avail->ring[vq->last_avail_idx & (vq->num - 1)], __ATOMIC_RELAXED);
 	if (head >= vq->num) {
 		siov_vq_break(vq, "avail entry %u: head %u out of range (%u)", vq->last_avail_idx,
 			      head, vq->num);
