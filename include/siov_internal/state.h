@@ -73,15 +73,6 @@ int64_t siov_state_put(struct siov_state *st, const char *kind, const char *name
 		       struct json_object *conf, struct siov_err *err);
 int64_t siov_state_del(struct siov_state *st, const char *kind, const char *name,
 		       struct siov_err *err);
-/*
- * Takes back the last record appended (a put of kind/name that was new),
- * whose change could not be made after all: dropped if the writer has not
- * taken it yet, otherwise undone by a del record (its seq is returned; the
- * answer must wait for it like for any record).  0 if dropped, -errno if
- * the journal failed (err).
- */
-int64_t siov_state_retract(struct siov_state *st, const char *kind, const char *name,
-			   struct siov_err *err);
 /* The last sequence number appended so far (0: none). */
 uint64_t siov_state_appended(const struct siov_state *st);
 /*
@@ -99,11 +90,9 @@ int siov_state_wait(struct siov_state *st, uint64_t seq, struct siov_err *err);
  * instead of being synced without them.  The token goes to
  * siov_state_unexpect() once the client sent its next request (came: how long
  * it took is what decides whether waiting pays), or will send none (it left).
- * since: when the client was answered (0: now; the writer may have answered
- * it earlier, siov_state_reply_sent_ns()).
  * Without a loop these do nothing: records are written as they come.
  */
-uint64_t siov_state_expect(struct siov_state *st, uint64_t since);
+uint64_t siov_state_expect(struct siov_state *st);
 void siov_state_unexpect(struct siov_state *st, uint64_t token, bool came);
 /* Records wait while a request is being handled, so that its own share one sync. */
 void siov_state_hold(struct siov_state *st);
@@ -112,29 +101,15 @@ void siov_state_release(struct siov_state *st);
 /*
  * An answer the writer thread sends on (a duplicate of) fd right after the
  * sync that makes seq durable, before the loop hears of it: one thread hop
- * less between the fdatasync and the client.  text is one line without its
- * '\n' (the writer adds it).  NULL if it cannot (seq is decided already, no
- * memory): the caller sends it.  The caller keeps a reference until
- * siov_state_reply_sent() says the writer is done (-EAGAIN before), and gets
- * how many bytes were sent: 0 if the journal failed, len + 1 if all.
- * quiet: the loop need not be woken for it once it is sent whole (the caller
- * finds it done when the client is back); honoured only while no client is
- * expected.  Anything else the loop waits for must be announced with
- * siov_state_want(), or it is only heard of with the next batch.
+ * less between the fdatasync and the client.  NULL if it cannot (seq is
+ * decided already, no memory): the caller sends it.  The caller keeps a
+ * reference until siov_state_reply_sent() says the writer is done (-EAGAIN
+ * before), and gets how many bytes were sent: 0 if the journal failed.
  */
 struct siov_state_reply;
 struct siov_state_reply *siov_state_reply(struct siov_state *st, uint64_t seq, int fd,
-					  const char *text, size_t len, bool quiet);
+					  const char *text, size_t len);
 ssize_t siov_state_reply_sent(const struct siov_state_reply *r);
-/*
- * Whether the writer is done with r (siov_state_reply_sent() != -EAGAIN);
- * if not, r is no longer quiet: the loop is woken once it is.
- */
-bool siov_state_reply_done(struct siov_state_reply *r);
-/* When the writer sent it (CLOCK_MONOTONIC ns; 0 before). */
-uint64_t siov_state_reply_sent_ns(const struct siov_state_reply *r);
-/* durable_cb is to run once seq is durable (it always does unless quiet replies cover it). */
-void siov_state_want(struct siov_state *st, uint64_t seq);
 void siov_state_reply_put(struct siov_state_reply *r);
 
 /* Counters for metrics: records written, batches (fdatasyncs), compactions. */

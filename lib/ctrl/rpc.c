@@ -154,7 +154,7 @@ static int rpc_settle(struct siov_rpc_server *srv, struct rpc_pending *p)
 	struct siov_err err = {0};
 	int rc = srv->state && p->seq ? siov_state_decided(srv->state, p->seq, &err) : 1;
 
-	if (rc == 0 || (p->direct && !siov_state_reply_done(p->direct)))
+	if (rc == 0 || (p->direct && siov_state_reply_sent(p->direct) == -EAGAIN))
 		return 0;
 	for (size_t i = 0; i < p->nchanges; i++) {
 		if (rc < 0)
@@ -363,14 +363,6 @@ char *siov_rpc_handle(struct siov_rpc_server *srv, const char *req, size_t len)
 	return rpc_to_text_put(rpc_wait_durable(srv, resp));
 }
 
-void siov_rpc_records_done(struct siov_rpc_server *srv)
-{
-	if (srv->lone_hold) {
-		srv->lone_hold = false;
-		siov_state_release(srv->state);
-	}
-}
-
 /* ---- Connections ---- */
 
 /* c's next change is no longer expected: it sent a request (came), or will send none. */
@@ -408,7 +400,6 @@ static void conn_close(struct siov_rpc_conn *c)
 		json_object_put(p->resp);
 		siov_state_reply_put(p->direct);
 		free(p);
-		srv->npending--;
 	}
 	free(c->out);
 	free(c);
@@ -475,7 +466,6 @@ static void conn_send_rest(struct siov_rpc_conn *c, struct rpc_pending *p)
 	size_t len = text ? strlen(text) : 0;
 
 	siov_state_reply_put(p->direct);
-	p->direct = NULL;
 	if (!text) {
 		conn_send(c, p->resp);
 		return;
@@ -489,7 +479,7 @@ static void conn_send_rest(struct siov_rpc_conn *c, struct rpc_pending *p)
 static void conn_release(struct siov_rpc_conn *c)
 {
 	struct rpc_pending *p;
-	uint64_t answered = 0; /* when the writer sent the last one (0: we send it now) */
+
 	bool change = false;
 
 	while ((p = c->pend_head) && rpc_settle(c->srv, p)) {
@@ -497,9 +487,7 @@ static void conn_release(struct siov_rpc_conn *c)
 		if (!c->pend_head)
 			c->pend_tail = &c->pend_head;
 		c->npending--;
-		c->srv->npending--;
 		change |= p->change;
-		answered = p->direct ? siov_state_reply_sent_ns(p->direct) : 0;
 		if (p->direct)
 			conn_send_rest(c, p);
 		else
@@ -508,29 +496,33 @@ static void conn_release(struct siov_rpc_conn *c)
 	}
 	/* One call at a time: a client answered a change usually sends the next at once. */
 	if (change && !c->pend_head && !c->closing && !c->expect)
-		c->expect = siov_state_expect(c->srv->state, answered);
+		c->expect = siov_state_expect(c->srv->state);
 }
 
 /*
  * A change answered by itself on an idle connection (nothing unsent, nothing
- * held before it) is sent by the state's writer right after its sync.  When
- * nothing else waits for the journal either (one client, one call at a time)
- * the loop is not even woken for it: the next request finds it done
- * (conn_cb), which saves the control thread a wake-up per call.
+ * held before it) is sent by the state's writer right after its sync.
  */
 static void conn_direct(struct siov_rpc_conn *c, struct rpc_pending *p)
 {
 	struct siov_rpc_server *srv = c->srv;
 	struct siov_err err = {0};
 	const char *text;
+	char *line;
+	size_t len;
 
 	if (!p->change || c->pend_head || conn_unsent(c) || !p->seq ||
 	    siov_state_decided(srv->state, p->seq, &err) != 0)
 		return;
 	text = rpc_text(p->resp);
-	if (text)
-		p->direct = siov_state_reply(srv->state, p->seq, c->fd, text, strlen(text),
-					     srv->npending == 0);
+	len = text ? strlen(text) : 0;
+	line = text ? malloc(len + 1) : NULL;
+	if (!line)
+		return;
+	memcpy(line, text, len);
+	line[len] = '\n';
+	p->direct = siov_state_reply(srv->state, p->seq, c->fd, line, len + 1);
+	free(line);
 }
 
 /*
@@ -552,13 +544,9 @@ static void conn_reply(struct siov_rpc_conn *c, struct json_object *resp)
 	rpc_take_changes(srv, p);
 	p->change = p->nchanges > 0;
 	conn_direct(c, p);
-	/* Before conn_release looks at durable: we see it, or the writer sees this. */
-	if (p->seq && !p->direct)
-		siov_state_want(srv->state, p->seq);
 	*c->pend_tail = p;
 	c->pend_tail = &p->next;
 	c->npending++;
-	srv->npending++;
 	conn_release(c);
 }
 
@@ -597,21 +585,13 @@ static void conn_feed(struct siov_rpc_conn *c, const char *buf, size_t len)
 		} else if (jerr == json_tokener_success) {
 			/*
 			 * The request's records are synced together, after it: a
-			 * batch's calls share one fdatasync.  The answer is made
-			 * while they are being written.  val is NULL for a bare
+			 * batch's calls share one fdatasync.  val is NULL for a bare
 			 * 'null', which is an invalid request.
 			 */
-			bool batch = val && json_object_is_type(val, json_type_array);
-			struct json_object *resp;
-
 			siov_state_hold(srv->state);
-			srv->lone_hold = !batch;
 			conn_unexpect(c, true);
-			resp = rpc_handle_value(srv, val);
-			if (batch || srv->lone_hold)
-				siov_state_release(srv->state);
-			srv->lone_hold = false;
-			conn_reply(c, resp);
+			conn_reply(c, rpc_handle_value(srv, val));
+			siov_state_release(srv->state);
 			json_object_put(val);
 			json_tokener_reset(c->tok);
 			c->req_bytes = 0;
@@ -682,9 +662,6 @@ static void conn_cb(struct siov_watch *w, uint32_t events, void *arg)
 {
 	struct siov_rpc_conn *c = arg;
 
-	/* Answers the writer sent without waking us (quiet): done with them first. */
-	if (c->pend_head)
-		conn_release(c);
 	if (events & EPOLLERR)
 		c->drop = true;
 	else if (events & EPOLLIN)

@@ -42,8 +42,6 @@ struct siov_rpc_server {
 	struct siov_watch *listen_watch;
 	struct siov_rpc_conn *conns; /* doubly linked */
 	unsigned nconns;
-	unsigned npending; /* answers held for the journal, on all connections */
-	bool lone_hold;	   /* a lone call (no batch) holds the journal (siov_state_hold) */
 	/*
 	 * Every change is a journal record (siov_rpc_record_*); an answer
 	 * leaves only once the journal is durable up to the last record
@@ -94,13 +92,6 @@ const struct siov_rpc_method *siov_rpc_method_find(const char *name);
  */
 int siov_rpc_record_put(struct siov_rpc_server *srv, const char *kind, const char *name,
 			struct json_object *conf, struct siov_err *err);
-/* The last record (a put of a new kind/name) is taken back: its change failed. */
-void siov_rpc_record_retract(struct siov_rpc_server *srv, const char *kind, const char *name);
-/*
- * A lone call's records are all appended (the change itself comes next):
- * they may be written now, while the method goes on.
- */
-void siov_rpc_records_done(struct siov_rpc_server *srv);
 int siov_rpc_record_del(struct siov_rpc_server *srv, const char *kind, const char *name,
 			struct siov_err *err);
 /* Journals VDEV name's whole configuration as the VDCM now has it. */

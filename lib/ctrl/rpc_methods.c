@@ -56,14 +56,6 @@ int siov_rpc_record_put(struct siov_rpc_server *srv, const char *kind, const cha
 	return seq < 0 ? record_failed((int)seq, err) : 0;
 }
 
-void siov_rpc_record_retract(struct siov_rpc_server *srv, const char *kind, const char *name)
-{
-	struct siov_err err = {0};
-
-	if (srv->state && siov_state_retract(srv->state, kind, name, &err) < 0)
-		SIOV_ERR("rpc: cannot take back the record of %s '%s': %s", kind, name, err.msg);
-}
-
 int siov_rpc_record_del(struct siov_rpc_server *srv, const char *kind, const char *name,
 			struct siov_err *err)
 {
@@ -446,14 +438,6 @@ static int m_backend_stats(struct siov_rpc_server *srv, struct json_object *para
 
 /* ---- VDEVs ---- */
 
-/*
- * VDEVs are made and removed one call at a time by orchestrators, so their
- * record goes first: checked, journalled, then made (the socket is bound and
- * listened on while the record is written; the answer waits for both).  What
- * the check cannot foresee (the bind, memory) takes the record back
- * (siov_rpc_record_retract): the caller is told it failed only once the
- * journal says so too, and nothing half-made is left in memory or on disk.
- */
 static int m_vdev_create(struct siov_rpc_server *srv, struct json_object *params,
 			 struct json_object **result, struct siov_err *err)
 {
@@ -462,43 +446,17 @@ static int m_vdev_create(struct siov_rpc_server *srv, struct json_object *params
 
 	if (siov_vdev_conf_from_json(params, &conf, err))
 		return invalid_params(err);
-	rc = siov_vdcm_vdev_check(srv->vdcm, &conf, err);
-	if (rc < 0)
-		return vdcm_failed(rc, err);
-	rc = siov_rpc_record_put(srv, "vdev", conf.name, siov_vdev_conf_to_json(&conf), err);
-	if (rc < 0)
-		return save_failed(rc, err, "VDEV", conf.name, "not created:");
-	siov_rpc_records_done(srv);
 	rc = siov_vdcm_vdev_create(srv->vdcm, &conf, err);
-	if (rc < 0) {
-		siov_rpc_record_retract(srv, "vdev", conf.name);
+	if (rc < 0)
 		return vdcm_failed(rc, err);
-	}
-	SIOV_INFO("rpc: VDEV '%s' created", conf.name);
-	return ok_true(result);
+	return created(srv, "vdev", "VDEV", conf.name, siov_vdev_conf_to_json(&conf),
+		       siov_vdcm_vdev_delete, result, err);
 }
 
-/* A delete cannot fail once checked (nothing runs in between): journalled first, too. */
 static int m_vdev_delete(struct siov_rpc_server *srv, struct json_object *params,
 			 struct json_object **result, struct siov_err *err)
 {
-	char name[SIOV_NAME_MAX];
-	int rc = parse_name(params, name, err);
-
-	if (rc)
-		return rc;
-	rc = siov_vdcm_vdev_can_delete(srv->vdcm, name, err);
-	if (rc < 0)
-		return vdcm_failed(rc, err);
-	rc = siov_rpc_record_del(srv, "vdev", name, err);
-	if (rc < 0)
-		return save_failed(rc, err, "VDEV", name, "not deleted:");
-	siov_rpc_records_done(srv);
-	rc = siov_vdcm_vdev_delete(srv->vdcm, name, err);
-	if (rc < 0)
-		return vdcm_failed(rc, err);
-	SIOV_INFO("rpc: VDEV '%s' deleted", name);
-	return ok_true(result);
+	return delete_named(srv, params, result, err, "vdev", "VDEV", siov_vdcm_vdev_delete);
 }
 
 static void vdev_to_json(const struct siov_vdev_info *info, void *arg)

@@ -37,7 +37,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -800,28 +799,16 @@ struct siov_state {
 	pthread_t writer;
 	bool writer_started;
 	pthread_mutex_t mu;
-	/*
-	 * The writer sleeps on this while there is nothing it may take: a
-	 * semaphore, not a condition variable, because glibc's pthread_cond_wait
-	 * takes the mutex back as if contended, and the writer's next unlock is
-	 * then a futex call: one system call per record on one connection.
-	 */
-	sem_t wake;
+	pthread_cond_t cv;	/* the writer waits for records it may take */
 	pthread_cond_t cv_done; /* siov_state_wait waits for progress */
 	char *buf;		/* records not yet taken by the writer (mu) */
 	size_t len, cap;	/* (mu) */
 	uint64_t buf_last;	/* seq of the last record in buf (mu) */
-	size_t last_off;	/* where that record starts in buf (mu) */
 	bool stop;		/* (mu) */
 	bool go;		/* (mu) the writer may take buf (always, without a loop) */
 	bool writing;		/* (mu) a batch is being written */
 	unsigned waiters;	/* (mu) threads in siov_state_wait */
-	/*
-	 * Its own lock: the control thread adds an answer just after it let the
-	 * writer go, when the writer takes mu to pick up the records.
-	 */
-	pthread_mutex_t rmu;
-	struct siov_state_reply *replies, **replies_tail; /* (rmu) in seq order */
+	struct siov_state_reply *replies, **replies_tail; /* (mu) in seq order */
 
 	/* Group commit (control thread): changes announced by siov_state_expect, ... */
 	unsigned expected;
@@ -834,8 +821,6 @@ struct siov_state {
 	_Atomic uint64_t sync_ewma_ns; /* how long a write + fdatasync takes lately */
 	uint64_t appended;	       /* control thread only */
 	_Atomic uint64_t durable;
-	/* The loop waits for records up to here other than through quiet replies. */
-	_Atomic uint64_t want_upto;
 	_Atomic uint64_t failed_from; /* 0: the journal is fine */
 	char failed_msg[200];	      /* set before failed_from */
 	int failed_rc;
@@ -1000,27 +985,17 @@ static int write_batch(struct siov_state *st, const char *buf, size_t len)
 	return rc;
 }
 
-/*
- * The batch after prev is decided: wake whoever waits for it, and the loop
- * if it has something to do (need: an answer it must send or amend).  It
- * also has when records came while this batch was written (it decides when
- * they go) or when it waits for a record of this batch (siov_state_want).
- * Otherwise every answer left with the batch (quiet replies: one client one
- * call at a time) and waking the loop would only cost it a wake-up per call.
- */
-static void notify(struct siov_state *st, bool need, uint64_t prev)
+/* The batch is decided: wake whoever waits for it, and the loop. */
+static void notify(struct siov_state *st)
 {
 	uint64_t one = 1;
 
 	pthread_mutex_lock(&st->mu);
 	st->writing = false;
-	need |= st->len > 0;
 	if (st->waiters)
 		pthread_cond_broadcast(&st->cv_done);
 	pthread_mutex_unlock(&st->mu);
-	/* durable was stored before: siov_state_want's caller sees it, or we see its seq. */
-	need |= atomic_load(&st->want_upto) > prev;
-	if (need && st->efd >= 0)
+	if (st->efd >= 0)
 		(void)!write(st->efd, &one, sizeof(one));
 }
 
@@ -1037,11 +1012,9 @@ static void note_sync_time(struct siov_state *st, uint64_t ns)
 struct siov_state_reply {
 	struct siov_state_reply *next;
 	uint64_t seq;
-	int fd;		    /* the writer's own duplicate of the connection */
-	_Atomic bool quiet; /* the loop need not hear of it if it was sent whole */
+	int fd; /* the writer's own duplicate of the connection */
 	_Atomic int refs;
-	_Atomic uint64_t sent_ns; /* when it was sent */
-	_Atomic ssize_t sent;	  /* -EAGAIN until the writer is done with it */
+	_Atomic ssize_t sent; /* -EAGAIN until the writer is done with it */
 	size_t len;
 	char text[];
 };
@@ -1055,38 +1028,27 @@ void siov_state_reply_put(struct siov_state_reply *r)
 	}
 }
 
-/* Sends r if send_it; true if the loop must hear of it (not quiet, or not sent whole). */
-static bool reply_finish(struct siov_state_reply *r, bool send_it)
+static void reply_finish(struct siov_state_reply *r, bool send_it)
 {
 	ssize_t n = 0;
-	bool need;
 
 	if (send_it) {
 		n = send(r->fd, r->text, r->len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0)
 			n = 0; /* the control thread sends it, or finds the peer gone */
 	}
-	/* Published before the close: the client may be back before the writer is done. */
-	atomic_store(&r->sent_ns, siov_now_ns());
-	atomic_store(&r->sent, n);
-	/* After sent: siov_state_reply_done() sees it, or we see that the loop waits. */
-	need = !atomic_load(&r->quiet) || (size_t)n != r->len;
 	close(r->fd);
 	r->fd = -1;
+	atomic_store(&r->sent, n);
 	siov_state_reply_put(r);
-	return need;
 }
 
-/*
- * After a batch up to last (ok: durable): the answers it decides, sent at
- * once if ok.  True if the loop must hear of one of them.
- */
-static bool send_replies(struct siov_state *st, uint64_t last, bool ok)
+/* After a batch up to last (ok: durable): the answers it decides, sent at once if ok. */
+static void send_replies(struct siov_state *st, uint64_t last, bool ok)
 {
 	struct siov_state_reply *list = NULL, **tail = &list, *r;
-	bool need = false;
 
-	pthread_mutex_lock(&st->rmu);
+	pthread_mutex_lock(&st->mu);
 	while ((r = st->replies) && r->seq <= last) {
 		st->replies = r->next;
 		*tail = r;
@@ -1095,22 +1057,21 @@ static bool send_replies(struct siov_state *st, uint64_t last, bool ok)
 	if (!st->replies)
 		st->replies_tail = &st->replies;
 	*tail = NULL;
-	pthread_mutex_unlock(&st->rmu);
+	pthread_mutex_unlock(&st->mu);
 	while ((r = list)) {
 		list = r->next;
-		need |= reply_finish(r, ok);
+		reply_finish(r, ok);
 	}
-	return need;
 }
 
 struct siov_state_reply *siov_state_reply(struct siov_state *st, uint64_t seq, int fd,
-					  const char *text, size_t len, bool quiet)
+					  const char *text, size_t len)
 {
 	struct siov_state_reply *r;
 
 	if (!st || !st->loop || !st->writer_started || seq <= atomic_load(&st->durable))
 		return NULL;
-	r = malloc(sizeof(*r) + len + 1);
+	r = malloc(sizeof(*r) + len);
 	if (!r)
 		return NULL;
 	r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -1119,61 +1080,28 @@ struct siov_state_reply *siov_state_reply(struct siov_state *st, uint64_t seq, i
 		return NULL;
 	}
 	r->seq = seq;
-	r->len = len + 1;
+	r->len = len;
 	r->next = NULL;
-	/* Quiet only when nobody else is expected: the loop then misses nothing. */
-	atomic_init(&r->quiet, quiet && st->expected == 0);
 	atomic_init(&r->refs, 2);
-	atomic_init(&r->sent_ns, 0);
 	atomic_init(&r->sent, -EAGAIN);
 	memcpy(r->text, text, len);
-	r->text[len] = '\n';
-	pthread_mutex_lock(&st->rmu);
+	pthread_mutex_lock(&st->mu);
 	/* The writer publishes durable before it takes the replies: decided now, or it sends. */
 	if (seq <= atomic_load(&st->durable) || atomic_load(&st->failed_from)) {
-		pthread_mutex_unlock(&st->rmu);
+		pthread_mutex_unlock(&st->mu);
 		close(r->fd);
 		free(r);
 		return NULL;
 	}
 	*st->replies_tail = r;
 	st->replies_tail = &r->next;
-	pthread_mutex_unlock(&st->rmu);
+	pthread_mutex_unlock(&st->mu);
 	return r;
 }
 
 ssize_t siov_state_reply_sent(const struct siov_state_reply *r)
 {
 	return atomic_load(&r->sent);
-}
-
-bool siov_state_reply_done(struct siov_state_reply *r)
-{
-	if (atomic_load(&r->sent) != -EAGAIN)
-		return true;
-	/* The writer is sending it right now: it is to wake the loop when done. */
-	atomic_store(&r->quiet, false);
-	return atomic_load(&r->sent) != -EAGAIN;
-}
-
-uint64_t siov_state_reply_sent_ns(const struct siov_state_reply *r)
-{
-	return atomic_load(&r->sent_ns);
-}
-
-void siov_state_want(struct siov_state *st, uint64_t seq)
-{
-	if (st && seq > atomic_load(&st->want_upto))
-		atomic_store(&st->want_upto, seq);
-}
-
-/* Waits for a post (mu held, and held again on return); a stale post only costs a look. */
-static void writer_sleep(struct siov_state *st)
-{
-	pthread_mutex_unlock(&st->mu);
-	while (sem_wait(&st->wake) < 0 && errno == EINTR)
-		;
-	pthread_mutex_lock(&st->mu);
 }
 
 /* Takes every record appended since the last round: one write, one fdatasync. */
@@ -1187,12 +1115,11 @@ static void *writer_main(void *arg)
 	for (;;) {
 		uint64_t first, last, t0;
 		size_t len, len2;
-		bool ok, need;
 		char *tmp;
 		int rc;
 
 		while (!(st->len && st->go) && !st->stop)
-			writer_sleep(st);
+			pthread_cond_wait(&st->cv, &st->mu);
 		if (!st->len)
 			break;
 		st->go = !st->loop; /* with a loop, the control thread says when */
@@ -1220,9 +1147,8 @@ static void *writer_main(void *arg)
 			}
 		}
 		/* Before the loop hears of it: the answers leave one thread hop sooner. */
-		ok = rc == 0 && atomic_load(&st->failed_from) == 0;
-		need = send_replies(st, last, ok);
-		notify(st, need || !ok, first - 1);
+		send_replies(st, last, rc == 0 && atomic_load(&st->failed_from) == 0);
+		notify(st);
 		pthread_mutex_lock(&st->mu);
 	}
 	pthread_mutex_unlock(&st->mu);
@@ -1237,15 +1163,13 @@ static void *writer_main(void *arg)
 static void kick(struct siov_state *st, bool force)
 {
 	static const struct itimerspec off;
-	bool wake = false;
 
 	pthread_mutex_lock(&st->mu);
-	if (st->len && (force || !st->writing) && !st->go)
-		st->go = wake = true;
+	if (st->len && (force || !st->writing)) {
+		st->go = true;
+		pthread_cond_signal(&st->cv);
+	}
 	pthread_mutex_unlock(&st->mu);
-	/* After the unlock: a writer woken under the lock would only sleep again on it. */
-	if (wake)
-		sem_post(&st->wake);
 	/* A stale timer would cut the next wait short. */
 	if (st->timer_armed && timerfd_settime(st->tfd, 0, &off, NULL) == 0)
 		st->timer_armed = false;
@@ -1319,16 +1243,12 @@ static bool grouping(const struct siov_state *st)
 	return st && st->loop && st->tfd >= 0;
 }
 
-uint64_t siov_state_expect(struct siov_state *st, uint64_t since)
+uint64_t siov_state_expect(struct siov_state *st)
 {
-	uint64_t now;
-
 	if (!grouping(st))
 		return 0;
-	now = siov_now_ns();
 	st->expected++;
-	/* A token from before the epoch would never be taken back. */
-	return since > st->epoch_ns && since < now ? since : now;
+	return siov_now_ns();
 }
 
 void siov_state_unexpect(struct siov_state *st, uint64_t token, bool came)
@@ -1457,8 +1377,7 @@ int siov_state_open(const struct siov_state_opts *opts, struct siov_state **out,
 	st->cb_arg = opts->cb_arg;
 	st->compact_records = opts->compact_records ? opts->compact_records : COMPACT_RECORDS;
 	pthread_mutex_init(&st->mu, NULL);
-	pthread_mutex_init(&st->rmu, NULL);
-	sem_init(&st->wake, 0, 0);
+	pthread_cond_init(&st->cv, NULL);
 	pthread_cond_init(&st->cv_done, NULL);
 	if ((rc = lock_dir(st, opts->dir, err)) < 0 ||
 	    (rc = recover(st->dirfd, UINT64_MAX, &r, err)) < 0)
@@ -1539,7 +1458,7 @@ static void stop_writer(struct siov_state *st)
 		return;
 	pthread_mutex_lock(&st->mu);
 	st->stop = true;
-	sem_post(&st->wake);
+	pthread_cond_broadcast(&st->cv);
 	pthread_mutex_unlock(&st->mu);
 	pthread_join(st->writer, NULL);
 	st->writer_started = false;
@@ -1572,8 +1491,7 @@ void siov_state_close(struct siov_state *st)
 		close(st->dirfd);
 	model_free(&st->boot);
 	pthread_mutex_destroy(&st->mu);
-	pthread_mutex_destroy(&st->rmu);
-	sem_destroy(&st->wake);
+	pthread_cond_destroy(&st->cv);
 	pthread_cond_destroy(&st->cv_done);
 	free(st->buf);
 	free(st);
@@ -1618,14 +1536,13 @@ static int64_t append(struct siov_state *st, struct json_object *rec, struct sio
 		st->buf = p;
 		st->cap = cap;
 	}
-	st->last_off = st->len;
 	memcpy(st->buf + st->len, crc, 9);
 	memcpy(st->buf + st->len + 9, json, jl);
 	st->buf[need - 1] = '\n';
 	st->len = need;
 	st->buf_last = (uint64_t)seq;
 	if (st->go)
-		sem_post(&st->wake); /* no loop: the writer takes records at once */
+		pthread_cond_signal(&st->cv); /* no loop: the writer takes records at once */
 	pthread_mutex_unlock(&st->mu);
 	json_object_put(rec);
 	if (st->loop)
@@ -1668,26 +1585,6 @@ int64_t siov_state_del(struct siov_state *st, const char *kind, const char *name
 	return append(st, rec, err);
 }
 
-int64_t siov_state_retract(struct siov_state *st, const char *kind, const char *name,
-			   struct siov_err *err)
-{
-	uint64_t seq = st->appended;
-	bool dropped = false;
-
-	pthread_mutex_lock(&st->mu);
-	/* Not taken by the writer yet: it is never written. */
-	if (seq && st->len && st->buf_last == seq) {
-		st->len = st->last_off;
-		st->buf_last = seq - 1;
-		st->appended--;
-		if (!st->len)
-			st->go = !st->loop; /* kick() lets the writer go again with the next one */
-		dropped = true;
-	}
-	pthread_mutex_unlock(&st->mu);
-	return dropped ? 0 : siov_state_del(st, kind, name, err);
-}
-
 uint64_t siov_state_appended(const struct siov_state *st)
 {
 	return st->appended;
@@ -1713,7 +1610,7 @@ int siov_state_wait(struct siov_state *st, uint64_t seq, struct siov_err *err)
 	/* Nobody waits for expected changes while this thread blocks. */
 	if (st->len) {
 		st->go = true;
-		sem_post(&st->wake);
+		pthread_cond_signal(&st->cv);
 	}
 	while ((rc = siov_state_decided(st, seq, err)) == 0)
 		pthread_cond_wait(&st->cv_done, &st->mu);

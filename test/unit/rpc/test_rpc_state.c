@@ -647,21 +647,6 @@ static void send_text(int fd, const char *text)
 	assert_int_equal(send(fd, text, strlen(text), MSG_NOSIGNAL), (ssize_t)strlen(text));
 }
 
-/* A server on the loop with a state dir and a socket at *sa. */
-static struct siov_rpc_server *socket_server(struct siov_vdcm **v, struct sockaddr_un *sa)
-{
-	struct siov_rpc_server_opts opts = {.loop = g_loop, .state_dir = g_dir};
-	struct siov_rpc_server *srv;
-
-	vnew(v);
-	opts.vdcm = *v;
-	*sa = (struct sockaddr_un){.sun_family = AF_UNIX};
-	snprintf(sa->sun_path, sizeof(sa->sun_path), "%s/rpc.sock", g_work);
-	opts.socket_path = sa->sun_path;
-	assert_int_equal(siov_rpc_server_create(&opts, &srv), 0);
-	return srv;
-}
-
 /*
  * One client, one call at a time, as an orchestrator: every answer comes
  * once, in order, and only when its record is in the journal; two calls sent
@@ -669,12 +654,18 @@ static struct siov_rpc_server *socket_server(struct siov_vdcm **v, struct sockad
  */
 static void test_socket_answers_durable(void **state)
 {
-	struct sockaddr_un sa;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct siov_rpc_server_opts opts = {.loop = g_loop, .state_dir = g_dir};
+	struct siov_rpc_server *srv;
 	struct siov_vdcm *v;
-	struct siov_rpc_server *srv = socket_server(&v, &sa);
 	char req[256], name[32];
 	int fd;
 
+	vnew(&v);
+	opts.vdcm = v;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/rpc.sock", g_work);
+	opts.socket_path = sa.sun_path;
+	assert_int_equal(siov_rpc_server_create(&opts, &srv), 0);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	for (int i = 0; i < 20; i++) {
@@ -708,133 +699,11 @@ static void test_socket_answers_durable(void **state)
 	siov_vdcm_destroy(v);
 }
 
-static void create_backend(int fd, const char *name, int id)
-{
-	char req[256], want[96];
-
-	snprintf(req, sizeof(req),
-		 "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"backend_create\","
-		 "\"params\":{\"name\":\"%s\",\"type\":\"null\",\"size\":4096}}\n",
-		 id, name);
-	send_text(fd, req);
-	read_answers(fd, 1);
-	snprintf(want, sizeof(want), "{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":true}\n", id);
-	assert_string_equal(g_buf, want);
-}
-
-/*
- * A lone client's answers leave with the writer without waking the loop
- * (quiet): another client that comes in between is still answered, each
- * once, and a client that leaves right after a quiet answer is closed.
- */
-static void test_socket_quiet_answers(void **state)
-{
-	struct sockaddr_un sa;
-	struct siov_vdcm *v;
-	struct siov_rpc_server *srv = socket_server(&v, &sa);
-	char name[32];
-	int a, b;
-
-	a = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	b = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_int_equal(connect(a, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	for (int i = 0; i < 5; i++) {
-		snprintf(name, sizeof(name), "a%d", i);
-		create_backend(a, name, i);
-	}
-	assert_int_equal(connect(b, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	for (int i = 0; i < 5; i++) {
-		snprintf(name, sizeof(name), "b%d", i);
-		create_backend(b, name, 100 + i);
-		snprintf(name, sizeof(name), "a%d", 5 + i);
-		create_backend(a, name, 5 + i);
-	}
-	assert_true(journal_has("\"name\":\"b4\""));
-	assert_true(journal_has("\"name\":\"a9\""));
-	close(a);
-	for (int i = 0; i < 200 && siov_rpc_connections(srv) > 1; i++)
-		siov_loop_run_once(g_loop, 5);
-	assert_int_equal(siov_rpc_connections(srv), 1);
-	create_backend(b, "b5", 105);
-	close(b);
-	for (int i = 0; i < 200 && siov_rpc_connections(srv) > 0; i++)
-		siov_loop_run_once(g_loop, 5);
-	assert_int_equal(siov_rpc_connections(srv), 0);
-	siov_rpc_server_destroy(srv);
-	siov_vdcm_destroy(v);
-}
-
-/* Answers of one connection to vm<i>'s create (socket in g_work), one call at a time. */
-static void create_vdev(int fd, int i)
-{
-	char req[384];
-
-	snprintf(req, sizeof(req),
-		 "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"vdev_create\",\"params\":"
-		 "{\"name\":\"vm%d\",\"backend\":\"b\",\"size\":4096,\"allow_overlap\":true,"
-		 "\"readonly\":true,\"socket\":\"%s/vm%d.sock\"}}\n",
-		 i, i, g_work, i);
-	send_text(fd, req);
-	read_answers(fd, 1);
-}
-
-/*
- * vdev_create journals its record before it binds the socket.  When the
- * bind then fails (a file that is not a socket is in the way), the caller
- * gets the error, and the state does not have the VDEV: nothing comes back
- * after a restart, whether the record was dropped before the writer took
- * it or undone by a del record after.
- */
-static void test_create_fails_after_record(void **state)
-{
-	struct sockaddr_un sa;
-	struct siov_vdcm *v, *b;
-	struct siov_rpc_server *srv = socket_server(&v, &sa);
-	struct siov_err err = {0};
-	char path[300];
-	int fd, blocker;
-
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	create_backend(fd, "b", 0);
-	for (int i = 1; i <= 20; i++) {
-		snprintf(path, sizeof(path), "%s/vm%d.sock", g_work, i);
-		if (i % 2 == 0) {
-			blocker = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
-			assert_true(blocker >= 0);
-			close(blocker);
-		}
-		create_vdev(fd, i);
-		if (i % 2 == 0)
-			assert_non_null(strstr(g_buf, "is not a socket"));
-		else
-			assert_non_null(strstr(g_buf, "\"result\":true"));
-	}
-	assert_int_equal(probe_vdevs(v), 10);
-	close(fd);
-	siov_rpc_server_destroy(srv);
-	siov_vdcm_destroy(v);
-	/* Out of the way now: a VDEV the state still had would be made. */
-	for (int i = 2; i <= 20; i += 2) {
-		snprintf(path, sizeof(path), "%s/vm%d.sock", g_work, i);
-		assert_int_equal(unlink(path), 0);
-	}
-	vnew(&b);
-	assert_int_equal(siov_state_load(b, g_dir, &err), 0);
-	assert_int_equal(probe_vdevs(b), 10);
-	assert_non_null(probe_vdev(b, "vm19"));
-	assert_null(probe_vdev(b, "vm20"));
-	assert_null(probe_vdev(b, "vm2"));
-	siov_vdcm_destroy(b);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_socket_answers_durable, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_socket_quiet_answers, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_create_fails_after_record, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_save_over_leftovers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_networks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_net_port_methods, setup, teardown),
