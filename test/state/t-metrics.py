@@ -88,15 +88,21 @@ def check_shared(url):
 
 
 def check_nice(pid):
-    """libmicrohttpd's thread (named MHD-*) at nice 19, the rest of siovd not."""
+    """The HTTP thread (libmicrohttpd's, renamed siov-metrics by its first request) at
+    nice 19, the rest of siovd not; the engine and the journal writer found by name, as
+    top -H and the benches find them."""
     nices = {}
     for t in os.listdir(f"/proc/{pid}/task"):
         name = open(f"/proc/{pid}/task/{t}/comm").read().strip()
         nices[t] = (name, int(open(f"/proc/{pid}/task/{t}/stat").read().rsplit(")", 1)[1]
                                 .split()[16]))
-    http = [n for name, n in nices.values() if name.startswith("MHD")]
+    http = [n for name, n in nices.values() if name == "siov-metrics"]
     if http != [19]:
-        fail(f"the HTTP thread's nice is not 19: {nices}")
+        fail(f"the HTTP thread (siov-metrics) is not one thread at nice 19: {nices}")
+    names = sorted(name for name, _ in nices.values())
+    for want in ("siov-eng0", "siov-journal"):
+        if names.count(want) != 1:
+            fail(f"no single thread named {want}: {names}")
     if nices[str(pid)][1] != 0:
         fail(f"the control thread was niced: {nices}")
 
