@@ -61,7 +61,8 @@ static void usage(FILE *f)
 	      "                           (default 200)\n"
 	      "  --poll-hold-ns NS        while a driver sends its requests one by one, wait\n"
 	      "                           this long after a round with work, if that batches\n"
-	      "                           them without losing rate (default 1000; 0: never)\n"
+	      "                           them without losing rate (default 0: never; try\n"
+	      "                           1000, see docs/performance.md)\n"
 	      "  --socket-dir DIR         VDEV sockets may only be created in DIR (repeatable;\n"
 	      "                           default: anywhere)\n"
 	      "  --socket-mode MODE       mode of VDEV socket files, octal (default 0600)\n"
@@ -352,7 +353,7 @@ out:
 
 int main(int argc, char **argv)
 {
-	struct siovd_opts o = {.poll_us = 200, .hold_ns = 1000, .log_level = SIOV_LOG_INFO};
+	struct siovd_opts o = {.poll_us = 200, .log_level = SIOV_LOG_INFO};
 	struct siov_loop *loop;
 	sigset_t mask;
 	int sfd, rc;

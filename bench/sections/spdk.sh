@@ -13,7 +13,9 @@
 # section raises vm.nr_hugepages to SPDK_HUGEPAGES (default 1024, 2 GiB)
 # for its run and puts the old value back. siovd itself needs none.
 # SPDK_BASE_BUILD=DIR adds a third side, "base": siovd from another build
-# (e.g. main's), in the same rounds, for an A/B of a change under bdevperf.
+# (e.g. main's, or the same one), started with SPDK_BASE_ARGS instead of
+# SIOVD_ARGS, in the same rounds: an A/B of a change or an option under
+# bdevperf (SPDK_BASE_BUILD=build SIOVD_ARGS="--poll-hold-ns 1000").
 # siovd's sides also record its per-queue counters (vdev_stats): avail-index
 # reads and used-index writes per request, which say how the engine and
 # bdevperf meet in shared memory whatever the machine's load.
@@ -74,7 +76,7 @@ fi
 start_base() {
 	local s=$SIOVD c=$SIOVCTL rc=0
 	SIOVD=$BASE/app/siovd/siovd SIOVCTL=$BASE/app/siovctl/siovctl
-	start_siovd "$@" || rc=$?
+	SIOVD_ARGS=${SPDK_BASE_ARGS:-} start_siovd "$@" || rc=$?
 	SIOVD=$s SIOVCTL=$c
 	return $rc
 }
@@ -125,7 +127,10 @@ EOF
 	t0=$(cpu_ticks "$TPID") w0=$(date +%s.%N)
 	wait "$cpid" || { cat "$log" >&2; stop_target; return 1; }
 	t1=$(cpu_ticks "$TPID") w1=$(date +%s.%N)
-	[ "$side" = spdk ] || "$SIOVCTL" -s "$WORK/rpc.sock" vdev_stats >"$out.vdev" 2>/dev/null || true
+	if [ "$side" != spdk ]; then
+		"$SIOVCTL" -s "$WORK/rpc.sock" vdev_stats >"$out.vdev" 2>/dev/null || true
+		"$SIOVCTL" -s "$WORK/rpc.sock" engine_stats >"$out.engine" 2>/dev/null || true
+	fi
 	stop_target
 	rm -f "$WORK/vu.sock"
 	# " Total : IOPS MiB/s Fail/s TO/s Average min max"

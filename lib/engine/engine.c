@@ -53,19 +53,19 @@
 /* Longest sleep while an SQE the engine needs was refused (command read, cancel, kick). */
 #define ENGINE_RETRY_NS 1000000ull
 /*
- * Holding the next poll back (docs/performance.md, "Holding a round back"):
+ * Holding the next poll back (docs/performance.md, "Holding a poll back"):
  * a driver that publishes its requests one by one (SPDK's virtio-user does)
  * makes a polling engine take them one per round, each round with its own
  * used-index store and so one cache miss for the driver per request.  When
  * rounds keep finding fewer than HOLD_SMALL requests, the engine tries
- * waiting hold_ns (siovd --poll-hold-ns) after a round with work before it polls again; it keeps
- * doing so only while that grows the rounds' batches by HOLD_GAIN without
- * taking more than HOLD_LOSS off the rate requests arrive at (a driver at
- * QD 1 gains nothing and never keeps a hold).  A trial, or a check of a hold
- * kept, lasts HOLD_EPOCH rounds with work; failed trials back off up to
- * HOLD_BACKOFF_MAX epochs.  The wait spins: a sleep and its wake-up cost a
- * few tens of microseconds of CPU on the machines measured, a hundred
- * requests' worth.
+ * waiting hold_ns (siovd --poll-hold-ns, off by default) after a round with
+ * work before it polls again; it keeps doing so only while that grows the
+ * rounds' batches by HOLD_GAIN without taking more than HOLD_LOSS off the
+ * rate requests arrive at (a driver at QD 1 gains nothing and never keeps a
+ * hold).  A trial, or a check of a hold kept, lasts HOLD_EPOCH rounds with
+ * work; failed trials back off up to HOLD_BACKOFF_MAX epochs.  The wait
+ * spins: a sleep and its wake-up cost a few tens of microseconds of CPU on
+ * the machines measured, a hundred requests' worth.
  */
 #define HOLD_SMALL	 4
 #define HOLD_GAIN	 1.5
