@@ -82,16 +82,6 @@ struct siov_io_ctx {
 	 * (engine_stats' submit_to_cqe_us) without a clock read per request.
 	 */
 	uint32_t sub_seq;
-	/*
-	 * Set by the ring's owner, or 0 / NULL: once batch_max SQEs are
-	 * prepared, siov_io_ctx_get_sqe() hands them to the kernel before
-	 * preparing more, through submit (the owner's own submit, so that it
-	 * can stamp them; io_uring_submit() when NULL).  The engine caps a
-	 * round's batch this way (docs/performance.md, "Submits of at most
-	 * ENGINE_SUBMIT_BATCH").
-	 */
-	unsigned batch_max;
-	int (*submit)(struct siov_io_ctx *ctx);
 };
 
 /* Tag in the low 3 bits of io_uring user_data.  0 is a struct siov_io. */

@@ -25,38 +25,20 @@ void siov_io_ctx_init(struct siov_io_ctx *ctx, struct io_uring *ring)
 	ctx->done_tail = &ctx->done_head;
 	ctx->unsubmitted = 0;
 	ctx->sub_seq = 0;
-	ctx->batch_max = 0;
-	ctx->submit = NULL;
-}
-
-/* Hands the prepared SQEs to the kernel, through the owner's submit if it has one. */
-static int ctx_submit(struct siov_io_ctx *ctx)
-{
-	int rc = ctx->submit ? ctx->submit(ctx) : io_uring_submit(ctx->ring);
-
-	if (rc >= 0)
-		ctx->unsubmitted = 0;
-	return rc;
 }
 
 struct io_uring_sqe *siov_io_ctx_get_sqe(struct siov_io_ctx *ctx)
 {
-	struct io_uring_sqe *sqe;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ctx->ring);
 
-	/*
-	 * A full batch goes to the kernel before the next SQE is prepared, so
-	 * the first requests of a long round need not wait for the last.
-	 */
-	if (ctx->batch_max && ctx->unsubmitted >= ctx->batch_max)
-		ctx_submit(ctx);
-	sqe = io_uring_get_sqe(ctx->ring);
 	if (!sqe) {
 		/*
 		 * The SQ is full of prepared entries: hand them to the kernel
 		 * to make room.  If even that fails (the CQ is overflowing),
 		 * the caller gets NULL and reports -EBUSY.
 		 */
-		ctx_submit(ctx);
+		if (io_uring_submit(ctx->ring) >= 0)
+			ctx->unsubmitted = 0;
 		sqe = io_uring_get_sqe(ctx->ring);
 		if (!sqe)
 			return NULL;

@@ -15,7 +15,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <stddef.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -40,13 +39,6 @@
 #define ENGINE_RING_ENTRIES 256
 #define ENGINE_CQ_ENTRIES   4096
 #define ENGINE_BUDGET	    32 /* requests popped per queue per round */
-/*
- * SQEs handed to the kernel in one io_uring_enter() at most: a round that
- * pops more submits every ENGINE_SUBMIT_BATCH of them as it goes, so its
- * first requests reach the disk while the rest are still being prepared
- * (docs/performance.md says why 8).
- */
-#define ENGINE_SUBMIT_BATCH 8
 /*
  * A queue stays polled for the grace period *and* this many empty rounds: with
  * a thousand busy queues a round outlasts the grace period, and a queue that
@@ -182,8 +174,7 @@ struct siov_engine {
 	bool deferred; /* the ring has DEFER_TASKRUN (older kernels: plain) */
 	/* When each of the last submits reached the kernel, by ioctx.sub_seq. */
 	uint64_t sub_at[ENGINE_SUB_HISTORY];
-	unsigned round_early; /* SQEs of this round already submitted in full batches */
-	unsigned round_cqes;  /* backend CQEs reaped this round, at round_reap_ns */
+	unsigned round_cqes; /* backend CQEs reaped this round, at round_reap_ns */
 	uint64_t round_reap_ns;
 	struct engine_hold hold;
 	struct siov_engine_stats stats;
@@ -758,7 +749,7 @@ static unsigned reap(struct siov_engine *e, uint64_t now)
 	return n;
 }
 
-static int submit(struct siov_engine *e, bool wait)
+static void submit(struct siov_engine *e, bool wait)
 {
 	int rc;
 
@@ -774,32 +765,13 @@ static int submit(struct siov_engine *e, bool wait)
 		SIOV_STAT_ADD(e->stats.submit_ns, t1 - t0);
 		SIOV_STAT_ADD(e->stats.submits, 1);
 	} else {
-		return 0;
+		return;
 	}
 	SIOV_STAT_ADD(e->stats.enters, 1);
 	if (rc >= 0 || rc == -EINTR || rc == -EAGAIN || rc == -EBUSY)
 		e->ioctx.unsubmitted = 0;
 	if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
 		SIOV_ERR("engine %u: io_uring submit: %s", e->id, strerror(-rc));
-	return rc;
-}
-
-/*
- * The I/O context's submit hook: a full batch (ENGINE_SUBMIT_BATCH) in the
- * middle of a round, stamped and counted like the round's own submit.
- */
-static int ctx_submit(struct siov_io_ctx *ctx)
-{
-	struct siov_engine *e =
-	    (struct siov_engine *)(void *)((char *)ctx - offsetof(struct siov_engine, ioctx));
-	unsigned n = ctx->unsubmitted;
-	uint64_t t0 = e->now;
-	int rc = submit(e, false);
-
-	e->round_early += n;
-	SIOV_STAT_ADD(e->stats.ring_submit_ns, n * (siov_now_ns() - t0));
-	SIOV_STAT_ADD(e->stats.submitted, n);
-	return rc;
 }
 
 /*
@@ -1035,19 +1007,13 @@ static void *engine_main(void *arg)
 		SIOV_STAT_ADD(e->stats.popped, work);
 		hold_note(e, work);
 		if (work && e->ioctx.unsubmitted) {
-			/*
-			 * Only backends with real I/O submit: time from the pop to
-			 * the kernel, for the requests not already sent in full
-			 * batches (ctx_submit counted those).
-			 */
+			/* Only backends with real I/O submit: time from the pop to the kernel. */
 			uint64_t t0 = e->now;
-			unsigned n = work > e->round_early ? work - e->round_early : 0;
 
 			submit(e, false);
-			SIOV_STAT_ADD(e->stats.ring_submit_ns, n * (siov_now_ns() - t0));
-			SIOV_STAT_ADD(e->stats.submitted, n);
+			SIOV_STAT_ADD(e->stats.ring_submit_ns, work * (siov_now_ns() - t0));
+			SIOV_STAT_ADD(e->stats.submitted, work);
 		}
-		e->round_early = 0;
 		work += siov_io_ctx_run_deferred(&e->ioctx);
 		submit(e, false);
 		get_events(e);
@@ -1442,8 +1408,6 @@ static int engine_init(struct siov_engine *e, unsigned id, uint64_t poll_ns, uin
 		goto err_ring;
 	e->deferred = p.flags & IORING_SETUP_DEFER_TASKRUN;
 	siov_io_ctx_init(&e->ioctx, &e->ring);
-	e->ioctx.batch_max = ENGINE_SUBMIT_BATCH;
-	e->ioctx.submit = ctx_submit;
 	rc = -pthread_create(&e->thread, NULL, engine_main, e);
 	if (rc)
 		goto err_thread;

@@ -273,65 +273,6 @@ static void test_get_sqe_submits_when_full(void **state)
 	}
 }
 
-static unsigned hook_calls;
-
-static int count_submit(struct siov_io_ctx *ctx)
-{
-	hook_calls++;
-	return io_uring_submit(ctx->ring);
-}
-
-/* Prepares n NOPs, then submits the rest and reaps all n. */
-static void nops_then_reap(struct fx *fx, unsigned n, unsigned *left_prepared)
-{
-	struct io_uring_cqe *cqe;
-	unsigned i;
-
-	for (i = 0; i < n; i++) {
-		struct io_uring_sqe *sqe = siov_io_ctx_get_sqe(&fx->ctx);
-
-		assert_non_null(sqe);
-		io_uring_prep_nop(sqe);
-		io_uring_sqe_set_data64(sqe, 1);
-	}
-	*left_prepared = io_uring_sq_ready(&fx->ring);
-	assert_int_equal(fx->ctx.unsubmitted, *left_prepared);
-	assert_true(io_uring_submit(&fx->ring) >= 0);
-	fx->ctx.unsubmitted = 0;
-	for (i = 0; i < n; i++) {
-		assert_int_equal(io_uring_wait_cqe(&fx->ring, &cqe), 0);
-		io_uring_cqe_seen(&fx->ring, cqe);
-	}
-}
-
-/*
- * batch_max: every full batch reaches the kernel before the next SQE is
- * prepared, through the owner's hook when it has one (the engine stamps its
- * submits there), else straight through io_uring_submit().
- */
-static void test_get_sqe_submits_full_batches(void **state)
-{
-	struct fx *fx = *state;
-	unsigned left;
-
-	fx->ctx.batch_max = 4;
-	fx->ctx.submit = count_submit;
-	hook_calls = 0;
-	nops_then_reap(fx, 10, &left);
-	assert_int_equal(hook_calls, 2); /* before the 5th and the 9th */
-	assert_int_equal(left, 2);
-
-	fx->ctx.submit = NULL;
-	nops_then_reap(fx, 9, &left);
-	assert_int_equal(left, 1);
-	assert_int_equal(hook_calls, 2);
-
-	/* No cap (every other owner): nothing is submitted behind its back. */
-	fx->ctx.batch_max = 0;
-	nops_then_reap(fx, 10, &left);
-	assert_int_equal(left, 10);
-}
-
 /* ---- open errors ---- */
 
 static void expect_open_err(struct siov_backend_conf *c, const char *needle)
@@ -890,7 +831,6 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_deferred_requeue, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_get_sqe_submits_full_batches, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_get_sqe_submits_when_full, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_null, setup, teardown),
