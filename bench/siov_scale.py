@@ -32,7 +32,7 @@ BS = os.environ.get("QOS_BS", "64k")
 class Siovd:
     """siovd in a temporary directory, with one RPC connection."""
 
-    def __init__(self, build, engines=2, cpus=None):
+    def __init__(self, build, engines=2, cpus=None, extra=()):
         self.dir = tempfile.mkdtemp(prefix="siov-b-", dir="/tmp")
         self.rpc = os.path.join(self.dir, "rpc.sock")
         log = open(os.path.join(self.dir, "siovd.log"), "w")
@@ -40,7 +40,7 @@ class Siovd:
         self.p = subprocess.Popen(
             pin + [os.path.join(build, "app/siovd/siovd"), "--rpc-socket", self.rpc,
              "--state-dir", os.path.join(self.dir, "state"), "--engines", str(engines),
-             "--log-level", "warn"], stdout=log, stderr=log)
+             "--log-level", "warn"] + list(extra), stdout=log, stderr=log)
         for _ in range(500):
             try:
                 self.s = socket.socket(socket.AF_UNIX)
