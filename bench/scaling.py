@@ -26,7 +26,8 @@ many:    64 and 1,000 active VDEVs on one siovd engine against
 Rounds alternate the sides.  Usage: scaling.py BUILD DIR
 env: RUNTIME (5; QUICK=1: 2), ROUNDS (3; QUICK=1: 1), SCALING_NS="64 1000"
      (SCALING_NS="" for the engines part only), SCALING_POLL_US (0),
-     SCALING_BASE_BUILD
+     SCALING_BASE_BUILD, SCALING_IR=1 (each engines side once more under
+     callgrind: instructions per request)
 """
 import os
 import resource
@@ -66,7 +67,15 @@ def wait_socks(paths, proc, timeout=60):
 def engine_cpu(d, r):
     """Requests per engine CPU-second, from the engines' own counters and thread clocks."""
     es = d.call("engine_stats")
-    cpu = sum(e.get("cpu_s", 0) for e in es)
+    if all("cpu_s" in e for e in es):
+        cpu = sum(e["cpu_s"] for e in es)
+    else:  # a siovd from before cpu_s: every thread but the main (control) one
+        cpu = 0.0
+        for tid in os.listdir(f"/proc/{d.p.pid}/task"):
+            if int(tid) != d.p.pid:
+                st = open(f"/proc/{d.p.pid}/task/{tid}/stat").read()
+                f = st[st.rindex(")") + 2:].split()
+                cpu += (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
     r["engine_cpu_s"] = cpu
     r["engine_requests"] = [e["requests"] for e in es]
     r["iops_per_engine_cpu_s"] = sum(r["engine_requests"]) / cpu if cpu > 0 else None
@@ -87,6 +96,38 @@ def siovd_run(build, n, qd, engines, cpus, win=1 << 26, extra=()):
         return engine_cpu(d, run_bench(cmd))
     finally:
         d.stop()
+
+
+IR_FNS = ["engine_main", "blk_process", "siov_vq_pop", "siov_vq_complete", "siov_vq_notify"]
+
+
+def ir_run(build, engines, out):
+    """One engines side under callgrind: instructions per request, which do not
+    depend on the load (threads run one at a time under valgrind, so this shows
+    work the engines add for each other, not cache-line traffic)."""
+    so = os.path.join(out, "raw", "vgwait.so")
+    os.makedirs(os.path.dirname(so), exist_ok=True)
+    subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", so, os.path.join(HERE, "vg_uring_wait.c"),
+                    "-ldl", "-luring"], check=True)
+    cg = os.path.join(out, "raw", f"engines{engines}.cg")
+    d = Siovd(build, engines=engines, cpus=TCPU, extra=["--poll-us", POLL_US],
+              wrap=["env", f"LD_PRELOAD={so}", "valgrind", "-q", "--tool=callgrind",
+                    f"--callgrind-out-file={cg}"])
+    try:
+        win = 1 << 26
+        d.call("backend_create", name="nul", type="null", size=4 * win)
+        plist = [dict(name=f"v{i}", backend="nul", offset=i * win, size=win,
+                      socket=os.path.join(d.dir, f"v{i}.sock")) for i in range(4)]
+        d.batch("vdev_create", plist)
+        wait_socks([p["socket"] for p in plist], d.p, timeout=120)
+        run_bench(bench(build, [p["socket"] for p in plist], RUNTIME, iodepth=16, threads=1,
+                        cpus=LCPU))
+        req = sum(e["requests"] for e in d.call("engine_stats"))
+    finally:
+        d.stop()
+    vals = subprocess.run([sys.executable, os.path.join(HERE, "callgrind_ir.py"), cg, str(req)]
+                          + IR_FNS, capture_output=True, text=True, check=True).stdout.split()
+    return dict(zip(IR_FNS, vals))
 
 
 def qsd_run(build, n, qd):
@@ -179,6 +220,20 @@ def main():
             sec.ratio(f"scaling.engines.{m}", "2 engines", "2 engines (base)")
         sec.note(f"Sides marked (base): siovd from {BASE}, in the same rounds.")
     sec.note(f"Engines part: siovd --poll-us {POLL_US}; siov-bench polls.")
+    if os.environ.get("SCALING_IR", "0") == "1":
+        for tag, b in builds:
+            for e in (1, 2):
+                side = f"{e} engine{'s' if e > 1 else ''}{tag}"
+                ir = safe(f"{side} under callgrind", ir_run, b, e, out) or {}
+                for fn in IR_FNS:
+                    v = ir.get(fn)
+                    sec.add(f"scaling.engines.ir.{fn}", side,
+                            None if v in (None, "none") else float(v), better="lower",
+                            label=f"4 VDEVs at QD 16, instructions per request (callgrind): "
+                            f"{fn} and what it calls", unit="Ir")
+                print(f"scaling: {side} Ir/request: {ir}", file=sys.stderr, flush=True)
+        for fn in IR_FNS:
+            sec.ratio(f"scaling.engines.ir.{fn}", "2 engines", "1 engine")
     for n in NS:
         if have_qsd:
             sec.ratio(f"scaling.vdevs{n}.iops_per_cpu_s", "siovd", "qsd")
