@@ -63,8 +63,10 @@ def comm(pid, tid):
 
 
 def http_tids(pid):
-    """libmicrohttpd's threads (siovd's HTTP thread; none in builds that serve from the loop)."""
-    return [int(t) for t in os.listdir(f"/proc/{pid}/task") if comm(pid, t).startswith("MHD")]
+    """siovd's HTTP thread: libmicrohttpd's, named siov-metrics after its first request
+    (MHD-* before that, and in builds before the threads had names)."""
+    return [int(t) for t in os.listdir(f"/proc/{pid}/task")
+            if comm(pid, t) == "siov-metrics" or comm(pid, t).startswith("MHD")]
 
 
 def niced(pid, tid):
@@ -75,9 +77,13 @@ def niced(pid, tid):
 
 
 def engine_tid(pid, before, after):
-    """The engine: the thread that ran most while I/O ran, leaving out the control
-    thread, the HTTP thread and the niced ones (the state's compaction thread, busy
-    for a while after the VDEVs were created)."""
+    """The engine: its thread is named siov-eng0.  A build from before the threads had
+    names: the thread that ran most while I/O ran, leaving out the control thread, the
+    HTTP thread and the niced ones (the state's compaction thread, busy for a while
+    after the VDEVs were created)."""
+    named = [t for t in after if comm(pid, t) == "siov-eng0"]
+    if named:
+        return named[0]
     others = set(http_tids(pid)) | {pid}
     return max((t for t in after if t not in others and not niced(pid, t)),
                key=lambda t: after[t] - before.get(t, 0))

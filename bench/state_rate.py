@@ -5,7 +5,10 @@ calls one at a time at scale.
 With N VDEVs already in siovd (created by batch), measures:
   - vdev_create and vdev_delete one call at a time on one connection,
   - the same from C concurrent clients (one connection each, one call at a time),
-  every call answered only once its journal record is durable (fdatasync);
+  every call answered only once its journal record is durable (fdatasync), by
+  siov-rpc-rate (app/siov-bench/rpc_rate.c: a client in C with json-c, as an
+  orchestrator in C or Go would be), and again by this script's own Python
+  client, which spends about as much CPU per call as siovd and is in the figure;
   - the time a front end (libsiov through ctypes: connect, negotiate, share
     memory, start the rings) takes to attach, with no management load and
     during a create storm from C clients;
@@ -60,6 +63,9 @@ IO_S = int(os.environ.get("IO_S", "3"))
 RATES_ONLY = os.environ.get("RATES_ONLY", "0") == "1"
 # SCRAPE_ONLY=1: the scrape part only (the scrape alone, engine I/O under scrapes).
 SCRAPE_ONLY = os.environ.get("SCRAPE_ONLY", "0") == "1"
+# PY_CLIENT=0: without the second row of rates from the Python client.
+PY_CLIENT = os.environ.get("PY_CLIENT", "1") == "1"
+RPC_RATE = os.environ.get("RPC_RATE", "")
 
 
 def free_port():
@@ -137,18 +143,30 @@ def one_by_one(rpc, confs, barrier=None):
     c = Conn(rpc)
     if barrier:
         barrier.wait()
-    t0 = time.monotonic()
+    t0, u0 = time.monotonic(), time.thread_time()
     for p in confs:
         c.call("vdev_create", **p)
     t1 = time.monotonic()
     for p in confs:
         c.call("vdev_delete", name=p["name"])
     t2 = time.monotonic()
+    if barrier is None:  # one connection: its CPU per call, beside siov-rpc-rate's
+        one_by_one.cpu_us = (time.thread_time() - u0) / (2 * len(confs)) * 1e6
     return t0, t1, t2
 
 
 def worker(rpc, confs, barrier, q):
     q.put(one_by_one(rpc, confs, barrier))
+
+
+def rpc_rate(d, prefix, first, count, clients):
+    """siov-rpc-rate (from the build under test, also for BEFORE: the client is the
+    same for both sides): creates then deletes, one call at a time per client."""
+    out = subprocess.run([RPC_RATE, "--rpc", d.rpc, "--sock-dir", d.tmp, "--backend", "b0",
+                          "--clients", str(clients), "--count", str(count), "--first",
+                          str(first), "--window", str(WINDOW), "--prefix", prefix],
+                         stdout=subprocess.PIPE, check=True, text=True, timeout=600).stdout
+    return json.loads(out)
 
 
 def storm(d, first, count, clients):
@@ -214,7 +232,8 @@ def attach_stats(build, d, n, during_storm):
                          stdout=subprocess.PIPE, text=True)
     if during_storm:
         time.sleep(0.2)
-        rates = storm(d, 500000, M * 2, CLIENTS)
+        r = rpc_rate(d, "a", 500000, M * 2, CLIENTS)
+        rates = r["create"]["per_s"], r["delete"]["per_s"]
         open(flag, "w").close()
     else:
         rates = None
@@ -225,10 +244,11 @@ def attach_stats(build, d, n, during_storm):
                 mean_us=round(statistics.mean(out), 1)), rates
 
 
-def thread_cpu_s(pid, tid):
-    """CPU time of one thread: the control thread is siovd's main thread (tid = pid)."""
-    f = open(f"/proc/{pid}/task/{tid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_s(pid):
+    """CPU time (schedstat, ns resolution) of siovd's control thread, its main thread
+    (tid = pid), and of all its threads."""
+    t = scrape_load.tasks(pid)
+    return t.get(pid, 0) / 1e9, sum(t.values()) / 1e9
 
 
 def fetch(port):
@@ -284,19 +304,37 @@ def measure(build, k=0):
         if SCRAPE_ONLY:
             return scrape_part(build, d, port, k, r)
 
-        j0, c0 = journal(port), thread_cpu_s(d.p.pid, d.p.pid)
-        t0, t1, t2 = one_by_one(d.rpc, [vconf(d, f"o{i:06d}", N + 10 + i) for i in range(M)])
-        r["one_conn_create_per_s"] = round(M / (t1 - t0))
-        r["one_conn_delete_per_s"] = round(M / (t2 - t1))
-        j1, c1 = journal(port), thread_cpu_s(d.p.pid, d.p.pid)
-        c, dl = storm(d, 200000, M * 2, CLIENTS)
-        r["clients_create_per_s"] = round(c)
-        r["clients_delete_per_s"] = round(dl)
-        j2, c2 = journal(port), thread_cpu_s(d.p.pid, d.p.pid)
-        # The control thread's CPU per call (create and delete alike): what siovd's
-        # own work costs, much less sensitive to a shared machine than the rates.
-        r["one_conn_ctrl_cpu_us"] = round((c1 - c0) / (2 * M) * 1e6, 1)
-        r["clients_ctrl_cpu_us"] = round((c2 - c1) / (4 * M) * 1e6, 1)
+        j0, c0 = journal(port), cpu_s(d.p.pid)
+        one = rpc_rate(d, "o", N + 10, M, 1)
+        j1, c1 = journal(port), cpu_s(d.p.pid)
+        many = rpc_rate(d, "s", 200000, M * 2, CLIENTS)
+        j2, c2 = journal(port), cpu_s(d.p.pid)
+        for key, res in (("one_conn", one), ("clients", many)):
+            for ph in ("create", "delete"):
+                r[f"{key}_{ph}_per_s"] = round(res[ph]["per_s"])
+                r[f"{key}_{ph}_p50_us"] = res[ph]["lat_us"]["p50"]
+                r[f"{key}_{ph}_p99_us"] = res[ph]["lat_us"]["p99"]
+            for fig in ("cpu", "sys"):
+                r[f"{key}_client_{fig}_us"] = round(
+                    (res["create"][f"client_{fig}_us_per_call"] +
+                     res["delete"][f"client_{fig}_us_per_call"]) / 2, 1)
+        # siovd's CPU per call (create and delete alike), of the control thread and of
+        # all threads: what siovd's own work costs, much less sensitive to a shared
+        # machine than the rates.
+        r["one_conn_ctrl_cpu_us"] = round((c1[0] - c0[0]) / (2 * M) * 1e6, 1)
+        r["clients_ctrl_cpu_us"] = round((c2[0] - c1[0]) / (4 * M) * 1e6, 1)
+        r["one_conn_siovd_cpu_us"] = round((c1[1] - c0[1]) / (2 * M) * 1e6, 1)
+        r["clients_siovd_cpu_us"] = round((c2[1] - c1[1]) / (4 * M) * 1e6, 1)
+        if PY_CLIENT:
+            # The same calls from the Python client, after: how much of the figure a
+            # slow client is.
+            t0, t1, t2 = one_by_one(d.rpc, [vconf(d, f"p{i:06d}", N + 10 + i)
+                                            for i in range(M)])
+            r["py_one_conn_create_per_s"] = round(M / (t1 - t0))
+            r["py_one_conn_delete_per_s"] = round(M / (t2 - t1))
+            r["py_one_conn_client_cpu_us"] = round(one_by_one.cpu_us, 1)
+            c, dl = storm(d, 300000, M * 2, CLIENTS)
+            r["py_clients_create_per_s"], r["py_clients_delete_per_s"] = round(c), round(dl)
         # One connection: a call's wall time beyond its fdatasync (siovd, client, scheduling).
         r["one_conn_records_per_sync"], r["one_conn_us_per_sync"] = per_sync(j0, j1)
         r["clients_records_per_sync"], r["clients_us_per_sync"] = per_sync(j1, j2)
@@ -326,6 +364,18 @@ RATES = (("one_conn_create_per_s", "vdev_create, 1 connection"),
          ("one_conn_delete_per_s", "vdev_delete, 1 connection"),
          ("clients_create_per_s", f"vdev_create, {CLIENTS} clients"),
          ("clients_delete_per_s", f"vdev_delete, {CLIENTS} clients"))
+PY_RATES = tuple(("py_" + k, label + " (Python client)") for k, label in RATES)
+LATENCIES = tuple((f"{k}_{ph}_{q}_us", f"vdev_{ph}, {who}: latency {q}")
+                  for k, who in (("one_conn", "1 connection"), ("clients", f"{CLIENTS} clients"))
+                  for ph in ("create", "delete") for q in ("p50", "p99"))
+CPU = (("one_conn_ctrl_cpu_us", "control thread CPU per call, 1 connection"),
+       ("clients_ctrl_cpu_us", f"control thread CPU per call, {CLIENTS} clients"),
+       ("one_conn_siovd_cpu_us", "siovd CPU per call (all threads), 1 connection"),
+       ("clients_siovd_cpu_us", f"siovd CPU per call (all threads), {CLIENTS} clients"),
+       ("one_conn_client_cpu_us", "siov-rpc-rate's own CPU per call, 1 connection"),
+       ("one_conn_client_sys_us", "of which in the kernel"),
+       ("clients_client_cpu_us", f"siov-rpc-rate's own CPU per call, {CLIENTS} clients"),
+       ("py_one_conn_client_cpu_us", "the Python client's own CPU per call, 1 connection"))
 
 
 def loadavg():
@@ -333,7 +383,9 @@ def loadavg():
 
 
 def main():
+    global RPC_RATE
     build, out = sys.argv[1], sys.argv[2]
+    RPC_RATE = RPC_RATE or os.path.join(build, "app/siov-bench/siov-rpc-rate")
     os.makedirs(out, exist_ok=True)
     sides = [("siovd", build)] + ([(BEFORE_LABEL, BEFORE)] if BEFORE else [])
     rounds = []
@@ -396,15 +448,19 @@ a round ran back to back.  Load average (1 min) at the start of each run: {loads
     if SCRAPE_ONLY:
         return md + scrape_md(r, row, hdr)
     for key, label in RATES:
+        md += row(f"{label}, one call at a time (C client): calls/s", key)
+    for key, label in PY_RATES if PY_CLIENT else ():
         md += row(f"{label}, one call at a time: calls/s", key)
+    for key, label in LATENCIES:
+        md += row(f"{label} (C client), us", key)
     md += row("records per fdatasync, 1 connection", "one_conn_records_per_sync")
     md += row(f"records per fdatasync, {r['clients']} clients", "clients_records_per_sync")
     md += row("write + fdatasync, 1 connection: us", "one_conn_us_per_sync")
     md += row(f"write + fdatasync, {r['clients']} clients: us", "clients_us_per_sync")
     md += row("1 connection: a call's wall time beyond its fdatasync, us",
               "one_conn_us_beyond_sync")
-    md += row("control thread CPU per call, 1 connection: us", "one_conn_ctrl_cpu_us")
-    md += row(f"control thread CPU per call, {r['clients']} clients: us", "clients_ctrl_cpu_us")
+    for key, label in CPU:
+        md += row(f"{label}: us", key)
     if RATES_ONLY:
         return md
     md += f"\nFront-end attach (libsiov: connect, negotiate, share memory, start the rings), us:\n\n" + hdr
@@ -450,17 +506,17 @@ def section(out, r):
                 sec.add(fid, side, v, label=label, unit=unit, better=better)
         if len(r["sides"]) > 1:
             sec.ratio(fid, of=r["sides"][0], to=r["sides"][1])
-    for key, label in () if SCRAPE_ONLY else RATES:
+    for key, label in () if SCRAPE_ONLY else RATES + (PY_RATES if PY_CLIENT else ()):
         add("state." + key, [key], f"{label}, {one}", "calls/s", "higher")
+    for key, label in () if SCRAPE_ONLY else LATENCIES:
+        add("state." + key, [key], label, "us", "lower")
     for key, label in () if SCRAPE_ONLY else (
             ("clients_records_per_sync", f"records per fdatasync, {r['clients']} clients"),):
         add("state." + key, [key], label, "records", "higher")
     for key, label in () if SCRAPE_ONLY else (
             ("one_conn_us_per_sync", "1 connection: write + fdatasync"),
                        ("one_conn_us_beyond_sync", "1 connection: a call's time beyond its sync"),
-                       ("one_conn_ctrl_cpu_us", "control thread CPU per call, 1 connection"),
-                       ("clients_ctrl_cpu_us",
-                        f"control thread CPU per call, {r['clients']} clients")):
+                       *CPU):
         add("state." + key, [key], label, "us", "lower")
     for key, label in (("attach_idle", "front-end attach, no management load"),
                        ("attach_storm", "front-end attach during a create storm")):

@@ -3,6 +3,8 @@
 # 10,000 VDEVs (1 connection, 8 clients), every call durable when answered;
 # front-end attach time with no load and during a create storm; a --metrics
 # scrape, and engine IOPS during back-to-back scrapes.  See bench/state_rate.py.
+# The calls come from siov-rpc-rate (app/siov-bench/rpc_rate.c, a client in C),
+# and again from the Python client as a second row (PY_CLIENT=0: not).
 # Usage: sections/state.sh BUILD DIR
 #   env: N=10000 M=2000 CLIENTS=8 STATE_DIR=/var/tmp SOCKET_FS=/dev/shm ROUNDS IO_S
 #        SCRAPE_ONLY=1: only the scrape part (bench/scrape_load.py: engine IOPS and
@@ -16,7 +18,7 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 if [ "${QUICK:-0}" = 1 ]; then export N=${N:-1000} M=${M:-300} ATTACHES=${ATTACHES:-50} IO_S=${IO_S:-1}; fi
 TARGETS="app/siovd/siovd app/siov-bench/siov-bench lib/libsiov/libsiov.so.0.1.0"
 # shellcheck disable=SC2086
-ninja -C "$BUILD" $TARGETS >/dev/null
+ninja -C "$BUILD" $TARGETS app/siov-bench/siov-rpc-rate >/dev/null
 BEFORE=${STATE_BEFORE:-}
 LABEL=${STATE_BEFORE_LABEL:-}
 if [ -z "$BEFORE" ] && [ -n "${STATE_BEFORE_REV:-}" ]; then

@@ -188,9 +188,13 @@ struct siov_vdev_info {
 	uint64_t now_ns; /* the clock hold.since_ns is on */
 	/* A move under way (conf->move_backend set): bytes copied of how many. */
 	uint64_t move_done, move_total;
+	/*
+	 * Not zeroed for every VDEV (a scrape reports 10,000): port is valid only
+	 * if is_net, rxq[0..nrxq), export_io only if exported.
+	 */
 	bool is_net;
 	struct siov_port_stats port; /* net: what the switch counted for the port */
-	unsigned nrxq;		     /* net: its receive queues, one per pair */
+	unsigned nrxq;		     /* net: its receive queues, one per pair; 0 for blk */
 	struct siov_net_rxq_stats rxq[SIOV_NET_MAX_PAIRS];
 	/* Exported: the NBD export's I/O, in a queue's terms (it sums like one). */
 	bool exported;

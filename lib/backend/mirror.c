@@ -1265,6 +1265,7 @@ static int mirror_start(struct mirror *mi, const struct siov_mirror_member *memb
 		return siov_err_set(err, -rc, "mirror '%s': cannot start its resync thread",
 				    mi->self->conf.name);
 	mi->thread_started = true;
+	pthread_setname_np(mi->thread, "siov-resync");
 	return 0;
 }
 

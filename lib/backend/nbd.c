@@ -829,6 +829,7 @@ static int be_start(struct nbd_be *be, struct siov_err *err)
 		return siov_err_set(err, -rc, "backend '%s': cannot start its thread: %s", name,
 				    strerror(rc));
 	be->thread_started = true;
+	pthread_setname_np(be->thread, "siov-nbd");
 	return 0;
 }
 

@@ -896,6 +896,8 @@ static void lower_priority(struct siov_metrics *m)
 	if (m->niced)
 		return;
 	m->niced = true;
+	/* libmicrohttpd names it "MHD-single"; ours says whose it is in top -H. */
+	pthread_setname_np(pthread_self(), "siov-metrics");
 	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), METRICS_NICE) < 0)
 		SIOV_DEBUG("metrics: cannot lower the HTTP thread's priority: %s", strerror(errno));
 }

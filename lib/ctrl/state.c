@@ -924,8 +924,10 @@ static void maybe_rotate(struct siov_state *st)
 	}
 	close(oldfd);
 	st->compact_upto = st->gen;
-	if (pthread_create(&st->compactor, NULL, compactor_main, st) == 0)
+	if (pthread_create(&st->compactor, NULL, compactor_main, st) == 0) {
 		st->compacting = true;
+		pthread_setname_np(st->compactor, "siov-compact");
+	}
 }
 
 static void journal_failed(struct siov_state *st, uint64_t first, int rc, const char *msg)
@@ -1357,6 +1359,8 @@ static int start_writer(struct siov_state *st, const struct siov_state_opts *opt
 	st->go = !opts->loop;
 	rc = -pthread_create(&st->writer, NULL, writer_main, st);
 	st->writer_started = rc == 0;
+	if (st->writer_started)
+		pthread_setname_np(st->writer, "siov-journal");
 	return rc;
 }
 

@@ -1460,10 +1460,17 @@ static void export_io(struct siov_export *ex, struct siov_vdev_info *info)
 						    .latency_ns_total = st.latency_ns_total};
 }
 
+/*
+ * Every member of info is written here, each by what fills it: a designated
+ * initializer would zero ~1.7 KB per VDEV (the net members, the export's
+ * queue), a quarter of the control thread's part of a 10,000-VDEV scrape.
+ * What only some VDEVs have (rxq, port, export_io) is filled where it exists
+ * and read only behind is_net, nrxq and exported (see struct siov_vdev_info).
+ */
 static void vdev_report(struct vdcm_vdev *d, siov_vdev_info_cb cb, void *arg)
 {
 	struct siov_queue_stats qs[SIOV_VDEV_MAX_QUEUES];
-	struct siov_vdev_info info = {.conf = &d->conf, .size = d->size, .queues = qs};
+	struct siov_vdev_info info;
 	/* The queues a front end has named: the others cost nothing and have no stats. */
 	unsigned i, n = siov_vu_server_queues_used(d->srv);
 	struct siov_qos_params p;
@@ -1473,6 +1480,9 @@ static void vdev_report(struct vdcm_vdev *d, siov_vdev_info_cb cb, void *arg)
 			    siov_vu_server_queue_self_running(d->srv, i), &qs[i]);
 		qs[i].index = i;
 	}
+	info.conf = &d->conf;
+	info.size = d->size;
+	info.queues = qs;
 	info.nqueues = i;
 	info.state = siov_vu_server_state(d->srv);
 	info.broken_reason = siov_vu_server_broken_reason(d->srv);
@@ -1481,17 +1491,22 @@ static void vdev_report(struct vdcm_vdev *d, siov_vdev_info_cb cb, void *arg)
 	info.connections = siov_vu_server_connections(d->srv);
 	info.logging = siov_vu_server_logging(d->srv);
 	info.max_queues = siov_vu_server_nqueues(d->srv);
+	info.exported = false;
+	info.export_throttled = 0;
 	if (d->export)
 		export_io(d->export, &info);
 	siov_qos_get(d->qos, &p, &info.qos);
+	info.is_net = d->net != NULL;
+	info.nrxq = 0;
+	info.hold = (struct siov_blk_hold_stats){0};
 	if (d->net) {
-		info.is_net = true;
 		siov_port_get_stats(siov_net_port(d->net), &info.port);
 		info.nrxq = siov_net_rxq_stats(d->net, info.rxq, SIOV_NET_MAX_PAIRS);
 	} else {
 		siov_blk_hold_stats(d->blk, &info.hold);
 	}
 	info.now_ns = siov_now_ns();
+	info.move_done = info.move_total = 0;
 	if (d->move_be)
 		move_synced(d, &info.move_done, &info.move_total);
 	cb(&info, arg);

@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -1249,6 +1250,10 @@ static int engine_init(struct siov_engine *e, unsigned id, uint64_t poll_ns)
 	rc = -pthread_create(&e->thread, NULL, engine_main, e);
 	if (rc)
 		goto err_thread;
+	/* "siov-eng0": top -H, perf and the benches find an engine by its name. */
+	char tname[16];
+	snprintf(tname, sizeof(tname), "siov-eng%u", id % 10000000u);
+	pthread_setname_np(e->thread, tname);
 	return 0;
 
 err_thread:

@@ -615,6 +615,7 @@ static int export_setup(struct siov_export *ex, struct siov_err *err)
 		return siov_err_set(err, -rc, "export '%s': cannot start its thread: %s", name,
 				    strerror(rc));
 	ex->started = true;
+	pthread_setname_np(ex->thread, "siov-export");
 	return 0;
 }
 

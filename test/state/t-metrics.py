@@ -5,9 +5,11 @@ agree with vdev_stats after real I/O (siov-bench on a VDEV); the histogram's
 count is the requests completed; wrong paths and methods get 404 and 405;
 scrapes close together (8 at once) share one render and all get it whole;
 the HTTP thread runs at nice 19, so a scrape yields to the engines; siovd
-stops promptly with scrapes in flight; `siovd --help` lists every option.
+stops promptly with scrapes in flight; `siovd --help` lists every option;
+siov-rpc-rate (the state bench's client) creates and deletes through siovd,
+each call journalled, and stops with siovd's message on an error answer.
 
-Usage: t-metrics.py SIOVD SIOVCTL SIOV_BENCH SIOVD_MAIN_C
+Usage: t-metrics.py SIOVD SIOVCTL SIOV_BENCH SIOVD_MAIN_C SIOV_RPC_RATE
 """
 import json
 import os
@@ -26,7 +28,7 @@ from siovd_proc import fail, stop  # noqa: E402
 import urllib.error
 import urllib.request
 
-SIOVD, SIOVCTL, BENCH, MAIN_C = sys.argv[1:5]
+SIOVD, SIOVCTL, BENCH, MAIN_C, RPC_RATE = sys.argv[1:6]
 
 
 def free_port():
@@ -88,17 +90,51 @@ def check_shared(url):
 
 
 def check_nice(pid):
-    """libmicrohttpd's thread (named MHD-*) at nice 19, the rest of siovd not."""
+    """The HTTP thread (libmicrohttpd's, renamed siov-metrics by its first request) at
+    nice 19, the rest of siovd not; the engine and the journal writer found by name, as
+    top -H and the benches find them."""
     nices = {}
     for t in os.listdir(f"/proc/{pid}/task"):
         name = open(f"/proc/{pid}/task/{t}/comm").read().strip()
         nices[t] = (name, int(open(f"/proc/{pid}/task/{t}/stat").read().rsplit(")", 1)[1]
                                 .split()[16]))
-    http = [n for name, n in nices.values() if name.startswith("MHD")]
+    http = [n for name, n in nices.values() if name == "siov-metrics"]
     if http != [19]:
-        fail(f"the HTTP thread's nice is not 19: {nices}")
+        fail(f"the HTTP thread (siov-metrics) is not one thread at nice 19: {nices}")
+    names = sorted(name for name, _ in nices.values())
+    for want in ("siov-eng0", "siov-journal"):
+        if names.count(want) != 1:
+            fail(f"no single thread named {want}: {names}")
     if nices[str(pid)][1] != 0:
         fail(f"the control thread was niced: {nices}")
+
+
+def check_rpc_rate(rpc, tmp, url, ctl):
+    """siov-rpc-rate: 2 clients create and delete 40 VDEVs (64 KiB windows past v2's),
+    every call a journal record; a wrong backend stops it with siovd's message."""
+    def records():
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return parse(resp.read().decode())["siov_state_journal_records_total"]
+    args = [RPC_RATE, "--rpc", rpc, "--sock-dir", tmp, "--clients", "2", "--count", "40",
+            "--first", "512", "--window", "65536", "--prefix", "rr"]
+    time.sleep(0.25)  # past the render hold (100 ms here): the counter below is fresh
+    r0 = records()
+    r = subprocess.run(args + ["--backend", "b0"], capture_output=True, text=True, timeout=60)
+    if r.returncode:
+        fail(f"siov-rpc-rate: {r.stdout}{r.stderr}")
+    out = json.loads(r.stdout)
+    for ph in ("create", "delete"):
+        if out[ph]["calls"] != 40 or not out[ph]["per_s"] > 0 or \
+                not 0 < out[ph]["lat_us"]["p50"] <= out[ph]["lat_us"]["max"]:
+            fail(f"siov-rpc-rate {ph}: {out[ph]}")
+    if ctl("daemon_info")["vdevs"] != 2:
+        fail("siov-rpc-rate left VDEVs behind")
+    time.sleep(0.25)
+    if records() - r0 != 80:
+        fail(f"80 calls made {records() - r0:g} journal records")
+    r = subprocess.run(args + ["--backend", "nope"], capture_output=True, text=True, timeout=60)
+    if r.returncode != 1 or "nope" not in r.stderr:
+        fail(f"siov-rpc-rate on a missing backend: exit {r.returncode}, {r.stderr}")
 
 
 def inflight_at_stop(p, url):
@@ -210,6 +246,7 @@ def main():
                     fail(f"{method} {path}: {e.code}, wanted {code}")
         check_shared(url)
         check_nice(p.pid)
+        check_rpc_rate(rpc, tmp, url, ctl)
         inflight_at_stop(p, url)
         print(f"ok: {len(m)} samples, v1 {int(st['requests'])} requests", flush=True)
     finally:
