@@ -1123,6 +1123,9 @@ static struct json_object *engine_stats_json(struct siov_vdcm *vdcm)
 				       json_object_new_uint64(st.reaped_io > st.kernel_n
 								  ? st.reaped_io - st.kernel_n
 								  : 0));
+		json_object_object_add(o, "holds", json_object_new_uint64(st.holds));
+		json_object_object_add(o, "hold_trials", json_object_new_uint64(st.hold_trials));
+		json_object_object_add(o, "hold_kept", json_object_new_uint64(st.hold_kept));
 		json_object_array_add(a, o);
 	}
 	return a;
