@@ -72,6 +72,13 @@ void siov_engine_get_stats(const struct siov_engine *engine, struct siov_engine_
 int siov_engine_attach(struct siov_engine *engine, struct siov_vq *vq);
 /* Waits until vq's in-flight requests completed; no-op if vq is not attached. */
 void siov_engine_detach(struct siov_vq *vq);
+/*
+ * Control thread: hands vq to engine @to (what rebalancing does).  Unlike a
+ * detach, the ring and the session stay: requests the device model holds stay
+ * held and are sent by the new engine.  If @to refuses it, vq goes back where
+ * it was; if that fails too, the queue is broken.  0 or -errno.
+ */
+int siov_engine_move(struct siov_vq *vq, struct siov_engine *to);
 /* Control thread: the id of the engine running vq, or -1 if none does. */
 int siov_engine_of(const struct siov_vq *vq);
 

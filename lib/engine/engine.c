@@ -91,6 +91,9 @@
 	(IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |           \
 	 IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_R_DISABLED)
 
+/* What two CPUs hand over between them (x86-64, most arm64). */
+#define SIOV_CACHE_LINE 64
+
 enum cmd_op { CMD_ATTACH, CMD_DETACH, CMD_STOP };
 
 struct siov_engine_queue;
@@ -98,6 +101,7 @@ struct siov_engine_queue;
 struct engine_cmd {
 	enum cmd_op op;
 	struct siov_engine_queue *q;
+	bool keep_held; /* CMD_DETACH of a move: the device model keeps what it holds */
 	bool done;
 	struct engine_cmd *next;
 };
@@ -143,8 +147,15 @@ struct engine_hold {
 	unsigned backoff;	      /* what the next failed trial waits */
 };
 
+/*
+ * Engines sit side by side in one array, each run by its own thread: each
+ * starts on a cache line of its own (and the array is allocated so), or one
+ * engine's per-round stats would share a line with the next one's ring
+ * (liburing writes sq.sqe_tail there per SQE), and two engines on two CPUs
+ * would bounce it between them every round.
+ */
 struct siov_engine {
-	unsigned id;
+	_Alignas(SIOV_CACHE_LINE) unsigned id;
 	pthread_t thread;
 	struct io_uring ring;
 	struct siov_io_ctx ioctx;
@@ -547,15 +558,21 @@ static void cmd_done(struct siov_engine *e, struct engine_cmd *c)
 	pthread_mutex_unlock(&e->lock);
 }
 
-/* A detaching queue leaves once nothing of it is in flight on the ring. */
-static bool try_finish_detach(struct siov_engine *e, struct siov_engine_queue *q)
+/*
+ * A detaching queue leaves once nothing of it is in flight on the ring.
+ * Requests the device model holds would never drain: a stopping ring lets
+ * them go (their records stay for the next session), a moving one keeps
+ * them (dropped, nobody would ever send them again: the driver would wait
+ * for them forever, and in order every later completion with them).
+ */
+static bool try_finish_detach(struct siov_engine *e, struct siov_engine_queue *q, bool keep)
 {
 	struct siov_vq *vq = q->vq;
+	unsigned parked = 0;
 
-	/* Requests the device model holds would never drain: it lets them go. */
-	if (!q->kick_armed && vq->ops->drop_held)
-		vq->ops->drop_held(vq);
-	if (q->kick_armed || SIOV_STAT_GET(vq->stats.inflight))
+	if (!q->kick_armed && vq->ops->park_held)
+		parked = vq->ops->park_held(vq, keep);
+	if (q->kick_armed || SIOV_STAT_GET(vq->stats.inflight) > parked)
 		return false;
 	/* Our last completions may still be on the used list: notify and take them off. */
 	flush_notify(e);
@@ -647,7 +664,7 @@ static void check_detaches(struct siov_engine *e)
 		struct engine_cmd *c = *pp;
 		if (c->q->cancel_owed)
 			cancel_kick(e, c->q);
-		if (try_finish_detach(e, c->q)) {
+		if (try_finish_detach(e, c->q, c->keep_held)) {
 			*pp = c->next;
 			cmd_done(e, c);
 		} else {
@@ -1198,10 +1215,10 @@ err_ctl:
 	return rc;
 }
 
-void siov_engine_detach(struct siov_vq *vq)
+static void engine_detach(struct siov_vq *vq, bool keep_held)
 {
 	struct siov_engine_queue *q = queue_of(vq);
-	struct engine_cmd c = {.op = CMD_DETACH, .q = q};
+	struct engine_cmd c = {.op = CMD_DETACH, .q = q, .keep_held = keep_held};
 	struct siov_engine *e;
 
 	if (!q)
@@ -1210,6 +1227,11 @@ void siov_engine_detach(struct siov_vq *vq)
 	engine_post_sure(e, &c);
 	ctl_remove(e, q);
 	queue_free(q);
+}
+
+void siov_engine_detach(struct siov_vq *vq)
+{
+	engine_detach(vq, false);
 }
 
 int siov_engine_of(const struct siov_vq *vq)
@@ -1248,7 +1270,7 @@ static int queue_move(struct siov_vq *vq, struct siov_engine *from, struct siov_
 	const char *name = vq->dev_name ? vq->dev_name : "?";
 	int rc, back;
 
-	siov_engine_detach(vq);
+	engine_detach(vq, true);
 	rc = siov_engine_attach(to, vq);
 	if (!rc) {
 		SIOV_INFO("engines: moved vdev %s queue %u from engine %u to %u", name, vq->index,
@@ -1263,7 +1285,21 @@ static int queue_move(struct siov_vq *vq, struct siov_engine *from, struct siov_
 	}
 	siov_vq_break(vq, "no engine took the queue back after a move (%s, then %s)", strerror(-rc),
 		      strerror(-back));
+	/* Nobody runs it now: what the move kept is let go as a stopping ring's is. */
+	if (vq->ops->park_held)
+		vq->ops->park_held(vq, false);
+	if (vq->ops->release)
+		vq->ops->release(vq);
 	return back;
+}
+
+int siov_engine_move(struct siov_vq *vq, struct siov_engine *to)
+{
+	struct siov_engine_queue *q = queue_of(vq);
+
+	if (!q)
+		return -EINVAL;
+	return queue_move(vq, q->engine, to);
 }
 
 /*
@@ -1423,7 +1459,10 @@ int siov_engines_create(const struct siov_engines_opts *opts, struct siov_engine
 	es = calloc(1, sizeof(*es));
 	if (!es)
 		return -ENOMEM;
-	es->engines = calloc(n, sizeof(*es->engines));
+	/* sizeof is a multiple of the line (the struct's alignment): every engine starts on one. */
+	es->engines = aligned_alloc(SIOV_CACHE_LINE, n * sizeof(*es->engines));
+	if (es->engines)
+		memset(es->engines, 0, n * sizeof(*es->engines));
 	if (!es->engines) {
 		free(es);
 		return -ENOMEM;
