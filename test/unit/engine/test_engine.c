@@ -489,13 +489,15 @@ static void qos_held_request_survives_detach(void **state)
  * A driver at QD 1 (one request, then wait for it) gains nothing from a held
  * poll, only latency: the engine may try a hold, but must never keep one,
  * and every request still completes.  The driver spins, as a polling one
- * does, so the engine sees rounds with work back to back.
+ * does, so the engine sees rounds with work back to back.  Afterwards, idle,
+ * the engine uses no CPU.
  */
 static void qd1_driver_never_keeps_a_hold(void **state)
 {
 	struct fx *fx = *state;
 	struct siov_engine *e = engine_n(fx, 0);
 	struct siov_engine_stats st;
+	uint64_t cpu0;
 	unsigned i;
 
 	assert_int_equal(siov_engine_attach(e, &fx->q[0].vq), 0);
@@ -511,6 +513,13 @@ static void qd1_driver_never_keeps_a_hold(void **state)
 	assert_int_equal(st.hold_kept, 0);
 	print_message("engine 0: %llu trials of a hold, %llu polls held, none kept\n",
 		      (unsigned long long)st.hold_trials, (unsigned long long)st.holds);
+	/* Idle after the grace period (200 ms here), it sleeps: no CPU, holds or not. */
+	usleep(400000);
+	siov_engine_get_stats(e, &st);
+	cpu0 = st.cpu_ns;
+	usleep(200000);
+	siov_engine_get_stats(e, &st);
+	assert_true(st.cpu_ns - cpu0 < 10 * MS);
 }
 
 int main(void)
