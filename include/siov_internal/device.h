@@ -77,15 +77,22 @@ struct siov_vq_ops {
 	/* Starts up to budget requests; *work is zeroed by the caller. */
 	void (*process)(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned budget,
 			struct siov_vq_work *work);
-	/* The queue leaves its runner: free per-queue request memory (nothing in flight). */
+	/*
+	 * The queue leaves its runner: free per-queue request memory (nothing in
+	 * flight).  Requests park_held() kept stay, for the next runner.
+	 */
 	void (*release)(struct siov_vq *vq);
 	/*
 	 * Optional.  The queue is leaving its runner while the device model holds
-	 * requests it will not complete (an error policy that holds): forget them,
-	 * uncompleted, so that their in-flight records survive and the driver's
-	 * next session resubmits them.  Called on the runner's thread.
+	 * requests it will not complete yet (an error policy that holds).  If the
+	 * ring stops (!keep), it forgets them, uncompleted, so that their in-flight
+	 * records survive and the driver's next session resubmits them; returns 0.
+	 * If the queue only moves to another runner (keep: same ring, same
+	 * session, and nobody else would ever send them), it keeps them for the
+	 * next runner's process() and returns how many it keeps: they stay
+	 * counted in vq->stats.inflight.  Called on the runner's thread.
 	 */
-	void (*drop_held)(struct siov_vq *vq);
+	unsigned (*park_held)(struct siov_vq *vq, bool keep);
 };
 
 #endif

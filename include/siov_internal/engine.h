@@ -26,6 +26,7 @@ struct siov_loop;
 struct siov_engines_opts {
 	unsigned count;		/* 0: one per online CPU */
 	unsigned poll_us;	/* grace period a queue is polled after its last request */
+	unsigned hold_ns;	/* poll hold while it batches a driver's requests; 0 = never */
 	struct siov_loop *loop; /* the control loop, for the balancing timer; may be NULL */
 	unsigned balance_ms;	/* how often to rebalance queues; 0 = never */
 };
@@ -49,6 +50,9 @@ struct siov_engine_stats {
 	uint64_t kernel_ns;	 /* their submit -> CQE reaped, summed */
 	uint64_t reaped_io;	 /* backend CQEs reaped */
 	uint64_t cqe_used_ns; /* their reap -> used entry published and driver notified, summed */
+	uint64_t holds;	      /* polls held back after a round with work (--poll-hold-ns) */
+	uint64_t hold_trials; /* epochs that tried a hold */
+	uint64_t hold_kept;   /* trials that paid (bigger rounds, same rate), so kept */
 	uint64_t cpu_ns;      /* CPU time of its thread: polling and work, not sleep */
 	unsigned queues;      /* queues attached to it */
 };
@@ -68,6 +72,13 @@ void siov_engine_get_stats(const struct siov_engine *engine, struct siov_engine_
 int siov_engine_attach(struct siov_engine *engine, struct siov_vq *vq);
 /* Waits until vq's in-flight requests completed; no-op if vq is not attached. */
 void siov_engine_detach(struct siov_vq *vq);
+/*
+ * Control thread: hands vq to engine @to (what rebalancing does).  Unlike a
+ * detach, the ring and the session stay: requests the device model holds stay
+ * held and are sent by the new engine.  If @to refuses it, vq goes back where
+ * it was; if that fails too, the queue is broken.  0 or -errno.
+ */
+int siov_engine_move(struct siov_vq *vq, struct siov_engine *to);
 /* Control thread: the id of the engine running vq, or -1 if none does. */
 int siov_engine_of(const struct siov_vq *vq);
 

@@ -275,6 +275,9 @@ static void blk_release(struct siov_vq *vq)
 		req_put(vq, q->throttled);
 		q->throttled = NULL;
 	}
+	/* Held requests kept through a move: the next runner's hold_pass() retries them. */
+	if (q->held)
+		return;
 	while (q->free) {
 		struct blk_req *r = q->free;
 		q->free = r->next_free;
@@ -506,11 +509,20 @@ static bool hold_pass(struct siov_vq *vq, struct siov_io_ctx *ctx, struct siov_v
 	return true;
 }
 
-static void blk_drop_held(struct siov_vq *vq)
+static unsigned blk_park_held(struct siov_vq *vq, bool keep)
 {
 	struct blk_queue *q = vq->dev_queue;
 	struct siov_blk *blk = vq->dev;
+	unsigned n = 0;
 
+	if (keep) {
+		for (struct blk_req *r = q ? q->held : NULL; r; r = r->next_held)
+			n++;
+		/* The next runner must look at once: it has no retry deadline of ours. */
+		if (n)
+			vq->dev_wants_run = true;
+		return n;
+	}
 	while (q && q->held) {
 		struct blk_req *r = q->held;
 
@@ -519,6 +531,7 @@ static void blk_drop_held(struct siov_vq *vq)
 		atomic_fetch_sub(&blk->inflight, 1);
 		req_put(vq, r);
 	}
+	return 0;
 }
 
 /*
@@ -801,7 +814,7 @@ static void blk_run(struct siov_vq *vq, struct siov_io_ctx *ctx, unsigned budget
 static const struct siov_vq_ops blk_vq_ops = {
     .process = blk_process,
     .release = blk_release,
-    .drop_held = blk_drop_held,
+    .park_held = blk_park_held,
 };
 
 const struct siov_dev_ops siov_blk_dev_ops = {

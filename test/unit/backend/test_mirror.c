@@ -176,10 +176,19 @@ static int teardown(void **state)
 	return 0;
 }
 
-static int mirror_open(struct fx *fx, unsigned n, const char *bitmap, struct siov_backend **out)
+/*
+ * Opens a mirror whose resync copies at @rate bytes/s from the start.  A test
+ * that needs a resync still running must open it slow, not lower the rate
+ * afterwards: the resync thread starts inside siov_mirror_open() with a full
+ * bucket (a tenth of a second at the opening rate), and on a loaded machine
+ * the test thread can be off the CPU long enough after the open for a fast
+ * resync of SIZE bytes to finish (it did, on CI, with the test 20 ms late).
+ */
+static int mirror_open_rate(struct fx *fx, unsigned n, const char *bitmap, uint64_t rate,
+			    struct siov_backend **out)
 {
 	struct siov_backend_conf c = {.type = SIOV_BACKEND_MIRROR};
-	struct siov_mirror_opts o = {.bitmap_path = bitmap, .resync_rate = 4000ull * MB};
+	struct siov_mirror_opts o = {.bitmap_path = bitmap, .resync_rate = rate};
 	struct siov_mirror_member mm[3];
 	struct siov_err err = {0};
 	unsigned i;
@@ -192,6 +201,12 @@ static int mirror_open(struct fx *fx, unsigned n, const char *bitmap, struct sio
 	if (rc)
 		fprintf(stderr, "mirror open: %s\n", err.msg);
 	return rc;
+}
+
+/* A mirror that resyncs as fast as the members go. */
+static int mirror_open(struct fx *fx, unsigned n, const char *bitmap, struct siov_backend **out)
+{
+	return mirror_open_rate(fx, n, bitmap, 4000ull * MB, out);
 }
 
 /* Runs the ring until r is done (an engine's loop, in small). */
@@ -422,7 +437,9 @@ static void test_resync_under_writes(void **state)
 	fx->mem[2] = ram("c", SIZE);
 	write_pattern(fx, fx->mem[2], 0, SIZE, 11); /* garbage the resync must replace */
 	assert_int_equal(mirror_open(fx, 2, NULL, &fx->m), 0);
-	siov_mirror_set_resync_rate(fx->m, 16 * MB); /* slow: writes overlap it */
+	wait_in_sync(fx->m);
+	/* Slow before c comes: its whole resync then overlaps the writes. */
+	siov_mirror_set_resync_rate(fx->m, 16 * MB);
 	c = (struct siov_mirror_member){.bd = fx->mem[2]};
 	assert_int_equal(siov_mirror_add_member(fx->m, &c, false, &err), 0);
 	while (!siov_mirror_all_in_sync(fx->m)) {
@@ -449,8 +466,8 @@ static void test_remove_during_resync(void **state)
 	fx->mem[0] = ram("a", SIZE);
 	fx->mem[1] = ram("b", SIZE);
 	fx->mem[2] = ram("c", SIZE);
-	assert_int_equal(mirror_open(fx, 2, NULL, &fx->m), 0);
-	siov_mirror_set_resync_rate(fx->m, 2 * MB);
+	/* Slow from the start: 3.5 s for b's resync, whatever the scheduler does. */
+	assert_int_equal(mirror_open_rate(fx, 2, NULL, 2 * MB, &fx->m), 0);
 	assert_int_equal(rw(fx, fx->m, SIOV_IO_WRITE, 0, w, CHUNK), CHUNK);
 	siov_mirror_get_info(fx->m, &info);
 	assert_int_equal(member(&info, "b")->state, SIOV_MEMBER_RESYNCING);
@@ -500,7 +517,7 @@ static void test_restart_keeps_state(void **state)
 }
 
 /* In a forked child: a mirror of a and b on the child's own ring (exits on failure). */
-static struct siov_backend *child_mirror(struct fx *fx)
+static struct siov_backend *child_mirror(struct fx *fx, uint64_t rate)
 {
 	struct siov_backend *m = NULL;
 
@@ -508,9 +525,23 @@ static struct siov_backend *child_mirror(struct fx *fx)
 	if (io_uring_queue_init(64, &fx->ring, 0))
 		_exit(3);
 	siov_io_ctx_init(&fx->ctx, &fx->ring);
-	if (mirror_open(fx, 2, fx->bitmap, &m))
+	if (mirror_open_rate(fx, 2, fx->bitmap, rate, &m))
 		_exit(2);
 	return m;
+}
+
+/* In the child: until the resync has copied something (exits if it never does). */
+static void child_wait_progress(struct siov_backend *m)
+{
+	struct siov_mirror_info info;
+	int i;
+
+	for (i = 0; i < WAIT_LOOPS; i++, usleep(1000)) {
+		siov_mirror_get_info(m, &info);
+		if (info.members[1].resync_done > 0)
+			return;
+	}
+	_exit(4);
 }
 
 /* The parent: the child ended, with status 0. */
@@ -539,10 +570,11 @@ static void test_unclean_stop(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		struct siov_backend *m = child_mirror(fx);
+		/* Slow (3.5 s for the whole copy): the child dies with it half done. */
+		struct siov_backend *m = child_mirror(fx, 2 * MB);
 
-		siov_mirror_set_resync_rate(m, 8 * MB);
-		usleep(300000);
+		/* Not a fixed sleep: a starved resync thread may not have begun. */
+		child_wait_progress(m);
 		/*
 		 * A write the process died in the middle of: it set its bit and
 		 * reached a, not b (played here by writing a alone afterwards).
@@ -552,11 +584,13 @@ static void test_unclean_stop(void **state)
 		_exit(0);
 	}
 	child_wait(pid);
-	assert_int_equal(mirror_open(fx, 2, fx->bitmap, &fx->m), 0);
+	/* Slow until b's state is read, or a late test thread finds it done. */
+	assert_int_equal(mirror_open_rate(fx, 2, fx->bitmap, 2 * MB, &fx->m), 0);
 	siov_mirror_get_info(fx->m, &info);
 	assert_int_equal(member(&info, "b")->state, SIOV_MEMBER_RESYNCING);
 	/* It went on from where it stopped: not the whole disk again. */
 	assert_true(member(&info, "b")->resync_total < SIZE);
+	siov_mirror_set_resync_rate(fx->m, 4000ull * MB);
 	wait_in_sync(fx->m);
 	assert_same(fx, fx->mem[0], fx->mem[1]);
 }
@@ -581,7 +615,7 @@ static void test_host_crash(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		struct siov_backend *m = child_mirror(fx);
+		struct siov_backend *m = child_mirror(fx, 4000ull * MB);
 
 		wait_in_sync(m);
 		write_pattern(fx, m, 4 * CHUNK, CHUNK, 31);
@@ -605,10 +639,11 @@ static void test_host_crash(void **state)
 		assert_int_equal(fwrite(hdr, 1, sizeof(hdr), f), sizeof(hdr));
 		fclose(f);
 	}
-	assert_int_equal(mirror_open(fx, 2, fx->bitmap, &fx->m), 0);
+	assert_int_equal(mirror_open_rate(fx, 2, fx->bitmap, 2 * MB, &fx->m), 0);
 	siov_mirror_get_info(fx->m, &info);
 	assert_int_equal(member(&info, "b")->state, SIOV_MEMBER_RESYNCING);
 	assert_int_equal(member(&info, "b")->resync_total, SIZE);
+	siov_mirror_set_resync_rate(fx->m, 4000ull * MB);
 	wait_in_sync(fx->m);
 	assert_same(fx, fx->mem[0], fx->mem[1]);
 }

@@ -759,9 +759,10 @@ static void blk_report_fails_at_once(void **state)
  * hold policy) finishes at the backend but waits to be used; on resume both
  * are used, the write first, with one used element.
  */
-static void blk_in_order_read_waits_behind_held_write(void **state)
+static void move_queue(struct fx *fx);
+
+static void in_order_held_pair(struct fx *fx, bool move)
 {
-	struct fx *fx = *state;
 	struct tq *q = &fx->q[0];
 	struct virtio_blk_outhdr *w = guest_ptr(&fx->g, HDR_GPA), *r = w + 4;
 	uint8_t *wstatus = guest_ptr(&fx->g, STATUS_GPA), *rstatus = wstatus + 1;
@@ -788,6 +789,8 @@ static void blk_in_order_read_waits_behind_held_write(void **state)
 	usleep(100000);
 	assert_int_equal(tq_used_idx(q), idx); /* ... and not used before the write */
 	assert_true(SIOV_STAT_GET(q->vq.stats.order_held) >= 1);
+	if (move)
+		move_queue(fx);
 	full_of(fx)->full = false;
 	siov_blk_resume(fx->blk[0]);
 	assert_true(wait_used(q, idx + 2));
@@ -795,6 +798,50 @@ static void blk_in_order_read_waits_behind_held_write(void **state)
 	/* The write wrote its whole status byte: left out, the read's element stands for both. */
 	assert_int_equal(q->used->ring[idx % QNUM].id, 3);
 	assert_int_equal(q->used->ring[idx % QNUM].len, 513);
+}
+
+static void blk_in_order_read_waits_behind_held_write(void **state)
+{
+	in_order_held_pair(*state, false);
+}
+
+/*
+ * The same pair while the queue moves to another engine (what rebalancing
+ * does every second): the held write and the finished read behind it stay,
+ * and both are used on resume, in order.
+ */
+static void blk_in_order_held_pair_survives_queue_move(void **state)
+{
+	in_order_held_pair(*state, true);
+}
+
+/*
+ * Moves queue 0 as rebalancing does (to the fixture's one engine: the same
+ * detach and attach as between two).
+ */
+static void move_queue(struct fx *fx)
+{
+	assert_int_equal(siov_engine_move(&fx->q[0].vq, siov_engines_get(fx->engines, 0)), 0);
+}
+
+/* A held write survives its queue moving to another engine: resume still sends it. */
+static void blk_hold_survives_queue_move(void **state)
+{
+	struct fx *fx = *state;
+	struct siov_blk_hold_stats h;
+	uint16_t idx = start_write(fx);
+	int i;
+
+	for (i = 0; i < 500 && !full_of(fx)->refused; i++)
+		usleep(1000);
+	assert_true(full_of(fx)->refused > 0);
+	move_queue(fx);
+	siov_blk_hold_stats(fx->blk[0], &h);
+	assert_int_equal(h.held, 1);
+	full_of(fx)->full = false;
+	siov_blk_resume(fx->blk[0]);
+	assert_true(wait_used(&fx->q[0], idx + 1));
+	assert_int_equal(*(uint8_t *)guest_ptr(&fx->g, STATUS_GPA), VIRTIO_BLK_S_OK);
 }
 
 #define F(f)  cmocka_unit_test_setup_teardown(f, setup_file, teardown)
@@ -827,6 +874,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(blk_hold_times_out, setup_hold_timeout, teardown),
 	    cmocka_unit_test_setup_teardown(blk_report_fails_at_once, setup_report, teardown),
 	    cmocka_unit_test_setup_teardown(blk_in_order_read_waits_behind_held_write,
+					    setup_hold_in_order, teardown),
+	    cmocka_unit_test_setup_teardown(blk_hold_survives_queue_move, setup_hold, teardown),
+	    cmocka_unit_test_setup_teardown(blk_in_order_held_pair_survives_queue_move,
 					    setup_hold_in_order, teardown),
 	};
 
