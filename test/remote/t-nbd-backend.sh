@@ -50,12 +50,8 @@ ctl a backend_create --name n0 --type nbd --uri "$URI" --settle-ms $SETTLE_MS --
 ctl a vdev_create --name v0 --backend n0 --size $((32 * MiB)) --socket "$WORK/v0.sock" >/dev/null
 bench_start "$WORK/bench-2.out" --socket "$WORK/v0.sock" --rw randrw --bs 4k --iodepth 16 --runtime 7 --verify
 # Until I/O flows (not a fixed 2.5 s: a loaded machine may start the client later).
-i=0
-until [ "$(vstat a v0 .requests)" -gt 100 ]; do
-	i=$((i + 1))
-	[ $i -le 300 ] || die "no I/O flows on v0 within 30 s: $(ctl a vdev_stats --name v0)"
-	sleep 0.1
-done
+io_flows() { [ "$(vstat a v0 .requests)" -gt 100 ]; }
+wait_until 30 "no I/O flows on v0 within 30 s" io_flows
 T_KILL=$(now) # before the kill: siovd cannot notice the loss earlier
 nbdkit_kill9 s1
 log "nbdkit SIGKILLed with $(vstat a v0 .inflight) request(s) in flight in siovd"
