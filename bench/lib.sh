@@ -66,14 +66,14 @@ start_qsd() {
 }
 
 # start_siovd null|FILE [siovd options...]: serves $WORK/vu.sock from CPU $TCPU
-# (VDEV_QUEUES queues, default 1)
+# (VDEV_QUEUES queues, default 1; SIOVD_ARGS: more siovd options, e.g. --poll-hold-ns 1000)
 start_siovd() {
 	local be=$1
 	shift
 	mkdir -p "$WORK/state"
 	# SIOVD_WRAP: a command siovd runs under (packed.sh counts instructions with valgrind).
 	# shellcheck disable=SC2086
-	taskset -c "$TCPU" ${SIOVD_WRAP:-} "$SIOVD" --rpc-socket "$WORK/rpc.sock" --state-dir "$WORK/state" "$@" \
+	taskset -c "$TCPU" ${SIOVD_WRAP:-} "$SIOVD" --rpc-socket "$WORK/rpc.sock" --state-dir "$WORK/state" ${SIOVD_ARGS:-} "$@" \
 		>"$WORK/target.log" 2>&1 &
 	TPID=$!
 	wait_sock "$WORK/rpc.sock" "$TPID" || return 1

@@ -35,6 +35,7 @@ struct siovd_opts {
 	const char *state_dir;
 	unsigned engines;
 	unsigned poll_us;
+	unsigned hold_ns;
 	enum siov_log_level log_level;
 	const char *socket_dirs[SIOVD_MAX_SOCKET_DIRS + 1]; /* NULL-terminated */
 	unsigned nsocket_dirs;
@@ -58,6 +59,10 @@ static void usage(FILE *f)
 	      "  --engines N              data-plane threads (default: one per CPU)\n"
 	      "  --poll-us US             how long a queue is polled after its last request\n"
 	      "                           (default 200)\n"
+	      "  --poll-hold-ns NS        while a driver sends its requests one by one, wait\n"
+	      "                           this long after a round with work, if that batches\n"
+	      "                           them without losing rate (default 0: never; try\n"
+	      "                           1000, see docs/performance.md)\n"
 	      "  --socket-dir DIR         VDEV sockets may only be created in DIR (repeatable;\n"
 	      "                           default: anywhere)\n"
 	      "  --socket-mode MODE       mode of VDEV socket files, octal (default 0600)\n"
@@ -169,6 +174,7 @@ static int parse_args(int argc, char **argv, struct siovd_opts *o)
 	    {"state-dir", required_argument, NULL, 'd'},
 	    {"engines", required_argument, NULL, 'e'},
 	    {"poll-us", required_argument, NULL, 'p'},
+	    {"poll-hold-ns", required_argument, NULL, 'H'},
 	    {"log-level", required_argument, NULL, 'l'},
 	    {"socket-dir", required_argument, NULL, 'D'},
 	    {"socket-mode", required_argument, NULL, 'M'},
@@ -197,6 +203,10 @@ static int parse_args(int argc, char **argv, struct siovd_opts *o)
 			break;
 		case 'p':
 			if (parse_uint(optarg, 1000000, &o->poll_us))
+				goto bad;
+			break;
+		case 'H':
+			if (parse_uint(optarg, 100000, &o->hold_ns))
 				goto bad;
 			break;
 		case 'l':
@@ -280,6 +290,7 @@ static int run(const struct siovd_opts *o, struct siov_loop *loop)
 	struct siov_vdcm_opts vo = {.loop = loop,
 				    .engines = o->engines,
 				    .poll_us = o->poll_us,
+				    .hold_ns = o->hold_ns,
 				    .socket_dirs = o->nsocket_dirs ? o->socket_dirs : NULL,
 				    .socket_mode = o->socket_mode,
 				    .socket_uid = o->socket_uid,

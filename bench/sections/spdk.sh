@@ -12,7 +12,14 @@
 # was built) and exits 77 otherwise. Both SPDK programs need hugepages: the
 # section raises vm.nr_hugepages to SPDK_HUGEPAGES (default 1024, 2 GiB)
 # for its run and puts the old value back. siovd itself needs none.
-# Usage: sections/spdk.sh BUILD DIR   (env: SPDK_DIR, QDS, RUNTIME, ROUNDS)
+# SPDK_BASE_BUILD=DIR adds a third side, "base": siovd from another build
+# (e.g. main's, or the same one), started with SPDK_BASE_ARGS instead of
+# SIOVD_ARGS, in the same rounds: an A/B of a change or an option under
+# bdevperf (SPDK_BASE_BUILD=build SIOVD_ARGS="--poll-hold-ns 1000").
+# siovd's sides also record its per-queue counters (vdev_stats): avail-index
+# reads and used-index writes per request, which say how the engine and
+# bdevperf meet in shared memory whatever the machine's load.
+# Usage: sections/spdk.sh BUILD DIR   (env: SPDK_DIR, SPDK_BASE_BUILD, QDS, RUNTIME, ROUNDS)
 set -euo pipefail
 BUILD=$1 DIR=$2
 . "$(dirname "$0")/../lib.sh"
@@ -56,6 +63,23 @@ mount -t hugetlbfs -o pagesize=2M nodev "$HUGE" ||
 
 $FIG meta "$DIR" --name spdk --title "Null backend: siovd vs SPDK vhost, SPDK bdevperf as the client" \
 	--setup "4 KiB randread, target on CPU $TCPU, bdevperf (virtio-user, 2 queues of 256, I/O on one) on CPU $LCPU, $RUNTIME s per run, $ROUNDS rounds alternating siovd and SPDK $(git -C "$SPDK_DIR" describe --tags 2>/dev/null || echo '?'). SPDK's reactor polls at 100% of a core whatever the load."
+
+SIDES="siovd spdk"
+BASE=${SPDK_BASE_BUILD:-}
+if [ -n "$BASE" ]; then
+	BASE=$(cd "$BASE" && pwd)
+	[ -x "$BASE/app/siovd/siovd" ] || { echo "spdk: no siovd in $BASE" >&2; exit 77; }
+	SIDES="siovd base spdk"
+fi
+
+# start_base: start_siovd with the base build's siovd and siovctl
+start_base() {
+	local s=$SIOVD c=$SIOVCTL rc=0
+	SIOVD=$BASE/app/siovd/siovd SIOVCTL=$BASE/app/siovctl/siovctl
+	SIOVD_ARGS=${SPDK_BASE_ARGS:-} start_siovd "$@" || rc=$?
+	SIOVD=$s SIOVCTL=$c
+	return $rc
+}
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
@@ -103,6 +127,10 @@ EOF
 	t0=$(cpu_ticks "$TPID") w0=$(date +%s.%N)
 	wait "$cpid" || { cat "$log" >&2; stop_target; return 1; }
 	t1=$(cpu_ticks "$TPID") w1=$(date +%s.%N)
+	if [ "$side" != spdk ]; then
+		"$SIOVCTL" -s "$WORK/rpc.sock" vdev_stats >"$out.vdev" 2>/dev/null || true
+		"$SIOVCTL" -s "$WORK/rpc.sock" engine_stats >"$out.engine" 2>/dev/null || true
+	fi
 	stop_target
 	rm -f "$WORK/vu.sock"
 	# " Total : IOPS MiB/s Fail/s TO/s Average min max"
@@ -111,6 +139,15 @@ EOF
 		END { if (iops > 0) printf "%s %s %.3f %s\n", iops, lat, (t1 - t0) / clk / (w1 - w0), idle }' \
 		"$log" >"$out"
 	[ -s "$out" ]
+}
+
+record_counters() { # SIDE QD VDEV_STATS_JSON: shared-memory accesses per request
+	local id=spdk.randread.4k.qd$2 v
+	for v in avail_reads used_writes; do
+		$FIG add "$DIR" --id "$id.$v" --side "$1" --better lower --unit "per request" \
+			--label "null, 4 KiB randread, QD $2, bdevperf: siovd's $v per request (vdev_stats)" \
+			--value "$(jget "$3" "(lambda q: q['$v'] / max(q['requests'], 1))(max(d[0]['queues'], key=lambda q: q['requests']))")"
+	done
 }
 
 record() { # SIDE QD OUT
@@ -129,12 +166,13 @@ record() { # SIDE QD OUT
 		--label "null, 4 KiB randread, QD $2, bdevperf: mean latency" --unit "µs" --better lower
 	$FIG add "$DIR" --id "spdk.idle_cpu" --side "$1" --value "$idle" \
 		--label "target CPU while attached and idle" --unit "CPU" --better lower
+	[ -s "$3.vdev" ] && record_counters "$1" "$2" "$3.vdev"
 	echo "spdk: $1 qd=$2: $iops IOPS, mean $lat us, $util of a CPU (idle $idle)"
 }
 
 for round in $(seq "$ROUNDS"); do
 	for qd in $QDS; do
-		for side in siovd spdk; do
+		for side in $SIDES; do
 			out=$DIR/raw/$side-qd$qd-r$round.txt
 			run_one "$side" "$qd" "$out" || true
 			record "$side" "$qd" "$out"
@@ -146,4 +184,8 @@ for qd in $QDS; do
 	$FIG ratio "$DIR" --id "$id.iops_per_cpu_s" --of siovd --to spdk --target 1.5 --every-round
 	$FIG ratio "$DIR" --id "$id.iops" --of siovd --to spdk
 	$FIG ratio "$DIR" --id "$id.lat_mean_us" --of siovd --to spdk
+	[ -n "$BASE" ] || continue
+	for m in iops_per_cpu_s iops lat_mean_us avail_reads used_writes; do
+		$FIG ratio "$DIR" --id "$id.$m" --of siovd --to base
+	done
 done

@@ -26,6 +26,7 @@ struct siov_loop;
 struct siov_engines_opts {
 	unsigned count;		/* 0: one per online CPU */
 	unsigned poll_us;	/* grace period a queue is polled after its last request */
+	unsigned hold_ns;	/* poll hold while it batches a driver's requests; 0 = never */
 	struct siov_loop *loop; /* the control loop, for the balancing timer; may be NULL */
 	unsigned balance_ms;	/* how often to rebalance queues; 0 = never */
 };
@@ -49,6 +50,9 @@ struct siov_engine_stats {
 	uint64_t kernel_ns;	 /* their submit -> CQE reaped, summed */
 	uint64_t reaped_io;	 /* backend CQEs reaped */
 	uint64_t cqe_used_ns; /* their reap -> used entry published and driver notified, summed */
+	uint64_t holds;	      /* polls held back after a round with work (--poll-hold-ns) */
+	uint64_t hold_trials; /* epochs that tried a hold */
+	uint64_t hold_kept;   /* trials that paid (bigger rounds, same rate), so kept */
 	uint64_t cpu_ns;      /* CPU time of its thread: polling and work, not sleep */
 	unsigned queues;      /* queues attached to it */
 };

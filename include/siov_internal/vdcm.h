@@ -33,6 +33,7 @@ struct siov_vdcm_opts {
 	struct siov_loop *loop;
 	unsigned engines; /* 0: one per online CPU */
 	unsigned poll_us; /* how long an engine polls a queue after its last request */
+	unsigned hold_ns; /* an engine's poll hold while it batches requests (0: never) */
 	/* Directories VDEV sockets must be created in (NULL-terminated; NULL = anywhere). */
 	const char *const *socket_dirs;
 	/* VDEV socket files: mode (0 = 0600), owner and group (0 = siovd's). */

@@ -1117,10 +1117,15 @@ static struct json_object *engine_stats_json(struct siov_vdcm *vdcm)
 		    o, "cqe_to_used_us",
 		    json_object_new_double(latency_us(st.cqe_used_ns, st.reaped_io)));
 		json_object_object_add(o, "backend_cqes", json_object_new_uint64(st.reaped_io));
+		/* The thread's own clock: what this engine cost, apart from the other threads. */
+		json_object_object_add(o, "cpu_s", json_object_new_double((double)st.cpu_ns / 1e9));
 		json_object_object_add(o, "untimed_cqes",
 				       json_object_new_uint64(st.reaped_io > st.kernel_n
 								  ? st.reaped_io - st.kernel_n
 								  : 0));
+		json_object_object_add(o, "holds", json_object_new_uint64(st.holds));
+		json_object_object_add(o, "hold_trials", json_object_new_uint64(st.hold_trials));
+		json_object_object_add(o, "hold_kept", json_object_new_uint64(st.hold_kept));
 		json_object_array_add(a, o);
 	}
 	return a;

@@ -179,6 +179,7 @@ int siov_vdcm_create(const struct siov_vdcm_opts *opts, struct siov_vdcm **out)
 {
 	struct siov_engines_opts eo = {.count = opts->engines,
 				       .poll_us = opts->poll_us,
+				       .hold_ns = opts->hold_ns,
 				       .loop = opts->loop,
 				       .balance_ms = 1000};
 	struct siov_vdcm *v = calloc(1, sizeof(*v));

@@ -100,10 +100,16 @@ void siov_vq_break(struct siov_vq *vq, const char *fmt, ...)
 		__atomic_store_n(vq->dev_broken, 1, __ATOMIC_RELEASE);
 }
 
-bool siov_vq_is_broken(const struct siov_vq *vq)
+/* Inlined into pop(): an exported function in a PIC library is called, not inlined. */
+static inline bool vq_broken(const struct siov_vq *vq)
 {
 	return __atomic_load_n(&vq->broken, __ATOMIC_ACQUIRE) ||
 	       (vq->dev_broken && __atomic_load_n(vq->dev_broken, __ATOMIC_ACQUIRE));
+}
+
+bool siov_vq_is_broken(const struct siov_vq *vq)
+{
+	return vq_broken(vq);
 }
 
 int vq_chain_add(struct siov_vq *vq, struct siov_vq_chain *c, uint64_t addr, uint32_t len,
@@ -327,7 +333,7 @@ static int pop(struct siov_vq *vq, struct siov_vq_chain *c)
 	int n;
 
 	vq->last_pop = SIOV_VQ_POP_NONE;
-	if (siov_vq_is_broken(vq))
+	if (vq_broken(vq))
 		return -EIO;
 	if (vq->resubmit_pos < vq->resubmit_num)
 		return pop_resubmit(vq, c);
@@ -379,18 +385,6 @@ void siov_vq_prefetch(const struct siov_vq *vq, unsigned n)
 		if (head < vq->num)
 			__builtin_prefetch(&vq->desc[head]);
 	}
-}
-
-void vq_mark_used(struct siov_vq *vq)
-{
-	struct siov_vq_used_list *l = vq->run.used;
-
-	vq->used_dirty = true;
-	if (!l || vq->on_used_list)
-		return;
-	vq->on_used_list = true;
-	vq->next_used = l->head;
-	l->head = vq;
 }
 
 int vq_log_used(struct siov_vq *vq, uint64_t off, uint64_t len)
@@ -490,22 +484,26 @@ void siov_vq_complete_many(struct siov_vq *vq, const struct siov_vq_used_elem *e
 /*
  * In order: the k oldest buffers are done.  Each batch's used entry goes
  * where its first buffer's would, with the id of its last; the index then
- * covers them all, and their in-flight records clear after it.
+ * covers them all, and their in-flight records clear after it.  Their order
+ * states are freed here, in the one pass over them (vq_order_flush).
  */
 void vq_split_publish_order(struct siov_vq *vq, unsigned k)
 {
 	struct siov_vu_inflight_queue *q = vq->inflight;
-	unsigned i, start = 0;
+	struct siov_vq_order *o = vq->ord;
+	unsigned i, j = o->first, start = 0;
 	uint16_t id = 0;
 
 	for (i = 0; i < k; i++) {
-		uint16_t slot = (uint16_t)(vq->used_idx + start) % vq->num;
+		uint16_t slot = (uint16_t)(vq->used_idx + start) & (vq->num - 1);
 		struct vring_used_elem *e = &vq->used->ring[slot];
-		if (!vq_order_batch_end(vq, i, k))
+		id = o->ids[j];
+		j = j + 1 == vq->num ? 0 : j + 1;
+		o->state[id] = VQ_ORD_FREE;
+		if (!vq_order_batch_end(o, id, i + 1 == k))
 			continue;
-		id = vq_order_id(vq, i);
 		e->id = id;
-		e->len = vq->ord->len[id];
+		e->len = o->len[id];
 		start = i + 1;
 		SIOV_STAT_ADD(vq->stats.order_entries, 1);
 		if (unlikely_log(vq) &&
@@ -531,14 +529,16 @@ void vq_split_publish_order(struct siov_vq *vq, unsigned k)
 void siov_vq_complete(struct siov_vq *vq, uint16_t head, const struct iovec *written, unsigned n,
 		      uint32_t len)
 {
-	struct siov_vq_used_elem e = {head, len};
-
-	/* Packed, not in order: straight there, the per-request path (complete_many's frame
-	 * costs more).  In order goes through complete_many, which holds back early ones. */
-	if (vq->packed && !vq->ord)
-		vq_packed_complete(vq, &e, 1, written, n);
-	else
+	/* In order or packed: straight there, the per-request paths (complete_many's frame
+	 * costs more); in order holds back early ones. */
+	if (__builtin_expect(vq->ord != NULL, 0)) {
+		vq_order_complete_one(vq, head, len, written, n);
+	} else if (vq->packed) {
+		vq_packed_complete_one(vq, head, len, written, n);
+	} else {
+		struct siov_vq_used_elem e = {head, len};
 		siov_vq_complete_many(vq, &e, 1, written, n);
+	}
 }
 
 void siov_vq_give_back(struct siov_vq *vq, unsigned n)
@@ -593,6 +593,8 @@ void siov_vq_bind(struct siov_vq *vq, const struct siov_vq_runner *r)
 void siov_vq_unbind(struct siov_vq *vq)
 {
 	/* The runner notifies before it lets go; publish anything it left, to be sure. */
+	if (vq->ord && vq->ord->pend)
+		vq_order_flush(vq);
 	if (vq->packed)
 		vq_packed_publish(vq);
 	else
@@ -608,6 +610,8 @@ void siov_vq_notify(struct siov_vq *vq)
 	bool need;
 
 	/* A round's used entries become visible together, here (both ring formats). */
+	if (__builtin_expect(vq->ord != NULL, 0) && vq->ord->pend)
+		vq_order_flush(vq);
 	if (vq->packed)
 		vq_packed_publish(vq);
 	else

@@ -9,9 +9,11 @@
  * not its full writable length.
  *
  * Backends complete out of order (io_uring on a file does), so this file keeps
- * the buffers in flight in pop order: a completion marks its buffer done and
- * writes out the run of done buffers at the front, if any (visible at the
- * runner's notify, like every completion); the rest wait for the older ones.
+ * the buffers in flight in pop order: a completion marks its buffer done, and
+ * the run of done buffers at the front is written out when the runner
+ * notifies the queue at the end of its round (at once without a runner): one
+ * pass and one used entry per round, not one per completion, which is what
+ * makes in order cheaper than out of order.  The rest wait for older ones.
  * Everything still goes through siov_vq_complete(), the one
  * completion path: the dirty log marks the data when the device model
  * completes (before any index that could publish it), and the in-flight
@@ -48,23 +50,6 @@ void vq_order_free(struct siov_vq *vq)
 	vq->ord = NULL;
 }
 
-int vq_order_push(struct siov_vq *vq, const struct siov_vq_chain *c)
-{
-	struct siov_vq_order *o = vq->ord;
-
-	/* A head in flight twice would be used twice: the driver reused it too early. */
-	if (c->head >= vq->num || o->state[c->head] != VQ_ORD_FREE || o->count >= vq->num) {
-		siov_vq_break(vq, "head %u made available again while it is in flight", c->head);
-		return -EINVAL;
-	}
-	o->state[c->head] = VQ_ORD_POPPED;
-	o->full[c->head] = c->in_len > UINT32_MAX ? UINT32_MAX : (uint32_t)c->in_len;
-	o->ids[o->first + o->count < vq->num ? o->first + o->count
-					     : o->first + o->count - vq->num] = c->head;
-	o->count++;
-	return 0;
-}
-
 void vq_order_unpush(struct siov_vq *vq, unsigned n)
 {
 	struct siov_vq_order *o = vq->ord;
@@ -73,46 +58,81 @@ void vq_order_unpush(struct siov_vq *vq, unsigned n)
 		o->state[vq_order_id(vq, --o->count)] = VQ_ORD_FREE;
 }
 
-/* The done buffers at the front, published; they leave the table. */
-static void flush(struct siov_vq *vq)
+/*
+ * The done buffers at the front, published; they leave the table (the ring
+ * halves free their states as they write them out: one pass over them).
+ */
+void vq_order_flush(struct siov_vq *vq)
 {
 	struct siov_vq_order *o = vq->ord;
-	unsigned k = 0, i;
+	unsigned k = 0, j = o->first;
 
-	while (k < o->count && o->state[vq_order_id(vq, k)] == VQ_ORD_DONE)
+	o->pend = false;
+	while (k < o->count && o->state[o->ids[j]] == VQ_ORD_DONE) {
 		k++;
+		j = j + 1 == vq->num ? 0 : j + 1;
+	}
 	if (!k)
 		return;
 	if (vq->packed)
 		vq_packed_publish_order(vq, k);
 	else
 		vq_split_publish_order(vq, k);
-	for (i = 0; i < k; i++)
-		o->state[vq_order_id(vq, i)] = VQ_ORD_FREE;
-	o->first = o->first + k < vq->num ? o->first + k : o->first + k - vq->num;
+	o->first = j;
 	o->count -= k;
 	SIOV_STAT_ADD(vq->stats.order_used, k);
+}
+
+/* Marks buffer id done with its used length; false (queue broken) if it is not in flight. */
+static inline bool order_done(struct siov_vq *vq, uint16_t id, uint32_t len)
+{
+	struct siov_vq_order *o = vq->ord;
+
+	if (id >= vq->num || o->state[id] != VQ_ORD_POPPED) {
+		siov_vq_break(vq, "completion of buffer %u, which is not in flight", id);
+		return false;
+	}
+	o->state[id] = VQ_ORD_DONE;
+	o->len[id] = len;
+	return true;
+}
+
+/* After n completions: counted as held if the oldest is still out; flushed now or at notify. */
+static inline void order_after(struct siov_vq *vq, unsigned n)
+{
+	struct siov_vq_order *o = vq->ord;
+
+	if (o->count && o->state[o->ids[o->first]] != VQ_ORD_DONE)
+		SIOV_STAT_ADD(vq->stats.order_held, n);
+	/* The runner's notify (siov_vq_notify) writes the round's run out. */
+	if (vq->run.used) {
+		o->pend = true;
+		vq_list_used(vq);
+		return;
+	}
+	vq_order_flush(vq);
 }
 
 void vq_order_complete(struct siov_vq *vq, const struct siov_vq_used_elem *elems, unsigned nelems,
 		       const struct iovec *written, unsigned n)
 {
-	struct siov_vq_order *o = vq->ord;
 	unsigned i;
 
 	/* Marked now: the index that publishes these bytes may be written by a later completion. */
 	if (unlikely_log(vq) && vq_log_written(vq, written, n))
 		return;
-	for (i = 0; i < nelems; i++) {
-		uint16_t id = elems[i].head;
-		if (id >= vq->num || o->state[id] != VQ_ORD_POPPED) {
-			siov_vq_break(vq, "completion of buffer %u, which is not in flight", id);
+	for (i = 0; i < nelems; i++)
+		if (!order_done(vq, elems[i].head, elems[i].len))
 			return;
-		}
-		o->state[id] = VQ_ORD_DONE;
-		o->len[id] = elems[i].len;
-	}
-	if (nelems && o->count && o->state[o->ids[o->first]] != VQ_ORD_DONE)
-		SIOV_STAT_ADD(vq->stats.order_held, nelems);
-	flush(vq);
+	if (nelems)
+		order_after(vq, nelems);
+}
+
+void vq_order_complete_one(struct siov_vq *vq, uint16_t id, uint32_t len,
+			   const struct iovec *written, unsigned n)
+{
+	if (unlikely_log(vq) && vq_log_written(vq, written, n))
+		return;
+	if (order_done(vq, id, len))
+		order_after(vq, 1);
 }

@@ -294,7 +294,8 @@ static int walk_ring(struct siov_vq *vq, struct siov_vq_chain *c, uint16_t head_
 }
 
 /* The chain's buffer id may be taken: in range, not in flight, and the ring not overfull. */
-static int check_id(struct siov_vq *vq, uint16_t id, unsigned slots)
+static inline __attribute__((always_inline)) int check_id(struct siov_vq *vq, uint16_t id,
+							 unsigned slots)
 {
 	struct siov_vq_packed *pk = vq->pk;
 
@@ -326,35 +327,108 @@ static void take(struct siov_vq *vq, uint16_t id, unsigned slots, uint16_t pos)
 	pk->outstanding += slots;
 }
 
-int vq_packed_pop(struct siov_vq *vq, struct siov_vq_chain *c)
+/* The chain popped whole: its id checked and taken, the avail position past it. */
+static inline __attribute__((always_inline)) int
+pop_done(struct siov_vq *vq, struct siov_vq_chain *c, uint16_t id, unsigned slots, uint16_t start)
 {
 	struct siov_vq_packed *pk = vq->pk;
-	uint16_t flags, start = siov_vq_packed_base(vq->last_avail_idx, vq->avail_wrap);
+
+	if (check_id(vq, id, slots))
+		return -EINVAL;
+	c->head = id;
+	take(vq, id, slots, start);
+	/* No division on the hot path: the ring size need not be a power of two. */
+	pk->hist[pk->hist_next] = id;
+	pk->hist_next = pk->hist_next + 1u == vq->num ? 0 : (uint16_t)(pk->hist_next + 1);
+	pk->npops += pk->npops < vq->num;
+	vq->last_pop = SIOV_VQ_POP_RING;
+	return 1;
+}
+
+/* With in-flight records: every descriptor is copied into the record as it is walked. */
+static int pop_recorded(struct siov_vq *vq, struct siov_vq_chain *c, uint16_t flags)
+{
+	uint16_t start = siov_vq_packed_base(vq->last_avail_idx, vq->avail_wrap);
 	struct vring_packed_desc d;
 	struct walk w = {0};
 
-	/* The driver writes a chain's head flags last: acquire them, then read the rest. */
-	flags = __atomic_load_n(&vq->pdesc[vq->last_avail_idx].flags, __ATOMIC_ACQUIRE);
-	if (!desc_avail(flags, vq->avail_wrap))
-		return 0;
-	/* Until the id is known, messages name the chain by its ring position. */
 	vq_chain_reset(c, vq->last_avail_idx);
-	if (walk_ring(vq, c, flags, &d, &w) || check_id(vq, d.id, w.slots)) {
-		if (vq->inflight_packed)
-			ip_release(vq, w.first, w.ndesc);
+	if (walk_ring(vq, c, flags, &d, &w) || pop_done(vq, c, d.id, w.slots, start) != 1) {
+		ip_release(vq, w.first, w.ndesc);
 		return -EINVAL;
 	}
-	c->head = d.id;
-	take(vq, d.id, w.slots, start);
-	/* No division on the hot path: the ring size need not be a power of two. */
-	pk->hist[pk->hist_next] = d.id;
-	pk->hist_next = pk->hist_next + 1u == vq->num ? 0 : (uint16_t)(pk->hist_next + 1);
-	if (pk->npops < vq->num)
-		pk->npops++;
 	advance(vq, &vq->last_avail_idx, &vq->avail_wrap, w.slots);
-	vq->last_pop = SIOV_VQ_POP_RING;
+	ip_start(vq, d.id, w.first, w.ndesc, w.slots, start);
+	return 1;
+}
+
+/* One descriptor of the ring, copied once (the driver may rewrite it under us). */
+static inline void read_desc(const struct vring_packed_desc *ring, uint16_t pos,
+			     struct vring_packed_desc *d)
+{
+	memcpy(d, (const void *)&ring[pos], sizeof(*d));
+}
+
+/*
+ * The per-request path (no in-flight records): the checks of walk_ring() in
+ * the same order, the head descriptor peeled off the loop, the position,
+ * wrap counter and slot count in registers, and the avail position moved
+ * from where the walk ended.
+ */
+int vq_packed_pop(struct siov_vq *vq, struct siov_vq_chain *c)
+{
+	const struct vring_packed_desc *ring = vq->pdesc;
+	uint16_t pos = vq->last_avail_idx, flags, avail, start;
+	bool wrap = vq->avail_wrap;
+	struct vring_packed_desc d;
+	unsigned slots = 1;
+
+	/* The driver writes a chain's head flags last: acquire them, then read the rest. */
+	flags = __atomic_load_n(&ring[pos].flags, __ATOMIC_ACQUIRE);
+	if (!desc_avail(flags, wrap))
+		return 0;
 	if (vq->inflight_packed)
-		ip_start(vq, d.id, w.first, w.ndesc, w.slots, start);
+		return pop_recorded(vq, c, flags);
+	start = siov_vq_packed_base(pos, wrap);
+	avail = wrap ? F_AVAIL : F_USED;
+	/* Until the id is known, messages name the chain by its ring position. */
+	vq_chain_reset(c, pos);
+	read_desc(ring, pos, &d);
+	d.flags = flags; /* the one read with acquire */
+	for (;;) {
+		if (__builtin_expect(d.flags & VRING_DESC_F_INDIRECT, 0)) {
+			/* A copy: d itself never has its address taken, so it stays in registers. */
+			struct vring_packed_desc t = d;
+			if (add_indirect(vq, c, &t, slots == 1))
+				return -EINVAL;
+		} else if (vq_chain_add(vq, c, d.addr, d.len, d.flags & VRING_DESC_F_WRITE)) {
+			return -EINVAL;
+		}
+		if (++pos == vq->num) {
+			pos = 0;
+			wrap = !wrap;
+			avail ^= F_AVAIL | F_USED;
+		}
+		if (!(d.flags & VRING_DESC_F_NEXT))
+			break;
+		read_desc(ring, pos, &d);
+		if ((d.flags & (F_AVAIL | F_USED)) != avail) {
+			siov_vq_break(vq,
+				      "buffer at %u: descriptor %u of the chain is not available "
+				      "(flags 0x%x, wrap counter %d)",
+				      vq->last_avail_idx, pos, d.flags, wrap);
+			return -EINVAL;
+		}
+		if (++slots > vq->num) {
+			siov_vq_break(vq, "buffer at %u: chain longer than the ring (%u)",
+				      vq->last_avail_idx, vq->num);
+			return -EINVAL;
+		}
+	}
+	if (pop_done(vq, c, d.id, slots, start) != 1)
+		return -EINVAL;
+	vq->last_avail_idx = pos;
+	vq->avail_wrap = wrap;
 	return 1;
 }
 
@@ -501,8 +575,9 @@ void vq_packed_publish(struct siov_vq *vq)
  * before that first one, whose flags vq_packed_publish() stores when the
  * runner notifies (at once without a runner).
  */
-static void put_used(struct siov_vq *vq, uint16_t *pos, uint16_t *used, uint16_t id, uint32_t len,
-		     unsigned slots)
+static inline __attribute__((always_inline)) void
+put_used(struct siov_vq *vq, uint16_t *pos, uint16_t *used, uint16_t id, uint32_t len,
+	 unsigned slots)
 {
 	struct siov_vq_packed *pk = vq->pk;
 	struct vring_packed_desc *d = &vq->pdesc[*pos];
@@ -527,7 +602,7 @@ static void put_used(struct siov_vq *vq, uint16_t *pos, uint16_t *used, uint16_t
 }
 
 /* A buffer used: its slots leave the books, its record ends when the entries are published. */
-static unsigned retire(struct siov_vq *vq, uint16_t id)
+static inline __attribute__((always_inline)) unsigned retire(struct siov_vq *vq, uint16_t id)
 {
 	struct siov_vq_packed *pk = vq->pk;
 	unsigned slots = pk->slots[id];
@@ -563,6 +638,32 @@ void vq_packed_complete(struct siov_vq *vq, const struct siov_vq_used_elem *elem
 }
 
 /*
+ * One completion (siov_vq_complete, not in order): vq_packed_complete() for
+ * one element, with its loop and the element array gone.
+ */
+void vq_packed_complete_one(struct siov_vq *vq, uint16_t id, uint32_t len,
+			    const struct iovec *written, unsigned n)
+{
+	struct siov_vq_packed *pk = vq->pk;
+	uint16_t pos = vq->used_idx, used = vq->used_wrap ? (F_AVAIL | F_USED) : 0;
+
+	if (id >= vq->num || pk->slots[id] == NOT_IN_FLIGHT) {
+		siov_vq_break(vq, "completion of buffer id %u, which is not in flight", id);
+		return;
+	}
+	if (unlikely_log(vq) && vq_log_written(vq, written, n))
+		return;
+	/* Only in-flight records fill pend_ids (retire). */
+	if (vq->inflight_packed && pk->npend + 1 > vq->num)
+		vq_packed_publish(vq);
+	put_used(vq, &pos, &used, id, len, retire(vq, id));
+	vq->used_idx = pos;
+	if (!vq->run.used)
+		vq_packed_publish(vq);
+	vq_mark_used(vq);
+}
+
+/*
  * In order: the k oldest buffers are done.  Each batch gets one used entry,
  * over its first buffer's first slot, with the id of its last buffer, and the
  * used position skips every slot of the batch; published as above.
@@ -570,17 +671,20 @@ void vq_packed_complete(struct siov_vq *vq, const struct siov_vq_used_elem *elem
 void vq_packed_publish_order(struct siov_vq *vq, unsigned k)
 {
 	struct siov_vq_packed *pk = vq->pk;
+	struct siov_vq_order *o = vq->ord;
 	uint16_t pos = vq->used_idx, used = vq->used_wrap ? (F_AVAIL | F_USED) : 0;
-	unsigned i, slots = 0;
+	unsigned i, j = o->first, slots = 0;
 
 	if (pk->npend + k > vq->num)
 		vq_packed_publish(vq);
 	for (i = 0; i < k; i++) {
-		uint16_t id = vq_order_id(vq, i);
+		uint16_t id = o->ids[j];
+		j = j + 1 == vq->num ? 0 : j + 1;
+		o->state[id] = VQ_ORD_FREE; /* the one pass over them (vq_order_flush) */
 		slots += retire(vq, id);
-		if (!vq_order_batch_end(vq, i, k))
+		if (!vq_order_batch_end(o, id, i + 1 == k))
 			continue;
-		put_used(vq, &pos, &used, id, vq->ord->len[id], slots);
+		put_used(vq, &pos, &used, id, o->len[id], slots);
 		slots = 0;
 		SIOV_STAT_ADD(vq->stats.order_entries, 1);
 	}

@@ -25,8 +25,24 @@ static inline void vq_chain_reset(struct siov_vq_chain *c, uint16_t head)
 /* Translates one buffer into c's iovecs; breaks the queue and returns -errno if it cannot. */
 int vq_chain_add(struct siov_vq *vq, struct siov_vq_chain *c, uint64_t addr, uint32_t len,
 		 bool writable);
-/* Puts the queue on its runner's used list, once per notification. */
-void vq_mark_used(struct siov_vq *vq);
+/* Puts the queue on its runner's used list, once per notification (inline: per request). */
+static inline void vq_list_used(struct siov_vq *vq)
+{
+	struct siov_vq_used_list *l = vq->run.used;
+
+	if (!l || vq->on_used_list)
+		return;
+	vq->on_used_list = true;
+	vq->next_used = l->head;
+	l->head = vq;
+}
+
+/* The used ring advanced: vq_list_used(), and the notify looks at the driver's wishes. */
+static inline void vq_mark_used(struct siov_vq *vq)
+{
+	vq->used_dirty = true;
+	vq_list_used(vq);
+}
 /* Marks the pages of used-ring bytes [off, off+len) when the front end asked for it. */
 int vq_log_used(struct siov_vq *vq, uint64_t off, uint64_t len);
 /* Marks the buffers a completion wrote; breaks the queue and returns -ERANGE if it cannot. */
@@ -41,6 +57,7 @@ enum { VQ_ORD_FREE, VQ_ORD_POPPED, VQ_ORD_DONE };
 
 struct siov_vq_order {
 	unsigned first, count; /* ids[first .. first+count) mod num */
+	bool pend;	       /* completions since the last flush: the runner's notify flushes */
 	uint16_t *ids;
 	uint8_t *state;
 	uint32_t *len;	/* the used length, once done */
@@ -56,25 +73,46 @@ static inline uint16_t vq_order_id(const struct siov_vq *vq, unsigned i)
 }
 
 /*
- * Of a run of k buffers done, the i-th ends a batch (gets a used entry of its
+ * Of a run of buffers done, buffer id ends a batch (gets a used entry of its
  * own) if it is the run's last, or if the driver could not assume its used
  * length: a buffer left out of the ring counts as wholly written.
  */
-static inline bool vq_order_batch_end(const struct siov_vq *vq, unsigned i, unsigned k)
+static inline bool vq_order_batch_end(const struct siov_vq_order *o, uint16_t id, bool last)
 {
-	uint16_t id = vq_order_id(vq, i);
-
-	return i + 1 == k || vq->ord->len[id] != vq->ord->full[id];
+	return last || o->len[id] != o->full[id];
 }
 
 int vq_order_alloc(struct siov_vq *vq);
 void vq_order_free(struct siov_vq *vq);
-/* Records a chain just popped as the youngest in flight; breaks the queue on a duplicate. */
-int vq_order_push(struct siov_vq *vq, const struct siov_vq_chain *c);
+/*
+ * Records a chain just popped as the youngest in flight; breaks the queue on a
+ * duplicate.  Inline: siov_vq_pop() runs it per request.
+ */
+static inline int vq_order_push(struct siov_vq *vq, const struct siov_vq_chain *c)
+{
+	struct siov_vq_order *o = vq->ord;
+	unsigned t = o->first + o->count;
+
+	/* A head in flight twice would be used twice: the driver reused it too early. */
+	if (c->head >= vq->num || o->state[c->head] != VQ_ORD_FREE || o->count >= vq->num) {
+		siov_vq_break(vq, "head %u made available again while it is in flight", c->head);
+		return -EINVAL;
+	}
+	o->state[c->head] = VQ_ORD_POPPED;
+	o->full[c->head] = c->in_len > UINT32_MAX ? UINT32_MAX : (uint32_t)c->in_len;
+	o->ids[t < vq->num ? t : t - vq->num] = c->head;
+	o->count++;
+	return 0;
+}
 /* Forgets the n youngest (given back to the ring). */
 void vq_order_unpush(struct siov_vq *vq, unsigned n);
 void vq_order_complete(struct siov_vq *vq, const struct siov_vq_used_elem *elems, unsigned nelems,
 		       const struct iovec *written, unsigned n);
+/* One completion (siov_vq_complete): vq_order_complete() without the element array. */
+void vq_order_complete_one(struct siov_vq *vq, uint16_t id, uint32_t len,
+			   const struct iovec *written, unsigned n);
+/* Publishes the run of done buffers at the front (the runner's notify, or at once). */
+void vq_order_flush(struct siov_vq *vq);
 /* Ring halves: publish the k oldest buffers (all done) as batches, then the index. */
 void vq_split_publish_order(struct siov_vq *vq, unsigned k);
 void vq_packed_publish_order(struct siov_vq *vq, unsigned k);
@@ -87,6 +125,8 @@ void vq_packed_unpop(struct siov_vq *vq);
 void vq_packed_give_back(struct siov_vq *vq, unsigned n);
 void vq_packed_complete(struct siov_vq *vq, const struct siov_vq_used_elem *elems, unsigned nelems,
 			const struct iovec *written, unsigned n);
+void vq_packed_complete_one(struct siov_vq *vq, uint16_t id, uint32_t len,
+			    const struct iovec *written, unsigned n);
 /* Makes the used entries written since the last call visible to the driver. */
 void vq_packed_publish(struct siov_vq *vq);
 bool vq_packed_need_notify(struct siov_vq *vq);

@@ -131,9 +131,12 @@ static int queue_init(struct fx *fx, unsigned i)
 	return 0;
 }
 
+/* The engines' options: setup() and setup_hold() differ only here. */
+static struct siov_engines_opts g_eo = {.count = 2, .poll_us = 50};
+
 static int setup(void **state)
 {
-	struct siov_engines_opts eo = {.count = 2, .poll_us = 50};
+	struct siov_engines_opts eo = g_eo;
 	struct siov_backend_conf bc = {
 	    .name = "null0", .type = SIOV_BACKEND_NULL, .size = DISK_SIZE};
 	struct siov_err err;
@@ -151,6 +154,17 @@ static int setup(void **state)
 		if (queue_init(fx, i))
 			return -1;
 	return 0;
+}
+
+/* Engines that hold polls (siovd's default) and poll a queue for 200 ms after its last request. */
+static int setup_hold(void **state)
+{
+	int rc;
+
+	g_eo = (struct siov_engines_opts){.count = 2, .poll_us = 200000, .hold_ns = 1000};
+	rc = setup(state);
+	g_eo = (struct siov_engines_opts){.count = 2, .poll_us = 50};
+	return rc;
 }
 
 static int teardown(void **state)
@@ -471,15 +485,49 @@ static void qos_held_request_survives_detach(void **state)
 	assert_true(wait_used(&fx->q[0], (uint16_t)(idx + 1), TIMEOUT_NS));
 }
 
+/*
+ * A driver at QD 1 (one request, then wait for it) gains nothing from a held
+ * poll, only latency: the engine may try a hold, but must never keep one,
+ * and every request still completes.  The driver spins, as a polling one
+ * does, so the engine sees rounds with work back to back.
+ */
+static void qd1_driver_never_keeps_a_hold(void **state)
+{
+	struct fx *fx = *state;
+	struct siov_engine *e = engine_n(fx, 0);
+	struct siov_engine_stats st;
+	unsigned i;
+
+	assert_int_equal(siov_engine_attach(e, &fx->q[0].vq), 0);
+	for (i = 0; i < 20000; i++) {
+		uint16_t idx = start_read(fx, 0, i == 0);
+		uint64_t deadline = now_ns() + TIMEOUT_NS;
+		while (tq_used_idx(&fx->q[0]) != (uint16_t)(idx + 1))
+			if (now_ns() > deadline)
+				fail_msg("read %u never completed", i);
+	}
+	siov_engine_get_stats(e, &st);
+	assert_true(st.popped >= 20000);
+	assert_int_equal(st.hold_kept, 0);
+	print_message("engine 0: %llu trials of a hold, %llu polls held, none kept\n",
+		      (unsigned long long)st.hold_trials, (unsigned long long)st.holds);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 	const struct CMUnitTest tests[] = {
-	    T(attach_serves_detach_stops),	   T(attach_fails_cleanly_when_wakeup_fails),
-	    T(detach_survives_failed_wakeups),	   T(detach_waits_for_sqe_then_finishes),
-	    T(engine_hears_commands_without_sqes), T(rebalance_moves_one_busy_queue),
-	    T(failed_move_returns_to_old_engine),  T(failed_move_and_return_breaks_queue),
-	    T(qos_walks_each_request_once),	   T(qos_held_request_survives_detach),
+	    T(attach_serves_detach_stops),
+	    T(attach_fails_cleanly_when_wakeup_fails),
+	    T(detach_survives_failed_wakeups),
+	    T(detach_waits_for_sqe_then_finishes),
+	    T(engine_hears_commands_without_sqes),
+	    T(rebalance_moves_one_busy_queue),
+	    T(failed_move_returns_to_old_engine),
+	    T(failed_move_and_return_breaks_queue),
+	    T(qos_walks_each_request_once),
+	    T(qos_held_request_survives_detach),
+	    cmocka_unit_test_setup_teardown(qd1_driver_never_keeps_a_hold, setup_hold, teardown),
 	};
 
 #undef T
