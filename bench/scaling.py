@@ -198,10 +198,10 @@ def main():
                   f"scaling: round {rnd + 1} {side}: failed", file=sys.stderr, flush=True)
         for n in NS:
             qd = 2 if n <= 64 else 1
-            sides = [("siovd", lambda: siovd_run(build, n, qd, 1, TCPU))]
+            targets = [("siovd", lambda: siovd_run(build, n, qd, 1, TCPU))]
             if have_qsd:
-                sides.append(("qsd", lambda: qsd_run(build, n, qd)))
-            for side, fn in sides:
+                targets.append(("qsd", lambda: qsd_run(build, n, qd)))
+            for side, fn in targets:
                 r = safe(f"{n} VDEVs {side}", fn)
                 sec.add(f"scaling.vdevs{n}.iops_per_cpu_s", side, per_cpu(r),
                         label=f"{n} active VDEVs (exports), QD {qd} each: IOPS per target "

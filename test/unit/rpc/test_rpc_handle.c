@@ -180,6 +180,9 @@ static void test_engine_stats(void **state)
 	assert_true(json_object_get_double(member(e0, "submit_to_cqe_us")) == 0.0);
 	assert_true(json_object_get_double(member(e0, "cqe_to_used_us")) == 0.0);
 	assert_int_equal(json_object_get_int64(member(e0, "untimed_cqes")), 0);
+	/* The engine thread's own clock: an idle engine has run a little, never negative. */
+	assert_true(json_object_get_double(member(e0, "cpu_s")) >= 0.0);
+	assert_true(json_object_get_double(member(e0, "cpu_s")) < 60.0);
 	json_object_put(resp);
 	rpc_expect_error(
 	    g_srv,
