@@ -167,7 +167,7 @@ engines_wait() {
 }
 # The longest an engine waited since BEFORE (engines_wait's output), in ns.
 engines_waited() { engines_wait | awk -v b="$1" 'BEGIN{n=split(b,a," |\n");
-	for(i=1;i<n;i+=2)w[a[i]]=a[i+1]} {d=$2-w[$1]; if(d>m)m=d} END{printf "%d\n", m}'; }
+	for(i=1;i<n;i+=2)w[a[i]]=a[i+1]} {d=$2-w[$1]; if(d>m)m=d} END{printf "%.0f\n", m}'; }
 # A round in which an engine waited for a CPU longer than a quarter of it
 # measured the host's scheduler: with the engines at 75-90 % of the
 # round on run queues (load 16 here) the member whose engine the scheduler
