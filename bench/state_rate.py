@@ -460,7 +460,8 @@ a round ran back to back.  Load average (1 min) at the start of each run: {loads
     md += row("1 connection: a call's wall time beyond its fdatasync, us",
               "one_conn_us_beyond_sync")
     for key, label in CPU:
-        md += row(f"{label}: us", key)
+        if PY_CLIENT or not key.startswith("py_"):
+            md += row(f"{label}: us", key)
     if RATES_ONLY:
         return md
     md += f"\nFront-end attach (libsiov: connect, negotiate, share memory, start the rings), us:\n\n" + hdr
@@ -516,7 +517,7 @@ def section(out, r):
     for key, label in () if SCRAPE_ONLY else (
             ("one_conn_us_per_sync", "1 connection: write + fdatasync"),
                        ("one_conn_us_beyond_sync", "1 connection: a call's time beyond its sync"),
-                       *CPU):
+                       *(c for c in CPU if PY_CLIENT or not c[0].startswith("py_"))):
         add("state." + key, [key], label, "us", "lower")
     for key, label in (("attach_idle", "front-end attach, no management load"),
                        ("attach_storm", "front-end attach during a create storm")):
