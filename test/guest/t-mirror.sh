@@ -77,9 +77,9 @@ w0=$(member a .writes)
 touch "$WORK/b.err"
 wait_state b failed 20
 [ -n "$(member b .reason)" ] || die "b failed without a reason"
-sleep 2
-guest_ok
-[ "$(member a .writes)" -gt $((w0 + 100)) ] || die "writes did not go on with one member: $(mstat .mirror)"
+# Until 100 more writes landed on a (not 2 s of a TCG guest on a loaded machine).
+writes_go_on() { guest_ok && [ "$(member a .writes)" -gt $((w0 + 100)) ]; }
+wait_until 60 "writes did not go on with one member within 60 s" writes_go_on
 log "b failed ($(member b .reason)); $(($(member a .writes) - w0)) writes went on to a alone"
 
 # readd: b is healthy again; only what was written meanwhile is copied.

@@ -47,6 +47,18 @@ wait_for_path() {
 	done
 }
 
+# wait_until SECONDS WHAT CMD...: polls CMD every 0.1 s until it succeeds;
+# dies saying WHAT after SECONDS.  Synchronises on the event, not on a clock.
+wait_until() {
+	local i=0 n=$(($1 * 10)) what=$2
+	shift 2
+	until "$@"; do
+		i=$((i + 1))
+		[ $i -le $n ] || die "$what"
+		sleep 0.1
+	done
+}
+
 # free_port: a TCP port nobody listens on now (the kernel's pick).
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

@@ -49,8 +49,9 @@ ctl a backend_delete --name ro >/dev/null
 ctl a backend_create --name n0 --type nbd --uri "$URI" --settle-ms $SETTLE_MS --timeout-ms 20000 >/dev/null
 ctl a vdev_create --name v0 --backend n0 --size $((32 * MiB)) --socket "$WORK/v0.sock" >/dev/null
 bench_start "$WORK/bench-2.out" --socket "$WORK/v0.sock" --rw randrw --bs 4k --iodepth 16 --runtime 7 --verify
-sleep 2.5
-[ "$(vstat a v0 .requests)" -gt 100 ] || die "no I/O flows on v0 before the kill: $(ctl a vdev_stats --name v0)"
+# Until I/O flows (not a fixed 2.5 s: a loaded machine may start the client later).
+io_flows() { [ "$(vstat a v0 .requests)" -gt 100 ]; }
+wait_until 30 "no I/O flows on v0 within 30 s" io_flows
 T_KILL=$(now) # before the kill: siovd cannot notice the loss earlier
 nbdkit_kill9 s1
 log "nbdkit SIGKILLed with $(vstat a v0 .inflight) request(s) in flight in siovd"
