@@ -295,7 +295,7 @@ static int walk_ring(struct siov_vq *vq, struct siov_vq_chain *c, uint16_t head_
 
 /* The chain's buffer id may be taken: in range, not in flight, and the ring not overfull. */
 static inline __attribute__((always_inline)) int check_id(struct siov_vq *vq, uint16_t id,
-							 unsigned slots)
+							  unsigned slots)
 {
 	struct siov_vq_packed *pk = vq->pk;
 
@@ -397,7 +397,8 @@ int vq_packed_pop(struct siov_vq *vq, struct siov_vq_chain *c)
 	d.flags = flags; /* the one read with acquire */
 	for (;;) {
 		if (__builtin_expect(d.flags & VRING_DESC_F_INDIRECT, 0)) {
-			/* A copy: d itself never has its address taken, so it stays in registers. */
+			/* A copy: d itself never has its address taken, so it stays in registers.
+			 */
 			struct vring_packed_desc t = d;
 			if (add_indirect(vq, c, &t, slots == 1))
 				return -EINVAL;
@@ -575,9 +576,9 @@ void vq_packed_publish(struct siov_vq *vq)
  * before that first one, whose flags vq_packed_publish() stores when the
  * runner notifies (at once without a runner).
  */
-static inline __attribute__((always_inline)) void
-put_used(struct siov_vq *vq, uint16_t *pos, uint16_t *used, uint16_t id, uint32_t len,
-	 unsigned slots)
+static inline __attribute__((always_inline)) void put_used(struct siov_vq *vq, uint16_t *pos,
+							   uint16_t *used, uint16_t id,
+							   uint32_t len, unsigned slots)
 {
 	struct siov_vq_packed *pk = vq->pk;
 	struct vring_packed_desc *d = &vq->pdesc[*pos];

@@ -165,10 +165,15 @@ static void case_many_fds(void)
 	for (i = 0; i < 20; i++)
 		close(fds[i]);
 	expect_hangup(name, &fe);
-	/* siovd closes the RPC connection of the last siovctl call a moment later. */
-	for (i = 0; i < 50 && (after = count_fds()) != before; i++)
+	/*
+	 * siovd closes the RPC connection of the last siovctl call a moment
+	 * later, so that connection may be counted in before and gone by now:
+	 * fewer fds than before is fine, one of the 20 kept is not.
+	 */
+	for (i = 0; i < 50 && (after = count_fds()) > before; i++)
 		usleep(20000);
-	check(after == before, "%s: siovd holds %d fds, as before (%d)", name, after, before);
+	check(after <= before, "%s: siovd holds %d fds, no more than before (%d)", name, after,
+	      before);
 	survived(name);
 }
 
