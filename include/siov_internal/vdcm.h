@@ -100,16 +100,6 @@ int siov_vdcm_mirror_set_resync_rate(struct siov_vdcm *vdcm, const char *name, u
 int siov_vdcm_vdev_create(struct siov_vdcm *vdcm, const struct siov_vdev_conf *conf,
 			  struct siov_err *err);
 int siov_vdcm_vdev_delete(struct siov_vdcm *vdcm, const char *name, struct siov_err *err);
-/*
- * Whether siov_vdcm_vdev_create(conf) / siov_vdcm_vdev_delete(name) would be
- * refused, without doing anything; what only the system can refuse (the
- * socket's bind, memory) is left to the call itself.  The RPC journals a VDEV
- * between the check and the call, so that the record is written while the
- * device and its socket are made.
- */
-int siov_vdcm_vdev_check(struct siov_vdcm *vdcm, const struct siov_vdev_conf *conf,
-			 struct siov_err *err);
-int siov_vdcm_vdev_can_delete(struct siov_vdcm *vdcm, const char *name, struct siov_err *err);
 /* Takes effect for the VDEV's next request; running queues are not stopped. */
 int siov_vdcm_vdev_set_qos(struct siov_vdcm *vdcm, const char *name,
 			   const struct siov_qos_params *qos, struct siov_err *err);

@@ -363,14 +363,6 @@ char *siov_rpc_handle(struct siov_rpc_server *srv, const char *req, size_t len)
 	return rpc_to_text_put(rpc_wait_durable(srv, resp));
 }
 
-void siov_rpc_records_done(struct siov_rpc_server *srv)
-{
-	if (srv->lone_hold) {
-		srv->lone_hold = false;
-		siov_state_release(srv->state);
-	}
-}
-
 /* ---- Connections ---- */
 
 /* c's next change is no longer expected: it sent a request (came), or will send none. */
@@ -593,19 +585,13 @@ static void conn_feed(struct siov_rpc_conn *c, const char *buf, size_t len)
 		} else if (jerr == json_tokener_success) {
 			/*
 			 * The request's records are synced together, after it: a
-			 * batch's calls share one fdatasync.  A lone call may let
-			 * them go before it is done (siov_rpc_records_done).  val is
-			 * NULL for a bare 'null', which is an invalid request.
+			 * batch's calls share one fdatasync.  val is NULL for a bare
+			 * 'null', which is an invalid request.
 			 */
-			bool batch = val && json_object_is_type(val, json_type_array);
-
 			siov_state_hold(srv->state);
-			srv->lone_hold = !batch;
 			conn_unexpect(c, true);
 			conn_reply(c, rpc_handle_value(srv, val));
-			if (batch || srv->lone_hold)
-				siov_state_release(srv->state);
-			srv->lone_hold = false;
+			siov_state_release(srv->state);
 			json_object_put(val);
 			json_tokener_reset(c->tok);
 			c->req_bytes = 0;

@@ -42,7 +42,6 @@ struct siov_rpc_server {
 	struct siov_watch *listen_watch;
 	struct siov_rpc_conn *conns; /* doubly linked */
 	unsigned nconns;
-	bool lone_hold; /* a lone call (no batch) holds the journal (siov_state_hold) */
 	/*
 	 * Every change is a journal record (siov_rpc_record_*); an answer
 	 * leaves only once the journal is durable up to the last record
@@ -95,11 +94,6 @@ int siov_rpc_record_put(struct siov_rpc_server *srv, const char *kind, const cha
 			struct json_object *conf, struct siov_err *err);
 int siov_rpc_record_del(struct siov_rpc_server *srv, const char *kind, const char *name,
 			struct siov_err *err);
-/*
- * A lone call's records are all appended and its change comes next: they may
- * be written now, while the method goes on (its answer still waits for them).
- */
-void siov_rpc_records_done(struct siov_rpc_server *srv);
 /* Journals VDEV name's whole configuration as the VDCM now has it. */
 int siov_rpc_record_vdev(struct siov_rpc_server *srv, const char *name, struct siov_err *err);
 

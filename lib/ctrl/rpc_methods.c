@@ -438,63 +438,25 @@ static int m_backend_stats(struct siov_rpc_server *srv, struct json_object *para
 
 /* ---- VDEVs ---- */
 
-/*
- * VDEVs are made and removed one call at a time by orchestrators, so their
- * record goes first: checked, journalled and let go to the writer, then made
- * (the device and its socket while the record is written; the answer waits
- * for both).  What the check cannot foresee (the bind, memory) is undone by
- * a del record, and the error answer waits for that one too: a caller told
- * "failed" never finds the VDEV after a restart.
- */
 static int m_vdev_create(struct siov_rpc_server *srv, struct json_object *params,
 			 struct json_object **result, struct siov_err *err)
 {
 	struct siov_vdev_conf conf;
-	struct siov_err undo = {0};
 	int rc;
 
 	if (siov_vdev_conf_from_json(params, &conf, err))
 		return invalid_params(err);
-	rc = siov_vdcm_vdev_check(srv->vdcm, &conf, err);
-	if (rc < 0)
-		return vdcm_failed(rc, err);
-	rc = siov_rpc_record_put(srv, "vdev", conf.name, siov_vdev_conf_to_json(&conf), err);
-	if (rc < 0)
-		return save_failed(rc, err, "VDEV", conf.name, "not created:");
-	siov_rpc_records_done(srv);
 	rc = siov_vdcm_vdev_create(srv->vdcm, &conf, err);
-	if (rc < 0) {
-		if (siov_rpc_record_del(srv, "vdev", conf.name, &undo) < 0)
-			SIOV_ERR("rpc: VDEV '%s' failed, but its record could not be undone "
-				 "(a restart may bring it back): %s",
-				 conf.name, undo.msg);
+	if (rc < 0)
 		return vdcm_failed(rc, err);
-	}
-	SIOV_INFO("rpc: VDEV '%s' created", conf.name);
-	return ok_true(result);
+	return created(srv, "vdev", "VDEV", conf.name, siov_vdev_conf_to_json(&conf),
+		       siov_vdcm_vdev_delete, result, err);
 }
 
-/* Once checked, a delete cannot fail (nothing runs in between): journalled first too. */
 static int m_vdev_delete(struct siov_rpc_server *srv, struct json_object *params,
 			 struct json_object **result, struct siov_err *err)
 {
-	char name[SIOV_NAME_MAX];
-	int rc = parse_name(params, name, err);
-
-	if (rc)
-		return rc;
-	rc = siov_vdcm_vdev_can_delete(srv->vdcm, name, err);
-	if (rc < 0)
-		return vdcm_failed(rc, err);
-	rc = siov_rpc_record_del(srv, "vdev", name, err);
-	if (rc < 0)
-		return save_failed(rc, err, "VDEV", name, "not deleted:");
-	siov_rpc_records_done(srv);
-	rc = siov_vdcm_vdev_delete(srv->vdcm, name, err);
-	if (rc < 0)
-		return vdcm_failed(rc, err);
-	SIOV_INFO("rpc: VDEV '%s' deleted", name);
-	return ok_true(result);
+	return delete_named(srv, params, result, err, "vdev", "VDEV", siov_vdcm_vdev_delete);
 }
 
 static void vdev_to_json(const struct siov_vdev_info *info, void *arg)

@@ -1284,16 +1284,7 @@ err_free:
 	return rc;
 }
 
-int siov_vdcm_vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *conf,
-			 struct siov_err *err)
-{
-	struct vdcm_vdev d = {.conf = *conf}; /* only looked up, never entered anywhere */
-	int rc = vdev_check(v, conf, err);
-
-	return rc ? rc : vdev_resolve(v, &d, err);
-}
-
-int siov_vdcm_vdev_can_delete(struct siov_vdcm *v, const char *name, struct siov_err *err)
+int siov_vdcm_vdev_delete(struct siov_vdcm *v, const char *name, struct siov_err *err)
 {
 	struct vdcm_vdev *d = vdev_find(v, name);
 
@@ -1302,16 +1293,6 @@ int siov_vdcm_vdev_can_delete(struct siov_vdcm *v, const char *name, struct siov
 	if (d->exports)
 		return siov_err_set(err, -EBUSY,
 				    "VDEV '%s' is exported over NBD (export_delete first)", name);
-	return 0;
-}
-
-int siov_vdcm_vdev_delete(struct siov_vdcm *v, const char *name, struct siov_err *err)
-{
-	struct vdcm_vdev *d = vdev_find(v, name);
-	int rc = siov_vdcm_vdev_can_delete(v, name, err);
-
-	if (rc)
-		return rc;
 	vdev_unlink(v, d);
 	SIOV_INFO("vdev %s deleted", name);
 	/* The server stops the queues before the QoS they point to goes. */

@@ -236,22 +236,6 @@ int siov_vdcm_vdev_create(struct siov_vdcm *v, const struct siov_vdev_conf *conf
 	return 0;
 }
 
-int siov_vdcm_vdev_check(struct siov_vdcm *v, const struct siov_vdev_conf *conf,
-			 struct siov_err *err)
-{
-	uint64_t size = 0;
-	int rc = vdev_check(v, conf, &size, err);
-
-	if (rc == 0 && v->nvdevs == FAKE_MAX)
-		rc = siov_err_set(err, -ENOSPC, "too many VDEVs");
-	return rc;
-}
-
-int siov_vdcm_vdev_can_delete(struct siov_vdcm *v, const char *name, struct siov_err *err)
-{
-	return vdev_idx(v, name) < 0 ? siov_err_set(err, -ENOENT, "no VDEV named '%s'", name) : 0;
-}
-
 int siov_vdcm_vdev_delete(struct siov_vdcm *v, const char *name, struct siov_err *err)
 {
 	int i = vdev_idx(v, name);

@@ -166,64 +166,6 @@ static void test_round_trip(void **state)
 	siov_vdcm_destroy(b);
 }
 
-/*
- * A VDEV is journalled before its socket is made (so the record is written
- * meanwhile): a create that only the bind refuses (a file in the socket's
- * place) is undone by a del record, so a restart does not bring it back, and
- * the name can be used again.  A delete is journalled before it is done too.
- */
-static void test_create_undone(void **state)
-{
-	struct siov_rpc_server_opts opts;
-	struct siov_rpc_server *srv;
-	struct siov_vdcm *a, *b;
-	struct siov_err err = {0};
-	char p[512], path[256];
-	int fd;
-
-	vnew(&a);
-	opts = (struct siov_rpc_server_opts){.vdcm = a, .state_dir = g_dir};
-	assert_int_equal(siov_rpc_server_create(&opts, &srv), 0);
-	rpc_expect_true(srv,
-			REQ("backend_create", "{\"name\":\"r\",\"type\":\"ram\",\"size\":\"1G\"}"));
-	snprintf(path, sizeof(path), "%s/busy.sock", g_work);
-	fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
-	assert_true(fd >= 0);
-	close(fd);
-	snprintf(p, sizeof(p),
-		 "{\"name\":\"u\",\"backend\":\"r\",\"size\":\"1M\",\"socket\":\"%s\"}", path);
-	rpc_expect_error(srv, REQ("vdev_create", p), -EEXIST, "is not a socket");
-	assert_int_equal(probe_vdevs(a), 0);
-	snprintf(p, sizeof(p),
-		 "{\"name\":\"k\",\"backend\":\"r\",\"size\":\"1M\",\"socket\":\"%s/k.sock\"}",
-		 g_work);
-	rpc_expect_true(srv, REQ("vdev_create", p));
-	snprintf(p, sizeof(p),
-		 "{\"name\":\"d\",\"backend\":\"r\",\"offset\":\"1M\",\"size\":\"1M\","
-		 "\"socket\":\"%s/d.sock\"}",
-		 g_work);
-	rpc_expect_true(srv, REQ("vdev_create", p));
-	rpc_expect_true(srv, REQ("vdev_delete", "{\"name\":\"d\"}"));
-	rpc_expect_error(srv, REQ("vdev_delete", "{\"name\":\"d\"}"), -ENOENT, "no VDEV");
-	siov_rpc_server_destroy(srv);
-	siov_vdcm_destroy(a);
-	/* Gone before the restart: a record of u left behind would bring it back. */
-	unlink(path);
-	vnew(&b);
-	assert_int_equal(siov_state_load(b, g_dir, &err), 0);
-	assert_int_equal(probe_vdevs(b), 1);
-	assert_non_null(probe_vdev(b, "k"));
-	opts = (struct siov_rpc_server_opts){.vdcm = b, .state_dir = g_dir};
-	assert_int_equal(siov_rpc_server_create(&opts, &srv), 0);
-	snprintf(p, sizeof(p),
-		 "{\"name\":\"u\",\"backend\":\"r\",\"offset\":\"2M\",\"size\":\"1M\","
-		 "\"socket\":\"%s\"}",
-		 path);
-	rpc_expect_true(srv, REQ("vdev_create", p));
-	siov_rpc_server_destroy(srv);
-	siov_vdcm_destroy(b);
-}
-
 /* network_create/delete/list: checked, listed, saved and restored like the rest. */
 static void test_networks(void **state)
 {
@@ -764,7 +706,6 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_socket_answers_durable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_save_over_leftovers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_networks, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_create_undone, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_net_port_methods, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_corrupt_refused, setup, teardown),
