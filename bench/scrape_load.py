@@ -52,7 +52,15 @@ def task_ns(pid, tid):
 
 
 def tasks(pid):
-    return {int(t): task_ns(pid, t) for t in os.listdir(f"/proc/{pid}/task")}
+    """CPU time per live thread; a thread that exits meanwhile (the journal's
+    compactor ends after each compaction) is left out, not an error."""
+    out = {}
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            out[int(t)] = task_ns(pid, t)
+        except OSError:
+            pass
+    return out
 
 
 def comm(pid, tid):
