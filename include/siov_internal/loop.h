@@ -21,6 +21,12 @@ void siov_loop_destroy(struct siov_loop *loop);
 /* Watches fd for events (EPOLLIN etc.).  The loop does not own fd. */
 int siov_loop_add(struct siov_loop *loop, int fd, uint32_t events, siov_watch_cb cb, void *arg,
 		  struct siov_watch **out);
+/*
+ * As siov_loop_add, but served first: after every wait and before each
+ * ordinary callback.  For fds whose latency a guest notices (vhost-user).
+ */
+int siov_loop_add_urgent(struct siov_loop *loop, int fd, uint32_t events, siov_watch_cb cb,
+			 void *arg, struct siov_watch **out);
 int siov_loop_mod(struct siov_watch *w, uint32_t events);
 /* Safe to call from inside any callback, including w's own. */
 void siov_loop_del(struct siov_watch *w);

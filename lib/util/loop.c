@@ -2,6 +2,13 @@
  * The control thread's epoll loop.  Watches are freed lazily: a watch deleted
  * inside a callback is only marked, and freed after the current round, so a
  * callback may delete any watch (including its own) without use-after-free.
+ *
+ * Urgent watches live in a second epoll set nested in the first.  They are
+ * served after every wait and again before each ordinary callback, so a
+ * vhost-user message (a front end attaching, reconnecting or migrating) waits
+ * for at most one ordinary callback, never for a whole round of management
+ * calls.  That is the point: during a create storm a round holds up to 64
+ * JSON-RPC callbacks, and an attach is a few dozen message round trips.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -17,12 +24,14 @@ struct siov_watch {
 	siov_watch_cb cb;
 	void *arg;
 	bool dead;
+	bool urgent;
 	struct siov_watch *next_dead;
 	struct siov_watch *prev, *next; /* live watches, freed by siov_loop_destroy */
 };
 
 struct siov_loop {
 	int epfd;
+	int uepfd; /* urgent set; itself watched by epfd */
 	bool stop;
 	struct siov_watch *dead;
 	struct siov_watch *live;
@@ -31,17 +40,35 @@ struct siov_loop {
 int siov_loop_create(struct siov_loop **out)
 {
 	struct siov_loop *loop = calloc(1, sizeof(*loop));
+	int rc;
 
 	if (!loop)
 		return -ENOMEM;
 	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (loop->epfd < 0) {
-		int rc = -errno;
-		free(loop);
-		return rc;
-	}
+	if (loop->epfd < 0)
+		goto err_free;
+	loop->uepfd = epoll_create1(EPOLL_CLOEXEC);
+	if (loop->uepfd < 0)
+		goto err_epfd;
+	/* data.ptr NULL marks the nested urgent set in epfd's events. */
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->uepfd, &ev) < 0)
+		goto err_uepfd;
 	*out = loop;
 	return 0;
+
+err_uepfd:
+	rc = -errno;
+	close(loop->uepfd);
+	errno = -rc;
+err_epfd:
+	rc = -errno;
+	close(loop->epfd);
+	errno = -rc;
+err_free:
+	rc = -errno;
+	free(loop);
+	return rc;
 }
 
 static void loop_reap(struct siov_loop *loop)
@@ -60,12 +87,13 @@ void siov_loop_destroy(struct siov_loop *loop)
 	while (loop->live)
 		siov_loop_del(loop->live);
 	loop_reap(loop);
+	close(loop->uepfd);
 	close(loop->epfd);
 	free(loop);
 }
 
-int siov_loop_add(struct siov_loop *loop, int fd, uint32_t events, siov_watch_cb cb, void *arg,
-		  struct siov_watch **out)
+static int loop_add(struct siov_loop *loop, bool urgent, int fd, uint32_t events, siov_watch_cb cb,
+		    void *arg, struct siov_watch **out)
 {
 	struct epoll_event ev = {.events = events};
 	struct siov_watch *w = calloc(1, sizeof(*w));
@@ -76,8 +104,9 @@ int siov_loop_add(struct siov_loop *loop, int fd, uint32_t events, siov_watch_cb
 	w->fd = fd;
 	w->cb = cb;
 	w->arg = arg;
+	w->urgent = urgent;
 	ev.data.ptr = w;
-	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+	if (epoll_ctl(urgent ? loop->uepfd : loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		int rc = -errno;
 		free(w);
 		return rc;
@@ -91,11 +120,28 @@ int siov_loop_add(struct siov_loop *loop, int fd, uint32_t events, siov_watch_cb
 	return 0;
 }
 
+int siov_loop_add(struct siov_loop *loop, int fd, uint32_t events, siov_watch_cb cb, void *arg,
+		  struct siov_watch **out)
+{
+	return loop_add(loop, false, fd, events, cb, arg, out);
+}
+
+int siov_loop_add_urgent(struct siov_loop *loop, int fd, uint32_t events, siov_watch_cb cb,
+			 void *arg, struct siov_watch **out)
+{
+	return loop_add(loop, true, fd, events, cb, arg, out);
+}
+
+static int watch_epfd(const struct siov_watch *w)
+{
+	return w->urgent ? w->loop->uepfd : w->loop->epfd;
+}
+
 int siov_loop_mod(struct siov_watch *w, uint32_t events)
 {
 	struct epoll_event ev = {.events = events, .data.ptr = w};
 
-	if (epoll_ctl(w->loop->epfd, EPOLL_CTL_MOD, w->fd, &ev) < 0)
+	if (epoll_ctl(watch_epfd(w), EPOLL_CTL_MOD, w->fd, &ev) < 0)
 		return -errno;
 	return 0;
 }
@@ -105,7 +151,7 @@ void siov_loop_del(struct siov_watch *w)
 	if (!w || w->dead)
 		return;
 	/* The fd may already be closed; then the kernel dropped it for us. */
-	epoll_ctl(w->loop->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+	epoll_ctl(watch_epfd(w), EPOLL_CTL_DEL, w->fd, NULL);
 	if (w->prev)
 		w->prev->next = w->next;
 	else
@@ -117,6 +163,32 @@ void siov_loop_del(struct siov_watch *w)
 	w->loop->dead = w;
 }
 
+static void dispatch(struct epoll_event *evs, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct siov_watch *w = evs[i].data.ptr;
+		if (w && !w->dead)
+			w->cb(w, evs[i].events, w->arg);
+	}
+}
+
+/*
+ * Serves what is ready in the urgent set without waiting, until it is empty
+ * or a bounded number of passes ran (so a flooding front end cannot starve
+ * the ordinary watches: each pass serves each ready fd once).
+ */
+static void serve_urgent(struct siov_loop *loop)
+{
+	struct epoll_event evs[64];
+
+	for (int pass = 0; pass < 4; pass++) {
+		int n = epoll_wait(loop->uepfd, evs, 64, 0);
+		if (n <= 0)
+			return;
+		dispatch(evs, n);
+	}
+}
+
 int siov_loop_run_once(struct siov_loop *loop, int timeout_ms)
 {
 	struct epoll_event evs[64];
@@ -125,10 +197,14 @@ int siov_loop_run_once(struct siov_loop *loop, int timeout_ms)
 	n = epoll_wait(loop->epfd, evs, 64, timeout_ms);
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
+	serve_urgent(loop);
 	for (i = 0; i < n; i++) {
 		struct siov_watch *w = evs[i].data.ptr;
-		if (!w->dead)
-			w->cb(w, evs[i].events, w->arg);
+		if (!w || w->dead)
+			continue;
+		w->cb(w, evs[i].events, w->arg);
+		if (i + 1 < n)
+			serve_urgent(loop);
 	}
 	loop_reap(loop);
 	return n;

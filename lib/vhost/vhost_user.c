@@ -1187,7 +1187,8 @@ int siov_vu_server_adopt(struct siov_vu_server *srv, int fd)
 		close(fd);
 		return -EBUSY;
 	}
-	rc = siov_loop_add(srv->loop, fd, EPOLLIN | EPOLLRDHUP, conn_readable, srv, &srv->conn_w);
+	rc = siov_loop_add_urgent(srv->loop, fd, EPOLLIN | EPOLLRDHUP, conn_readable, srv,
+				  &srv->conn_w);
 	if (rc) {
 		close(fd);
 		return rc;
@@ -1345,8 +1346,8 @@ int siov_vu_server_create(const struct siov_vu_server_opts *o, struct siov_vu_se
 	if (rc < 0)
 		goto err_queues;
 	srv->listen_fd = rc;
-	rc =
-	    siov_loop_add(srv->loop, srv->listen_fd, EPOLLIN, listen_readable, srv, &srv->listen_w);
+	rc = siov_loop_add_urgent(srv->loop, srv->listen_fd, EPOLLIN, listen_readable, srv,
+				  &srv->listen_w);
 	if (rc) {
 		siov_err_set(err, rc, "cannot watch %s: %s", o->socket_path, strerror(-rc));
 		goto err_listen;
