@@ -45,28 +45,29 @@ int siov_loop_create(struct siov_loop **out)
 	if (!loop)
 		return -ENOMEM;
 	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (loop->epfd < 0)
+	if (loop->epfd < 0) {
+		rc = -errno;
 		goto err_free;
+	}
 	loop->uepfd = epoll_create1(EPOLL_CLOEXEC);
-	if (loop->uepfd < 0)
+	if (loop->uepfd < 0) {
+		rc = -errno;
 		goto err_epfd;
+	}
 	/* data.ptr NULL marks the nested urgent set in epfd's events. */
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
-	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->uepfd, &ev) < 0)
+	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->uepfd, &ev) < 0) {
+		rc = -errno;
 		goto err_uepfd;
+	}
 	*out = loop;
 	return 0;
 
 err_uepfd:
-	rc = -errno;
 	close(loop->uepfd);
-	errno = -rc;
 err_epfd:
-	rc = -errno;
 	close(loop->epfd);
-	errno = -rc;
 err_free:
-	rc = -errno;
 	free(loop);
 	return rc;
 }
@@ -197,7 +198,12 @@ int siov_loop_run_once(struct siov_loop *loop, int timeout_ms)
 	n = epoll_wait(loop->epfd, evs, 64, timeout_ms);
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
-	serve_urgent(loop);
+	/* The nested set first, and only when the wait reported it ready. */
+	for (i = 0; i < n; i++)
+		if (!evs[i].data.ptr) {
+			serve_urgent(loop);
+			break;
+		}
 	for (i = 0; i < n; i++) {
 		struct siov_watch *w = evs[i].data.ptr;
 		if (!w || w->dead)
